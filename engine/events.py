@@ -15,8 +15,11 @@ An event is a JSON-serialisable dict; it never carries a secret.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 TOPICS = (
     "outcomes",
@@ -39,13 +42,14 @@ class EventSink(Protocol):
 class EventBus:
     """In-process fan-out: subscribers are called synchronously, queues are filled without waiting.
 
-    A subscriber that raises is logged by the caller's loop exception handler and does not stop the
-    others. Queues are bounded; a full queue drops its oldest event rather than blocking the engine.
+    A subscriber that raises is logged and does not stop the others. Queues are bounded; a full queue drops its oldest event rather than blocking the engine.
     """
 
     def __init__(self) -> None:
         self._callbacks: list[Callable[[str, dict[str, Any]], None]] = []
-        self._queues: list[tuple[frozenset[str] | None, asyncio.Queue[tuple[str, dict[str, Any]]]]] = []
+        self._queues: list[
+            tuple[frozenset[str] | None, asyncio.Queue[tuple[str, dict[str, Any]]]]
+        ] = []
         self._sinks: list[EventSink] = []
 
     def subscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
@@ -66,10 +70,7 @@ class EventBus:
             try:
                 cb(topic, event)
             except Exception:  # a bad subscriber must not break the engine
-                loop = asyncio.get_running_loop()
-                loop.call_exception_handler(
-                    {"message": f"event subscriber failed on {topic}", "exception": None}
-                )
+                log.exception("event subscriber %r failed on topic %s", cb, topic)
         for topics, q in self._queues:
             if topics is None or topic in topics:
                 if q.full():
