@@ -16,8 +16,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("engine.daemon", "cli", "run the engine daemon from a config file"),
     "check-config": ("engine.config", "cli_check", "validate a config file and say what is wrong"),
     "send": ("engine.sources.send", "cli", "send signals to a running engine or to Kafka"),
-    "bench": ("bench.runner", "cli", "latency benchmark, side by side with the floor and the "
-              "official client"),
+    "bench": (
+        "bench.runner",
+        "cli",
+        "latency benchmark, side by side with the floor and the official client",
+    ),
 }
 
 

@@ -67,7 +67,11 @@ class RateLimited(VenueError):
     """The venue answered 429. ``retry_after`` in seconds when the venue said so."""
 
     def __init__(
-        self, message: str, *, account: str | None = None, route: str | None = None,
+        self,
+        message: str,
+        *,
+        account: str | None = None,
+        route: str | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message, account=account, route=route)
@@ -86,7 +90,11 @@ class OutcomeUnknown(VenueError):
     """A non-idempotent call may or may not have taken effect: reconcile before anything else."""
 
     def __init__(
-        self, message: str, *, account: str | None = None, route: str | None = None,
+        self,
+        message: str,
+        *,
+        account: str | None = None,
+        route: str | None = None,
         strategy_tag: str | None = None,
     ) -> None:
         super().__init__(message, account=account, route=route)

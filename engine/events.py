@@ -42,7 +42,8 @@ class EventSink(Protocol):
 class EventBus:
     """In-process fan-out: subscribers are called synchronously, queues are filled without waiting.
 
-    A subscriber that raises is logged and does not stop the others. Queues are bounded; a full queue drops its oldest event rather than blocking the engine.
+    A subscriber that raises is logged and does not stop the others. Queues are bounded; a full
+    queue drops its oldest event rather than blocking the engine.
     """
 
     def __init__(self) -> None:
