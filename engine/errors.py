@@ -103,3 +103,34 @@ class OutcomeUnknown(VenueError):
 
 class NotFound(VenueError):
     """The venue does not know the id (order, position, instrument, route)."""
+
+
+class Shed(EngineError):
+    """The rate limiter's queue for an account was full: the request was dropped, never sent.
+
+    Definitive (nothing reached the venue), so the signal's outcome is EXPIRED with ``reason``.
+    """
+
+    def __init__(
+        self, reason: str, *, account: str | None = None, route: str | None = None,
+        priority: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.account = account
+        self.route = route
+        self.priority = priority
+
+
+class CircuitOpen(VenueUnavailable):
+    """The account's circuit breaker is open: the request was refused locally, never sent.
+
+    ``retry_in`` is the number of seconds until the breaker lets a probe through.
+    """
+
+    def __init__(
+        self, message: str, *, account: str | None = None, route: str | None = None,
+        retry_in: float = 0.0,
+    ) -> None:
+        super().__init__(message, account=account, route=route)
+        self.retry_in = retry_in
