@@ -112,7 +112,11 @@ class Shed(EngineError):
     """
 
     def __init__(
-        self, reason: str, *, account: str | None = None, route: str | None = None,
+        self,
+        reason: str,
+        *,
+        account: str | None = None,
+        route: str | None = None,
         priority: str | None = None,
     ) -> None:
         super().__init__(reason)
@@ -129,7 +133,11 @@ class CircuitOpen(VenueUnavailable):
     """
 
     def __init__(
-        self, message: str, *, account: str | None = None, route: str | None = None,
+        self,
+        message: str,
+        *,
+        account: str | None = None,
+        route: str | None = None,
         retry_in: float = 0.0,
     ) -> None:
         super().__init__(message, account=account, route=route)
