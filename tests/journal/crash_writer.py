@@ -1,0 +1,35 @@
+"""Child process for the crash test: journals signals as fast as it can until it is killed.
+
+It prints ``begun <id>`` once a begin is durable and ``decided <id>`` once an outcome is, so the
+parent knows exactly what the journal promised before the SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from engine.domain import Action, Outcome, OutcomeStatus
+from engine.journal import Journal
+
+
+async def one(journal: Journal, n: int) -> None:
+    sid = f"sig-{n}"
+    await journal.begin(sid, "acct", f"tag{n}")
+    print(f"begun {sid}", flush=True)
+    await asyncio.sleep(0)
+    outcome = Outcome(sid, "acct", OutcomeStatus.ACCEPTED, Action.PLACE, order_id=str(n))
+    await journal.record(outcome)
+    print(f"decided {sid}", flush=True)
+
+
+async def main(path: str) -> None:
+    journal = Journal(path)
+    n = 0
+    while n < 1_000_000:  # bounded: the parent kills it long before
+        await asyncio.gather(*(one(journal, n + i) for i in range(16)))
+        n += 16
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
