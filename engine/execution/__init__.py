@@ -1,0 +1,1 @@
+"""Execution: the signal pipeline, order tracking, reconciliation, rate limits, stop-limit."""

@@ -1,0 +1,137 @@
+"""In-flight orders, tracked BEFORE they are sent.
+
+An order is registered under its strategy tag before the POST leaves, so a stream event that races
+the HTTP reply, or an ambiguous failure, always finds its record. Finished records are kept for
+``linger_s`` so late stream events (a fill after the cancel reply, a position opened by the order)
+still apply. Signals reference earlier ones by id (``ref``): :meth:`by_signal` answers that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from engine.domain import Action, OutcomeStatus
+from engine.venue import VenueEvent
+
+
+@dataclass(slots=True)
+class SignalRecord:
+    """One signal's journey. Stamps are ``time.monotonic_ns()``; 0 = stage not reached."""
+
+    signal_id: str
+    account: str
+    action: Action
+    tag: str | None = None
+    order_id: str | None = None
+    position_id: str | None = None
+    instrument_id: int | None = None
+    status: OutcomeStatus | None = None  # None while in flight
+    ts_ns: int = 0  # generation time (epoch ns, from the signal)
+    arrived_ns: int = 0
+    decoded_ns: int = 0
+    validated_ns: int = 0
+    gated_ns: int = 0
+    on_wire_ns: int = 0
+    acked_ns: int = 0
+    arrived_wall_ns: int = 0  # epoch ns at arrival, to relate ts to the monotonic stamps
+    finished_at: float = 0.0  # monotonic seconds, for lingering
+
+    @property
+    def stamps(self) -> tuple[int, ...]:
+        return (
+            self.arrived_ns,
+            self.decoded_ns,
+            self.validated_ns,
+            self.gated_ns,
+            self.on_wire_ns,
+            self.acked_ns,
+        )
+
+
+class OrderTracker:
+    """tag → record, order id → record, signal id → record. Not thread-safe: one event loop."""
+
+    __slots__ = ("_by_order", "_by_position", "_by_signal", "_by_tag", "_finished", "linger_s")
+
+    def __init__(self, linger_s: float = 600.0) -> None:
+        self.linger_s = linger_s
+        self._by_tag: dict[str, SignalRecord] = {}
+        self._by_order: dict[str, SignalRecord] = {}
+        self._by_position: dict[str, SignalRecord] = {}
+        self._by_signal: dict[str, SignalRecord] = {}
+        self._finished: OrderedDict[str, SignalRecord] = OrderedDict()
+
+    def track(self, record: SignalRecord) -> None:
+        """Register before sending. The signal id key is the leg key (``id`` or ``id@alias``)."""
+        self._by_signal[record.signal_id] = record
+        if record.tag is not None:
+            self._by_tag[record.tag] = record
+
+    def bind_order(self, record: SignalRecord, order_id: str) -> None:
+        record.order_id = order_id
+        self._by_order[order_id] = record
+
+    def bind_position(self, record: SignalRecord, position_id: str) -> None:
+        record.position_id = position_id
+        self._by_position[position_id] = record
+
+    def finish(self, record: SignalRecord, status: OutcomeStatus) -> None:
+        record.status = status
+        record.finished_at = time.monotonic()
+        self._finished[record.signal_id] = record
+        self._finished.move_to_end(record.signal_id)
+        self._expire(record.finished_at)
+
+    def by_tag(self, tag: str) -> SignalRecord | None:
+        return self._by_tag.get(tag)
+
+    def by_order(self, order_id: str) -> SignalRecord | None:
+        return self._by_order.get(order_id)
+
+    def by_position(self, position_id: str) -> SignalRecord | None:
+        return self._by_position.get(position_id)
+
+    def by_signal(self, signal_id: str) -> SignalRecord | None:
+        return self._by_signal.get(signal_id)
+
+    def in_flight(self) -> list[SignalRecord]:
+        return [r for r in self._by_signal.values() if r.status is None]
+
+    def apply(self, event: VenueEvent) -> SignalRecord | None:
+        """Fold a stream event into the record it belongs to (by order id, then by tag).
+
+        Orders opened by a filled market order get their position id here, so a later
+        ``close`` with ``ref`` finds the position without a REST call.
+        """
+        payload = event.payload
+        order_id = getattr(payload, "order_id", None) or getattr(payload, "open_order_id", None)
+        record = self._by_order.get(order_id) if isinstance(order_id, str) else None
+        if record is None:
+            tag = getattr(payload, "strategy_id", None)
+            if isinstance(tag, str) and tag:
+                record = self._by_tag.get(tag)
+                if record is not None and isinstance(order_id, str) and record.order_id is None:
+                    self.bind_order(record, order_id)
+        if record is None:
+            return None
+        position_id = getattr(payload, "position_id", None)
+        if isinstance(position_id, str) and position_id and record.position_id is None:
+            self.bind_position(record, position_id)
+        return record
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.linger_s
+        while self._finished:
+            key, rec = next(iter(self._finished.items()))
+            if rec.finished_at > horizon:
+                break
+            del self._finished[key]
+            self._by_signal.pop(key, None)
+            if rec.tag is not None:
+                self._by_tag.pop(rec.tag, None)
+            if rec.order_id is not None:
+                self._by_order.pop(rec.order_id, None)
+            if rec.position_id is not None:
+                self._by_position.pop(rec.position_id, None)
