@@ -1,0 +1,305 @@
+"""REST client for one TradeLocker account: warm pinned connections, typed outcomes, safe retries.
+
+One :class:`RestClient` per account owns an aiohttp session whose connector keeps a few keep-alive
+connections to the venue (aiohttp sets TCP_NODELAY on every connection; DNS answers are cached;
+TLS is verified unless told otherwise). :meth:`RestClient.start` opens and warms them with parallel
+``GET /trade/config`` calls, and a background task keeps them warm, so no order pays for a TCP or
+TLS handshake or a DNS lookup.
+
+Two kinds of call, two policies (see docs/tradelocker.md):
+
+* :meth:`RestClient.query` (GET, idempotent): query timeout; retried with exponential backoff and
+  full jitter on 5xx, timeouts, dropped connections and 429 (waiting ``Retry-After`` when given);
+  a 401 triggers one token refresh and one retry.
+* :meth:`RestClient.submit` (POST/PATCH/DELETE, order entry): order timeout; NEVER retried. A
+  timeout, a dropped connection, a 5xx or an unreadable 2xx raises
+  :class:`engine.errors.OutcomeUnknown`; a 401 triggers a background refresh and raises
+  :class:`engine.errors.AuthFailed` (the venue refused it before acting, so it is definitive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from engine.errors import (
+    AuthFailed,
+    OutcomeUnknown,
+    RateLimited,
+    VenueError,
+    VenueUnavailable,
+)
+from engine.tradelocker.auth import TokenManager
+from engine.tradelocker.errors import decode_reply
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. Orders get a short total budget: a slow answer is an unknown outcome anyway."""
+
+    order_total: float = 5.0
+    query_total: float = 10.0
+    connect: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff for idempotent calls: attempt n waits uniform(0, min(cap, base * 2**n))."""
+
+    attempts: int = 4
+    base_s: float = 0.05
+    cap_s: float = 2.0
+    # A Retry-After longer than this is not waited for: RateLimited goes to the caller instead.
+    max_retry_after_s: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0.0, min(self.cap_s, self.base_s * 2**attempt))
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    pool_size: int = 4  # keep-alive connections per account
+    warm_on_start: int = 2  # parallel GET /trade/config at start-up
+    keep_warm_every_s: float = 10.0  # below the venue's (and aiohttp's) idle keep-alive timeout
+    keepalive_timeout_s: float = 30.0
+    dns_ttl_s: int = 300
+    verify_tls: bool = True
+
+
+class RestClient:
+    """HTTP calls for one account (``alias`` in errors, ``acc_num`` in the header)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenManager,
+        *,
+        alias: str,
+        account_id: str,
+        acc_num: int,
+        developer_api_key: str | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        connection: ConnectionSettings | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.alias = alias
+        self.account_id = account_id
+        self.acc_num = acc_num
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self.connection = connection or ConnectionSettings()
+        self._static_headers = {"accNum": str(acc_num), "Content-Type": "application/json"}
+        if developer_api_key:
+            self._static_headers["developer-api-key"] = developer_api_key
+        self._order_timeout = aiohttp.ClientTimeout(
+            total=self.timeouts.order_total, sock_connect=self.timeouts.connect
+        )
+        self._query_timeout = aiohttp.ClientTimeout(
+            total=self.timeouts.query_total, sock_connect=self.timeouts.connect
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._keep_warm: asyncio.Task[None] | None = None
+        self.config: dict[str, Any] = {}
+        self.retries = 0  # idempotent retries done (health / tests)
+        self._background: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<RestClient {self.alias} account {self.account_id} accNum {self.acc_num}>"
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pool, warm it with parallel config reads, keep the config, start keep-warm."""
+        if self._session is None:
+            settings = self.connection
+            connector = aiohttp.TCPConnector(
+                limit=settings.pool_size,
+                limit_per_host=settings.pool_size,
+                keepalive_timeout=settings.keepalive_timeout_s,
+                ttl_dns_cache=settings.dns_ttl_s,
+                ssl=True if settings.verify_tls else False,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, raise_for_status=False
+            )
+        warmers = max(1, min(self.connection.warm_on_start, self.connection.pool_size))
+        configs = await asyncio.gather(
+            *(self.query("/trade/config") for _ in range(warmers)), return_exceptions=True
+        )
+        for result in configs:
+            if isinstance(result, BaseException):
+                await self.close()
+                raise result
+        if isinstance(configs[0], dict):
+            self.config = configs[0]
+        if self._keep_warm is None:
+            self._keep_warm = asyncio.create_task(
+                self._keep_warm_loop(), name=f"keep-warm:{self.alias}"
+            )
+
+    async def close(self) -> None:
+        if self._keep_warm is not None:
+            self._keep_warm.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keep_warm
+            self._keep_warm = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _keep_warm_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.connection.keep_warm_every_s)
+            # Touch as many connections as the pool holds so none idles out; a dead one is
+            # replaced here, in the background, instead of on the next order.
+            n = max(1, self.connection.warm_on_start)
+            results = await asyncio.gather(
+                *(self.query("/trade/config", attempts=1) for _ in range(n)),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, Exception):
+                    raise result
+                if isinstance(result, Exception):
+                    log.warning(
+                        "account %s: keep-warm call failed (%s)", self.alias, type(result).__name__
+                    )
+
+    # -- calls ------------------------------------------------------------------------------
+
+    async def query(
+        self,
+        path: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        attempts: int | None = None,
+    ) -> Any:
+        """GET ``path`` and return the envelope payload (None for ``no_data``). Retried."""
+        route = "GET " + path
+        tries = attempts or self.retry.attempts
+        refreshed = False
+        attempt = 0
+        while True:
+            bearer = await self.tokens.bearer_for_request()
+            try:
+                status, body, headers = await self._send(
+                    "GET", path, params, None, bearer, self._query_timeout
+                )
+                return decode_reply(
+                    status, body, headers, idempotent=True, account=self.alias, route=route
+                )
+            except AuthFailed:
+                if refreshed:
+                    raise
+                refreshed = True
+                await self.tokens.on_unauthorized(bearer)
+                continue
+            except RateLimited as exc:
+                attempt += 1
+                wait = exc.retry_after if exc.retry_after is not None else self.retry.delay(attempt)
+                if attempt >= tries or wait > self.retry.max_retry_after_s:
+                    raise
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                attempt += 1
+                if attempt >= tries:
+                    raise VenueUnavailable(
+                        f"{route}: no answer after {attempt} attempt(s) ({type(exc).__name__})",
+                        account=self.alias,
+                        route=route,
+                    ) from None
+                wait = self.retry.delay(attempt)
+            except VenueUnavailable:
+                attempt += 1
+                if attempt >= tries:
+                    raise
+                wait = self.retry.delay(attempt)
+            self.retries += 1
+            log.debug("account %s: %s retry %d in %.3f s", self.alias, route, attempt, wait)
+            await asyncio.sleep(wait)
+
+    async def submit(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        strategy_tag: str | None = None,
+    ) -> Any:
+        """Send a non-idempotent call once. Never retried; see the module doc for outcomes."""
+        route = f"{method} {path}"
+        bearer = await self.tokens.bearer_for_request()
+        try:
+            status, raw, headers = await self._send(
+                method, path, params, body, bearer, self._order_timeout
+            )
+        except aiohttp.ClientConnectorError as exc:
+            # TCP connect itself failed: nothing was written, so nothing can have happened.
+            raise VenueUnavailable(
+                f"{route}: could not connect to the venue ({type(exc).__name__}); not sent",
+                account=self.alias,
+                route=route,
+            ) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise OutcomeUnknown(
+                f"{route}: {type(exc).__name__} after sending; the venue may or may not have "
+                "acted: reconcile by tag before resending",
+                account=self.alias,
+                route=route,
+                strategy_tag=strategy_tag,
+            ) from None
+        try:
+            return decode_reply(
+                status, raw, headers, idempotent=False, account=self.alias, route=route
+            )
+        except AuthFailed:
+            # Refreshing is the background's job; kick it so the next call finds a fresh token.
+            task = asyncio.get_running_loop().create_task(self._refresh_quietly(bearer))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            raise
+        except OutcomeUnknown as exc:
+            exc.strategy_tag = strategy_tag
+            raise
+
+    async def _refresh_quietly(self, bearer: str) -> None:
+        try:
+            await self.tokens.on_unauthorized(bearer)
+        except VenueError as exc:
+            log.warning("account %s: refresh after 401 failed (%s)", self.alias, type(exc).__name__)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        body: bytes | None,
+        bearer: str,
+        budget: aiohttp.ClientTimeout,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        if self._session is None:
+            raise VenueUnavailable(
+                f"account {self.alias}: client not started", account=self.alias, route=path
+            )
+        headers = dict(self._static_headers)
+        headers["Authorization"] = bearer
+        async with self._session.request(
+            method,
+            self.base_url + path,
+            params=params,
+            data=body,
+            headers=headers,
+            timeout=budget,
+        ) as response:
+            return response.status, await response.read(), response.headers
