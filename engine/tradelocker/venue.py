@@ -1,0 +1,579 @@
+"""``TradeLockerVenue``: the :class:`engine.venue.Venue` protocol over TradeLocker's REST API.
+
+Many logins, many accounts: each login has one :class:`TokenManager` (shared by its accounts), each
+account one :class:`RestClient` (its own warm connection pool), one :class:`InstrumentCache` and its
+column layouts from ``/trade/config``. Accounts are named by the engine's alias; at start-up each
+alias is resolved to (login, accountId, accNum) through ``/auth/jwt/all-accounts``.
+
+Order entry is sent exactly once (see :mod:`engine.tradelocker.rest`). After
+:class:`engine.errors.OutcomeUnknown`, :meth:`TradeLockerVenue.find_by_tag` says what the venue
+holds for the order's ``strategyId`` tag; that is how reconciliation decides, never by resending.
+
+Stream events: :meth:`events` yields what :meth:`publish_event` is given (the Streams API client
+in ``engine.tradelocker.stream`` feeds it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from engine.domain import (
+    AccountState,
+    Instrument,
+    Order,
+    OrderModification,
+    OrderRequest,
+    OrderType,
+    Position,
+    ProtectionType,
+    Validity,
+)
+from engine.errors import (
+    ConfigError,
+    NotFound,
+    OutcomeUnknown,
+    ValidationError,
+    VenueUnavailable,
+)
+from engine.tradelocker.auth import TokenManager, TokensHook
+from engine.tradelocker.columns import (
+    ColumnError,
+    Layouts,
+    decode_account_state,
+    decode_orders,
+    decode_positions,
+)
+from engine.tradelocker.instruments import InstrumentCache
+from engine.tradelocker.rest import ConnectionSettings, RestClient, RetryPolicy, Timeouts
+from engine.venue import Capabilities, PlaceResult, ReverseResult, VenueEvent
+
+log = logging.getLogger(__name__)
+
+MAX_TAG_LENGTH = 31  # the documented limit (the official client's test suggests 32; stay under)
+
+
+def backend_url(host: str) -> str:
+    """``https://demo.tradelocker.com`` -> ``https://demo.tradelocker.com/backend-api``."""
+    url = host.rstrip("/")
+    return url if url.endswith("/backend-api") else url + "/backend-api"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginSpec:
+    """One TradeLocker login, with its secrets already resolved by the secret store.
+
+    ``base_url`` is the REST base including ``/backend-api`` (see :func:`backend_url`).
+    """
+
+    name: str
+    base_url: str
+    email: str | None = None
+    password: str | None = field(default=None, repr=False)
+    server: str | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+    developer_api_key: str | None = field(default=None, repr=False)
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    """An engine alias for one account of a login; give account_id, acc_num, or both."""
+
+    alias: str
+    login: str
+    account_id: str | None = None
+    acc_num: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TagMatches:
+    """What the venue holds for one strategy tag (see :meth:`TradeLockerVenue.find_by_tag`)."""
+
+    orders: tuple[Order, ...] = ()  # working orders
+    history: tuple[Order, ...] = ()  # final orders (filled, cancelled, rejected)
+    positions: tuple[Position, ...] = ()
+
+    @property
+    def found(self) -> bool:
+        return bool(self.orders or self.history or self.positions)
+
+    @property
+    def order_ids(self) -> frozenset[str]:
+        return frozenset(o.order_id for o in (*self.orders, *self.history))
+
+
+@dataclass(slots=True)
+class _Account:
+    alias: str
+    spec: AccountSpec
+    client: RestClient
+    instruments: InstrumentCache
+    layouts: Layouts | None = None
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def encode_place_order(request: OrderRequest) -> bytes:
+    """The place-order JSON body. The ONE place it is built (``engine._fast`` swaps in here).
+
+    Every documented key is sent, ``null`` when unused, as the official client does.
+    """
+    instrument = request.instrument
+    stop_loss_type = request.stop_loss_type
+    if request.stop_loss is not None and stop_loss_type is None:
+        stop_loss_type = ProtectionType.ABSOLUTE
+    take_profit_type = request.take_profit_type
+    if request.take_profit is not None and take_profit_type is None:
+        take_profit_type = ProtectionType.ABSOLUTE
+    body = {
+        "tradableInstrumentId": instrument.tradable_instrument_id,
+        "routeId": instrument.trade_route_id,
+        "qty": request.qty,
+        "side": request.side.wire,
+        "type": request.type.wire,
+        "validity": Validity.required_for(request.type).wire,
+        "price": _number(request.price) if request.type is OrderType.LIMIT else None,
+        "stopPrice": _number(request.stop_price) if request.type is OrderType.STOP else None,
+        "stopLoss": _number(request.stop_loss),
+        "stopLossType": stop_loss_type.wire
+        if request.stop_loss is not None and stop_loss_type
+        else None,
+        "trStopOffset": _number(request.trailing_offset)
+        if stop_loss_type is ProtectionType.TRAILING_OFFSET
+        else None,
+        "takeProfit": _number(request.take_profit),
+        "takeProfitType": take_profit_type.wire
+        if request.take_profit is not None and take_profit_type
+        else None,
+        "strategyId": request.strategy_tag or None,
+    }
+    return orjson.dumps(body)
+
+
+def _check_request(request: OrderRequest) -> None:
+    """Refuse locally what the venue would refuse, so nothing ambiguous is sent."""
+    account = request.account
+    if request.type is OrderType.STOP_LIMIT:
+        raise ValidationError(
+            "TradeLocker has no stop-limit orders: the engine emulates them (stop trigger, then "
+            "a limit order)",
+            account,
+        )
+    if request.qty <= 0:
+        raise ValidationError(f"qty must be positive, got {request.qty}", account)
+    if request.type is OrderType.LIMIT and request.price is None:
+        raise ValidationError("a limit order needs a price", account)
+    if request.type is OrderType.STOP and request.stop_price is None:
+        raise ValidationError("a stop order needs a stop_price (its trigger)", account)
+    if request.take_profit_type is ProtectionType.TRAILING_OFFSET:
+        raise ValidationError("take-profit cannot be trailing (absolute or offset only)", account)
+    if request.stop_loss_type is ProtectionType.TRAILING_OFFSET and (
+        request.trailing_offset is None
+    ):
+        raise ValidationError("a trailingOffset stop-loss needs trailing_offset", account)
+    if len(request.strategy_tag) > MAX_TAG_LENGTH:
+        raise ValidationError(
+            f"strategy tag is {len(request.strategy_tag)} characters; the venue allows "
+            f"{MAX_TAG_LENGTH}",
+            account,
+        )
+
+
+class TradeLockerVenue:
+    """The Venue protocol for many TradeLocker accounts across several logins."""
+
+    capabilities = Capabilities(
+        native_stop_limit=False,
+        hedging=True,
+        trailing_stop=True,
+        partial_close=True,
+        client_order_id=False,
+        max_tag_length=MAX_TAG_LENGTH,
+        streaming=True,
+    )
+
+    def __init__(
+        self,
+        logins: Sequence[LoginSpec],
+        accounts: Sequence[AccountSpec],
+        *,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        connection: ConnectionSettings | None = None,
+        instrument_ttl_s: float = 3600.0,
+        refresh_fraction: float = 0.6,
+        refresh_margin_s: float = 300.0,
+        on_tokens: Callable[[str], TokensHook] | None = None,
+        history_page_floor_ms: int = 1,
+    ) -> None:
+        """``on_tokens(login_name)`` returns the hook that persists that login's refresh token."""
+        self._logins = {spec.name: spec for spec in logins}
+        if len(self._logins) != len(logins):
+            raise ConfigError("two logins share one name")
+        self._account_specs: dict[str, AccountSpec] = {}
+        for spec in accounts:
+            if spec.login not in self._logins:
+                raise ConfigError(
+                    f"account {spec.alias!r} names login {spec.login!r}, which is not configured"
+                )
+            if spec.account_id is None and spec.acc_num is None:
+                raise ConfigError(f"account {spec.alias!r}: give account_id or acc_num")
+            if spec.alias in self._account_specs:
+                raise ConfigError(f"account alias {spec.alias!r} is configured twice")
+            self._account_specs[spec.alias] = spec
+        self._timeouts = timeouts
+        self._retry = retry
+        self._connection = connection
+        self._instrument_ttl = instrument_ttl_s
+        self._history_floor = max(1, history_page_floor_ms)
+        self.tokens: dict[str, TokenManager] = {
+            spec.name: TokenManager(
+                spec.base_url,
+                name=spec.name,
+                email=spec.email,
+                password=spec.password,
+                server=spec.server,
+                refresh_token=spec.refresh_token,
+                on_tokens=on_tokens(spec.name) if on_tokens else None,
+                refresh_fraction=refresh_fraction,
+                refresh_margin_s=refresh_margin_s,
+                verify_tls=spec.verify_tls,
+            )
+            for spec in logins
+        }
+        self._accounts: dict[str, _Account] = {}
+        self._events: asyncio.Queue[VenueEvent] = asyncio.Queue(maxsize=100_000)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in everywhere, resolve every alias, open and warm each account's connections."""
+        await asyncio.gather(*(t.start() for t in self.tokens.values()))
+        known = {name: await tokens.accounts() for name, tokens in self.tokens.items()}
+        for alias, spec in self._account_specs.items():
+            info = next(
+                (
+                    a
+                    for a in known[spec.login]
+                    if (spec.account_id is None or a.account_id == str(spec.account_id))
+                    and (spec.acc_num is None or a.acc_num == spec.acc_num)
+                ),
+                None,
+            )
+            if info is None:
+                listed = ", ".join(
+                    f"{a.account_id} (accNum {a.acc_num})" for a in known[spec.login]
+                )
+                raise ConfigError(
+                    f"account {alias!r}: login {spec.login!r} has no account matching "
+                    f"account_id={spec.account_id} acc_num={spec.acc_num}; "
+                    f"it has: {listed or 'none'}"
+                )
+            login = self._logins[spec.login]
+            client = RestClient(
+                login.base_url,
+                self.tokens[spec.login],
+                alias=alias,
+                account_id=info.account_id,
+                acc_num=info.acc_num,
+                developer_api_key=login.developer_api_key,
+                timeouts=self._timeouts,
+                retry=self._retry,
+                connection=self._connection,
+            )
+            self._accounts[alias] = _Account(
+                alias, spec, client, InstrumentCache(client, ttl_s=self._instrument_ttl)
+            )
+        await asyncio.gather(*(self._start_account(a) for a in self._accounts.values()))
+
+    async def _start_account(self, account: _Account) -> None:
+        await account.client.start()
+        account.layouts = Layouts.from_config(account.client.config)
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            *(a.client.close() for a in self._accounts.values()), return_exceptions=True
+        )
+        await asyncio.gather(*(t.close() for t in self.tokens.values()), return_exceptions=True)
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def _account(self, alias: str) -> _Account:
+        account = self._accounts.get(alias)
+        if account is None:
+            known = ", ".join(sorted(self._accounts)) or "none (start() not called?)"
+            raise ConfigError(f"unknown account alias {alias!r}; configured: {known}")
+        return account
+
+    def _layouts(self, account: _Account) -> Layouts:
+        if account.layouts is None:
+            raise VenueUnavailable(f"account {account.alias} is not started", account=account.alias)
+        return account.layouts
+
+    def client(self, alias: str) -> RestClient:
+        """The account's REST client (rate-limit config, health, benchmarks)."""
+        return self._account(alias).client
+
+    def config(self, alias: str) -> Mapping[str, Any]:
+        """The account's ``/trade/config`` payload (``rateLimits``, ``limits``, layouts)."""
+        return self._account(alias).client.config
+
+    async def instruments(self, account: str) -> list[Instrument]:
+        return await self._account(account).instruments.all()
+
+    async def instrument(self, account: str, symbol: str) -> Instrument:
+        return await self._account(account).instruments.by_symbol(symbol)
+
+    async def instrument_by_id(self, account: str, tradable_instrument_id: int) -> Instrument:
+        return await self._account(account).instruments.by_id(tradable_instrument_id)
+
+    async def quote(self, account: str, instrument: Instrument) -> tuple[float, float] | None:
+        """(bid, ask) from the instrument's INFO route, or None when the venue has no price."""
+        acct = self._account(account)
+        if not instrument.info_route_ids:
+            return None
+        reply = await acct.client.query(
+            "/trade/quotes",
+            {
+                "tradableInstrumentId": instrument.tradable_instrument_id,
+                "routeId": instrument.info_route_ids[0],
+            },
+        )
+        if not isinstance(reply, Mapping) or reply.get("bp") is None or reply.get("ap") is None:
+            return None
+        return float(reply["bp"]), float(reply["ap"])
+
+    # -- orders -----------------------------------------------------------------------------
+
+    async def place_order(self, request: OrderRequest) -> PlaceResult:
+        _check_request(request)
+        acct = self._account(request.account)
+        path = f"/trade/accounts/{acct.client.account_id}/orders"
+        try:
+            reply = await acct.client.submit(
+                "POST", path, encode_place_order(request), strategy_tag=request.strategy_tag
+            )
+        except NotFound:
+            # The instrument or route is unknown to the venue: our cache is stale. Definitive.
+            acct.instruments.invalidate()
+            raise
+        order_id = reply.get("orderId") if isinstance(reply, Mapping) else None
+        if order_id is None:
+            # 2xx and s=ok but no id: the venue accepted *something*; only a search can tell.
+            raise OutcomeUnknown(
+                f"POST {path}: accepted without an orderId; reconcile by tag",
+                account=acct.alias,
+                route="POST " + path,
+                strategy_tag=request.strategy_tag,
+            )
+        return PlaceResult(order_id=str(order_id))
+
+    async def modify_order(self, account: str, order_id: str, change: OrderModification) -> None:
+        acct = self._account(account)
+        body: dict[str, Any] = {}
+        if change.price is not None:
+            body["price"] = change.price
+        if change.qty is not None:
+            body["qty"] = change.qty
+        if change.stop_price is not None:
+            body["stopPrice"] = change.stop_price
+        if change.stop_loss is not None:
+            body["stopLoss"] = change.stop_loss
+            body["stopLossType"] = (change.stop_loss_type or ProtectionType.ABSOLUTE).wire
+            if change.stop_loss_type is ProtectionType.TRAILING_OFFSET:
+                body["trStopOffset"] = change.trailing_offset
+        if change.take_profit is not None:
+            body["takeProfit"] = change.take_profit
+            body["takeProfitType"] = (change.take_profit_type or ProtectionType.ABSOLUTE).wire
+        if not body:
+            raise ValidationError("modify_order: nothing to change", account)
+        await acct.client.submit("PATCH", f"/trade/orders/{order_id}", orjson.dumps(body))
+
+    async def cancel_order(self, account: str, order_id: str) -> None:
+        acct = self._account(account)
+        await acct.client.submit("DELETE", f"/trade/orders/{order_id}")
+
+    async def cancel_all_orders(self, account: str, instrument_id: int | None = None) -> None:
+        acct = self._account(account)
+        params = {"tradableInstrumentId": instrument_id} if instrument_id is not None else None
+        await acct.client.submit(
+            "DELETE", f"/trade/accounts/{acct.client.account_id}/orders", params=params
+        )
+
+    # -- positions --------------------------------------------------------------------------
+
+    async def modify_position(
+        self,
+        account: str,
+        position_id: str,
+        stop_loss: float | None,
+        take_profit: float | None,
+        stop_loss_type: ProtectionType | None = None,
+        trailing_offset: float | None = None,
+    ) -> None:
+        """Set both protections; ``None`` removes one (the venue's ``null``)."""
+        acct = self._account(account)
+        body: dict[str, Any] = {"stopLoss": stop_loss, "takeProfit": take_profit}
+        if stop_loss_type is ProtectionType.TRAILING_OFFSET:
+            if trailing_offset is None:
+                raise ValidationError("a trailing stop-loss needs trailing_offset", account)
+            body["trailingOffset"] = trailing_offset
+        await acct.client.submit("PATCH", f"/trade/positions/{position_id}", orjson.dumps(body))
+
+    async def close_position(self, account: str, position_id: str, qty: float = 0.0) -> None:
+        """Close ``qty`` lots of the position; 0 closes all of it."""
+        if qty < 0:
+            raise ValidationError(f"close qty must be 0 (all) or positive, got {qty}", account)
+        acct = self._account(account)
+        await acct.client.submit(
+            "DELETE", f"/trade/positions/{position_id}", orjson.dumps({"qty": qty})
+        )
+
+    async def reverse_position(self, account: str, position_id: str, tag: str) -> ReverseResult:
+        """Close the position, then open the same qty on the other side with a market order.
+
+        On a hedging account the venue would happily hold both sides, so reversing is two calls:
+        a full close, then a fresh market order tagged ``tag``. If the close fails nothing else is
+        sent; if the opening order's outcome is unknown, OutcomeUnknown carries ``tag``.
+        """
+        acct = self._account(account)
+        position = next(
+            (p for p in await self.positions(account) if p.position_id == position_id), None
+        )
+        if position is None:
+            raise NotFound(
+                f"account {account}: no open position {position_id} to reverse", account=account
+            )
+        instrument = await acct.instruments.by_id(position.instrument_id)
+        await self.close_position(account, position_id, 0.0)
+        placed = await self.place_order(
+            OrderRequest(
+                account=account,
+                instrument=instrument,
+                side=position.side.opposite,
+                type=OrderType.MARKET,
+                qty=position.qty,
+                validity=Validity.IOC,
+                strategy_tag=tag,
+            )
+        )
+        return ReverseResult(closed_position_id=position_id, order_id=placed.order_id)
+
+    async def close_all_positions(self, account: str, instrument_id: int | None = None) -> None:
+        acct = self._account(account)
+        params = {"tradableInstrumentId": instrument_id} if instrument_id is not None else None
+        await acct.client.submit(
+            "DELETE", f"/trade/accounts/{acct.client.account_id}/positions", params=params
+        )
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    async def orders(self, account: str) -> list[Order]:
+        acct = self._account(account)
+        reply = await acct.client.query(f"/trade/accounts/{acct.client.account_id}/orders")
+        rows = reply.get("orders", []) if isinstance(reply, Mapping) else []
+        return self._decode(acct, decode_orders, self._layouts(acct).orders, rows)
+
+    async def orders_history(
+        self, account: str, from_ms: int | None = None, to_ms: int | None = None
+    ) -> list[Order]:
+        """Final orders in [from_ms, to_ms], complete: ``hasMore`` pages are followed by
+        halving the window until each part fits; a window that cannot be narrowed further and
+        still has more raises instead of returning a silently truncated list."""
+        acct = self._account(account)
+        lo = 0 if from_ms is None else from_ms
+        hi = int(time.time() * 1000) + 60_000 if to_ms is None else to_ms
+        found: dict[str, Order] = {}
+        await self._history_window(acct, lo, hi, found)
+        return sorted(found.values(), key=lambda o: (o.created_ms, o.order_id))
+
+    async def _history_window(
+        self, acct: _Account, lo: int, hi: int, found: dict[str, Order]
+    ) -> None:
+        path = f"/trade/accounts/{acct.client.account_id}/ordersHistory"
+        reply = await acct.client.query(path, {"from": lo, "to": hi})
+        rows = reply.get("ordersHistory", []) if isinstance(reply, Mapping) else []
+        for order in self._decode(acct, decode_orders, self._layouts(acct).orders_history, rows):
+            found[order.order_id] = order
+        if not (isinstance(reply, Mapping) and reply.get("hasMore")):
+            return
+        if hi - lo <= self._history_floor:
+            raise VenueUnavailable(
+                f"GET {path}: more orders than one page within {hi - lo} ms at {lo}; the "
+                "history cannot be narrowed further and would be incomplete",
+                account=acct.alias,
+                route="GET " + path,
+            )
+        mid = lo + (hi - lo) // 2
+        await self._history_window(acct, lo, mid, found)
+        await self._history_window(acct, mid + 1, hi, found)
+
+    async def positions(self, account: str) -> list[Position]:
+        acct = self._account(account)
+        reply = await acct.client.query(f"/trade/accounts/{acct.client.account_id}/positions")
+        rows = reply.get("positions", []) if isinstance(reply, Mapping) else []
+        return self._decode(acct, decode_positions, self._layouts(acct).positions, rows)
+
+    async def account_state(self, account: str) -> AccountState:
+        acct = self._account(account)
+        reply = await acct.client.query(f"/trade/accounts/{acct.client.account_id}/state")
+        values = reply.get("accountDetailsData") if isinstance(reply, Mapping) else None
+        try:
+            return decode_account_state(self._layouts(acct).account_details, values, account)
+        except ColumnError as exc:
+            raise VenueUnavailable(str(exc), account=account) from None
+
+    @staticmethod
+    def _decode(acct: _Account, decoder: Callable[[Any, Any], list[Any]], layout: Any,
+                rows: Any) -> list[Any]:  # fmt: skip
+        try:
+            return decoder(layout, rows)
+        except ColumnError as exc:
+            raise VenueUnavailable(
+                f"account {acct.alias}: {exc}", account=acct.alias, route=layout.table
+            ) from None
+
+    async def find_by_tag(self, account: str, tag: str) -> TagMatches:
+        """Everything the venue holds that carries ``tag`` as its strategyId: working orders,
+        final orders and positions. Used by reconciliation after an unknown outcome."""
+        if not tag:
+            raise ValidationError("find_by_tag needs a non-empty tag", account)
+        working, history, positions = await asyncio.gather(
+            self.orders(account), self.orders_history(account), self.positions(account)
+        )
+        return TagMatches(
+            orders=tuple(o for o in working if o.strategy_id == tag),
+            history=tuple(o for o in history if o.strategy_id == tag),
+            positions=tuple(p for p in positions if p.strategy_id == tag),
+        )
+
+    # -- events -----------------------------------------------------------------------------
+
+    def publish_event(self, event: VenueEvent) -> None:
+        """Hand a stream event to :meth:`events` readers; drops the oldest when nobody reads."""
+        if self._events.full():
+            self._events.get_nowait()
+        self._events.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[VenueEvent]:
+        while True:
+            yield await self._events.get()
+
+
+__all__ = [
+    "AccountSpec",
+    "LoginSpec",
+    "TagMatches",
+    "TradeLockerVenue",
+    "backend_url",
+    "encode_place_order",
+]
