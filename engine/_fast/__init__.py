@@ -1,5 +1,105 @@
-"""The compiled hot path. Placeholder until the Cython modules land."""
+"""The compiled hot path: order pre-validation, request serialization, rate-limit token buckets.
+
+Import from here, not from the submodules: this package picks the compiled extensions when they are
+built and ``TL_ENGINE_PURE`` is unset or ``0``, and the pure-Python twins in ``engine._fast._py``
+otherwise (identical behaviour, checked by differential tests). ``COMPILED`` says which;
+``describe()`` is the line the engine prints at start-up; ``require_compiled()`` fails loudly when a
+deployment (or scripts/test.sh) must not run on the twins.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import TYPE_CHECKING
+
+from engine._fast.codes import GRID_TOLERANCE, MAX_TAG_LENGTH, RejectCode
+
+__all__ = [
+    "COMPILED",
+    "GRID_TOLERANCE",
+    "MAX_TAG_LENGTH",
+    "RejectCode",
+    "TokenBucket",
+    "check_order",
+    "close_position_body",
+    "describe",
+    "format_number",
+    "modify_order_body",
+    "modify_position_body",
+    "order_post_head",
+    "place_order_body",
+    "reject_reason",
+    "request_head",
+    "require_compiled",
+    "with_body",
+]
+
+PURE_REQUESTED: bool = os.environ.get("TL_ENGINE_PURE", "").strip() not in ("", "0")
+_why_pure: str
+
+if TYPE_CHECKING:
+    from engine._fast.bucket import TokenBucket
+    from engine._fast.serialize import (
+        close_position_body,
+        format_number,
+        modify_order_body,
+        modify_position_body,
+        order_post_head,
+        place_order_body,
+        request_head,
+        with_body,
+    )
+    from engine._fast.validate import check_order, reject_reason
+
+    COMPILED: bool
+else:
+    try:
+        if PURE_REQUESTED:
+            raise ImportError("TL_ENGINE_PURE is set")
+        _bucket = importlib.import_module("engine._fast.bucket")
+        _serialize = importlib.import_module("engine._fast.serialize")
+        _validate = importlib.import_module("engine._fast.validate")
+
+        COMPILED = True
+        _why_pure = ""
+    except ImportError as exc:
+        from engine._fast._py import bucket as _bucket
+        from engine._fast._py import serialize as _serialize
+        from engine._fast._py import validate as _validate
+
+        COMPILED = False
+        _why_pure = str(exc)
+
+    TokenBucket = _bucket.TokenBucket
+    check_order = _validate.check_order
+    reject_reason = _validate.reject_reason
+    place_order_body = _serialize.place_order_body
+    modify_order_body = _serialize.modify_order_body
+    modify_position_body = _serialize.modify_position_body
+    close_position_body = _serialize.close_position_body
+    format_number = _serialize.format_number
+    request_head = _serialize.request_head
+    order_post_head = _serialize.order_post_head
+    with_body = _serialize.with_body
+
+
+def describe() -> str:
+    """One line for the start-up log: which implementation of the hot path is in use."""
+    if COMPILED:
+        return "hot path: compiled (Cython) engine._fast"
+    if PURE_REQUESTED:
+        return "hot path: pure-Python twins (TL_ENGINE_PURE=1)"
+    return (
+        "hot path: pure-Python twins, the compiled modules are not built "
+        f"({_why_pure}); build them with: pip install -e . --no-deps --no-build-isolation"
+    )
 
 
 def require_compiled() -> None:
-    raise SystemExit("engine._fast is not built yet")
+    """Exit with a clear message unless the compiled modules are in use."""
+    if not COMPILED:
+        raise SystemExit(
+            f"engine._fast: {describe()}. The compiled hot path is required here; unset "
+            "TL_ENGINE_PURE and build it with `pip install -e . --no-deps --no-build-isolation`."
+        )
