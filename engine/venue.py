@@ -47,6 +47,23 @@ class ReverseResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TagMatches:
+    """What a venue holds for one strategy tag: how reconciliation resolves an unknown outcome."""
+
+    orders: tuple[Order, ...] = ()  # working orders
+    history: tuple[Order, ...] = ()  # final orders (filled, cancelled, rejected)
+    positions: tuple[Position, ...] = ()
+
+    @property
+    def found(self) -> bool:
+        return bool(self.orders or self.history or self.positions)
+
+    @property
+    def order_ids(self) -> frozenset[str]:
+        return frozenset(o.order_id for o in (*self.orders, *self.history))
+
+
+@dataclass(frozen=True, slots=True)
 class VenueEvent:
     """A typed change reported by the venue's stream (see engine.tradelocker.stream)."""
 
