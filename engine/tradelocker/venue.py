@@ -52,7 +52,7 @@ from engine.tradelocker.columns import (
 )
 from engine.tradelocker.instruments import InstrumentCache
 from engine.tradelocker.rest import ConnectionSettings, RestClient, RetryPolicy, Timeouts
-from engine.venue import Capabilities, PlaceResult, ReverseResult, VenueEvent
+from engine.venue import Capabilities, PlaceResult, ReverseResult, TagMatches, VenueEvent
 
 log = logging.getLogger(__name__)
 
@@ -90,23 +90,6 @@ class AccountSpec:
     login: str
     account_id: str | None = None
     acc_num: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TagMatches:
-    """What the venue holds for one strategy tag (see :meth:`TradeLockerVenue.find_by_tag`)."""
-
-    orders: tuple[Order, ...] = ()  # working orders
-    history: tuple[Order, ...] = ()  # final orders (filled, cancelled, rejected)
-    positions: tuple[Position, ...] = ()
-
-    @property
-    def found(self) -> bool:
-        return bool(self.orders or self.history or self.positions)
-
-    @property
-    def order_ids(self) -> frozenset[str]:
-        return frozenset(o.order_id for o in (*self.orders, *self.history))
 
 
 @dataclass(slots=True)
