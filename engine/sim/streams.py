@@ -13,9 +13,11 @@ listener, so a client sees the snapshot, SyncEnd, then every later delta, in ord
 that the snapshot already contains followed by an older one.
 
 Faults (for tests): :meth:`StreamsServer.drop_all` aborts every stream TCP connection without a
-close handshake (what a network failure looks like); ``faults.stream_latency_ms`` delays every
-emit; :meth:`StreamsServer.send_malformed_packet` and :meth:`StreamsServer.emit_raw` put broken
-frames and messages on the wire.
+close handshake (what a network failure looks like); ``faults.should_drop_stream()`` (the
+``dropStreamConnections`` fault) is asked before every emit and, when it says so, the message is
+lost and its connection aborted; ``faults.stream_latency_ms`` delays every emit;
+:meth:`StreamsServer.send_malformed_packet` and :meth:`StreamsServer.emit_raw` put broken frames
+and messages on the wire.
 """
 
 from __future__ import annotations
@@ -108,19 +110,24 @@ class StreamsServer:
     def drop_all(self) -> int:
         """Abort every stream connection's TCP transport, like a network failure: no close frame,
         no Socket.IO disconnect. Returns how many were dropped."""
-        dropped = 0
-        for conn in list(self._conns.values()):
-            self._forget(conn)
-            transport = conn.request.transport if conn.request is not None else None
-            if transport is not None:
-                transport.abort()
-                dropped += 1
-            else:  # no raw transport to abort: fall back to a server-side disconnect
-                asyncio.get_running_loop().create_task(self.sio.disconnect(conn.sid, NAMESPACE))
-                dropped += 1
-        if dropped:
-            log.info("sandbox streams: dropped %d connection(s)", dropped)
-        return dropped
+        conns = list(self._conns.values())
+        for conn in conns:
+            self._abort(conn)
+        if conns:
+            log.info("sandbox streams: dropped %d connection(s)", len(conns))
+        return len(conns)
+
+    def _abort(self, conn: _Connection) -> None:
+        self._forget(conn)
+        transport = conn.request.transport if conn.request is not None else None
+        if transport is not None:
+            transport.abort()
+        else:  # no raw transport to abort: fall back to a server-side disconnect
+            asyncio.get_running_loop().create_task(self.sio.disconnect(conn.sid, NAMESPACE))
+
+    def _fault_drops(self) -> bool:
+        should_drop = getattr(self.faults, "should_drop_stream", None)
+        return bool(should_drop()) if callable(should_drop) else False
 
     async def send_malformed_packet(self, text: str) -> None:
         """Send ``text`` as the data of an Engine.IO message (the client sees ``"4" + text``) to
@@ -238,6 +245,10 @@ class StreamsServer:
             delay = self._latency_s()
             if delay:
                 await asyncio.sleep(delay)
+            if self._fault_drops():
+                # The message is lost with the connection, as on a real network failure.
+                self._abort(conn)
+                return
             try:
                 await self.sio.emit("stream", msg, to=conn.sid, namespace=NAMESPACE)
                 self.emitted += 1
