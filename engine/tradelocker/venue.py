@@ -19,11 +19,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
+from engine._fast import place_order_body
 from engine.domain import (
     AccountState,
     Instrument,
@@ -101,45 +102,16 @@ class _Account:
     layouts: Layouts | None = None
 
 
-def _number(value: float | None) -> float | None:
-    return None if value is None else float(value)
-
-
 def encode_place_order(request: OrderRequest) -> bytes:
-    """The place-order JSON body. The ONE place it is built (``engine._fast`` swaps in here).
+    """The place-order JSON body: the ONE place it is built, by ``engine._fast`` (compiled).
 
-    Every documented key is sent, ``null`` when unused, as the official client does.
+    The venue requires IOC for market orders and GTC for everything that rests, so the validity
+    is forced to that whatever the request says.
     """
-    instrument = request.instrument
-    stop_loss_type = request.stop_loss_type
-    if request.stop_loss is not None and stop_loss_type is None:
-        stop_loss_type = ProtectionType.ABSOLUTE
-    take_profit_type = request.take_profit_type
-    if request.take_profit is not None and take_profit_type is None:
-        take_profit_type = ProtectionType.ABSOLUTE
-    body = {
-        "tradableInstrumentId": instrument.tradable_instrument_id,
-        "routeId": instrument.trade_route_id,
-        "qty": request.qty,
-        "side": request.side.wire,
-        "type": request.type.wire,
-        "validity": Validity.required_for(request.type).wire,
-        "price": _number(request.price) if request.type is OrderType.LIMIT else None,
-        "stopPrice": _number(request.stop_price) if request.type is OrderType.STOP else None,
-        "stopLoss": _number(request.stop_loss),
-        "stopLossType": stop_loss_type.wire
-        if request.stop_loss is not None and stop_loss_type
-        else None,
-        "trStopOffset": _number(request.trailing_offset)
-        if stop_loss_type is ProtectionType.TRAILING_OFFSET
-        else None,
-        "takeProfit": _number(request.take_profit),
-        "takeProfitType": take_profit_type.wire
-        if request.take_profit is not None and take_profit_type
-        else None,
-        "strategyId": request.strategy_tag or None,
-    }
-    return orjson.dumps(body)
+    required = Validity.required_for(request.type)
+    if request.validity is not required:
+        request = replace(request, validity=required)
+    return place_order_body(request)
 
 
 def _check_request(request: OrderRequest) -> None:
