@@ -1,0 +1,271 @@
+"""Quotes by polling ``GET /trade/quotes``, paced by the venue's own QUOTES rate limit.
+
+TradeLocker has no market-data stream for traders (tradelocker-api.md section 10), so prices are
+polled. One :class:`QuoteFeed` serves one login: the QUOTES limit is the login's, and every
+account of the login sees the same prices, so one feed is shared by all of them.
+
+Pacing: requests go out one at a time, at most ``limit / window * margin`` per second, evenly
+spaced, so no window of the venue's limiter ever sees more than the limit (no bursts to "catch
+up"). Subscribed instruments share that budget round-robin: with N instruments each is refreshed
+every N / rate seconds. The feed never retries a request on its own, so every request it makes
+is one the budget allowed.
+
+INFO routes: an instrument may list several INFO routes of which some are dead (the official
+client's "symbol not found" fix). The feed probes them in order and keeps the first one that
+answers with a price; when the chosen route starts failing it moves on to the next.
+
+Used by stop-limit emulation and pre-validation: :meth:`QuoteFeed.last` is a dictionary lookup,
+and callbacks fire on the event loop when a quote changes (they must not block).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.errors import ConfigError, EngineError
+
+log = logging.getLogger(__name__)
+
+QUOTES_PATH = "/trade/quotes"
+_MEASURE_SECONDS = {"SECONDS": 1.0, "MINUTES": 60.0}
+# After this many consecutive failures the chosen INFO route is abandoned for the next one.
+_ROUTE_FAILURES_BEFORE_SWITCH = 3
+
+
+class QuoteQuery(Protocol):
+    """An idempotent GET returning the ``d`` payload (None for ``no_data``); RestClient fits."""
+
+    async def query(
+        self,
+        path: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        attempts: int | None = None,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    instrument_id: int
+    bid: float
+    ask: float
+    bid_size: float
+    ask_size: float
+    received_ns: int  # time.monotonic_ns() when the answer arrived
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2
+
+
+QuoteCallback = Callable[[Quote], None]
+
+
+@dataclass(slots=True)
+class _Subscription:
+    instrument_id: int
+    routes: tuple[int, ...]
+    route_index: int = 0
+    probing: bool = True  # until one route has answered with a price
+    failures: int = 0
+    callbacks: list[QuoteCallback] = field(default_factory=list)
+
+
+def quotes_rate(config: Mapping[str, Any], margin: float = 0.9) -> float:
+    """Requests per second allowed by ``rateLimits`` QUOTES in a ``/trade/config`` payload,
+    times a safety ``margin``. Raises :class:`ConfigError` when the venue publishes none."""
+    for entry in config.get("rateLimits") or ():
+        if isinstance(entry, dict) and entry.get("rateLimitType") == "QUOTES":
+            try:
+                limit = float(entry["limit"])
+                window = (
+                    float(entry.get("intervalNum", 1))
+                    * _MEASURE_SECONDS[str(entry.get("measure", "SECONDS")).upper()]
+                )
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError(f"rateLimits QUOTES entry is not understood: {entry!r}") from None
+            if limit <= 0 or window <= 0:
+                raise ConfigError(f"rateLimits QUOTES must be positive, got {entry!r}")
+            return limit / window * margin
+    raise ConfigError("/trade/config publishes no QUOTES rate limit; pass requests_per_second")
+
+
+def decode_quote(instrument_id: int, payload: Any, received_ns: int) -> Quote | None:
+    """``{ap, bp, as, bs}`` → Quote; None when the payload has no usable price."""
+    if not isinstance(payload, dict):
+        return None
+    try:
+        ask, bid = float(payload["ap"]), float(payload["bp"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    try:
+        ask_size, bid_size = float(payload.get("as") or 0.0), float(payload.get("bs") or 0.0)
+    except (TypeError, ValueError):
+        ask_size = bid_size = 0.0
+    return Quote(instrument_id, bid, ask, bid_size, ask_size, received_ns)
+
+
+class QuoteFeed:
+    """Last quote per subscribed instrument, polled within the QUOTES limit of one login."""
+
+    def __init__(self, rest: QuoteQuery, requests_per_second: float) -> None:
+        if requests_per_second <= 0:
+            raise ConfigError(f"requests_per_second must be positive, got {requests_per_second}")
+        self._rest = rest
+        self.interval = 1.0 / requests_per_second
+        self._subs: dict[int, _Subscription] = {}
+        self._order: list[int] = []
+        self._next = 0
+        self._last: dict[int, Quote] = {}
+        self._callbacks: list[QuoteCallback] = []
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self.requests_sent = 0
+        self.errors = 0
+
+    @classmethod
+    def from_config(
+        cls, rest: QuoteQuery, config: Mapping[str, Any], margin: float = 0.9
+    ) -> QuoteFeed:
+        return cls(rest, quotes_rate(config, margin))
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        instrument_id: int,
+        info_route_ids: Sequence[int],
+        callback: QuoteCallback | None = None,
+    ) -> None:
+        """Start polling an instrument (idempotent); ``callback`` fires when its quote changes."""
+        if not info_route_ids:
+            raise ConfigError(f"instrument {instrument_id} has no INFO route to poll quotes on")
+        sub = self._subs.get(instrument_id)
+        if sub is None:
+            sub = _Subscription(instrument_id, tuple(info_route_ids))
+            self._subs[instrument_id] = sub
+            self._order.append(instrument_id)
+            self._wakeup.set()
+        if callback is not None and callback not in sub.callbacks:
+            sub.callbacks.append(callback)
+
+    def unsubscribe(self, instrument_id: int) -> None:
+        if self._subs.pop(instrument_id, None) is not None:
+            self._order.remove(instrument_id)
+            self._last.pop(instrument_id, None)
+
+    def on_change(self, callback: QuoteCallback) -> None:
+        """Call ``callback`` for every changed quote of any instrument."""
+        self._callbacks.append(callback)
+
+    def last(self, instrument_id: int) -> Quote | None:
+        """The latest quote, with its monotonic arrival time (check its age before trusting it)."""
+        return self._last.get(instrument_id)
+
+    def route_for(self, instrument_id: int) -> int | None:
+        """The INFO route that answers for the instrument (None while still probing)."""
+        sub = self._subs.get(instrument_id)
+        if sub is None or sub.probing:
+            return None
+        return sub.routes[sub.route_index]
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="quote-feed")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def poll_once(self, instrument_id: int) -> Quote | None:
+        """One request for one instrument (outside the paced loop: the caller owns pacing)."""
+        sub = self._subs.get(instrument_id)
+        if sub is None:
+            raise KeyError(f"instrument {instrument_id} is not subscribed")
+        return await self._poll(sub)
+
+    async def _run(self) -> None:
+        next_send = time.monotonic()
+        while True:
+            if not self._order:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                next_send = max(next_send, time.monotonic())
+                continue
+            delay = next_send - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # Spacing is measured between request starts, so a slow answer never lets two
+            # requests out closer than the interval.
+            next_send = max(next_send + self.interval, time.monotonic())
+            self._next %= len(self._order)
+            sub = self._subs[self._order[self._next]]
+            self._next += 1
+            try:
+                await self._poll(sub)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad answer must not stop the feed
+                log.exception("quote poll for instrument %s failed", sub.instrument_id)
+
+    async def _poll(self, sub: _Subscription) -> Quote | None:
+        route = sub.routes[sub.route_index]
+        params = {"tradableInstrumentId": sub.instrument_id, "routeId": route}
+        self.requests_sent += 1
+        try:
+            payload = await self._rest.query(QUOTES_PATH, params, attempts=1)
+        except EngineError as exc:
+            self.errors += 1
+            self._route_failed(sub, route, f"{type(exc).__name__}: {exc}")
+            return None
+        quote = decode_quote(sub.instrument_id, payload, time.monotonic_ns())
+        if quote is None:
+            # no_data: the market may be closed, or this route is dead; only a probing
+            # subscription moves on, a route that has answered before is kept.
+            if sub.probing:
+                self._route_failed(sub, route, "no price (no_data)")
+            return None
+        sub.probing = False
+        sub.failures = 0
+        prev = self._last.get(sub.instrument_id)
+        self._last[sub.instrument_id] = quote
+        if prev is None or (prev.bid, prev.ask, prev.bid_size, prev.ask_size) != (
+            quote.bid,
+            quote.ask,
+            quote.bid_size,
+            quote.ask_size,
+        ):
+            for cb in (*sub.callbacks, *self._callbacks):
+                try:
+                    cb(quote)
+                except Exception:  # a subscriber bug must not stop the feed
+                    log.exception("quote callback %r failed", cb)
+        return quote
+
+    def _route_failed(self, sub: _Subscription, route: int, reason: str) -> None:
+        sub.failures += 1
+        if len(sub.routes) > 1 and (sub.probing or sub.failures >= _ROUTE_FAILURES_BEFORE_SWITCH):
+            sub.route_index = (sub.route_index + 1) % len(sub.routes)
+            sub.failures = 0
+            sub.probing = True
+            log.info(
+                "instrument %s: INFO route %s gave %s; trying route %s",
+                sub.instrument_id,
+                route,
+                reason,
+                sub.routes[sub.route_index],
+            )
+        else:
+            log.debug("instrument %s: quote on route %s: %s", sub.instrument_id, route, reason)
