@@ -38,7 +38,7 @@ class TokenBucket:
     def __init__(
         self, limit: int, interval_s: float, margin: float = 0.1, alert_ratio: float = 0.8
     ) -> None:
-        if not isinstance(limit, int) or limit < 1:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"rate limit must be a whole number of requests >= 1, got {limit!r}")
         if not (interval_s > 0.0 and math.isfinite(interval_s)):
             raise ValueError(

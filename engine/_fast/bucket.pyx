@@ -1,0 +1,122 @@
+# cython: language_level=3
+"""Rate-limit token bucket, compiled. Behaviour (and the reasoning behind per-token return) is
+defined by the twin engine/_fast/_py/bucket.py. The ring of spend times is one malloc'd int64 array;
+no call allocates."""
+
+from libc.math cimport ceil
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+
+__all__ = ["TokenBucket"]
+
+cdef int64_t NEVER = -(1 << 62)
+cdef Py_ssize_t MAX_CAPACITY = 1_000_000
+cdef int64_t MAX_INTERVAL_NS = 1 << 52
+
+
+cdef class TokenBucket:
+    def __cinit__(self, limit, double interval_s, double margin=0.1, double alert_ratio=0.8):
+        self._ring = NULL
+
+    def __init__(self, limit, double interval_s, double margin=0.1, double alert_ratio=0.8):
+        cdef double allowed, back
+        cdef Py_ssize_t capacity, i
+        cdef double interval_ns
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"rate limit must be a whole number of requests >= 1, got {limit!r}")
+        if not (interval_s > 0.0 and interval_s < float("inf")):
+            raise ValueError(
+                f"rate-limit interval must be a positive number of seconds, got {interval_s!r}"
+            )
+        if not (0.0 <= margin < 1.0):
+            raise ValueError(f"safety margin must be in [0, 1), got {margin!r}")
+        if not (0.0 < alert_ratio <= 1.0):
+            raise ValueError(f"alert ratio must be in (0, 1], got {alert_ratio!r}")
+        if limit > MAX_CAPACITY * 2:
+            raise ValueError(f"rate limit {limit} is above the supported {MAX_CAPACITY}")
+        allowed = <double>limit * (1.0 - margin)
+        capacity = <Py_ssize_t>ceil(allowed - 1e-9)
+        if capacity < 1:
+            capacity = 1
+        if capacity > MAX_CAPACITY:
+            raise ValueError(f"rate limit {limit} is above the supported {MAX_CAPACITY}")
+        interval_ns = ceil(interval_s * 1e9 * <double>capacity / allowed)
+        if interval_ns > <double>MAX_INTERVAL_NS:
+            raise ValueError(f"rate-limit interval {interval_s!r}s is too long")
+        ring = <int64_t*>malloc(capacity * sizeof(int64_t))
+        if ring == NULL:
+            raise MemoryError()
+        if self._ring != NULL:
+            free(self._ring)
+        self._ring = ring
+        for i in range(capacity):
+            ring[i] = NEVER
+        self.limit = limit
+        self.margin = margin
+        self.capacity = capacity
+        self.interval_ns = <long long>interval_ns
+        self._head = 0
+        self._paused_until = NEVER
+        back = ceil(alert_ratio * <double>capacity - 1e-9)
+        self._alert_back = <Py_ssize_t>back if back >= 1 else 1
+
+    def __dealloc__(self):
+        if self._ring != NULL:
+            free(self._ring)
+            self._ring = NULL
+
+    cpdef bint try_acquire(self, int64_t now_ns):
+        """Spend a token if one is available at ``now_ns``."""
+        if now_ns < self._paused_until:
+            return False
+        cdef Py_ssize_t head = self._head
+        if now_ns - self._ring[head] < self.interval_ns:
+            return False
+        self._ring[head] = now_ns
+        head += 1
+        self._head = 0 if head == self.capacity else head
+        return True
+
+    cpdef int64_t wait_ns(self, int64_t now_ns):
+        """Nanoseconds from ``now_ns`` until a token is available (0: one is available now)."""
+        cdef int64_t wait = self._ring[self._head] + self.interval_ns - now_ns
+        cdef int64_t pause = self._paused_until - now_ns
+        if pause > wait:
+            wait = pause
+        return wait if wait > 0 else 0
+
+    cpdef Py_ssize_t available(self, int64_t now_ns):
+        """Tokens available at ``now_ns`` (0 while paused)."""
+        if now_ns < self._paused_until:
+            return 0
+        cdef Py_ssize_t n = 0
+        cdef Py_ssize_t i = self._head
+        cdef Py_ssize_t cap = self.capacity
+        while n < cap and now_ns - self._ring[i] >= self.interval_ns:
+            n += 1
+            i += 1
+            if i == cap:
+                i = 0
+        return n
+
+    cpdef bint near_limit(self, int64_t now_ns):
+        """True when at least alert_ratio of the capacity was spent within the last interval."""
+        cdef Py_ssize_t i = self._head - self._alert_back
+        if i < 0:
+            i += self.capacity
+        return now_ns - self._ring[i] < self.interval_ns
+
+    cpdef void pause_until(self, int64_t until_ns):
+        """Refuse every token until ``until_ns`` (a venue 429 with Retry-After). Never shortens."""
+        if until_ns > self._paused_until:
+            self._paused_until = until_ns
+
+    cpdef void exhaust(self, int64_t now_ns):
+        """Mark every token spent at ``now_ns`` (a venue 429 without Retry-After)."""
+        cdef Py_ssize_t i
+        for i in range(self.capacity):
+            self._ring[i] = now_ns
+
+    @property
+    def paused_until_ns(self):
+        return self._paused_until
