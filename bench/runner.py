@@ -1,0 +1,478 @@
+"""``tl-engine bench``: the latency suite, side by side in one run.
+
+1. Start the sandbox in its own process (``tl-engine sim``) with ``--accounts`` accounts and the
+   venue's rate limits lifted; log the engine in (TradeLockerVenue, warm pinned connections).
+2. For each venue latency (0 ms, then 50-100 ms): constant-rate load, measured from the intended
+   send time, of (a) the floor, a bare keep-alive HTTP/1.1 round trip with a pre-built request to
+   the same order endpoint, and (b) the engine, signal bytes to acknowledged order, stamped per
+   stage into :class:`engine.metrics.Metrics`.
+3. (c) The official ``tradelocker`` client placing a few of the same orders (at 0 ms).
+4. Capacity: orders/s with many in flight against the 0 ms sandbox, and against an in-process
+   null venue (the engine alone).
+5. A PNG of the percentile distributions, a JSON of every figure, and a report with the ratios
+   and the targets met or missed. ``--quick`` ends with exactly the two lines::
+
+       engine/floor round-trip ratio: X.XX
+       engine share p99: N us
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from bench.engine_path import EnginePath, NullVenue, null_instruments
+from bench.floor import FloorClient
+from bench.load import LoadResult, closed_loop, constant_rate
+from bench.official import OfficialResult, official_orders
+from bench.plot import write_percentile_plot
+from bench.sandbox import (
+    BENCH_EMAIL,
+    BENCH_PASSWORD,
+    BENCH_SERVER,
+    Sandbox,
+    start_sandbox,
+)
+from engine.domain import Instrument, OrderRequest, OrderType, Side, Validity
+from engine.metrics import LatencyHistogram, Metrics, Summary, format_table
+from engine.tradelocker.venue import (
+    AccountSpec,
+    LoginSpec,
+    TradeLockerVenue,
+    encode_place_order,
+)
+
+# Targets (DESIGN.md, issue 4).
+TARGET_SHARE_P50_US = 50.0
+TARGET_SHARE_P99_US = 250.0
+TARGET_RT_RATIO = 1.3
+TARGET_SIGNAL_TO_ACK_P99_MS = 150.0
+TARGET_CAPACITY = 5_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    accounts: int
+    rate_0ms: float
+    count_0ms: int
+    rate_slow: float
+    count_slow: int
+    slow_latency: str
+    official_orders: int
+    capacity_orders: int
+    null_orders: int
+    concurrency: int
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(4, 200, 400, 100, 200, "50-100", 2, 1_000, 5_000, 32)
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(20, 500, 5_000, 200, 2_000, "50-100", 5, 5_000, 50_000, 64)
+
+    @classmethod
+    def tiny(cls) -> Plan:
+        """For the end-to-end test: every stage runs, in seconds."""
+        return cls(2, 100, 30, 50, 10, "5-10", 1, 50, 200, 4)
+
+
+@dataclass(slots=True)
+class Scenario:
+    latency: str
+    floor: LoadResult
+    engine: LoadResult
+    metrics: Metrics
+
+
+def _pct(s: Summary) -> dict[str, float]:
+    return {
+        "count": s.count,
+        "p50_us": s.p50 / 1e3,
+        "p90_us": s.p90 / 1e3,
+        "p99_us": s.p99 / 1e3,
+        "p999_us": s.p999 / 1e3,
+        "max_us": s.max / 1e3,
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    import os
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(mem_gb, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def _start_engine(sandbox: Sandbox) -> tuple[TradeLockerVenue, list[str], dict[str, Any]]:
+    login = LoginSpec(
+        name="bench",
+        base_url=sandbox.backend_url,
+        email=BENCH_EMAIL,
+        password=BENCH_PASSWORD,
+        server=BENCH_SERVER,
+        verify_tls=False,
+    )
+    aliases = [f"acct{i + 1}" for i in range(sandbox.accounts)]
+    specs = [
+        AccountSpec(alias=a, login="bench", account_id=acc_id)
+        for a, acc_id in zip(aliases, sandbox.account_ids, strict=True)
+    ]
+    venue = TradeLockerVenue([login], specs)
+    await venue.start()
+    instruments = {a: {"EURUSD": await venue.instrument(a, "EURUSD")} for a in aliases}
+    return venue, aliases, instruments
+
+
+def _floor_request(venue: TradeLockerVenue, alias: str, instrument: Instrument) -> bytes:
+    client = venue.client(alias)
+    request = OrderRequest(
+        account=alias,
+        instrument=instrument,
+        side=Side.BUY,
+        type=OrderType.MARKET,
+        qty=0.01,
+        validity=Validity.IOC,
+        strategy_tag="floor",
+    )
+    return FloorClient.build_request(
+        client.base_url,
+        "POST",
+        f"/trade/accounts/{client.account_id}/orders",
+        {
+            "Authorization": venue.tokens["bench"].bearer,
+            "accNum": str(client.acc_num),
+            "Content-Type": "application/json",
+        },
+        encode_place_order(request),
+    )
+
+
+async def _scenario(
+    sandbox: Sandbox,
+    latency: str,
+    rate: float,
+    count: int,
+    floor: FloorClient,
+    venue: TradeLockerVenue,
+    aliases: list[str],
+    instruments: dict[str, dict[str, Instrument]],
+    say: Callable[[str], None],
+) -> Scenario:
+    await sandbox.set_latency(latency)
+    say(f"  venue latency {latency} ms: floor, {count} requests at {rate:g}/s ...")
+
+    async def fire_floor(i: int, intended: int) -> int:
+        return await floor.round_trip()
+
+    floor_result = await constant_rate(f"floor @{latency}ms", count, rate, fire_floor)
+    say(f"  venue latency {latency} ms: engine, {count} signals at {rate:g}/s ...")
+    metrics = Metrics()
+    path = EnginePath(venue, aliases, instruments, metrics)
+    engine_result = await constant_rate(f"engine @{latency}ms", count, rate, path.fire)
+    metrics.fold()
+    return Scenario(latency, floor_result, engine_result, metrics)
+
+
+async def _null_capacity(plan: Plan) -> tuple[LoadResult, Metrics]:
+    aliases = [f"acct{i + 1}" for i in range(plan.accounts)]
+    metrics = Metrics()
+    path = EnginePath(NullVenue(), aliases, null_instruments(aliases), metrics)
+    for i in range(200):  # warm-up: imports, caches, first-call costs
+        await path.fire(i, time.monotonic_ns())
+    metrics = Metrics()
+    path.metrics = metrics
+    result = await closed_loop("engine, null venue", plan.null_orders, plan.concurrency, path.fire)
+    metrics.fold()
+    return result, metrics
+
+
+async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    started = dt.datetime.now(dt.UTC)
+    say(f"starting the sandbox (own process) with {plan.accounts} accounts ...")
+    sandbox = await start_sandbox(plan.accounts)
+    venue: TradeLockerVenue | None = None
+    floor: FloorClient | None = None
+    try:
+        venue, aliases, instruments = await _start_engine(sandbox)
+        floor = FloorClient(
+            sandbox.backend_url,
+            _floor_request(venue, aliases[0], instruments[aliases[0]]["EURUSD"]),
+            size=4 * plan.accounts,
+        )
+        await floor.start()
+        # Warm the engine path the same way (every account's pool is already warm).
+        warm = EnginePath(venue, aliases, instruments, Metrics())
+        for i in range(4 * plan.accounts):
+            await warm.fire(i, time.monotonic_ns())
+
+        fast = await _scenario(
+            sandbox, "0", plan.rate_0ms, plan.count_0ms, floor, venue, aliases, instruments, say
+        )
+        slow = await _scenario(
+            sandbox,
+            plan.slow_latency,
+            plan.rate_slow,
+            plan.count_slow,
+            floor,
+            venue,
+            aliases,
+            instruments,
+            say,
+        )
+        await sandbox.set_latency("0")
+
+        say(f"  official client: {plan.official_orders} orders (it sleeps 1 s per request) ...")
+        eurusd = instruments[aliases[0]]["EURUSD"]
+        official: OfficialResult = await official_orders(
+            sandbox.host_url,
+            BENCH_EMAIL,
+            BENCH_PASSWORD,
+            BENCH_SERVER,
+            eurusd.tradable_instrument_id,
+            plan.official_orders,
+        )
+
+        say(
+            f"  capacity: {plan.capacity_orders} orders, {plan.concurrency} in flight, "
+            "0 ms sandbox ..."
+        )
+        cap_metrics = Metrics()
+        cap_path = EnginePath(venue, aliases, instruments, cap_metrics)
+        capacity = await closed_loop(
+            "engine, 0 ms sandbox", plan.capacity_orders, plan.concurrency, cap_path.fire
+        )
+    finally:
+        if floor is not None:
+            await floor.close()
+        if venue is not None:
+            await venue.close()
+        await sandbox.stop()
+
+    say(f"  capacity: {plan.null_orders} orders against the in-process null venue ...")
+    null_result, null_metrics = await _null_capacity(plan)
+
+    results = _assemble(plan, started, fast, slow, official, capacity, null_result, null_metrics)
+    series = {
+        "floor, 0 ms": fast.floor.hist,
+        "engine, 0 ms": fast.engine.hist,
+        f"floor, {slow.latency} ms": slow.floor.hist,
+        f"engine, {slow.latency} ms": slow.engine.hist,
+        "official client, 0 ms": official.hist,
+        "engine share, 0 ms": fast.metrics.histogram("engine_share"),
+    }
+    title = f"tl-engine bench ({plan.accounts} accounts), {started:%Y-%m-%d %H:%M} UTC"
+    await asyncio.to_thread(_write_outputs, results, series, out_dir, title)
+    results["_tables"] = [
+        format_table(fast.metrics.summaries(), "engine stages, venue latency 0 ms"),
+        format_table(slow.metrics.summaries(), f"engine stages, venue latency {slow.latency} ms"),
+        format_table(null_metrics.summaries(), "engine stages, in-process null venue"),
+    ]
+    return results
+
+
+def _write_outputs(
+    results: dict[str, Any], series: dict[str, LatencyHistogram], out_dir: Path, title: str
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot = write_percentile_plot(series, out_dir / "latency-percentiles.png", title)
+    results["plot"] = str(plot)
+    (out_dir / "latest.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("inf")
+
+
+def _assemble(
+    plan: Plan,
+    started: dt.datetime,
+    fast: Scenario,
+    slow: Scenario,
+    official: OfficialResult,
+    capacity: LoadResult,
+    null_result: LoadResult,
+    null_metrics: Metrics,
+) -> dict[str, Any]:
+    ff, fe = fast.floor.summary, fast.engine.summary
+    share = fast.metrics.histogram("engine_share").summary()
+    slow_total = slow.metrics.histogram("signal_to_ack").summary()
+    off = official.hist.summary()
+    ratios: dict[str, float] = {
+        "engine_floor_rt_ratio_p50": _ratio(fe.p50, ff.p50),
+        "engine_floor_rt_ratio_p99": _ratio(fe.p99, ff.p99),
+        "engine_minus_floor_p50_us": (fe.p50 - ff.p50) / 1e3,
+        "engine_share_p50_us": share.p50 / 1e3,
+        "engine_share_p99_us": share.p99 / 1e3,
+        "signal_to_ack_p99_ms_at_slow": slow_total.p99 / 1e6,
+        "official_engine_ratio_p50": _ratio(off.p50, fe.p50) if off.count else math.nan,
+        "capacity_sandbox_orders_per_s": capacity.rate,
+        "capacity_null_venue_orders_per_s": null_result.rate,
+    }
+    targets: dict[str, tuple[float, float, str]] = {
+        "engine share p50 <= 50 us": (ratios["engine_share_p50_us"], TARGET_SHARE_P50_US, "le"),
+        "engine share p99 <= 250 us": (
+            ratios["engine_share_p99_us"],
+            TARGET_SHARE_P99_US,
+            "le",
+        ),
+        "round trip at 0 ms within 1.3x of the floor (p50)": (
+            ratios["engine_floor_rt_ratio_p50"],
+            TARGET_RT_RATIO,
+            "le",
+        ),
+        f"signal->ack p99 <= 150 ms at {slow.latency} ms": (
+            ratios["signal_to_ack_p99_ms_at_slow"],
+            TARGET_SIGNAL_TO_ACK_P99_MS,
+            "le",
+        ),
+        "capacity >= 5,000 orders/s (null venue, one core)": (
+            ratios["capacity_null_venue_orders_per_s"],
+            TARGET_CAPACITY,
+            "ge",
+        ),
+        "capacity >= 5,000 orders/s (0 ms sandbox)": (
+            ratios["capacity_sandbox_orders_per_s"],
+            TARGET_CAPACITY,
+            "ge",
+        ),
+    }
+    verdicts = {
+        name: {
+            "value": value,
+            "target": target,
+            "met": value <= target if how == "le" else value >= target,
+        }
+        for name, (value, target, how) in targets.items()
+    }
+    return {
+        "started_utc": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": " ".join(["tl-engine", *sys.argv[1:]]) if sys.argv else "tl-engine bench",
+        "plan": dataclasses.asdict(plan),
+        "series": {
+            "floor_0ms": _pct(ff),
+            "engine_0ms": _pct(fe),
+            f"floor_{slow.latency}ms": _pct(slow.floor.summary),
+            f"engine_{slow.latency}ms": _pct(slow.engine.summary),
+            "official_0ms": _pct(off),
+            "capacity_sandbox": {**_pct(capacity.summary), "orders_per_s": capacity.rate},
+            "capacity_null_venue": {**_pct(null_result.summary), "orders_per_s": null_result.rate},
+        },
+        "stages_0ms": {k: _pct(v) for k, v in fast.metrics.summaries().items()},
+        f"stages_{slow.latency}ms": {k: _pct(v) for k, v in slow.metrics.summaries().items()},
+        "stages_null_venue": {k: _pct(v) for k, v in null_metrics.summaries().items()},
+        "errors": {
+            "floor_0ms": fast.floor.error_kinds,
+            "engine_0ms": fast.engine.error_kinds,
+            "floor_slow": slow.floor.error_kinds,
+            "engine_slow": slow.engine.error_kinds,
+            "official": official.errors,
+            "capacity_sandbox": capacity.error_kinds,
+        },
+        "late_starts": {
+            "floor_0ms": fast.floor.late_starts,
+            "engine_0ms": fast.engine.late_starts,
+            "floor_slow": slow.floor.late_starts,
+            "engine_slow": slow.engine.late_starts,
+        },
+        "ratios": ratios,
+        "targets": verdicts,
+    }
+
+
+def render_report(results: dict[str, Any]) -> str:
+    lines = [f"tl-engine bench, {results['started_utc']}", ""]
+    m = results["machine"]
+    lines.append(
+        f"machine: {m['nproc']} cpu ({m['cpu']}), {m['memory_gb']} GB, Python {m['python']}"
+    )
+    lines.append("")
+    head = f"{'series':<28}{'n':>7}{'p50':>10}{'p90':>10}{'p99':>10}{'p99.9':>10}{'max':>10}"
+    lines += ["round trips from the intended send time (microseconds)", head, "-" * len(head)]
+    for name, s in results["series"].items():
+        lines.append(
+            f"{name:<28}{s['count']:>7}"
+            + "".join(f"{s[k]:>10.1f}" for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us"))
+            + (f"   {s['orders_per_s']:,.0f} orders/s" if "orders_per_s" in s else "")
+        )
+    lines.append("")
+    lines += results.get("_tables", [])
+    lines.append("")
+    lines.append("targets")
+    for name, v in results["targets"].items():
+        verdict = "MET   " if v["met"] else "MISSED"
+        lines.append(f"  {verdict} {name}: {v['value']:.2f} (target {v['target']:g})")
+    r = results["ratios"]
+    if r["official_engine_ratio_p50"] is not None and not math.isnan(
+        r["official_engine_ratio_p50"]
+    ):
+        lines.append(f"  official client / engine, p50: {r['official_engine_ratio_p50']:.0f}x")
+    errors = {k: v for k, v in results["errors"].items() if v}
+    if errors:
+        lines.append(f"  errors: {errors}")
+    lines.append(f"  plot: {results['plot']}")
+    lines.append("")
+    lines.append(f"engine/floor round-trip ratio: {r['engine_floor_rt_ratio_p50']:.2f}")
+    lines.append(f"engine share p99: {r['engine_share_p99_us']:.0f} us")
+    return "\n".join(lines)
+
+
+def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.add_argument(
+        "--quick", action="store_true", help="a short run (under a minute) with the same stages"
+    )
+    parser.add_argument("--accounts", type=int, help="number of sandbox accounts (overrides plan)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench/results"), help="where the PNG and JSON go"
+    )
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+
+    def run(args: argparse.Namespace) -> int:
+        plan = Plan.tiny() if args.tiny else Plan.quick() if args.quick else Plan.full()
+        if args.accounts:
+            if args.accounts < 1:
+                print("--accounts must be at least 1", file=sys.stderr)
+                return 2
+            plan = dataclasses.replace(plan, accounts=args.accounts)
+
+        def say(msg: str) -> None:
+            print(msg, file=sys.stderr, flush=True)
+
+        results = uvloop.run(run_suite(plan, args.out, say))
+        print(render_report(results), flush=True)
+        return 0
+
+    return run
