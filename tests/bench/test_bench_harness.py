@@ -1,0 +1,139 @@
+"""The benchmark harness: its parts against real servers, and `tl-engine bench` end to end.
+
+No timing is asserted: the benchmark reports speed, these tests check that it measures what it
+says (every request counted, errors counted not hidden, the floor parses real replies) and that
+a tiny run goes through every stage and prints the two summary lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from bench.engine_path import EnginePath, NullVenue, null_instruments
+from bench.floor import FloorClient
+from bench.load import closed_loop, constant_rate
+from engine.metrics import Metrics
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[str]:
+    """A real aiohttp server answering like the venue: fixed-length and chunked replies."""
+
+    async def order(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if request.query.get("chunked"):
+            resp = web.StreamResponse()
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            await resp.write(b'{"s":"ok",')
+            await resp.write(b'"d":{"orderId":"1"}}')
+            await resp.write_eof()
+            return resp
+        if request.query.get("fail"):
+            return web.json_response({"s": "error"}, status=500)
+        return web.json_response({"s": "ok", "d": {"orderId": "7277816997907673698"}})
+
+    app = web.Application()
+    app.router.add_post("/backend-api/trade/accounts/1/orders", order)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}/backend-api"
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("query", ["", "?chunked=1"])
+async def test_floor_round_trips_reuse_kept_alive_connections(echo_server: str, query: str) -> None:
+    request = FloorClient.build_request(
+        echo_server,
+        "POST",
+        "/trade/accounts/1/orders" + query,
+        {"Authorization": "Bearer x", "accNum": "1", "Content-Type": "application/json"},
+        b'{"qty":0.01}',
+    )
+    floor = FloorClient(echo_server, request, size=2)
+    await floor.start()
+    try:
+        result = await constant_rate("floor", 40, 2_000, lambda i, t: floor.round_trip())
+    finally:
+        await floor.close()
+    assert result.errors == 0
+    assert result.summary.count == 40
+    assert len(floor._all) == 0  # closed
+
+
+async def test_floor_reports_an_http_error_instead_of_a_latency(echo_server: str) -> None:
+    request = FloorClient.build_request(
+        echo_server, "POST", "/trade/accounts/1/orders?fail=1", {}, b"{}"
+    )
+    floor = FloorClient(echo_server, request, size=1)
+    with pytest.raises(RuntimeError, match="HTTP 500"):
+        await floor.start()
+    await floor.close()
+
+
+async def test_constant_rate_counts_failures_and_records_only_successes() -> None:
+    async def fire(i: int, intended: int) -> int | None:
+        await asyncio.sleep(0)
+        if i % 5 == 0:
+            raise ConnectionResetError("venue dropped it")
+        if i % 7 == 0:
+            return None
+        return intended + 1_000 * (i + 1)
+
+    result = await constant_rate("mixed", 35, 5_000, fire)
+    assert result.errors == 7 + 4  # i=0,5,..,30 raise; i=7,14,21,28 return None
+    assert result.error_kinds == {"ConnectionResetError": 7}
+    assert result.summary.count == 35 - 11
+
+
+async def test_engine_path_against_the_null_venue_stamps_every_stage() -> None:
+    accounts = ["a1", "a2", "a3"]
+    metrics = Metrics()
+    venue = NullVenue()
+    path = EnginePath(venue, accounts, null_instruments(accounts), metrics)
+    result = await closed_loop("null", 30, 3, path.fire)
+    metrics.fold()
+    assert result.errors == 0 and venue.count == 30
+    assert metrics.accounts() == accounts
+    stages = metrics.summaries()
+    for stage in ("arrival_to_validated", "wire_to_ack", "engine_share", "signal_to_ack"):
+        assert stages[stage].count == 30
+    assert metrics.outcomes.values[("a1", "accepted")] == 10
+
+
+def test_bench_cli_runs_end_to_end_at_tiny_scale_and_prints_the_two_lines(
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "bench", "--tiny", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.rstrip("\n").splitlines()
+    assert re.fullmatch(r"engine/floor round-trip ratio: \d+\.\d\d", lines[-2]), lines[-2:]
+    assert re.fullmatch(r"engine share p99: \d+ us", lines[-1]), lines[-1:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    series = results["series"]
+    assert series["floor_0ms"]["count"] == 30 and series["engine_0ms"]["count"] == 30
+    assert series["official_0ms"]["count"] == 1, results["errors"]
+    assert series["capacity_null_venue"]["orders_per_s"] > 0
+    assert not results["errors"]["engine_0ms"], results["errors"]
+    assert (tmp_path / "latency-percentiles.png").stat().st_size > 0
+    assert "bench-password" not in proc.stdout + proc.stderr
