@@ -125,6 +125,14 @@ def _check_request(request: OrderRequest) -> None:
         )
     if request.qty <= 0:
         raise ValidationError(f"qty must be positive, got {request.qty}", account)
+    step = request.instrument.lot_step
+    if step > 0 and abs(request.qty / step - round(request.qty / step)) > 1e-6:
+        # The body writes qty with the step's decimals: off-grid would be silently rounded.
+        raise ValidationError(
+            f"qty {request.qty} is not a multiple of the lot step {step} of "
+            f"{request.instrument.name}",
+            account,
+        )
     if request.type is OrderType.LIMIT and request.price is None:
         raise ValidationError("a limit order needs a price", account)
     if request.type is OrderType.STOP and request.stop_price is None:

@@ -233,16 +233,13 @@ async def test_find_by_tag_returns_exactly_the_tagged_order_and_its_position(
     assert len(matches.positions) == 1
 
 
-async def test_quantity_off_the_lot_step_is_rejected_with_the_venue_text(harness: Harness) -> None:
+async def test_quantity_above_the_maximum_is_rejected_with_the_venue_text(
+    harness: Harness,
+) -> None:
     instrument = await harness.instrument()
-    bad = _request(
-        harness,
-        instrument,
-        Side.BUY,
-        OrderType.MARKET,
-        harness.tag("bad"),
-        qty=instrument.min_lot + instrument.lot_step / 3,
-    )
+    too_big = instrument.max_lot + 10 * instrument.lot_step
+    bad = _request(harness, instrument, Side.BUY, OrderType.MARKET, harness.tag("big"), qty=too_big)
     with pytest.raises(OrderRejected) as caught:
         await harness.venue.place_order(bad)
     assert caught.value.errmsg
+    assert caught.value.account == harness.account
