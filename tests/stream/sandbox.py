@@ -1,0 +1,150 @@
+"""A sandbox with its Streams API on a free port, plus the order activity the stream tests need.
+
+The sandbox state, its order book, its token issuing and its Streams server are the real sandbox
+components. Order activity goes straight into the sandbox's order book (the same code its REST
+handlers call) so a test can change the account while the engine's stream is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from engine.sim.order_rules import PlaceRequest
+from engine.sim.seed import SandboxConfig, default_users
+from engine.sim.state import SandboxState
+from engine.sim.streams import StreamsServer, mount
+from engine.tradelocker.stream import (
+    StreamAccountStatus,
+    StreamOrder,
+    StreamPosition,
+    StreamToken,
+    decode_message,
+    fetch_stream_tokens,
+)
+
+EMAIL = "demo@sandbox.local"
+PASSWORD = "demo-password"
+SERVER = "SANDBOX"
+ACCOUNTS = {"acc1": "700001", "acc2": "700002"}
+EURUSD = 278
+EURUSD_TRADE_ROUTE = 9001
+
+
+@dataclass
+class StreamsSandbox:
+    state: SandboxState
+    streams: StreamsServer
+    url: str  # ws://127.0.0.1:port
+    http_url: str  # http://127.0.0.1:port
+    api_key: str
+    token_requests: int = 0
+
+    def account(self, account_id: str) -> Any:
+        return self.state.accounts[account_id]
+
+    def place(
+        self,
+        account_id: str,
+        side: str,
+        qty: float = 0.01,
+        *,
+        type: str = "market",
+        price: float | None = None,
+    ) -> str:
+        req = PlaceRequest(
+            tid=EURUSD,
+            route_id=EURUSD_TRADE_ROUTE,
+            qty=qty,
+            side=side,
+            type=type,
+            validity="IOC" if type == "market" else "GTC",
+            price=price,
+            stop_price=None,
+            stop_loss=None,
+            stop_loss_type=None,
+            take_profit=None,
+            take_profit_type=None,
+            tr_stop_offset=None,
+            strategy_id="",
+        )
+        return str(self.state.book.place(self.account(account_id), req).id)
+
+    def close(self, account_id: str, position_id: str, qty: float = 0.0) -> None:
+        self.state.book.close(self.account(account_id), position_id, qty)
+
+    def cancel(self, account_id: str, order_id: str) -> None:
+        self.state.book.cancel(self.account(account_id), order_id)
+
+    def truth(self, account_id: str) -> dict[str, Any]:
+        """The sandbox's own view of the account, in the engine's decoded vocabulary."""
+        decoded = [decode_message(m) for m in self.state.stream_snapshot(account_id)]
+        return {
+            "positions": {m.position_id: m for m in decoded if isinstance(m, StreamPosition)},
+            "orders": {m.order_id: m for m in decoded if isinstance(m, StreamOrder)},
+            "status": next(m for m in decoded if isinstance(m, StreamAccountStatus)),
+        }
+
+
+class SandboxTokens:
+    """Stream tokens over HTTP from the sandbox's token endpoint (counts the requests)."""
+
+    def __init__(self, sandbox: StreamsSandbox, session: aiohttp.ClientSession) -> None:
+        self._sandbox = sandbox
+        self._session = session
+
+    async def stream_tokens(self) -> dict[str, StreamToken]:
+        self._sandbox.token_requests += 1
+        return await fetch_stream_tokens(
+            self._session, self._sandbox.http_url, EMAIL, PASSWORD, SERVER
+        )
+
+
+@asynccontextmanager
+async def run_streams_sandbox(
+    config: SandboxConfig | None = None, **mount_options: Any
+) -> AsyncIterator[StreamsSandbox]:
+    state = SandboxState(config or SandboxConfig(users=default_users()))
+    app = web.Application()
+
+    async def tokens(request: web.Request) -> web.Response:
+        if "developer-api-key" in request.headers:  # the venue refuses the key here (10.1)
+            return web.json_response({"s": "error", "errmsg": "no developer-api-key"}, status=400)
+        body = orjson.loads(await request.read())
+        return web.json_response({"data": state.auth.stream_tokens(body)}, status=201)
+
+    app.router.add_post("/backend-api/auth/jwt/accounts/tokens", tokens)
+    streams = mount(app, state, state.faults, **mount_options)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield StreamsSandbox(
+            state,
+            streams,
+            f"ws://127.0.0.1:{port}",
+            f"http://127.0.0.1:{port}",
+            state.config.developer_api_key,
+        )
+    finally:
+        await runner.cleanup()
+
+
+async def eventually(check: Callable[[], bool], what: str, limit_s: float = 10.0) -> None:
+    """Wait until ``check()`` holds; fail with ``what`` if it never does (a hang guard, not a
+    timing assertion)."""
+    deadline = time.monotonic() + limit_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.01)
