@@ -57,12 +57,20 @@ class Auth:
     def _issue(self, user: UserSpec) -> dict[str, str]:
         now = time.time()
         access, access_claims = tokens.mint(
-            self._secret, token_type="access_token", brand=user.server, uid=user.uid,
-            lifetime_s=self.config.access_token_lifetime_s, now=now,
+            self._secret,
+            token_type="access_token",
+            brand=user.server,
+            uid=user.uid,
+            lifetime_s=self.config.access_token_lifetime_s,
+            now=now,
         )
         refresh, refresh_claims = tokens.mint(
-            self._secret, token_type="refresh_token", brand=user.server, uid=user.uid,
-            lifetime_s=self.config.refresh_token_lifetime_s, now=now,
+            self._secret,
+            token_type="refresh_token",
+            brand=user.server,
+            uid=user.uid,
+            lifetime_s=self.config.refresh_token_lifetime_s,
+            now=now,
         )
         self._issued_access.add(access_claims["jti"])
         self._live_refresh[refresh_claims["jti"]] = user.uid
@@ -77,7 +85,7 @@ class Auth:
 
     def refresh(self, body: Any) -> dict[str, str]:
         if not isinstance(body, dict) or not isinstance(body.get("refreshToken"), str):
-            raise BadRequest("the body must be {\"refreshToken\": \"...\"}")
+            raise BadRequest('the body must be {"refreshToken": "..."}')
         try:
             claims = tokens.verify(body["refreshToken"], self._secret, token_type="refresh_token")
         except TokenError as exc:
@@ -95,7 +103,10 @@ class Auth:
         result = []
         for account in self._accounts_by_uid.get(user.uid, []):
             token, claims = tokens.mint(
-                self._secret, token_type="access_token", brand=user.server, uid=user.uid,
+                self._secret,
+                token_type="access_token",
+                brand=user.server,
+                uid=user.uid,
                 lifetime_s=self.config.stream_token_lifetime_s,
                 extra={"accountId": account.id, "accNum": account.acc_num},
             )

@@ -152,8 +152,9 @@ class OrderBook:
             raise Rejected(f"Invalid quantity {qty:g}: above the maximum lot {spec.max_lot:g}")
         steps = qty / spec.lot_step
         if abs(steps - round(steps)) > 1e-6:
-            raise Rejected(f"Invalid quantity {qty:g}: must be a multiple of lot step "
-                           f"{spec.lot_step:g}")
+            raise Rejected(
+                f"Invalid quantity {qty:g}: must be a multiple of lot step {spec.lot_step:g}"
+            )
 
     def _check_tick(self, spec: InstrumentSpec, name: str, price: float) -> None:
         if price <= 0:
@@ -164,8 +165,14 @@ class OrderBook:
             raise Rejected(f"Invalid {name} {price:g}: not a multiple of tick size {tick:g}")
 
     def _protection_prices(
-        self, spec: InstrumentSpec, side: str, ref: float, stop_loss: float | None,
-        stop_loss_type: str | None, tr_stop_offset: float | None, take_profit: float | None,
+        self,
+        spec: InstrumentSpec,
+        side: str,
+        ref: float,
+        stop_loss: float | None,
+        stop_loss_type: str | None,
+        tr_stop_offset: float | None,
+        take_profit: float | None,
         take_profit_type: str | None,
     ) -> tuple[float | None, float | None, float | None]:
         """(stop price, take-profit price, trailing distance) for a position opened at ``ref``."""
@@ -177,11 +184,17 @@ class OrderBook:
             initial = (stop_loss if stop_loss is not None else tr_stop_offset) * spec.pip_size
             sl_price = ref - sign * initial
         elif stop_loss is not None:
-            sl_price = stop_loss if stop_loss_type == "absolute" else (
-                ref - sign * stop_loss * spec.pip_size)
+            sl_price = (
+                stop_loss
+                if stop_loss_type == "absolute"
+                else (ref - sign * stop_loss * spec.pip_size)
+            )
         if take_profit is not None:
-            tp_price = take_profit if take_profit_type == "absolute" else (
-                ref + sign * take_profit * spec.pip_size)
+            tp_price = (
+                take_profit
+                if take_profit_type == "absolute"
+                else (ref + sign * take_profit * spec.pip_size)
+            )
         if sl_price is not None:
             sl_price = self.prices.round_to_tick(spec.tradable_instrument_id, sl_price)
         if tp_price is not None:
@@ -213,8 +226,14 @@ class OrderBook:
             elif value <= 0:
                 raise Rejected(f"Invalid {name} offset {value:g}: must be positive")
         sl, tp, _ = self._protection_prices(
-            spec, side, ref, req.stop_loss, req.stop_loss_type, req.tr_stop_offset,
-            req.take_profit, req.take_profit_type,
+            spec,
+            side,
+            ref,
+            req.stop_loss,
+            req.stop_loss_type,
+            req.tr_stop_offset,
+            req.take_profit,
+            req.take_profit_type,
         )
         if sl is not None and (sl >= ref if side == "buy" else sl <= ref):
             raise Rejected(f"Invalid stop loss {sl:g}: must be on the losing side of {ref:g}")
@@ -232,8 +251,9 @@ class OrderBook:
             raise Rejected(f"Market is closed for {spec.name} ({spec.symbol_status})")
         expected = "IOC" if req.type == "market" else "GTC"
         if req.validity != expected:
-            raise Rejected(f"Invalid TimeInForce {req.validity} for a {req.type} order: "
-                           f"use {expected}")
+            raise Rejected(
+                f"Invalid TimeInForce {req.validity} for a {req.type} order: use {expected}"
+            )
         self._check_qty(spec, req.qty)
         quote = self.prices.quote(req.tid)
         if req.type == "limit":
@@ -255,13 +275,24 @@ class OrderBook:
 
         now = self.now_ms()
         order = SimOrder(
-            id=self.new_id(), account_id=account.id, tid=req.tid, route_id=req.route_id,
-            qty=req.qty, side=req.side, type=req.type, validity=req.validity, created_ms=now,
-            last_modified_ms=now, price=req.price if req.type == "limit" else None,
+            id=self.new_id(),
+            account_id=account.id,
+            tid=req.tid,
+            route_id=req.route_id,
+            qty=req.qty,
+            side=req.side,
+            type=req.type,
+            validity=req.validity,
+            created_ms=now,
+            last_modified_ms=now,
+            price=req.price if req.type == "limit" else None,
             stop_price=req.stop_price if req.type == "stop" else None,
-            stop_loss=req.stop_loss, stop_loss_type=req.stop_loss_type,
-            take_profit=req.take_profit, take_profit_type=req.take_profit_type,
-            tr_stop_offset=req.tr_stop_offset, strategy_id=req.strategy_id,
+            stop_loss=req.stop_loss,
+            stop_loss_type=req.stop_loss_type,
+            take_profit=req.take_profit,
+            take_profit_type=req.take_profit_type,
+            tr_stop_offset=req.tr_stop_offset,
+            strategy_id=req.strategy_id,
         )
         if req.type == "market" or self._triggered(order, quote):
             self._fill(account, order, quote)
@@ -346,8 +377,17 @@ class OrderBook:
         order.position_id = position_id
         self._finish(account, order, "Filled")
         account.executions.append(
-            Execution(self.new_id(), account.id, order.tid, order.id, position_id, order.side,
-                      qty, price, order.last_modified_ms)
+            Execution(
+                self.new_id(),
+                account.id,
+                order.tid,
+                order.id,
+                position_id,
+                order.side,
+                qty,
+                price,
+                order.last_modified_ms,
+            )
         )
         account.today_volume += qty * spec.lot_size * price
         account.today_trades += 1
@@ -356,15 +396,28 @@ class OrderBook:
     def _open_position(self, account: SimAccount, order: SimOrder, price: float) -> None:
         spec = self.spec(order.tid)
         position = SimPosition(
-            id=self.new_id(), account_id=account.id, tid=order.tid, route_id=order.route_id,
-            side=order.side, qty=order.qty, avg_price=price, open_ms=self.now_ms(),
-            open_order_id=order.id, strategy_id=order.strategy_id,
+            id=self.new_id(),
+            account_id=account.id,
+            tid=order.tid,
+            route_id=order.route_id,
+            side=order.side,
+            qty=order.qty,
+            avg_price=price,
+            open_ms=self.now_ms(),
+            open_order_id=order.id,
+            strategy_id=order.strategy_id,
         )
         account.positions[position.id] = position
         self._record_fill(account, order, position.id, price, order.qty)
         sl, tp, trail = self._protection_prices(
-            spec, order.side, price, order.stop_loss, order.stop_loss_type, order.tr_stop_offset,
-            order.take_profit, order.take_profit_type,
+            spec,
+            order.side,
+            price,
+            order.stop_loss,
+            order.stop_loss_type,
+            order.tr_stop_offset,
+            order.take_profit,
+            order.take_profit_type,
         )
         if sl is not None:
             position.stop_loss_id = self._add_leg(account, position, STOP_LOSS, sl, trail).id
@@ -374,15 +427,27 @@ class OrderBook:
         self._emit(account.id, self.account_status_message(account))
 
     def _add_leg(
-        self, account: SimAccount, position: SimPosition, role: str, price: float,
+        self,
+        account: SimAccount,
+        position: SimPosition,
+        role: str,
+        price: float,
         trail: float | None,
     ) -> SimOrder:
         now = self.now_ms()
         leg = SimOrder(
-            id=self.new_id(), account_id=account.id, tid=position.tid,
-            route_id=position.route_id, qty=position.qty, side=_opposite(position.side),
-            type="stop" if role == STOP_LOSS else "limit", validity="GTC", created_ms=now,
-            last_modified_ms=now, role=role, position_id=position.id,
+            id=self.new_id(),
+            account_id=account.id,
+            tid=position.tid,
+            route_id=position.route_id,
+            qty=position.qty,
+            side=_opposite(position.side),
+            type="stop" if role == STOP_LOSS else "limit",
+            validity="GTC",
+            created_ms=now,
+            last_modified_ms=now,
+            role=role,
+            position_id=position.id,
             strategy_id=position.strategy_id,
             price=price if role == TAKE_PROFIT else None,
             stop_price=price if role == STOP_LOSS else None,
@@ -392,7 +457,11 @@ class OrderBook:
         return leg
 
     def _reduce_position(
-        self, account: SimAccount, position: SimPosition, order: SimOrder, price: float,
+        self,
+        account: SimAccount,
+        position: SimPosition,
+        order: SimOrder,
+        price: float,
         qty: float,
     ) -> None:
         spec = self.spec(position.tid)
@@ -409,13 +478,16 @@ class OrderBook:
                 if leg is not None:
                     self._finish(account, leg, "Cancelled")
                     self._emit(account.id, self.open_order_message(leg, "CANCELLED"))
-            self._emit(account.id, {
-                "type": "ClosePosition",
-                "accountId": account.id,
-                "positionId": position.id,
-                "closePrice": price_text(spec, price),
-                "closeDateTime": _iso_ms(order.last_modified_ms),
-            })
+            self._emit(
+                account.id,
+                {
+                    "type": "ClosePosition",
+                    "accountId": account.id,
+                    "positionId": position.id,
+                    "closePrice": price_text(spec, price),
+                    "closeDateTime": _iso_ms(order.last_modified_ms),
+                },
+            )
         else:
             for leg_id in (position.stop_loss_id, position.take_profit_id):
                 leg = account.orders.get(leg_id or "")
@@ -472,9 +544,22 @@ class OrderBook:
         if order.role == ENTRY:
             ref = price if order.type == "limit" else stop_price
             assert ref is not None
-            probe = PlaceRequest(order.tid, order.route_id, qty, order.side, order.type,
-                                 order.validity, price, stop_price, sl, sl_type, tp, tp_type, tr,
-                                 order.strategy_id)
+            probe = PlaceRequest(
+                order.tid,
+                order.route_id,
+                qty,
+                order.side,
+                order.type,
+                order.validity,
+                price,
+                stop_price,
+                sl,
+                sl_type,
+                tp,
+                tp_type,
+                tr,
+                order.strategy_id,
+            )
             self._validate_protection(spec, order.side, ref, probe)
         order.qty, order.price, order.stop_price = qty, price, stop_price
         order.stop_loss, order.stop_loss_type, order.tr_stop_offset = sl, sl_type, tr
@@ -502,8 +587,9 @@ class OrderBook:
 
     def cancel_all(self, account: SimAccount, tid: int | None) -> int:
         """Cancel working entry orders (SL/TP legs stay with their positions); returns how many."""
-        targets = [o for o in account.orders.values()
-                   if o.role == ENTRY and (tid is None or o.tid == tid)]
+        targets = [
+            o for o in account.orders.values() if o.role == ENTRY and (tid is None or o.tid == tid)
+        ]
         for order in targets:
             self.cancel(account, order.id)
         return len(targets)
@@ -515,17 +601,27 @@ class OrderBook:
         spec = self.spec(position.tid)
         close_qty = position.qty if qty <= _EPS else qty
         if close_qty > position.qty + _EPS:
-            raise Rejected(f"Cannot close {close_qty:g} lots: position {position_id} has "
-                           f"{position.qty:g}")
+            raise Rejected(
+                f"Cannot close {close_qty:g} lots: position {position_id} has {position.qty:g}"
+            )
         if qty > _EPS and close_qty < position.qty - _EPS:
             self._check_qty(spec, close_qty)
         now = self.now_ms()
         # The venue closes with an IOC market order; with unlimited liquidity it always fills.
         order = SimOrder(
-            id=self.new_id(), account_id=account.id, tid=position.tid,
-            route_id=position.route_id, qty=close_qty, side=_opposite(position.side),
-            type="market", validity="IOC", created_ms=now, last_modified_ms=now, role=CLOSE,
-            position_id=position.id, strategy_id=position.strategy_id,
+            id=self.new_id(),
+            account_id=account.id,
+            tid=position.tid,
+            route_id=position.route_id,
+            qty=close_qty,
+            side=_opposite(position.side),
+            type="market",
+            validity="IOC",
+            created_ms=now,
+            last_modified_ms=now,
+            role=CLOSE,
+            position_id=position.id,
+            strategy_id=position.strategy_id,
         )
         quote = self.prices.quote(position.tid)
         price = quote.ask if order.side == "buy" else quote.bid
@@ -533,9 +629,12 @@ class OrderBook:
         return order
 
     def close_all(self, account: SimAccount, tid: int | None, strategy_id: str | None) -> int:
-        targets = [p for p in account.positions.values()
-                   if (tid is None or p.tid == tid)
-                   and (strategy_id is None or p.strategy_id == strategy_id)]
+        targets = [
+            p
+            for p in account.positions.values()
+            if (tid is None or p.tid == tid)
+            and (strategy_id is None or p.strategy_id == strategy_id)
+        ]
         for position in targets:
             self.close(account, position.id, 0.0)
         return len(targets)
@@ -567,8 +666,7 @@ class OrderBook:
             self._check_tick(spec, "takeProfit", change.take_profit)
             tp_price = change.take_profit
             if tp_price <= exit_price if position.side == "buy" else tp_price >= exit_price:
-                raise Rejected(f"Invalid take profit {tp_price:g}: the market is at "
-                               f"{exit_price:g}")
+                raise Rejected(f"Invalid take profit {tp_price:g}: the market is at {exit_price:g}")
         if sl_given:
             self._set_leg(account, position, STOP_LOSS, sl_price, trail)
         if change.take_profit is not MISSING:
@@ -577,7 +675,11 @@ class OrderBook:
         return position
 
     def _set_leg(
-        self, account: SimAccount, position: SimPosition, role: str, price: float | None,
+        self,
+        account: SimAccount,
+        position: SimPosition,
+        role: str,
+        price: float | None,
         trail: float | None,
     ) -> None:
         leg_id = position.stop_loss_id if role == STOP_LOSS else position.take_profit_id
@@ -647,8 +749,11 @@ class OrderBook:
 
     def open_order_message(self, order: SimOrder, status: str) -> dict[str, Any]:
         spec = self.spec(order.tid)
-        price = order.avg_price if status == "EXECUTED" else (
-            order.price if order.type == "limit" else order.stop_price)
+        price = (
+            order.avg_price
+            if status == "EXECUTED"
+            else (order.price if order.type == "limit" else order.stop_price)
+        )
         return {
             "type": "OpenOrder",
             "accountId": order.account_id,

@@ -178,9 +178,7 @@ class Faults:
     def wire(self) -> dict[str, Any]:
         return {
             "latency": {op: [lo, hi] for op, (lo, hi) in self.latency_ms.items()},
-            **{
-                kind: {op: t.wire() for op, t in self.triggers[kind].items()} for kind in KINDS
-            },
+            **{kind: {op: t.wire() for op, t in self.triggers[kind].items()} for kind in KINDS},
             "dropStreamConnections": self.drop_stream_connections,
             "streamLatencyMs": self.stream_latency_ms,
         }

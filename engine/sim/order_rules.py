@@ -135,15 +135,15 @@ def parse_place(body: Any) -> PlaceRequest:
 class OrderChange:
     """PATCH /trade/orders/{id}: a field left as MISSING is unchanged; None (null) clears SL/TP."""
 
-    price: float | None | _Missing = MISSING
-    qty: float | None | _Missing = MISSING
-    stop_price: float | None | _Missing = MISSING
-    stop_loss: float | None | _Missing = MISSING
-    stop_loss_type: str | None | _Missing = MISSING
-    take_profit: float | None | _Missing = MISSING
-    take_profit_type: str | None | _Missing = MISSING
-    tr_stop_offset: float | None | _Missing = MISSING
-    validity: str | None | _Missing = MISSING
+    price: float | _Missing | None = MISSING
+    qty: float | _Missing | None = MISSING
+    stop_price: float | _Missing | None = MISSING
+    stop_loss: float | _Missing | None = MISSING
+    stop_loss_type: str | _Missing | None = MISSING
+    take_profit: float | _Missing | None = MISSING
+    take_profit_type: str | _Missing | None = MISSING
+    tr_stop_offset: float | _Missing | None = MISSING
+    validity: str | _Missing | None = MISSING
 
 
 def parse_order_change(body: Any) -> OrderChange:
@@ -175,9 +175,9 @@ def parse_order_change(body: Any) -> OrderChange:
 class PositionChange:
     """PATCH /trade/positions/{id}: absolute SL/TP prices; None (null) removes; MISSING keeps."""
 
-    stop_loss: float | None | _Missing = MISSING
-    take_profit: float | None | _Missing = MISSING
-    trailing_offset: float | None | _Missing = MISSING
+    stop_loss: float | _Missing | None = MISSING
+    take_profit: float | _Missing | None = MISSING
+    trailing_offset: float | _Missing | None = MISSING
 
 
 def parse_position_change(body: Any) -> PositionChange:
@@ -200,7 +200,7 @@ def parse_close_qty(body: Any) -> float:
     if body is None:
         return 0.0
     if not isinstance(body, dict):
-        raise BadRequest("the close request must be a JSON object like {\"qty\": \"0\"}")
+        raise BadRequest('the close request must be a JSON object like {"qty": "0"}')
     qty = number(body, "qty")
     if qty is None:
         return 0.0

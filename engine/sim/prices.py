@@ -86,7 +86,11 @@ class PriceBook:
         return moved
 
     def set_quote(
-        self, tid: int, *, bid: float | None = None, ask: float | None = None,
+        self,
+        tid: int,
+        *,
+        bid: float | None = None,
+        ask: float | None = None,
         mid: float | None = None,
     ) -> Quote:
         """Set the quote outright. Give ``mid`` (the spread is kept), or ``bid`` and/or ``ask``."""
@@ -148,10 +152,14 @@ class PriceBook:
         spec = self._specs[tid]
         quote = self._quotes[tid]
         tick = spec.tick_for(quote.bid)
-        asks = [[round(quote.ask + i * tick, spec.price_decimals), spec.quote_size * (i + 1)]
-                for i in range(levels)]
-        bids = [[round(quote.bid - i * tick, spec.price_decimals), spec.quote_size * (i + 1)]
-                for i in range(levels)]
+        asks = [
+            [round(quote.ask + i * tick, spec.price_decimals), spec.quote_size * (i + 1)]
+            for i in range(levels)
+        ]
+        bids = [
+            [round(quote.bid - i * tick, spec.price_decimals), spec.quote_size * (i + 1)]
+            for i in range(levels)
+        ]
         return {"asks": asks, "bids": bids}
 
     def history(

@@ -126,28 +126,67 @@ def default_instruments() -> list[InstrumentSpec]:
     fx = {"lot_size": 100_000.0, "leverage": 100.0, "pip_size": 0.0001, "spread_ticks": 8}
     return [
         InstrumentSpec(
-            278, 315, "EURUSD", "Euro vs US Dollar", "FOREX", 1.08500,
-            ((0.0, 0.00001),), trade_route_id=9001, info_route_ids=(9101,),
+            278,
+            315,
+            "EURUSD",
+            "Euro vs US Dollar",
+            "FOREX",
+            1.08500,
+            ((0.0, 0.00001),),
+            trade_route_id=9001,
+            info_route_ids=(9101,),
             **fx,  # type: ignore[arg-type]
         ),
         # Two INFO routes, the first one dead: clients must probe (TradeLocker PR #27).
         InstrumentSpec(
-            279, 316, "GBPUSD", "British Pound vs US Dollar", "FOREX", 1.26500,
-            ((0.0, 0.00001),), base_currency="GBP", trade_route_id=9001,
-            info_route_ids=(9199, 9101), dead_info_route_ids=frozenset({9199}),
+            279,
+            316,
+            "GBPUSD",
+            "British Pound vs US Dollar",
+            "FOREX",
+            1.26500,
+            ((0.0, 0.00001),),
+            base_currency="GBP",
+            trade_route_id=9001,
+            info_route_ids=(9199, 9101),
+            dead_info_route_ids=frozenset({9199}),
             **fx,  # type: ignore[arg-type]
         ),
         InstrumentSpec(
-            301, 401, "US30", "Dow Jones Industrial Average", "INDICES", 39_000.0,
-            ((0.0, 0.01), (10_000.0, 0.1)), lot_size=1.0, max_lot=500.0, spread_ticks=20,
-            volatility=0.0002, leverage=20.0, pip_size=1.0, base_currency="USD",
-            trade_route_id=9002, info_route_ids=(9102,),
+            301,
+            401,
+            "US30",
+            "Dow Jones Industrial Average",
+            "INDICES",
+            39_000.0,
+            ((0.0, 0.01), (10_000.0, 0.1)),
+            lot_size=1.0,
+            max_lot=500.0,
+            spread_ticks=20,
+            volatility=0.0002,
+            leverage=20.0,
+            pip_size=1.0,
+            base_currency="USD",
+            trade_route_id=9002,
+            info_route_ids=(9102,),
         ),
         InstrumentSpec(
-            206, 206, "BTCUSD", "Bitcoin vs US Dollar", "CRYPTO", 65_000.0,
-            ((0.0, 0.01), (1_000.0, 0.5)), lot_size=1.0, max_lot=20.0, spread_ticks=40,
-            volatility=0.0005, leverage=2.0, pip_size=1.0, base_currency="BTC",
-            trade_route_id=9003, info_route_ids=(9103,),
+            206,
+            206,
+            "BTCUSD",
+            "Bitcoin vs US Dollar",
+            "CRYPTO",
+            65_000.0,
+            ((0.0, 0.01), (1_000.0, 0.5)),
+            lot_size=1.0,
+            max_lot=20.0,
+            spread_ticks=40,
+            volatility=0.0005,
+            leverage=2.0,
+            pip_size=1.0,
+            base_currency="BTC",
+            trade_route_id=9003,
+            info_route_ids=(9103,),
         ),
     ]
 
@@ -208,7 +247,9 @@ def default_users() -> list[UserSpec]:
     ]
 
 
-def generated_users(spec: dict[str, Any], server: str, first_uid: int, first_account: int) -> list[UserSpec]:
+def generated_users(
+    spec: dict[str, Any], server: str, first_uid: int, first_account: int
+) -> list[UserSpec]:
     """``{"count": N, "accountsPerUser": M, "balance": B, "emailPattern": "trader{n}@sandbox.local",
     "password": "..."}`` → N users with M accounts each (for benchmarks with many accounts)."""
     count = _int(spec, "count", 1)
@@ -246,9 +287,7 @@ def _parse_rate_limits(raw: Any, base: dict[str, RateLimit]) -> dict[str, RateLi
 def parse_rate_limit(name: str, value: Any) -> RateLimit:
     """``{"limit": 5, "intervalNum": 1, "measure": "SECONDS"}`` or a bare int (per second)."""
     if name not in RATE_LIMIT_TYPES:
-        raise ConfigError(
-            f"unknown rateLimitType {name!r}; known: {', '.join(RATE_LIMIT_TYPES)}"
-        )
+        raise ConfigError(f"unknown rateLimitType {name!r}; known: {', '.join(RATE_LIMIT_TYPES)}")
     if isinstance(value, int) and not isinstance(value, bool):
         value = {"limit": value}
     if not isinstance(value, dict):

@@ -39,8 +39,13 @@ class SandboxState:
         for user in self.config.users:
             for acc_num, spec in enumerate(user.accounts, start=1):
                 self.accounts[spec.id] = SimAccount(
-                    id=spec.id, acc_num=acc_num, uid=user.uid, brand=user.server,
-                    name=spec.name, currency=spec.currency, balance=spec.balance,
+                    id=spec.id,
+                    acc_num=acc_num,
+                    uid=user.uid,
+                    brand=user.server,
+                    name=spec.name,
+                    currency=spec.currency,
+                    balance=spec.balance,
                     status=spec.status,
                 )
         self.prices = PriceBook(self.config.instruments, self.config.rng_seed)
@@ -60,9 +65,7 @@ class SandboxState:
         account = self.accounts[account_id]
         messages = [self.book.account_status_message(account)]
         messages += [self.book.position_message(p) for p in account.positions.values()]
-        messages += [
-            self.book.open_order_message(o, "PENDING") for o in account.orders.values()
-        ]
+        messages += [self.book.open_order_message(o, "PENDING") for o in account.orders.values()]
         return messages
 
     def add_stream_listener(self, fn: StreamListener) -> None:
@@ -95,7 +98,11 @@ class SandboxState:
         raise KeyError(f"unknown instrument {ref!r}")
 
     def set_price(
-        self, instrument: str | int, *, bid: float | None = None, ask: float | None = None,
+        self,
+        instrument: str | int,
+        *,
+        bid: float | None = None,
+        ask: float | None = None,
         mid: float | None = None,
     ) -> None:
         """Set a quote and trigger every working order it crosses, before returning."""

@@ -56,7 +56,7 @@ def mint(
     extra: dict[str, Any] | None = None,
     now: float | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Sign a token of ``token_type`` (access_token, refresh_token) and return it with its claims."""
+    """Sign a token of ``token_type`` (access_token, refresh_token); return it and its claims."""
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "iss": ISSUER,
@@ -74,7 +74,9 @@ def mint(
     return sign(claims, secret), claims
 
 
-def verify(token: str, secret: bytes, *, token_type: str, now: float | None = None) -> dict[str, Any]:
+def verify(
+    token: str, secret: bytes, *, token_type: str, now: float | None = None
+) -> dict[str, Any]:
     """Check signature, issuer, audience, type and expiry; return the claims or raise TokenError."""
     parts = token.split(".")
     if len(parts) != 3:
