@@ -47,7 +47,7 @@ class Reference:
         )
 
     async def until_sync_end(self) -> list[dict[str, Any]]:
-        got = []
+        got: list[dict[str, Any]] = []
         while True:
             msg = await asyncio.wait_for(self.stream.get(), 5)
             if msg == {"type": "Property", "name": "SyncEnd"}:
