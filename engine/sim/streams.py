@@ -107,6 +107,12 @@ class StreamsServer:
     def subscribed_accounts(self) -> dict[str, set[str]]:
         return {sid: set(c.accounts) for sid, c in self._conns.items()}
 
+    def set_heartbeat(self, ping_interval: float, ping_timeout: float) -> None:
+        """Engine.IO ping interval and timeout (seconds) for connections opened from now on; a
+        long interval makes the server look silent to a client with a short staleness limit."""
+        self.sio.eio.ping_interval = ping_interval
+        self.sio.eio.ping_timeout = ping_timeout
+
     def drop_all(self) -> int:
         """Abort every stream connection's TCP transport, like a network failure: no close frame,
         no Socket.IO disconnect. Returns how many were dropped."""

@@ -1,8 +1,9 @@
-"""A sandbox with its Streams API on a free port, plus the order activity the stream tests need.
+"""The in-process sandbox (REST + Streams API on a free port) and the order activity the stream
+tests need.
 
-The sandbox state, its order book, its token issuing and its Streams server are the real sandbox
-components. Order activity goes straight into the sandbox's order book (the same code its REST
-handlers call) so a test can change the account while the engine's stream is down.
+Order activity goes straight into the sandbox's order book (the code its REST handlers call), so a
+test can change an account at a precise moment, e.g. while the engine's stream is down; the REST
+side is exercised by the tests that compare the live state with REST snapshots.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
-from aiohttp import web
 
+from engine.sim import Sandbox
 from engine.sim.order_rules import PlaceRequest
 from engine.sim.seed import SandboxConfig, default_users
 from engine.sim.state import SandboxState
-from engine.sim.streams import StreamsServer, mount
+from engine.sim.streams import StreamsServer
 from engine.tradelocker.stream import (
     StreamAccountStatus,
     StreamOrder,
@@ -46,6 +46,7 @@ class StreamsSandbox:
     url: str  # ws://127.0.0.1:port
     http_url: str  # http://127.0.0.1:port
     api_key: str
+    sandbox: Sandbox
     token_requests: int = 0
 
     def account(self, account_id: str) -> Any:
@@ -110,34 +111,23 @@ class SandboxTokens:
 
 @asynccontextmanager
 async def run_streams_sandbox(
-    config: SandboxConfig | None = None, **mount_options: Any
+    config: SandboxConfig | None = None, *, ping_interval: float | None = None
 ) -> AsyncIterator[StreamsSandbox]:
-    state = SandboxState(config or SandboxConfig(users=default_users()))
-    app = web.Application()
-
-    async def tokens(request: web.Request) -> web.Response:
-        if "developer-api-key" in request.headers:  # the venue refuses the key here (10.1)
-            return web.json_response({"s": "error", "errmsg": "no developer-api-key"}, status=400)
-        body = orjson.loads(await request.read())
-        return web.json_response({"data": state.auth.stream_tokens(body)}, status=201)
-
-    app.router.add_post("/backend-api/auth/jwt/accounts/tokens", tokens)
-    streams = mount(app, state, state.faults, **mount_options)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    """The whole in-process sandbox (REST + Streams API) with prices still unless told."""
+    sandbox = Sandbox(config or SandboxConfig(users=default_users()), price_interval_ms=0)
+    streams = sandbox.streams
+    assert isinstance(streams, StreamsServer)
+    if ping_interval is not None:
+        streams.set_heartbeat(ping_interval, ping_interval)
+    async with sandbox:
         yield StreamsSandbox(
-            state,
+            sandbox.state,
             streams,
-            f"ws://127.0.0.1:{port}",
-            f"http://127.0.0.1:{port}",
-            state.config.developer_api_key,
+            sandbox.base_url.replace("http://", "ws://"),
+            sandbox.base_url,
+            sandbox.state.config.developer_api_key,
+            sandbox=sandbox,
         )
-    finally:
-        await runner.cleanup()
 
 
 async def eventually(check: Callable[[], bool], what: str, limit_s: float = 10.0) -> None:

@@ -259,7 +259,7 @@ async def test_a_silent_stream_is_declared_stale_and_replaced(
     http: aiohttp.ClientSession,
 ) -> None:
     # The server pings rarely; a client that expects a frame every 0.3 s must reconnect.
-    async with run_streams_sandbox(ping_interval=30, ping_timeout=30) as sandbox:
+    async with run_streams_sandbox(ping_interval=30) as sandbox:
         live, _ = make_live(sandbox, http, stale_after=0.3)
         await live.start()
         try:
