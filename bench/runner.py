@@ -274,6 +274,15 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
         capacity = await closed_loop(
             "engine, 0 ms sandbox", plan.capacity_orders, plan.concurrency, cap_path.fire
         )
+
+        async def fire_floor(i: int, intended: int) -> int:
+            return await floor_client.round_trip()
+
+        floor_client = floor
+        # The same closed loop through the floor: what the sandbox itself can absorb.
+        floor_capacity = await closed_loop(
+            "floor, 0 ms sandbox", plan.capacity_orders, plan.concurrency, fire_floor
+        )
     finally:
         if floor is not None:
             await floor.close()
@@ -285,6 +294,11 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
     null_result, null_metrics = await _null_capacity(plan)
 
     results = _assemble(plan, started, fast, slow, official, capacity, null_result, null_metrics)
+    results["series"]["capacity_floor_sandbox"] = {
+        **_pct(floor_capacity.summary),
+        "orders_per_s": floor_capacity.rate,
+    }
+    results["ratios"]["capacity_floor_sandbox_orders_per_s"] = floor_capacity.rate
     series = {
         "floor, 0 ms": fast.floor.hist,
         "engine, 0 ms": fast.engine.hist,

@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -68,9 +69,11 @@ class Sandbox:
 
     async def set_latency(self, spec: str | None) -> None:
         """``"0"``/None clears it; ``"50-100"`` is a uniform range in ms on every REST call."""
-        body: dict[str, object] = {"latency": {"*": spec or "0"}}
+        url = self.host_url + "/sandbox/faults"
+        clear = not spec or spec == "0"
         async with aiohttp.ClientSession() as http:
-            async with http.post(self.host_url + "/sandbox/faults", json=body) as r:
+            request = http.delete(url) if clear else http.post(url, json={"latency": {"*": spec}})
+            async with request as r:
                 if r.status >= 300:
                     raise RuntimeError(
                         f"sandbox refused the latency setting {spec!r}: HTTP {r.status} "
@@ -89,17 +92,23 @@ class Sandbox:
             self.seed_path.unlink()
 
 
-async def start_sandbox(accounts: int, startup_timeout_s: float = 60.0) -> Sandbox:
+def sim_command(seed_path: str) -> list[str]:
+    return [sys.executable, "-m", "engine.cli", "sim", "--host", "127.0.0.1", "--port", "0",
+            "--seed-file", seed_path]  # fmt: skip
+
+
+async def start_sandbox(
+    accounts: int,
+    startup_timeout_s: float = 60.0,
+    command: Callable[[str], list[str]] = sim_command,
+) -> Sandbox:
     """Start ``tl-engine sim`` on a free port and wait for the base URL on its first line."""
     fd, name = tempfile.mkstemp(prefix="tl-bench-seed-", suffix=".json")
     with os.fdopen(fd, "wb") as f:
         f.write(orjson.dumps(bench_seed(accounts)))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine.cli", "sim", "--host", "127.0.0.1", "--port", "0",
-        "--seed", name,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        *command(name), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     assert proc.stdout is not None and proc.stderr is not None
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), startup_timeout_s)
