@@ -48,6 +48,8 @@ class TokenBucket:
             raise ValueError(f"safety margin must be in [0, 1), got {margin!r}")
         if not (0.0 < alert_ratio <= 1.0):
             raise ValueError(f"alert ratio must be in (0, 1], got {alert_ratio!r}")
+        if limit > _MAX_CAPACITY * 2:
+            raise ValueError(f"rate limit {limit} is above the supported {_MAX_CAPACITY}")
         allowed = limit * (1.0 - margin)
         capacity = math.ceil(allowed - 1e-9)
         if capacity < 1:

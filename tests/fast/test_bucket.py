@@ -1,0 +1,96 @@
+"""Token bucket behaviour, on both implementations. Time is an argument: no clocks, no sleeps."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import pytest
+
+from tests.fast.impls import BUCKET
+
+S = 1_000_000_000
+
+
+@pytest.fixture(params=sorted(BUCKET))
+def b(request: pytest.FixtureRequest) -> ModuleType:
+    return BUCKET[request.param]
+
+
+def test_margin_takes_whole_tokens_when_the_limit_is_large(b: ModuleType) -> None:
+    bucket = b.TokenBucket(100, 60.0, 0.1)
+    assert (bucket.capacity, bucket.interval_ns) == (90, 60 * S)
+
+
+def test_margin_takes_time_when_the_limit_is_small(b: ModuleType) -> None:
+    bucket = b.TokenBucket(2, 1.0, 0.1)
+    assert bucket.capacity == 2
+    assert bucket.interval_ns == 1_111_111_112  # 2 per 1.11 s = 1.8/s, 90 % of the limit
+
+
+def test_burst_is_capped_then_each_token_returns_one_interval_after_it_was_spent(
+    b: ModuleType,
+) -> None:
+    bucket = b.TokenBucket(10, 1.0, 0.0)
+    t0 = 5 * S
+    assert [bucket.try_acquire(t0 + i) for i in range(12)] == [True] * 10 + [False] * 2
+    assert bucket.available(t0 + 100) == 0
+    assert bucket.wait_ns(t0 + 100) == S - 100
+    assert not bucket.try_acquire(t0 + S - 1)
+    assert bucket.try_acquire(t0 + S)  # the first token spent at t0 is back
+    assert not bucket.try_acquire(t0 + S)  # the second was spent at t0 + 1
+    assert bucket.available(t0 + 2 * S) == 10
+
+
+def test_no_window_of_one_interval_ever_holds_more_than_capacity(b: ModuleType) -> None:
+    bucket = b.TokenBucket(5, 1.0, 0.0)
+    granted = [t for t in range(0, 10 * S, S // 50) if bucket.try_acquire(t)]
+    for i, t in enumerate(granted):
+        assert sum(1 for u in granted[i:] if u < t + S) <= 5
+    assert len(granted) == 50  # and the full sustained rate is used
+
+
+def test_pause_refuses_until_the_retry_after_and_never_shortens(b: ModuleType) -> None:
+    bucket = b.TokenBucket(10, 1.0, 0.0)
+    bucket.pause_until(3 * S)
+    bucket.pause_until(2 * S)
+    assert bucket.paused_until_ns == 3 * S
+    assert not bucket.try_acquire(3 * S - 1)
+    assert bucket.wait_ns(S) == 2 * S
+    assert bucket.available(S) == 0
+    assert bucket.try_acquire(3 * S)
+
+
+def test_exhaust_makes_the_next_token_one_interval_away(b: ModuleType) -> None:
+    bucket = b.TokenBucket(10, 1.0, 0.0)
+    bucket.exhaust(7 * S)
+    assert bucket.wait_ns(7 * S) == S
+    assert not bucket.try_acquire(8 * S - 1)
+    assert bucket.try_acquire(8 * S)
+
+
+def test_near_limit_reports_when_the_alert_share_was_spent_within_an_interval(
+    b: ModuleType,
+) -> None:
+    bucket = b.TokenBucket(10, 1.0, 0.0, 0.8)
+    for i in range(7):
+        bucket.try_acquire(i)
+    assert not bucket.near_limit(10)
+    bucket.try_acquire(8)
+    assert bucket.near_limit(10)
+    assert not bucket.near_limit(S + 100)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0, 1.0), "whole number of requests"),
+        ((2.5, 1.0), "whole number of requests"),
+        ((5, 0.0), "positive number of seconds"),
+        ((5, 1.0, 1.0), "safety margin"),
+    ],
+)
+def test_bad_limits_are_refused_with_a_clear_error(
+    b: ModuleType, args: tuple[object, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        b.TokenBucket(*args)
