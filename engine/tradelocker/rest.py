@@ -33,7 +33,6 @@ from engine.errors import (
     AuthFailed,
     OutcomeUnknown,
     RateLimited,
-    VenueError,
     VenueUnavailable,
 )
 from engine.tradelocker.auth import TokenManager
@@ -112,7 +111,6 @@ class RestClient:
         self._keep_warm: asyncio.Task[None] | None = None
         self.config: dict[str, Any] = {}
         self.retries = 0  # idempotent retries done (health / tests)
-        self._background: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<RestClient {self.alias} account {self.account_id} accNum {self.acc_num}>"
@@ -133,6 +131,11 @@ class RestClient:
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=True, raise_for_status=False
             )
+            # aiohttp silently resends a DELETE (and GET/PUT) once when a reused keep-alive
+            # connection turns out dead. A DELETE here closes (part of) a position: sent twice it
+            # closes twice. There is no public switch, so turn the private one off; GETs get
+            # their retries from query() instead.
+            self._session._retry_connection = False
         warmers = max(1, min(self.connection.warm_on_start, self.connection.pool_size))
         configs = await asyncio.gather(
             *(self.query("/trade/config") for _ in range(warmers)), return_exceptions=True
@@ -265,19 +268,11 @@ class RestClient:
             )
         except AuthFailed:
             # Refreshing is the background's job; kick it so the next call finds a fresh token.
-            task = asyncio.get_running_loop().create_task(self._refresh_quietly(bearer))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.tokens.refresh_soon(bearer)
             raise
         except OutcomeUnknown as exc:
             exc.strategy_tag = strategy_tag
             raise
-
-    async def _refresh_quietly(self, bearer: str) -> None:
-        try:
-            await self.tokens.on_unauthorized(bearer)
-        except VenueError as exc:
-            log.warning("account %s: refresh after 401 failed (%s)", self.alias, type(exc).__name__)
 
     async def _send(
         self,
