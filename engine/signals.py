@@ -171,7 +171,11 @@ def _opt_venue_id(obj: dict[str, Any], key: str) -> str | None:
         return str(value)
     if isinstance(value, str) and value.isdigit() and len(value) <= 20:
         return value
-    raise SignalError(f"{key!r} must be the venue's numeric id, as a string of digits")
+    if isinstance(value, str) and value.startswith("emu-") and len(value) <= 40:
+        return value  # an engine-held (emulated stop-limit) order
+    raise SignalError(
+        f"{key!r} must be the venue's numeric id as a string of digits (or an engine emu- id)"
+    )
 
 
 def _opt_number(obj: dict[str, Any], key: str) -> float | None:

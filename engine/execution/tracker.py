@@ -8,6 +8,7 @@ still apply. Signals reference earlier ones by id (``ref``): :meth:`by_signal` a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -37,6 +38,19 @@ class SignalRecord:
     acked_ns: int = 0
     arrived_wall_ns: int = 0  # epoch ns at arrival, to relate ts to the monotonic stamps
     finished_at: float = 0.0  # monotonic seconds, for lingering
+    # Futures of signals waiting for this one (a ``ref`` to it, a duplicate delivery); created
+    # only when someone waits, so the common path allocates nothing.
+    waiters: list[asyncio.Future[None]] | None = None
+
+    def wait(self) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.status is not None:
+            fut.set_result(None)
+        else:
+            if self.waiters is None:
+                self.waiters = []
+            self.waiters.append(fut)
+        return fut
 
     @property
     def stamps(self) -> tuple[int, ...]:
@@ -80,6 +94,11 @@ class OrderTracker:
     def finish(self, record: SignalRecord, status: OutcomeStatus) -> None:
         record.status = status
         record.finished_at = time.monotonic()
+        if record.waiters:
+            for fut in record.waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            record.waiters = None
         self._finished[record.signal_id] = record
         self._finished.move_to_end(record.signal_id)
         self._expire(record.finished_at)

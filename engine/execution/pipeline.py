@@ -1,0 +1,852 @@
+"""The execution pipeline: signal bytes in, exactly one recorded outcome per signal (leg) out.
+
+    submit(delivery)                       (sync: never waits for the network)
+      decode ─► legs (account / group) ─► lane of each leg's account
+    lane worker, in arrival order per account:
+      journal check ─► resolve target + instrument ─► pre-validate ─► track ─► hand to send task
+    send task:
+      circuit breaker ─► rate gate (priority queue) ─► journal.begin ─► venue ─► outcome
+    outcome:
+      event ``outcomes`` ─► journal.record ─► ack the delivery (when every leg is recorded)
+
+Ordering: an account's signals enter the rate gate in arrival order; different accounts run in
+parallel. While an account's rate budget is exhausted the gate serves by priority, so a market
+order or a cancel overtakes waiting pending orders (DESIGN.md, Policies 5). A signal that names an
+earlier one (``ref``) waits for that one's outcome first.
+
+Outcome policy: definitive venue evidence rejects; an ambiguous failure on order entry is
+reconciled by tag (engine.execution.reconcile) and never resent blindly. See docs/execution.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from engine._fast import check_order, reject_reason
+from engine.accounts import Accounts, AccountSession, Leg, scale_qty
+from engine.domain import (
+    Action,
+    OrderModification,
+    OrderRequest,
+    OrderType,
+    Outcome,
+    OutcomeStatus,
+    Priority,
+    Signal,
+    Validity,
+)
+from engine.errors import (
+    AuthFailed,
+    CircuitOpen,
+    NotFound,
+    OrderRejected,
+    OutcomeUnknown,
+    RateLimited,
+    Shed,
+    SignalError,
+    ValidationError,
+    VenueError,
+    VenueUnavailable,
+)
+from engine.events import EventBus
+from engine.execution.reconcile import Reconciler, Verdict
+from engine.execution.stoplimit import StopLimitBook
+from engine.execution.tags import TagMint
+from engine.execution.tracker import OrderTracker, SignalRecord
+from engine.journal import Journal, JournalRecord
+from engine.signals import decode, peek_id
+from engine.sources.base import Delivery, SignalSource
+
+log = logging.getLogger(__name__)
+
+_NAN = float("nan")
+RESUBMIT_SUFFIX = "#resubmit"
+
+# Default queue priority per action (a signal's ``priority`` overrides it).
+_DEFAULT_PRIORITY = {
+    Action.CANCEL: Priority.CANCEL,
+    Action.CANCEL_ALL: Priority.CANCEL,
+    Action.CLOSE: Priority.CLOSE,
+    Action.CLOSE_ALL: Priority.CLOSE,
+    Action.REVERSE: Priority.CLOSE,
+    Action.MODIFY: Priority.MODIFY,
+    Action.MODIFY_POSITION: Priority.MODIFY,
+}
+# The venue's rateLimitType bucket each action spends. TradeLocker publishes no bucket for
+# cancel or close; the engine charges them to the closest one so they are limited too.
+ROUTE_TYPE = {
+    Action.PLACE: "PLACE_ORDER",
+    Action.REVERSE: "PLACE_ORDER",
+    Action.MODIFY: "MODIFY_ORDER",
+    Action.CANCEL: "MODIFY_ORDER",
+    Action.CANCEL_ALL: "MODIFY_ORDER",
+    Action.MODIFY_POSITION: "MODIFY_POSITION",
+    Action.CLOSE: "MODIFY_POSITION",
+    Action.CLOSE_ALL: "MODIFY_POSITION",
+}
+# Actions that create an order: an ambiguous failure is reconciled by the order's tag.
+_CREATES_ORDER = frozenset({Action.PLACE, Action.REVERSE})
+
+
+class _Latch:
+    """Acks a delivery once every leg's outcome is durable."""
+
+    __slots__ = ("ack", "left")
+
+    def __init__(self, ack: Callable[[], Awaitable[None]], left: int) -> None:
+        self.ack = ack
+        self.left = left
+
+
+class _Job:
+    __slots__ = ("latch", "leg", "priority", "record", "request", "signal", "target")
+
+    def __init__(self, signal: Signal, leg: Leg, latch: _Latch, record: SignalRecord) -> None:
+        self.signal = signal
+        self.leg = leg
+        self.latch = latch
+        self.record = record
+        self.request: OrderRequest | None = None
+        self.target: str | None = None  # venue order/position id the action applies to
+        self.priority = Priority.PENDING
+
+
+class Pipeline:
+    """Turns deliveries into venue calls and outcomes. One per process; use from one loop."""
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        journal: Journal,
+        bus: EventBus,
+        *,
+        reconciler: Reconciler,
+        stop_limits: StopLimitBook | None = None,
+        metrics: Any = None,
+        tags: TagMint | None = None,
+        tracker: OrderTracker | None = None,
+        unknown_policy: str = "reject",
+        max_signal_age_ms: int = 0,
+        max_qty_lots: float = 1_000.0,
+    ) -> None:
+        self.accounts = accounts
+        self.journal = journal
+        self.bus = bus
+        self.reconciler = reconciler
+        self.stop_limits = stop_limits
+        self.metrics = metrics
+        self.tags = tags or TagMint()
+        self.tracker = tracker or OrderTracker()
+        self.unknown_policy = unknown_policy
+        self.max_age_ns = max_signal_age_ms * 1_000_000
+        self.max_qty = max_qty_lots
+        self._lanes: dict[str, asyncio.Queue[_Job]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._open_legs = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+
+    # -- intake ----------------------------------------------------------------------------------
+
+    def submit(self, delivery: Delivery) -> None:
+        """Decode and queue a delivery. Returns at once; the outcome arrives as an event."""
+        arrived = delivery.arrived_ns or time.monotonic_ns()
+        try:
+            signal = decode(delivery.payload, arrived, self.accounts.targets, self.max_qty)
+            decoded = time.monotonic_ns()
+            pinned = self._pinned_account(signal.id)
+            legs = self.accounts.legs(signal.id, signal.account, pinned)
+        except SignalError as exc:
+            self._refuse(delivery, exc)
+            return
+        if not legs:
+            self._refuse(delivery, SignalError("the group has no enabled member", signal.id))
+            return
+        latch = _Latch(delivery.ack, len(legs))
+        for leg in legs:
+            rec = SignalRecord(leg.key, leg.session.alias, signal.action)
+            rec.ts_ns = signal.ts_ns
+            rec.arrived_ns = arrived
+            rec.decoded_ns = decoded
+            self._enqueue(_Job(signal, leg, latch, rec))
+
+    async def run_source(self, source: SignalSource) -> None:
+        """Feed every delivery of ``source`` into the pipeline until the source ends."""
+        async for delivery in source.deliveries():
+            if self._closing:
+                break
+            self.submit(delivery)
+
+    async def drain(self) -> None:
+        """Wait until every submitted signal has its outcome recorded."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Drain in-flight work, then stop the lane workers."""
+        self._closing = True
+        await self.drain()
+        for task in self._workers.values():
+            task.cancel()
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        self._workers.clear()
+
+    def _pinned_account(self, signal_id: str) -> str | None:
+        """A pool signal seen before must go to the account it went to the first time."""
+        rec = self.tracker.by_signal(signal_id) or self.journal.decided(signal_id)
+        return rec.account if rec is not None else None
+
+    def _enqueue(self, job: _Job) -> None:
+        alias = job.leg.session.alias
+        lane = self._lanes.get(alias)
+        if lane is None:
+            lane = self._lanes[alias] = asyncio.Queue()
+            self._workers[alias] = asyncio.get_running_loop().create_task(
+                self._lane_worker(lane), name=f"lane-{alias}"
+            )
+        if self._open_legs == 0:
+            self._idle.clear()
+        self._open_legs += 1
+        lane.put_nowait(job)
+
+    def _refuse(self, delivery: Delivery, exc: SignalError) -> None:
+        """A signal that cannot be decoded: rejected with its reason, acked, engine carries on.
+
+        Not journalled: the same bytes are refused the same way again, and a corrected signal
+        may reuse the id because nothing was executed under it.
+        """
+        signal_id = exc.signal_id or peek_id(delivery.payload) or ""
+        event = {
+            "id": signal_id,
+            "account": None,
+            "status": "rejected",
+            "action": None,
+            "reason": exc.reason,
+            "origin": delivery.origin,
+        }
+        self.bus.publish("outcomes", event, key=None)
+        rejected = dict(event)
+        rejected["payload"] = delivery.payload[:2048].decode("utf-8", "replace")
+        self.bus.publish("rejected_signals", rejected, key=None)
+        self._spawn(delivery.ack())
+
+    # -- lane: in order per account -----------------------------------------------------------
+
+    async def _lane_worker(self, lane: asyncio.Queue[_Job]) -> None:
+        while True:
+            job = await lane.get()
+            try:
+                ready = await self._prepare(job)
+            except Exception as exc:  # a bug must not stop the account's lane
+                log.exception("preparing signal %s failed", job.record.signal_id)
+                await self._finish(
+                    job, OutcomeStatus.REJECTED, reason=f"internal error: {type(exc).__name__}"
+                )
+                continue
+            if ready:
+                self._spawn(self._send(job))
+
+    async def _prepare(self, job: _Job) -> bool:
+        """Everything before the rate gate. False when the job already has its outcome."""
+        rec = job.record
+        key = rec.signal_id
+        earlier = self.journal.decided(key)
+        if earlier is not None and not earlier.pending:
+            await self._replay(job, earlier)
+            return False
+        in_flight = self.tracker.by_signal(key)
+        if in_flight is not None and in_flight.status is None:
+            await self._wait_for(in_flight)
+            replay = self.journal.decided(key)
+            if replay is not None and not replay.pending:
+                await self._replay(job, replay)
+            else:
+                self._unresolved_duplicate(job)
+            return False
+        if earlier is not None:
+            # Pending from a crash and not resolved at start-up: executing it again could
+            # double the order. It stays pending until the venue can be read.
+            self._unresolved_duplicate(job)
+            return False
+        sig = job.signal
+        if self.max_age_ns and sig.ts_ns and time.time_ns() - sig.ts_ns > self.max_age_ns:
+            age_ms = (time.time_ns() - sig.ts_ns) // 1_000_000
+            await self._finish(
+                job,
+                OutcomeStatus.EXPIRED,
+                reason=f"signal is {age_ms} ms old, over max_signal_age_ms: not traded",
+            )
+            return False
+        job.priority = sig.priority if sig.priority is not None else _default_priority(sig)
+        self.tracker.track(rec)
+        try:
+            await self._resolve(job)
+        except (ValidationError, NotFound) as exc:
+            await self._finish(job, OutcomeStatus.REJECTED, reason=_reason(exc))
+            return False
+        rec.validated_ns = time.monotonic_ns()
+        return True
+
+    async def _resolve(self, job: _Job) -> None:
+        """Find the target (by venue id or ``ref``) and build and pre-validate the request."""
+        sig = job.signal
+        session = job.leg.session
+        action = sig.action
+        if action is Action.PLACE:
+            job.request = await self._order_request(job, session)
+            return
+        if action is Action.MODIFY or action is Action.CANCEL:
+            job.target = sig.order_id or await self._ref_order(job)
+        elif action is Action.MODIFY_POSITION or action is Action.CLOSE:
+            job.target = sig.position_id or await self._ref_position(job)
+        elif action is Action.REVERSE:
+            job.target = sig.position_id or await self._ref_position(job)
+            job.record.tag = self.tags.mint(job.record.signal_id)
+            self.tracker.track(job.record)
+        elif sig.symbol is not None or sig.instrument_id is not None:  # cancel_all / close_all
+            inst = await session.instrument(sig.symbol, sig.instrument_id)
+            job.record.instrument_id = inst.tradable_instrument_id
+
+    async def _order_request(self, job: _Job, session: AccountSession) -> OrderRequest:
+        sig = job.signal
+        assert sig.side is not None and sig.type is not None and sig.qty is not None
+        inst = await session.instrument(sig.symbol, sig.instrument_id)
+        qty = scale_qty(sig.qty, job.leg.qty_factor, inst.lot_step)
+        if qty <= 0.0:
+            raise ValidationError(
+                f"{sig.qty:g} lots x allocation {job.leg.qty_factor:g} is less than one lot step "
+                f"({inst.lot_step:g}) on {session.alias}: nothing to trade",
+                session.alias,
+            )
+        tag = self.tags.mint(job.record.signal_id)
+        job.record.tag = tag
+        job.record.instrument_id = inst.tradable_instrument_id
+        self.tracker.track(job.record)
+        req = OrderRequest(
+            account=session.alias,
+            instrument=inst,
+            side=sig.side,
+            type=sig.type,
+            qty=qty,
+            validity=Validity.required_for(sig.type),
+            strategy_tag=tag,
+            price=sig.price,
+            stop_price=sig.stop_price,
+            stop_loss=sig.stop_loss,
+            stop_loss_type=sig.stop_loss_type,
+            take_profit=sig.take_profit,
+            take_profit_type=sig.take_profit_type,
+            trailing_offset=sig.trailing_offset,
+        )
+        code = check_order(req, _NAN, _NAN, session.enabled)
+        if code:
+            raise ValidationError(reject_reason(code, req, _NAN, _NAN), session.alias)
+        return req
+
+    async def _referenced(self, job: _Job) -> tuple[SignalRecord | None, JournalRecord | None]:
+        """The earlier signal ``ref`` names, on this leg's account (``ref@alias`` for a group)."""
+        ref = job.signal.ref
+        assert ref is not None
+        alias = job.leg.session.alias
+        for key in (f"{ref}@{alias}", ref):
+            rec = self.tracker.by_signal(key)
+            if rec is not None and rec.account == alias:
+                if rec.status is None:
+                    await self._wait_for(rec)
+                return rec, self.journal.decided(key)
+            jrec = self.journal.decided(key)
+            if jrec is not None and jrec.account == alias:
+                return None, jrec
+        raise ValidationError(
+            f"ref {ref!r} names no earlier signal on account {alias}: send order_id or "
+            "position_id instead",
+            alias,
+        )
+
+    async def _ref_order(self, job: _Job) -> str:
+        rec, jrec = await self._referenced(job)
+        order_id = (rec.order_id if rec else None) or (jrec.order_id if jrec else None)
+        if order_id is None:
+            raise ValidationError(
+                f"ref {job.signal.ref!r} did not create an order (it was rejected or is not a "
+                "place signal)",
+                job.leg.session.alias,
+            )
+        return order_id
+
+    async def _ref_position(self, job: _Job) -> str:
+        rec, jrec = await self._referenced(job)
+        position_id = (rec.position_id if rec else None) or (jrec.position_id if jrec else None)
+        if position_id is not None:
+            return position_id
+        tag = (rec.tag if rec else None) or (jrec.strategy_tag if jrec else None)
+        session = job.leg.session
+        if tag:
+            # The order filled after its outcome was recorded: the position carries its tag.
+            for position in await session.venue.positions(session.alias):
+                if position.strategy_id == tag:
+                    if rec is not None:
+                        self.tracker.bind_position(rec, position.position_id)
+                    return position.position_id
+        raise ValidationError(
+            f"ref {job.signal.ref!r} has no open position on {session.alias} (not filled yet, "
+            "or already closed)",
+            session.alias,
+        )
+
+    # -- send: concurrent, gated ------------------------------------------------------------------
+
+    async def _send(self, job: _Job) -> None:
+        session = job.leg.session
+        rec = job.record
+        action = job.signal.action
+        session.in_flight += 1
+        try:
+            if session.breaker is not None:
+                session.breaker.check()
+            if session.gate is not None:
+                await session.gate.acquire(ROUTE_TYPE[action], job.priority)
+            rec.gated_ns = time.monotonic_ns()
+            if action in _CREATES_ORDER or action is Action.CLOSE:
+                # Evidence before the bytes leave: a crash from here on is reconciled by tag.
+                await self.journal.begin(rec.signal_id, session.alias, rec.tag or "")
+            sent_at = time.monotonic()
+            rec.on_wire_ns = time.monotonic_ns()
+            try:
+                await self._call(job)
+            except (OutcomeUnknown, RateLimited, TimeoutError) as exc:
+                if session.breaker is not None:
+                    session.breaker.record_failure()
+                await self._unknown(job, exc, sent_at)
+                return
+            except VenueUnavailable as exc:
+                if session.breaker is not None:
+                    session.breaker.record_failure()
+                if isinstance(exc, CircuitOpen):
+                    raise
+                await self._unknown(job, exc, sent_at)
+                return
+            rec.acked_ns = time.monotonic_ns()
+            if session.breaker is not None:
+                session.breaker.record_success()
+            await self._finish(job, OutcomeStatus.ACCEPTED, reason=self._accepted_reason(job))
+        except OrderRejected as exc:
+            rec.acked_ns = time.monotonic_ns()
+            await self._finish(job, OutcomeStatus.REJECTED, reason=exc.reason, errmsg=exc.errmsg)
+        except (ValidationError, NotFound, AuthFailed) as exc:
+            await self._finish(job, OutcomeStatus.REJECTED, reason=_reason(exc))
+        except CircuitOpen as exc:
+            await self._finish(
+                job,
+                OutcomeStatus.EXPIRED,
+                reason=f"not sent: the circuit breaker of {session.alias} is open "
+                f"({exc.retry_in:.1f} s to the next probe): {exc}",
+            )
+        except Shed as exc:
+            await self._finish(job, OutcomeStatus.EXPIRED, reason=f"not sent: {exc.reason}")
+        except Exception as exc:
+            log.exception("signal %s failed unexpectedly", rec.signal_id)
+            await self._finish(
+                job, OutcomeStatus.UNKNOWN, reason=f"internal error: {type(exc).__name__}"
+            )
+        finally:
+            session.in_flight -= 1
+
+    async def _call(self, job: _Job) -> None:
+        """The venue call for the job's action; binds venue ids to the record."""
+        sig = job.signal
+        session = job.leg.session
+        venue = session.venue
+        alias = session.alias
+        rec = job.record
+        action = sig.action
+        if action is Action.PLACE:
+            req = job.request
+            assert req is not None
+            if req.type is OrderType.STOP_LIMIT:
+                if self.stop_limits is None:
+                    raise ValidationError("stop-limit emulation is not running", alias)
+                self.tracker.bind_order(rec, await self.stop_limits.hold(rec.signal_id, req))
+                return
+            result = await venue.place_order(req)
+            self.tracker.bind_order(rec, result.order_id)
+            return
+        target = job.target
+        if action is Action.MODIFY:
+            assert target is not None
+            change = OrderModification(
+                price=sig.price,
+                qty=None if sig.qty is None else round(sig.qty * job.leg.qty_factor, 8),
+                stop_price=sig.stop_price,
+                stop_loss=sig.stop_loss,
+                stop_loss_type=sig.stop_loss_type,
+                take_profit=sig.take_profit,
+                take_profit_type=sig.take_profit_type,
+                trailing_offset=sig.trailing_offset,
+            )
+            if self.stop_limits is not None and self.stop_limits.owns(target):
+                await self.stop_limits.modify(target, change)
+            else:
+                await venue.modify_order(alias, target, change)
+            rec.order_id = target
+        elif action is Action.CANCEL:
+            assert target is not None
+            if self.stop_limits is not None and self.stop_limits.owns(target):
+                await self.stop_limits.cancel(target)
+            else:
+                await venue.cancel_order(alias, target)
+            rec.order_id = target
+        elif action is Action.MODIFY_POSITION:
+            assert target is not None
+            await venue.modify_position(
+                alias,
+                target,
+                sig.stop_loss,
+                sig.take_profit,
+                sig.stop_loss_type,
+                sig.trailing_offset,
+            )
+            rec.position_id = target
+        elif action is Action.CLOSE:
+            assert target is not None
+            qty = 0.0 if sig.qty is None else round(sig.qty * job.leg.qty_factor, 8)
+            await venue.close_position(alias, target, qty)
+            rec.position_id = target
+        elif action is Action.REVERSE:
+            assert target is not None and rec.tag is not None
+            result_r = await venue.reverse_position(alias, target, rec.tag)
+            rec.position_id = result_r.closed_position_id
+            self.tracker.bind_order(rec, result_r.order_id)
+        elif action is Action.CANCEL_ALL:
+            await venue.cancel_all_orders(alias, rec.instrument_id)
+            if self.stop_limits is not None:
+                await self.stop_limits.cancel_all(alias, rec.instrument_id)
+        elif action is Action.CLOSE_ALL:
+            await venue.close_all_positions(alias, rec.instrument_id)
+
+    def _accepted_reason(self, job: _Job) -> str | None:
+        req = job.request
+        if req is not None and req.type is OrderType.STOP_LIMIT:
+            return "held by the engine: stop-limit is emulated (limit order placed on trigger)"
+        return None
+
+    # -- unknown outcomes -----------------------------------------------------------------------
+
+    async def _unknown(self, job: _Job, exc: BaseException, sent_at: float) -> None:
+        """An ambiguous failure. Order-creating actions are reconciled by tag; the others are
+        idempotent at the venue except a partial close, which is reported unknown, not redone."""
+        rec = job.record
+        action = job.signal.action
+        what = f"{type(exc).__name__}: {exc}"
+        if action in _CREATES_ORDER and rec.tag is not None:
+            await self._reconcile(job, what, sent_at, resubmitted=False)
+            return
+        if action is Action.CLOSE and job.signal.qty is not None:
+            await self._finish(
+                job,
+                OutcomeStatus.UNKNOWN,
+                reason=f"partial close outcome unknown ({what}): check position {job.target} "
+                "before sending another close; the engine does not repeat it",
+            )
+            return
+        # Cancel, modify, full close, SL/TP and the bulk calls end in the same state if done
+        # twice, so one retry after the ambiguity is safe.
+        try:
+            await self._call(job)
+        except (OrderRejected, NotFound) as again:
+            # E.g. the first cancel did land and the order is gone now.
+            await self._finish(
+                job,
+                OutcomeStatus.ACCEPTED if isinstance(again, NotFound) else OutcomeStatus.REJECTED,
+                reason=f"first attempt unknown ({what}); the retry found: {_reason(again)}",
+            )
+            return
+        except VenueError as again:
+            await self._finish(
+                job,
+                OutcomeStatus.UNKNOWN,
+                reason=f"outcome unknown after one retry ({type(again).__name__}): check the "
+                "account before resending",
+            )
+            return
+        job.record.acked_ns = time.monotonic_ns()
+        await self._finish(
+            job, OutcomeStatus.ACCEPTED, reason=f"first attempt unknown ({what}); retry accepted"
+        )
+
+    async def _reconcile(self, job: _Job, what: str, sent_at: float, resubmitted: bool) -> None:
+        rec = job.record
+        session = job.leg.session
+        assert rec.tag is not None
+        res = await self.reconciler.resolve(session.alias, rec.tag, sent_at)
+        if res.verdict is Verdict.FOUND:
+            rec.acked_ns = time.monotonic_ns()
+            if res.order_id is not None:
+                self.tracker.bind_order(rec, res.order_id)
+            if res.position_id is not None:
+                self.tracker.bind_position(rec, res.position_id)
+            await self._finish(
+                job,
+                OutcomeStatus.ACCEPTED,
+                reason=f"unknown then resolved: {what}; the venue holds the order tagged "
+                f"{rec.tag} (status {res.status})",
+                resolved=True,
+            )
+            return
+        if res.verdict is Verdict.UNRESOLVED:
+            # Leave the journal row pending: the next start-up reconciles it again.
+            self._publish(
+                job,
+                OutcomeStatus.UNKNOWN,
+                f"outcome unknown ({what}) and the venue could not be read for "
+                f"{res.waited_s:.1f} s; the order tagged {rec.tag} is reconciled at next start",
+                None,
+                False,
+            )
+            self.tracker.finish(rec, OutcomeStatus.UNKNOWN)
+            self._leg_done()
+            return
+        if self.unknown_policy == "resubmit_once" and not resubmitted and job.request is not None:
+            await self._resubmit(job, what)
+            return
+        await self._finish(
+            job,
+            OutcomeStatus.REJECTED,
+            reason=f"not placed: {what}, and after {res.waited_s:.1f} s the venue holds no "
+            f"order tagged {rec.tag}; send it again under a new id if it is still wanted",
+            resolved=True,
+        )
+
+    async def _resubmit(self, job: _Job, what: str) -> None:
+        """Policy ``resubmit_once``: the original is proven absent; send once more, new tag."""
+        rec = job.record
+        req = job.request
+        assert req is not None
+        tag = self.tags.mint(rec.signal_id)
+        rec.tag = tag
+        req.strategy_tag = tag
+        self.tracker.track(rec)
+        await self.journal.begin(rec.signal_id + RESUBMIT_SUFFIX, rec.account, tag)
+        sent_at = time.monotonic()
+        try:
+            result = await job.leg.session.venue.place_order(req)
+        except OrderRejected as exc:
+            await self._finish(job, OutcomeStatus.REJECTED, reason=exc.reason, errmsg=exc.errmsg)
+        except (OutcomeUnknown, RateLimited, VenueUnavailable, TimeoutError) as exc:
+            await self._reconcile(job, f"resubmission: {type(exc).__name__}", sent_at, True)
+        else:
+            rec.acked_ns = time.monotonic_ns()
+            self.tracker.bind_order(rec, result.order_id)
+            await self._finish(
+                job,
+                OutcomeStatus.ACCEPTED,
+                reason=f"first attempt proven absent ({what}); resubmitted once as {tag}",
+                resolved=True,
+            )
+        if rec.status is not None:
+            await self.journal.record(_outcome(job, rec.status, None, None, RESUBMIT_SUFFIX))
+
+    async def recover(self) -> int:
+        """Reconcile the journal's pending rows (a crash mid-flight) before new signals run.
+
+        Found → accepted; absent → rejected (the engine never re-sends after a restart: it no
+        longer has the signal, and the generator decides); unreadable → stays pending.
+        Returns how many rows were resolved.
+        """
+        resolved = 0
+        for row in self.journal.pending():
+            key = row.signal_id.removesuffix(RESUBMIT_SUFFIX)
+            if row.account not in self.accounts.sessions:
+                continue
+            if not row.strategy_tag:
+                reason = "the engine stopped while this signal was in flight; check the account"
+                await self.journal.record(
+                    Outcome(key, row.account, OutcomeStatus.UNKNOWN, Action.CLOSE, reason=reason)
+                )
+                resolved += 1
+                continue
+            self.tags.remember(row.strategy_tag, key)
+            res = await self.reconciler.resolve(row.account, row.strategy_tag, None)
+            if res.verdict is Verdict.UNRESOLVED:
+                continue
+            if res.verdict is Verdict.FOUND:
+                status = OutcomeStatus.ACCEPTED
+                reason = f"resolved after restart: the venue holds order tagged {row.strategy_tag}"
+            else:
+                status = OutcomeStatus.REJECTED
+                reason = (
+                    "not placed: the engine stopped before the venue received it (no order "
+                    f"tagged {row.strategy_tag}); send it again under a new id if still wanted"
+                )
+            outcome = Outcome(
+                key,
+                row.account,
+                status,
+                Action.PLACE,
+                order_id=res.order_id,
+                position_id=res.position_id,
+                reason=reason,
+                strategy_tag=row.strategy_tag,
+            )
+            self.bus.publish("outcomes", _event(outcome, resolved=True), key=row.account)
+            await self.journal.record(outcome)
+            if key != row.signal_id:
+                await self.journal.record(
+                    Outcome(row.signal_id, row.account, status, Action.PLACE, reason=reason)
+                )
+            resolved += 1
+        return resolved
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    async def _finish(
+        self,
+        job: _Job,
+        status: OutcomeStatus,
+        *,
+        reason: str | None = None,
+        errmsg: str | None = None,
+        resolved: bool = False,
+    ) -> None:
+        outcome = self._publish(job, status, reason, errmsg, resolved)
+        self.tracker.finish(job.record, status)
+        try:
+            await self.journal.record(outcome)
+        except Exception:
+            # Not durable: do not ack, so a re-delivery is checked again.
+            log.exception("journal could not record signal %s", job.record.signal_id)
+            self._leg_done()
+            return
+        await self._leg_done_and_ack(job)
+
+    def _publish(
+        self,
+        job: _Job,
+        status: OutcomeStatus,
+        reason: str | None,
+        errmsg: str | None,
+        resolved: bool,
+    ) -> Outcome:
+        rec = job.record
+        outcome = _outcome(job, status, reason, errmsg)
+        self.bus.publish("outcomes", _event(outcome, resolved=resolved), key=rec.account)
+        if self.metrics is not None:
+            self.metrics.record_stamps(
+                rec.account,
+                int(status),
+                rec.ts_ns,
+                rec.arrived_ns,
+                rec.validated_ns,
+                rec.gated_ns,
+                rec.on_wire_ns,
+                rec.acked_ns,
+                time.monotonic_ns() if rec.acked_ns else 0,
+            )
+        return outcome
+
+    async def _replay(self, job: _Job, earlier: JournalRecord) -> None:
+        """A decided id seen again: answer with the recorded outcome, execute nothing."""
+        event = {
+            "id": job.signal.id,
+            "leg": earlier.signal_id,
+            "account": earlier.account,
+            "status": earlier.status.wire if earlier.status is not None else "unknown",
+            "action": job.signal.action.wire,
+            "order_id": earlier.order_id,
+            "position_id": earlier.position_id,
+            "reason": earlier.reason,
+            "errmsg": earlier.errmsg,
+            "tag": earlier.strategy_tag or None,
+            "replayed": True,
+        }
+        self.bus.publish("outcomes", event, key=earlier.account)
+        await self._leg_done_and_ack(job)
+
+    def _unresolved_duplicate(self, job: _Job) -> None:
+        """Answer without executing and without journalling (the pending row must stay) and
+        without acking (the delivery is not decided yet)."""
+        self._publish(
+            job,
+            OutcomeStatus.UNKNOWN,
+            "not executed: an earlier delivery of this signal has an unresolved outcome; the "
+            "engine reconciles it by tag at the next start",
+            None,
+            False,
+        )
+        self._leg_done()
+
+    async def _wait_for(self, rec: SignalRecord) -> None:
+        if rec.status is None:
+            await rec.wait()
+
+    async def _leg_done_and_ack(self, job: _Job) -> None:
+        latch = job.latch
+        latch.left -= 1
+        if latch.left == 0:
+            try:
+                await latch.ack()
+            except Exception:
+                log.exception("ack of signal %s failed", job.signal.id)
+        self._leg_done()
+
+    def _leg_done(self) -> None:
+        self._open_legs -= 1
+        if self._open_legs == 0:
+            self._idle.set()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _default_priority(sig: Signal) -> Priority:
+    if sig.action is Action.PLACE:
+        return Priority.MARKET if sig.type is OrderType.MARKET else Priority.PENDING
+    return _DEFAULT_PRIORITY[sig.action]
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) else str(exc)
+
+
+def _outcome(
+    job: _Job, status: OutcomeStatus, reason: str | None, errmsg: str | None, suffix: str = ""
+) -> Outcome:
+    rec = job.record
+    return Outcome(
+        signal_id=rec.signal_id + suffix,
+        account=rec.account,
+        status=status,
+        action=rec.action,
+        order_id=rec.order_id,
+        position_id=rec.position_id,
+        reason=reason,
+        errmsg=errmsg,
+        strategy_tag=rec.tag,
+        stamps=rec.stamps,
+    )
+
+
+def _event(outcome: Outcome, resolved: bool = False) -> dict[str, Any]:
+    leg = outcome.signal_id
+    return {
+        "id": leg.split("@", 1)[0],
+        "leg": leg,
+        "account": outcome.account,
+        "status": outcome.status.wire,
+        "action": outcome.action.wire,
+        "order_id": outcome.order_id,
+        "position_id": outcome.position_id,
+        "reason": outcome.reason,
+        "errmsg": outcome.errmsg,
+        "tag": outcome.strategy_tag,
+        "resolved_from_unknown": resolved,
+        "replayed": False,
+    }

@@ -1,0 +1,383 @@
+"""Stop-limit emulation (TradeLocker has no stop-limit order; ``Capabilities.native_stop_limit``).
+
+A stop-limit signal is accepted and HELD by the engine under an emulated id (``emu-<tag>``); the
+book watches the instrument's quotes and, when the stop trades (buy: ask >= stop; sell:
+bid <= stop), places the limit order at the venue with the SAME strategy tag, so reconciliation
+and a person can both follow it. Expected trigger latency: up to one poll interval
+(``engine.stop_limit_poll_ms``) plus one order round trip. The book polls each instrument that
+has held orders once per interval, so its quote traffic stays within the QUOTES limit as long as
+``instruments / interval`` does.
+
+Durable: every held order is a row in its own SQLite file, written before the signal's outcome
+is recorded, so held orders survive a restart and resume watching. A row goes ``held`` →
+``triggering`` (written BEFORE the limit order is sent) → ``placed`` (with the venue order id),
+or → ``cancelled``. A ``triggering`` row found at start-up is reconciled by tag, never resent
+blindly. Cancel and modify of a held order are local; once placed they go to the venue order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.domain import (
+    Instrument,
+    OrderModification,
+    OrderRequest,
+    OrderType,
+    Priority,
+    ProtectionType,
+    Side,
+    Validity,
+)
+from engine.errors import NotFound, OrderRejected, ValidationError, VenueError
+from engine.events import EventBus
+from engine.execution.reconcile import Reconciler, TaggedVenue, Verdict
+
+log = logging.getLogger(__name__)
+
+EMULATED_PREFIX = "emu-"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stop_limits (
+    emulated_id TEXT PRIMARY KEY,
+    signal_key TEXT NOT NULL,
+    account TEXT NOT NULL,
+    instrument_id INTEGER NOT NULL,
+    side INTEGER NOT NULL,
+    qty REAL NOT NULL,
+    price REAL NOT NULL,
+    stop_price REAL NOT NULL,
+    stop_loss REAL, stop_loss_type INTEGER,
+    take_profit REAL, take_profit_type INTEGER,
+    trailing_offset REAL,
+    tag TEXT NOT NULL,
+    state TEXT NOT NULL,
+    order_id TEXT,
+    created_ns INTEGER NOT NULL
+)
+"""
+
+
+class QuotingVenue(TaggedVenue, Protocol):
+    async def quote(self, account: str, instrument: Instrument) -> tuple[float, float] | None: ...
+
+
+class Gate(Protocol):
+    async def acquire(self, route_type: str, priority: Priority) -> None: ...
+
+
+@dataclass(slots=True)
+class HeldOrder:
+    emulated_id: str
+    signal_key: str
+    request: OrderRequest  # type STOP_LIMIT, price = limit, stop_price = trigger
+    state: str = "held"
+    order_id: str | None = None
+
+    def triggered_by(self, bid: float, ask: float) -> bool:
+        stop = self.request.stop_price
+        assert stop is not None
+        return ask >= stop if self.request.side is Side.BUY else bid <= stop
+
+
+class StopLimitBook:
+    """Held stop-limit orders for every account; one polling task."""
+
+    def __init__(
+        self,
+        venue: QuotingVenue,
+        path: str | Path,
+        bus: EventBus,
+        reconciler: Reconciler,
+        *,
+        poll_s: float = 0.25,
+        gate_for: Callable[[str], Gate | None] | None = None,
+        instrument_for: Callable[[str, int], Instrument | None] | None = None,
+    ) -> None:
+        self.venue = venue
+        self.bus = bus
+        self.reconciler = reconciler
+        self.poll_s = poll_s
+        self._gate_for = gate_for or (lambda _alias: None)
+        self._instrument_for = instrument_for
+        self._orders: dict[str, HeldOrder] = {}
+        self._task: asyncio.Task[None] | None = None
+        p = str(path)
+        if p != ":memory:":
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(p, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(_SCHEMA)
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load held rows (resuming their watch) and reconcile rows caught mid-trigger."""
+        rows = self._db.execute(
+            "SELECT * FROM stop_limits WHERE state IN ('held', 'triggering', 'placed')"
+        ).fetchall()
+        for row in rows:
+            held = self._from_row(row)
+            if held is None:
+                continue
+            self._orders[held.emulated_id] = held
+            if held.state == "triggering":
+                await self._settle_trigger(held, sent_at=None)
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name="stop-limits")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._db.close()
+
+    # -- the pipeline's side ----------------------------------------------------------------------
+
+    @staticmethod
+    def owns(order_id: str) -> bool:
+        return order_id.startswith(EMULATED_PREFIX)
+
+    async def hold(self, signal_key: str, request: OrderRequest) -> str:
+        """Hold a stop-limit order; returns its emulated order id. Durable on return."""
+        if request.price is None or request.stop_price is None:
+            raise ValidationError("a stop-limit order needs price and stop_price", request.account)
+        emulated_id = EMULATED_PREFIX + request.strategy_tag
+        held = HeldOrder(emulated_id, signal_key, request)
+        self._write(held)
+        self._orders[emulated_id] = held
+        return emulated_id
+
+    async def cancel(self, emulated_id: str) -> None:
+        held = self._get(emulated_id)
+        if held.state == "placed" and held.order_id is not None:
+            await self.venue.cancel_order(held.request.account, held.order_id)
+        elif held.state == "triggering":
+            raise ValidationError(
+                f"{emulated_id} is being placed right now; cancel its venue order once it is known",
+                held.request.account,
+            )
+        held.state = "cancelled"
+        self._write(held)
+        del self._orders[emulated_id]
+
+    async def cancel_all(self, account: str, instrument_id: int | None = None) -> None:
+        for held in list(self._orders.values()):
+            req = held.request
+            if req.account != account or held.state != "held":
+                continue
+            if instrument_id is None or req.instrument.tradable_instrument_id == instrument_id:
+                held.state = "cancelled"
+                self._write(held)
+                del self._orders[held.emulated_id]
+
+    async def modify(self, emulated_id: str, change: OrderModification) -> None:
+        held = self._get(emulated_id)
+        if held.state == "placed" and held.order_id is not None:
+            await self.venue.modify_order(held.request.account, held.order_id, change)
+            return
+        if held.state != "held":
+            raise ValidationError(f"{emulated_id} is being placed; modify it afterwards")
+        req = held.request
+        held.request = replace(
+            req,
+            price=change.price if change.price is not None else req.price,
+            qty=change.qty if change.qty is not None else req.qty,
+            stop_price=change.stop_price if change.stop_price is not None else req.stop_price,
+            stop_loss=change.stop_loss if change.stop_loss is not None else req.stop_loss,
+            stop_loss_type=change.stop_loss_type or req.stop_loss_type,
+            take_profit=change.take_profit if change.take_profit is not None else req.take_profit,
+            take_profit_type=change.take_profit_type or req.take_profit_type,
+            trailing_offset=(
+                change.trailing_offset
+                if change.trailing_offset is not None
+                else req.trailing_offset
+            ),
+        )
+        self._write(held)
+
+    def held(self) -> list[HeldOrder]:
+        return [h for h in self._orders.values() if h.state == "held"]
+
+    def get(self, emulated_id: str) -> HeldOrder | None:
+        return self._orders.get(emulated_id)
+
+    # -- watching ---------------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                await self.check_once()
+            except Exception:  # the watch must outlive one bad round
+                log.exception("stop-limit watch round failed")
+
+    async def check_once(self) -> int:
+        """One polling round; returns how many orders triggered."""
+        by_instrument: dict[tuple[str, int], list[HeldOrder]] = {}
+        for held in self._orders.values():
+            if held.state == "held":
+                key = (held.request.account, held.request.instrument.tradable_instrument_id)
+                by_instrument.setdefault(key, []).append(held)
+        fired = 0
+        for (account, _), group in by_instrument.items():
+            try:
+                quote = await self.venue.quote(account, group[0].request.instrument)
+            except VenueError as exc:
+                log.warning("stop-limit quote for %s failed: %s", account, type(exc).__name__)
+                continue
+            if quote is None:
+                continue
+            bid, ask = quote
+            for held in group:
+                if held.state == "held" and held.triggered_by(bid, ask):
+                    fired += 1
+                    await self._trigger(held, bid, ask)
+        return fired
+
+    async def _trigger(self, held: HeldOrder, bid: float, ask: float) -> None:
+        req = held.request
+        held.state = "triggering"
+        self._write(held)  # evidence before the order leaves
+        limit = replace(req, type=OrderType.LIMIT, validity=Validity.GTC, stop_price=None)
+        gate = self._gate_for(req.account)
+        if gate is not None:
+            await gate.acquire("PLACE_ORDER", Priority.MARKET)
+        sent_at = time.monotonic()
+        try:
+            result = await self.venue.place_order(limit)
+        except OrderRejected as exc:
+            held.state = "rejected"
+            self._write(held)
+            del self._orders[held.emulated_id]
+            self._event(held, "stop_limit_rejected", bid, ask, reason=exc.reason)
+            return
+        except VenueError as exc:
+            log.warning("stop-limit %s: placing was ambiguous (%s)", held.emulated_id, exc)
+            await self._settle_trigger(held, sent_at)
+            return
+        held.order_id = result.order_id
+        held.state = "placed"
+        self._write(held)
+        self._event(held, "stop_limit_triggered", bid, ask)
+
+    async def _settle_trigger(self, held: HeldOrder, sent_at: float | None) -> None:
+        res = await self.reconciler.resolve(
+            held.request.account, held.request.strategy_tag, sent_at
+        )
+        if res.verdict is Verdict.FOUND:
+            held.order_id = res.order_id
+            held.state = "placed"
+            self._write(held)
+            self._event(held, "stop_limit_triggered", float("nan"), float("nan"))
+        elif res.verdict is Verdict.ABSENT:
+            # Proven never placed: watching again is safe (nothing exists under its tag).
+            held.state = "held"
+            self._write(held)
+        # UNRESOLVED stays "triggering": never resent until the venue can be read.
+
+    def _event(
+        self, held: HeldOrder, kind: str, bid: float, ask: float, reason: str | None = None
+    ) -> None:
+        self.bus.publish(
+            "order_updates",
+            {
+                "kind": kind,
+                "account": held.request.account,
+                "signal": held.signal_key,
+                "emulated_id": held.emulated_id,
+                "order_id": held.order_id,
+                "tag": held.request.strategy_tag,
+                "bid": bid if bid == bid else None,
+                "ask": ask if ask == ask else None,
+                "reason": reason,
+            },
+            key=held.request.account,
+        )
+
+    # -- storage ----------------------------------------------------------------------------------
+
+    def _get(self, emulated_id: str) -> HeldOrder:
+        held = self._orders.get(emulated_id)
+        if held is None:
+            raise NotFound(f"no working emulated stop-limit order {emulated_id}")
+        return held
+
+    def _write(self, held: HeldOrder) -> None:
+        r = held.request
+        self._db.execute(
+            "INSERT INTO stop_limits VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(emulated_id) DO UPDATE SET state=excluded.state, "
+            "order_id=excluded.order_id, qty=excluded.qty, price=excluded.price, "
+            "stop_price=excluded.stop_price, stop_loss=excluded.stop_loss, "
+            "stop_loss_type=excluded.stop_loss_type, take_profit=excluded.take_profit, "
+            "take_profit_type=excluded.take_profit_type, trailing_offset=excluded.trailing_offset",
+            (
+                held.emulated_id,
+                held.signal_key,
+                r.account,
+                r.instrument.tradable_instrument_id,
+                int(r.side),
+                r.qty,
+                r.price,
+                r.stop_price,
+                r.stop_loss,
+                None if r.stop_loss_type is None else int(r.stop_loss_type),
+                r.take_profit,
+                None if r.take_profit_type is None else int(r.take_profit_type),
+                r.trailing_offset,
+                r.strategy_tag,
+                held.state,
+                held.order_id,
+                time.time_ns(),
+            ),
+        )
+
+    def _from_row(self, row: tuple[Any, ...]) -> HeldOrder | None:
+        (
+            eid,
+            key,
+            account,
+            iid,
+            side,
+            qty,
+            price,
+            stop,
+            sl,
+            slt,
+            tp,
+            tpt,
+            tr,
+            tag,
+            state,
+            oid,
+            _,
+        ) = row
+        inst = self._instrument_for(str(account), int(iid)) if self._instrument_for else None
+        if inst is None:
+            log.error("stop-limit %s: instrument %s unknown on %s; not resumed", eid, iid, account)
+            return None
+        req = OrderRequest(
+            account=str(account),
+            instrument=inst,
+            side=Side(side),
+            type=OrderType.STOP_LIMIT,
+            qty=float(qty),
+            validity=Validity.GTC,
+            strategy_tag=str(tag),
+            price=float(price),
+            stop_price=float(stop),
+            stop_loss=None if sl is None else float(sl),
+            stop_loss_type=None if slt is None else ProtectionType(slt),
+            take_profit=None if tp is None else float(tp),
+            take_profit_type=None if tpt is None else ProtectionType(tpt),
+            trailing_offset=None if tr is None else float(tr),
+        )
+        return HeldOrder(str(eid), str(key), req, str(state), None if oid is None else str(oid))

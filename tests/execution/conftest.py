@@ -1,0 +1,121 @@
+"""An engine wired to the in-process PaperVenue (a real Venue implementation, not a mock) and a
+real SQLite journal in a temporary directory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from engine.accounts import Accounts, AccountSession
+from engine.config import AccountConfig, GroupConfig
+from engine.events import EventBus
+from engine.execution.pipeline import Pipeline
+from engine.execution.reconcile import Reconciler
+from engine.execution.stoplimit import StopLimitBook
+from engine.journal import Journal
+from engine.sim_venue import PaperVenue
+from engine.sources.base import Delivery
+
+
+@dataclass
+class Harness:
+    venue: PaperVenue
+    pipeline: Pipeline
+    journal: Journal
+    bus: EventBus
+    book: StopLimitBook
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)
+
+    def send(self, **fields: Any) -> None:
+        payload = orjson.dumps(fields)
+        name = str(fields.get("id"))
+
+        async def ack() -> None:
+            self.acked.append(name)
+
+        self.pipeline.submit(Delivery(payload, 0, ack))
+
+    def send_raw(self, payload: bytes) -> None:
+        self.pipeline.submit(Delivery(payload, 0))
+
+    async def run(self, **fields: Any) -> dict[str, Any]:
+        """Send one signal and return its (last) outcome."""
+        self.send(**fields)
+        await self.pipeline.drain()
+        mine = [o for o in self.outcomes if o["id"] == fields.get("id")]
+        assert mine, f"no outcome for {fields.get('id')}"
+        return mine[-1]
+
+    def outcome(self, signal_id: str) -> dict[str, Any]:
+        mine = [o for o in self.outcomes if o["leg"] == signal_id or o["id"] == signal_id]
+        assert len(mine) == 1, mine
+        return mine[0]
+
+
+async def build(
+    tmp_path: Path,
+    venue: PaperVenue | None = None,
+    aliases: tuple[str, ...] = ("a1", "a2"),
+    groups: tuple[GroupConfig, ...] = (),
+    multipliers: dict[str, float] | None = None,
+    unknown_policy: str = "reject",
+    settle_s: float = 0.05,
+) -> Harness:
+    venue = venue or PaperVenue(aliases)
+    sessions = [
+        AccountSession(
+            AccountConfig(a, "paper", acc_num=i + 1, multiplier=(multipliers or {}).get(a, 1.0)),
+            venue,
+        )
+        for i, a in enumerate(aliases)
+    ]
+    accounts = Accounts(sessions, groups)
+    await accounts.start()
+    journal = Journal(tmp_path / "journal.sqlite", synchronous="NORMAL")
+    bus = EventBus()
+    reconciler = Reconciler(venue, settle_s=settle_s, max_s=2.0, first_delay_s=0.01)
+    book = StopLimitBook(
+        venue,
+        tmp_path / "stoplimit.sqlite",
+        bus,
+        reconciler,
+        poll_s=0.01,
+        instrument_for=lambda alias, iid: accounts[alias].instruments_by_id.get(iid),
+    )
+    await book.start()
+    pipeline = Pipeline(
+        accounts,
+        journal,
+        bus,
+        reconciler=reconciler,
+        stop_limits=book,
+        unknown_policy=unknown_policy,
+    )
+    h = Harness(venue, pipeline, journal, bus, book)
+    bus.subscribe(
+        lambda topic, ev: (
+            h.outcomes
+            if topic == "outcomes"
+            else h.rejected
+            if topic == "rejected_signals"
+            else h.updates
+        ).append(ev)
+    )
+    return h
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Harness]:
+    h = await build(tmp_path)
+    yield h
+    await h.pipeline.close()
+    await h.book.close()
+    await h.journal.close()
