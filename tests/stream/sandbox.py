@@ -30,6 +30,7 @@ from engine.tradelocker.stream import (
     decode_message,
     fetch_stream_tokens,
 )
+from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue
 
 EMAIL = "demo@sandbox.local"
 PASSWORD = "demo-password"
@@ -138,3 +139,12 @@ async def eventually(check: Callable[[], bool], what: str, limit_s: float = 10.0
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what}")
         await asyncio.sleep(0.01)
+
+
+def rest_venue(sb: StreamsSandbox) -> TradeLockerVenue:
+    """The engine's TradeLocker REST venue logged in to the sandbox, both accounts by alias."""
+    login = LoginSpec(
+        "demo", sb.http_url + "/backend-api", email=EMAIL, password=PASSWORD, server=SERVER
+    )
+    accounts = [AccountSpec(alias, "demo", account_id=aid) for alias, aid in ACCOUNTS.items()]
+    return TradeLockerVenue([login], accounts)
