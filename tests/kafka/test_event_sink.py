@@ -1,0 +1,118 @@
+"""KafkaEventSink against the real broker: topics, keys, confirmed delivery, rejected signals."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from engine.events import TOPICS
+from engine.events_kafka import KafkaEventSink, KafkaSinkConfig
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+async def sink(kafka_broker: str) -> AsyncIterator[KafkaEventSink]:
+    s = KafkaEventSink(KafkaSinkConfig(kafka_broker, topic_prefix=f"t{uuid.uuid4().hex[:8]}."))
+    await s.start()
+    yield s
+    await s.close()
+
+
+async def read_all(bootstrap: str, topic: str, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    got: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        while len(got) < count:
+            batch = await consumer.getmany(timeout_ms=20_000)
+            if not batch:
+                raise AssertionError(f"only {len(got)} of {count} messages on {topic}")
+            for records in batch.values():
+                got.extend(records)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_every_topic_receives_its_events_under_the_prefix_keyed_by_account(
+    kafka_broker: str, sink: KafkaEventSink
+) -> None:
+    for topic in TOPICS:
+        if topic != "rejected_signals":
+            sink.publish(topic, {"topic": topic, "n": 1}, key="acct-a")
+    await sink.flush()
+    assert sink.sent == len(TOPICS) - 1 and sink.failed == 0
+    for topic in TOPICS:
+        if topic == "rejected_signals":
+            continue
+        [record] = await read_all(kafka_broker, sink.topic(topic), 1)
+        assert orjson.loads(record.value or b"") == {"topic": topic, "n": 1}
+        assert record.key == b"acct-a"
+
+
+async def test_one_accounts_outcomes_stay_in_publish_order(
+    kafka_broker: str, sink: KafkaEventSink
+) -> None:
+    for i in range(300):
+        sink.publish("outcomes", {"id": f"s{i}", "status": "accepted"}, key="acct-a")
+    await sink.flush()
+    records = await read_all(kafka_broker, sink.topic("outcomes"), 300)
+    assert [orjson.loads(r.value or b"")["id"] for r in records] == [f"s{i}" for i in range(300)]
+
+
+async def test_confirmed_publish_completes_once_the_broker_has_the_event(
+    kafka_broker: str, sink: KafkaEventSink
+) -> None:
+    await sink.publish_confirmed("outcomes", {"id": "s1", "status": "accepted"}, key="acct-a")
+    [record] = await read_all(kafka_broker, sink.topic("outcomes"), 1)
+    assert orjson.loads(record.value or b"")["id"] == "s1"
+
+
+async def test_rejected_signal_keeps_its_original_bytes_with_the_reason_in_headers(
+    kafka_broker: str, sink: KafkaEventSink
+) -> None:
+    raw = b'\xff{"id": "s9", not json'
+    sink.publish(
+        "rejected_signals",
+        {
+            "id": "s9",
+            "status": "rejected",
+            "reason": "not valid JSON at byte 0",
+            "origin": "kafka:signals/0@7",
+            "raw": raw,
+        },
+    )
+    sink.publish(
+        "rejected_signals",
+        {"id": "s10", "status": "rejected", "reason": "qty must be > 0", "payload": '{"id":"s10"}'},
+    )
+    await sink.flush()
+    first, second = await read_all(kafka_broker, sink.topic("rejected_signals"), 2)
+    assert first.value == raw
+    headers = dict(first.headers)
+    assert headers["reason"] == b"not valid JSON at byte 0"
+    assert headers["id"] == b"s9" and headers["origin"] == b"kafka:signals/0@7"
+    assert orjson.loads(headers["event"])["reason"] == "not valid JSON at byte 0"
+    assert second.value == b'{"id":"s10"}'
+    assert dict(second.headers)["reason"] == b"qty must be > 0"
+
+
+async def test_bad_events_are_refused_with_a_log_line_and_the_sink_carries_on(
+    kafka_broker: str, sink: KafkaEventSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    sink.publish("no_such_topic", {"a": 1})
+    sink.publish("outcomes", {"not-serialisable": object()})
+    assert "unknown event topic 'no_such_topic'" in caplog.text
+    assert "not serialisable" in caplog.text
+    await sink.publish_confirmed("outcomes", {"id": "after"})
+    [record] = await read_all(kafka_broker, sink.topic("outcomes"), 1)
+    assert orjson.loads(record.value or b"") == {"id": "after"}
