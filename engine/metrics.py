@@ -487,21 +487,22 @@ class Metrics:
 
     # -- off the hot path ----------------------------------------------------------------------
 
-    def fold(self) -> int:
-        """Drain pending stamps into the histograms; returns how many records were folded."""
+    def fold(self, max_records: int | None = None) -> int:
+        """Drain pending stamps into the histograms (at most ``max_records``); returns how many.
+
+        Each record costs a few microseconds of HDR bookkeeping, so the background folder works
+        in slices and yields between them: a burst of stamps never stalls the event loop (and
+        with it the hot path) for more than one slice.
+        """
         lost = self._appended - self._folded - len(self._pending)
         if lost > 0:
             self.dropped.inc(lost)
             self._folded += lost
         self._epoch_minus_mono = time.time_ns() - time.monotonic_ns()
-        pending, n = self._pending, 0
-        while pending:
-            try:
-                rec = pending.popleft()
-            except IndexError:
-                break
-            self._fold_one(rec)
-            n += 1
+        pending = self._pending
+        n = len(pending) if max_records is None else min(max_records, len(pending))
+        for _ in range(n):
+            self._fold_one(pending.popleft())
         self._folded += n
         return n
 
@@ -534,12 +535,15 @@ class Metrics:
             share = on_wire - arrived + (done - acked if done else 0)
             self._hist("engine_share", account).record(share)
 
-    async def run_folder(self, interval: float = 0.25) -> None:
-        """Fold forever (run as a task; cancel it to stop). Folds once more when cancelled."""
+    async def run_folder(self, interval: float = 0.25, slice_records: int = 256) -> None:
+        """Fold forever (run as a task; cancel it to stop). Folds the rest when cancelled."""
         try:
             while True:
                 await asyncio.sleep(interval)
-                self.fold()
+                folded = self.fold(slice_records)
+                while folded == slice_records:
+                    await asyncio.sleep(0)  # let the hot path run between slices
+                    folded = self.fold(slice_records)
         finally:
             self.fold()
 

@@ -255,3 +255,15 @@ def test_table_shows_every_stage_in_microseconds() -> None:
     assert "engine_share" in table
     assert "wire_to_ack" in table
     assert "1000.4" in table or "1000.0" in table  # 1 ms on the wire, printed in us
+
+
+def test_fold_in_slices_drains_everything_in_order() -> None:
+    m = Metrics()
+    for i in range(1000):
+        m.record_stamps("a", 0, 0, 1, on_wire=1 + i + 1, acked=10**6)
+    assert m.fold(256) == 256
+    assert m.summaries("a")["engine_share"].max == pytest.approx(256, rel=1e-3)
+    assert m.fold(256) == 256
+    assert m.fold() == 488
+    assert m.summaries("a")["engine_share"].count == 1000
+    assert m.dropped.values == {}
