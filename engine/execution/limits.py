@@ -1,0 +1,489 @@
+"""Client-side enforcement of the venue's published rate limits, per account.
+
+TradeLocker publishes ``rateLimits`` in ``/trade/config``: "at most ``limit`` requests per
+``intervalNum`` SECONDS|MINUTES" per ``rateLimitType``. :class:`AccountLimiter` keeps one
+:class:`engine._fast.TokenBucket` per published entry (with a safety margin, 10 % by default) and
+gates every request on the bucket of its route type:
+
+* a token is free and nobody is queued on that route: :meth:`AccountLimiter.acquire` returns a
+  pre-completed awaitable: nothing is scheduled, awaited or allocated beyond the call itself;
+* otherwise the request waits in the route's priority queue (:class:`engine.domain.Priority`:
+  cancels and market orders first, queries last; FIFO within a priority), released by one timer
+  per route when the bucket refills;
+* the account's queue is bounded: when full, the least urgent waiter (the newest of the lowest
+  priority) is shed with :class:`engine.errors.Shed`, or the newcomer if nothing queued is less
+  urgent;
+* a 429 from the venue pauses that route's buckets (for Retry-After, or one full interval).
+
+Which bucket an engine operation spends (:func:`routes_for`). The venue publishes no type for
+cancel-order, cancel-all, close-position or close-all. We charge them to the nearest published
+type, so if the venue counts them there we never exceed it, and if it counts them nowhere we were
+only stricter than needed: cancel and cancel-all spend MODIFY_ORDER; close, close-all and the close
+half of a reverse spend MODIFY_POSITION; a reverse also spends PLACE_ORDER for the opposite order.
+
+Near the limit: when a spend leaves ``alert_ratio`` (80 %) of a bucket used within its interval,
+one warning is logged per excursion and ``near_limit_events`` counts it, for metrics to export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine._fast import TokenBucket
+from engine.domain import Action, OrderType, Priority
+from engine.errors import ConfigError, Shed
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AccountLimiter",
+    "RateLimit",
+    "RouteStats",
+    "RouteType",
+    "default_priority",
+    "parse_rate_limits",
+    "routes_for",
+]
+
+
+class RouteType(enum.IntEnum):
+    """TradeLocker's ``rateLimitType`` values (tradelocker-api.md §5)."""
+
+    GET_ACCOUNTS = 0
+    GET_EXECUTIONS = 1
+    GET_INSTRUMENTS = 2
+    GET_ORDERS = 3
+    GET_ORDERS_HISTORY = 4
+    GET_POSITIONS = 5
+    GET_ACCOUNTS_STATE = 6
+    GET_INSTRUMENT_DETAILS = 7
+    GET_TRADE_SESSIONS = 8
+    GET_SESSION_STATUSES = 9
+    PLACE_ORDER = 10
+    MODIFY_ORDER = 11
+    MODIFY_POSITION = 12
+    DAILY_BAR = 13
+    QUOTES = 14
+    DEPTH = 15
+    TRADES = 16
+    QUOTES_HISTORY = 17
+
+
+_ROUTES_FOR: dict[Action, tuple[RouteType, ...]] = {
+    Action.PLACE: (RouteType.PLACE_ORDER,),
+    Action.MODIFY: (RouteType.MODIFY_ORDER,),
+    Action.CANCEL: (RouteType.MODIFY_ORDER,),
+    Action.CANCEL_ALL: (RouteType.MODIFY_ORDER,),
+    Action.MODIFY_POSITION: (RouteType.MODIFY_POSITION,),
+    Action.CLOSE: (RouteType.MODIFY_POSITION,),
+    Action.CLOSE_ALL: (RouteType.MODIFY_POSITION,),
+    Action.REVERSE: (RouteType.MODIFY_POSITION, RouteType.PLACE_ORDER),
+}
+
+
+def routes_for(action: Action) -> tuple[RouteType, ...]:
+    """The buckets an engine action spends, in the order its requests are sent."""
+    return _ROUTES_FOR[action]
+
+
+def default_priority(action: Action, order_type: OrderType | None = None) -> Priority:
+    """Cancels first, then market orders, closes, modifications, pending orders (queries last)."""
+    if action is Action.CANCEL or action is Action.CANCEL_ALL:
+        return Priority.CANCEL
+    if action is Action.PLACE:
+        return Priority.MARKET if order_type is OrderType.MARKET else Priority.PENDING
+    if action in (Action.CLOSE, Action.CLOSE_ALL, Action.REVERSE):
+        return Priority.CLOSE
+    return Priority.MODIFY
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One published limit: at most ``limit`` requests per ``interval_s`` on ``route``."""
+
+    route: RouteType
+    limit: int
+    interval_s: float
+
+
+_MEASURE_S = {"SECONDS": 1.0, "MINUTES": 60.0, "HOURS": 3600.0}
+
+
+def parse_rate_limits(entries: Iterable[Mapping[str, Any]]) -> list[RateLimit]:
+    """``/trade/config`` ``rateLimits`` → typed limits. Unknown route types are logged and skipped
+    (the venue may add some); a malformed entry raises ConfigError naming the entry and field."""
+    out: list[RateLimit] = []
+    for i, entry in enumerate(entries):
+        where = f"rateLimits[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where} must be an object, got {type(entry).__name__}")
+        name = entry.get("rateLimitType")
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}.rateLimitType must be a string, got {name!r}")
+        try:
+            route = RouteType[name]
+        except KeyError:
+            log.info("ignoring rate limit for unknown route type %r (%s)", name, where)
+            continue
+        measure = entry.get("measure")
+        if measure not in _MEASURE_S:
+            raise ConfigError(f"{where}.measure must be SECONDS or MINUTES, got {measure!r}")
+        num = entry.get("intervalNum")
+        limit = entry.get("limit")
+        for field, value in (("intervalNum", num), ("limit", limit)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}.{field} must be a whole number >= 1, got {value!r}")
+        assert isinstance(num, int) and isinstance(limit, int)
+        out.append(RateLimit(route, limit, num * _MEASURE_S[measure]))
+    return out
+
+
+class _Handle(Protocol):
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[..., _Handle]
+
+
+class _Ready:
+    """An awaitable that is already complete: awaiting it never suspends and allocates nothing
+    (it hands back the same exhausted iterator every time)."""
+
+    __slots__ = ()
+    _DONE: Any = iter(())
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._DONE  # type: ignore[no-any-return]
+
+
+_READY = _Ready()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStats:
+    """One route's state, for /status and metrics."""
+
+    route: str
+    limit: int | None  # tightest published limit (None: the venue publishes none)
+    capacity: int | None
+    interval_s: float | None
+    available: int | None
+    utilisation: float
+    queued: int
+    near_limit_events: int
+    at_limit_events: int
+    rate_limited_events: int
+    shed: int
+
+
+class _Route:
+    __slots__ = (
+        "alerting",
+        "at_limit_events",
+        "buckets",
+        "heap",
+        "name",
+        "near_limit_events",
+        "paused_until",
+        "rate_limited_events",
+        "shed",
+        "single",
+        "timer",
+    )
+
+    def __init__(self, route: RouteType, buckets: tuple[TokenBucket, ...]) -> None:
+        self.name = route.name
+        self.buckets = buckets
+        self.single = buckets[0] if len(buckets) == 1 else None
+        self.heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self.timer: _Handle | None = None
+        self.paused_until = 0  # only for routes without a published limit
+        self.alerting = False
+        self.near_limit_events = 0
+        self.at_limit_events = 0
+        self.rate_limited_events = 0
+        self.shed = 0
+
+
+class AccountLimiter:
+    """The rate gate of one account. Single event loop; not thread-safe.
+
+    ``clock`` returns monotonic nanoseconds; ``call_later(delay_s, callback, *args)`` schedules the
+    queue's release timer (default: the running loop's). Both are injectable so tests drive time.
+    """
+
+    def __init__(
+        self,
+        account: str,
+        limits: Iterable[RateLimit],
+        *,
+        margin: float = 0.1,
+        max_queue: int = 1000,
+        alert_ratio: float = 0.8,
+        clock: Callable[[], int] = time.monotonic_ns,
+        call_later: CallLater | None = None,
+    ) -> None:
+        if max_queue < 1:
+            raise ConfigError(f"rate-limit queue size must be at least 1, got {max_queue}")
+        self.account = account
+        self.max_queue = max_queue
+        self._clock = clock
+        self._call_later = call_later
+        self._seq = itertools.count()
+        self._queued = 0
+        self.near_limit_events = 0
+        self.shed_total = 0
+        grouped: dict[RouteType, list[TokenBucket]] = {r: [] for r in RouteType}
+        self._limits: dict[RouteType, list[RateLimit]] = {r: [] for r in RouteType}
+        for lim in limits:
+            grouped[lim.route].append(TokenBucket(lim.limit, lim.interval_s, margin, alert_ratio))
+            self._limits[lim.route].append(lim)
+        # Indexed by RouteType value: a list index on the hot path, not a dict lookup.
+        self._routes = [_Route(r, tuple(grouped[r])) for r in RouteType]
+
+    @classmethod
+    def from_config(
+        cls, account: str, rate_limits: Iterable[Mapping[str, Any]], **kwargs: Any
+    ) -> AccountLimiter:
+        """Build from ``/trade/config`` ``d.rateLimits`` (see :func:`parse_rate_limits`)."""
+        return cls(account, parse_rate_limits(rate_limits), **kwargs)
+
+    # -- the gate --------------------------------------------------------------------------
+
+    def try_acquire(self, route: RouteType) -> bool:
+        """Spend a token now if one is free and nobody is queued on the route; never waits."""
+        r = self._routes[route]
+        return not r.heap and self._grant(r, self._clock())
+
+    def acquire(self, route: RouteType | str, priority: Priority) -> Awaitable[None]:
+        """Wait for the route's budget. Returns a completed awaitable when a token is free (the
+        fast path); otherwise a future resolved in priority order when the bucket refills.
+
+        Raises :class:`Shed` (at the call) when the account's queue is full of more urgent work.
+        Cancelling the awaiting task gives its place up. A string route is converted by name.
+        """
+        r = self._routes[RouteType[route] if isinstance(route, str) else route]
+        if not r.heap and self._grant(r, self._clock()):
+            return _READY
+        return self._enqueue(r, priority)
+
+    def _grant(self, r: _Route, now: int) -> bool:
+        b = r.single
+        if b is not None:
+            if not b.try_acquire(now):
+                return False
+            if b.near_limit(now):
+                if not r.alerting:
+                    self._near_limit(r, now)
+            elif r.alerting:
+                r.alerting = False
+            return True
+        if not r.buckets:
+            return now >= r.paused_until
+        for bucket in r.buckets:
+            if bucket.wait_ns(now):
+                return False
+        near = False
+        for bucket in r.buckets:
+            bucket.try_acquire(now)
+            near = near or bucket.near_limit(now)
+        if near and not r.alerting:
+            self._near_limit(r, now)
+        elif not near:
+            r.alerting = False
+        return True
+
+    def _near_limit(self, r: _Route, now: int) -> None:
+        r.alerting = True
+        r.near_limit_events += 1
+        self.near_limit_events += 1
+        log.warning(
+            "account %s is near its %s rate limit: %.0f%% of the budget used (%s)",
+            self.account,
+            r.name,
+            100.0 * self._utilisation(r, now),
+            self._describe_limits(RouteType[r.name]),
+        )
+
+    def _describe_limits(self, route: RouteType) -> str:
+        return ", ".join(f"{lim.limit} per {lim.interval_s:g}s" for lim in self._limits[route])
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def _enqueue(self, r: _Route, priority: Priority) -> asyncio.Future[None]:
+        prio = int(priority)
+        if self._queued >= self.max_queue:
+            self._shed_one(r, prio)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(r.heap, (prio, next(self._seq), fut))
+        self._queued += 1
+        r.at_limit_events += 1
+        self._arm(r, self._clock())
+        return fut
+
+    def _shed_one(self, newcomer: _Route, prio: int) -> None:
+        """Make room for a request of priority ``prio``, or refuse it."""
+        worst: tuple[int, int, asyncio.Future[None]] | None = None
+        worst_route: _Route | None = None
+        for r in self._routes:
+            for entry in r.heap:
+                if not entry[2].done() and (worst is None or entry[:2] > worst[:2]):
+                    worst, worst_route = entry, r
+        if worst is None or worst_route is None or worst[0] <= prio:
+            newcomer.shed += 1
+            self.shed_total += 1
+            raise Shed(
+                f"account {self.account}: rate-limit queue is full ({self.max_queue} waiting for"
+                f" budget) with work at least as urgent; {Priority(prio).name.lower()} request on"
+                f" {newcomer.name} dropped, not sent",
+                account=self.account,
+                route=newcomer.name,
+                priority=Priority(prio).name,
+            )
+        worst_route.heap.remove(worst)
+        heapq.heapify(worst_route.heap)
+        self._queued -= 1
+        worst_route.shed += 1
+        self.shed_total += 1
+        worst[2].set_exception(
+            Shed(
+                f"account {self.account}: rate-limit queue is full ({self.max_queue} waiting);"
+                f" {Priority(worst[0]).name.lower()} request on {worst_route.name} dropped, not"
+                " sent, to make room for more urgent work",
+                account=self.account,
+                route=worst_route.name,
+                priority=Priority(worst[0]).name,
+            )
+        )
+
+    def _wait_ns(self, r: _Route, now: int) -> int:
+        if not r.buckets:
+            return max(0, r.paused_until - now)
+        return max(b.wait_ns(now) for b in r.buckets)
+
+    def _arm(self, r: _Route, now: int) -> None:
+        if r.timer is not None:
+            return
+        delay_s = self._wait_ns(r, now) / 1e9
+        if self._call_later is not None:
+            r.timer = self._call_later(delay_s, self._release, r)
+        else:
+            r.timer = asyncio.get_running_loop().call_later(delay_s, self._release, r)
+
+    def _release(self, r: _Route) -> None:
+        r.timer = None
+        now = self._clock()
+        heap = r.heap
+        while heap:
+            fut = heap[0][2]
+            if fut.done():  # the waiter was cancelled: its place is given up
+                heapq.heappop(heap)
+                self._queued -= 1
+                continue
+            if not self._grant(r, now):
+                break
+            heapq.heappop(heap)
+            self._queued -= 1
+            fut.set_result(None)
+        if heap:
+            self._arm(r, now)
+
+    # -- venue feedback ------------------------------------------------------------------------
+
+    def on_rate_limited(self, route: RouteType, retry_after_s: float | None = None) -> None:
+        """The venue answered 429 on ``route``: stop spending it for Retry-After seconds, or, when
+        the venue gave none, until a full interval has passed (as if every token were spent)."""
+        r = self._routes[route]
+        now = self._clock()
+        r.rate_limited_events += 1
+        if retry_after_s is not None and retry_after_s > 0:
+            until = now + int(retry_after_s * 1e9)
+            for b in r.buckets:
+                b.pause_until(until)
+            r.paused_until = max(r.paused_until, until)
+        else:
+            for b in r.buckets:
+                b.exhaust(now)
+            if not r.buckets:
+                r.paused_until = max(r.paused_until, now + 1_000_000_000)
+        log.warning(
+            "account %s: venue rate-limited %s (429); pausing it for %.2fs",
+            self.account,
+            r.name,
+            self._wait_ns(r, now) / 1e9,
+        )
+        if r.timer is not None:
+            r.timer.cancel()
+            r.timer = None
+        if r.heap:
+            self._arm(r, now)
+
+    # -- observation -----------------------------------------------------------------------------
+
+    def _utilisation(self, r: _Route, now: int) -> float:
+        if not r.buckets:
+            return 1.0 if now < r.paused_until else 0.0
+        return max(1.0 - b.available(now) / b.capacity for b in r.buckets)
+
+    def utilisation(self, route: RouteType) -> float:
+        """Share of the route's budget spent within its interval (0..1; 1 while paused)."""
+        return self._utilisation(self._routes[route], self._clock())
+
+    def queued(self, route: RouteType | None = None) -> int:
+        """Requests waiting for budget, on one route or on the whole account."""
+        if route is None:
+            return self._queued
+        return sum(1 for e in self._routes[route].heap if not e[2].done())
+
+    def stats(self) -> list[RouteStats]:
+        """Every route that has a published limit or has seen traffic trouble."""
+        now = self._clock()
+        out = []
+        for route, r in zip(RouteType, self._routes, strict=True):
+            limits = self._limits[route]
+            if not limits and not (r.rate_limited_events or r.heap):
+                continue
+            tight = min(r.buckets, key=lambda b: b.available(now), default=None)
+            out.append(
+                RouteStats(
+                    route=r.name,
+                    limit=min((lim.limit for lim in limits), default=None),
+                    capacity=None if tight is None else tight.capacity,
+                    interval_s=None if tight is None else tight.interval_ns / 1e9,
+                    available=None if tight is None else tight.available(now),
+                    utilisation=self._utilisation(r, now),
+                    queued=self.queued(route),
+                    near_limit_events=r.near_limit_events,
+                    at_limit_events=r.at_limit_events,
+                    rate_limited_events=r.rate_limited_events,
+                    shed=r.shed,
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        """Refuse every waiter (shutdown): they get Shed, nothing is sent."""
+        for r in self._routes:
+            if r.timer is not None:
+                r.timer.cancel()
+                r.timer = None
+            for _, _, fut in r.heap:
+                if not fut.done():
+                    fut.set_exception(
+                        Shed(
+                            f"account {self.account}: limiter closed; request on {r.name} not sent",
+                            account=self.account,
+                            route=r.name,
+                        )
+                    )
+            r.heap.clear()
+        self._queued = 0
