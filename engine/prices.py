@@ -207,9 +207,9 @@ class QuoteFeed:
             delay = next_send - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            # Spacing is measured between request starts, so a slow answer never lets two
-            # requests out closer than the interval.
-            next_send = max(next_send + self.interval, time.monotonic())
+            # Spacing is measured from the actual start of this request, never from its schedule:
+            # a late wake-up (a busy loop) must not let the next request out early to catch up.
+            next_send = time.monotonic() + self.interval
             self._next %= len(self._order)
             sub = self._subs[self._order[self._next]]
             self._next += 1

@@ -1,0 +1,113 @@
+"""The quote feed against the sandbox's /trade/quotes, its QUOTES limit and its dead INFO route."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from engine.errors import ConfigError
+from engine.prices import Quote, QuoteFeed, quotes_rate
+from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
+from tests.stream.sandbox import eventually, rest_venue, run_streams_sandbox
+
+EURUSD, GBPUSD = 278, 279
+
+
+def tight_quotes_config(limit: int) -> SandboxConfig:
+    limits = {name: RateLimit(1000) for name in RATE_LIMIT_TYPES}
+    limits["QUOTES"] = RateLimit(limit)  # per 1 SECONDS
+    return SandboxConfig(users=default_users(), rate_limits=limits)
+
+
+async def test_polling_stays_within_the_venues_quotes_limit_across_instruments() -> None:
+    async with run_streams_sandbox(tight_quotes_config(5)) as sb:
+        venue = rest_venue(sb)
+        await venue.start()
+        try:
+            feed = QuoteFeed.from_config(venue.client("acc1"), venue.config("acc1"))
+            assert feed.interval == pytest.approx(1 / 4.5)
+            # The instrument cache probes INFO routes with quote requests of its own; look the
+            # instruments up on the other account so acc1's QUOTES window is the feed's alone.
+            eur = await venue.instrument("acc2", "EURUSD")
+            gbp = await venue.instrument("acc2", "GBPUSD")
+            feed.subscribe(EURUSD, eur.info_route_ids)
+            feed.subscribe(GBPUSD, gbp.info_route_ids)
+            started = time.monotonic()
+            await feed.start()
+            await eventually(lambda: feed.requests_sent >= 12, "a dozen polls")
+            elapsed = time.monotonic() - started
+            sent = feed.requests_sent
+            await feed.close()
+            # The sandbox enforces 5 per second with a sliding window: not one 429 came back,
+            # and the count is what the paced budget allows for the time it ran.
+            assert feed.errors == 0
+            assert sent <= 5 * elapsed + 1
+            assert feed.last(EURUSD) is not None and feed.last(GBPUSD) is not None
+        finally:
+            await venue.close()
+
+
+async def test_the_dead_info_route_is_probed_past_and_the_live_one_kept() -> None:
+    async with run_streams_sandbox() as sb:
+        venue = rest_venue(sb)
+        await venue.start()
+        try:
+            # GBPUSD's INFO routes as the venue lists them: the first one is dead.
+            feed = QuoteFeed(venue.client("acc1"), requests_per_second=100)
+            feed.subscribe(GBPUSD, (9199, 9101))
+            assert await feed.poll_once(GBPUSD) is None  # 9199 answers "not found"
+            quote = await feed.poll_once(GBPUSD)
+            assert quote is not None and feed.route_for(GBPUSD) == 9101
+            assert quote.ask > quote.bid > 0
+        finally:
+            await venue.close()
+
+
+async def test_callbacks_fire_on_change_only_with_a_monotonic_receive_time() -> None:
+    async with run_streams_sandbox() as sb:
+        venue = rest_venue(sb)
+        await venue.start()
+        try:
+            eur = await venue.instrument("acc1", "EURUSD")
+            feed = QuoteFeed(venue.client("acc1"), requests_per_second=100)
+            seen: list[Quote] = []
+            feed.subscribe(EURUSD, eur.info_route_ids, seen.append)
+            before = time.monotonic_ns()
+            await feed.poll_once(EURUSD)
+            await feed.poll_once(EURUSD)  # same price: no second callback
+            sb.state.set_price("EURUSD", bid=1.2, ask=1.2002)
+            await feed.poll_once(EURUSD)
+            assert [q.bid for q in seen] == [seen[0].bid, pytest.approx(1.2)]
+            last = feed.last(EURUSD)
+            assert last is not None and last.received_ns >= before
+            assert last.mid == pytest.approx(1.2001)
+        finally:
+            await venue.close()
+
+
+def test_the_rate_comes_from_the_quotes_entry_with_a_margin() -> None:
+    config = {
+        "rateLimits": [
+            {"rateLimitType": "PLACE_ORDER", "measure": "SECONDS", "intervalNum": 1, "limit": 9},
+            {"rateLimitType": "QUOTES", "measure": "MINUTES", "intervalNum": 1, "limit": 120},
+        ]
+    }
+    assert quotes_rate(config, margin=1.0) == pytest.approx(2.0)
+    with pytest.raises(ConfigError, match="no QUOTES rate limit"):
+        quotes_rate({"rateLimits": []})
+
+
+async def test_an_instrument_without_info_route_is_refused_with_a_reason() -> None:
+    feed = QuoteFeed(_NeverCalled(), requests_per_second=1)
+    with pytest.raises(ConfigError, match="no INFO route"):
+        feed.subscribe(EURUSD, ())
+    await asyncio.sleep(0)
+
+
+class _NeverCalled:
+    """Subscribing validates input before any request; this source proves none is made."""
+
+    async def query(self, path: str, params: object = None, *, attempts: int | None = None) -> None:
+        raise AssertionError("no request expected")
