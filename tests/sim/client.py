@@ -26,8 +26,10 @@ class Wire:
 
     async def login(self, email: str = EMAIL, password: str = PASSWORD) -> dict[str, Any]:
         status, body = await self.call(
-            "POST", "/auth/jwt/token",
-            json={"email": email, "password": password, "server": SERVER}, auth=False,
+            "POST",
+            "/auth/jwt/token",
+            json={"email": email, "password": password, "server": SERVER},
+            auth=False,
         )
         assert status == 201, body
         self.token, self.refresh_token = body["accessToken"], body["refreshToken"]
@@ -39,8 +41,15 @@ class Wire:
         return {"Authorization": f"Bearer {self.token}", "accNum": self.acc_num}
 
     async def call(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-        auth: bool = True, headers: dict[str, str] | None = None, data: bytes | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        auth: bool = True,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
     ) -> tuple[int, Any]:
         hdrs = self.headers(auth) if headers is None else headers
         async with self.http.request(
@@ -55,10 +64,19 @@ class Wire:
 
     async def place(self, **fields: Any) -> tuple[int, Any]:
         body = {
-            "tradableInstrumentId": str(EURUSD), "routeId": str(FX_ROUTE), "qty": "0.10",
-            "side": "buy", "type": "market", "validity": "IOC", "price": None,
-            "stopPrice": None, "stopLoss": None, "stopLossType": None, "takeProfit": None,
-            "takeProfitType": None, "strategyId": None,
+            "tradableInstrumentId": str(EURUSD),
+            "routeId": str(FX_ROUTE),
+            "qty": "0.10",
+            "side": "buy",
+            "type": "market",
+            "validity": "IOC",
+            "price": None,
+            "stopPrice": None,
+            "stopLoss": None,
+            "stopLossType": None,
+            "takeProfit": None,
+            "takeProfitType": None,
+            "strategyId": None,
         }
         body.update(fields)
         return await self.call("POST", f"/trade/accounts/{ACCOUNT}/orders", json=body)
@@ -70,8 +88,12 @@ class Wire:
 
     async def table(self, what: str, **params: Any) -> list[dict[str, Any]]:
         """Rows of orders/ordersHistory/positions/executions decoded by /trade/config columns."""
-        config_key = {"orders": "ordersConfig", "ordersHistory": "ordersHistoryConfig",
-                      "positions": "positionsConfig", "executions": "filledOrdersConfig"}[what]
+        config_key = {
+            "orders": "ordersConfig",
+            "ordersHistory": "ordersHistoryConfig",
+            "positions": "positionsConfig",
+            "executions": "filledOrdersConfig",
+        }[what]
         _, config = await self.call("GET", "/trade/config")
         columns = [c["id"] for c in config["d"][config_key]["columns"]]
         status, body = await self.call(

@@ -31,7 +31,9 @@ async def test_login_returns_201_with_signed_jwts_and_iso_expiry(wire: Wire) -> 
 
 async def test_wrong_password_is_refused_with_400(wire: Wire) -> None:
     status, body = await wire.call(
-        "POST", "/auth/jwt/token", auth=False,
+        "POST",
+        "/auth/jwt/token",
+        auth=False,
         json={"email": EMAIL, "password": "nope", "server": SERVER},
     )
     assert status == 400 and "errmsg" in body
@@ -63,8 +65,9 @@ async def test_revoked_refresh_tokens_are_refused(wire: Wire) -> None:
 
 
 async def test_all_accounts_lists_every_account_with_string_values(wire: Wire) -> None:
-    status, body = await wire.call("GET", "/auth/jwt/all-accounts", headers={
-        "Authorization": f"Bearer {wire.token}"})
+    status, body = await wire.call(
+        "GET", "/auth/jwt/all-accounts", headers={"Authorization": f"Bearer {wire.token}"}
+    )
     assert status == 200
     accounts = body["accounts"]
     assert [a["accNum"] for a in accounts] == ["1", "2"]
@@ -95,14 +98,20 @@ async def test_access_token_past_its_lifetime_is_401(sandbox: Sandbox) -> None:
     from engine.sim import tokens
 
     token, _ = tokens.mint(
-        sandbox.config.jwt_secret.encode(), token_type="access_token", brand=SERVER,
-        uid="100001", lifetime_s=60, now=1_000_000,
+        sandbox.config.jwt_secret.encode(),
+        token_type="access_token",
+        brand=SERVER,
+        uid="100001",
+        lifetime_s=60,
+        now=1_000_000,
     )
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
-        async with http.get(sandbox.rest_url + "/trade/config",
-                            headers={"Authorization": f"Bearer {token}", "accNum": "1"}) as r:
+        async with http.get(
+            sandbox.rest_url + "/trade/config",
+            headers={"Authorization": f"Bearer {token}", "accNum": "1"},
+        ) as r:
             assert r.status == 401
 
 
@@ -121,7 +130,9 @@ async def test_stream_tokens_are_per_account_and_refused_with_a_developer_key(
 ) -> None:
     creds = {"email": EMAIL, "password": PASSWORD, "server": SERVER}
     status, _ = await wire.call(
-        "POST", "/auth/jwt/accounts/tokens", json=creds,
+        "POST",
+        "/auth/jwt/accounts/tokens",
+        json=creds,
         headers={"developer-api-key": "tl-sandbox-dev-key"},
     )
     assert status == 403

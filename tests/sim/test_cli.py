@@ -10,12 +10,16 @@ from tests.sim.client import EMAIL, PASSWORD, SERVER
 async def test_sim_subprocess_prints_its_url_and_serves_the_api(sandbox_process: str) -> None:
     assert sandbox_process.startswith("http://127.0.0.1:")
     async with aiohttp.ClientSession() as http:
-        async with http.post(sandbox_process + "/backend-api/auth/jwt/token",
-                             json={"email": EMAIL, "password": PASSWORD, "server": SERVER}) as r:
+        async with http.post(
+            sandbox_process + "/backend-api/auth/jwt/token",
+            json={"email": EMAIL, "password": PASSWORD, "server": SERVER},
+        ) as r:
             assert r.status == 201
             token = (await r.json())["accessToken"]
-        async with http.get(sandbox_process + "/backend-api/trade/config",
-                            headers={"Authorization": f"Bearer {token}", "accNum": "1"}) as r:
+        async with http.get(
+            sandbox_process + "/backend-api/trade/config",
+            headers={"Authorization": f"Bearer {token}", "accNum": "1"},
+        ) as r:
             assert r.status == 200 and (await r.json())["s"] == "ok"
 
 
@@ -28,21 +32,55 @@ async def test_seed_file_with_generated_users_gives_many_accounts(tmp_path: obje
     from engine.sim.seed import load_seed
 
     seed = Path(str(tmp_path)) / "seed.json"
-    seed.write_bytes(orjson.dumps({
-        "generatedUsers": {"count": 10, "accountsPerUser": 3, "balance": 5000},
-        "rateLimits": {"PLACE_ORDER": 5},
-    }))
+    seed.write_bytes(
+        orjson.dumps(
+            {
+                "generatedUsers": {"count": 10, "accountsPerUser": 3, "balance": 5000},
+                "rateLimits": {"PLACE_ORDER": 5},
+            }
+        )
+    )
     config = load_seed(seed)
     assert len(config.users) == 11
     assert sum(len(u.accounts) for u in config.users) == 32
     async with Sandbox(config, price_interval_ms=0) as sb, aiohttp.ClientSession() as http:
-        async with http.post(sb.rest_url + "/auth/jwt/token", json={
-                "email": "trader7@sandbox.local", "password": "demo-password",
-                "server": "SANDBOX"}) as r:
+        async with http.post(
+            sb.rest_url + "/auth/jwt/token",
+            json={
+                "email": "trader7@sandbox.local",
+                "password": "demo-password",
+                "server": "SANDBOX",
+            },
+        ) as r:
             token = (await r.json())["accessToken"]
-        async with http.get(sb.rest_url + "/auth/jwt/all-accounts",
-                            headers={"Authorization": f"Bearer {token}"}) as r:
+        async with http.get(
+            sb.rest_url + "/auth/jwt/all-accounts", headers={"Authorization": f"Bearer {token}"}
+        ) as r:
             accounts = (await r.json())["accounts"]
     assert [a["accNum"] for a in accounts] == ["1", "2", "3"]
     assert {a["accountBalance"] for a in accounts} == {"5000.00"}
     assert sb.state.rate_limiter.limits["PLACE_ORDER"].limit == 5
+
+
+async def test_prices_move_on_the_timer_while_serving() -> None:
+    import asyncio
+
+    from engine.sim import Sandbox
+
+    async with Sandbox(price_interval_ms=5) as sb:
+        first = sb.state.prices.quote(278).bid
+        for _ in range(2000):  # polled, not timed: the assertion is that it moves at all
+            await asyncio.sleep(0.01)
+            if sb.state.prices.quote(278).bid != first:
+                break
+        assert sb.state.prices.quote(278).bid != first
+
+
+def test_the_committed_seed_file_loads() -> None:
+    from pathlib import Path
+
+    from engine.sim.seed import load_seed
+
+    config = load_seed(Path(__file__).resolve().parents[2] / "config" / "sandbox-seed.json")
+    assert config.users[0].email == "demo@sandbox.local"
+    assert [a.id for a in config.users[0].accounts] == ["700001", "700002"]

@@ -1,4 +1,4 @@
-"""Rate limits (429) and fault injection, including the order that exists though its reply was lost."""
+"""Rate limits (429) and fault injection, incl. an order that exists though its reply was lost."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from tests.sim.client import ACCOUNT, Wire
 
 
 async def test_place_order_beyond_the_configured_limit_gets_429_with_errmsg(wire: Wire) -> None:
-    async with wire.http.post(wire.sb.base_url + "/sandbox/rate-limits",
-                              json={"PLACE_ORDER": {"limit": 5, "intervalNum": 1}}) as r:
+    async with wire.http.post(
+        wire.sb.base_url + "/sandbox/rate-limits",
+        json={"PLACE_ORDER": {"limit": 5, "intervalNum": 1}},
+    ) as r:
         assert r.status == 200
     # Sliding window of 1 s: count only what the clock allows, six calls well inside it.
     wire.sb.state.rate_limiter.limits["PLACE_ORDER"].interval_num = 3600
@@ -34,8 +36,9 @@ async def test_rate_limits_are_per_account(wire: Wire) -> None:
 
 
 async def test_dropped_after_accept_leaves_the_order_in_place(wire: Wire) -> None:
-    async with wire.http.post(wire.sb.base_url + "/sandbox/faults",
-                              json={"dropAfterAccept": {"PLACE_ORDER": 1}}) as r:
+    async with wire.http.post(
+        wire.sb.base_url + "/sandbox/faults", json={"dropAfterAccept": {"PLACE_ORDER": 1}}
+    ) as r:
         assert r.status == 200
     with pytest.raises(aiohttp.ClientError):
         await wire.place(strategyId="lost-reply")
@@ -68,8 +71,9 @@ async def test_malformed_reply_is_unparsable_but_the_work_is_done(wire: Wire) ->
 
 async def test_latency_fault_still_answers_and_is_reported(wire: Wire) -> None:
     wire.sb.faults.update({"latency": {"QUOTES": "1-3"}})
-    status, _ = await wire.call("GET", "/trade/quotes",
-                                params={"tradableInstrumentId": 278, "routeId": 9101})
+    status, _ = await wire.call(
+        "GET", "/trade/quotes", params={"tradableInstrumentId": 278, "routeId": 9101}
+    )
     assert status == 200
     async with wire.http.get(wire.sb.base_url + "/sandbox/state") as r:
         dump = await r.json()
@@ -77,8 +81,9 @@ async def test_latency_fault_still_answers_and_is_reported(wire: Wire) -> None:
 
 
 async def test_bad_fault_spec_is_refused_with_a_reason_and_changes_nothing(wire: Wire) -> None:
-    async with wire.http.post(wire.sb.base_url + "/sandbox/faults",
-                              json={"error5xx": {"*": 3.5}}) as r:
+    async with wire.http.post(
+        wire.sb.base_url + "/sandbox/faults", json={"error5xx": {"*": 3.5}}
+    ) as r:
         assert r.status == 400 and "share" in (await r.json())["errmsg"]
     async with wire.http.post(wire.sb.base_url + "/sandbox/faults", json={"typo": 1}) as r:
         assert r.status == 400
@@ -94,13 +99,13 @@ async def test_garbage_requests_get_json_errors_and_the_sandbox_keeps_serving(
         ("POST", f"/trade/accounts/{ACCOUNT}/orders", b"[1,2,3]"),
         ("PATCH", "/trade/orders/abc", b"{}"),
         ("PATCH", "/trade/positions/1", b"null"),
-        ("DELETE", "/trade/positions/1", b"\"x\""),
+        ("DELETE", "/trade/positions/1", b'"x"'),
         ("GET", "/trade/quotes", b""),
         ("GET", "/trade/history", b""),
         ("PUT", "/trade/config", b""),
         ("GET", "/trade/does-not-exist", b""),
         ("POST", "/auth/jwt/token", b"{{{"),
-        ("POST", "/sandbox/prices", b"{\"instrument\": \"NOPE\", \"mid\": 1}"),
+        ("POST", "/sandbox/prices", b'{"instrument": "NOPE", "mid": 1}'),
     ]:
         status, body = await wire.call(method, path, data=data, headers=h)
         assert 400 <= status < 500, (method, path, status, body)
@@ -111,10 +116,13 @@ async def test_garbage_requests_get_json_errors_and_the_sandbox_keeps_serving(
 async def test_admin_prices_endpoint_triggers_working_orders(wire: Wire) -> None:
     wire.sb.state.set_price(278, bid=1.10000, ask=1.10010)
     await wire.place_ok(type="limit", validity="GTC", price="1.09000")
-    async with wire.http.post(wire.sb.base_url + "/sandbox/prices",
-                              json={"instrument": "EURUSD", "bid": 1.08990, "ask": 1.09000}) as r:
+    async with wire.http.post(
+        wire.sb.base_url + "/sandbox/prices",
+        json={"instrument": "EURUSD", "bid": 1.08990, "ask": 1.09000},
+    ) as r:
         assert r.status == 200
-    async with wire.http.get(wire.sb.base_url + "/sandbox/orders",
-                             params={"accountId": ACCOUNT}) as r:
+    async with wire.http.get(
+        wire.sb.base_url + "/sandbox/orders", params={"accountId": ACCOUNT}
+    ) as r:
         orders = (await r.json())["orders"]
     assert [o["status"] for o in orders] == ["Filled"]

@@ -17,18 +17,21 @@ from tests.sim.client import EMAIL, PASSWORD, SERVER
 def _session(base_url: str) -> dict[str, Any]:
     from tradelocker import TLAPI
 
-    tl = TLAPI(environment=base_url, username=EMAIL, password=PASSWORD, server=SERVER,
-               log_level="error")
+    tl = TLAPI(
+        environment=base_url, username=EMAIL, password=PASSWORD, server=SERVER, log_level="error"
+    )
     seen: dict[str, Any] = {"account_id": tl.account_id, "acc_num": tl.acc_num}
     instruments = tl.get_all_instruments()
     seen["names"] = set(instruments["name"])
     eurusd = tl.get_instrument_id_from_symbol_name("EURUSD")
-    seen["market_order"] = tl.create_order(eurusd, quantity=0.01, side="buy", type_="market",
-                                           strategy_id="official-client")
+    seen["market_order"] = tl.create_order(
+        eurusd, quantity=0.01, side="buy", type_="market", strategy_id="official-client"
+    )
     positions = tl.get_all_positions()
     seen["positions"] = positions.to_dict("records")
-    limit_id = tl.create_order(eurusd, quantity=0.02, side="buy", type_="limit", price=0.9,
-                               validity="GTC")
+    limit_id = tl.create_order(
+        eurusd, quantity=0.02, side="buy", type_="limit", price=0.9, validity="GTC"
+    )
     seen["modified"] = tl.modify_order(limit_id, {"price": "0.95", "qty": "0.03"})
     orders = tl.get_all_orders()
     seen["orders"] = orders.to_dict("records")

@@ -15,7 +15,8 @@ async def test_market_buy_fills_at_the_ask_into_a_new_position(wire: Wire) -> No
     assert p["strategyId"] == "tag-1" and int(p["id"]) < 2**63
     history = await wire.table("ordersHistory")
     assert [(h["id"], h["status"], h["positionId"]) for h in history] == [
-        (order_id, "Filled", p["id"])]
+        (order_id, "Filled", p["id"])
+    ]
     assert await wire.table("orders") == []
     fills = await wire.table("executions")
     assert fills[0]["orderId"] == order_id and fills[0]["price"] == "1.10010"
@@ -93,7 +94,9 @@ async def test_schema_errors_are_http_400(wire: Wire) -> None:
     status, _ = await wire.place(qty=None)
     assert status == 400
     status, _ = await wire.call(
-        "POST", f"/trade/accounts/{ACCOUNT}/orders", data=b"{not json",
+        "POST",
+        f"/trade/accounts/{ACCOUNT}/orders",
+        data=b"{not json",
         headers={**wire.headers(), "Content-Type": "application/json"},
     )
     assert status == 400
@@ -105,14 +108,14 @@ async def test_modify_order_returns_the_row_and_moves_last_modified(wire: Wire) 
     order_id = await wire.place_ok(type="limit", validity="GTC", price="1.09000")
     (before,) = await wire.table("orders")
     status, body = await wire.call(
-        "PATCH", f"/trade/orders/{order_id}", json={"price": "1.08000", "qty": "0.20"})
+        "PATCH", f"/trade/orders/{order_id}", json={"price": "1.08000", "qty": "0.20"}
+    )
     assert status == 200 and body["s"] == "ok"
     row = body["d"]["orders"][0]
     assert row[0] == order_id and row[3] == "0.20" and row[9] == "1.08000"
     (after,) = await wire.table("orders")
     assert int(after["lastModified"]) > int(before["lastModified"])
-    status, body = await wire.call(
-        "PATCH", f"/trade/orders/{order_id}", json={"qty": "0.005"})
+    status, body = await wire.call("PATCH", f"/trade/orders/{order_id}", json={"qty": "0.005"})
     assert status == 200 and body["s"] == "error"
 
 
@@ -133,10 +136,12 @@ async def test_cancel_moves_the_order_to_history_and_a_second_cancel_is_refused(
 async def test_cancel_all_can_be_limited_to_one_instrument(wire: Wire) -> None:
     await wire.place_ok(type="limit", validity="GTC", price="0.90000")
     await wire.place_ok(type="limit", validity="GTC", price="0.91000")
-    await wire.place_ok(tradableInstrumentId="301", routeId="9002", type="limit",
-                        validity="GTC", price="100.00")
-    status, _ = await wire.call("DELETE", f"/trade/accounts/{ACCOUNT}/orders",
-                                params={"tradableInstrumentId": EURUSD})
+    await wire.place_ok(
+        tradableInstrumentId="301", routeId="9002", type="limit", validity="GTC", price="100.00"
+    )
+    status, _ = await wire.call(
+        "DELETE", f"/trade/accounts/{ACCOUNT}/orders", params={"tradableInstrumentId": EURUSD}
+    )
     assert status == 200
     assert [o["tradableInstrumentId"] for o in await wire.table("orders")] == ["301"]
     await wire.call("DELETE", f"/trade/accounts/{ACCOUNT}/orders")
@@ -149,11 +154,13 @@ async def test_orders_history_reports_has_more_beyond_the_cap_and_filters_by_tim
     wire.sb.state.config.max_orders_in_history = 3
     ids = [await wire.place_ok() for _ in range(5)]
     status, body = await wire.call("GET", f"/trade/accounts/{ACCOUNT}/ordersHistory")
+    assert status == 200
     assert body["d"]["hasMore"] is True and len(body["d"]["ordersHistory"]) == 3
     assert [r[0] for r in body["d"]["ordersHistory"]] == ids[2:]
     oldest_returned = int(body["d"]["ordersHistory"][0][13])
     rest = await wire.table("ordersHistory", to=oldest_returned - 1)
     assert [r["id"] for r in rest] == ids[:2]
-    _, body = await wire.call("GET", f"/trade/accounts/{ACCOUNT}/ordersHistory",
-                              params={"to": oldest_returned - 1})
+    _, body = await wire.call(
+        "GET", f"/trade/accounts/{ACCOUNT}/ordersHistory", params={"to": oldest_returned - 1}
+    )
     assert body["d"]["hasMore"] is False

@@ -15,8 +15,9 @@ def still_market(wire: Wire) -> None:
 
 
 async def test_sl_and_tp_become_working_orders_referenced_by_the_position(wire: Wire) -> None:
-    await wire.place_ok(stopLoss="20", stopLossType="offset",
-                        takeProfit="1.10500", takeProfitType="absolute")
+    await wire.place_ok(
+        stopLoss="20", stopLossType="offset", takeProfit="1.10500", takeProfitType="absolute"
+    )
     (p,) = await wire.table("positions")
     legs = {o["id"]: o for o in await wire.table("orders")}
     sl, tp = legs[p["stopLossId"]], legs[p["takeProfitId"]]
@@ -28,8 +29,13 @@ async def test_sl_and_tp_become_working_orders_referenced_by_the_position(wire: 
 async def test_take_profit_fill_closes_the_position_cancels_the_sl_and_books_pnl(
     wire: Wire,
 ) -> None:
-    await wire.place_ok(qty="1.00", stopLoss="1.09000", stopLossType="absolute",
-                        takeProfit="1.10500", takeProfitType="absolute")
+    await wire.place_ok(
+        qty="1.00",
+        stopLoss="1.09000",
+        stopLossType="absolute",
+        takeProfit="1.10500",
+        takeProfitType="absolute",
+    )
     wire.sb.state.set_price(EURUSD, bid=1.10500, ask=1.10510)
     assert await wire.table("positions") == [] and await wire.table("orders") == []
     statuses = sorted(h["status"] for h in await wire.table("ordersHistory"))
@@ -59,8 +65,9 @@ async def test_modify_position_sets_then_null_removes_sl_and_tp(wire: Wire) -> N
     await wire.place_ok()
     (p,) = await wire.table("positions")
     path = f"/trade/positions/{p['id']}"
-    status, body = await wire.call("PATCH", path,
-                                   json={"stopLoss": "1.09000", "takeProfit": "1.12000"})
+    status, body = await wire.call(
+        "PATCH", path, json={"stopLoss": "1.09000", "takeProfit": "1.12000"}
+    )
     assert status == 200 and body == {"s": "ok"}
     (p,) = await wire.table("positions")
     legs = {o["id"]: o for o in await wire.table("orders")}
@@ -104,12 +111,15 @@ async def test_opposite_orders_hedge_into_two_positions(wire: Wire) -> None:
 async def test_close_all_can_filter_by_strategy_and_instrument(wire: Wire) -> None:
     await wire.place_ok(strategyId="keep")
     await wire.place_ok(strategyId="drop")
-    await wire.place_ok(strategyId="drop", tradableInstrumentId="301", routeId="9002",
-                        qty="1.00")
-    await wire.call("DELETE", f"/trade/accounts/{ACCOUNT}/positions",
-                    params={"strategyId": "drop", "tradableInstrumentId": EURUSD})
-    left = sorted((p["strategyId"], p["tradableInstrumentId"])
-                  for p in await wire.table("positions"))
+    await wire.place_ok(strategyId="drop", tradableInstrumentId="301", routeId="9002", qty="1.00")
+    await wire.call(
+        "DELETE",
+        f"/trade/accounts/{ACCOUNT}/positions",
+        params={"strategyId": "drop", "tradableInstrumentId": EURUSD},
+    )
+    left = sorted(
+        (p["strategyId"], p["tradableInstrumentId"]) for p in await wire.table("positions")
+    )
     assert left == [("drop", "301"), ("keep", "278")]
     status, body = await wire.call("DELETE", f"/trade/accounts/{ACCOUNT}/positions")
     assert status == 200 and body["s"] == "ok" and await wire.table("positions") == []

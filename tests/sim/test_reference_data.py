@@ -6,9 +6,27 @@ from engine.sim.seed import RATE_LIMIT_TYPES
 from tests.sim.client import ACCOUNT, BTCUSD, EURUSD, GBPUSD, US30, Wire
 
 ORDER_COLUMNS = [
-    "id", "tradableInstrumentId", "routeId", "qty", "side", "type", "status", "filledQty",
-    "avgPrice", "price", "stopPrice", "validity", "expireDate", "createdDate", "lastModified",
-    "isOpen", "positionId", "stopLoss", "stopLossType", "takeProfit", "takeProfitType",
+    "id",
+    "tradableInstrumentId",
+    "routeId",
+    "qty",
+    "side",
+    "type",
+    "status",
+    "filledQty",
+    "avgPrice",
+    "price",
+    "stopPrice",
+    "validity",
+    "expireDate",
+    "createdDate",
+    "lastModified",
+    "isOpen",
+    "positionId",
+    "stopLoss",
+    "stopLossType",
+    "takeProfit",
+    "takeProfitType",
     "strategyId",
 ]
 
@@ -20,8 +38,14 @@ async def test_config_announces_columns_rate_limits_and_limits_in_tradelockers_s
     assert status == 200 and body["s"] == "ok"
     d = body["d"]
     assert list(d) == [
-        "customerAccess", "positionsConfig", "ordersConfig", "ordersHistoryConfig",
-        "filledOrdersConfig", "accountDetailsConfig", "rateLimits", "limits",
+        "customerAccess",
+        "positionsConfig",
+        "ordersConfig",
+        "ordersHistoryConfig",
+        "filledOrdersConfig",
+        "accountDetailsConfig",
+        "rateLimits",
+        "limits",
     ]
     cols = {k: [c["id"] for c in d[k]["columns"]] for k in d if k.endswith("Config")}
     assert cols["ordersConfig"] == ORDER_COLUMNS == cols["ordersHistoryConfig"]
@@ -32,7 +56,9 @@ async def test_config_announces_columns_rate_limits_and_limits_in_tradelockers_s
     assert set(limits) == set(RATE_LIMIT_TYPES) and len(RATE_LIMIT_TYPES) == 18
     assert all(r["measure"] in ("SECONDS", "MINUTES") and r["limit"] > 0 for r in limits.values())
     assert {x["limitType"] for x in d["limits"]} == {
-        "QUOTES_HISTORY_BARS", "MAX_ORDERS_COUNT_IN_HISTORY"}
+        "QUOTES_HISTORY_BARS",
+        "MAX_ORDERS_COUNT_IN_HISTORY",
+    }
 
 
 async def test_trade_accounts_describe_the_accnum_account(wire: Wire) -> None:
@@ -56,17 +82,20 @@ async def test_instruments_carry_trade_and_info_routes(wire: Wire) -> None:
 async def test_first_info_route_of_gbpusd_is_dead_and_the_second_quotes(wire: Wire) -> None:
     dead, live = 9199, 9101
     status, body = await wire.call(
-        "GET", "/trade/quotes", params={"tradableInstrumentId": GBPUSD, "routeId": dead})
+        "GET", "/trade/quotes", params={"tradableInstrumentId": GBPUSD, "routeId": dead}
+    )
     assert status == 404 and body["s"] != "ok"
     status, body = await wire.call(
-        "GET", "/trade/quotes", params={"tradableInstrumentId": GBPUSD, "routeId": live})
+        "GET", "/trade/quotes", params={"tradableInstrumentId": GBPUSD, "routeId": live}
+    )
     assert status == 200 and body["s"] == "ok"
     assert body["d"]["ap"] > body["d"]["bp"] > 0 and body["d"]["as"] > 0
 
 
 async def test_instrument_details_give_lots_and_tiered_ticks(wire: Wire) -> None:
     status, body = await wire.call(
-        "GET", f"/trade/instruments/{US30}", params={"routeId": 9102, "locale": "en"})
+        "GET", f"/trade/instruments/{US30}", params={"routeId": 9102, "locale": "en"}
+    )
     assert status == 200
     d = body["d"]
     assert d["lotSize"] == 1.0 and d["minLot"] == 0.01 and d["lotStep"] == 0.01
@@ -94,15 +123,18 @@ async def test_history_returns_bars_or_no_data_for_an_empty_window(wire: Wire) -
     q = {"tradableInstrumentId": EURUSD, "routeId": 9101, "resolution": "1H"}
     start = 1_700_000_000_000
     status, body = await wire.call(
-        "GET", "/trade/history", params={**q, "from": start, "to": start + 10 * 3_600_000})
+        "GET", "/trade/history", params={**q, "from": start, "to": start + 10 * 3_600_000}
+    )
     assert status == 200 and body["s"] == "ok"
     bars = body["d"]["barDetails"]
     assert len(bars) == 10 and all(b["l"] <= min(b["o"], b["c"]) for b in bars)
     _, again = await wire.call(
-        "GET", "/trade/history", params={**q, "from": start, "to": start + 10 * 3_600_000})
+        "GET", "/trade/history", params={**q, "from": start, "to": start + 10 * 3_600_000}
+    )
     assert again == body  # deterministic
     status, body = await wire.call(
-        "GET", "/trade/history", params={**q, "from": 1_000_000_000, "to": 1_000_100_000})
+        "GET", "/trade/history", params={**q, "from": 1_000_000_000, "to": 1_000_100_000}
+    )
     assert status == 200 and body == {"s": "no_data"}
 
 
