@@ -75,6 +75,7 @@ class SinkConfig:
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     journal_path: str = "tl-engine.journal.sqlite"
+    state_dir: str | None = None  # refresh tokens and stop-limit state; default: beside journal
     control_host: str = "127.0.0.1"
     control_port: int = 8787
     control_token: str | None = None  # secret reference for POST /signals and the kill switch
@@ -82,6 +83,20 @@ class EngineSettings:
     max_qty_lots: float = 1_000.0
     unknown_policy: str = "reject"
     stop_limit_poll_ms: int = 250
+
+
+@dataclass(frozen=True, slots=True)
+class VaultSettings:
+    """Where vault: references are read (Vault / OpenBao, KV v2). The token or AppRole secret id
+    is itself a reference (env: or file:), never written here."""
+
+    address: str
+    token: str | None = None
+    role_id: str | None = None
+    secret_id: str | None = None
+    kv_mount: str = "secret"
+    prefix: str = "tl-engine"
+    namespace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +125,7 @@ class Config:
     sinks: tuple[SinkConfig, ...]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    vault: VaultSettings | None = None
 
     @property
     def targets(self) -> frozenset[str]:
@@ -135,7 +151,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(data: dict[str, Any]) -> Config:
     _no_unknown(
         data, "", {"engine", "logins", "accounts", "groups", "sources", "sinks", "limits",
-                   "timeouts"},
+                   "timeouts", "vault"},
     )  # fmt: skip
     engine = _engine(_table(data, "engine", "", required=False))
     logins = {name: _login(name, t) for name, t in _tables(data, "logins").items()}
@@ -161,6 +177,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         sinks=sinks or (SinkConfig(kind="bus"),),
         limits=_limits(_table(data, "limits", "", required=False)),
         timeouts=_timeouts(_table(data, "timeouts", "", required=False)),
+        vault=_vault(_table(data, "vault", "", required=False), logins),
     )
 
 
@@ -177,6 +194,7 @@ def _engine(t: dict[str, Any]) -> EngineSettings:
     _choice("engine.unknown_policy", policy, UNKNOWN_POLICIES)
     return EngineSettings(
         journal_path=_opt(t, "engine", "journal_path", str, d.journal_path),
+        state_dir=_opt(t, "engine", "state_dir", str, None),
         control_host=_opt(t, "engine", "control_host", str, d.control_host),
         control_port=_int_range(t, "engine", "control_port", d.control_port, 0, 65535),
         control_token=token,
@@ -308,6 +326,42 @@ def _sink(i: int, t: Any) -> SinkConfig:
     if kind == "kafka" and not sink.bootstrap:
         raise ConfigError(f"{where}: a kafka sink needs bootstrap (host:port)")
     return sink
+
+
+def _vault(t: dict[str, Any], logins: dict[str, LoginConfig]) -> VaultSettings | None:
+    uses_vault = any(
+        ref.startswith("vault:")
+        for login in logins.values()
+        for ref in (login.email, login.password, login.developer_api_key or "")
+    )
+    if not t:
+        if uses_vault:
+            raise ConfigError(
+                "a login uses a vault: reference but there is no [vault] table: add one with "
+                "address and token (or role_id and secret_id)"
+            )
+        return None
+    _no_unknown(t, "vault", set(VaultSettings.__slots__))
+    address = _req(t, "vault", "address", str)
+    token = _opt(t, "vault", "token", str, None)
+    role_id = _opt(t, "vault", "role_id", str, None)
+    secret_id = _opt(t, "vault", "secret_id", str, None)
+    for key, ref in (("token", token), ("secret_id", secret_id)):
+        if ref is not None:
+            if ref.startswith("vault:"):
+                raise ConfigError(f"vault.{key} must be an env: or file: reference")
+            _secret_ref(f"vault.{key}", ref)
+    if token is None and not (role_id and secret_id):
+        raise ConfigError("[vault] needs token, or role_id and secret_id (AppRole)")
+    return VaultSettings(
+        address=address,
+        token=token,
+        role_id=role_id,
+        secret_id=secret_id,
+        kv_mount=_opt(t, "vault", "kv_mount", str, "secret"),
+        prefix=_opt(t, "vault", "prefix", str, "tl-engine"),
+        namespace=_opt(t, "vault", "namespace", str, None),
+    )
 
 
 def _limits(t: dict[str, Any]) -> LimitsConfig:

@@ -1,0 +1,336 @@
+"""``tl-engine run --config F``: the daemon, and the one place the engine is assembled.
+
+config → secrets → venue (log in, warm connections) → accounts (instruments, rate gates,
+breakers) → journal → pipeline (reconciles the journal's pending rows first) → stop-limit book →
+sinks → control server → sources. Shutdown runs the other way: stop taking signals, drain what is
+in flight, flush sinks, close the journal.
+
+:func:`build_engine` is also what the demo and the end-to-end tests use, so they run the same
+wiring as production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import _fast
+from engine.accounts import Accounts, AccountSession, Breaker, RateGate
+from engine.config import Config, load_config
+from engine.errors import ConfigError, EngineError
+from engine.events import EventBus
+from engine.execution.pipeline import Pipeline
+from engine.execution.reconcile import Reconciler
+from engine.execution.stoplimit import StopLimitBook
+from engine.journal import Journal
+from engine.metrics import Metrics
+from engine.sources.base import SignalSource
+from engine.sources.local import LocalSignalSource
+from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue, backend_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    config: Config
+    venue: Any
+    accounts: Accounts
+    journal: Journal
+    bus: EventBus
+    metrics: Metrics
+    pipeline: Pipeline
+    stop_limits: StopLimitBook
+    secrets: Any = None
+    control: Any = None
+    sources: list[SignalSource] = field(default_factory=list)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def run_sources(self) -> None:
+        """Feed every source into the pipeline; returns when all of them have ended."""
+        await asyncio.gather(*(self.pipeline.run_source(s) for s in self.sources))
+        await self.pipeline.drain()
+
+    async def stop(self) -> None:
+        """Graceful: no new signals, drain in-flight ones, flush sinks, close everything."""
+        for source in self.sources:
+            with contextlib.suppress(Exception):
+                await source.close()
+        await self.pipeline.close()
+        await self.stop_limits.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.metrics.fold()
+        await self.bus.flush()
+        await self.bus.close()
+        if self.control is not None:
+            await self.control.close()
+        await self.journal.close()
+        await self.venue.close()
+        if self.secrets is not None:
+            await self.secrets.close()
+
+
+async def open_secrets(cfg: Config) -> Any:
+    from engine import secrets as store
+
+    state_dir = Path(cfg.engine.state_dir) if cfg.engine.state_dir else None
+    if cfg.vault is None:
+        s: Any = store.EnvFileStore(state_dir=state_dir)
+    else:
+        local = store.EnvFileStore()
+        v = cfg.vault
+        s = store.VaultStore(
+            store.VaultConfig(
+                address=v.address,
+                token=await local.resolve(v.token) if v.token else None,
+                role_id=v.role_id,
+                secret_id=await local.resolve(v.secret_id) if v.secret_id else None,
+                kv_mount=v.kv_mount,
+                prefix=v.prefix,
+                namespace=v.namespace,
+            )
+        )
+    await s.start()
+    return s
+
+
+async def tradelocker_venue(
+    cfg: Config, secrets: Any, base_url_override: str | None = None
+) -> TradeLockerVenue:
+    logins = []
+    for login in cfg.logins.values():
+        key = login.developer_api_key
+        logins.append(
+            LoginSpec(
+                login.name,
+                backend_url(base_url_override or login.base_url),
+                email=(await secrets.resolve(login.email)).reveal(),
+                password=(await secrets.resolve(login.password)).reveal(),
+                server=login.server,
+                developer_api_key=(await secrets.resolve(key)).reveal() if key else None,
+            )
+        )
+    accounts = [
+        AccountSpec(a.alias, a.login, a.account_id, a.acc_num)
+        for a in cfg.accounts.values()
+        if a.enabled
+    ]
+    return TradeLockerVenue(logins, accounts, on_tokens=secrets.refresh_hook)
+
+
+def _rate_controls(
+    cfg: Config, venue: Any, alias: str, metrics: Metrics
+) -> tuple[RateGate | None, Breaker | None]:
+    """The account's limiter (from the venue's published rateLimits) and circuit breaker, when
+    those modules are present (engine.execution.limits / .breaker)."""
+    gate: RateGate | None = None
+    breaker: Breaker | None = None
+    try:
+        limits = importlib.import_module("engine.execution.limits")
+        build = getattr(limits, "for_account", None)
+        if build is not None:
+            gate = build(venue, alias, cfg.limits, metrics)
+    except ImportError:
+        log.warning("engine.execution.limits is not available: no client-side rate gate")
+    try:
+        breakers = importlib.import_module("engine.execution.breaker")
+        build = getattr(breakers, "for_account", None)
+        if build is not None:
+            breaker = build(alias, cfg.limits)
+    except ImportError:
+        log.warning("engine.execution.breaker is not available: no circuit breaker")
+    return gate, breaker
+
+
+async def build_engine(
+    cfg: Config,
+    *,
+    venue: Any = None,
+    secrets: Any = None,
+    base_url_override: str | None = None,
+    metrics: Metrics | None = None,
+    bus: EventBus | None = None,
+    with_control: bool = True,
+    sources: list[SignalSource] | None = None,
+) -> Engine:
+    """Assemble and start an engine; the caller adds sources (or passes them) and runs it."""
+    print(_fast.describe(), file=sys.stderr)
+    if venue is None:
+        secrets = secrets or await open_secrets(cfg)
+        venue = await tradelocker_venue(cfg, secrets, base_url_override)
+    await venue.start()
+    metrics = metrics or Metrics()
+    bus = bus or EventBus()
+    sessions = []
+    for account in cfg.accounts.values():
+        gate, breaker = (
+            _rate_controls(cfg, venue, account.alias, metrics) if account.enabled else (None, None)
+        )
+        sessions.append(AccountSession(account, venue, gate, breaker))
+    accounts = Accounts(sessions, cfg.groups.values())
+    await accounts.start()
+    journal_path = Path(cfg.engine.journal_path)
+    journal = Journal(journal_path)
+    t = cfg.timeouts
+    reconciler = Reconciler(venue, settle_s=t.reconcile_settle_s, max_s=t.reconcile_max_s)
+    state_dir = Path(cfg.engine.state_dir) if cfg.engine.state_dir else journal_path.parent
+    book = StopLimitBook(
+        venue,
+        state_dir / (journal_path.stem + ".stoplimit.sqlite"),
+        bus,
+        reconciler,
+        poll_s=cfg.engine.stop_limit_poll_ms / 1000.0,
+        gate_for=lambda alias: accounts[alias].gate,
+        instrument_for=lambda alias, iid: accounts[alias].instruments_by_id.get(iid),
+    )
+    pipeline = Pipeline(
+        accounts,
+        journal,
+        bus,
+        reconciler=reconciler,
+        stop_limits=book,
+        metrics=metrics,
+        unknown_policy=cfg.engine.unknown_policy,
+        max_signal_age_ms=cfg.engine.max_signal_age_ms,
+        max_qty_lots=cfg.engine.max_qty_lots,
+    )
+    engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
+    resolved = await pipeline.recover()
+    if resolved:
+        log.warning("reconciled %d signal(s) left in flight by the last run", resolved)
+    await book.start()
+    engine._tasks.append(asyncio.create_task(metrics.run_folder(), name="metrics-folder"))
+    engine._tasks.append(asyncio.create_task(_apply_stream(engine), name="stream-to-tracker"))
+    await _open_sinks(engine)
+    if with_control:
+        await _open_control(engine)
+    engine.sources = sources if sources is not None else _sources(engine)
+    return engine
+
+
+async def _apply_stream(engine: Engine) -> None:
+    """Venue stream events: fold into the tracker (late fills, positions) and publish them."""
+    topics = {
+        "order": "order_updates",
+        "position": "position_updates",
+        "position_closed": "position_updates",
+        "account": "account_updates",
+    }
+    async for event in engine.venue.events():
+        engine.pipeline.tracker.apply(event)
+        topic = topics.get(event.kind)
+        if topic is not None:
+            payload = event.payload
+            body = (
+                {k: getattr(payload, k) for k in payload.__slots__}
+                if hasattr(payload, "__slots__")
+                else {"value": repr(payload)}
+            )
+            engine.bus.publish(topic, {"account": event.account, "kind": event.kind, **body})
+
+
+async def _open_sinks(engine: Engine) -> None:
+    for sink in engine.config.sinks:
+        if sink.kind == "kafka":
+            from engine.events_kafka import KafkaEventSink, KafkaSinkConfig
+
+            assert sink.bootstrap is not None
+            k = KafkaEventSink(KafkaSinkConfig(sink.bootstrap, topic_prefix=sink.topic_prefix))
+            await k.start()
+            engine.bus.add_sink(k)
+        elif sink.kind == "log":
+            engine.bus.subscribe(lambda topic, ev: log.info("%s %s", topic, ev))
+
+
+async def _open_control(engine: Engine) -> None:
+    from engine.control import ControlConfig, ControlServer
+
+    e = engine.config.engine
+    api_key = None
+    if e.control_token is not None and engine.secrets is not None:
+        api_key = (await engine.secrets.resolve(e.control_token)).reveal()
+    server = ControlServer(
+        engine.metrics, ControlConfig(e.control_host, e.control_port, api_key=api_key)
+    )
+    await server.start()
+    engine.control = server
+
+
+def _sources(engine: Engine) -> list[SignalSource]:
+    out: list[SignalSource] = []
+    for src in engine.config.sources:
+        if src.kind == "local":
+            out.append(LocalSignalSource(src.path))
+        elif src.kind == "http":
+            from engine.sources.http import HttpSignalSource
+
+            if engine.control is None:
+                raise ConfigError("an http source needs the control server")
+            out.append(HttpSignalSource(engine.control.signals))
+        elif src.kind == "kafka":
+            from engine.sources.kafka import KafkaSignalSource, KafkaSourceConfig
+
+            assert src.bootstrap and src.topic and src.group_id
+            out.append(KafkaSignalSource(KafkaSourceConfig(src.bootstrap, src.topic, src.group_id)))
+    return out
+
+
+async def _run(cfg: Config) -> int:
+    engine = await build_engine(cfg)
+    for source in engine.sources:
+        start = getattr(source, "start", None)
+        if start is not None:
+            await start()
+    if engine.control is not None:
+        print(f"control server: {engine.control.url}", file=sys.stderr)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    feeding = asyncio.ensure_future(engine.run_sources())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({feeding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if feeding.done() and not stop.is_set() and engine.control is not None:
+        await stopping  # local input ended but the control server still takes signals
+    stopping.cancel()
+    feeding.cancel()
+    await engine.stop()
+    return 0
+
+
+def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.add_argument("--config", required=True, help="the TOML config file")
+    parser.add_argument("--log-level", default="INFO")
+
+    def run(args: argparse.Namespace) -> int:
+        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            import uvloop
+
+            runner: Callable[..., int] = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        try:
+            return runner(_run(cfg))
+        except EngineError as exc:
+            print(f"tl-engine: {exc}", file=sys.stderr)
+            return 1
+
+    return run
