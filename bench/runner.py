@@ -156,6 +156,18 @@ async def _start_engine(sandbox: Sandbox) -> tuple[TradeLockerVenue, list[str], 
     return venue, aliases, instruments
 
 
+class _RoundRobinFloor:
+    def __init__(self, floors: list[FloorClient]) -> None:
+        self.floors = floors
+
+    async def round_trip(self, i: int) -> int:
+        return await self.floors[i % len(self.floors)].round_trip()
+
+    async def close(self) -> None:
+        for f in self.floors:
+            await f.close()
+
+
 def _floor_request(venue: TradeLockerVenue, alias: str, instrument: Instrument) -> bytes:
     client = venue.client(alias)
     request = OrderRequest(
@@ -185,17 +197,18 @@ async def _scenario(
     latency: str,
     rate: float,
     count: int,
-    floor: FloorClient,
+    floor: _RoundRobinFloor,
     venue: TradeLockerVenue,
     aliases: list[str],
     instruments: dict[str, dict[str, Instrument]],
     say: Callable[[str], None],
 ) -> Scenario:
+    await _flatten(venue, aliases)
     await sandbox.set_latency(latency)
     say(f"  venue latency {latency} ms: floor, {count} requests at {rate:g}/s ...")
 
     async def fire_floor(i: int, intended: int) -> int:
-        return await floor.round_trip()
+        return await floor.round_trip(i)
 
     floor_result = await constant_rate(f"floor @{latency}ms", count, rate, fire_floor)
     say(f"  venue latency {latency} ms: engine, {count} signals at {rate:g}/s ...")
@@ -204,6 +217,12 @@ async def _scenario(
     engine_result = await constant_rate(f"engine @{latency}ms", count, rate, path.fire)
     metrics.fold()
     return Scenario(latency, floor_result, engine_result, metrics)
+
+
+async def _flatten(venue: TradeLockerVenue, aliases: list[str]) -> None:
+    """Close every position between phases: the sandbox's per-order work grows with the number
+    of open positions, and a phase must not pay for the orders of the phase before it."""
+    await asyncio.gather(*(venue.close_all_positions(a) for a in aliases))
 
 
 async def _null_capacity(plan: Plan) -> tuple[LoadResult, Metrics]:
@@ -224,15 +243,22 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
     say(f"starting the sandbox (own process) with {plan.accounts} accounts ...")
     sandbox = await start_sandbox(plan.accounts)
     venue: TradeLockerVenue | None = None
-    floor: FloorClient | None = None
+    floor: _RoundRobinFloor | None = None
     try:
         venue, aliases, instruments = await _start_engine(sandbox)
-        floor = FloorClient(
-            sandbox.backend_url,
-            _floor_request(venue, aliases[0], instruments[aliases[0]]["EURUSD"]),
-            size=4 * plan.accounts,
-        )
-        await floor.start()
+        # One floor pool per account, round-robin like the engine: the sandbox's per-order work
+        # depends on the account's book, so both sides must spread the same way.
+        floors = [
+            FloorClient(
+                sandbox.backend_url,
+                _floor_request(venue, a, instruments[a]["EURUSD"]),
+                size=4,
+            )
+            for a in aliases
+        ]
+        for f in floors:
+            await f.start()
+        floor = _RoundRobinFloor(floors)
         # Warm the engine path the same way (every account's pool is already warm).
         warm = EnginePath(venue, aliases, instruments, Metrics())
         for i in range(4 * plan.accounts):
@@ -269,6 +295,7 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
             f"  capacity: {plan.capacity_orders} orders, {plan.concurrency} in flight, "
             "0 ms sandbox ..."
         )
+        await _flatten(venue, aliases)
         cap_metrics = Metrics()
         cap_path = EnginePath(venue, aliases, instruments, cap_metrics)
         capacity = await closed_loop(
@@ -276,9 +303,10 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
         )
 
         async def fire_floor(i: int, intended: int) -> int:
-            return await floor_client.round_trip()
+            return await floor_client.round_trip(i)
 
         floor_client = floor
+        await _flatten(venue, aliases)
         # The same closed loop through the floor: what the sandbox itself can absorb.
         floor_capacity = await closed_loop(
             "floor, 0 ms sandbox", plan.capacity_orders, plan.concurrency, fire_floor
