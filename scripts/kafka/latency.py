@@ -28,10 +28,12 @@ async def main(args: argparse.Namespace) -> None:
     await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     await admin.close()
 
+    joined = asyncio.Event()
     source = KafkaSignalSource(
         KafkaSourceConfig(
             args.bootstrap, topic=topic, group_id=topic, fetch_max_wait_ms=args.fetch_wait_ms
-        )
+        ),
+        on_assign=lambda partitions: joined.set(),
     )
     await source.start()
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
@@ -53,9 +55,8 @@ async def main(args: argparse.Namespace) -> None:
                 done.set()
                 return
 
-    while not source.assigned:  # measure steady state, not the group join
-        await asyncio.sleep(0.05)
     task = asyncio.create_task(consume())
+    await asyncio.wait_for(joined.wait(), 60)  # measure steady state, not the group join
     start = time.monotonic_ns()
     period = 1_000_000_000 // args.rate
     for i in range(total):
