@@ -141,9 +141,11 @@ EOF
   jvm_opts=(-Xms128m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto
             -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.properties"
             -Dkafka.logs.dir="$dir/logs")
+  # A KRaft cluster id is 16 random bytes in URL-safe base64; it may start with "-", hence the
+  # --cluster-id=VALUE form below (a bare "-abc" would be parsed as an option).
   cluster_id="$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
   if ! "$JAVA" "${jvm_opts[@]}" -cp "$cp" kafka.tools.StorageTool format \
-      -t "$cluster_id" -c "$dir/server.properties" --standalone >"$dir/logs/format.log" 2>&1; then
+      --cluster-id="$cluster_id" --config="$dir/server.properties" --standalone >"$dir/logs/format.log" 2>&1; then
     cat "$dir/logs/format.log" >&2
     die "formatting the storage in $dir failed"
   fi
