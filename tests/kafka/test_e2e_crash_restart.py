@@ -84,8 +84,10 @@ async def test_engine_killed_mid_stream_resumes_with_one_outcome_and_one_order_p
         want = {f"k{i}" for i in range(SIGNALS)}
         await watcher.wait(lambda: want <= watcher.ids(), "an outcome for every signal")
         stop(engine)  # graceful: commits what it acked
+        orders = await sandbox_orders(url)
     finally:
         stop(engine, signal.SIGKILL)
+        stop(sandbox)
         await producer.stop()
         await watcher.stop()
 
@@ -103,8 +105,6 @@ async def test_engine_killed_mid_stream_resumes_with_one_outcome_and_one_order_p
 
     # The venue agrees: one order per accepted signal, under its tag and id, and no order at all
     # for a signal reconciled as "not placed" (in flight at the kill, absent at the venue).
-    orders = await sandbox_orders(url)
-    stop(sandbox)
     by_tag = Counter(str(o["strategy_id"]) for o in orders if o.get("strategy_id"))
     assert set(by_tag.values()) <= {1}, by_tag.most_common(3)
     accepted = {tag: oid for status, oid, tag in decision.values() if status == "accepted"}
