@@ -14,26 +14,13 @@ import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from engine.config import AccountConfig, GroupConfig
-from engine.domain import Instrument, Priority
+from engine.domain import Instrument
 from engine.errors import SignalError, ValidationError
+from engine.execution.breaker import BreakerState, CircuitBreaker
+from engine.execution.limits import AccountLimiter, RouteType
 from engine.venue import Venue
-
-
-class RateGate(Protocol):
-    """The per-account limiter (engine.execution.limits): waits for budget, by priority."""
-
-    async def acquire(self, route_type: str, priority: Priority) -> None: ...
-
-
-class Breaker(Protocol):
-    """The per-account circuit breaker (engine.execution.breaker)."""
-
-    def check(self) -> None: ...  # raises CircuitOpen while open
-    def record_success(self) -> None: ...
-    def record_failure(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -70,8 +57,8 @@ class AccountSession:
         self,
         config: AccountConfig,
         venue: Venue,
-        gate: RateGate | None = None,
-        breaker: Breaker | None = None,
+        gate: AccountLimiter | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.alias = config.alias
         self.config = config
@@ -131,11 +118,21 @@ class AccountSession:
 
     @property
     def healthy(self) -> bool:
+        self.refresh_health()
         return self.enabled and self.health.healthy
+
+    def refresh_health(self) -> Health:
+        """Read the breaker and the order bucket into :attr:`health` (cheap; no I/O)."""
+        h = self.health
+        if self.breaker is not None:
+            h.breaker_open = self.breaker.state is BreakerState.OPEN
+        if self.gate is not None:
+            h.rate_utilisation = self.gate.utilisation(RouteType.PLACE_ORDER)
+        return h
 
     def load(self) -> float:
         """Lower is better: work in flight, then how much rate budget is used."""
-        return self.in_flight + self.health.rate_utilisation
+        return self.in_flight + self.refresh_health().rate_utilisation
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +207,7 @@ class Accounts:
         return min(healthy, key=AccountSession.load)
 
     def health(self) -> dict[str, Health]:
-        return {alias: s.health for alias, s in self.sessions.items()}
+        return {alias: s.refresh_health() for alias, s in self.sessions.items()}
 
 
 def _why_unhealthy(s: AccountSession) -> str:

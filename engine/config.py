@@ -101,7 +101,7 @@ class VaultSettings:
 
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
-    margin: float = 0.8  # use this share of each published venue limit
+    margin: float = 0.9  # use this share of each published venue limit
     queue_size: int = 1_000
     breaker_failures: int = 5
     breaker_cooldown_s: float = 5.0
@@ -366,7 +366,7 @@ def _vault(t: dict[str, Any], logins: dict[str, LoginConfig]) -> VaultSettings |
 
 def _limits(t: dict[str, Any]) -> LimitsConfig:
     _no_unknown(t, "limits", set(LimitsConfig.__slots__))
-    margin = _positive(t, "limits", "margin", 0.8)
+    margin = _positive(t, "limits", "margin", 0.9)
     if margin > 1.0:
         raise ConfigError("limits.margin must be at most 1.0 (the share of the venue's limit used)")
     return LimitsConfig(

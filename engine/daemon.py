@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import sys
@@ -24,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from engine import _fast
-from engine.accounts import Accounts, AccountSession, Breaker, RateGate
+from engine.accounts import Accounts, AccountSession
 from engine.config import Config, load_config
 from engine.errors import ConfigError, EngineError
 from engine.events import EventBus
+from engine.execution.breaker import CircuitBreaker
+from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
 from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
@@ -130,26 +131,22 @@ async def tradelocker_venue(
 
 
 def _rate_controls(
-    cfg: Config, venue: Any, alias: str, metrics: Metrics
-) -> tuple[RateGate | None, Breaker | None]:
-    """The account's limiter (from the venue's published rateLimits) and circuit breaker, when
-    those modules are present (engine.execution.limits / .breaker)."""
-    gate: RateGate | None = None
-    breaker: Breaker | None = None
-    try:
-        limits = importlib.import_module("engine.execution.limits")
-        build = getattr(limits, "for_account", None)
-        if build is not None:
-            gate = build(venue, alias, cfg.limits, metrics)
-    except ImportError:
-        log.warning("engine.execution.limits is not available: no client-side rate gate")
-    try:
-        breakers = importlib.import_module("engine.execution.breaker")
-        build = getattr(breakers, "for_account", None)
-        if build is not None:
-            breaker = build(alias, cfg.limits)
-    except ImportError:
-        log.warning("engine.execution.breaker is not available: no circuit breaker")
+    cfg: Config, venue: Any, alias: str
+) -> tuple[AccountLimiter | None, CircuitBreaker | None]:
+    """The account's limiter, from the limits the venue publishes in /trade/config (a venue
+    that publishes none, like the in-process paper venue, is not gated), and its breaker."""
+    lim = cfg.limits
+    breaker = CircuitBreaker(
+        alias, failure_threshold=lim.breaker_failures, cool_down_s=lim.breaker_cooldown_s
+    )
+    config_of = getattr(venue, "config", None)
+    published = config_of(alias).get("rateLimits") if callable(config_of) else None
+    if not published:
+        log.warning("account %s: the venue publishes no rate limits; no client-side gate", alias)
+        return None, breaker
+    gate = AccountLimiter.from_config(
+        alias, published, margin=1.0 - lim.margin, max_queue=lim.queue_size
+    )
     return gate, breaker
 
 
@@ -175,7 +172,7 @@ async def build_engine(
     sessions = []
     for account in cfg.accounts.values():
         gate, breaker = (
-            _rate_controls(cfg, venue, account.alias, metrics) if account.enabled else (None, None)
+            _rate_controls(cfg, venue, account.alias) if account.enabled else (None, None)
         )
         sessions.append(AccountSession(account, venue, gate, breaker))
     accounts = Accounts(sessions, cfg.groups.values())

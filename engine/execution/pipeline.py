@@ -53,6 +53,8 @@ from engine.errors import (
     VenueUnavailable,
 )
 from engine.events import EventBus
+from engine.execution.breaker import FailureKind
+from engine.execution.limits import default_priority, routes_for
 from engine.execution.reconcile import Reconciler, Verdict
 from engine.execution.stoplimit import StopLimitBook
 from engine.execution.tags import TagMint
@@ -66,28 +68,6 @@ log = logging.getLogger(__name__)
 _NAN = float("nan")
 RESUBMIT_SUFFIX = "#resubmit"
 
-# Default queue priority per action (a signal's ``priority`` overrides it).
-_DEFAULT_PRIORITY = {
-    Action.CANCEL: Priority.CANCEL,
-    Action.CANCEL_ALL: Priority.CANCEL,
-    Action.CLOSE: Priority.CLOSE,
-    Action.CLOSE_ALL: Priority.CLOSE,
-    Action.REVERSE: Priority.CLOSE,
-    Action.MODIFY: Priority.MODIFY,
-    Action.MODIFY_POSITION: Priority.MODIFY,
-}
-# The venue's rateLimitType bucket each action spends. TradeLocker publishes no bucket for
-# cancel or close; the engine charges them to the closest one so they are limited too.
-ROUTE_TYPE = {
-    Action.PLACE: "PLACE_ORDER",
-    Action.REVERSE: "PLACE_ORDER",
-    Action.MODIFY: "MODIFY_ORDER",
-    Action.CANCEL: "MODIFY_ORDER",
-    Action.CANCEL_ALL: "MODIFY_ORDER",
-    Action.MODIFY_POSITION: "MODIFY_POSITION",
-    Action.CLOSE: "MODIFY_POSITION",
-    Action.CLOSE_ALL: "MODIFY_POSITION",
-}
 # Actions that create an order: an ambiguous failure is reconciled by the order's tag.
 _CREATES_ORDER = frozenset({Action.PLACE, Action.REVERSE})
 
@@ -282,7 +262,9 @@ class Pipeline:
                 reason=f"signal is {age_ms} ms old, over max_signal_age_ms: not traded",
             )
             return False
-        job.priority = sig.priority if sig.priority is not None else _default_priority(sig)
+        job.priority = (
+            sig.priority if sig.priority is not None else default_priority(sig.action, sig.type)
+        )
         self.tracker.track(rec)
         try:
             await self._resolve(job)
@@ -407,28 +389,30 @@ class Pipeline:
         action = job.signal.action
         session.in_flight += 1
         try:
-            if session.breaker is not None:
-                session.breaker.check()
-            if session.gate is not None:
-                await session.gate.acquire(ROUTE_TYPE[action], job.priority)
-            rec.gated_ns = time.monotonic_ns()
             if action in _CREATES_ORDER or action is Action.CLOSE:
                 # Evidence before the bytes leave: a crash from here on is reconciled by tag.
+                # Written before the gate so nothing (a batched fsync) sits between the gate and
+                # the wire: the venue counts its window at arrival, the gate at grant.
                 await self.journal.begin(rec.signal_id, session.alias, rec.tag or "")
+            if session.breaker is not None:
+                session.breaker.check()
+            gate = session.gate
+            if gate is not None:
+                for route in routes_for(action):
+                    await gate.acquire(route, job.priority)
+            rec.gated_ns = time.monotonic_ns()
             sent_at = time.monotonic()
             rec.on_wire_ns = time.monotonic_ns()
             try:
                 await self._call(job)
             except (OutcomeUnknown, RateLimited, TimeoutError) as exc:
-                if session.breaker is not None:
-                    session.breaker.record_failure()
+                self._venue_failed(session, action, exc)
                 await self._unknown(job, exc, sent_at)
                 return
             except VenueUnavailable as exc:
-                if session.breaker is not None:
-                    session.breaker.record_failure()
                 if isinstance(exc, CircuitOpen):
                     raise
+                self._venue_failed(session, action, exc)
                 await self._unknown(job, exc, sent_at)
                 return
             rec.acked_ns = time.monotonic_ns()
@@ -528,6 +512,22 @@ class Pipeline:
                 await self.stop_limits.cancel_all(alias, rec.instrument_id)
         elif action is Action.CLOSE_ALL:
             await venue.close_all_positions(alias, rec.instrument_id)
+
+    @staticmethod
+    def _venue_failed(session: AccountSession, action: Action, exc: BaseException) -> None:
+        """Tell the breaker, and on a 429 the rate gate, that the venue failed this call."""
+        if isinstance(exc, RateLimited):
+            if session.gate is not None:
+                session.gate.on_rate_limited(routes_for(action)[-1], exc.retry_after)
+            kind = FailureKind.RATE_LIMITED
+        elif isinstance(exc, TimeoutError):
+            kind = FailureKind.TIMEOUT
+        elif isinstance(exc, OutcomeUnknown):
+            kind = FailureKind.CONNECTION
+        else:
+            kind = FailureKind.SERVER_ERROR
+        if session.breaker is not None:
+            session.breaker.record_failure(kind)
 
     def _accepted_reason(self, job: _Job) -> str | None:
         req = job.request
@@ -803,12 +803,6 @@ class Pipeline:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _default_priority(sig: Signal) -> Priority:
-    if sig.action is Action.PLACE:
-        return Priority.MARKET if sig.type is OrderType.MARKET else Priority.PENDING
-    return _DEFAULT_PRIORITY[sig.action]
 
 
 def _reason(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,7 +70,7 @@ class QuotingVenue(TaggedVenue, Protocol):
 
 
 class Gate(Protocol):
-    async def acquire(self, route_type: str, priority: Priority) -> None: ...
+    def acquire(self, route: Any, priority: Priority) -> Awaitable[None]: ...
 
 
 @dataclass(slots=True)

@@ -20,7 +20,9 @@ from engine.sources.base import Delivery
 from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
 
 
-def engine_config(base_url: str, tmp_path: Path, **engine: Any) -> Config:
+def engine_config(
+    base_url: str, tmp_path: Path, limits: dict[str, Any] | None = None, **engine: Any
+) -> Config:
     return parse_config(
         {
             "engine": {"journal_path": str(tmp_path / "journal.sqlite"), **engine},
@@ -38,6 +40,7 @@ def engine_config(base_url: str, tmp_path: Path, **engine: Any) -> Config:
             },
             "groups": {"both": {"members": ["a1", "a2"]}},
             "timeouts": {"reconcile_settle_s": 0.3, "reconcile_max_s": 15.0},
+            "limits": limits or {},
         }
     )
 
@@ -65,8 +68,10 @@ class Live:
         return list(account.positions.values())
 
 
-async def start_engine(sandbox: Sandbox, tmp_path: Path, **engine: Any) -> Live:
-    cfg = engine_config(sandbox.base_url, tmp_path, **engine)
+async def start_engine(
+    sandbox: Sandbox, tmp_path: Path, limits: dict[str, Any] | None = None, **engine: Any
+) -> Live:
+    cfg = engine_config(sandbox.base_url, tmp_path, limits, **engine)
     secrets = EnvFileStore(environ={"SB_EMAIL": DEMO_EMAIL, "SB_PASSWORD": DEMO_PASSWORD})
     await secrets.start()
     eng = await build_engine(cfg, secrets=secrets, with_control=False, sources=[])
