@@ -114,6 +114,8 @@ class RateLimit:
     interval_s: float
 
 
+_LOG_QUIET_NS = 10_000_000_000
+
 _MEASURE_S = {"SECONDS": 1.0, "MINUTES": 60.0, "HOURS": 3600.0}
 
 
@@ -190,6 +192,8 @@ class _Route:
         "at_limit_events",
         "buckets",
         "heap",
+        "logged_at",
+        "logged_events",
         "name",
         "near_limit_events",
         "paused_until",
@@ -207,6 +211,8 @@ class _Route:
         self.timer: _Handle | None = None
         self.paused_until = 0  # only for routes without a published limit
         self.alerting = False
+        self.logged_at = 0
+        self.logged_events = 0
         self.near_limit_events = 0
         self.at_limit_events = 0
         self.rate_limited_events = 0
@@ -305,12 +311,21 @@ class AccountLimiter:
         r.alerting = True
         r.near_limit_events += 1
         self.near_limit_events += 1
+        # A saturated route re-enters "near" every interval: count each time, log at most once
+        # per quiet period so the warning stays readable.
+        if r.logged_at and now - r.logged_at < _LOG_QUIET_NS:
+            return
+        since = r.near_limit_events - r.logged_events
+        r.logged_at = now
+        r.logged_events = r.near_limit_events
         log.warning(
-            "account %s is near its %s rate limit: %.0f%% of the budget used (%s)",
+            "account %s is near its %s rate limit: %.0f%% of the budget used (%s); %d times"
+            " since the last warning",
             self.account,
             r.name,
             100.0 * self._utilisation(r, now),
             self._describe_limits(RouteType[r.name]),
+            since,
         )
 
     def _describe_limits(self, route: RouteType) -> str:
