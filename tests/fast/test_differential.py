@@ -207,3 +207,19 @@ def test_bucket_constructors_refuse_the_same_bad_input(
             return (type(exc).__name__, str(exc))
 
     assert build(c_bucket) == build(py_bucket)
+
+
+@SETTINGS
+@given(
+    st.integers(-(10**12), 10**12),
+    st.integers(0, 10),
+    st.sampled_from([-2, -1, 0, 1, 2]),
+    st.sampled_from([0.0, 0.5, 0.4999, 0.5001, 0.999999]),
+)
+def test_numbers_near_rounding_ties_format_identically(
+    m: int, decimals: int, ulps: int, frac: float
+) -> None:
+    x = (m + frac) / 10**decimals
+    for _ in range(abs(ulps)):
+        x = math.nextafter(x, math.inf if ulps > 0 else -math.inf)
+    assert c_serialize.format_number(x, decimals) == py_serialize.format_number(x, decimals)

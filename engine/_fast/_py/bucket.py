@@ -56,9 +56,10 @@ class TokenBucket:
             capacity = 1
         if capacity > _MAX_CAPACITY:
             raise ValueError(f"rate limit {limit} is above the supported {_MAX_CAPACITY}")
-        interval_ns = math.ceil(interval_s * 1e9 * capacity / allowed)
-        if interval_ns > _MAX_INTERVAL_NS:
+        interval = interval_s * 1e9 * capacity / allowed
+        if interval > _MAX_INTERVAL_NS:
             raise ValueError(f"rate-limit interval {interval_s!r}s is too long")
+        interval_ns = math.ceil(interval)
         self.limit = limit
         self.margin = margin
         self.capacity = capacity
