@@ -59,7 +59,7 @@ from engine.execution.reconcile import Reconciler, Verdict
 from engine.execution.stoplimit import StopLimitBook
 from engine.execution.tags import TagMint
 from engine.execution.tracker import OrderTracker, SignalRecord
-from engine.journal import Journal, JournalRecord
+from engine.journal import Journal, JournalError, JournalRecord
 from engine.signals import decode, peek_id
 from engine.sources.base import Delivery, SignalSource
 
@@ -70,6 +70,9 @@ RESUBMIT_SUFFIX = "#resubmit"
 
 # Actions that create an order: an ambiguous failure is reconciled by the order's tag.
 _CREATES_ORDER = frozenset({Action.PLACE, Action.REVERSE})
+# Bulk actions are barriers in their account's lane: they run after everything before them has
+# its outcome, and nothing after them starts until they have theirs.
+_BULK = frozenset({Action.CANCEL_ALL, Action.CLOSE_ALL})
 
 
 class _Latch:
@@ -83,7 +86,7 @@ class _Latch:
 
 
 class _Job:
-    __slots__ = ("latch", "leg", "priority", "record", "request", "signal", "target")
+    __slots__ = ("durable", "latch", "leg", "priority", "record", "request", "signal", "target")
 
     def __init__(self, signal: Signal, leg: Leg, latch: _Latch, record: SignalRecord) -> None:
         self.signal = signal
@@ -93,6 +96,9 @@ class _Job:
         self.request: OrderRequest | None = None
         self.target: str | None = None  # venue order/position id the action applies to
         self.priority = Priority.PENDING
+        # The journal write this job must see durable before it may go to the gate: its own
+        # begin, or the lane's latest one (so it cannot overtake an earlier order's fsync).
+        self.durable: Awaitable[None] | None = None
 
 
 class Pipeline:
@@ -218,8 +224,13 @@ class Pipeline:
     # -- lane: in order per account -----------------------------------------------------------
 
     async def _lane_worker(self, lane: asyncio.Queue[_Job]) -> None:
+        last_begin: Awaitable[None] | None = None
+        sending: set[asyncio.Task[None]] = set()
         while True:
             job = await lane.get()
+            if job.signal.action in _BULK and sending:
+                # cancel_all / close_all act on everything sent before them: let it land first.
+                await asyncio.wait(sending)
             try:
                 ready = await self._prepare(job)
             except Exception as exc:  # a bug must not stop the account's lane
@@ -229,7 +240,20 @@ class Pipeline:
                 )
                 continue
             if ready:
-                self._spawn(self._send(job))
+                rec = job.record
+                if rec.action in _CREATES_ORDER or rec.action is Action.CLOSE:
+                    # Evidence before the bytes leave: after a crash it is reconciled by tag.
+                    # Issued here, in lane order, so the writes (and the sends waiting on them)
+                    # keep the account's arrival order; awaited by the send task, before the gate.
+                    last_begin = self.journal.begin(rec.signal_id, rec.account, rec.tag or "")
+                job.durable = last_begin
+                if rec.action in _BULK:
+                    # ... and nothing sent after them may land before them.
+                    await self._send(job)
+                else:
+                    task = self._spawn(self._send(job))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
 
     async def _prepare(self, job: _Job) -> bool:
         """Everything before the rate gate. False when the job already has its outcome."""
@@ -389,11 +413,10 @@ class Pipeline:
         action = job.signal.action
         session.in_flight += 1
         try:
-            if action in _CREATES_ORDER or action is Action.CLOSE:
-                # Evidence before the bytes leave: a crash from here on is reconciled by tag.
-                # Written before the gate so nothing (a batched fsync) sits between the gate and
-                # the wire: the venue counts its window at arrival, the gate at grant.
-                await self.journal.begin(rec.signal_id, session.alias, rec.tag or "")
+            if job.durable is not None:
+                # Before the gate, so nothing (a batched fsync) sits between the gate and the
+                # wire: the venue counts its window at arrival, the gate at grant.
+                await job.durable
             if session.breaker is not None:
                 session.breaker.check()
             gate = session.gate
@@ -433,6 +456,11 @@ class Pipeline:
             )
         except Shed as exc:
             await self._finish(job, OutcomeStatus.EXPIRED, reason=f"not sent: {exc.reason}")
+        except JournalError as exc:
+            # No durable evidence could be written, so the order must not go out.
+            await self._finish(
+                job, OutcomeStatus.EXPIRED, reason=f"not sent: the journal failed ({exc})"
+            )
         except Exception as exc:
             log.exception("signal %s failed unexpectedly", rec.signal_id)
             await self._finish(
@@ -799,10 +827,11 @@ class Pipeline:
         if self._open_legs == 0:
             self._idle.set()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 def _reason(exc: BaseException) -> str:

@@ -118,3 +118,17 @@ async def test_stop_limit_triggers_on_the_sandbox_price_and_survives_a_restart(
     placed = [o for o in second.sim_orders() if o.strategy_id == out["tag"]]
     await second.engine.stop()
     assert len(placed) == 1 and abs(placed[0].price - 1.2002) < 1e-9
+
+
+async def test_an_accounts_signals_keep_their_order_even_when_the_venue_is_slow(
+    live: Live,
+) -> None:
+    # Order entry is slow (40 ms) and close-all is fast: sent back to back, the close-all must
+    # still act after the orders before it, and the order after it must survive it.
+    live.sandbox.faults.update({"latency": {"PLACE_ORDER": 40}})
+    for i in range(3):
+        live.send(id=f"o{i}", action="place", type="market", side="buy", qty=0.01, **EUR)
+    live.send(id="flat", action="close_all", **EUR)
+    out = await live.run(id="after", action="place", type="market", side="sell", qty=0.01, **EUR)
+    assert out["status"] == "accepted"
+    assert [p.strategy_id for p in live.sim_positions()] == [out["tag"]]
