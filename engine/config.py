@@ -32,6 +32,7 @@ class LoginConfig:
     email: str  # a secret reference, e.g. env:TL_EMAIL
     password: str  # a secret reference
     developer_api_key: str | None = None  # a secret reference, when the Streams API is used
+    stream_url: str | None = None  # wss://api.tradelocker.com (Streams API); needs the key
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,12 @@ def _login(name: str, t: dict[str, Any]) -> LoginConfig:
     for key in ("email", "password"):
         refs[key] = _secret_ref(f"{where}.{key}", _req(t, where, key, str))
     key = _opt(t, where, "developer_api_key", str, None)
+    stream_url = _opt(t, where, "stream_url", str, None)
+    if stream_url is not None:
+        if not stream_url.startswith(("wss://", "ws://")):
+            raise ConfigError(f"{where}.stream_url must start with wss:// (the Streams API host)")
+        if key is None:
+            raise ConfigError(f"{where}.stream_url needs developer_api_key (the Streams API key)")
     return LoginConfig(
         name=name,
         base_url=base_url.rstrip("/"),
@@ -224,6 +231,7 @@ def _login(name: str, t: dict[str, Any]) -> LoginConfig:
         email=refs["email"],
         password=refs["password"],
         developer_api_key=None if key is None else _secret_ref(f"{where}.developer_api_key", key),
+        stream_url=stream_url,
     )
 
 

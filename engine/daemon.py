@@ -54,7 +54,9 @@ class Engine:
     secrets: Any = None
     control: Any = None
     sources: list[SignalSource] = field(default_factory=list)
+    streams: list[Any] = field(default_factory=list)  # engine.live_state.LiveState per login
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _closers: list[Any] = field(default_factory=list)
 
     async def run_sources(self) -> None:
         """Feed every source into the pipeline; returns when all of them have ended."""
@@ -71,6 +73,10 @@ class Engine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for live in self.streams:
+            await live.close()
+        for closer in self._closers:
+            await closer.close()
         self.metrics.fold()
         await self.bus.flush()
         await self.bus.close()
@@ -208,33 +214,113 @@ async def build_engine(
         log.warning("reconciled %d signal(s) left in flight by the last run", resolved)
     await book.start()
     engine._tasks.append(asyncio.create_task(metrics.run_folder(), name="metrics-folder"))
-    engine._tasks.append(asyncio.create_task(_apply_stream(engine), name="stream-to-tracker"))
+    engine._tasks.append(
+        asyncio.create_task(_apply_events(engine, venue.events()), name="venue-events")
+    )
+    await _open_streams(engine, cfg, base_url_override)
+    engine._tasks.append(asyncio.create_task(_report_health(engine), name="health"))
     await _open_sinks(engine)
     if with_control:
         await _open_control(engine)
+        engine.pipeline.kill_switch = engine.control.kill_switch
     engine.sources = sources if sources is not None else _sources(engine)
     return engine
 
 
-async def _apply_stream(engine: Engine) -> None:
-    """Venue stream events: fold into the tracker (late fills, positions) and publish them."""
-    topics = {
-        "order": "order_updates",
-        "position": "position_updates",
-        "position_closed": "position_updates",
-        "account": "account_updates",
-    }
-    async for event in engine.venue.events():
+async def _apply_events(engine: Engine, events: Any) -> None:
+    """Fold venue stream events into the tracker: late fills, the positions orders opened.
+    (Publishing them is the stream's own job: LiveState publishes on the engine's bus.)"""
+    async for event in events:
         engine.pipeline.tracker.apply(event)
-        topic = topics.get(event.kind)
-        if topic is not None:
-            payload = event.payload
-            body = (
-                {k: getattr(payload, k) for k in payload.__slots__}
-                if hasattr(payload, "__slots__")
-                else {"value": repr(payload)}
+
+
+async def _open_streams(engine: Engine, cfg: Config, base_url_override: str | None) -> None:
+    """One Streams API session per login that has a stream_url (and a developer key)."""
+    import aiohttp
+
+    from engine.live_state import LiveState, PasswordStreamTokens, StreamSettings
+
+    if engine.secrets is None:
+        return
+    for login in cfg.logins.values():
+        if login.stream_url is None or login.developer_api_key is None:
+            continue
+        accounts = {
+            a.alias: engine.venue.client(a.alias).account_id
+            for a in cfg.accounts.values()
+            if a.enabled and a.login == login.name
+        }
+        if not accounts:
+            continue
+        session = aiohttp.ClientSession()
+        engine._closers.append(session)
+        secret = engine.secrets.resolve
+        tokens = PasswordStreamTokens(
+            session,
+            base_url_override or login.base_url,  # the host: /backend-api is appended there
+            (await secret(login.email)).reveal(),
+            (await secret(login.password)).reveal(),
+            login.server,
+        )
+        settings = StreamSettings(
+            login.stream_url, (await secret(login.developer_api_key)).reveal()
+        )
+        live = LiveState(settings, tokens, accounts, engine.bus)
+        await live.start()
+        engine.streams.append(live)
+        engine._tasks.append(asyncio.create_task(_apply_events(engine, live.events())))
+
+
+async def _report_health(engine: Engine, interval_s: float = 1.0) -> None:
+    """Per account: auth, stream, breaker and limiter into the health board (/health)."""
+    board = engine.metrics.health
+    stream_of = {v.alias: live for live in engine.streams for v in live.accounts()}
+    while True:
+        for alias, session in engine.accounts.sessions.items():
+            if not session.enabled:
+                continue
+            h = session.refresh_health()
+            board.set(alias, "auth", "ok" if h.auth_ok else "failed", h.auth_ok)
+            live = stream_of.get(alias)
+            if live is None:
+                board.set(alias, "stream", "not configured", True, "REST only")
+            else:
+                h.stream_ok = live.is_live
+                board.set(alias, "stream", live.phase.value, h.stream_ok, live.last_error)
+            breaker = session.breaker
+            state = breaker.state.wire if breaker is not None else "none"
+            board.set(alias, "breaker", state, not h.breaker_open)
+            board.set(
+                alias,
+                "limiter",
+                f"{h.rate_utilisation:.0%} of PLACE_ORDER",
+                True,
+                "queued" if session.gate is not None and session.gate.queued() else "",
             )
-            engine.bus.publish(topic, {"account": event.account, "kind": event.kind, **body})
+            if session.gate is not None:
+                for st in session.gate.stats():
+                    if st.capacity:
+                        engine.metrics.set_rate_limit(
+                            alias, st.route, st.utilisation * st.capacity, st.capacity
+                        )
+        await asyncio.sleep(interval_s)
+
+
+async def _kill(engine: Engine, cancel_orders: bool) -> dict[str, Any]:
+    """The kill switch's handler: optionally cancel every working order, per account."""
+    report: dict[str, Any] = {}
+    if not cancel_orders:
+        return report
+    for alias, session in engine.accounts.sessions.items():
+        if not session.enabled:
+            continue
+        try:
+            await engine.venue.cancel_all_orders(alias)
+            await engine.stop_limits.cancel_all(alias)
+            report[alias] = "cancelled"
+        except EngineError as exc:
+            report[alias] = f"failed: {type(exc).__name__}: {exc}"
+    return report
 
 
 async def _open_sinks(engine: Engine) -> None:
@@ -257,8 +343,28 @@ async def _open_control(engine: Engine) -> None:
     api_key = None
     if e.control_token is not None and engine.secrets is not None:
         api_key = (await engine.secrets.resolve(e.control_token)).reveal()
+
+    def status() -> dict[str, Any]:
+        return {
+            "accounts": {
+                alias: {
+                    "in_flight": s.in_flight,
+                    "healthy": s.healthy,
+                    "last_error": s.health.last_error,
+                }
+                for alias, s in engine.accounts.sessions.items()
+            },
+            "stop_limits_held": len(engine.stop_limits.held()),
+        }
+
+    async def on_kill(cancel_orders: bool) -> dict[str, Any]:
+        return await _kill(engine, cancel_orders)
+
     server = ControlServer(
-        engine.metrics, ControlConfig(e.control_host, e.control_port, api_key=api_key)
+        engine.metrics,
+        ControlConfig(e.control_host, e.control_port, api_key=api_key),
+        on_kill=on_kill,
+        status_extra=status,
     )
     await server.start()
     engine.control = server

@@ -137,6 +137,9 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        # Anything with a bool ``engaged`` (engine.control.KillSwitch): while engaged, signals
+        # still queued get an ``expired`` outcome instead of being traded.
+        self.kill_switch: Any = None
 
     # -- intake ----------------------------------------------------------------------------------
 
@@ -278,6 +281,12 @@ class Pipeline:
             self._unresolved_duplicate(job)
             return False
         sig = job.signal
+        kill = self.kill_switch
+        if kill is not None and kill.engaged:
+            await self._finish(
+                job, OutcomeStatus.EXPIRED, reason=f"not sent: kill switch engaged ({kill.reason})"
+            )
+            return False
         if self.max_age_ns and sig.ts_ns and time.time_ns() - sig.ts_ns > self.max_age_ns:
             age_ms = (time.time_ns() - sig.ts_ns) // 1_000_000
             await self._finish(
