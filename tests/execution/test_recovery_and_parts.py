@@ -1,0 +1,96 @@
+"""Start-up recovery of signals left in flight, and the small parts: tags, reconciliation's
+settle rule, the local source, allocation arithmetic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from engine.accounts import scale_qty
+from engine.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
+from engine.execution.reconcile import Reconciler, Verdict
+from engine.execution.tags import TAG_LENGTH, TagMint
+from engine.journal import Journal
+from engine.sim_venue import PaperVenue
+from engine.sources.local import LocalSignalSource
+from tests.execution.conftest import build
+
+
+async def test_pending_rows_from_a_crash_are_reconciled_before_new_signals(
+    tmp_path: Path,
+) -> None:
+    venue = PaperVenue(["a1", "a2"])
+    journal = Journal(tmp_path / "journal.sqlite", synchronous="NORMAL")
+    # The last run began two orders and died: one reached the venue, one never left.
+    await journal.begin("sent", "a1", "tagsent")
+    await journal.begin("lost", "a1", "taglost")
+    inst = (await venue.instruments("a1"))[0]
+    await venue.place_order(
+        OrderRequest("a1", inst, Side.BUY, OrderType.MARKET, 0.1, Validity.IOC, "tagsent")
+    )
+    await journal.close()
+
+    h = await build(tmp_path, venue=venue)
+    assert await h.pipeline.recover() == 2
+    sent = h.journal.decided("sent")
+    lost = h.journal.decided("lost")
+    assert sent is not None and sent.status is OutcomeStatus.ACCEPTED
+    assert lost is not None and lost.status is OutcomeStatus.REJECTED
+    assert "not placed" in (lost.reason or "")
+    # A re-delivery of either is answered from the journal, never executed.
+    again = await h.run(
+        id="sent", account="a1", action="place", symbol="EURUSD", type="market", side="buy", qty=0.1
+    )
+    assert again["replayed"] and len(await venue.positions("a1")) == 1
+    await h.pipeline.close()
+    await h.journal.close()
+
+
+async def test_absent_is_only_believed_after_the_settle_time() -> None:
+    venue = PaperVenue(["a1"])
+    rec = Reconciler(venue, settle_s=0.3, max_s=5.0, first_delay_s=0.01)
+    sent_at = time.monotonic()
+    res = await rec.resolve("a1", "nothing-here", sent_at)
+    assert res.verdict is Verdict.ABSENT
+    # Two complete reads without the tag, the later one after the settle time.
+    assert res.attempts >= 2
+
+
+async def test_an_order_that_appears_late_is_found_not_declared_absent() -> None:
+    venue = PaperVenue(["a1"])
+    inst = (await venue.instruments("a1"))[0]
+    rec = Reconciler(venue, settle_s=0.3, max_s=5.0, first_delay_s=0.01)
+
+    async def place_late() -> None:
+        await asyncio.sleep(0.1)
+        await venue.place_order(
+            OrderRequest("a1", inst, Side.SELL, OrderType.MARKET, 0.1, Validity.IOC, "late")
+        )
+
+    task = asyncio.ensure_future(place_late())
+    res = await rec.resolve("a1", "late", time.monotonic())
+    await task
+    assert res.verdict is Verdict.FOUND and res.position_id
+
+
+def test_tags_are_short_unique_and_differ_across_runs() -> None:
+    first, second = TagMint(epoch_s=1_700_000_000), TagMint(epoch_s=1_700_000_001)
+    tags = {first.mint(f"s{i}") for i in range(1000)} | {second.mint("s1")}
+    assert len(tags) == 1001
+    assert all(len(t) == TAG_LENGTH <= 31 for t in tags)
+    t = first.mint("abc")
+    assert first.signal_for(t) == "abc" and first.tag_for("abc") == t
+
+
+def test_allocation_rounds_down_to_the_lot_step() -> None:
+    assert scale_qty(0.3, 2 * 0.5, 0.01) == 0.3
+    assert scale_qty(0.1, 1 / 3, 0.01) == 0.03
+    assert scale_qty(0.01, 0.5, 0.01) == 0.0
+
+
+async def test_local_source_skips_blank_and_comment_lines(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'# header\n\n{"id":"a"}\n  {"id":"b"}  \n')
+    got = [d.payload async for d in LocalSignalSource(path).deliveries()]
+    assert got == [b'{"id":"a"}', b'{"id":"b"}']
