@@ -15,6 +15,17 @@ Two kinds of call, two policies (see docs/tradelocker.md):
   timeout, a dropped connection, a 5xx or an unreadable 2xx raises
   :class:`engine.errors.OutcomeUnknown`; a 401 triggers a background refresh and raises
   :class:`engine.errors.AuthFailed` (the venue refused it before acting, so it is definitive).
+
+Order calls travel on one of two transports (``ConnectionSettings.order_transport``):
+
+* ``"lean"`` (default): :class:`engine.tradelocker.wire.OrderConnections`, a few pinned
+  keep-alive HTTP/1.1 connections of the account's own, request heads built by ``engine._fast``
+  (the place-order head is cached per token), replies parsed by httptools. Measured in
+  ``bench/RESULTS.md``: aiohttp's per-request work was most of the engine's share.
+* ``"aiohttp"``: the same session the queries use.
+
+Both feed the same classifier (:func:`engine.tradelocker.errors.decode_reply`), so the outcome
+policy is one piece of code whichever carries the bytes.
 """
 
 from __future__ import annotations
@@ -23,20 +34,25 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
+from engine._fast import order_post_head, request_head, with_body
 from engine.errors import (
     AuthFailed,
+    ConfigError,
     OutcomeUnknown,
     RateLimited,
     VenueUnavailable,
 )
 from engine.tradelocker.auth import TokenManager
 from engine.tradelocker.errors import decode_reply
+from engine.tradelocker.wire import NotSent, OrderConnections, SentNoReply, client_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +80,22 @@ class RetryPolicy:
         return random.uniform(0.0, min(self.cap_s, self.base_s * 2**attempt))
 
 
+ORDER_TRANSPORTS = ("lean", "aiohttp")
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
-    pool_size: int = 4  # keep-alive connections per account
+    pool_size: int = 4  # keep-alive connections per account (aiohttp: queries, and orders on it)
     warm_on_start: int = 2  # parallel GET /trade/config at start-up
     keep_warm_every_s: float = 10.0  # below the venue's (and aiohttp's) idle keep-alive timeout
     keepalive_timeout_s: float = 30.0
     dns_ttl_s: int = 300
     verify_tls: bool = True
+    # "lean": order calls on the account's own pinned HTTP/1.1 connections (engine.tradelocker.
+    # wire); "aiohttp": on the query session. See docs/tradelocker.md, "Order transport".
+    order_transport: str = "lean"
+    order_connections: int = 2  # lean only: pinned order connections per account
+    tls_ca_file: str | None = None  # trust this CA bundle instead of the system store
 
 
 class RestClient:
@@ -111,6 +135,31 @@ class RestClient:
         self._keep_warm: asyncio.Task[None] | None = None
         self.config: dict[str, Any] = {}
         self.retries = 0  # idempotent retries done (health / tests)
+        settings = self.connection
+        if settings.order_transport not in ORDER_TRANSPORTS:
+            raise ConfigError(
+                f"account {alias}: order_transport must be one of {', '.join(ORDER_TRANSPORTS)}, "
+                f"got {settings.order_transport!r}"
+            )
+        parts = urlsplit(self.base_url)
+        self._host_header = parts.netloc.rpartition("@")[2]
+        self._base_path = parts.path.rstrip("/")
+        self._developer_key = developer_api_key
+        self._orders_path = f"/trade/accounts/{account_id}/orders"
+        self._post_head: tuple[str, bytes] | None = None  # (token, head): rebuilt on refresh
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https" and (settings.tls_ca_file or settings.order_transport == "lean"):
+            self._ssl = client_ssl_context(settings.verify_tls, settings.tls_ca_file)
+        self.orders_transport: OrderConnections | None = None
+        if settings.order_transport == "lean":
+            self.orders_transport = OrderConnections(
+                self.base_url,
+                size=settings.order_connections,
+                ssl_context=self._ssl,
+                connect_timeout_s=self.timeouts.connect,
+                ping_after_s=settings.keep_warm_every_s,
+                label=f"account {alias} orders",
+            )
 
     def __repr__(self) -> str:
         return f"<RestClient {self.alias} account {self.account_id} accNum {self.acc_num}>"
@@ -126,7 +175,7 @@ class RestClient:
                 limit_per_host=settings.pool_size,
                 keepalive_timeout=settings.keepalive_timeout_s,
                 ttl_dns_cache=settings.dns_ttl_s,
-                ssl=True if settings.verify_tls else False,
+                ssl=self._ssl if self._ssl is not None else bool(settings.verify_tls),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=True, raise_for_status=False
@@ -146,6 +195,12 @@ class RestClient:
                 raise result
         if isinstance(configs[0], dict):
             self.config = configs[0]
+        if self.orders_transport is not None:
+            try:
+                await self.orders_transport.start(self._ping_request())
+            except NotSent as exc:
+                await self.close()
+                raise VenueUnavailable(str(exc), account=self.alias, route="orders") from None
         if self._keep_warm is None:
             self._keep_warm = asyncio.create_task(
                 self._keep_warm_loop(), name=f"keep-warm:{self.alias}"
@@ -160,6 +215,8 @@ class RestClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self.orders_transport is not None:
+            await self.orders_transport.close()
 
     async def _keep_warm_loop(self) -> None:
         while True:
@@ -178,6 +235,56 @@ class RestClient:
                     log.warning(
                         "account %s: keep-warm call failed (%s)", self.alias, type(result).__name__
                     )
+            if self.orders_transport is not None:
+                try:
+                    await self.orders_transport.keep_warm(self._ping_request())
+                except AuthFailed:
+                    pass  # no token yet: the token manager is on it; the pings come back later
+
+    def _ping_request(self) -> bytes:
+        """GET /trade/config for the order connections: cheap, idempotent, and no order bucket
+        (the venue lists no rate-limit type for it)."""
+        head = request_head(
+            "GET",
+            self._host_header,
+            self._base_path + "/trade/config",
+            self.tokens.bearer.removeprefix("Bearer "),
+            self.acc_num,
+            self._developer_key,
+        )
+        return with_body(head, b"")
+
+    def _order_request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        body: bytes | None,
+        bearer: str,
+    ) -> bytes:
+        """The complete request bytes for the lean transport. The place-order head (the hot one)
+        is built once per token; the others per call (they carry ids in the path)."""
+        token = bearer.removeprefix("Bearer ")
+        if method == "POST" and path == self._orders_path and not params:
+            cached = self._post_head
+            if cached is None or cached[0] != token:
+                head = order_post_head(
+                    self._host_header,
+                    self.account_id,
+                    token,
+                    self.acc_num,
+                    self._base_path,
+                    self._developer_key,
+                )
+                self._post_head = cached = (token, head)
+            return with_body(cached[1], body or b"")
+        target = self._base_path + path
+        if params:
+            target += "?" + urlencode(params)
+        head = request_head(
+            method, self._host_header, target, token, self.acc_num, self._developer_key
+        )
+        return with_body(head, body or b"")
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -243,10 +350,66 @@ class RestClient:
         """Send a non-idempotent call once. Never retried; see the module doc for outcomes."""
         route = f"{method} {path}"
         bearer = await self.tokens.bearer_for_request()
-        try:
-            status, raw, headers = await self._send(
-                method, path, params, body, bearer, self._order_timeout
+        if self.orders_transport is not None:
+            status, raw, headers = await self._submit_lean(
+                route, method, path, params, body, bearer, strategy_tag
             )
+        else:
+            status, raw, headers = await self._submit_aiohttp(
+                route, method, path, params, body, bearer, strategy_tag
+            )
+        try:
+            return decode_reply(
+                status, raw, headers, idempotent=False, account=self.alias, route=route
+            )
+        except AuthFailed:
+            # Refreshing is the background's job; kick it so the next call finds a fresh token.
+            self.tokens.refresh_soon(bearer)
+            raise
+        except OutcomeUnknown as exc:
+            exc.strategy_tag = strategy_tag
+            raise
+
+    async def _submit_lean(
+        self,
+        route: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        body: bytes | None,
+        bearer: str,
+        strategy_tag: str | None,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        assert self.orders_transport is not None
+        payload = self._order_request(method, path, params, body, bearer)
+        try:
+            reply = await self.orders_transport.round_trip(payload, self.timeouts.order_total)
+        except NotSent as exc:
+            raise VenueUnavailable(
+                f"{route}: {exc}; not sent", account=self.alias, route=route
+            ) from None
+        except SentNoReply as exc:
+            raise OutcomeUnknown(
+                f"{route}: {exc} after sending; the venue may or may not have acted: reconcile "
+                "by tag before resending",
+                account=self.alias,
+                route=route,
+                strategy_tag=strategy_tag,
+            ) from None
+        return reply.status, reply.body, reply.headers
+
+    async def _submit_aiohttp(
+        self,
+        route: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        body: bytes | None,
+        bearer: str,
+        strategy_tag: str | None,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        try:
+            return await self._send(method, path, params, body, bearer, self._order_timeout)
         except aiohttp.ClientConnectorError as exc:
             # TCP connect itself failed: nothing was written, so nothing can have happened.
             raise VenueUnavailable(
@@ -262,17 +425,6 @@ class RestClient:
                 route=route,
                 strategy_tag=strategy_tag,
             ) from None
-        try:
-            return decode_reply(
-                status, raw, headers, idempotent=False, account=self.alias, route=route
-            )
-        except AuthFailed:
-            # Refreshing is the background's job; kick it so the next call finds a fresh token.
-            self.tokens.refresh_soon(bearer)
-            raise
-        except OutcomeUnknown as exc:
-            exc.strategy_tag = strategy_tag
-            raise
 
     async def _send(
         self,

@@ -1,0 +1,505 @@
+"""The lean order transport: a few pinned keep-alive HTTP/1.1 connections per account.
+
+Why it exists: aiohttp's per-request work (building the request, its connection bookkeeping,
+its response object) was most of the engine's own share of an order round trip. Order entry
+needs one thing: write pre-built bytes on a warm connection and read one reply. Replies are
+parsed by ``httptools`` (llhttp, the parser uvloop and sanic use), so no HTTP parsing is home-made.
+
+Safety, the reason for most of the code below (DESIGN.md, Policies 1 and 4):
+
+* One request at a time per connection (no pipelining): a connection with a reply outstanding is
+  never written to. A connection leaves the idle set for exactly one exchange.
+* A connection that might have been closed by the venue is never written to: before a write the
+  transport's state is checked and the socket is peeked (one non-blocking ``recv(MSG_PEEK)``)
+  for a FIN or reset the event loop has not processed yet.
+* :class:`NotSent` means no byte of the request reached the network (no usable connection, the
+  connect failed, or the very first ``send`` failed on a reset socket); the caller may send it
+  elsewhere. :class:`SentNoReply` means bytes were written and no complete reply came back
+  (timeout, reset, EOF, unparsable reply): the venue may have acted, so the caller must treat the
+  outcome as unknown and never resend.
+* A dead connection is replaced in the background; the order path only waits for a connect when
+  no connection at all is usable.
+
+Lifetimes: :meth:`OrderConnections.start` opens and warms the pool; :meth:`keep_warm` (called on
+a timer by the owner) pings connections that have idled, on a route the owner chooses (one that
+does not spend the PLACE_ORDER budget); :meth:`close` closes everything and fails waiters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+log = logging.getLogger(__name__)
+
+
+class NotSent(Exception):
+    """No byte of the request reached the network: nothing can have happened at the venue."""
+
+
+class SentNoReply(Exception):
+    """The request was (at least partly) written, and no complete reply came back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One HTTP response. ``headers`` names are lower-case (a later duplicate wins)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; :meth:`send` writes a request, its future gets the reply."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.last_used = time.monotonic()
+        self.exchanges = 0
+        self._peek: socket.socket | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Reply] | None = None
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._keep_alive = True
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses but have the same surface.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Transport sockets refuse recv(); a duplicate descriptor of the same socket lets
+            # usable() peek for a FIN or reset the loop has not read yet. Closed with the
+            # connection (until then it keeps the socket open, so it must not outlive it).
+            with contextlib.suppress(OSError):
+                self._peek = socket.socket(fileno=os.dup(sock.fileno()))
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:
+            # A server never speaks first on HTTP/1.1; whatever this is, the framing is lost.
+            log.warning("%s: %d unsolicited bytes on an idle connection; closing it",
+                        self.label, len(data))  # fmt: skip
+            self.abort()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(SentNoReply(f"unparsable reply ({type(exc).__name__})"))
+            self.abort()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost settles any outstanding request
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._close_peek()
+        self._fail(SentNoReply("the connection closed before a complete reply"))
+
+    # -- httptools callbacks ----------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            # An interim reply (103 Early Hints, a stray 100): the final one follows.
+            self._headers = {}
+            self._body = []
+            return
+        self._keep_alive = bool(self._parser.should_keep_alive())
+        reply = Reply(status, self._headers, b"".join(self._body))
+        self._headers = {}
+        self._body = []
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(reply)
+
+    # -- the pool's view --------------------------------------------------------------------
+
+    def idle_state_ok(self) -> bool:
+        """Cheap checks: open, not closing, nothing outstanding, nothing left unwritten."""
+        transport = self.transport
+        return (
+            not self.closed
+            and self._keep_alive
+            and self._waiter is None
+            and transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        )
+
+    def peek(self) -> str:
+        """``"quiet"`` (nothing pending: usable), ``"pending"`` (bytes the loop has not read) or
+        ``"dead"`` (the peer closed or reset the connection)."""
+        if self._peek is None:
+            return "quiet"
+        try:
+            data = self._peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return "quiet"
+        except OSError:
+            return "dead"
+        return "pending" if data else "dead"
+
+    def send(self, payload: bytes) -> asyncio.Future[Reply]:
+        """Write one request; the future gets the reply or :class:`SentNoReply`.
+
+        Raises :class:`NotSent` when the write failed before any byte left: the transport was
+        open and its buffer empty, so a transport that is closing right after ``write`` means its
+        first ``send`` raised (a reset socket). Only true of plain TCP; on TLS such a failure
+        surfaces later, as :class:`SentNoReply` (the safe direction).
+        """
+        transport = self.transport
+        if transport is None or not self.idle_state_ok():
+            raise NotSent("the connection is not usable")
+        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        self.exchanges += 1
+        transport.write(payload)
+        if transport.is_closing():
+            self._waiter = None
+            waiter.cancel()
+            self.abort()
+            raise NotSent("the connection was reset before the request could be written")
+        return waiter
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        self._close_peek()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _close_peek(self) -> None:
+        peek, self._peek = self._peek, None
+        if peek is not None:
+            peek.close()
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+
+def client_ssl_context(verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
+    """TLS for the order connections: verified against the system store (or ``ca_file``)."""
+    if verify:
+        ctx = ssl.create_default_context(cafile=ca_file)
+    else:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class OrderConnections:
+    """A pool of ``size`` pinned keep-alive connections to one origin, one request per connection
+    at a time. Requests beyond ``size`` wait for a connection to come back (FIFO)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        size: int = 2,
+        ssl_context: ssl.SSLContext | None = None,
+        connect_timeout_s: float = 3.0,
+        ping_after_s: float = 10.0,
+        label: str = "orders",
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"order transport needs an http(s) URL with a host, got {base_url!r}")
+        if size < 1:
+            raise ValueError(f"order connections: size must be at least 1, got {size}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.tls = parts.scheme == "https"
+        self._ssl: ssl.SSLContext | None = None
+        if self.tls:
+            self._ssl = ssl_context or client_ssl_context()
+        self.size = size
+        self.label = label
+        self._connect_timeout = connect_timeout_s
+        self._ping_after = ping_after_s
+        self._open: set[_Connection] = set()
+        self._idle: collections.deque[_Connection] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[_Connection]] = collections.deque()
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._closed = False
+        # Health and tests: how many were opened, how many replaced after dying.
+        self.opened = 0
+        self.discarded = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<OrderConnections {self.label} {self.host}:{self.port} "
+            f"open={len(self._open)} idle={len(self._idle)}>"
+        )
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self, warm_request: bytes | None = None) -> None:
+        """Open every connection (in parallel) and, given ``warm_request``, send it once on
+        each. Raises :class:`NotSent` when the venue cannot be reached."""
+        results = await asyncio.gather(
+            *(self._connect() for _ in range(self.size - len(self._open))),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for result in results:
+            if not isinstance(result, BaseException):
+                self._adopt(result)
+                self._release(result)
+        if failed:
+            await self.close()
+            raise NotSent(
+                f"{self.label}: could not open the order connections to {self.host}:"
+                f"{self.port} ({_describe(failed[0])})"
+            ) from None
+        if warm_request is not None:
+            await self.keep_warm(warm_request, idle_for_s=0.0)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._connecting):
+            task.cancel()
+        for task in list(self._connecting):
+            with contextlib.suppress(BaseException):
+                await task
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(NotSent(f"{self.label}: the order transport is closed"))
+        for conn in list(self._open):
+            conn.close()
+        self._open.clear()
+        self._idle.clear()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def round_trip(self, payload: bytes, timeout_s: float) -> Reply:
+        """Send ``payload`` (a complete HTTP/1.1 request) once and return the reply.
+
+        :class:`NotSent`: nothing was written (no connection within ``timeout_s``, or every
+        connection tried was found dead before writing). :class:`SentNoReply`: written, no
+        complete reply within ``timeout_s``: the outcome is unknown. Never resends written bytes.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._acquire()
+            except TimeoutError:
+                raise NotSent(
+                    f"{self.label}: no order connection became free within {timeout_s:g} s"
+                ) from None
+            try:
+                waiter = conn.send(payload)
+            except NotSent:
+                # Not a byte went out: another connection may carry it.
+                self._discard(conn)
+                continue
+            break
+        try:
+            async with asyncio.timeout_at(deadline):
+                reply = await waiter
+        except TimeoutError:
+            conn.abort()
+            self._discard(conn)
+            raise SentNoReply(f"no reply within {timeout_s:g} s") from None
+        except SentNoReply:
+            self._discard(conn)
+            raise
+        except BaseException:
+            # Cancelled with a reply outstanding: the connection's framing is unknown now.
+            conn.abort()
+            self._discard(conn)
+            raise
+        conn.last_used = time.monotonic()
+        self._release(conn)
+        return reply
+
+    async def keep_warm(self, request: bytes, idle_for_s: float | None = None) -> int:
+        """Send ``request`` (an idempotent, cheap GET) on each connection idle for at least
+        ``idle_for_s`` (default: ``ping_after_s``), one at a time so the others stay free for
+        orders; top the pool up. Returns how many pings were answered."""
+        self._top_up()
+        threshold = self._ping_after if idle_for_s is None else idle_for_s
+        answered = 0
+        for conn in list(self._idle):
+            if time.monotonic() - conn.last_used < threshold or conn not in self._idle:
+                continue
+            self._idle.remove(conn)
+            if not await self._usable(conn):
+                self._discard(conn)
+                continue
+            try:
+                waiter = conn.send(request)
+            except NotSent:
+                self._discard(conn)
+                continue
+            try:
+                async with asyncio.timeout(self._connect_timeout + 5.0):
+                    await waiter
+            except (TimeoutError, SentNoReply) as exc:
+                log.warning("%s: keep-warm ping failed (%s); replacing the connection",
+                            self.label, _describe(exc))  # fmt: skip
+                conn.abort()
+                self._discard(conn)
+                continue
+            except BaseException:
+                conn.abort()
+                self._discard(conn)
+                raise
+            answered += 1
+            conn.last_used = time.monotonic()
+            self._release(conn)
+        return answered
+
+    # -- the pool ---------------------------------------------------------------------------
+
+    async def _acquire(self) -> _Connection:
+        while self._idle:
+            conn = self._idle.popleft()
+            if await self._usable(conn):
+                return conn
+            self._discard(conn)
+        if self._closed:
+            raise NotSent(f"{self.label}: the order transport is closed")
+        self._top_up()
+        fut: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            return await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                # Handed a connection in the same instant we gave up: give it back.
+                self._release(fut.result())
+            else:
+                fut.cancel()
+            raise
+
+    async def _usable(self, conn: _Connection) -> bool:
+        if not conn.idle_state_ok():
+            return False
+        state = conn.peek()
+        if state == "pending":
+            # Bytes the loop has not read yet: on TLS usually a session ticket, otherwise the
+            # server talking out of turn. Let the loop read them, then judge again.
+            await asyncio.sleep(0)
+            state = conn.peek() if conn.idle_state_ok() else "dead"
+        return state == "quiet"
+
+    def _release(self, conn: _Connection) -> None:
+        if self._closed or not conn.idle_state_ok():
+            self._discard(conn)
+            return
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    def _discard(self, conn: _Connection) -> None:
+        if not conn.closed:
+            conn.close()
+        if conn in self._open:
+            self._open.discard(conn)
+            self.discarded += 1
+        with contextlib.suppress(ValueError):
+            self._idle.remove(conn)
+        if not self._closed:
+            self._top_up()
+
+    def _top_up(self) -> None:
+        """Start background connects until open + connecting reaches ``size``."""
+        if self._closed:
+            return
+        for _ in range(self.size - len(self._open) - len(self._connecting)):
+            task = asyncio.get_running_loop().create_task(
+                self._replace(), name=f"connect:{self.label}"
+            )
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
+
+    async def _replace(self) -> None:
+        try:
+            conn = await self._connect()
+        except Exception as exc:
+            log.warning("%s: could not open an order connection to %s:%d (%s)",
+                        self.label, self.host, self.port, _describe(exc))  # fmt: skip
+            current = asyncio.current_task()
+            if not self._open and not any(t is not current for t in self._connecting):
+                # Nothing open, nothing else on the way: waiting orders would only time out.
+                while self._waiters:
+                    fut = self._waiters.popleft()
+                    if not fut.done():
+                        fut.set_exception(
+                            NotSent(
+                                f"{self.label}: could not connect to {self.host}:{self.port} "
+                                f"({_describe(exc)})"
+                            )
+                        )
+            return
+        if self._closed:
+            conn.close()
+            return
+        self._adopt(conn)
+        self._release(conn)
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._connect_timeout):
+            _, conn = await loop.create_connection(
+                lambda: _Connection(self.label),
+                self.host,
+                self.port,
+                ssl=self._ssl,
+                server_hostname=self.host if self._ssl is not None else None,
+            )
+        return conn
+
+    def _adopt(self, conn: _Connection) -> None:
+        self.opened += 1
+        self._open.add(conn)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error's kind and text; transport errors carry addresses, never request bytes."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
