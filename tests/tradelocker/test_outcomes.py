@@ -1,4 +1,8 @@
-"""The outcome policy over real HTTP against the sandbox, with its injected faults."""
+"""The outcome policy over real HTTP against the sandbox, with its injected faults.
+
+Every test runs on both order transports (``ConnectionSettings.order_transport``): the lean pinned
+connections and aiohttp must classify every fault the same way.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from engine.errors import (
     RateLimited,
     VenueUnavailable,
 )
-from engine.tradelocker.rest import RetryPolicy
+from engine.tradelocker.rest import ConnectionSettings, RetryPolicy
 from engine.tradelocker.venue import TradeLockerVenue
 from tests.tradelocker.sandbox import ACCOUNT_IDS, Sandbox, running_sandbox
 
@@ -29,9 +33,14 @@ async def sandbox():
         yield sb
 
 
+@pytest.fixture(params=["lean", "aiohttp"])
+def transport(request: pytest.FixtureRequest) -> ConnectionSettings:
+    return ConnectionSettings(order_transport=request.param)
+
+
 @pytest.fixture
-async def venue(sandbox: Sandbox):
-    v = sandbox.venue(retry=FAST_RETRY)
+async def venue(sandbox: Sandbox, transport: ConnectionSettings):
+    v = sandbox.venue(retry=FAST_RETRY, connection=transport)
     await v.start()
     yield v
     await v.close()
@@ -168,9 +177,11 @@ async def test_401_on_order_entry_is_not_retried_and_the_next_order_goes_through
     assert placed.order_id
 
 
-async def test_order_history_is_complete_across_has_more_pages() -> None:
+async def test_order_history_is_complete_across_has_more_pages(
+    transport: ConnectionSettings,
+) -> None:
     async with running_sandbox(max_orders_in_history=3) as sandbox:
-        venue = sandbox.venue(retry=FAST_RETRY)
+        venue = sandbox.venue(retry=FAST_RETRY, connection=transport)
         await venue.start()
         try:
             instrument = await venue.instrument("acct", "EURUSD")

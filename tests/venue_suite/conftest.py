@@ -1,7 +1,8 @@
 """The implementations the shared venue suite runs against, one fixture parameter each.
 
 Every implementation is real: the in-process ``PaperVenue``, and ``TradeLockerVenue`` talking HTTP
-to the sandbox server (``engine.sim``) on a free 127.0.0.1 port.
+to the sandbox server (``engine.sim``) on a free 127.0.0.1 port, once per order transport (the lean
+pinned connections of ``engine.tradelocker.wire``, and aiohttp).
 """
 
 from __future__ import annotations
@@ -49,18 +50,19 @@ async def _paper() -> AsyncIterator[Harness]:
     await venue.close()
 
 
-async def _sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+async def _sandbox(order_transport: str) -> AsyncIterator[Harness]:
     from tests.venue_suite.sandbox import sandbox_venue  # only when the sandbox exists
 
-    async for harness in sandbox_venue(request):
+    async for harness in sandbox_venue(order_transport):
         yield harness
 
 
-IMPLEMENTATIONS = ["paper", "tradelocker-sandbox"]
+IMPLEMENTATIONS = ["paper", "tradelocker-sandbox-lean", "tradelocker-sandbox-aiohttp"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    maker = _paper() if request.param == "paper" else _sandbox(request)
+    name: str = request.param
+    maker = _paper() if name == "paper" else _sandbox(name.rsplit("-", 1)[1])
     async for h in maker:
         yield h

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import pytest
-
+from engine.tradelocker.rest import ConnectionSettings
 from tests.tradelocker.sandbox import running_sandbox
 from tests.venue_suite.conftest import Harness
 
 
-async def sandbox_venue(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+async def sandbox_venue(order_transport: str) -> AsyncIterator[Harness]:
+    """``order_transport``: "lean" or "aiohttp" (``ConnectionSettings.order_transport``)."""
     async with running_sandbox() as sandbox:
-        venue = sandbox.venue()
+        venue = sandbox.venue(connection=ConnectionSettings(order_transport=order_transport))
         await venue.start()
         try:
             yield Harness(venue, "acct", "EURUSD")
