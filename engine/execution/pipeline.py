@@ -428,10 +428,7 @@ class Pipeline:
                 await job.durable
             if session.breaker is not None:
                 session.breaker.check()
-            gate = session.gate
-            if gate is not None:
-                for route in routes_for(action):
-                    await gate.acquire(route, job.priority)
+            await self._gate(job)
             rec.gated_ns = time.monotonic_ns()
             sent_at = time.monotonic()
             rec.on_wire_ns = time.monotonic_ns()
@@ -551,6 +548,14 @@ class Pipeline:
             await venue.close_all_positions(alias, rec.instrument_id)
 
     @staticmethod
+    async def _gate(job: _Job) -> None:
+        """Spend the action's rate budget (every attempt does, retries and resubmissions too)."""
+        gate = job.leg.session.gate
+        if gate is not None:
+            for route in routes_for(job.signal.action):
+                await gate.acquire(route, job.priority)
+
+    @staticmethod
     def _venue_failed(session: AccountSession, action: Action, exc: BaseException) -> None:
         """Tell the breaker, and on a 429 the rate gate, that the venue failed this call."""
         if isinstance(exc, RateLimited):
@@ -594,6 +599,7 @@ class Pipeline:
         # Cancel, modify, full close, SL/TP and the bulk calls end in the same state if done
         # twice, so one retry after the ambiguity is safe.
         try:
+            await self._gate(job)
             await self._call(job)
         except (OrderRejected, NotFound) as again:
             # E.g. the first cancel did land and the order is gone now.
@@ -671,9 +677,13 @@ class Pipeline:
         await self.journal.begin(rec.signal_id + RESUBMIT_SUFFIX, rec.account, tag)
         sent_at = time.monotonic()
         try:
+            await self._gate(job)
+            sent_at = time.monotonic()
             result = await job.leg.session.venue.place_order(req)
         except OrderRejected as exc:
             await self._finish(job, OutcomeStatus.REJECTED, reason=exc.reason, errmsg=exc.errmsg)
+        except Shed as exc:
+            await self._finish(job, OutcomeStatus.EXPIRED, reason=f"resubmission: {exc.reason}")
         except (OutcomeUnknown, RateLimited, VenueUnavailable, TimeoutError) as exc:
             await self._reconcile(job, f"resubmission: {type(exc).__name__}", sent_at, True)
         else:
@@ -701,6 +711,7 @@ class Pipeline:
             if row.account not in self.accounts.sessions:
                 continue
             if not row.strategy_tag:
+                # Only a close is journalled without a tag (it creates no order to look for).
                 reason = "the engine stopped while this signal was in flight; check the account"
                 await self.journal.record(
                     Outcome(key, row.account, OutcomeStatus.UNKNOWN, Action.CLOSE, reason=reason)
