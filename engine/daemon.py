@@ -55,6 +55,7 @@ class Engine:
     control: Any = None
     sources: list[SignalSource] = field(default_factory=list)
     streams: list[Any] = field(default_factory=list)  # engine.live_state.LiveState per login
+    kafka_sinks: list[Any] = field(default_factory=list)  # engine.events_kafka.KafkaEventSink
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
 
@@ -332,6 +333,7 @@ async def _open_sinks(engine: Engine) -> None:
             k = KafkaEventSink(KafkaSinkConfig(sink.bootstrap, topic_prefix=sink.topic_prefix))
             await k.start()
             engine.bus.add_sink(k)
+            engine.kafka_sinks.append(k)
         elif sink.kind == "log":
             engine.bus.subscribe(lambda topic, ev: log.info("%s %s", topic, ev))
 
@@ -382,10 +384,17 @@ def _sources(engine: Engine) -> list[SignalSource]:
                 raise ConfigError("an http source needs the control server")
             out.append(HttpSignalSource(engine.control.signals))
         elif src.kind == "kafka":
+            from engine.events_kafka import commit_barrier
             from engine.sources.kafka import KafkaSignalSource, KafkaSourceConfig
 
             assert src.bootstrap and src.topic and src.group_id
-            out.append(KafkaSignalSource(KafkaSourceConfig(src.bootstrap, src.topic, src.group_id)))
+            # Outcome events on Kafka before the signal's offset is committed (Policies 2).
+            out.append(
+                KafkaSignalSource(
+                    KafkaSourceConfig(src.bootstrap, src.topic, src.group_id),
+                    before_commit=commit_barrier(engine.kafka_sinks),
+                )
+            )
     return out
 
 

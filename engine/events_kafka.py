@@ -2,8 +2,9 @@
 
 ``publish`` never blocks and never raises on the engine's path: it serialises the event (orjson)
 and appends it to a bounded in-memory buffer that one sender task hands to the producer. If the
-buffer is full (Kafka down for long), the oldest *non-outcome* event is dropped first and counted;
-outcomes are kept, because every signal must end in exactly one outcome event.
+buffer is full (Kafka down for long), the oldest event that decides no signal is dropped first and
+counted; outcomes and rejected signals are kept, because every signal must end in exactly one
+recorded decision.
 
 Topics are ``<prefix><name>`` for the names in :data:`engine.events.TOPICS`. Every message is sent
 with ``acks=all`` and the idempotent producer (a retried batch is not written twice), and keyed by
@@ -15,7 +16,15 @@ UTF-8 or not JSON survive; the reason and the rest of the event travel in header
 (``reason``, ``id``, ``origin``, ``status``, ``event`` = the whole event as JSON minus the bytes).
 
 :meth:`KafkaEventSink.publish_confirmed` returns an awaitable that completes when the broker has the
-event (or raises), for a caller that must know, e.g. before committing a signal's offset.
+event (or raises), for a caller that must know about one event.
+
+:meth:`KafkaEventSink.barrier` is the batched form the Kafka signal source uses before each offset
+commit (DESIGN.md, Policies 2): it returns once every event published *before the call* is
+acknowledged by the broker, and raises :class:`EventsNotDurable` if an outcome or rejected-signal
+event among them was not delivered. It never waits for events published after the call, so a
+steady stream of new events cannot starve it (``flush`` waits for the buffer to be empty).
+Concurrent calls made with no event published in between share one waiter: a barrier costs a
+future, not a broker round trip.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +41,18 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, EngineError
 from engine.events import TOPICS
 
 log = logging.getLogger(__name__)
 
-_KEEP = frozenset({"outcomes"})  # never dropped when the buffer is full
+# Every signal's decision: never dropped when the buffer is full, and a barrier fails when one
+# of them was not delivered (its signal's offset must not be committed).
+_KEEP = frozenset({"outcomes", "rejected_signals"})
+
+
+class EventsNotDurable(EngineError):
+    """An outcome or rejected-signal event published before a barrier never reached the broker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +71,8 @@ class KafkaSinkConfig:
             raise ConfigError("kafka sink: max_buffered must be at least 1")
 
 
-# (kafka topic, value, key, headers, waiter or None)
-_Item = tuple[str, bytes, bytes | None, list[tuple[str, bytes]], "asyncio.Future[None] | None"]
+# (kafka topic, value, key, headers, waiter or None, sequence number)
+_Item = tuple[str, bytes, bytes | None, list[tuple[str, bytes]], "asyncio.Future[None] | None", int]
 
 
 class KafkaEventSink:
@@ -78,6 +93,14 @@ class KafkaEventSink:
         self._idle = asyncio.Event()
         self._idle.set()
         self._pending = 0  # published, not yet acknowledged or failed
+        # Barrier bookkeeping: every accepted event gets the next sequence number; ``_unsettled``
+        # holds those not yet acknowledged or failed, oldest first (settled out of order ones
+        # wait in ``_settled_early`` until everything before them has settled too).
+        self._seq = 0
+        self._unsettled: deque[int] = deque()
+        self._settled_early: set[int] = set()
+        self._barriers: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._kept = frozenset(self.topic(t) for t in _KEEP)
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
         self.sent = 0
@@ -102,6 +125,23 @@ class KafkaEventSink:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._enqueue(topic, event, key, fut)
         return fut
+
+    async def barrier(self) -> None:
+        """Return once every event published before this call is acknowledged by the broker.
+
+        Raises :class:`EventsNotDurable` when an outcome or rejected-signal event among them failed
+        (other topics' failures are counted in ``failed`` but do not fail the barrier: they decide
+        no signal). Cancelling one caller does not disturb others sharing the same waiter.
+        """
+        if not self._unsettled:
+            return
+        seq = self._seq
+        if self._barriers and self._barriers[-1][0] == seq:
+            fut = self._barriers[-1][1]
+        else:
+            fut = asyncio.get_running_loop().create_future()
+            self._barriers.append((seq, fut))
+        await asyncio.shield(fut)
 
     async def flush(self) -> None:
         """Return once everything published so far is acknowledged by the broker (or failed)."""
@@ -151,27 +191,29 @@ class KafkaEventSink:
             and not self._make_room()
             and topic not in _KEEP
         ):
-            # Only outcomes are buffered: they stay (past the bound) and this event goes.
+            # Only kept events are buffered: they stay (past the bound) and this event goes.
             self.dropped += 1
             if waiter is not None:
                 waiter.set_exception(RuntimeError("the Kafka event buffer is full"))
             return
+        self._seq += 1
+        self._unsettled.append(self._seq)
         self._buffer.append(
-            (self.topic(topic), value, key.encode() if key else None, headers, waiter)
+            (self.topic(topic), value, key.encode() if key else None, headers, waiter, self._seq)
         )
         self._pending += 1
         self._idle.clear()
         self._wake.set()
 
     def _make_room(self) -> bool:
-        """Drop the oldest droppable event; False if only outcomes are buffered."""
+        """Drop the oldest droppable event; False if only kept events are buffered."""
         for i, item in enumerate(self._buffer):
-            if not item[0].endswith(tuple(_KEEP)):
+            if item[0] not in self._kept:
                 del self._buffer[i]
                 self.dropped += 1
                 if item[4] is not None and not item[4].done():
                     item[4].set_exception(RuntimeError("the Kafka event buffer is full"))
-                self._settled()
+                self._settled(item[5], item[0], ok=False)
                 return True
         return False
 
@@ -180,7 +222,7 @@ class KafkaEventSink:
             await self._wake.wait()
             self._wake.clear()
             while self._buffer:
-                topic, value, key, headers, waiter = self._buffer.popleft()
+                topic, value, key, headers, waiter, seq = self._buffer.popleft()
                 try:
                     # send() only waits when the producer's own buffer is full; it returns the
                     # delivery future at once otherwise.
@@ -189,11 +231,11 @@ class KafkaEventSink:
                     )
                 except KafkaError as exc:
                     self._failed(topic, exc, waiter)
-                    self._settled()
+                    self._settled(seq, topic, ok=False)
                     continue
-                delivery.add_done_callback(self._done(topic, waiter))
+                delivery.add_done_callback(self._done(topic, waiter, seq))
 
-    def _done(self, topic: str, waiter: asyncio.Future[None] | None) -> Any:
+    def _done(self, topic: str, waiter: asyncio.Future[None] | None, seq: int) -> Any:
         def done(fut: asyncio.Future[Any]) -> None:
             exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
             if exc is None:
@@ -202,14 +244,32 @@ class KafkaEventSink:
                     waiter.set_result(None)
             else:
                 self._failed(topic, exc, waiter)
-            self._settled()
+            self._settled(seq, topic, ok=exc is None)
 
         return done
 
-    def _settled(self) -> None:
+    def _settled(self, seq: int, topic: str, *, ok: bool) -> None:
         self._pending -= 1
         if self._pending == 0:
             self._idle.set()
+        if not ok and topic in self._kept:
+            # Every barrier taken after this event was published covers it: fail them now.
+            for covers, fut in self._barriers:
+                if covers >= seq and not fut.done():
+                    fut.set_exception(
+                        EventsNotDurable(f"an event on {topic} was not delivered to Kafka")
+                    )
+        if self._unsettled and self._unsettled[0] == seq:
+            self._unsettled.popleft()
+            while self._unsettled and self._unsettled[0] in self._settled_early:
+                self._settled_early.discard(self._unsettled.popleft())
+        else:
+            self._settled_early.add(seq)
+        oldest = self._unsettled[0] if self._unsettled else self._seq + 1
+        while self._barriers and self._barriers[0][0] < oldest:
+            _, fut = self._barriers.popleft()
+            if not fut.done():
+                fut.set_result(None)
 
     def _failed(self, topic: str, exc: BaseException, waiter: asyncio.Future[None] | None) -> None:
         self.failed += 1
@@ -234,3 +294,17 @@ def _encode(topic: str, event: dict[str, Any]) -> tuple[bytes, list[tuple[str, b
         if v is not None:
             headers.append((name, str(v).encode()))
     return value, headers
+
+
+def commit_barrier(sinks: Sequence[KafkaEventSink]) -> Callable[[], Awaitable[None]] | None:
+    """The ``before_commit`` hook for a Kafka signal source: every sink's :meth:`barrier`
+    (None when events do not go to Kafka, so commits wait for nothing)."""
+    if not sinks:
+        return None
+    if len(sinks) == 1:
+        return sinks[0].barrier
+
+    async def all_durable() -> None:
+        await asyncio.gather(*(sink.barrier() for sink in sinks))
+
+    return all_durable

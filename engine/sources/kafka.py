@@ -13,6 +13,15 @@ engine processes in one group split the accounts between them. Offsets are commi
   starts exactly after the last signal this process finished. A delivery acked after its
   partition moved is not committed here (the new owner redelivers it and the journal dedupes).
 
+Outcome events durable before the commit (DESIGN.md, Policies 2): with ``before_commit`` (the
+daemon passes the Kafka event sink's :meth:`~engine.events_kafka.KafkaEventSink.barrier`), every
+commit first waits until the events published before it are acknowledged by the broker: one
+barrier per commit, covering every ack the commit carries, since the pipeline publishes a
+signal's outcome before it acks the delivery. If the barrier fails (an outcome never reached
+Kafka), nothing is committed and the partitions are rewound to their last commit point: those
+signals are delivered again and the journal answers them with their recorded outcome, published
+anew.
+
 ``on_assign`` / ``on_revoke`` receive the partition numbers, and :meth:`KafkaSignalSource.owns`
 says whether an account's partition is currently ours, so the engine can open or close account
 sessions as partitions move.
@@ -40,6 +49,7 @@ from engine.sources.base import Delivery
 log = logging.getLogger(__name__)
 
 PartitionsHook = Callable[[frozenset[int]], Awaitable[None] | None]
+CommitBarrier = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +80,19 @@ class KafkaSourceConfig:
 class _PartitionLedger:
     """Delivered and acked offsets of one owned partition."""
 
-    __slots__ = ("acked", "committed", "delivered", "done", "epoch")
+    __slots__ = ("acked", "committed", "delivered", "done", "epoch", "first")
 
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch  # bumps each time the partition is (re)assigned to us
+    def __init__(self, epoch: int, committed: int | None = None) -> None:
+        self.epoch = epoch  # bumps each time the partition is (re)assigned to us (or rewound)
         self.delivered: deque[int] = deque()
         self.acked: set[int] = set()
         self.done: int | None = None  # next offset to commit (one past the last contiguous ack)
-        self.committed: int | None = None
+        self.committed: int | None = committed
+        self.first: int | None = None  # the first offset delivered under this epoch
+
+    def rewind_point(self) -> int | None:
+        """Where consumption must restart so nothing uncommitted is skipped."""
+        return self.committed if self.committed is not None else self.first
 
     def ack(self, offset: int) -> bool:
         """Mark one offset done; True if the commit point moved."""
@@ -108,10 +123,12 @@ class KafkaSignalSource:
         *,
         on_assign: PartitionsHook | None = None,
         on_revoke: PartitionsHook | None = None,
+        before_commit: CommitBarrier | None = None,
     ) -> None:
         self.config = config
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._before_commit = before_commit
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=config.bootstrap_servers,
             client_id=config.client_id,
@@ -135,6 +152,7 @@ class KafkaSignalSource:
         self._closed = False
         self._partition_count: int | None = None
         self.commits = 0  # successful commit requests (for health and tests)
+        self.rewinds = 0  # commits withheld because the barrier failed (for health and tests)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -201,6 +219,8 @@ class KafkaSignalSource:
                         # partition now starts again from its committed offset.
                         break
                     ledger.delivered.append(record.offset)
+                    if ledger.first is None:
+                        ledger.first = record.offset
                     yield Delivery(
                         payload=record.value or b"",
                         arrived_ns=arrived,
@@ -238,6 +258,18 @@ class KafkaSignalSource:
                     offsets[TopicPartition(self.config.topic, p)] = ledger.done
             if not offsets:
                 return
+            if self._before_commit is not None:
+                try:
+                    await self._before_commit()
+                except Exception as exc:
+                    log.error(
+                        "kafka source: events of acked signals are not durable (%s); nothing "
+                        "committed, partitions %s rewound to their last commit",
+                        type(exc).__name__,
+                        sorted(tp.partition for tp in offsets),
+                    )
+                    self._rewind(frozenset(tp.partition for tp in offsets))
+                    return
             try:
                 await self._consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
@@ -253,6 +285,23 @@ class KafkaSignalSource:
                 owned = self._ledgers.get(tp.partition)
                 if owned is not None:
                     owned.committed = offset
+
+    def _rewind(self, partitions: frozenset[int]) -> None:
+        """Deliver these partitions again from their commit point, under a new epoch, so acks of
+        the deliveries before the rewind commit nothing."""
+        for p in partitions:
+            old = self._ledgers.get(p)
+            if old is None:
+                continue
+            point = old.rewind_point()
+            self._epoch += 1
+            self._ledgers[p] = _PartitionLedger(self._epoch, old.committed)
+            if point is not None:
+                try:
+                    self._consumer.seek(TopicPartition(self.config.topic, p), point)
+                except IllegalStateError:
+                    continue  # revoked meanwhile: the next owner starts from the commit point
+            self.rewinds += 1
 
     # -- rebalance ----------------------------------------------------------------------------
 
@@ -312,4 +361,10 @@ async def _call(hook: PartitionsHook | None, partitions: frozenset[int]) -> None
         log.exception("kafka source: partition hook failed")
 
 
-__all__ = ["ConsumerRecord", "KafkaSignalSource", "KafkaSourceConfig", "PartitionsHook"]
+__all__ = [
+    "CommitBarrier",
+    "ConsumerRecord",
+    "KafkaSignalSource",
+    "KafkaSourceConfig",
+    "PartitionsHook",
+]
