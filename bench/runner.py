@@ -5,7 +5,10 @@
 2. For each venue latency (0 ms, then 50-100 ms): constant-rate load, measured from the intended
    send time, of (a) the floor, a bare keep-alive HTTP/1.1 round trip with a pre-built request to
    the same order endpoint, and (b) the engine, signal bytes to acknowledged order, stamped per
-   stage into :class:`engine.metrics.Metrics`.
+   stage into :class:`engine.metrics.Metrics`. At 0 ms the engine runs twice, once per order
+   transport: the default lean pinned connections, then aiohttp (``engine_aiohttp_0ms``), so
+   the transport's share is visible side by side in one run. Positions are flattened before
+   each series, so no series pays for the positions the one before it opened.
 3. (c) The official ``tradelocker`` client placing a few of the same orders (at 0 ms).
 4. Capacity: orders/s with many in flight against the 0 ms sandbox, and against an in-process
    null venue (the engine alone).
@@ -48,6 +51,7 @@ from bench.sandbox import (
 )
 from engine.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.metrics import LatencyHistogram, Metrics, Summary, format_table
+from engine.tradelocker.rest import ConnectionSettings
 from engine.tradelocker.venue import (
     AccountSpec,
     LoginSpec,
@@ -96,6 +100,8 @@ class Scenario:
     floor: LoadResult
     engine: LoadResult
     metrics: Metrics
+    # The same engine with order calls on aiohttp (the other order transport), when measured.
+    engine_aiohttp: LoadResult | None = None
 
 
 def _pct(s: Summary) -> dict[str, float]:
@@ -136,7 +142,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def _start_engine(sandbox: Sandbox) -> tuple[TradeLockerVenue, list[str], dict[str, Any]]:
+async def _start_engine(
+    sandbox: Sandbox, order_transport: str = "lean"
+) -> tuple[TradeLockerVenue, list[str], dict[str, Any]]:
     login = LoginSpec(
         name="bench",
         base_url=sandbox.backend_url,
@@ -150,7 +158,9 @@ async def _start_engine(sandbox: Sandbox) -> tuple[TradeLockerVenue, list[str], 
         AccountSpec(alias=a, login="bench", account_id=acc_id)
         for a, acc_id in zip(aliases, sandbox.account_ids, strict=True)
     ]
-    venue = TradeLockerVenue([login], specs)
+    venue = TradeLockerVenue(
+        [login], specs, connection=ConnectionSettings(order_transport=order_transport)
+    )
     await venue.start()
     instruments = {a: {"EURUSD": await venue.instrument(a, "EURUSD")} for a in aliases}
     return venue, aliases, instruments
@@ -202,6 +212,7 @@ async def _scenario(
     aliases: list[str],
     instruments: dict[str, dict[str, Instrument]],
     say: Callable[[str], None],
+    aiohttp_venue: TradeLockerVenue | None = None,
 ) -> Scenario:
     await _flatten(venue, aliases)
     await sandbox.set_latency(latency)
@@ -211,12 +222,21 @@ async def _scenario(
         return await floor.round_trip(i)
 
     floor_result = await constant_rate(f"floor @{latency}ms", count, rate, fire_floor)
+    await _flatten(venue, aliases)
     say(f"  venue latency {latency} ms: engine, {count} signals at {rate:g}/s ...")
     metrics = Metrics()
     path = EnginePath(venue, aliases, instruments, metrics)
     engine_result = await constant_rate(f"engine @{latency}ms", count, rate, path.fire)
     metrics.fold()
-    return Scenario(latency, floor_result, engine_result, metrics)
+    scenario = Scenario(latency, floor_result, engine_result, metrics)
+    if aiohttp_venue is not None:
+        await _flatten(venue, aliases)
+        say(f"  venue latency {latency} ms: engine on aiohttp, {count} signals at {rate:g}/s ...")
+        other = EnginePath(aiohttp_venue, aliases, instruments, Metrics())
+        scenario.engine_aiohttp = await constant_rate(
+            f"engine (aiohttp) @{latency}ms", count, rate, other.fire
+        )
+    return scenario
 
 
 async def _flatten(venue: TradeLockerVenue, aliases: list[str]) -> None:
@@ -243,9 +263,11 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
     say(f"starting the sandbox (own process) with {plan.accounts} accounts ...")
     sandbox = await start_sandbox(plan.accounts)
     venue: TradeLockerVenue | None = None
+    aiohttp_venue: TradeLockerVenue | None = None
     floor: _RoundRobinFloor | None = None
     try:
         venue, aliases, instruments = await _start_engine(sandbox)
+        aiohttp_venue, _, _ = await _start_engine(sandbox, "aiohttp")
         # One floor pool per account, round-robin like the engine: the sandbox's per-order work
         # depends on the account's book, so both sides must spread the same way.
         floors = [
@@ -260,12 +282,22 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
             await f.start()
         floor = _RoundRobinFloor(floors)
         # Warm the engine path the same way (every account's pool is already warm).
-        warm = EnginePath(venue, aliases, instruments, Metrics())
-        for i in range(4 * plan.accounts):
-            await warm.fire(i, time.monotonic_ns())
+        for warm_venue in (venue, aiohttp_venue):
+            warm = EnginePath(warm_venue, aliases, instruments, Metrics())
+            for i in range(4 * plan.accounts):
+                await warm.fire(i, time.monotonic_ns())
 
         fast = await _scenario(
-            sandbox, "0", plan.rate_0ms, plan.count_0ms, floor, venue, aliases, instruments, say
+            sandbox,
+            "0",
+            plan.rate_0ms,
+            plan.count_0ms,
+            floor,
+            venue,
+            aliases,
+            instruments,
+            say,
+            aiohttp_venue,
         )
         slow = await _scenario(
             sandbox,
@@ -316,6 +348,8 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
             await floor.close()
         if venue is not None:
             await venue.close()
+        if aiohttp_venue is not None:
+            await aiohttp_venue.close()
         await sandbox.stop()
 
     say(f"  capacity: {plan.null_orders} orders against the in-process null venue ...")
@@ -330,6 +364,7 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
     series = {
         "floor, 0 ms": fast.floor.hist,
         "engine, 0 ms": fast.engine.hist,
+        **({"engine (aiohttp), 0 ms": fast.engine_aiohttp.hist} if fast.engine_aiohttp else {}),
         f"floor, {slow.latency} ms": slow.floor.hist,
         f"engine, {slow.latency} ms": slow.engine.hist,
         "official client, 0 ms": official.hist,
@@ -372,8 +407,11 @@ def _assemble(
     share = fast.metrics.histogram("engine_share").summary()
     slow_total = slow.metrics.histogram("signal_to_ack").summary()
     off = official.hist.summary()
+    fa = fast.engine_aiohttp.summary if fast.engine_aiohttp is not None else None
     ratios: dict[str, float] = {
         "engine_floor_rt_ratio_p50": _ratio(fe.p50, ff.p50),
+        "engine_aiohttp_floor_rt_ratio_p50": _ratio(fa.p50, ff.p50) if fa else math.nan,
+        "engine_aiohttp_minus_floor_p50_us": (fa.p50 - ff.p50) / 1e3 if fa else math.nan,
         "engine_floor_rt_ratio_p99": _ratio(fe.p99, ff.p99),
         "engine_minus_floor_p50_us": (fe.p50 - ff.p50) / 1e3,
         "engine_share_p50_us": share.p50 / 1e3,
@@ -427,6 +465,7 @@ def _assemble(
         "series": {
             "floor_0ms": _pct(ff),
             "engine_0ms": _pct(fe),
+            **({"engine_aiohttp_0ms": _pct(fa)} if fa else {}),
             f"floor_{slow.latency}ms": _pct(slow.floor.summary),
             f"engine_{slow.latency}ms": _pct(slow.engine.summary),
             "official_0ms": _pct(off),
@@ -439,6 +478,7 @@ def _assemble(
         "errors": {
             "floor_0ms": fast.floor.error_kinds,
             "engine_0ms": fast.engine.error_kinds,
+            "engine_aiohttp_0ms": fast.engine_aiohttp.error_kinds if fast.engine_aiohttp else {},
             "floor_slow": slow.floor.error_kinds,
             "engine_slow": slow.engine.error_kinds,
             "official": official.errors,
@@ -478,6 +518,14 @@ def render_report(results: dict[str, Any]) -> str:
         verdict = "MET   " if v["met"] else "MISSED"
         lines.append(f"  {verdict} {name}: {v['value']:.2f} (target {v['target']:g})")
     r = results["ratios"]
+    aiohttp_ratio = r.get("engine_aiohttp_floor_rt_ratio_p50")
+    if aiohttp_ratio is not None and not math.isnan(aiohttp_ratio):
+        lines.append(
+            "  order transport at 0 ms, engine/floor p50: lean "
+            f"{r['engine_floor_rt_ratio_p50']:.2f}, aiohttp {aiohttp_ratio:.2f} "
+            f"(engine minus floor: lean {r['engine_minus_floor_p50_us']:.0f} us, aiohttp "
+            f"{r['engine_aiohttp_minus_floor_p50_us']:.0f} us)"
+        )
     if r["official_engine_ratio_p50"] is not None and not math.isnan(
         r["official_engine_ratio_p50"]
     ):

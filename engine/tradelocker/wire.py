@@ -52,7 +52,7 @@ class SentNoReply(Exception):
     """The request was (at least partly) written, and no complete reply came back."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """One HTTP response. ``headers`` names are lower-case (a later duplicate wins)."""
 
@@ -184,6 +184,11 @@ class _Connection(asyncio.Protocol):
             self.abort()
             raise NotSent("the connection was reset before the request could be written")
         return waiter
+
+    def expire(self, timeout_s: float) -> None:
+        """The reply did not come in time: fail the exchange and drop the connection."""
+        self._fail(SentNoReply(f"no reply within {timeout_s:g} s"))
+        self.abort()
 
     def abort(self) -> None:
         self.closed = True
@@ -318,13 +323,15 @@ class OrderConnections:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    conn = await self._acquire()
-            except TimeoutError:
-                raise NotSent(
-                    f"{self.label}: no order connection became free within {timeout_s:g} s"
-                ) from None
+            conn = self._take_idle()
+            if conn is None:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        conn = await self._acquire()
+                except TimeoutError:
+                    raise NotSent(
+                        f"{self.label}: no order connection became free within {timeout_s:g} s"
+                    ) from None
             try:
                 waiter = conn.send(payload)
             except NotSent:
@@ -332,13 +339,11 @@ class OrderConnections:
                 self._discard(conn)
                 continue
             break
+        # A bare timer rather than asyncio.timeout(): this is the hot path, and expiring only has
+        # to fail the waiter and drop the connection.
+        timer = loop.call_at(deadline, conn.expire, timeout_s)
         try:
-            async with asyncio.timeout_at(deadline):
-                reply = await waiter
-        except TimeoutError:
-            conn.abort()
-            self._discard(conn)
-            raise SentNoReply(f"no reply within {timeout_s:g} s") from None
+            reply = await waiter
         except SentNoReply:
             self._discard(conn)
             raise
@@ -347,6 +352,8 @@ class OrderConnections:
             conn.abort()
             self._discard(conn)
             raise
+        finally:
+            timer.cancel()
         conn.last_used = time.monotonic()
         self._release(conn)
         return reply
@@ -389,6 +396,23 @@ class OrderConnections:
         return answered
 
     # -- the pool ---------------------------------------------------------------------------
+
+    def _take_idle(self) -> _Connection | None:
+        """The first idle connection that is certainly usable, without yielding; None when the
+        caller must wait (none idle, or one with unread bytes that the loop must look at)."""
+        while self._idle:
+            conn = self._idle.popleft()
+            if not conn.idle_state_ok():
+                self._discard(conn)
+                continue
+            state = conn.peek()
+            if state == "quiet":
+                return conn
+            if state == "pending":
+                self._idle.appendleft(conn)  # _acquire() lets the loop read them first
+                return None
+            self._discard(conn)
+        return None
 
     async def _acquire(self) -> _Connection:
         while self._idle:
