@@ -152,14 +152,17 @@ class RestClient:
             self._ssl = client_ssl_context(settings.verify_tls, settings.tls_ca_file)
         self.orders_transport: OrderConnections | None = None
         if settings.order_transport == "lean":
-            self.orders_transport = OrderConnections(
-                self.base_url,
-                size=settings.order_connections,
-                ssl_context=self._ssl,
-                connect_timeout_s=self.timeouts.connect,
-                ping_after_s=settings.keep_warm_every_s,
-                label=f"account {alias} orders",
-            )
+            try:
+                self.orders_transport = OrderConnections(
+                    self.base_url,
+                    size=settings.order_connections,
+                    ssl_context=self._ssl,
+                    connect_timeout_s=self.timeouts.connect,
+                    ping_after_s=settings.keep_warm_every_s,
+                    label=f"account {alias} orders",
+                )
+            except ValueError as exc:
+                raise ConfigError(f"account {alias}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"<RestClient {self.alias} account {self.account_id} accNum {self.acc_num}>"
@@ -240,6 +243,13 @@ class RestClient:
                     await self.orders_transport.keep_warm(self._ping_request())
                 except AuthFailed:
                     pass  # no token yet: the token manager is on it; the pings come back later
+                except Exception as exc:
+                    # The pings must outlive a bad moment; the next round tries again.
+                    log.warning(
+                        "account %s: order connections keep-warm failed (%s)",
+                        self.alias,
+                        type(exc).__name__,
+                    )
 
     def _ping_request(self) -> bytes:
         """GET /trade/config for the order connections: cheap, idempotent, and no order bucket

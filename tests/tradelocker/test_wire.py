@@ -29,7 +29,7 @@ import uvloop
 from aiohttp import web
 
 from engine.domain import Instrument, OrderRequest, OrderType, Side, Validity
-from engine.errors import OutcomeUnknown, RateLimited
+from engine.errors import ConfigError, OutcomeUnknown, RateLimited
 from engine.sim.app import build_app
 from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
 from engine.sim.state import SandboxState
@@ -522,3 +522,16 @@ async def test_tls_is_verified_by_default_and_a_self_signed_venue_is_refused(
         )
         await trusting.start()
         await trusting.close()
+
+
+def test_an_unknown_order_transport_is_a_config_error_naming_the_choices() -> None:
+    tokens = TokenManager("http://127.0.0.1:1/backend-api", refresh_token="unused")
+    with pytest.raises(ConfigError, match="lean, aiohttp"):
+        RestClient(
+            "http://127.0.0.1:1/backend-api",
+            tokens,
+            alias="acct",
+            account_id=ACCOUNT_ID,
+            acc_num=1,
+            connection=ConnectionSettings(order_transport="h2"),
+        )
