@@ -4,39 +4,63 @@ Policy 2 (DESIGN.md): a signal id already decided is never executed twice, and a
 outcome is unknown is never resent blindly. The pipeline therefore:
 
 1. asks :meth:`Journal.decided` (an in-memory lookup, no I/O) whether the id was seen before;
-2. awaits :meth:`Journal.begin` BEFORE the order goes on the wire. Once it returns, a ``pending``
-   row with the order's strategy tag is on disk, so a crash mid-flight leaves evidence: at start-up
-   :meth:`Journal.pending` lists those signals and the engine reconciles them by tag at the venue;
+2. calls :meth:`Journal.begin` BEFORE the order goes on the wire, so a crash mid-flight leaves
+   evidence: at start-up :meth:`Journal.pending` lists those signals and the engine reconciles
+   them by tag at the venue;
 3. awaits :meth:`Journal.record` with the final outcome, and only then acks the signal (commits the
    Kafka offset).
 
-Writes go to one writer thread that commits in batches: every call waiting when a commit starts
-shares it, so under load many records cost one fsync, and the event loop never touches the disk.
-Each call returns an awaitable that completes when its batch is durable (or raises
-:class:`JournalError`; the caller must then NOT send the order).
+Two durability levels, chosen so that the order path never waits for a disk:
 
-Durability: WAL with ``synchronous=FULL`` by default: the WAL is fsynced on every commit, so a
-returned ``begin`` survives power loss and an OS crash, not only a killed process. ``NORMAL`` skips
-that fsync (it survives a killed engine, but an OS crash can lose the last commits and so lead to
-a resent order); it is offered for machines whose disks make fsync slow, and chosen consciously.
-Measured figures are in docs/kafka.md ("Journal").
+* ``begin`` appends one framed record to an append-only **intent log** with a single
+  ``os.write`` and returns an already-completed awaitable. The bytes are in the kernel's page
+  cache when the call returns, so they survive the death of the process (SIGKILL, OOM kill, a
+  crash), which is what a re-delivered signal after a restart must be checked against. The same
+  row also goes to SQLite in the background group commit (fsynced, below).
+* ``record`` (and so the ack, and the Kafka offset commit behind it) waits for the group commit:
+  WAL with ``synchronous=FULL``, fsynced. An offset is never committed for an outcome that is not
+  on disk.
 
-Rows older than ``retention_s`` are dropped when the journal opens; a signal that old is stale by
-the pipeline's own policy long before it could be replayed.
+What the intent log does not survive is an OS crash or power loss in the few milliseconds before
+the group commit makes its row durable. That hole is closed at the next start: a run-state file
+(``<journal>.run``, fsynced at open) says whether the last run closed the journal, and from which
+boot it ran (``/proc/sys/kernel/random/boot_id``). After an unclean stop from the *same* boot the
+page cache survived, the intent log is complete and nothing more is needed. After an unclean stop
+followed by a reboot, intent records may be missing: :meth:`Journal.suspect` then says which
+signals with no row could have been sent by the earlier run (generated before this start, or
+without ``ts``, within ``suspect_window_s``), and the pipeline looks those up at the venue by
+their deterministic tag (engine.execution.tags) before executing them. That state is carried over
+restarts until the window ends, so a second crash during recovery does not forget it.
+
+``begin_durability="power"`` restores the older, slower contract (``begin`` completes only once
+its row is fsynced) for deployments that prefer to pay an fsync per order over a venue lookup
+after a power loss.
+
+The writer thread commits in batches: every write waiting when a commit starts shares it, so under
+load many records cost one fsync, and the event loop never touches SQLite. Intent log segments are
+deleted once every record in them is committed; at open, surviving segments are replayed into
+SQLite first. Rows older than ``retention_s`` are dropped when the journal opens (never a pending
+row); a signal that old is stale by the pipeline's own policy long before it could be replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import os
 import queue
 import sqlite3
+import struct
 import threading
 import time
-from collections.abc import Awaitable, Iterable
+import zlib
+from collections.abc import Awaitable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+import orjson
 
 from engine.domain import Outcome, OutcomeStatus
 from engine.errors import EngineError
@@ -57,6 +81,8 @@ CREATE TABLE IF NOT EXISTS signals (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS signals_pending ON signals(state) WHERE state = 0;
 """
+
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
 
 class JournalError(EngineError):
@@ -87,11 +113,31 @@ class JournalRecord:
         return self.state is EntryState.PENDING
 
 
+class _Settled:
+    """An awaitable that is already complete: awaiting it never suspends (no loop round trip),
+    so ``await journal.begin(...)`` on the order path costs a function call."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self.error is not None:
+            raise self.error
+        yield from ()
+
+
+_READY = _Settled()
+
 # One write: the SQL parameters, and the future plus loop to resolve once its batch is committed.
+# A write without a future is fire-and-forget (a ``begin`` already safe in the intent log).
 _Write = tuple[
     str, tuple[object, ...], "asyncio.Future[None] | None", "asyncio.AbstractEventLoop | None"
 ]
-_STOP = ("", (), None, None)
+_STOP_SQL = ""
+_RETIRE_SQL = "-- retire intent segment"  # params: (path,); deleted once this batch commits
+_STOP: _Write = (_STOP_SQL, (), None, None)
 
 _BEGIN_SQL = (
     "INSERT INTO signals (signal_id, account, strategy_tag, state, begun_ns) VALUES (?, ?, ?, 0, ?)"
@@ -105,12 +151,52 @@ _RECORD_SQL = (
     " reason = excluded.reason, errmsg = excluded.errmsg, decided_ns = excluded.decided_ns"
 )
 
+# Intent frame: payload length, CRC-32 of the payload, then the orjson payload
+# [signal_id, account, strategy_tag, begun_ns]. A torn or corrupt frame ends the replay of its
+# segment: nothing after it in that segment was ever acknowledged as begun to a caller whose
+# write returned (writes are appended in call order by one thread).
+_FRAME = struct.Struct("<II")
+
+
+def intent_frame(signal_id: str, account: str, strategy_tag: str, begun_ns: int) -> bytes:
+    payload = orjson.dumps((signal_id, account, strategy_tag, begun_ns))
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def read_intents(data: bytes) -> list[tuple[str, str, str, int]]:
+    """Decode an intent segment; stops at the first torn or corrupt frame."""
+    out: list[tuple[str, str, str, int]] = []
+    pos, end, head = 0, len(data), _FRAME.size
+    while pos + head <= end:
+        size, crc = _FRAME.unpack_from(data, pos)
+        payload = data[pos + head : pos + head + size]
+        if len(payload) != size or zlib.crc32(payload) != crc:
+            break
+        try:
+            sid, account, tag, begun = orjson.loads(payload)
+        except (orjson.JSONDecodeError, ValueError, TypeError):
+            break
+        out.append((str(sid), str(account), str(tag), int(begun)))
+        pos += head + size
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """What the run-state file says about the previous run, as read at open."""
+
+    unclean: bool  # the previous run never closed the journal
+    rebooted: bool  # ... and the OS restarted since (unflushed intent records may be lost)
+    suspect_before_ns: int  # signals generated before this (epoch ns) may lack their intent
+    suspect_until_ns: int  # until when (epoch ns) :meth:`Journal.suspect` can answer True
+
 
 class Journal:
-    """SQLite journal keyed by signal id. Open at start-up, close at shutdown.
+    """SQLite journal keyed by signal id, with an append-only intent log in front of it.
 
-    Not thread-safe for callers: use it from one event loop. ``decided`` and ``pending`` read an
-    in-memory index kept in step with every write, so they never block on the disk.
+    Open at start-up, close at shutdown. Not thread-safe for callers: use it from one event
+    loop. ``decided``, ``pending`` and ``suspect`` read in-memory state kept in step with every
+    write, so they never block on the disk; ``begin`` costs one ``os.write``.
     """
 
     def __init__(
@@ -120,16 +206,29 @@ class Journal:
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         retention_s: float = 7 * 86400.0,
         max_batch: int = 512,
+        begin_durability: Literal["process", "power"] = "process",
+        suspect_window_s: float = 3600.0,
+        intent_segment_bytes: int = 4 << 20,
+        boot_id_path: Path = BOOT_ID_PATH,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
+        if begin_durability not in ("process", "power"):
+            raise ValueError(
+                f"begin_durability must be 'process' or 'power', got {begin_durability!r}"
+            )
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._max_batch = max_batch
+        self._fsync_begin = begin_durability == "power"
+        self._segment_limit = intent_segment_bytes
         self._index: dict[str, JournalRecord] = {}
         self._queue: queue.SimpleQueue[_Write] = queue.SimpleQueue()
         self._closed = False
         self._failure: BaseException | None = None
+        self._intent_fd = -1
+        self._run_path = self.path.with_name(self.path.name + ".run")
+        self._boot_id = _read_boot_id(boot_id_path)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -138,13 +237,20 @@ class Journal:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.executescript(_SCHEMA)
+            replayed = self._replay_intents(conn)
             cutoff = time.time_ns() - int(retention_s * 1e9)
             # Never prune a pending row: it is unresolved evidence, whatever its age.
             conn.execute("DELETE FROM signals WHERE state = 1 AND begun_ns < ?", (cutoff,))
             for row in conn.execute("SELECT * FROM signals"):
                 rec = _from_row(row)
                 self._index[rec.signal_id] = rec
-        except sqlite3.Error as exc:
+            # Every replayed intent is now a committed (fsynced) row: the segments can go.
+            for segment in replayed:
+                segment.unlink(missing_ok=True)
+            self.run_state = self._open_run_state(suspect_window_s)
+            self._segment_seq = 0
+            self._open_segment()
+        except (sqlite3.Error, OSError, ValueError) as exc:
             conn.close()
             raise JournalError(f"cannot open the journal at {self.path}: {exc}") from exc
         self._conn = conn
@@ -161,27 +267,72 @@ class Journal:
         """Signals begun but never decided: each needs reconciliation by its strategy tag."""
         return [r for r in self._index.values() if r.state is EntryState.PENDING]
 
+    def suspect(self, generated_ns: int) -> bool:
+        """Whether a signal with NO journal row may still have been sent by an earlier run.
+
+        True only after an unclean stop followed by a reboot (its intent record may have been
+        lost with the page cache), for a signal generated before this start (``generated_ns``
+        is the signal's ``ts`` in epoch ns; 0 = unknown, treated as old), within the window.
+        The caller must look such a signal up at the venue by its tag before executing it.
+        """
+        state = self.run_state
+        if not state.suspect_until_ns:
+            return False
+        if generated_ns and generated_ns >= state.suspect_before_ns:
+            return False
+        return time.time_ns() < state.suspect_until_ns
+
     def __len__(self) -> int:
         return len(self._index)
 
-    # -- writes (durable when the awaitable completes) ----------------------------------------
+    # -- writes ------------------------------------------------------------------------------
 
     def begin(self, signal_id: str, account: str, strategy_tag: str) -> Awaitable[None]:
-        """Record that an order for this signal is about to be sent. Await it before sending.
+        """Record that an order for this signal is about to be sent, BEFORE sending it.
 
-        A second ``begin`` for an id already in the journal changes nothing on disk.
+        The intent is safe against the death of this process when the call returns; the
+        returned awaitable is already complete (with ``begin_durability="power"`` it completes
+        once the row is fsynced). Await it anyway: it raises :class:`JournalError` when the
+        journal cannot write, and then the order must NOT be sent. A second ``begin`` for an id
+        already in the journal changes nothing.
         """
-        if signal_id not in self._index:
-            now = time.time_ns()
-            self._index[signal_id] = JournalRecord(
-                signal_id, account, strategy_tag, EntryState.PENDING, begun_ns=now
-            )
+        if self._closed:
+            return _Settled(JournalError("the journal is closed"))
+        if self._failure is not None:
+            return _Settled(JournalError(f"the journal failed earlier: {self._failure}"))
+        if signal_id in self._index:
+            return _READY
+        now = time.time_ns()
+        frame = intent_frame(signal_id, account, strategy_tag, now)
+        try:
+            written = os.write(self._intent_fd, frame)
+        except OSError as exc:
+            self._failure = exc
+            return _Settled(JournalError(f"cannot append to the intent log: {exc}"))
+        if written != len(frame):
+            # A short append (disk full) leaves a torn frame that ends replay of the segment:
+            # nothing may be appended after it.
+            self._failure = OSError(f"short write to the intent log ({written}/{len(frame)})")
+            return _Settled(JournalError(f"cannot append to the intent log: {self._failure}"))
+        self._index[signal_id] = JournalRecord(
+            signal_id, account, strategy_tag, EntryState.PENDING, begun_ns=now
+        )
+        params = (signal_id, account, strategy_tag, now)
+        self._segment_size += written
+        if self._fsync_begin:
+            fut = self._submit(_BEGIN_SQL, params)
         else:
-            now = self._index[signal_id].begun_ns
-        return self._submit(_BEGIN_SQL, (signal_id, account, strategy_tag, now))
+            self._queue.put((_BEGIN_SQL, params, None, None))
+            fut = None
+        if self._segment_size >= self._segment_limit:
+            self._rotate()
+        return _READY if fut is None else fut
 
     def record(self, outcome: Outcome) -> Awaitable[None]:
-        """Record the final outcome of a signal (with or without an earlier ``begin``)."""
+        """Record the final outcome of a signal (with or without an earlier ``begin``).
+
+        Completes once the row is committed and fsynced; only then may the signal be acked.
+        """
         prior = self._index.get(outcome.signal_id)
         now = time.time_ns()
         begun = prior.begun_ns if prior else now
@@ -217,14 +368,105 @@ class Journal:
         )
 
     async def close(self) -> None:
-        """Finish every queued write, then close the database. Idempotent."""
+        """Finish every queued write, then close the database and mark the stop as clean.
+
+        Idempotent. The intent log is deleted once everything in it is committed.
+        """
         if self._closed:
             return
         self._closed = True
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
+        if self._intent_fd >= 0:
+            os.close(self._intent_fd)
+            self._intent_fd = -1
+        if self._failure is None:
+            self._segment_path.unlink(missing_ok=True)
+            self._write_run_state(open_=False)
 
-    # -- internals ---------------------------------------------------------------------------
+    # -- intent log and run state -------------------------------------------------------------
+
+    def _segments(self) -> list[Path]:
+        return sorted(self.path.parent.glob(self.path.name + ".intents-*"))
+
+    def _replay_intents(self, conn: sqlite3.Connection) -> list[Path]:
+        """Turn intents left by an earlier run into pending rows (committed before returning)."""
+        segments = self._segments()
+        rows = [row for seg in segments for row in read_intents(seg.read_bytes())]
+        if rows:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_BEGIN_SQL, rows)
+            conn.execute("COMMIT")
+        return segments
+
+    def _open_segment(self) -> None:
+        self._segment_seq += 1
+        self._segment_path = self.path.with_name(
+            f"{self.path.name}.intents-{os.getpid()}-{time.time_ns()}-{self._segment_seq:06d}"
+        )
+        self._intent_fd = os.open(
+            self._segment_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        self._segment_size = 0
+
+    def _rotate(self) -> None:
+        """Start a new segment; the writer deletes the old one once its rows are committed."""
+        old_fd, old_path = self._intent_fd, self._segment_path
+        try:
+            self._open_segment()
+        except OSError as exc:
+            self._failure = exc  # the next begin says so; the old segment stays valid
+            return
+        os.close(old_fd)
+        self._queue.put((_RETIRE_SQL, (str(old_path),), None, None))
+
+    def _open_run_state(self, window_s: float) -> RunState:
+        prior: dict[str, Any] | None = None
+        with contextlib.suppress(OSError, orjson.JSONDecodeError):
+            loaded = orjson.loads(self._run_path.read_bytes())
+            prior = loaded if isinstance(loaded, dict) else None
+        now = time.time_ns()
+        unclean = bool(prior is not None and prior.get("open", True))
+        same_boot = bool(
+            prior is not None and self._boot_id and prior.get("boot_id") == self._boot_id
+        )
+        rebooted = unclean and not same_boot
+        if rebooted:
+            before, until = now, now + int(window_s * 1e9)
+        else:
+            before = int(prior.get("suspect_before_ns", 0)) if prior else 0
+            until = int(prior.get("suspect_until_ns", 0)) if prior else 0
+            if until <= now:
+                before = until = 0
+        state = RunState(unclean, rebooted, before, until)
+        self.run_state = state
+        self._write_run_state(open_=True)
+        return state
+
+    def _write_run_state(self, *, open_: bool) -> None:
+        """Write the run-state file durably (temp file, fsync, rename, fsync the directory):
+        after a power loss the next start must see that this run was open."""
+        state = self.run_state
+        body = orjson.dumps(
+            {
+                "open": open_,
+                "boot_id": self._boot_id,
+                "pid": os.getpid(),
+                "suspect_before_ns": state.suspect_before_ns,
+                "suspect_until_ns": state.suspect_until_ns,
+            }
+        )
+        tmp = self._run_path.with_name(self._run_path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._run_path)
+        _fsync_dir(self._run_path.parent)
+
+    # -- writer thread ------------------------------------------------------------------------
 
     def _submit(self, sql: str, params: tuple[object, ...]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
@@ -247,24 +489,27 @@ class Journal:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            writes = [w for w in batch if w[0]]
-            stopping = len(writes) != len(batch)
-            if not writes:
-                continue
+            writes = [w for w in batch if w[0] and w[0] != _RETIRE_SQL]
+            retired = [w[1][0] for w in batch if w[0] == _RETIRE_SQL]
+            stopping = any(not w[0] for w in batch)
             error: BaseException | None = None
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for sql, params, _, _ in writes:
-                    conn.execute(sql, params)
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                error = exc
-                self._failure = exc
+            if writes:
                 try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            _resolve_batch(writes, error)
+                    conn.execute("BEGIN IMMEDIATE")
+                    for sql, params, _, _ in writes:
+                        conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    error = exc
+                    self._failure = exc
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                _resolve_batch(writes, error)
+            if error is None and self._failure is None:
+                # Every row of a retired segment is committed: the segment is redundant.
+                for path in retired:
+                    with contextlib.suppress(OSError):
+                        os.unlink(str(path))
         conn.close()
 
 
@@ -289,6 +534,21 @@ def _settle(futs: list[asyncio.Future[None]], error: BaseException | None) -> No
             fut.set_result(None)
         else:
             fut.set_exception(JournalError(f"the journal could not write: {error}"))
+
+
+def _read_boot_id(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""  # unknown: every unclean stop is then treated as a possible power loss
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _from_row(row: tuple[Any, ...]) -> JournalRecord:

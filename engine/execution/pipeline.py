@@ -130,6 +130,9 @@ class Pipeline:
         self.unknown_policy = unknown_policy
         self.max_age_ns = max_signal_age_ms * 1_000_000
         self.max_qty = max_qty_lots
+        # Everything an earlier run sent went out before this moment (reconciliation settles
+        # from here when it looks for an earlier run's orders).
+        self._started = time.monotonic()
         self._lanes: dict[str, asyncio.Queue[_Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -304,8 +307,69 @@ class Pipeline:
         except (ValidationError, NotFound) as exc:
             await self._finish(job, OutcomeStatus.REJECTED, reason=_reason(exc))
             return False
+        if earlier is None and self.journal.suspect(sig.ts_ns):
+            return await self._clear_suspect(job)
         rec.validated_ns = time.monotonic_ns()
         return True
+
+    async def _clear_suspect(self, job: _Job) -> bool:
+        """After an unclean stop and a reboot, a signal with no journal row may have been sent
+        by the earlier run (its intent record lost with the page cache). Its tag is derived
+        from the signal, so the venue can say: look before executing. Runs in the lane, so the
+        account's order is kept; it costs venue reads only in that recovery window."""
+        rec = job.record
+        sig = job.signal
+        if sig.action is Action.CLOSE and sig.qty is not None:
+            await self._finish(
+                job,
+                OutcomeStatus.UNKNOWN,
+                reason="not executed: the engine restarted after an unclean stop and a reboot, "
+                f"and a partial close cannot be looked up by tag; check position {job.target} "
+                "and send it again under a new id if still wanted",
+            )
+            return False
+        if sig.action not in _CREATES_ORDER or not rec.tag:
+            return True  # cancel, modify, SL/TP, full close and bulk calls are idempotent
+        for alias in self._accounts_that_may_hold(job):
+            res = await self.reconciler.resolve(alias, rec.tag, self._started)
+            if res.verdict is Verdict.FOUND:
+                rec.account = alias
+                rec.acked_ns = time.monotonic_ns()
+                if res.order_id is not None:
+                    self.tracker.bind_order(rec, res.order_id)
+                if res.position_id is not None:
+                    self.tracker.bind_position(rec, res.position_id)
+                await self._finish(
+                    job,
+                    OutcomeStatus.ACCEPTED,
+                    reason=f"not sent again: after an unclean stop the venue already holds the "
+                    f"order tagged {rec.tag} (status {res.status}) from an earlier run",
+                    resolved=True,
+                )
+                return False
+            if res.verdict is Verdict.UNRESOLVED:
+                self._publish(
+                    job,
+                    OutcomeStatus.UNKNOWN,
+                    f"not executed: after an unclean stop the venue could not be read for "
+                    f"{res.waited_s:.1f} s to check for an order tagged {rec.tag} sent by an "
+                    "earlier run; a re-delivery is checked again",
+                    None,
+                    False,
+                )
+                self.tracker.finish(rec, OutcomeStatus.UNKNOWN)
+                self._leg_done()
+                return False
+        rec.validated_ns = time.monotonic_ns()
+        return True
+
+    def _accounts_that_may_hold(self, job: _Job) -> list[str]:
+        """A pool signal may have gone to any member in the earlier run; others to their leg."""
+        group = self.accounts.groups.get(job.signal.account)
+        alias = job.leg.session.alias
+        if group is None or group.mode != "pool":
+            return [alias]
+        return [alias, *(m for m in group.members if m != alias and m in self.accounts.sessions)]
 
     async def _resolve(self, job: _Job) -> None:
         """Find the target (by venue id or ``ref``) and build and pre-validate the request."""
@@ -321,7 +385,7 @@ class Pipeline:
             job.target = sig.position_id or await self._ref_position(job)
         elif action is Action.REVERSE:
             job.target = sig.position_id or await self._ref_position(job)
-            job.record.tag = self.tags.mint(job.record.signal_id)
+            job.record.tag = self.tags.mint(job.record.signal_id, sig.ts_ns)
             self.tracker.track(job.record)
         elif sig.symbol is not None or sig.instrument_id is not None:  # cancel_all / close_all
             inst = await session.instrument(sig.symbol, sig.instrument_id)
@@ -338,7 +402,7 @@ class Pipeline:
                 f"({inst.lot_step:g}) on {session.alias}: nothing to trade",
                 session.alias,
             )
-        tag = self.tags.mint(job.record.signal_id)
+        tag = self.tags.mint(job.record.signal_id, sig.ts_ns)
         job.record.tag = tag
         job.record.instrument_id = inst.tradable_instrument_id
         self.tracker.track(job.record)
@@ -670,7 +734,7 @@ class Pipeline:
         rec = job.record
         req = job.request
         assert req is not None
-        tag = self.tags.mint(rec.signal_id)
+        tag = self.tags.mint(rec.signal_id, job.signal.ts_ns, attempt=1)
         rec.tag = tag
         req.strategy_tag = tag
         self.tracker.track(rec)
@@ -718,7 +782,6 @@ class Pipeline:
                 )
                 resolved += 1
                 continue
-            self.tags.remember(row.strategy_tag, key)
             res = await self.reconciler.resolve(row.account, row.strategy_tag, None)
             if res.verdict is Verdict.UNRESOLVED:
                 continue

@@ -1,64 +1,48 @@
 """Strategy tags: the engine's pseudo client-order-id.
 
 TradeLocker has no client order id, so every order carries a ``strategyId`` the engine chose and
-can search for after an ambiguous failure (DESIGN.md, Policies 1). A tag must be unique across
-restarts and processes, short (the venue documents 31 characters), and stable for a given order
-once minted. Layout, 22 characters of lower-case base32::
+can search for after an ambiguous failure (DESIGN.md, Policies 1). The tag is **derived from the
+signal**, not minted from process state: the same leg of the same signal gets the same tag in
+every run, on every engine process of a consumer group. That is what lets a restarted engine ask
+the venue "did an earlier run already send this?" for a re-delivered signal whose journal intent
+was lost to a power failure (engine.journal, :meth:`Journal.suspect`).
 
-    "e" + process epoch (7, seconds, base32) + counter (6) + hash of the signal id (8)
+Layout, 22 characters (the venue documents 31)::
 
-The process epoch makes tags from two runs distinct even when the counter restarts at zero; the
-hash lets a person match a tag to a signal by eye and makes a collision across two engines that
-started in the same second need the same counter *and* the same signal-id hash.
+    "s" + 21 characters of base32hex of BLAKE2s(leg key, ts, attempt)
+
+* the leg key is the journal key (``id``, or ``id@alias`` for a fan-out member), so every
+  account's leg of a group signal has its own tag;
+* the signal's ``ts`` is in the hash so a generator that reuses an id later (beyond the journal's
+  retention) gets a fresh tag, not the tag of an old order still listed in the order history;
+* ``attempt`` separates a ``resubmit_once`` resubmission from the original, so a late original
+  and its resubmission can be told apart.
+
+105 bits of hash: a collision between two distinct signals is not a practical concern.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import time
 
-_ALPHABET = "0123456789abcdefghijklmnopqrstuv"  # base32hex, lower case: sorts like the numbers
+TAG_PREFIX = "s"
 TAG_LENGTH = 22
 
 
-def _b32(value: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+def strategy_tag(leg_key: str, generated_ns: int = 0, attempt: int = 0) -> str:
+    """The tag of ``leg_key``'s order (``attempt`` 0 = the original, 1 = a resubmission)."""
+    digest = hashlib.blake2s(
+        f"{leg_key}\x1f{generated_ns}\x1f{attempt}".encode(), digest_size=15
+    ).digest()
+    return TAG_PREFIX + base64.b32hexencode(digest)[: TAG_LENGTH - 1].decode().lower()
 
 
 class TagMint:
-    """Mints tags and remembers which signal each belongs to (for the life of the process;
-    the journal keeps the mapping across restarts)."""
+    """Derives tags for the pipeline (kept as an object so a test or a deployment can swap the
+    derivation; it holds no state, so nothing grows with the number of orders)."""
 
-    __slots__ = ("_by_signal", "_by_tag", "_counter", "_prefix")
+    __slots__ = ()
 
-    def __init__(self, epoch_s: int | None = None) -> None:
-        epoch = int(time.time()) if epoch_s is None else epoch_s
-        self._prefix = "e" + _b32(epoch, 7)
-        self._counter = 0
-        self._by_tag: dict[str, str] = {}
-        self._by_signal: dict[str, str] = {}
-
-    def mint(self, signal_id: str) -> str:
-        """A fresh tag for ``signal_id``. A resubmission mints a new tag, so a late original
-        and its resubmission can be told apart."""
-        self._counter += 1
-        digest = hashlib.blake2s(signal_id.encode(), digest_size=5).digest()
-        tag = self._prefix + _b32(self._counter, 6) + _b32(int.from_bytes(digest, "big"), 8)
-        self._by_tag[tag] = signal_id
-        self._by_signal[signal_id] = tag
-        return tag
-
-    def remember(self, tag: str, signal_id: str) -> None:
-        """Restore a mapping read back from the journal after a restart."""
-        self._by_tag[tag] = signal_id
-        self._by_signal.setdefault(signal_id, tag)
-
-    def signal_for(self, tag: str) -> str | None:
-        return self._by_tag.get(tag)
-
-    def tag_for(self, signal_id: str) -> str | None:
-        return self._by_signal.get(signal_id)
+    def mint(self, leg_key: str, generated_ns: int = 0, attempt: int = 0) -> str:
+        return strategy_tag(leg_key, generated_ns, attempt)

@@ -74,13 +74,17 @@ async def test_an_order_that_appears_late_is_found_not_declared_absent() -> None
     assert res.verdict is Verdict.FOUND and res.position_id
 
 
-def test_tags_are_short_unique_and_differ_across_runs() -> None:
-    first, second = TagMint(epoch_s=1_700_000_000), TagMint(epoch_s=1_700_000_001)
-    tags = {first.mint(f"s{i}") for i in range(1000)} | {second.mint("s1")}
-    assert len(tags) == 1001
+def test_tags_are_short_unique_per_signal_and_the_same_in_every_run() -> None:
+    first, second = TagMint(), TagMint()
+    tags = {first.mint(f"s{i}", 1_700_000_000_000_000_000) for i in range(1000)}
+    assert len(tags) == 1000
     assert all(len(t) == TAG_LENGTH <= 31 for t in tags)
-    t = first.mint("abc")
-    assert first.signal_for(t) == "abc" and first.tag_for("abc") == t
+    # Another run (or another engine of the group) derives the same tag for the same signal...
+    assert second.mint("s1", 1_700_000_000_000_000_000) in tags
+    # ... but a reused id with another ts, another leg, or a resubmission gets its own.
+    assert first.mint("s1", 1_700_000_000_000_000_001) not in tags
+    assert first.mint("s1@a2", 1_700_000_000_000_000_000) not in tags
+    assert first.mint("s1", 1_700_000_000_000_000_000, attempt=1) not in tags
 
 
 def test_allocation_rounds_down_to_the_lot_step() -> None:
