@@ -100,6 +100,7 @@ class KafkaEventSink:
         self._unsettled: deque[int] = deque()
         self._settled_early: set[int] = set()
         self._barriers: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._undelivered: list[int] = []  # kept events that failed, not yet reported
         self._kept = frozenset(self.topic(t) for t in _KEEP)
         self._sender: asyncio.Task[None] | None = None
         self._closed = False
@@ -129,19 +130,26 @@ class KafkaEventSink:
     async def barrier(self) -> None:
         """Return once every event published before this call is acknowledged by the broker.
 
-        Raises :class:`EventsNotDurable` when an outcome or rejected-signal event among them failed
-        (other topics' failures are counted in ``failed`` but do not fail the barrier: they decide
-        no signal). Cancelling one caller does not disturb others sharing the same waiter.
+        Raises :class:`EventsNotDurable` when an outcome or rejected-signal event among them
+        failed; each failure is reported once, to the first barrier that covers it (the caller
+        must then treat everything not yet committed as undecided). Other topics' failures are
+        counted in ``failed`` but do not fail a barrier: they decide no signal. Cancelling one
+        caller does not disturb others sharing the same waiter.
         """
-        if not self._unsettled:
-            return
         seq = self._seq
-        if self._barriers and self._barriers[-1][0] == seq:
-            fut = self._barriers[-1][1]
-        else:
-            fut = asyncio.get_running_loop().create_future()
-            self._barriers.append((seq, fut))
-        await asyncio.shield(fut)
+        if self._unsettled:
+            if self._barriers and self._barriers[-1][0] == seq:
+                fut = self._barriers[-1][1]
+            else:
+                fut = asyncio.get_running_loop().create_future()
+                self._barriers.append((seq, fut))
+            await asyncio.shield(fut)
+        failed = [f for f in self._undelivered if f <= seq]
+        if failed:
+            self._undelivered = [f for f in self._undelivered if f > seq]
+            raise EventsNotDurable(
+                f"{len(failed)} outcome or rejected-signal event(s) were not delivered to Kafka"
+            )
 
     async def flush(self) -> None:
         """Return once everything published so far is acknowledged by the broker (or failed)."""
@@ -253,12 +261,7 @@ class KafkaEventSink:
         if self._pending == 0:
             self._idle.set()
         if not ok and topic in self._kept:
-            # Every barrier taken after this event was published covers it: fail them now.
-            for covers, fut in self._barriers:
-                if covers >= seq and not fut.done():
-                    fut.set_exception(
-                        EventsNotDurable(f"an event on {topic} was not delivered to Kafka")
-                    )
+            self._undelivered.append(seq)  # reported by the first barrier that covers it
         if self._unsettled and self._unsettled[0] == seq:
             self._unsettled.popleft()
             while self._unsettled and self._unsettled[0] in self._settled_early:

@@ -18,7 +18,7 @@ daemon passes the Kafka event sink's :meth:`~engine.events_kafka.KafkaEventSink.
 commit first waits until the events published before it are acknowledged by the broker: one
 barrier per commit, covering every ack the commit carries, since the pipeline publishes a
 signal's outcome before it acks the delivery. If the barrier fails (an outcome never reached
-Kafka), nothing is committed and the partitions are rewound to their last commit point: those
+Kafka), nothing is committed and every owned partition is rewound to its last commit point: those
 signals are delivered again and the journal answers them with their recorded outcome, published
 anew.
 
@@ -262,13 +262,15 @@ class KafkaSignalSource:
                 try:
                     await self._before_commit()
                 except Exception as exc:
+                    # The failed event may belong to any signal not yet committed, in any
+                    # partition: every owned partition goes back to its commit point.
                     log.error(
                         "kafka source: events of acked signals are not durable (%s); nothing "
                         "committed, partitions %s rewound to their last commit",
                         type(exc).__name__,
-                        sorted(tp.partition for tp in offsets),
+                        sorted(self._ledgers),
                     )
-                    self._rewind(frozenset(tp.partition for tp in offsets))
+                    self._rewind(frozenset(self._ledgers))
                     return
             try:
                 await self._consumer.commit(offsets)
