@@ -213,7 +213,7 @@ class Pipeline:
         may reuse the id because nothing was executed under it.
         """
         signal_id = exc.signal_id or peek_id(delivery.payload) or ""
-        event = {
+        event: dict[str, Any] = {
             "id": signal_id,
             "account": None,
             "status": "rejected",
@@ -224,8 +224,25 @@ class Pipeline:
         self.bus.publish("outcomes", event, key=None)
         rejected = dict(event)
         rejected["payload"] = delivery.payload[:2048].decode("utf-8", "replace")
+        rejected["raw"] = delivery.payload  # the original bytes (the Kafka sink sends these)
         self.bus.publish("rejected_signals", rejected, key=None)
         self._spawn(delivery.ack())
+
+    def _publish_invalid(self, job: _Job, reason: str) -> None:
+        """A decoded signal the account cannot take (unknown symbol, over the venue's limits):
+        to ``rejected_signals`` too, with its original bytes, like an undecodable one."""
+        sig = job.signal
+        event = {
+            "id": sig.id,
+            "leg": job.record.signal_id,
+            "account": job.record.account,
+            "status": "rejected",
+            "action": sig.action.wire,
+            "reason": reason,
+            "payload": sig.raw[:2048].decode("utf-8", "replace"),
+            "raw": sig.raw,
+        }
+        self.bus.publish("rejected_signals", event, key=job.record.account)
 
     # -- lane: in order per account -----------------------------------------------------------
 
@@ -305,6 +322,7 @@ class Pipeline:
         try:
             await self._resolve(job)
         except (ValidationError, NotFound) as exc:
+            self._publish_invalid(job, _reason(exc))  # Policies 7: invalid input is reported
             await self._finish(job, OutcomeStatus.REJECTED, reason=_reason(exc))
             return False
         if earlier is None and self.journal.suspect(sig.ts_ns):
