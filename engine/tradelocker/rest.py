@@ -20,8 +20,9 @@ Order calls travel on one of two transports (``ConnectionSettings.order_transpor
 
 * ``"lean"`` (default): :class:`engine.tradelocker.wire.OrderConnections`, a few pinned
   keep-alive HTTP/1.1 connections of the account's own, request heads built by ``engine._fast``
-  (the place-order head is cached per token), replies parsed by httptools. Measured in
-  ``bench/RESULTS.md``: aiohttp's per-request work was most of the engine's share.
+  (the place-order head is cached per token), replies parsed by httptools. Measured side by
+  side (``bench/wire_micro.py``, ``bench/RESULTS.md``): ~16 µs over a bare round trip, against
+  ~100 µs for aiohttp's per-request work.
 * ``"aiohttp"``: the same session the queries use.
 
 Both feed the same classifier (:func:`engine.tradelocker.errors.decode_reply`), so the outcome
