@@ -86,7 +86,9 @@ class _Latch:
 
 
 class _Job:
-    __slots__ = ("durable", "latch", "leg", "priority", "record", "request", "signal", "target")
+    __slots__ = (
+        "durable", "latch", "leg", "priority", "recheck", "record", "request", "signal", "target",
+    )  # fmt: skip
 
     def __init__(self, signal: Signal, leg: Leg, latch: _Latch, record: SignalRecord) -> None:
         self.signal = signal
@@ -99,6 +101,9 @@ class _Job:
         # The journal write this job must see durable before it may go to the gate: its own
         # begin, or the lane's latest one (so it cannot overtake an earlier order's fsync).
         self.durable: Awaitable[None] | None = None
+        # Another engine process may have executed it (a taken-over Kafka partition): look its
+        # tag up at the venue before executing, like after an unclean stop.
+        self.recheck = False
 
 
 class Pipeline:
@@ -166,7 +171,10 @@ class Pipeline:
             rec.ts_ns = signal.ts_ns
             rec.arrived_ns = arrived
             rec.decoded_ns = decoded
-            self._enqueue(_Job(signal, leg, latch, rec))
+            job = _Job(signal, leg, latch, rec)
+            owned = delivery.owned_since_ns
+            job.recheck = bool(owned) and (not signal.ts_ns or signal.ts_ns < owned)
+            self._enqueue(job)
 
     async def run_source(self, source: SignalSource) -> None:
         """Feed every delivery of ``source`` into the pipeline until the source ends."""
@@ -325,7 +333,7 @@ class Pipeline:
             self._publish_invalid(job, _reason(exc))  # Policies 7: invalid input is reported
             await self._finish(job, OutcomeStatus.REJECTED, reason=_reason(exc))
             return False
-        if earlier is None and self.journal.suspect(sig.ts_ns):
+        if earlier is None and (job.recheck or self.journal.suspect(sig.ts_ns)):
             return await self._clear_suspect(job)
         rec.validated_ns = time.monotonic_ns()
         return True

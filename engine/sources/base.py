@@ -22,6 +22,10 @@ class Delivery:
     ack: Callable[[], Awaitable[None]] = _no_ack
     key: bytes | None = None  # Kafka key (the account) when there is one
     origin: str = "local"  # local | http | kafka:<topic>/<partition>@<offset>
+    # Epoch ns since when this process owns the delivery's partition (Kafka), else 0. A signal
+    # generated before then may already have been executed by the partition's previous owner
+    # (another engine process of the group that died before committing it).
+    owned_since_ns: int = 0
 
 
 class SignalSource(Protocol):

@@ -80,7 +80,7 @@ class KafkaSourceConfig:
 class _PartitionLedger:
     """Delivered and acked offsets of one owned partition."""
 
-    __slots__ = ("acked", "committed", "delivered", "done", "epoch", "first")
+    __slots__ = ("acked", "committed", "delivered", "done", "epoch", "first", "since_ns")
 
     def __init__(self, epoch: int, committed: int | None = None) -> None:
         self.epoch = epoch  # bumps each time the partition is (re)assigned to us (or rewound)
@@ -89,6 +89,7 @@ class _PartitionLedger:
         self.done: int | None = None  # next offset to commit (one past the last contiguous ack)
         self.committed: int | None = committed
         self.first: int | None = None  # the first offset delivered under this epoch
+        self.since_ns = time.time_ns()  # when we came to own it (Delivery.owned_since_ns)
 
     def rewind_point(self) -> int | None:
         """Where consumption must restart so nothing uncommitted is skipped."""
@@ -227,6 +228,7 @@ class KafkaSignalSource:
                         ack=self._acker(tp.partition, ledger.epoch, record.offset),
                         key=record.key,
                         origin=f"kafka:{topic}/{tp.partition}@{record.offset}",
+                        owned_since_ns=ledger.since_ns,
                     )
 
     def _acker(self, partition: int, epoch: int, offset: int) -> Callable[[], Awaitable[None]]:
@@ -298,6 +300,7 @@ class KafkaSignalSource:
             point = old.rewind_point()
             self._epoch += 1
             self._ledgers[p] = _PartitionLedger(self._epoch, old.committed)
+            self._ledgers[p].since_ns = old.since_ns
             if point is not None:
                 try:
                     self._consumer.seek(TopicPartition(self.config.topic, p), point)
