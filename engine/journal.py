@@ -12,11 +12,13 @@ outcome is unknown is never resent blindly. The pipeline therefore:
 
 Two durability levels, chosen so that the order path never waits for a disk:
 
-* ``begin`` appends one framed record to an append-only **intent log** with a single
-  ``os.write`` and returns an already-completed awaitable. The bytes are in the kernel's page
-  cache when the call returns, so they survive the death of the process (SIGKILL, OOM kill, a
-  crash), which is what a re-delivered signal after a restart must be checked against. The same
-  row also goes to SQLite in the background group commit (fsynced, below).
+* ``begin`` copies one framed record into an append-only **intent log**: a file segment,
+  preallocated and mapped shared into memory, so the append is a memory copy (no system call,
+  and no release of the GIL for the journal's writer thread to grab mid-order). The bytes are
+  in the kernel's page cache when the call returns, so they survive the death of the process
+  (SIGKILL, OOM kill, a crash), which is what a re-delivered signal after a restart must be
+  checked against. ``begin`` returns an already-completed awaitable. The same row goes to
+  SQLite with the next group commit (fsynced, below).
 * ``record`` (and so the ack, and the Kafka offset commit behind it) waits for the group commit:
   WAL with ``synchronous=FULL``, fsynced. An offset is never committed for an outcome that is not
   on disk.
@@ -48,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import mmap
 import os
 import queue
 import sqlite3
@@ -153,8 +156,8 @@ _RECORD_SQL = (
 
 # Intent frame: payload length, CRC-32 of the payload, then the orjson payload
 # [signal_id, account, strategy_tag, begun_ns]. A torn or corrupt frame ends the replay of its
-# segment: nothing after it in that segment was ever acknowledged as begun to a caller whose
-# write returned (writes are appended in call order by one thread).
+# segment: frames are appended in call order by one thread, so a torn frame is the last one,
+# the one whose ``begin`` never returned.
 _FRAME = struct.Struct("<II")
 
 
@@ -169,6 +172,8 @@ def read_intents(data: bytes) -> list[tuple[str, str, str, int]]:
     pos, end, head = 0, len(data), _FRAME.size
     while pos + head <= end:
         size, crc = _FRAME.unpack_from(data, pos)
+        if size == 0:
+            break  # the zero-filled rest of a preallocated segment
         payload = data[pos + head : pos + head + size]
         if len(payload) != size or zlib.crc32(payload) != crc:
             break
@@ -179,6 +184,84 @@ def read_intents(data: bytes) -> list[tuple[str, str, str, int]]:
         out.append((str(sid), str(account), str(tag), int(begun)))
         pos += head + size
     return out
+
+
+class IntentLog:
+    """Append-only intent records in memory-mapped segment files ``<name>.intents-*``.
+
+    Each segment is preallocated (``posix_fallocate``, or zeros where the filesystem cannot) so
+    a page touched through the mapping always has a disk block: a full disk shows up as an error
+    when a segment is created, never as a SIGBUS on the order path. A segment is zero after its
+    last frame, which is where replay stops. The next segment is prepared as soon as one is
+    taken into use, so a rotation on the order path only swaps two mappings.
+    """
+
+    __slots__ = ("_dir", "_map", "_name", "_path", "_pos", "_seq", "_size", "_spare")
+
+    def __init__(self, directory: Path, name: str, segment_bytes: int) -> None:
+        if segment_bytes < 4096:
+            raise ValueError(f"intent_segment_bytes must be at least 4096, got {segment_bytes}")
+        self._dir, self._name, self._size, self._seq = directory, name, segment_bytes, 0
+        self._path, self._map = self._create()
+        self._pos = 0
+        self._spare: tuple[Path, mmap.mmap] | None = self._create()
+
+    @staticmethod
+    def segments(directory: Path, name: str) -> list[Path]:
+        return sorted(directory.glob(name + ".intents-*"))
+
+    def append(self, frame: bytes) -> Path | None:
+        """Copy one frame in; returns the path of a segment this append filled and left."""
+        end = self._pos + len(frame)
+        retired = None
+        if end > self._size:
+            if len(frame) > self._size:
+                raise ValueError(f"intent record of {len(frame)} bytes exceeds a segment")
+            retired = self._rotate()
+            end = len(frame)
+        self._map[end - len(frame) : end] = frame
+        self._pos = end
+        return retired
+
+    def close(self, *, delete: bool) -> None:
+        self._map.close()
+        if self._spare is not None:
+            self._spare[1].close()
+            self._spare[0].unlink(missing_ok=True)
+            self._spare = None
+        if delete:
+            self._path.unlink(missing_ok=True)
+
+    def _rotate(self) -> Path:
+        spare = self._spare or self._create()
+        old_path, old_map = self._path, self._map
+        self._path, self._map = spare
+        self._pos = 0
+        old_map.close()
+        try:
+            self._spare = self._create()
+        except OSError:
+            self._spare = None  # retried at the next rotation, where an error is reported
+        return old_path
+
+    def _create(self) -> tuple[Path, mmap.mmap]:
+        self._seq += 1
+        path = self._dir / f"{self._name}.intents-{time.time_ns():020d}-{self._seq:06d}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                os.posix_fallocate(fd, 0, self._size)
+            except OSError:
+                zeros = bytes(1 << 16)
+                for _ in range(0, self._size, len(zeros)):
+                    os.write(fd, zeros)
+                os.ftruncate(fd, self._size)
+            return path, mmap.mmap(fd, self._size)
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +279,7 @@ class Journal:
 
     Open at start-up, close at shutdown. Not thread-safe for callers: use it from one event
     loop. ``decided``, ``pending`` and ``suspect`` read in-memory state kept in step with every
-    write, so they never block on the disk; ``begin`` costs one ``os.write``.
+    write, so they never block on the disk; ``begin`` costs a memory copy.
     """
 
     def __init__(
@@ -221,12 +304,11 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._max_batch = max_batch
         self._fsync_begin = begin_durability == "power"
-        self._segment_limit = intent_segment_bytes
         self._index: dict[str, JournalRecord] = {}
         self._queue: queue.SimpleQueue[_Write] = queue.SimpleQueue()
+        self._begins: list[tuple[object, ...]] = []
         self._closed = False
         self._failure: BaseException | None = None
-        self._intent_fd = -1
         self._run_path = self.path.with_name(self.path.name + ".run")
         self._boot_id = _read_boot_id(boot_id_path)
         try:
@@ -248,8 +330,7 @@ class Journal:
             for segment in replayed:
                 segment.unlink(missing_ok=True)
             self.run_state = self._open_run_state(suspect_window_s)
-            self._segment_seq = 0
-            self._open_segment()
+            self._intents = IntentLog(self.path.parent, self.path.name, intent_segment_bytes)
         except (sqlite3.Error, OSError, ValueError) as exc:
             conn.close()
             raise JournalError(f"cannot open the journal at {self.path}: {exc}") from exc
@@ -303,30 +384,29 @@ class Journal:
         if signal_id in self._index:
             return _READY
         now = time.time_ns()
-        frame = intent_frame(signal_id, account, strategy_tag, now)
         try:
-            written = os.write(self._intent_fd, frame)
-        except OSError as exc:
+            retired = self._intents.append(intent_frame(signal_id, account, strategy_tag, now))
+        except (OSError, ValueError) as exc:
             self._failure = exc
             return _Settled(JournalError(f"cannot append to the intent log: {exc}"))
-        if written != len(frame):
-            # A short append (disk full) leaves a torn frame that ends replay of the segment:
-            # nothing may be appended after it.
-            self._failure = OSError(f"short write to the intent log ({written}/{len(frame)})")
-            return _Settled(JournalError(f"cannot append to the intent log: {self._failure}"))
+        if retired is not None:
+            # Its rows are all buffered or queued: once they are committed it can go.
+            self._flush_begins()
+            self._queue.put((_RETIRE_SQL, (str(retired),), None, None))
         self._index[signal_id] = JournalRecord(
             signal_id, account, strategy_tag, EntryState.PENDING, begun_ns=now
         )
         params = (signal_id, account, strategy_tag, now)
-        self._segment_size += written
         if self._fsync_begin:
-            fut = self._submit(_BEGIN_SQL, params)
+            self._flush_begins()
+            fut: Awaitable[None] = self._submit(_BEGIN_SQL, params)
         else:
-            self._queue.put((_BEGIN_SQL, params, None, None))
-            fut = None
-        if self._segment_size >= self._segment_limit:
-            self._rotate()
-        return _READY if fut is None else fut
+            # Not handed to the writer thread yet: waking it here would make it compete for the
+            # GIL with the order on its way to the wire. The row rides along with the next
+            # write that needs a commit anyway (an outcome), or a rotation, or close.
+            self._begins.append(params)
+            fut = _READY
+        return fut
 
     def record(self, outcome: Outcome) -> Awaitable[None]:
         """Record the final outcome of a signal (with or without an earlier ``begin``).
@@ -351,6 +431,7 @@ class Journal:
             decided_ns=now,
         )
         self._index[outcome.signal_id] = rec
+        self._flush_begins()
         return self._submit(
             _RECORD_SQL,
             (
@@ -375,23 +456,20 @@ class Journal:
         if self._closed:
             return
         self._closed = True
+        self._flush_begins()
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
-        if self._intent_fd >= 0:
-            os.close(self._intent_fd)
-            self._intent_fd = -1
+        # Everything in the intent log is committed now, unless the writer failed: then the
+        # segments stay, and the next open replays them.
+        self._intents.close(delete=self._failure is None)
         if self._failure is None:
-            self._segment_path.unlink(missing_ok=True)
             self._write_run_state(open_=False)
 
     # -- intent log and run state -------------------------------------------------------------
 
-    def _segments(self) -> list[Path]:
-        return sorted(self.path.parent.glob(self.path.name + ".intents-*"))
-
     def _replay_intents(self, conn: sqlite3.Connection) -> list[Path]:
         """Turn intents left by an earlier run into pending rows (committed before returning)."""
-        segments = self._segments()
+        segments = IntentLog.segments(self.path.parent, self.path.name)
         rows = [row for seg in segments for row in read_intents(seg.read_bytes())]
         if rows:
             conn.execute("BEGIN IMMEDIATE")
@@ -399,26 +477,12 @@ class Journal:
             conn.execute("COMMIT")
         return segments
 
-    def _open_segment(self) -> None:
-        self._segment_seq += 1
-        self._segment_path = self.path.with_name(
-            f"{self.path.name}.intents-{os.getpid()}-{time.time_ns()}-{self._segment_seq:06d}"
-        )
-        self._intent_fd = os.open(
-            self._segment_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        self._segment_size = 0
-
-    def _rotate(self) -> None:
-        """Start a new segment; the writer deletes the old one once its rows are committed."""
-        old_fd, old_path = self._intent_fd, self._segment_path
-        try:
-            self._open_segment()
-        except OSError as exc:
-            self._failure = exc  # the next begin says so; the old segment stays valid
-            return
-        os.close(old_fd)
-        self._queue.put((_RETIRE_SQL, (str(old_path),), None, None))
+    def _flush_begins(self) -> None:
+        """Hand the buffered begin rows to the writer, ahead of whatever is queued next."""
+        if self._begins:
+            for params in self._begins:
+                self._queue.put((_BEGIN_SQL, params, None, None))
+            self._begins.clear()
 
     def _open_run_state(self, window_s: float) -> RunState:
         prior: dict[str, Any] | None = None

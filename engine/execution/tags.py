@@ -9,7 +9,7 @@ was lost to a power failure (engine.journal, :meth:`Journal.suspect`).
 
 Layout, 22 characters (the venue documents 31)::
 
-    "s" + 21 characters of base32hex of BLAKE2s(leg key, ts, attempt)
+    "s" + 21 lower-case hex digits of BLAKE2s(leg key, ts, attempt)
 
 * the leg key is the journal key (``id``, or ``id@alias`` for a fan-out member), so every
   account's leg of a group signal has its own tag;
@@ -18,12 +18,12 @@ Layout, 22 characters (the venue documents 31)::
 * ``attempt`` separates a ``resubmit_once`` resubmission from the original, so a late original
   and its resubmission can be told apart.
 
-105 bits of hash: a collision between two distinct signals is not a practical concern.
+84 bits of hash (hex, because it is computed in C: base64's base32 is pure Python in 3.11):
+among a million orders on one account the chance of any collision is about 3e-14.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
 TAG_PREFIX = "s"
@@ -33,9 +33,9 @@ TAG_LENGTH = 22
 def strategy_tag(leg_key: str, generated_ns: int = 0, attempt: int = 0) -> str:
     """The tag of ``leg_key``'s order (``attempt`` 0 = the original, 1 = a resubmission)."""
     digest = hashlib.blake2s(
-        f"{leg_key}\x1f{generated_ns}\x1f{attempt}".encode(), digest_size=15
-    ).digest()
-    return TAG_PREFIX + base64.b32hexencode(digest)[: TAG_LENGTH - 1].decode().lower()
+        f"{leg_key}\x1f{generated_ns}\x1f{attempt}".encode(), digest_size=11
+    ).hexdigest()
+    return TAG_PREFIX + digest[: TAG_LENGTH - 1]
 
 
 class TagMint:
