@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -106,6 +107,25 @@ class _Job:
         self.recheck = False
 
 
+class _Lane:
+    """One account's signals waiting to be prepared, in arrival order, and its sends in flight.
+    A runner task drains it (:meth:`Pipeline._run_lane`); ``running`` says one is active."""
+
+    __slots__ = ("jobs", "last_begin", "running", "sending")
+
+    def __init__(self) -> None:
+        self.jobs: deque[_Job] = deque()
+        self.running = False
+        # The latest journal write of the lane: a job that writes none waits for it, so it
+        # cannot reach the gate before an earlier order's intent is written.
+        self.last_begin: Awaitable[None] | None = None
+        self.sending: set[asyncio.Task[None]] = set()
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+
+
 class Pipeline:
     """Turns deliveries into venue calls and outcomes. One per process; use from one loop."""
 
@@ -138,8 +158,7 @@ class Pipeline:
         # Everything an earlier run sent went out before this moment (reconciliation settles
         # from here when it looks for an earlier run's orders).
         self._started = time.monotonic()
-        self._lanes: dict[str, asyncio.Queue[_Job]] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._open_legs = 0
         self._idle = asyncio.Event()
@@ -188,13 +207,9 @@ class Pipeline:
         await self._idle.wait()
 
     async def close(self) -> None:
-        """Drain in-flight work, then stop the lane workers."""
+        """Drain in-flight work (a lane's runner ends when its lane is empty)."""
         self._closing = True
         await self.drain()
-        for task in self._workers.values():
-            task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
-        self._workers.clear()
 
     def _pinned_account(self, signal_id: str) -> str | None:
         """A pool signal seen before must go to the account it went to the first time."""
@@ -205,14 +220,14 @@ class Pipeline:
         alias = job.leg.session.alias
         lane = self._lanes.get(alias)
         if lane is None:
-            lane = self._lanes[alias] = asyncio.Queue()
-            self._workers[alias] = asyncio.get_running_loop().create_task(
-                self._lane_worker(lane), name=f"lane-{alias}"
-            )
+            lane = self._lanes[alias] = _Lane()
         if self._open_legs == 0:
             self._idle.clear()
         self._open_legs += 1
-        lane.put_nowait(job)
+        lane.jobs.append(job)
+        if not lane.running:
+            lane.running = True
+            self._spawn(self._run_lane(lane))
 
     def _refuse(self, delivery: Delivery, exc: SignalError) -> None:
         """A signal that cannot be decoded: rejected with its reason, acked, engine carries on.
@@ -254,37 +269,59 @@ class Pipeline:
 
     # -- lane: in order per account -----------------------------------------------------------
 
-    async def _lane_worker(self, lane: asyncio.Queue[_Job]) -> None:
-        last_begin: Awaitable[None] | None = None
-        sending: set[asyncio.Task[None]] = set()
-        while True:
-            job = await lane.get()
-            if job.signal.action in _BULK and sending:
-                # cancel_all / close_all act on everything sent before them: let it land first.
-                await asyncio.wait(sending)
-            try:
-                ready = await self._prepare(job)
-            except Exception as exc:  # a bug must not stop the account's lane
-                log.exception("preparing signal %s failed", job.record.signal_id)
-                await self._finish(
-                    job, OutcomeStatus.REJECTED, reason=f"internal error: {type(exc).__name__}"
-                )
-                continue
-            if ready:
+    async def _run_lane(self, lane: _Lane) -> None:
+        """Prepare the lane's signals one by one in arrival order and start their sends.
+
+        The last signal waiting is sent from this task itself, after the lane is released for a
+        new runner: an isolated signal then costs one task hand-off between ``submit`` and the
+        wire instead of two (a worker wake-up and then a send task).
+        """
+        jobs = lane.jobs
+        released = False
+        try:
+            while jobs:
+                job = jobs.popleft()
+                if job.signal.action in _BULK and lane.sending:
+                    # cancel_all / close_all act on everything sent before them: let it land.
+                    await asyncio.wait(lane.sending)
+                try:
+                    ready = await self._prepare(job)
+                except Exception as exc:  # a bug must not stop the account's lane
+                    log.exception("preparing signal %s failed", job.record.signal_id)
+                    await self._finish(
+                        job, OutcomeStatus.REJECTED, reason=f"internal error: {type(exc).__name__}"
+                    )
+                    continue
+                if not ready:
+                    continue
                 rec = job.record
                 if rec.action in _CREATES_ORDER or rec.action is Action.CLOSE:
                     # Evidence before the bytes leave: after a crash it is reconciled by tag.
                     # Issued here, in lane order, so the writes (and the sends waiting on them)
-                    # keep the account's arrival order; awaited by the send task, before the gate.
-                    last_begin = self.journal.begin(rec.signal_id, rec.account, rec.tag or "")
-                job.durable = last_begin
+                    # keep the account's arrival order; awaited by the send, before the gate.
+                    lane.last_begin = self.journal.begin(rec.signal_id, rec.account, rec.tag or "")
+                job.durable = lane.last_begin
                 if rec.action in _BULK:
                     # ... and nothing sent after them may land before them.
                     await self._send(job)
+                elif jobs:
+                    lane.track(self._spawn(self._send(job)))
                 else:
-                    task = self._spawn(self._send(job))
-                    sending.add(task)
-                    task.add_done_callback(sending.discard)
+                    # A signal arriving from now on starts a new runner; this send reaches the
+                    # gate first (it does not yield before it, or waits on an earlier wake-up).
+                    released = True
+                    lane.running = False
+                    me = asyncio.current_task()
+                    if me is not None:
+                        lane.track(me)
+                    await self._send(job)
+                    return
+        finally:
+            if not released:
+                lane.running = False
+                if jobs and not self._closing:  # ended by an unexpected error: keep it moving
+                    lane.running = True
+                    self._spawn(self._run_lane(lane))
 
     async def _prepare(self, job: _Job) -> bool:
         """Everything before the rate gate. False when the job already has its outcome."""
