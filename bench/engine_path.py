@@ -1,11 +1,12 @@
-"""The engine side of the benchmark: signal bytes in, acknowledged order out, stamped per stage.
+"""The "adapter only" series: signal bytes in, acknowledged order out, bypassing the pipeline.
 
-Until the execution pipeline (``engine/execution/``) exposes a submit-bytes entry point, this is
-the engine's hot path assembled from its landed parts, in the pipeline's order:
+The engine itself is measured through the real pipeline (``bench/pipeline_path.py``). This is the
+hot path without it, kept so the pipeline's own cost (lanes, journal, rate gate, outcome
+events) is visible side by side:
 ``engine.signals.decode`` (decode and pre-validate), a cached instrument lookup and a strategy
 tag (building the :class:`OrderRequest`), then ``TradeLockerVenue.place_order`` (serialize, send
-on a warm pinned connection, decode the venue's reply). There is no rate gate on this path yet,
-so ``gated`` equals ``validated``.
+on a warm pinned connection, decode the venue's reply). There is no journal and no rate gate on
+this path, so ``gated`` equals ``validated``.
 
 Every request's stamps go to :class:`engine.metrics.Metrics`, the same recorder the daemon uses.
 """
@@ -27,11 +28,13 @@ from engine.venue import PlaceResult
 EPOCH_MINUS_MONO = time.time_ns() - time.monotonic_ns()
 
 
-def signal_bytes(i: int, account: str, symbol: str, generated_epoch_ns: int) -> bytes:
+def signal_bytes(
+    i: int, account: str, symbol: str, generated_epoch_ns: int, signal_id: str | None = None
+) -> bytes:
     """The signal a generator would send for order ``i`` (a market buy/sell of 0.01 lots)."""
     return orjson.dumps(
         {
-            "id": f"bench-{i}",
+            "id": signal_id or f"bench-{i}",
             "ts": generated_epoch_ns,
             "account": account,
             "action": "place",

@@ -1,18 +1,22 @@
 """``tl-engine bench``: the latency suite, side by side in one run.
 
 1. Start the sandbox in its own process (``tl-engine sim``) with ``--accounts`` accounts and the
-   venue's rate limits lifted; log the engine in (TradeLockerVenue, warm pinned connections).
+   venue's rate limits lifted; build the engine with ``engine.daemon.build_engine`` (the daemon's
+   own wiring: accounts, rate gates, journal, pipeline, in-process bus; no control server) around
+   the TradeLocker adapter pointed at it.
 2. For each venue latency (0 ms, then 50-100 ms): constant-rate load, measured from the intended
    send time, of (a) the floor, a bare keep-alive HTTP/1.1 round trip with a pre-built request to
-   the same order endpoint, and (b) the engine, signal bytes to acknowledged order, stamped per
-   stage into :class:`engine.metrics.Metrics`. At 0 ms the engine runs twice, once per order
-   transport: the default lean pinned connections, then aiohttp (``engine_aiohttp_0ms``), so
-   the transport's share is visible side by side in one run. Positions are flattened before
-   each series, so no series pays for the positions the one before it opened.
+   the same order endpoint, and (b) the engine: each signal handed to ``Pipeline.submit`` as a
+   ``Delivery`` at its intended send time, done when its outcome is on the bus; stage stamps are
+   the pipeline's own. At 0 ms the same signals also go straight to the adapter ("adapter only":
+   decode, tag, ``place_order``; no lanes, journal or gate), so the pipeline's own cost is visible.
+   Positions are flattened before each series, so no series pays for the one before it.
 3. (c) The official ``tradelocker`` client placing a few of the same orders (at 0 ms).
-4. Capacity: orders/s with many in flight against the 0 ms sandbox, and against an in-process
-   null venue (the engine alone).
-5. A PNG of the percentile distributions, a JSON of every figure, and a report with the ratios
+4. Capacity: orders/s with many in flight against the 0 ms sandbox, and with no network: the
+   pipeline around the in-process PaperVenue, and the adapter-only path around a null venue.
+5. ``--kafka`` (never in ``--quick``): a real broker (``scripts/kafka.sh``), the engine reading a
+   signals topic through its Kafka source, produced at a constant rate (bench/kafka_mode.py).
+6. A PNG of the percentile distributions, a JSON of every figure, and a report with the ratios
    and the targets met or missed. ``--quick`` ends with exactly the two lines::
 
        engine/floor round-trip ratio: X.XX
@@ -39,8 +43,10 @@ import uvloop
 
 from bench.engine_path import EnginePath, NullVenue, null_instruments
 from bench.floor import FloorClient
+from bench.kafka_mode import KafkaResult, add_kafka, kafka_series
 from bench.load import LoadResult, closed_loop, constant_rate
 from bench.official import OfficialResult, official_orders
+from bench.pipeline_path import PipelinePath, pipeline_engine
 from bench.plot import write_percentile_plot
 from bench.sandbox import (
     BENCH_EMAIL,
@@ -51,6 +57,7 @@ from bench.sandbox import (
 )
 from engine.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.metrics import LatencyHistogram, Metrics, Summary, format_table
+from engine.sim_venue import PaperVenue
 from engine.tradelocker.rest import ConnectionSettings
 from engine.tradelocker.venue import (
     AccountSpec,
@@ -79,19 +86,21 @@ class Plan:
     capacity_orders: int
     null_orders: int
     concurrency: int
+    kafka_rate: float = 200
+    kafka_count: int = 2_000
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(4, 200, 400, 100, 200, "50-100", 2, 1_000, 5_000, 32)
+        return cls(4, 200, 400, 100, 200, "50-100", 2, 1_000, 5_000, 32, 100, 300)
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(20, 500, 5_000, 200, 2_000, "50-100", 5, 5_000, 50_000, 64)
+        return cls(20, 500, 5_000, 200, 2_000, "50-100", 5, 5_000, 20_000, 64, 200, 2_000)
 
     @classmethod
     def tiny(cls) -> Plan:
         """For the end-to-end test: every stage runs, in seconds."""
-        return cls(2, 100, 30, 50, 10, "5-10", 1, 50, 200, 4)
+        return cls(2, 100, 30, 50, 10, "5-10", 1, 50, 200, 4, 50, 20)
 
 
 @dataclass(slots=True)
@@ -100,8 +109,9 @@ class Scenario:
     floor: LoadResult
     engine: LoadResult
     metrics: Metrics
-    # The same engine with order calls on aiohttp (the other order transport), when measured.
-    engine_aiohttp: LoadResult | None = None
+    # The same signals straight to the adapter (no pipeline), when measured: the pipeline's cost.
+    adapter: LoadResult | None = None
+    adapter_metrics: Metrics | None = None
 
 
 def _pct(s: Summary) -> dict[str, float]:
@@ -142,9 +152,8 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def _start_engine(
-    sandbox: Sandbox, order_transport: str = "lean"
-) -> tuple[TradeLockerVenue, list[str], dict[str, Any]]:
+def _bench_venue(sandbox: Sandbox) -> tuple[TradeLockerVenue, dict[str, str]]:
+    """The TradeLocker adapter for the sandbox's accounts, not started (build_engine starts it)."""
     login = LoginSpec(
         name="bench",
         base_url=sandbox.backend_url,
@@ -153,17 +162,9 @@ async def _start_engine(
         server=BENCH_SERVER,
         verify_tls=False,
     )
-    aliases = [f"acct{i + 1}" for i in range(sandbox.accounts)]
-    specs = [
-        AccountSpec(alias=a, login="bench", account_id=acc_id)
-        for a, acc_id in zip(aliases, sandbox.account_ids, strict=True)
-    ]
-    venue = TradeLockerVenue(
-        [login], specs, connection=ConnectionSettings(order_transport=order_transport)
-    )
-    await venue.start()
-    instruments = {a: {"EURUSD": await venue.instrument(a, "EURUSD")} for a in aliases}
-    return venue, aliases, instruments
+    account_ids = {f"acct{i + 1}": acc_id for i, acc_id in enumerate(sandbox.account_ids)}
+    specs = [AccountSpec(alias=a, login="bench", account_id=i) for a, i in account_ids.items()]
+    return TradeLockerVenue([login], specs, connection=ConnectionSettings()), account_ids
 
 
 class _RoundRobinFloor:
@@ -208,12 +209,12 @@ async def _scenario(
     rate: float,
     count: int,
     floor: _RoundRobinFloor,
-    venue: TradeLockerVenue,
-    aliases: list[str],
-    instruments: dict[str, dict[str, Instrument]],
+    engine: PipelinePath,
     say: Callable[[str], None],
-    aiohttp_venue: TradeLockerVenue | None = None,
+    adapter: EnginePath | None = None,
 ) -> Scenario:
+    venue = engine.engine.venue
+    aliases = engine.accounts
     await _flatten(venue, aliases)
     await sandbox.set_latency(latency)
     say(f"  venue latency {latency} ms: floor, {count} requests at {rate:g}/s ...")
@@ -223,139 +224,161 @@ async def _scenario(
 
     floor_result = await constant_rate(f"floor @{latency}ms", count, rate, fire_floor)
     await _flatten(venue, aliases)
-    say(f"  venue latency {latency} ms: engine, {count} signals at {rate:g}/s ...")
+    say(f"  venue latency {latency} ms: engine (pipeline), {count} signals at {rate:g}/s ...")
     metrics = Metrics()
-    path = EnginePath(venue, aliases, instruments, metrics)
-    engine_result = await constant_rate(f"engine @{latency}ms", count, rate, path.fire)
+    engine.series(f"engine-{latency}ms", metrics)
+    engine_result = await constant_rate(f"engine @{latency}ms", count, rate, engine.fire)
     metrics.fold()
     scenario = Scenario(latency, floor_result, engine_result, metrics)
-    if aiohttp_venue is not None:
+    if adapter is not None:
         await _flatten(venue, aliases)
-        say(f"  venue latency {latency} ms: engine on aiohttp, {count} signals at {rate:g}/s ...")
-        other = EnginePath(aiohttp_venue, aliases, instruments, Metrics())
-        scenario.engine_aiohttp = await constant_rate(
-            f"engine (aiohttp) @{latency}ms", count, rate, other.fire
+        say(f"  venue latency {latency} ms: adapter only, {count} signals at {rate:g}/s ...")
+        adapter.metrics = scenario.adapter_metrics = Metrics()
+        scenario.adapter = await constant_rate(
+            f"adapter only @{latency}ms", count, rate, adapter.fire
         )
+        scenario.adapter_metrics.fold()
     return scenario
 
 
-async def _flatten(venue: TradeLockerVenue, aliases: list[str]) -> None:
+async def _flatten(venue: Any, aliases: list[str]) -> None:
     """Close every position between phases: the sandbox's per-order work grows with the number
     of open positions, and a phase must not pay for the orders of the phase before it."""
     await asyncio.gather(*(venue.close_all_positions(a) for a in aliases))
 
 
-async def _null_capacity(plan: Plan) -> tuple[LoadResult, Metrics]:
+async def _null_capacity(plan: Plan) -> tuple[LoadResult, Metrics, LoadResult]:
+    """Capacity with no network: the whole pipeline around the in-process PaperVenue, and the
+    adapter-only path around the NullVenue (which only serialises)."""
     aliases = [f"acct{i + 1}" for i in range(plan.accounts)]
-    metrics = Metrics()
-    path = EnginePath(NullVenue(), aliases, null_instruments(aliases), metrics)
-    for i in range(200):  # warm-up: imports, caches, first-call costs
-        await path.fire(i, time.monotonic_ns())
-    metrics = Metrics()
-    path.metrics = metrics
-    result = await closed_loop("engine, null venue", plan.null_orders, plan.concurrency, path.fire)
-    metrics.fold()
-    return result, metrics
+    paper = PaperVenue(aliases, balance=1e12)
+    ids = {a: str(900_001 + n) for n, a in enumerate(aliases)}
+    async with pipeline_engine(paper, ids, "http://127.0.0.1:9", BENCH_SERVER) as (eng, waiter):
+        path = PipelinePath(eng, aliases, waiter).series("null-warm", Metrics())
+        for i in range(200):  # warm-up: imports, caches, first-call costs
+            await path.fire(i, time.monotonic_ns())
+        metrics = Metrics()
+        path.series("null", metrics)
+        result = await closed_loop(
+            "engine (pipeline), null venue", plan.null_orders, plan.concurrency, path.fire
+        )
+        metrics.fold()
+    adapter = EnginePath(NullVenue(), aliases, null_instruments(aliases), Metrics())
+    for i in range(200):
+        await adapter.fire(i, time.monotonic_ns())
+    adapter_result = await closed_loop(
+        "adapter only, null venue", plan.null_orders, plan.concurrency, adapter.fire
+    )
+    return result, metrics, adapter_result
 
 
-async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+async def run_suite(
+    plan: Plan, out_dir: Path, say: Callable[[str], None], kafka: bool = False
+) -> dict[str, Any]:
     started = dt.datetime.now(dt.UTC)
     say(f"starting the sandbox (own process) with {plan.accounts} accounts ...")
     sandbox = await start_sandbox(plan.accounts)
-    venue: TradeLockerVenue | None = None
-    aiohttp_venue: TradeLockerVenue | None = None
     floor: _RoundRobinFloor | None = None
+    kafka_result: KafkaResult | None = None
     try:
-        venue, aliases, instruments = await _start_engine(sandbox)
-        aiohttp_venue, _, _ = await _start_engine(sandbox, "aiohttp")
-        # One floor pool per account, round-robin like the engine: the sandbox's per-order work
-        # depends on the account's book, so both sides must spread the same way.
-        floors = [
-            FloorClient(
-                sandbox.backend_url,
-                _floor_request(venue, a, instruments[a]["EURUSD"]),
-                size=4,
-            )
-            for a in aliases
-        ]
-        for f in floors:
-            await f.start()
-        floor = _RoundRobinFloor(floors)
-        # Warm the engine path the same way (every account's pool is already warm).
-        for warm_venue in (venue, aiohttp_venue):
-            warm = EnginePath(warm_venue, aliases, instruments, Metrics())
+        venue, account_ids = _bench_venue(sandbox)
+        aliases = list(account_ids)
+        async with pipeline_engine(venue, account_ids, sandbox.host_url, BENCH_SERVER) as (
+            eng,
+            waiter,
+        ):
+            instruments = {a: {"EURUSD": await venue.instrument(a, "EURUSD")} for a in aliases}
+            # One floor pool per account, round-robin like the engine: the sandbox's per-order
+            # work depends on the account's book, so both sides must spread the same way.
+            floors = [
+                FloorClient(
+                    sandbox.backend_url,
+                    _floor_request(venue, a, instruments[a]["EURUSD"]),
+                    size=4,
+                )
+                for a in aliases
+            ]
+            for f in floors:
+                await f.start()
+            floor = _RoundRobinFloor(floors)
+            engine = PipelinePath(eng, aliases, waiter)
+            adapter = EnginePath(venue, aliases, instruments, Metrics())
+            # Warm both engine paths the same way (every account's pool is already warm).
+            engine.series("warm", Metrics())
             for i in range(4 * plan.accounts):
-                await warm.fire(i, time.monotonic_ns())
+                await engine.fire(i, time.monotonic_ns())
+                await adapter.fire(i, time.monotonic_ns())
 
-        fast = await _scenario(
-            sandbox,
-            "0",
-            plan.rate_0ms,
-            plan.count_0ms,
-            floor,
-            venue,
-            aliases,
-            instruments,
-            say,
-            aiohttp_venue,
-        )
-        slow = await _scenario(
-            sandbox,
-            plan.slow_latency,
-            plan.rate_slow,
-            plan.count_slow,
-            floor,
-            venue,
-            aliases,
-            instruments,
-            say,
-        )
-        await sandbox.set_latency("0")
+            fast = await _scenario(
+                sandbox, "0", plan.rate_0ms, plan.count_0ms, floor, engine, say, adapter
+            )
+            slow = await _scenario(
+                sandbox, plan.slow_latency, plan.rate_slow, plan.count_slow, floor, engine, say
+            )
+            await sandbox.set_latency("0")
 
-        say(f"  official client: {plan.official_orders} orders (it sleeps 1 s per request) ...")
-        eurusd = instruments[aliases[0]]["EURUSD"]
-        official: OfficialResult = await official_orders(
-            sandbox.host_url,
-            BENCH_EMAIL,
-            BENCH_PASSWORD,
-            BENCH_SERVER,
-            eurusd.tradable_instrument_id,
-            plan.official_orders,
-        )
+            say(f"  official client: {plan.official_orders} orders (it sleeps 1 s per request) ...")
+            eurusd = instruments[aliases[0]]["EURUSD"]
+            official: OfficialResult = await official_orders(
+                sandbox.host_url,
+                BENCH_EMAIL,
+                BENCH_PASSWORD,
+                BENCH_SERVER,
+                eurusd.tradable_instrument_id,
+                plan.official_orders,
+            )
 
-        say(
-            f"  capacity: {plan.capacity_orders} orders, {plan.concurrency} in flight, "
-            "0 ms sandbox ..."
-        )
-        await _flatten(venue, aliases)
-        cap_metrics = Metrics()
-        cap_path = EnginePath(venue, aliases, instruments, cap_metrics)
-        capacity = await closed_loop(
-            "engine, 0 ms sandbox", plan.capacity_orders, plan.concurrency, cap_path.fire
-        )
+            say(
+                f"  capacity: {plan.capacity_orders} orders, {plan.concurrency} in flight, "
+                "0 ms sandbox, through the pipeline ..."
+            )
+            await _flatten(venue, aliases)
+            engine.series("capacity", Metrics())
+            capacity = await closed_loop(
+                "engine, 0 ms sandbox", plan.capacity_orders, plan.concurrency, engine.fire
+            )
 
-        async def fire_floor(i: int, intended: int) -> int:
-            return await floor_client.round_trip(i)
+            async def fire_floor(i: int, intended: int) -> int:
+                return await floor_client.round_trip(i)
 
-        floor_client = floor
-        await _flatten(venue, aliases)
-        # The same closed loop through the floor: what the sandbox itself can absorb.
-        floor_capacity = await closed_loop(
-            "floor, 0 ms sandbox", plan.capacity_orders, plan.concurrency, fire_floor
-        )
+            floor_client = floor
+            await _flatten(venue, aliases)
+            # The same closed loop through the floor: what the sandbox itself can absorb.
+            floor_capacity = await closed_loop(
+                "floor, 0 ms sandbox", plan.capacity_orders, plan.concurrency, fire_floor
+            )
+            await _flatten(venue, aliases)
+        if kafka:
+            say(
+                f"  kafka: {plan.kafka_count} signals at {plan.kafka_rate:g}/s through a broker ..."
+            )
+            venue, account_ids = _bench_venue(sandbox)
+            kafka_result = await kafka_series(
+                venue,
+                account_ids,
+                sandbox.host_url,
+                BENCH_SERVER,
+                plan.kafka_rate,
+                plan.kafka_count,
+                plan.slow_latency,
+                sandbox.set_latency,
+                _flatten,
+                say,
+            )
     finally:
         if floor is not None:
             await floor.close()
-        if venue is not None:
-            await venue.close()
-        if aiohttp_venue is not None:
-            await aiohttp_venue.close()
         await sandbox.stop()
 
     say(f"  capacity: {plan.null_orders} orders against the in-process null venue ...")
-    null_result, null_metrics = await _null_capacity(plan)
+    null_result, null_metrics, null_adapter = await _null_capacity(plan)
 
     results = _assemble(plan, started, fast, slow, official, capacity, null_result, null_metrics)
+    results["series"]["capacity_null_venue_adapter_only"] = {
+        **_pct(null_adapter.summary),
+        "orders_per_s": null_adapter.rate,
+    }
+    results["ratios"]["capacity_null_venue_adapter_only_orders_per_s"] = null_adapter.rate
     results["series"]["capacity_floor_sandbox"] = {
         **_pct(floor_capacity.summary),
         "orders_per_s": floor_capacity.rate,
@@ -364,19 +387,33 @@ async def run_suite(plan: Plan, out_dir: Path, say: Callable[[str], None]) -> di
     series = {
         "floor, 0 ms": fast.floor.hist,
         "engine, 0 ms": fast.engine.hist,
-        **({"engine (aiohttp), 0 ms": fast.engine_aiohttp.hist} if fast.engine_aiohttp else {}),
+        **({"adapter only, 0 ms": fast.adapter.hist} if fast.adapter else {}),
         f"floor, {slow.latency} ms": slow.floor.hist,
         f"engine, {slow.latency} ms": slow.engine.hist,
         "official client, 0 ms": official.hist,
         "engine share, 0 ms": fast.metrics.histogram("engine_share"),
     }
+    tables = [
+        format_table(fast.metrics.summaries(), "engine stages (pipeline), venue latency 0 ms"),
+        format_table(
+            slow.metrics.summaries(), f"engine stages (pipeline), venue latency {slow.latency} ms"
+        ),
+        format_table(null_metrics.summaries(), "engine stages (pipeline), in-process null venue"),
+    ]
+    if fast.adapter_metrics is not None:
+        tables.insert(
+            1, format_table(fast.adapter_metrics.summaries(), "adapter only, venue latency 0 ms")
+        )
+    if kafka_result is not None:
+        add_kafka(results, kafka_result, slow.latency)
+        series[f"engine via Kafka, {slow.latency} ms"] = kafka_result.slow.hist
+        series["engine via Kafka, 0 ms"] = kafka_result.fast.hist
+        tables.append(
+            format_table(kafka_result.fast_metrics.summaries(), "engine stages via Kafka, 0 ms")
+        )
     title = f"tl-engine bench ({plan.accounts} accounts), {started:%Y-%m-%d %H:%M} UTC"
     await asyncio.to_thread(_write_outputs, results, series, out_dir, title)
-    results["_tables"] = [
-        format_table(fast.metrics.summaries(), "engine stages, venue latency 0 ms"),
-        format_table(slow.metrics.summaries(), f"engine stages, venue latency {slow.latency} ms"),
-        format_table(null_metrics.summaries(), "engine stages, in-process null venue"),
-    ]
+    results["_tables"] = tables
     return results
 
 
@@ -407,11 +444,19 @@ def _assemble(
     share = fast.metrics.histogram("engine_share").summary()
     slow_total = slow.metrics.histogram("signal_to_ack").summary()
     off = official.hist.summary()
-    fa = fast.engine_aiohttp.summary if fast.engine_aiohttp is not None else None
+    fa = fast.adapter.summary if fast.adapter is not None else None
+    adapter_share = (
+        fast.adapter_metrics.histogram("engine_share").summary()
+        if fast.adapter_metrics is not None
+        else None
+    )
     ratios: dict[str, float] = {
         "engine_floor_rt_ratio_p50": _ratio(fe.p50, ff.p50),
-        "engine_aiohttp_floor_rt_ratio_p50": _ratio(fa.p50, ff.p50) if fa else math.nan,
-        "engine_aiohttp_minus_floor_p50_us": (fa.p50 - ff.p50) / 1e3 if fa else math.nan,
+        "adapter_floor_rt_ratio_p50": _ratio(fa.p50, ff.p50) if fa else math.nan,
+        "pipeline_cost_p50_us": (fe.p50 - fa.p50) / 1e3 if fa else math.nan,
+        "pipeline_cost_p99_us": (fe.p99 - fa.p99) / 1e3 if fa else math.nan,
+        "adapter_share_p50_us": adapter_share.p50 / 1e3 if adapter_share else math.nan,
+        "adapter_share_p99_us": adapter_share.p99 / 1e3 if adapter_share else math.nan,
         "engine_floor_rt_ratio_p99": _ratio(fe.p99, ff.p99),
         "engine_minus_floor_p50_us": (fe.p50 - ff.p50) / 1e3,
         "engine_share_p50_us": share.p50 / 1e3,
@@ -465,7 +510,7 @@ def _assemble(
         "series": {
             "floor_0ms": _pct(ff),
             "engine_0ms": _pct(fe),
-            **({"engine_aiohttp_0ms": _pct(fa)} if fa else {}),
+            **({"adapter_only_0ms": _pct(fa)} if fa else {}),
             f"floor_{slow.latency}ms": _pct(slow.floor.summary),
             f"engine_{slow.latency}ms": _pct(slow.engine.summary),
             "official_0ms": _pct(off),
@@ -478,7 +523,7 @@ def _assemble(
         "errors": {
             "floor_0ms": fast.floor.error_kinds,
             "engine_0ms": fast.engine.error_kinds,
-            "engine_aiohttp_0ms": fast.engine_aiohttp.error_kinds if fast.engine_aiohttp else {},
+            "adapter_only_0ms": fast.adapter.error_kinds if fast.adapter else {},
             "floor_slow": slow.floor.error_kinds,
             "engine_slow": slow.engine.error_kinds,
             "official": official.errors,
@@ -518,13 +563,20 @@ def render_report(results: dict[str, Any]) -> str:
         verdict = "MET   " if v["met"] else "MISSED"
         lines.append(f"  {verdict} {name}: {v['value']:.2f} (target {v['target']:g})")
     r = results["ratios"]
-    aiohttp_ratio = r.get("engine_aiohttp_floor_rt_ratio_p50")
-    if aiohttp_ratio is not None and not math.isnan(aiohttp_ratio):
+    adapter_ratio = r.get("adapter_floor_rt_ratio_p50")
+    if adapter_ratio is not None and not math.isnan(adapter_ratio):
         lines.append(
-            "  order transport at 0 ms, engine/floor p50: lean "
-            f"{r['engine_floor_rt_ratio_p50']:.2f}, aiohttp {aiohttp_ratio:.2f} "
-            f"(engine minus floor: lean {r['engine_minus_floor_p50_us']:.0f} us, aiohttp "
-            f"{r['engine_aiohttp_minus_floor_p50_us']:.0f} us)"
+            "  at 0 ms, round trip / floor p50: engine (pipeline) "
+            f"{r['engine_floor_rt_ratio_p50']:.2f}, adapter only {adapter_ratio:.2f}; "
+            f"the pipeline itself costs {r['pipeline_cost_p50_us']:.0f} us at p50, "
+            f"{r['pipeline_cost_p99_us']:.0f} us at p99"
+        )
+    if "kafka_signal_to_ack_p99_ms_at_slow" in r:
+        lines.append(
+            "  via Kafka, produced -> acknowledged p50/p99: "
+            f"{r['kafka_signal_to_ack_p50_ms_at_0']:.2f}/{r['kafka_signal_to_ack_p99_ms_at_0']:.2f}"
+            f" ms at 0 ms, {r['kafka_signal_to_ack_p50_ms_at_slow']:.2f}/"
+            f"{r['kafka_signal_to_ack_p99_ms_at_slow']:.2f} ms at the slow venue"
         )
     if r["official_engine_ratio_p50"] is not None and not math.isnan(
         r["official_engine_ratio_p50"]
@@ -548,6 +600,11 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     parser.add_argument(
         "--out", type=Path, default=Path("bench/results"), help="where the PNG and JSON go"
     )
+    parser.add_argument(
+        "--kafka",
+        action="store_true",
+        help="also measure through a real Kafka broker (scripts/kafka.sh; ignored with --quick)",
+    )
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
 
     def run(args: argparse.Namespace) -> int:
@@ -561,7 +618,10 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         def say(msg: str) -> None:
             print(msg, file=sys.stderr, flush=True)
 
-        results = uvloop.run(run_suite(plan, args.out, say))
+        kafka = args.kafka and not args.quick
+        if args.kafka and args.quick:
+            say("--kafka is off in --quick (starting a broker alone takes most of a minute)")
+        results = uvloop.run(run_suite(plan, args.out, say, kafka=kafka))
         print(render_report(results), flush=True)
         return 0
 
