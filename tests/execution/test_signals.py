@@ -124,7 +124,7 @@ def test_rejected_signal_still_carries_its_id() -> None:
 
 
 def test_every_action_has_a_minimal_valid_form() -> None:
-    minimal = {
+    minimal: dict[str, dict[str, object]] = {
         "modify": {"order_id": "1", "price": 1.2},
         "cancel": {"ref": "earlier"},
         "cancel_all": {},
