@@ -21,7 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv").exists() else sys.executable
 
 
-def start_sandbox(latency_ms: int, log: Path) -> tuple[subprocess.Popen[str], str]:
+def start_sandbox(
+    latency_ms: int, log: Path, seed_file: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    seed = ["--seed-file", str(seed_file)] if seed_file is not None else []
     proc = subprocess.Popen(
         [
             PYTHON,
@@ -36,6 +39,7 @@ def start_sandbox(latency_ms: int, log: Path) -> tuple[subprocess.Popen[str], st
             "0",
             "--latency-ms",
             str(latency_ms),
+            *seed,
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
