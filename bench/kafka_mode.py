@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -46,17 +47,22 @@ class KafkaResult:
     bootstrap: str
 
 
-async def _kafka_sh(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        str(KAFKA_SH), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+def _kafka_sh_sync(*args: str) -> str:
+    # Synchronous subprocess on purpose: under uvloop, a subprocess transport stays open while
+    # the daemonised broker (a grandchild) holds an inherited descriptor, so awaiting it hangs.
+    done = subprocess.run(
+        ["bash", str(KAFKA_SH), *args], capture_output=True, text=True, timeout=180, check=False
     )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
+    if done.returncode != 0:
         raise RuntimeError(
-            f"scripts/kafka.sh {' '.join(args)} failed (exit {proc.returncode}): "
-            f"{err.decode(errors='replace')[-1500:]}"
+            f"scripts/kafka.sh {' '.join(args)} failed (exit {done.returncode}): "
+            f"{done.stderr[-1500:]}"
         )
-    return out.decode().strip()
+    return done.stdout.strip()
+
+
+async def _kafka_sh(*args: str) -> str:
+    return await asyncio.to_thread(_kafka_sh_sync, *args)
 
 
 @contextlib.asynccontextmanager
@@ -103,7 +109,8 @@ class KafkaFire:
         )
         await self.producer.send(self.topic, payload, key=account.encode())
         acked, event = await outcome
-        if event["status"] != "accepted":
+        # A replay (an id the journal already decided) executed nothing: not an order.
+        if event["status"] != "accepted" or event.get("replayed"):
             raise OrderNotAccepted(event)
         return acked
 

@@ -32,7 +32,8 @@ class OrderNotAccepted(Exception):
     """A benchmark order whose outcome was not ``accepted`` (counted as an error, by status)."""
 
     def __init__(self, event: dict[str, Any]) -> None:
-        super().__init__(f"{event.get('status')}: {event.get('reason')}")
+        replay = " (a replay of an earlier decision)" if event.get("replayed") else ""
+        super().__init__(f"{event.get('status')}{replay}: {event.get('reason')}")
         self.event = event
 
 
@@ -108,7 +109,8 @@ class PipelinePath:
         outcome = self.waiter.expect(signal_id)
         self.engine.pipeline.submit(Delivery(payload, time.monotonic_ns()))
         acked, event = await outcome
-        if event["status"] != "accepted":
+        # A replay (an id the journal already decided) executed nothing: not an order.
+        if event["status"] != "accepted" or event.get("replayed"):
             raise OrderNotAccepted(event)
         return acked
 

@@ -21,7 +21,9 @@ from aiohttp import web
 from bench.engine_path import EnginePath, NullVenue, null_instruments
 from bench.floor import FloorClient
 from bench.load import closed_loop, constant_rate
+from bench.pipeline_path import OrderNotAccepted, PipelinePath, pipeline_engine
 from engine.metrics import Metrics
+from engine.sim_venue import PaperVenue
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,6 +117,35 @@ async def test_engine_path_against_the_null_venue_stamps_every_stage() -> None:
     assert metrics.outcomes.values[("a1", "accepted")] == 10
 
 
+async def test_pipeline_path_trades_through_build_engine_and_stamps_from_the_pipeline() -> None:
+    accounts = ["a1", "a2"]
+    venue = PaperVenue(accounts)  # the in-process venue: a real Venue implementation, no network
+    ids = {"a1": "1", "a2": "2"}
+    async with pipeline_engine(venue, ids, "http://127.0.0.1:9", "SANDBOX") as (engine, waiter):
+        metrics = Metrics()
+        path = PipelinePath(engine, accounts, waiter).series("t", metrics)
+        result = await closed_loop("pipeline", 20, 4, path.fire)
+        metrics.fold()
+        assert result.errors == 0 and result.summary.count == 20
+        assert len(await venue.positions("a1")) == 10 and len(await venue.positions("a2")) == 10
+        stages = metrics.summaries()
+        for stage in ("arrival_to_validated", "validated_to_gated", "wire_to_ack", "engine_share"):
+            assert stages[stage].count == 20
+        # The journal decides each id once: a second series with the same prefix is not traded.
+        with pytest.raises(OrderNotAccepted):
+            await path.fire(0, 0)
+        assert len(await venue.positions("a1")) == 10
+
+
+async def test_pipeline_path_reports_a_refused_order_as_an_error_not_a_latency() -> None:
+    venue = PaperVenue(["a1"])
+    async with pipeline_engine(venue, {"a1": "1"}, "http://127.0.0.1:9", "SANDBOX") as (eng, w):
+        path = PipelinePath(eng, ["a1"], w, symbol="NOSUCH").series("bad", Metrics())
+        result = await constant_rate("refused", 5, 1_000, path.fire)
+    assert result.errors == 5 and result.summary.count == 0
+    assert result.error_kinds == {"OrderNotAccepted": 5}
+
+
 def test_bench_cli_runs_end_to_end_at_tiny_scale_and_prints_the_two_lines(
     tmp_path: Path,
 ) -> None:
@@ -132,8 +163,13 @@ def test_bench_cli_runs_end_to_end_at_tiny_scale_and_prints_the_two_lines(
     results = json.loads((tmp_path / "latest.json").read_text())
     series = results["series"]
     assert series["floor_0ms"]["count"] == 30 and series["engine_0ms"]["count"] == 30
+    assert series["adapter_only_0ms"]["count"] == 30
+    # The engine series ran through the pipeline: its stamps include the rate gate stage.
+    assert results["stages_0ms"]["validated_to_gated"]["count"] == 30
     assert series["official_0ms"]["count"] == 1, results["errors"]
     assert series["capacity_null_venue"]["orders_per_s"] > 0
+    assert series["capacity_null_venue_adapter_only"]["orders_per_s"] > 0
     assert not results["errors"]["engine_0ms"], results["errors"]
+    assert not results["errors"]["adapter_only_0ms"], results["errors"]
     assert (tmp_path / "latency-percentiles.png").stat().st_size > 0
     assert "bench-password" not in proc.stdout + proc.stderr
