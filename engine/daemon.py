@@ -126,6 +126,8 @@ async def tradelocker_venue(
                 email=(await secrets.resolve(login.email)).reveal(),
                 password=(await secrets.resolve(login.password)).reveal(),
                 server=login.server,
+                # Resume the last run's session: no password login at start (Policies 3).
+                refresh_token=await _saved_refresh_token(secrets, login.name),
                 developer_api_key=(await secrets.resolve(key)).reveal() if key else None,
             )
         )
@@ -134,7 +136,34 @@ async def tradelocker_venue(
         for a in cfg.accounts.values()
         if a.enabled
     ]
-    return TradeLockerVenue(logins, accounts, on_tokens=secrets.refresh_hook)
+    venue = TradeLockerVenue(logins, accounts, on_tokens=secrets.refresh_hook)
+    _follow_password_changes(cfg, secrets, venue)
+    return venue
+
+
+async def _saved_refresh_token(secrets: Any, login: str) -> str | None:
+    try:
+        saved = await secrets.load_refresh_token(login)
+    except EngineError as exc:  # unreadable: log in with the password instead
+        log.warning("login %s: saved refresh token unreadable (%s)", login, exc)
+        return None
+    return saved.reveal() if saved else None
+
+
+def _follow_password_changes(cfg: Config, secrets: Any, venue: TradeLockerVenue) -> None:
+    """A password rotated at the secret store reaches the login's token manager without a
+    restart; it is used at the next login (a refused refresh)."""
+    by_ref = {login.password: login.name for login in cfg.logins.values()}
+
+    async def changed(ref: str) -> None:
+        name = by_ref.get(ref)
+        tokens = venue.tokens.get(name) if name is not None else None
+        if tokens is None:
+            return
+        tokens.set_password((await secrets.resolve(ref)).reveal())
+        log.info("login %s: password changed at the secret store; used at the next login", name)
+
+    secrets.on_change(changed)
 
 
 def _rate_controls(

@@ -270,6 +270,11 @@ class TokenManager:
             self._note_failure(exc)
             raise
 
+    def set_password(self, password: str) -> None:
+        """A rotated password from the secret store: used by the next login (a refused refresh,
+        or a forced one). The current tokens stay valid until then."""
+        self._password = password
+
     @property
     def _can_login(self) -> bool:
         return bool(self._email and self._password and self._server)
