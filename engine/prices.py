@@ -14,8 +14,21 @@ INFO routes: an instrument may list several INFO routes of which some are dead (
 client's "symbol not found" fix). The feed probes them in order and keeps the first one that
 answers with a price; when the chosen route starts failing it moves on to the next.
 
-Used by stop-limit emulation and pre-validation: :meth:`QuoteFeed.last` is a dictionary lookup,
-and callbacks fire on the event loop when a quote changes (they must not block).
+Two kinds of interest keep an instrument polled, so the budget goes only to instruments in use:
+
+* a callback (stop-limit emulation watches the instruments it holds orders on and removes its
+  callback with :meth:`QuoteFeed.remove_callback` when nothing is held there any more);
+* a lease (pre-validation calls :meth:`QuoteFeed.quote_for_order` on every order, which subscribes
+  an instrument on its first order and keeps it polled for ``lease_s`` after its last one). An
+  instrument with no callback and an expired lease is dropped by the poller without spending a
+  request on it.
+
+Freshness: :meth:`QuoteFeed.fresh` trusts a quote only while it is younger than a few refresh
+periods of its instrument (``stale_cycles`` x instruments x interval, and never older than
+``max_age_s``); otherwise the price is unknown, which must never block an order.
+
+:meth:`QuoteFeed.last` and :meth:`QuoteFeed.fresh` are dictionary lookups (no await), and callbacks
+fire on the event loop when a quote changes (they must not block).
 """
 
 from __future__ import annotations
@@ -74,6 +87,11 @@ class _Subscription:
     probing: bool = True  # until one route has answered with a price
     failures: int = 0
     callbacks: list[QuoteCallback] = field(default_factory=list)
+    lease_until_ns: int = 0  # polled at least until then (monotonic ns), callbacks or not
+    pinned: bool = False  # subscribed without a callback: polled until unsubscribed
+
+    def wanted(self, now_ns: int) -> bool:
+        return self.pinned or bool(self.callbacks) or now_ns < self.lease_until_ns
 
 
 def quotes_rate(config: Mapping[str, Any], margin: float = 0.9) -> float:
@@ -113,11 +131,25 @@ def decode_quote(instrument_id: int, payload: Any, received_ns: int) -> Quote | 
 class QuoteFeed:
     """Last quote per subscribed instrument, polled within the QUOTES limit of one login."""
 
-    def __init__(self, rest: QuoteQuery, requests_per_second: float) -> None:
+    def __init__(
+        self,
+        rest: QuoteQuery,
+        requests_per_second: float,
+        *,
+        lease_s: float = 600.0,
+        stale_cycles: float = 3.0,
+        max_age_s: float = 5.0,
+    ) -> None:
         if requests_per_second <= 0:
             raise ConfigError(f"requests_per_second must be positive, got {requests_per_second}")
+        if lease_s <= 0 or stale_cycles <= 0 or max_age_s <= 0:
+            raise ConfigError("lease_s, stale_cycles and max_age_s must be positive")
         self._rest = rest
         self.interval = 1.0 / requests_per_second
+        self._interval_ns = int(self.interval * 1e9)
+        self._lease_ns = int(lease_s * 1e9)
+        self._stale_cycles = stale_cycles
+        self._max_age_ns = int(max_age_s * 1e9)
         self._subs: dict[int, _Subscription] = {}
         self._order: list[int] = []
         self._next = 0
@@ -130,9 +162,9 @@ class QuoteFeed:
 
     @classmethod
     def from_config(
-        cls, rest: QuoteQuery, config: Mapping[str, Any], margin: float = 0.9
+        cls, rest: QuoteQuery, config: Mapping[str, Any], margin: float = 0.9, **options: float
     ) -> QuoteFeed:
-        return cls(rest, quotes_rate(config, margin))
+        return cls(rest, quotes_rate(config, margin), **options)
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -142,7 +174,17 @@ class QuoteFeed:
         info_route_ids: Sequence[int],
         callback: QuoteCallback | None = None,
     ) -> None:
-        """Start polling an instrument (idempotent); ``callback`` fires when its quote changes."""
+        """Start polling an instrument (idempotent); ``callback`` fires when its quote changes.
+
+        With a callback the instrument is polled while any callback remains (see
+        :meth:`remove_callback`); without one it is polled until :meth:`unsubscribe`."""
+        sub = self._add(instrument_id, info_route_ids)
+        if callback is None:
+            sub.pinned = True
+        elif callback not in sub.callbacks:
+            sub.callbacks.append(callback)
+
+    def _add(self, instrument_id: int, info_route_ids: Sequence[int]) -> _Subscription:
         if not info_route_ids:
             raise ConfigError(f"instrument {instrument_id} has no INFO route to poll quotes on")
         sub = self._subs.get(instrument_id)
@@ -151,13 +193,26 @@ class QuoteFeed:
             self._subs[instrument_id] = sub
             self._order.append(instrument_id)
             self._wakeup.set()
-        if callback is not None and callback not in sub.callbacks:
-            sub.callbacks.append(callback)
+        return sub
+
+    def remove_callback(self, instrument_id: int, callback: QuoteCallback) -> None:
+        """Withdraw one callback's interest; the instrument stays polled while others remain."""
+        sub = self._subs.get(instrument_id)
+        if sub is None:
+            return
+        if callback in sub.callbacks:
+            sub.callbacks.remove(callback)
+        if not sub.wanted(time.monotonic_ns()):
+            self.unsubscribe(instrument_id)
 
     def unsubscribe(self, instrument_id: int) -> None:
+        """Stop polling an instrument at once, whoever was interested."""
         if self._subs.pop(instrument_id, None) is not None:
             self._order.remove(instrument_id)
             self._last.pop(instrument_id, None)
+
+    def subscribed(self, instrument_id: int) -> bool:
+        return instrument_id in self._subs
 
     def on_change(self, callback: QuoteCallback) -> None:
         """Call ``callback`` for every changed quote of any instrument."""
@@ -166,6 +221,34 @@ class QuoteFeed:
     def last(self, instrument_id: int) -> Quote | None:
         """The latest quote, with its monotonic arrival time (check its age before trusting it)."""
         return self._last.get(instrument_id)
+
+    def fresh(self, instrument_id: int, now_ns: int | None = None) -> Quote | None:
+        """The latest quote if it is recent enough to judge an order by; None means unknown.
+
+        Recent enough: younger than ``stale_cycles`` refresh periods of the instrument (with N
+        instruments polled round-robin each is refreshed every N x interval), and never older
+        than ``max_age_s`` however many instruments share the budget."""
+        quote = self._last.get(instrument_id)
+        if quote is None:
+            return None
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        limit = self._stale_cycles * self._interval_ns * max(1, len(self._order))
+        if limit > self._max_age_ns:
+            limit = self._max_age_ns
+        return quote if now - quote.received_ns <= limit else None
+
+    def quote_for_order(self, instrument_id: int, info_route_ids: Sequence[int]) -> Quote | None:
+        """Pre-validation's lookup: the fresh quote (None if unknown), and a lease that keeps the
+        instrument polled for ``lease_s`` after this order. The first order on an instrument
+        subscribes it and sees None; no await, so it is safe on the order path."""
+        now = time.monotonic_ns()
+        sub = self._subs.get(instrument_id)
+        if sub is None:
+            if not info_route_ids:
+                return None  # nothing to poll; an unknown price never blocks an order
+            sub = self._add(instrument_id, info_route_ids)
+        sub.lease_until_ns = now + self._lease_ns
+        return self.fresh(instrument_id, now)
 
     def route_for(self, instrument_id: int) -> int | None:
         """The INFO route that answers for the instrument (None while still probing)."""
@@ -212,6 +295,11 @@ class QuoteFeed:
             next_send = time.monotonic() + self.interval
             self._next %= len(self._order)
             sub = self._subs[self._order[self._next]]
+            if not sub.wanted(time.monotonic_ns()):
+                # Nobody holds an order on it and nobody traded it lately: drop it, and spend
+                # this slot on the next instrument instead.
+                self.unsubscribe(sub.instrument_id)
+                continue
             self._next += 1
             try:
                 await self._poll(sub)
