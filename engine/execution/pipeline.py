@@ -25,6 +25,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from types import CoroutineType
 from typing import Any
 
 from engine._fast import check_order, reject_reason
@@ -111,11 +112,12 @@ class _Lane:
     """One account's signals waiting to be prepared, in arrival order, and its sends in flight.
     A runner task drains it (:meth:`Pipeline._run_lane`); ``running`` says one is active."""
 
-    __slots__ = ("jobs", "last_begin", "running", "sending")
+    __slots__ = ("jobs", "last_begin", "runner", "running", "sending")
 
     def __init__(self) -> None:
         self.jobs: deque[_Job] = deque()
         self.running = False
+        self.runner: asyncio.Task[None] | None = None
         # The latest journal write of the lane: a job that writes none waits for it, so it
         # cannot reach the gate before an earlier order's intent is written.
         self.last_begin: Awaitable[None] | None = None
@@ -176,7 +178,13 @@ class Pipeline:
         try:
             signal = decode(delivery.payload, arrived, self.accounts.targets, self.max_qty)
             decoded = time.monotonic_ns()
-            pinned = self._pinned_account(signal.id)
+            group = self.accounts.groups.get(signal.account)
+            # Only a pool chooses an account, so only a pool needs the earlier choice.
+            pinned = (
+                self._pinned_account(signal.id)
+                if group is not None and group.mode == "pool"
+                else None
+            )
             legs = self.accounts.legs(signal.id, signal.account, pinned)
         except SignalError as exc:
             self._refuse(delivery, exc)
@@ -227,7 +235,7 @@ class Pipeline:
         lane.jobs.append(job)
         if not lane.running:
             lane.running = True
-            self._spawn(self._run_lane(lane))
+            lane.runner = self._spawn(self._run_lane(lane))
 
     def _refuse(self, delivery: Delivery, exc: SignalError) -> None:
         """A signal that cannot be decoded: rejected with its reason, acked, engine carries on.
@@ -311,9 +319,8 @@ class Pipeline:
                     # gate first (it does not yield before it, or waits on an earlier wake-up).
                     released = True
                     lane.running = False
-                    me = asyncio.current_task()
-                    if me is not None:
-                        lane.track(me)
+                    if lane.runner is not None:  # this task: no runner has started since
+                        lane.track(lane.runner)
                     await self._send(job)
                     return
         finally:
@@ -321,7 +328,7 @@ class Pipeline:
                 lane.running = False
                 if jobs and not self._closing:  # ended by an unexpected error: keep it moving
                     lane.running = True
-                    self._spawn(self._run_lane(lane))
+                    lane.runner = self._spawn(self._run_lane(lane))
 
     async def _prepare(self, job: _Job) -> bool:
         """Everything before the rate gate. False when the job already has its outcome."""
@@ -974,7 +981,11 @@ class Pipeline:
             self._idle.set()
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
+        # create_task directly for a coroutine: ensure_future's checks are pure Python.
+        if type(coro) is CoroutineType:
+            task = asyncio.get_running_loop().create_task(coro)
+        else:
+            task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
