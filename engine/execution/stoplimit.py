@@ -3,10 +3,17 @@
 A stop-limit signal is accepted and HELD by the engine under an emulated id (``emu-<tag>``); the
 book watches the instrument's quotes and, when the stop trades (buy: ask >= stop; sell:
 bid <= stop), places the limit order at the venue with the SAME strategy tag, so reconciliation
-and a person can both follow it. Expected trigger latency: up to one poll interval
-(``engine.stop_limit_poll_ms``) plus one order round trip. The book polls each instrument that
-has held orders once per interval, so its quote traffic stays within the QUOTES limit as long as
-``instruments / interval`` does.
+and a person can both follow it.
+
+Quotes come from the login's shared :class:`~engine.prices.QuoteFeed` (``feed_for(alias)``): the
+book subscribes an instrument while it holds an order on it (one callback per feed) and removes
+its callback when the last one there is placed or cancelled, so its quote traffic is the feed's,
+paced within the login's QUOTES limit with everything else. A trigger is evaluated on every quote
+change (and once at hold time against a fresh quote). Expected trigger latency: up to one refresh
+period of the instrument (instruments polled x feed interval) plus one order round trip.
+
+Fallback, for a venue without a feed (the in-process PaperVenue): the book polls ``venue.quote``
+for held instruments once per ``poll_s`` (``engine.stop_limit_poll_ms``).
 
 Durable: every held order is a row in its own SQLite file, written before the signal's outcome
 is recorded, so held orders survive a restart and resume watching. A row goes ``held`` →
@@ -36,9 +43,10 @@ from engine.domain import (
     Side,
     Validity,
 )
-from engine.errors import NotFound, OrderRejected, ValidationError, VenueError
+from engine.errors import EngineError, NotFound, OrderRejected, ValidationError, VenueError
 from engine.events import EventBus
 from engine.execution.reconcile import Reconciler, TaggedVenue, Verdict
+from engine.prices import Quote, QuoteCallback, QuoteFeed
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +96,7 @@ class HeldOrder:
 
 
 class StopLimitBook:
-    """Held stop-limit orders for every account; one polling task."""
+    """Held stop-limit orders for every account, watched through the quote feeds."""
 
     def __init__(
         self,
@@ -100,6 +108,7 @@ class StopLimitBook:
         poll_s: float = 0.25,
         gate_for: Callable[[str], Gate | None] | None = None,
         instrument_for: Callable[[str, int], Instrument | None] | None = None,
+        feed_for: Callable[[str], QuoteFeed | None] | None = None,
     ) -> None:
         self.venue = venue
         self.bus = bus
@@ -107,8 +116,12 @@ class StopLimitBook:
         self.poll_s = poll_s
         self._gate_for = gate_for or (lambda _alias: None)
         self._instrument_for = instrument_for
+        self._feed_for = feed_for or (lambda _alias: None)
         self._orders: dict[str, HeldOrder] = {}
         self._task: asyncio.Task[None] | None = None
+        # One callback per feed, so a quote is only matched against orders of that feed's login.
+        self._callbacks: dict[QuoteFeed, QuoteCallback] = {}
+        self._triggers: set[asyncio.Task[None]] = set()
         p = str(path)
         if p != ":memory:":
             Path(p).parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +143,9 @@ class StopLimitBook:
             self._orders[held.emulated_id] = held
             if held.state == "triggering":
                 await self._settle_trigger(held, sent_at=None)
+        for held in list(self._orders.values()):
+            if held.state == "held":
+                self._watch_quotes(held)
         self._task = asyncio.get_running_loop().create_task(self._watch(), name="stop-limits")
 
     async def close(self) -> None:
@@ -137,6 +153,14 @@ class StopLimitBook:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        # A limit order already on its way is let finish (cancelling it would leave its outcome
+        # unknown); each is bounded by the venue's request timeout.
+        if self._triggers:
+            await asyncio.gather(*self._triggers, return_exceptions=True)
+        for feed, callback in self._callbacks.items():
+            for iid in {h.request.instrument.tradable_instrument_id for h in self._orders.values()}:
+                feed.remove_callback(iid, callback)
+        self._callbacks.clear()
         self._db.close()
 
     # -- the pipeline's side ----------------------------------------------------------------------
@@ -153,6 +177,7 @@ class StopLimitBook:
         held = HeldOrder(emulated_id, signal_key, request)
         self._write(held)
         self._orders[emulated_id] = held
+        self._watch_quotes(held)
         return emulated_id
 
     async def cancel(self, emulated_id: str) -> None:
@@ -167,6 +192,7 @@ class StopLimitBook:
         held.state = "cancelled"
         self._write(held)
         del self._orders[emulated_id]
+        self._release(held)
 
     async def cancel_all(self, account: str, instrument_id: int | None = None) -> None:
         for held in list(self._orders.values()):
@@ -177,6 +203,7 @@ class StopLimitBook:
                 held.state = "cancelled"
                 self._write(held)
                 del self._orders[held.emulated_id]
+                self._release(held)
 
     async def modify(self, emulated_id: str, change: OrderModification) -> None:
         held = self._get(emulated_id)
@@ -211,41 +238,131 @@ class StopLimitBook:
 
     # -- watching ---------------------------------------------------------------------------------
 
+    def _watch_quotes(self, held: HeldOrder) -> None:
+        """Subscribe the held order's instrument on its login's feed, and judge it at once
+        against a quote the feed already has (a callback only fires on the next change)."""
+        req = held.request
+        feed = self._feed_for(req.account)
+        if feed is None:
+            return  # polled by the fallback loop
+        callback = self._callbacks.get(feed)
+        if callback is None:
+            callback = self._callbacks[feed] = self._callback_for(feed)
+        iid = req.instrument.tradable_instrument_id
+        try:
+            feed.subscribe(iid, req.instrument.info_route_ids, callback)
+        except EngineError as exc:
+            log.error("stop-limit %s: cannot watch quotes: %s", held.emulated_id, exc)
+            return
+        quote = feed.fresh(iid)
+        if quote is not None:
+            # After the caller's own bookkeeping (the pipeline records the outcome first).
+            asyncio.get_running_loop().call_soon(self._on_quote, feed, quote)
+
+    def _callback_for(self, feed: QuoteFeed) -> QuoteCallback:
+        def on_quote(quote: Quote) -> None:
+            self._on_quote(feed, quote)
+
+        return on_quote
+
+    def _on_quote(self, feed: QuoteFeed, quote: Quote) -> None:
+        for held in list(self._orders.values()):
+            req = held.request
+            if (
+                held.state == "held"
+                and req.instrument.tradable_instrument_id == quote.instrument_id
+                and self._feed_for(req.account) is feed
+                and held.triggered_by(quote.bid, quote.ask)
+            ):
+                self._begin_trigger(held)
+                task = asyncio.get_running_loop().create_task(
+                    self._place_logged(held, quote.bid, quote.ask),
+                    name=f"trigger-{held.emulated_id}",
+                )
+                self._triggers.add(task)
+                task.add_done_callback(self._triggers.discard)
+
+    def _release(self, held: HeldOrder) -> None:
+        """Withdraw the feed callback when no order is held on the instrument any more."""
+        req = held.request
+        feed = self._feed_for(req.account)
+        callback = self._callbacks.get(feed) if feed is not None else None
+        if feed is None or callback is None:
+            return
+        iid = req.instrument.tradable_instrument_id
+        for other in self._orders.values():
+            o = other.request
+            if (
+                other.state == "held"
+                and o.instrument.tradable_instrument_id == iid
+                and self._feed_for(o.account) is feed
+            ):
+                return
+        feed.remove_callback(iid, callback)
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.poll_s)
             try:
-                await self.check_once()
+                await self._poll_round(with_feeds=False)
             except Exception:  # the watch must outlive one bad round
                 log.exception("stop-limit watch round failed")
 
     async def check_once(self) -> int:
-        """One polling round; returns how many orders triggered."""
+        """Check every held order against a quote fetched now; returns how many triggered
+        (including any a feed update triggered meanwhile). For operators and tests: on an
+        instrument with a feed it spends one QUOTES request outside the feed's pacing."""
+        before = [h for h in self._orders.values() if h.state == "held"]
+        await self._poll_round(with_feeds=True)
+        if self._triggers:
+            await asyncio.gather(*list(self._triggers), return_exceptions=True)
+        return sum(1 for h in before if h.state not in ("held", "cancelled"))
+
+    async def _poll_round(self, *, with_feeds: bool) -> None:
         by_instrument: dict[tuple[str, int], list[HeldOrder]] = {}
         for held in self._orders.values():
             if held.state == "held":
                 key = (held.request.account, held.request.instrument.tradable_instrument_id)
                 by_instrument.setdefault(key, []).append(held)
-        fired = 0
-        for (account, _), group in by_instrument.items():
+        polled: set[tuple[QuoteFeed, int]] = set()
+        for (account, iid), group in by_instrument.items():
+            feed = self._feed_for(account)
+            if feed is not None:
+                if with_feeds and (feed, iid) not in polled and feed.subscribed(iid):
+                    polled.add((feed, iid))
+                    # The feed fires the callback on a change; judge it here too for a quote
+                    # that has not changed since the order was held.
+                    quote = await feed.poll_once(iid)
+                    if quote is not None:
+                        self._on_quote(feed, quote)
+                continue
             try:
-                quote = await self.venue.quote(account, group[0].request.instrument)
+                pair = await self.venue.quote(account, group[0].request.instrument)
             except VenueError as exc:
                 log.warning("stop-limit quote for %s failed: %s", account, type(exc).__name__)
                 continue
-            if quote is None:
+            if pair is None:
                 continue
-            bid, ask = quote
+            bid, ask = pair
             for held in group:
                 if held.state == "held" and held.triggered_by(bid, ask):
-                    fired += 1
-                    await self._trigger(held, bid, ask)
-        return fired
+                    self._begin_trigger(held)
+                    await self._place(held, bid, ask)
 
-    async def _trigger(self, held: HeldOrder, bid: float, ask: float) -> None:
-        req = held.request
+    def _begin_trigger(self, held: HeldOrder) -> None:
+        """Synchronously, so a second quote can never trigger the same order twice."""
         held.state = "triggering"
         self._write(held)  # evidence before the order leaves
+
+    async def _place_logged(self, held: HeldOrder, bid: float, ask: float) -> None:
+        try:
+            await self._place(held, bid, ask)
+        except Exception:
+            # The row stays "triggering": the next start reconciles it by tag, never resends.
+            log.exception("stop-limit %s: trigger failed", held.emulated_id)
+
+    async def _place(self, held: HeldOrder, bid: float, ask: float) -> None:
+        req = held.request
         limit = replace(req, type=OrderType.LIMIT, validity=Validity.GTC, stop_price=None)
         gate = self._gate_for(req.account)
         if gate is not None:
@@ -257,6 +374,7 @@ class StopLimitBook:
             held.state = "rejected"
             self._write(held)
             del self._orders[held.emulated_id]
+            self._release(held)
             self._event(held, "stop_limit_rejected", bid, ask, reason=exc.reason)
             return
         except VenueError as exc:
@@ -266,6 +384,7 @@ class StopLimitBook:
         held.order_id = result.order_id
         held.state = "placed"
         self._write(held)
+        self._release(held)
         self._event(held, "stop_limit_triggered", bid, ask)
 
     async def _settle_trigger(self, held: HeldOrder, sent_at: float | None) -> None:
@@ -276,6 +395,7 @@ class StopLimitBook:
             held.order_id = res.order_id
             held.state = "placed"
             self._write(held)
+            self._release(held)
             self._event(held, "stop_limit_triggered", float("nan"), float("nan"))
         elif res.verdict is Verdict.ABSENT:
             # Proven never placed: watching again is safe (nothing exists under its tag).
