@@ -34,6 +34,7 @@ from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
 from engine.journal import Journal
 from engine.metrics import Metrics
+from engine.prices import QuoteFeed, login_feeds
 from engine.sources.base import SignalSource
 from engine.sources.local import LocalSignalSource
 from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue, backend_url
@@ -56,6 +57,8 @@ class Engine:
     sources: list[SignalSource] = field(default_factory=list)
     streams: list[Any] = field(default_factory=list)  # engine.live_state.LiveState per login
     kafka_sinks: list[Any] = field(default_factory=list)  # engine.events_kafka.KafkaEventSink
+    # Account alias -> its login's QuoteFeed (one feed per login, shared by its accounts).
+    quote_feeds: dict[str, QuoteFeed] = field(default_factory=dict)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
 
@@ -71,6 +74,8 @@ class Engine:
                 await source.close()
         await self.pipeline.close()
         await self.stop_limits.close()
+        for feed in {id(f): f for f in self.quote_feeds.values()}.values():
+            await feed.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -218,6 +223,11 @@ async def build_engine(
     t = cfg.timeouts
     reconciler = Reconciler(venue, settle_s=t.reconcile_settle_s, max_s=t.reconcile_max_s)
     state_dir = Path(cfg.engine.state_dir) if cfg.engine.state_dir else journal_path.parent
+    by_login: dict[str, list[str]] = {}
+    for a in cfg.accounts.values():
+        if a.enabled:
+            by_login.setdefault(a.login, []).append(a.alias)
+    feeds = login_feeds(venue, by_login, margin=cfg.limits.margin)
     book = StopLimitBook(
         venue,
         state_dir / (journal_path.stem + ".stoplimit.sqlite"),
@@ -226,6 +236,7 @@ async def build_engine(
         poll_s=cfg.engine.stop_limit_poll_ms / 1000.0,
         gate_for=lambda alias: accounts[alias].gate,
         instrument_for=lambda alias, iid: accounts[alias].instruments_by_id.get(iid),
+        feed_for=feeds.get,
     )
     pipeline = Pipeline(
         accounts,
@@ -238,7 +249,11 @@ async def build_engine(
         max_signal_age_ms=cfg.engine.max_signal_age_ms,
         max_qty_lots=cfg.engine.max_qty_lots,
     )
+    pipeline.quote_feeds = feeds
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
+    engine.quote_feeds = feeds
+    for feed in {id(f): f for f in feeds.values()}.values():
+        await feed.start()
     resolved = await pipeline.recover()
     if resolved:
         log.warning("reconciled %d signal(s) left in flight by the last run", resolved)

@@ -357,3 +357,37 @@ class QuoteFeed:
             )
         else:
             log.debug("instrument %s: quote on route %s: %s", sub.instrument_id, route, reason)
+
+
+class _QuoteVenue(Protocol):
+    def client(self, alias: str) -> QuoteQuery: ...
+
+    def config(self, alias: str) -> Mapping[str, Any]: ...
+
+
+def login_feeds(
+    venue: Any, accounts_by_login: Mapping[str, Sequence[str]], margin: float = 0.9
+) -> dict[str, QuoteFeed]:
+    """One feed per login, keyed by account alias (the accounts of a login share it).
+
+    The feed polls through the login's first account and is paced by the QUOTES limit that
+    account's ``/trade/config`` publishes, times ``margin``. A venue without REST clients (the
+    in-process paper venue) gets no feeds; a login whose venue publishes no QUOTES limit gets
+    none either (logged): its prices are unknown rather than polled outside a budget."""
+    if not callable(getattr(venue, "client", None)) or not callable(getattr(venue, "config", None)):
+        return {}
+    quoting: _QuoteVenue = venue
+    feeds: dict[str, QuoteFeed] = {}
+    for login, aliases in accounts_by_login.items():
+        if not aliases:
+            continue
+        first = aliases[0]
+        try:
+            feed = QuoteFeed.from_config(quoting.client(first), quoting.config(first), margin)
+        except ConfigError as exc:
+            log.warning("login %s: no quote feed: %s", login, exc)
+            continue
+        log.info("login %s: quote feed at %.2f requests/s", login, 1.0 / feed.interval)
+        for alias in aliases:
+            feeds[alias] = feed
+    return feeds

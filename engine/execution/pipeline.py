@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import CoroutineType
 from typing import Any
 
@@ -62,6 +62,7 @@ from engine.execution.stoplimit import StopLimitBook
 from engine.execution.tags import TagMint
 from engine.execution.tracker import OrderTracker, SignalRecord
 from engine.journal import Journal, JournalError, JournalRecord
+from engine.prices import QuoteFeed
 from engine.signals import decode, peek_id
 from engine.sources.base import Delivery, SignalSource
 
@@ -169,6 +170,9 @@ class Pipeline:
         # Anything with a bool ``engaged`` (engine.control.KillSwitch): while engaged, signals
         # still queued get an ``expired`` outcome instead of being traded.
         self.kill_switch: Any = None
+        # Account alias -> its login's engine.prices.QuoteFeed (set by the daemon): a fresh quote
+        # lets pre-validation catch SL/TP on the wrong side of the market before the venue.
+        self.quote_feeds: Mapping[str, QuoteFeed] = {}
 
     # -- intake ----------------------------------------------------------------------------------
 
@@ -492,9 +496,15 @@ class Pipeline:
             take_profit_type=sig.take_profit_type,
             trailing_offset=sig.trailing_offset,
         )
-        code = check_order(req, _NAN, _NAN, session.enabled)
+        bid = ask = _NAN  # unknown never blocks an order
+        feed = self.quote_feeds.get(session.alias)
+        if feed is not None:
+            quote = feed.quote_for_order(inst.tradable_instrument_id, inst.info_route_ids)
+            if quote is not None:
+                bid, ask = quote.bid, quote.ask
+        code = check_order(req, bid, ask, session.enabled)
         if code:
-            raise ValidationError(reject_reason(code, req, _NAN, _NAN), session.alias)
+            raise ValidationError(reject_reason(code, req, bid, ask), session.alias)
         return req
 
     async def _referenced(self, job: _Job) -> tuple[SignalRecord | None, JournalRecord | None]:
