@@ -111,3 +111,33 @@ class _NeverCalled:
 
     async def query(self, path: str, params: object = None, *, attempts: int | None = None) -> None:
         raise AssertionError("no request expected")
+
+
+async def test_an_unwatched_untraded_instrument_is_dropped_and_a_stale_quote_unknown() -> None:
+    async with run_streams_sandbox() as sb:
+        venue = rest_venue(sb)
+        await venue.start()
+        try:
+            eur = await venue.instrument("acc1", "EURUSD")
+            feed = QuoteFeed(venue.client("acc1"), requests_per_second=100, lease_s=0.05)
+            seen: list[Quote] = []
+            # An order on the instrument leases it; its first lookup knows no price yet.
+            assert feed.quote_for_order(EURUSD, eur.info_route_ids) is None
+            feed.subscribe(EURUSD, eur.info_route_ids, seen.append)
+            quote = await feed.poll_once(EURUSD)
+            assert quote is not None and feed.fresh(EURUSD) == quote
+            # Older than max_age_s (5 s by default): unknown, however fresh it once was.
+            assert feed.fresh(EURUSD, now_ns=quote.received_ns + 6_000_000_000) is None
+            await asyncio.sleep(0.06)  # the lease has run out; the callback still holds it
+            feed.remove_callback(EURUSD, seen.append)
+            assert not feed.subscribed(EURUSD) and feed.last(EURUSD) is None
+            # A lease alone keeps it polled until it expires; then the poller drops it unasked.
+            feed.quote_for_order(EURUSD, eur.info_route_ids)
+            await feed.start()
+            await eventually(lambda: not feed.subscribed(EURUSD), "the lapsed lease dropped")
+            sent = feed.requests_sent
+            await asyncio.sleep(0.05)
+            await feed.close()
+            assert feed.requests_sent == sent  # nothing left to poll, nothing polled
+        finally:
+            await venue.close()
