@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import fcntl
 import mmap
 import os
 import queue
@@ -311,9 +312,11 @@ class Journal:
         self._failure: BaseException | None = None
         self._run_path = self.path.with_name(self.path.name + ".run")
         self._boot_id = _read_boot_id(boot_id_path)
+        self._lock_fd = _lock(self.path.with_name(self.path.name + ".lock"))
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
+            os.close(self._lock_fd)
             raise JournalError(f"cannot open the journal at {self.path}: {exc}") from exc
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -333,6 +336,7 @@ class Journal:
             self._intents = IntentLog(self.path.parent, self.path.name, intent_segment_bytes)
         except (sqlite3.Error, OSError, ValueError) as exc:
             conn.close()
+            os.close(self._lock_fd)
             raise JournalError(f"cannot open the journal at {self.path}: {exc}") from exc
         self._conn = conn
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
@@ -464,6 +468,7 @@ class Journal:
         self._intents.close(delete=self._failure is None)
         if self._failure is None:
             self._write_run_state(open_=False)
+        os.close(self._lock_fd)
 
     # -- intent log and run state -------------------------------------------------------------
 
@@ -598,6 +603,25 @@ def _settle(futs: list[asyncio.Future[None]], error: BaseException | None) -> No
             fut.set_result(None)
         else:
             fut.set_exception(JournalError(f"the journal could not write: {error}"))
+
+
+def _lock(path: Path) -> int:
+    """Hold the journal for this process. Two engine processes on one journal would each trust
+    an index the other does not update (and replay each other's live intent log): refused.
+    A POSIX record lock, so the kernel releases it when the process dies, however it dies."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise JournalError(f"cannot open the journal lock {path}: {exc}") from exc
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise JournalError(
+            f"the journal {path.with_suffix('')} is in use by another engine process: each "
+            "engine needs its own journal_path"
+        ) from exc
+    return fd
 
 
 def _read_boot_id(path: Path) -> str:

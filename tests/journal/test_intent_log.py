@@ -147,3 +147,27 @@ async def test_power_durability_begin_is_committed_once_awaited(tmp_path: Path) 
     await journal.begin("s1", "acct", "t1")
     assert sqlite_ids(path) == {"s1"}
     await journal.close()
+
+
+def test_a_second_engine_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    opener = "import sys; from engine.journal import Journal; Journal(sys.argv[1])"
+    other = subprocess.run(
+        [sys.executable, "-c", opener, str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert other.returncode != 0
+    assert "in use by another engine process" in other.stderr
+    asyncio.run(journal.close())
+    # Released at close: the next process may open it.
+    again = subprocess.run(
+        [sys.executable, "-c", opener, str(path)],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
