@@ -1,7 +1,8 @@
 """Child process for the crash test: journals signals as fast as it can until it is killed.
 
-It prints ``begun <id>`` once a begin is durable and ``decided <id>`` once an outcome is, so the
-parent knows exactly what the journal promised before the SIGKILL.
+It prints ``begun <id>`` once ``begin`` has returned (the intent is in the intent log, not yet
+in SQLite) and ``decided <id>`` once an outcome is durable, so the parent knows exactly what the
+journal promised before the SIGKILL.
 """
 
 from __future__ import annotations
