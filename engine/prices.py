@@ -1,5 +1,10 @@
 """Quotes by polling ``GET /trade/quotes``, paced by the venue's own QUOTES rate limit.
 
+One budget per login: every quote request of a login (this feed's polls, the instrument cache's
+INFO-route probes, the venue's one-off ``quote()``) waits for a turn of the login's single
+:class:`QuotePacer`, so together they never exceed the QUOTES limit. ``TradeLockerVenue`` owns one
+pacer per login; :func:`login_feeds` gives the login's feed that same pacer.
+
 TradeLocker has no market-data stream for traders (tradelocker-api.md section 10), so prices are
 polled. One :class:`QuoteFeed` serves one login: the QUOTES limit is the login's, and every
 account of the login sees the same prices, so one feed is shared by all of them.
@@ -38,7 +43,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from engine.errors import ConfigError, EngineError
 
@@ -128,25 +133,64 @@ def decode_quote(instrument_id: int, payload: Any, received_ns: int) -> Quote | 
     return Quote(instrument_id, bid, ask, bid_size, ask_size, received_ns)
 
 
+class QuotePacer:
+    """One login's QUOTES budget: quote requests go out one at a time, evenly spaced.
+
+    Whoever sends a quote request awaits :meth:`turn` right before sending it. Turns are granted
+    first come, first served, and the next one is scheduled an interval after the moment this one
+    is granted (never from its planned time), so a late wake-up on a busy loop cannot let two
+    requests out back to back to "catch up". Sharing one pacer is what keeps several callers of
+    one login inside one limit; a caller that sends without a turn breaks that promise."""
+
+    def __init__(self, requests_per_second: float) -> None:
+        self.interval = 0.0
+        self.set_rate(requests_per_second)
+        self._next = 0.0  # monotonic s before which no turn is granted
+        self._lock = asyncio.Lock()
+        self.turns = 0
+
+    @property
+    def requests_per_second(self) -> float:
+        return 1.0 / self.interval
+
+    def set_rate(self, requests_per_second: float) -> None:
+        """Change the pace (e.g. once ``/trade/config`` is known); applies from the next turn."""
+        if not requests_per_second > 0:
+            raise ConfigError(f"requests_per_second must be positive, got {requests_per_second}")
+        self.interval = 1.0 / requests_per_second
+
+    async def turn(self) -> None:
+        """Wait until one quote request may go out now; the caller sends it at once."""
+        async with self._lock:
+            delay = self._next - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next = time.monotonic() + self.interval
+            self.turns += 1
+
+
 class QuoteFeed:
-    """Last quote per subscribed instrument, polled within the QUOTES limit of one login."""
+    """Last quote per subscribed instrument, polled within the QUOTES limit of one login.
+
+    Give either ``requests_per_second`` (the feed gets a pacer of its own) or ``pacer`` (the
+    login's shared one, whose pace is then the feed's)."""
 
     def __init__(
         self,
         rest: QuoteQuery,
-        requests_per_second: float,
+        requests_per_second: float | None = None,
         *,
+        pacer: QuotePacer | None = None,
         lease_s: float = 600.0,
         stale_cycles: float = 3.0,
         max_age_s: float = 5.0,
     ) -> None:
-        if requests_per_second <= 0:
-            raise ConfigError(f"requests_per_second must be positive, got {requests_per_second}")
+        if (pacer is None) == (requests_per_second is None):
+            raise ConfigError("give a QuoteFeed either requests_per_second or a shared pacer")
         if lease_s <= 0 or stale_cycles <= 0 or max_age_s <= 0:
             raise ConfigError("lease_s, stale_cycles and max_age_s must be positive")
         self._rest = rest
-        self.interval = 1.0 / requests_per_second
-        self._interval_ns = int(self.interval * 1e9)
+        self.pacer = pacer if pacer is not None else QuotePacer(requests_per_second or 0.0)
         self._lease_ns = int(lease_s * 1e9)
         self._stale_cycles = stale_cycles
         self._max_age_ns = int(max_age_s * 1e9)
@@ -160,11 +204,36 @@ class QuoteFeed:
         self.requests_sent = 0
         self.errors = 0
 
+    @property
+    def interval(self) -> float:
+        """Seconds between two quote requests of the login (the pacer's spacing)."""
+        return self.pacer.interval
+
     @classmethod
     def from_config(
-        cls, rest: QuoteQuery, config: Mapping[str, Any], margin: float = 0.9, **options: float
+        cls,
+        rest: QuoteQuery,
+        config: Mapping[str, Any],
+        margin: float = 0.9,
+        *,
+        pacer: QuotePacer | None = None,
+        lease_s: float = 600.0,
+        stale_cycles: float = 3.0,
+        max_age_s: float = 5.0,
     ) -> QuoteFeed:
-        return cls(rest, quotes_rate(config, margin), **options)
+        """A feed paced by the QUOTES limit in ``config`` x ``margin``; with ``pacer`` that
+        shared pacer is set to this rate and used."""
+        rate = quotes_rate(config, margin)
+        if pacer is not None:
+            pacer.set_rate(rate)
+        return cls(
+            rest,
+            None if pacer is not None else rate,
+            pacer=pacer,
+            lease_s=lease_s,
+            stale_cycles=stale_cycles,
+            max_age_s=max_age_s,
+        )
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -232,7 +301,7 @@ class QuoteFeed:
         if quote is None:
             return None
         now = time.monotonic_ns() if now_ns is None else now_ns
-        limit = self._stale_cycles * self._interval_ns * max(1, len(self._order))
+        limit = self._stale_cycles * self.pacer.interval * 1e9 * max(1, len(self._order))
         if limit > self._max_age_ns:
             limit = self._max_age_ns
         return quote if now - quote.received_ns <= limit else None
@@ -273,34 +342,37 @@ class QuoteFeed:
             self._task = None
 
     async def poll_once(self, instrument_id: int) -> Quote | None:
-        """One request for one instrument (outside the paced loop: the caller owns pacing)."""
+        """One request for one instrument, out of turn with the loop but within the pacer."""
         sub = self._subs.get(instrument_id)
         if sub is None:
             raise KeyError(f"instrument {instrument_id} is not subscribed")
+        await self.pacer.turn()
         return await self._poll(sub)
 
+    def _next_wanted(self) -> _Subscription | None:
+        """The next instrument round-robin that someone still wants; the unwanted ones met on
+        the way (nobody holds an order there, nobody traded it lately) are dropped."""
+        now = time.monotonic_ns()
+        while self._order:
+            self._next %= len(self._order)
+            sub = self._subs[self._order[self._next]]
+            if sub.wanted(now):
+                self._next += 1
+                return sub
+            self.unsubscribe(sub.instrument_id)
+        return None
+
     async def _run(self) -> None:
-        next_send = time.monotonic()
         while True:
             if not self._order:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                next_send = max(next_send, time.monotonic())
                 continue
-            delay = next_send - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            # Spacing is measured from the actual start of this request, never from its schedule:
-            # a late wake-up (a busy loop) must not let the next request out early to catch up.
-            next_send = time.monotonic() + self.interval
-            self._next %= len(self._order)
-            sub = self._subs[self._order[self._next]]
-            if not sub.wanted(time.monotonic_ns()):
-                # Nobody holds an order on it and nobody traded it lately: drop it, and spend
-                # this slot on the next instrument instead.
-                self.unsubscribe(sub.instrument_id)
+            await self.pacer.turn()
+            # Chosen after the turn, so a turn is never spent on an instrument dropped meanwhile.
+            sub = self._next_wanted()
+            if sub is None:
                 continue
-            self._next += 1
             try:
                 await self._poll(sub)
             except asyncio.CancelledError:
@@ -365,13 +437,20 @@ class _QuoteVenue(Protocol):
     def config(self, alias: str) -> Mapping[str, Any]: ...
 
 
+class _PacingVenue(Protocol):
+    def quote_pacer(self, alias: str) -> QuotePacer: ...
+
+
 def login_feeds(
     venue: Any, accounts_by_login: Mapping[str, Sequence[str]], margin: float = 0.9
 ) -> dict[str, QuoteFeed]:
     """One feed per login, keyed by account alias (the accounts of a login share it).
 
     The feed polls through the login's first account and is paced by the QUOTES limit that
-    account's ``/trade/config`` publishes, times ``margin``. A venue without REST clients (the
+    account's ``/trade/config`` publishes, times ``margin``. A venue that paces quotes per login
+    (``quote_pacer(alias)``, as TradeLockerVenue does) lends the feed that pacer, set to this
+    rate, so the feed and the venue's own quote requests share one budget. A venue without REST
+    clients (the
     in-process paper venue) gets no feeds; a login whose venue publishes no QUOTES limit gets
     none either (logged): its prices are unknown rather than polled outside a budget."""
     if not callable(getattr(venue, "client", None)) or not callable(getattr(venue, "config", None)):
@@ -383,7 +462,14 @@ def login_feeds(
             continue
         first = aliases[0]
         try:
-            feed = QuoteFeed.from_config(quoting.client(first), quoting.config(first), margin)
+            pacer = (
+                cast(_PacingVenue, venue).quote_pacer(first)
+                if callable(getattr(venue, "quote_pacer", None))
+                else None
+            )
+            feed = QuoteFeed.from_config(
+                quoting.client(first), quoting.config(first), margin, pacer=pacer
+            )
         except ConfigError as exc:
             log.warning("login %s: no quote feed: %s", login, exc)
             continue

@@ -5,6 +5,9 @@ Routes are user- and instrument-specific, so the list comes from the account's o
 ``/trade/instruments/{tradableInstrumentId}?routeId=<INFO>``, fetched the first time a symbol is
 asked for. Some users see several INFO routes of which the first is dead: when there are several,
 each is probed with ``/trade/quotes`` and the first that answers ``s=ok`` is used for market data.
+Those probes are quote requests like any other: each waits for a turn of the login's
+:class:`engine.prices.QuotePacer`, the same one the login's quote feed polls through, so a lookup
+never pushes the login over its QUOTES limit.
 
 The cache expires after ``ttl_s`` and is dropped at once by :meth:`InstrumentCache.invalidate`,
 which the venue calls when the venue answers 404 or refuses a route.
@@ -21,6 +24,7 @@ from typing import Any
 
 from engine.domain import Instrument
 from engine.errors import NotFound, VenueError, VenueUnavailable
+from engine.prices import QUOTES_PATH, QuotePacer
 from engine.tradelocker.rest import RestClient
 
 log = logging.getLogger(__name__)
@@ -84,8 +88,10 @@ def merge_details(instrument: Instrument, details: Mapping[str, Any]) -> Instrum
 class InstrumentCache:
     """Instruments of one account. Safe to call concurrently: one fetch serves all waiters."""
 
-    def __init__(self, client: RestClient, *, ttl_s: float = 3600.0) -> None:
+    def __init__(self, client: RestClient, pacer: QuotePacer, *, ttl_s: float = 3600.0) -> None:
+        """``pacer`` is the login's QUOTES budget, shared with every other quote requester."""
         self._client = client
+        self._pacer = pacer
         self._ttl = ttl_s
         self._by_name: dict[str, Instrument] = {}
         self._by_id: dict[int, Instrument] = {}
@@ -195,9 +201,10 @@ class InstrumentCache:
     async def _answering_info_routes(self, instrument: Instrument) -> tuple[int, ...]:
         """INFO routes reordered so the first one that answers quotes with s=ok comes first."""
         for route_id in instrument.info_route_ids:
+            await self._pacer.turn()
             try:
                 quote = await self._client.query(
-                    "/trade/quotes",
+                    QUOTES_PATH,
                     {
                         "tradableInstrumentId": instrument.tradable_instrument_id,
                         "routeId": route_id,

@@ -2,8 +2,11 @@
 
 Many logins, many accounts: each login has one :class:`TokenManager` (shared by its accounts), each
 account one :class:`RestClient` (its own warm connection pool), one :class:`InstrumentCache` and its
-column layouts from ``/trade/config``. Accounts are named by the engine's alias; at start-up each
-alias is resolved to (login, accountId, accNum) through ``/auth/jwt/all-accounts``.
+column layouts from ``/trade/config``. Each login also has one :class:`QuotePacer`: every quote
+request of its accounts (:meth:`TradeLockerVenue.quote`, the instrument caches' INFO-route probes,
+the login's quote feed) takes a turn of it, so together they stay within the QUOTES limit.
+Accounts are named by the engine's alias; at start-up each alias is resolved to (login, accountId,
+accNum) through ``/auth/jwt/all-accounts``.
 
 Order entry is sent exactly once (see :mod:`engine.tradelocker.rest`). After
 :class:`engine.errors.OutcomeUnknown`, :meth:`TradeLockerVenue.find_by_tag` says what the venue
@@ -43,6 +46,7 @@ from engine.errors import (
     ValidationError,
     VenueUnavailable,
 )
+from engine.prices import QUOTES_PATH, QuotePacer, quotes_rate
 from engine.tradelocker.auth import TokenManager, TokensHook
 from engine.tradelocker.columns import (
     ColumnError,
@@ -177,8 +181,14 @@ class TradeLockerVenue:
         refresh_margin_s: float = 300.0,
         on_tokens: Callable[[str], TokensHook] | None = None,
         history_page_floor_ms: int = 1,
+        quotes_margin: float = 0.9,
+        unpublished_quotes_rate: float = 1.0,
     ) -> None:
-        """``on_tokens(login_name)`` returns the hook that persists that login's refresh token."""
+        """``on_tokens(login_name)`` returns the hook that persists that login's refresh token.
+
+        Quote requests are paced per login at the QUOTES limit of its first account's
+        ``/trade/config`` x ``quotes_margin``, or at ``unpublished_quotes_rate`` per second when
+        the venue publishes no QUOTES limit (a guess kept low on purpose)."""
         self._logins = {spec.name: spec for spec in logins}
         if len(self._logins) != len(logins):
             raise ConfigError("two logins share one name")
@@ -212,6 +222,11 @@ class TradeLockerVenue:
                 verify_tls=spec.verify_tls,
             )
             for spec in logins
+        }
+        self._quotes_margin = quotes_margin
+        # Created now (the caches need them at start); the pace is set once /trade/config is read.
+        self._quote_pacers: dict[str, QuotePacer] = {
+            spec.name: QuotePacer(unpublished_quotes_rate) for spec in logins
         }
         self._accounts: dict[str, _Account] = {}
         self._events: asyncio.Queue[VenueEvent] = asyncio.Queue(maxsize=100_000)
@@ -253,10 +268,32 @@ class TradeLockerVenue:
                 retry=self._retry,
                 connection=self._connection,
             )
-            self._accounts[alias] = _Account(
-                alias, spec, client, InstrumentCache(client, ttl_s=self._instrument_ttl)
+            cache = InstrumentCache(
+                client, self._quote_pacers[spec.login], ttl_s=self._instrument_ttl
             )
+            self._accounts[alias] = _Account(alias, spec, client, cache)
         await asyncio.gather(*(self._start_account(a) for a in self._accounts.values()))
+        self._pace_quotes()
+
+    def _pace_quotes(self) -> None:
+        paced: set[str] = set()
+        for account in self._accounts.values():
+            login = account.spec.login
+            if login in paced:
+                continue
+            paced.add(login)
+            try:
+                rate = quotes_rate(account.client.config, self._quotes_margin)
+            except ConfigError as exc:
+                pacer = self._quote_pacers[login]
+                log.warning(
+                    "login %s: %s; quotes paced at %.2f requests/s",
+                    login,
+                    exc,
+                    pacer.requests_per_second,
+                )
+                continue
+            self._quote_pacers[login].set_rate(rate)
 
     async def _start_account(self, account: _Account) -> None:
         await account.client.start()
@@ -290,6 +327,14 @@ class TradeLockerVenue:
         """The account's ``/trade/config`` payload (``rateLimits``, ``limits``, layouts)."""
         return self._account(alias).client.config
 
+    def quote_pacer(self, alias: str) -> QuotePacer:
+        """The QUOTES budget of the account's login, shared by every quote requester there."""
+        spec = self._account_specs.get(alias)
+        if spec is None:
+            known = ", ".join(sorted(self._account_specs)) or "none"
+            raise ConfigError(f"unknown account alias {alias!r}; configured: {known}")
+        return self._quote_pacers[spec.login]
+
     async def instruments(self, account: str) -> list[Instrument]:
         return await self._account(account).instruments.all()
 
@@ -300,16 +345,21 @@ class TradeLockerVenue:
         return await self._account(account).instruments.by_id(tradable_instrument_id)
 
     async def quote(self, account: str, instrument: Instrument) -> tuple[float, float] | None:
-        """(bid, ask) from the instrument's INFO route, or None when the venue has no price."""
+        """(bid, ask) from the instrument's INFO route, or None when the venue has no price.
+
+        Waits for a turn of the login's QUOTES budget and sends once (no retry: a retry would be
+        a request outside the budget); a failure raises and the caller asks again later."""
         acct = self._account(account)
         if not instrument.info_route_ids:
             return None
+        await self._quote_pacers[acct.spec.login].turn()
         reply = await acct.client.query(
-            "/trade/quotes",
+            QUOTES_PATH,
             {
                 "tradableInstrumentId": instrument.tradable_instrument_id,
                 "routeId": instrument.info_route_ids[0],
             },
+            attempts=1,
         )
         if not isinstance(reply, Mapping) or reply.get("bp") is None or reply.get("ap") is None:
             return None

@@ -6,13 +6,24 @@ import asyncio
 import time
 
 import pytest
+from aiohttp import web
 
 from engine.errors import ConfigError
-from engine.prices import Quote, QuoteFeed, quotes_rate
+from engine.prices import Quote, QuoteFeed, login_feeds, quotes_rate
+from engine.sim import Sandbox
 from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
-from tests.stream.sandbox import eventually, rest_venue, run_streams_sandbox
+from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue
+from tests.stream.sandbox import (
+    ACCOUNTS,
+    EMAIL,
+    PASSWORD,
+    SERVER,
+    eventually,
+    rest_venue,
+    run_streams_sandbox,
+)
 
-EURUSD, GBPUSD = 278, 279
+EURUSD, GBPUSD, US30 = 278, 279, 301
 
 
 def tight_quotes_config(limit: int) -> SandboxConfig:
@@ -139,5 +150,49 @@ async def test_an_unwatched_untraded_instrument_is_dropped_and_a_stale_quote_unk
             await asyncio.sleep(0.05)
             await feed.close()
             assert feed.requests_sent == sent  # nothing left to poll, nothing polled
+        finally:
+            await venue.close()
+
+
+async def test_instrument_lookups_and_one_off_quotes_share_the_feeds_quotes_budget() -> None:
+    """Issue 3: INFO-route probes and venue.quote() used to go out beside the feed's paced polls.
+    Now all of a login's quote requests take turns of one pacer: with the feed polling flat out
+    on acc1, repeated GBPUSD lookups on acc1 (a dead first INFO route, so two probes each) and
+    one-off quotes never get a 429 from the sandbox's QUOTES window."""
+    sandbox = Sandbox(tight_quotes_config(3), price_interval_ms=0)
+    answered: list[int] = []
+
+    async def count_quotes(request: web.Request, response: web.StreamResponse) -> None:
+        if request.path.endswith("/trade/quotes"):
+            answered.append(response.status)
+
+    sandbox.app.on_response_prepare.append(count_quotes)
+    async with sandbox:
+        login = LoginSpec("demo", sandbox.rest_url, email=EMAIL, password=PASSWORD, server=SERVER)
+        venue = TradeLockerVenue(
+            [login], [AccountSpec(a, "demo", account_id=i) for a, i in ACCOUNTS.items()]
+        )
+        await venue.start()
+        try:
+            feeds = login_feeds(venue, {"demo": ["acc1", "acc2"]})
+            feed = feeds["acc1"]
+            assert feeds["acc2"] is feed and feed.pacer is venue.quote_pacer("acc2")
+            eur = await venue.instrument("acc1", "EURUSD")
+            us30 = await venue.instrument("acc1", "US30")
+            feed.subscribe(EURUSD, eur.info_route_ids)
+            feed.subscribe(US30, us30.info_route_ids)
+            await feed.start()
+            for _ in range(3):
+                # Forget GBPUSD's details, as a venue 404 would: the next lookup probes again,
+                # on acc1, whose QUOTES window at the sandbox is the feed's.
+                venue._account("acc1").instruments.invalidate()
+                gbp = await venue.instrument("acc1", "GBPUSD")
+                assert gbp.info_route_ids[0] == 9101
+                assert await venue.quote("acc1", gbp) is not None
+            await eventually(lambda: feed.requests_sent >= 6, "the feed kept polling meanwhile")
+            await feed.close()
+            assert answered.count(429) == 0
+            # Each lookup probed the dead route and the live one: the probes really went out.
+            assert len(answered) >= 3 * 3 + 6
         finally:
             await venue.close()
