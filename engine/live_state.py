@@ -17,7 +17,13 @@ not, and nothing in this module ever awaits on behalf of an order.
 Published topics (engine.events): ``account_updates``, ``position_updates``, ``order_updates``,
 ``executions``. Each event carries ``source``: ``stream`` (a live delta), ``snapshot`` (the first
 sync of an account: its state when the engine started) or ``resync`` (a change found by the diff
-after a reconnect or a re-subscription). Executions are derived from position changes (a new
+after a reconnect or a re-subscription).
+
+A working order that vanished while the stream was down is no longer in the replayed snapshot, and
+the stream does not say how it ended. With a ``history`` source (the REST venue) it is looked up in
+``ordersHistory`` and published once as ``filled`` / ``cancelled`` / ``rejected`` with the venue's
+final ``status``; only when history cannot be read, or does not hold it, is it published as
+``gone``, with a ``reason`` saying why. Executions are derived from position changes (a new
 position, a size change, a close); they are not published for the first snapshot, which reports
 state, not fills.
 """
@@ -121,6 +127,23 @@ class SnapshotSource(Protocol):
     async def positions(self, account: str) -> list[Position]: ...
     async def orders(self, account: str) -> list[Order]: ...
     async def account_state(self, account: str) -> AccountState: ...
+    async def orders_history(
+        self, account: str, from_ms: int | None = None, to_ms: int | None = None
+    ) -> list[Order]: ...
+
+
+# ordersHistory's final statuses (an open-ended set: tradelocker-api.md 7.3) -> order_updates event.
+_FINAL_EVENTS = {
+    "filled": "filled",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "removed": "cancelled",
+    "rejected": "rejected",
+    "refused": "rejected",
+    "unplaced": "rejected",
+}
+# Clocks differ between us and the venue; the history window is widened by this much each side.
+_HISTORY_SKEW_MS = 300_000
 
 
 @dataclass(slots=True)
@@ -187,8 +210,11 @@ class LiveState:
         *,
         rng: random.Random | None = None,
         venue_events_maxsize: int = 10_000,
+        history: SnapshotSource | None = None,
     ) -> None:
-        """``accounts`` maps the engine's alias to the venue accountId."""
+        """``accounts`` maps the engine's alias to the venue accountId. ``history`` (the REST
+        venue, by alias) resolves how orders that vanished while disconnected ended; without
+        it they are published as ``gone``."""
         if not accounts:
             raise ValueError("LiveState needs at least one account (alias -> accountId)")
         self.settings = settings
@@ -211,6 +237,9 @@ class LiveState:
         self.last_error = ""
         self._malformed_before = 0
         self._last_frame_mono = 0.0
+        self._history = history
+        self._down_since_ms = 0  # wall ms when the last session ended (0: never)
+        self._lookups: set[asyncio.Task[None]] = set()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -270,7 +299,16 @@ class LiveState:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        for lookup in list(self._lookups):
+            lookup.cancel()  # each one still publishes its orders, as gone (see _resolve_vanished)
+        if self._lookups:
+            await asyncio.gather(*self._lookups, return_exceptions=True)
         self.phase = StreamPhase.STOPPED
+
+    async def settled(self) -> None:
+        """Wait until every vanished order's history lookup has published its outcome."""
+        while self._lookups:
+            await asyncio.gather(*list(self._lookups), return_exceptions=True)
 
     def drop_connection(self) -> None:
         """Close the current connection as if it had failed (operator action, tests)."""
@@ -454,6 +492,7 @@ class LiveState:
             self._last_frame_mono = session.socket.last_frame_mono
             self._malformed_before += session.socket.malformed_frames + session.malformed_messages
         self._session = None
+        self._down_since_ms = int(time.time() * 1000)
         self._staging.clear()
         self._sync_order.clear()
         for w in self._sync_waiters.values():
@@ -578,9 +617,21 @@ class LiveState:
             prev_order = view.orders.get(oid)
             if prev_order != order:
                 self._publish_order(view, order, "new" if prev_order is None else "changed", source)
-        for oid in view.orders.keys() - staging.orders.keys():
-            # Filled or cancelled while we were away; the stream no longer says which.
-            self._publish_order(view, view.orders[oid], "gone", source)
+        vanished = [view.orders[oid] for oid in view.orders.keys() - staging.orders.keys()]
+        if vanished and self._history is None:
+            for order in vanished:
+                self._publish_order(
+                    view, order, "gone", source, reason="no order history source to ask"
+                )
+        elif vanished:
+            # Filled or cancelled while we were away; the stream no longer says which, so ask
+            # the venue's history (off the message path: this handler must not await).
+            task = asyncio.get_running_loop().create_task(
+                self._resolve_vanished(view, vanished, source),
+                name=f"live-state-history-{view.alias}",
+            )
+            self._lookups.add(task)
+            task.add_done_callback(self._lookups.discard)
         view.positions = staging.positions
         view.orders = staging.orders
         view.synced = True
@@ -592,6 +643,68 @@ class LiveState:
             len(view.positions),
             len(view.orders),
         )
+
+    async def _resolve_vanished(
+        self, view: AccountView, vanished: list[StreamOrder], source: str
+    ) -> None:
+        """Publish each vanished order exactly once: with its final status from ordersHistory,
+        or as ``gone`` with the reason history could not tell."""
+        pending = {o.order_id: o for o in vanished}
+        reason = "ordersHistory lookup did not finish"
+        try:
+            reason = await self._publish_from_history(view, pending, source)
+        except asyncio.CancelledError:
+            reason = "live state closed before ordersHistory answered"
+            raise
+        except Exception as exc:  # a bug here must still leave every order reported once
+            log.exception("account %s: resolving vanished orders failed", view.alias)
+            reason = f"ordersHistory lookup failed: {type(exc).__name__}"
+        finally:
+            for order in pending.values():
+                self._publish_order(view, order, "gone", source, reason=reason)
+            pending.clear()
+
+    async def _publish_from_history(
+        self, view: AccountView, pending: dict[str, StreamOrder], source: str
+    ) -> str:
+        """Publishes (and removes from ``pending``) what history holds; the reason for the rest."""
+        assert self._history is not None
+        now_ms = int(time.time() * 1000)
+        since = self._down_since_ms or now_ms
+        # The order ended while we were down: look there first. A venue that filters its
+        # history by creation time would not list a long-working order there: then all of it.
+        windows: list[tuple[int | None, int | None]] = [
+            (since - _HISTORY_SKEW_MS, now_ms + _HISTORY_SKEW_MS),
+            (None, None),
+        ]
+        for from_ms, to_ms in windows:
+            try:
+                history = await self._history.orders_history(view.alias, from_ms, to_ms)
+            except EngineError as exc:
+                log.warning(
+                    "account %s: ordersHistory unreadable for %d vanished order(s): %s",
+                    view.alias,
+                    len(pending),
+                    type(exc).__name__,
+                )
+                return f"ordersHistory could not be read: {type(exc).__name__}: {exc}"
+            for final in history:
+                order = pending.get(final.order_id)
+                if order is None or final.is_open:
+                    continue
+                event = _FINAL_EVENTS.get(final.status.lower())
+                if event is None:
+                    continue  # an unknown final status: reported as gone, with it named
+                del pending[final.order_id]
+                self._publish_order(view, order, event, source, final=final)
+            if not pending:
+                return ""
+        statuses = {final.order_id: final.status for final in history if final.order_id in pending}
+        if statuses:
+            return "ordersHistory lists it with a status not understood: " + ", ".join(
+                f"{oid}={status}" for oid, status in sorted(statuses.items())
+            )
+        return "not in ordersHistory (yet); check the account"
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -679,24 +792,36 @@ class LiveState:
         )
 
     def _publish_order(
-        self, view: AccountView, order: StreamOrder, event: str, source: str
+        self,
+        view: AccountView,
+        order: StreamOrder,
+        event: str,
+        source: str,
+        *,
+        final: Order | None = None,
+        reason: str | None = None,
     ) -> None:
-        self._bus.publish(
-            "order_updates",
-            {
-                "account": view.alias,
-                "account_id": view.account_id,
-                "order_id": order.order_id,
-                "instrument": order.instrument,
-                "side": order.side.wire,
-                "qty": order.amount,
-                "price": order.price,
-                "status": order.status,
-                "event": event,
-                "source": source,
-            },
-            key=view.alias,
-        )
+        """``final`` is the venue's history row for an order resolved after a reconnect (its
+        status, filled qty and average price); ``reason`` says why an order is only ``gone``."""
+        payload: dict[str, Any] = {
+            "account": view.alias,
+            "account_id": view.account_id,
+            "order_id": order.order_id,
+            "instrument": order.instrument,
+            "side": order.side.wire,
+            "qty": order.amount,
+            "price": order.price,
+            "status": order.status if final is None else final.status,
+            "event": event,
+            "source": source,
+        }
+        if final is not None:
+            payload["filled_qty"] = final.filled_qty
+            payload["avg_price"] = final.avg_price
+            payload["resolved_by"] = "ordersHistory"
+        if reason is not None:
+            payload["reason"] = reason
+        self._bus.publish("order_updates", payload, key=view.alias)
 
 
 def _position_event(
