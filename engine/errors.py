@@ -126,6 +126,24 @@ class Shed(EngineError):
         self.priority = priority
 
 
+class QueuedTooLong(Shed):
+    """A request waited in the rate limiter's queue past its deadline (its signal grew older than
+    ``max_signal_age_ms``): it left the queue and was never sent. ``waited_ms`` is how long it
+    waited. A :class:`Shed`, so the signal's outcome is EXPIRED with ``reason``."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        waited_ms: int,
+        account: str | None = None,
+        route: str | None = None,
+        priority: str | None = None,
+    ) -> None:
+        super().__init__(reason, account=account, route=route, priority=priority)
+        self.waited_ms = waited_ms
+
+
 class CircuitOpen(VenueUnavailable):
     """The account's circuit breaker is open: the request was refused locally, never sent.
 
