@@ -13,7 +13,12 @@ gates every request on the bucket of its route type:
 * the account's queue is bounded: when full, the least urgent waiter (the newest of the lowest
   priority) is shed with :class:`engine.errors.Shed`, or the newcomer if nothing queued is less
   urgent;
-* a 429 from the venue pauses that route's buckets (for Retry-After, or one full interval).
+* a 429 from the venue pauses that route's buckets (for Retry-After, or one full interval);
+* a waiter may carry a deadline (``deadline_ns``, on the limiter's clock): when it passes while
+  the request is still queued, the request leaves the queue with
+  :class:`engine.errors.QueuedTooLong` and is never sent. The pipeline gives placements and
+  modifications the moment their signal becomes older than ``max_signal_age_ms``, and cancels and
+  closes none (they reduce risk, so late is better than never).
 
 Which bucket an engine operation spends (:func:`routes_for`). The venue publishes no type for
 cancel-order, cancel-all, close-position or close-all. We charge them to the nearest published
@@ -39,7 +44,7 @@ from typing import Any, Protocol
 
 from engine._fast import TokenBucket
 from engine.domain import Action, OrderType, Priority
-from engine.errors import ConfigError, Shed
+from engine.errors import ConfigError, QueuedTooLong, Shed
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +189,7 @@ class RouteStats:
     at_limit_events: int
     rate_limited_events: int
     shed: int
+    expired: int = 0  # requests whose deadline passed while they waited for budget
 
 
 class _Route:
@@ -191,6 +197,7 @@ class _Route:
         "alerting",
         "at_limit_events",
         "buckets",
+        "expired",
         "heap",
         "logged_at",
         "logged_events",
@@ -217,6 +224,7 @@ class _Route:
         self.at_limit_events = 0
         self.rate_limited_events = 0
         self.shed = 0
+        self.expired = 0  # waiters whose deadline passed in the queue
 
 
 class AccountLimiter:
@@ -269,17 +277,29 @@ class AccountLimiter:
         r = self._routes[route]
         return not r.heap and self._grant(r, self._clock())
 
-    def acquire(self, route: RouteType | str, priority: Priority) -> Awaitable[None]:
+    def acquire(
+        self, route: RouteType | str, priority: Priority, deadline_ns: int = 0
+    ) -> Awaitable[None]:
         """Wait for the route's budget. Returns a completed awaitable when a token is free (the
         fast path); otherwise a future resolved in priority order when the bucket refills.
 
+        ``deadline_ns`` (the limiter's clock; 0: none) bounds the wait: a request still queued
+        then fails with :class:`QueuedTooLong` and gives its place up; one that would have to
+        queue with its deadline already past fails at the call. The fast path ignores it.
         Raises :class:`Shed` (at the call) when the account's queue is full of more urgent work.
         Cancelling the awaiting task gives its place up. A string route is converted by name.
         """
         r = self._routes[RouteType[route] if isinstance(route, str) else route]
-        if not r.heap and self._grant(r, self._clock()):
+        now = self._clock()
+        if not r.heap and self._grant(r, now):
             return _READY
-        return self._enqueue(r, priority)
+        if deadline_ns and now >= deadline_ns:
+            r.expired += 1
+            raise self._too_long(r, priority, 0)
+        fut = self._enqueue(r, priority)
+        if deadline_ns:
+            self._arm_deadline(r, fut, int(priority), now, deadline_ns)
+        return fut
 
     def _grant(self, r: _Route, now: int) -> bool:
         b = r.single
@@ -380,6 +400,43 @@ class AccountLimiter:
             )
         )
 
+    def _arm_deadline(
+        self, r: _Route, fut: asyncio.Future[None], prio: int, queued_at: int, deadline_ns: int
+    ) -> None:
+        delay_s = (deadline_ns - queued_at) / 1e9
+        if self._call_later is not None:
+            timer = self._call_later(delay_s, self._expire, r, fut, prio, queued_at)
+        else:
+            timer = asyncio.get_running_loop().call_later(
+                delay_s, self._expire, r, fut, prio, queued_at
+            )
+        # Granted, shed or cancelled first: the timer has nothing left to do.
+        fut.add_done_callback(lambda _: timer.cancel())
+
+    def _expire(self, r: _Route, fut: asyncio.Future[None], prio: int, queued_at: int) -> None:
+        if fut.done():
+            return
+        for i, entry in enumerate(r.heap):
+            if entry[2] is fut:
+                r.heap[i] = r.heap[-1]
+                r.heap.pop()
+                heapq.heapify(r.heap)
+                self._queued -= 1
+                break
+        r.expired += 1
+        fut.set_exception(self._too_long(r, Priority(prio), self._clock() - queued_at))
+
+    def _too_long(self, r: _Route, priority: Priority, waited_ns: int) -> QueuedTooLong:
+        waited_ms = waited_ns // 1_000_000
+        return QueuedTooLong(
+            f"account {self.account}: waited {waited_ms} ms for {r.name} budget, over"
+            " max_signal_age_ms: not sent",
+            waited_ms=waited_ms,
+            account=self.account,
+            route=r.name,
+            priority=priority.name,
+        )
+
     def _wait_ns(self, r: _Route, now: int) -> int:
         if not r.buckets:
             return max(0, r.paused_until - now)
@@ -465,7 +522,7 @@ class AccountLimiter:
         out = []
         for route, r in zip(RouteType, self._routes, strict=True):
             limits = self._limits[route]
-            if not limits and not (r.rate_limited_events or r.heap):
+            if not limits and not (r.rate_limited_events or r.heap or r.expired):
                 continue
             tight = min(r.buckets, key=lambda b: b.available(now), default=None)
             out.append(
@@ -481,6 +538,7 @@ class AccountLimiter:
                     at_limit_events=r.at_limit_events,
                     rate_limited_events=r.rate_limited_events,
                     shed=r.shed,
+                    expired=r.expired,
                 )
             )
         return out
