@@ -73,6 +73,10 @@ RESUBMIT_SUFFIX = "#resubmit"
 
 # Actions that create an order: an ambiguous failure is reconciled by the order's tag.
 _CREATES_ORDER = frozenset({Action.PLACE, Action.REVERSE})
+# Placements and modifications may not wait in the rate-limit queue past max_signal_age_ms.
+_AGE_BOUND_IN_QUEUE = frozenset(
+    {Action.PLACE, Action.MODIFY, Action.MODIFY_POSITION, Action.REVERSE}
+)
 # Bulk actions are barriers in their account's lane: they run after everything before them has
 # its outcome, and nothing after them starts until they have theirs.
 _BULK = frozenset({Action.CANCEL_ALL, Action.CLOSE_ALL})
@@ -572,7 +576,7 @@ class Pipeline:
                 await job.durable
             if session.breaker is not None:
                 session.breaker.check()
-            await self._gate(job)
+            await self._gate(job, self._queue_deadline(job))
             rec.gated_ns = time.monotonic_ns()
             sent_at = time.monotonic()
             rec.on_wire_ns = time.monotonic_ns()
@@ -692,12 +696,26 @@ class Pipeline:
             await venue.close_all_positions(alias, rec.instrument_id)
 
     @staticmethod
-    async def _gate(job: _Job) -> None:
-        """Spend the action's rate budget (every attempt does, retries and resubmissions too)."""
+    async def _gate(job: _Job, deadline_ns: int = 0) -> None:
+        """Spend the action's rate budget (every attempt does, retries and resubmissions too).
+        Past ``deadline_ns`` (monotonic) a queued request is dropped unsent: QueuedTooLong."""
         gate = job.leg.session.gate
         if gate is not None:
             for route in routes_for(job.signal.action):
-                await gate.acquire(route, job.priority)
+                await gate.acquire(route, job.priority, deadline_ns)
+
+    def _queue_deadline(self, job: _Job) -> int:
+        """When a first attempt still waiting for budget is too old to send: the moment its
+        signal passes max_signal_age_ms (monotonic ns; 0: no deadline). Cancels and closes get
+        none: they reduce risk, so they go out however late. Only first attempts: a retry after
+        an unknown outcome must not end as "not sent"."""
+        if not self.max_age_ns or job.signal.action not in _AGE_BOUND_IN_QUEUE:
+            return 0
+        rec = job.record
+        if job.signal.ts_ns:
+            remaining = job.signal.ts_ns + self.max_age_ns - time.time_ns()
+            return time.monotonic_ns() + remaining
+        return (rec.arrived_ns or time.monotonic_ns()) + self.max_age_ns
 
     @staticmethod
     def _venue_failed(session: AccountSession, action: Action, exc: BaseException) -> None:
