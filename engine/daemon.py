@@ -310,7 +310,9 @@ async def _open_streams(engine: Engine, cfg: Config, base_url_override: str | No
         settings = StreamSettings(
             login.stream_url, (await secret(login.developer_api_key)).reveal()
         )
-        live = LiveState(settings, tokens, accounts, engine.bus)
+        # history: an order that vanished while the stream was down is looked up in
+        # ordersHistory and reported filled/cancelled/rejected, not just "gone".
+        live = LiveState(settings, tokens, accounts, engine.bus, history=engine.venue)
         await live.start()
         engine.streams.append(live)
         engine._tasks.append(asyncio.create_task(_apply_events(engine, live.events())))
