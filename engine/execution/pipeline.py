@@ -380,7 +380,10 @@ class Pipeline:
         )
         self.tracker.track(rec)
         try:
-            await self._resolve(job)
+            if sig.action is Action.PLACE:  # the common case, without the dispatch frame
+                job.request = await self._order_request(job, job.leg.session)
+            else:
+                await self._resolve(job)
         except (ValidationError, NotFound) as exc:
             self._publish_invalid(job, _reason(exc))  # Policies 7: invalid input is reported
             await self._finish(job, OutcomeStatus.REJECTED, reason=_reason(exc))
@@ -472,7 +475,13 @@ class Pipeline:
     async def _order_request(self, job: _Job, session: AccountSession) -> OrderRequest:
         sig = job.signal
         assert sig.side is not None and sig.type is not None and sig.qty is not None
-        inst = await session.instrument(sig.symbol, sig.instrument_id)
+        # A dict hit for an instrument loaded at start; the venue is asked only for an unknown one.
+        if sig.instrument_id is not None:
+            inst = session.instruments_by_id.get(sig.instrument_id)
+        else:
+            inst = session.instruments_by_name.get(sig.symbol) if sig.symbol is not None else None
+        if inst is None:
+            inst = await session.instrument(sig.symbol, sig.instrument_id)
         qty = scale_qty(sig.qty, job.leg.qty_factor, inst.lot_step)
         if qty <= 0.0:
             raise ValidationError(
@@ -609,7 +618,8 @@ class Pipeline:
                 f"({exc.retry_in:.1f} s to the next probe): {exc}",
             )
         except Shed as exc:
-            await self._finish(job, OutcomeStatus.EXPIRED, reason=f"not sent: {exc.reason}")
+            # The limiter's reasons already end in "not sent" (queue full, waited too long).
+            await self._finish(job, OutcomeStatus.EXPIRED, reason=exc.reason)
         except JournalError as exc:
             # No durable evidence could be written, so the order must not go out.
             await self._finish(
