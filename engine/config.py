@@ -22,6 +22,7 @@ SOURCE_KINDS = ("local", "http", "kafka")
 SINK_KINDS = ("bus", "kafka", "log")
 BALANCING_RULES = ("least_loaded", "round_robin")
 UNKNOWN_POLICIES = ("reject", "resubmit_once")
+BEGIN_DURABILITIES = ("process", "power")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,11 @@ class EngineSettings:
     max_qty_lots: float = 1_000.0
     unknown_policy: str = "reject"
     stop_limit_poll_ms: int = 250
+    # "process": an order's intent record survives the engine being killed, without an fsync on
+    # the order path (an unclean reboot is covered by looking signals up at the venue by tag);
+    # "power": every intent is fsynced before the order goes out (slower, survives power loss).
+    begin_durability: str = "process"
+    suspect_window_s: float = 3600.0  # after an unclean reboot: how far back to look up by tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +199,8 @@ def _engine(t: dict[str, Any]) -> EngineSettings:
         _secret_ref("engine.control_token", token)
     policy = _opt(t, "engine", "unknown_policy", str, d.unknown_policy)
     _choice("engine.unknown_policy", policy, UNKNOWN_POLICIES)
+    durability = _opt(t, "engine", "begin_durability", str, d.begin_durability)
+    _choice("engine.begin_durability", durability, BEGIN_DURABILITIES)
     return EngineSettings(
         journal_path=_opt(t, "engine", "journal_path", str, d.journal_path),
         state_dir=_opt(t, "engine", "state_dir", str, None),
@@ -203,6 +211,8 @@ def _engine(t: dict[str, Any]) -> EngineSettings:
         max_qty_lots=_positive(t, "engine", "max_qty_lots", d.max_qty_lots),
         unknown_policy=policy,
         stop_limit_poll_ms=_int_range(t, "engine", "stop_limit_poll_ms", 250, 10, 60_000),
+        begin_durability=durability,
+        suspect_window_s=_positive(t, "engine", "suspect_window_s", d.suspect_window_s),
     )
 
 

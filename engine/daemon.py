@@ -219,7 +219,11 @@ async def build_engine(
     accounts = Accounts(sessions, cfg.groups.values())
     await accounts.start()
     journal_path = Path(cfg.engine.journal_path)
-    journal = Journal(journal_path)
+    journal = Journal(
+        journal_path,
+        begin_durability="power" if cfg.engine.begin_durability == "power" else "process",
+        suspect_window_s=cfg.engine.suspect_window_s,
+    )
     t = cfg.timeouts
     reconciler = Reconciler(venue, settle_s=t.reconcile_settle_s, max_s=t.reconcile_max_s)
     state_dir = Path(cfg.engine.state_dir) if cfg.engine.state_dir else journal_path.parent

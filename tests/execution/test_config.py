@@ -95,3 +95,14 @@ def test_missing_file_and_broken_toml_are_config_errors(tmp_path: Path) -> None:
     bad.write_text("[engine\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_begin_durability_must_be_process_or_power_and_names_the_key(tmp_path: Path) -> None:
+    src = (Path(__file__).parents[2] / "config" / "demo.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(src.replace("[engine]", '[engine]\nbegin_durability = "disk"', 1))
+    with pytest.raises(ConfigError, match=r"engine\.begin_durability"):
+        load_config(bad)
+    good = tmp_path / "good.toml"
+    good.write_text(src.replace("[engine]", '[engine]\nbegin_durability = "power"', 1))
+    assert load_config(good).engine.begin_durability == "power"
