@@ -1,4 +1,5 @@
-"""The compiled hot path: order pre-validation, request serialization, rate-limit token buckets.
+"""The compiled hot path: signal decoding, order pre-validation, request serialization, rate-limit
+token buckets.
 
 Import from here, not from the submodules: this package picks the compiled extensions when they are
 built and ``TL_ENGINE_PURE`` is unset or ``0``, and the pure-Python twins in ``engine._fast._py``
@@ -23,11 +24,13 @@ __all__ = [
     "TokenBucket",
     "check_order",
     "close_position_body",
+    "decode_signal",
     "describe",
     "format_number",
     "modify_order_body",
     "modify_position_body",
     "order_post_head",
+    "peek_signal_id",
     "place_order_body",
     "reject_reason",
     "request_head",
@@ -39,6 +42,8 @@ PURE_REQUESTED: bool = os.environ.get("TL_ENGINE_PURE", "").strip() not in ("", 
 _why_pure: str
 
 if TYPE_CHECKING:
+    from engine._fast._py.decode import decode as decode_signal
+    from engine._fast._py.decode import peek_id as peek_signal_id
     from engine._fast.bucket import TokenBucket
     from engine._fast.serialize import (
         close_position_body,
@@ -58,6 +63,8 @@ else:
         if PURE_REQUESTED:
             raise ImportError("TL_ENGINE_PURE is set")
         _bucket = importlib.import_module("engine._fast.bucket")
+        from engine._fast._py import decode as _decode  # compiled decoder: next commit
+
         _serialize = importlib.import_module("engine._fast.serialize")
         _validate = importlib.import_module("engine._fast.validate")
 
@@ -65,6 +72,7 @@ else:
         _why_pure = ""
     except ImportError as exc:
         from engine._fast._py import bucket as _bucket
+        from engine._fast._py import decode as _decode
         from engine._fast._py import serialize as _serialize
         from engine._fast._py import validate as _validate
 
@@ -72,6 +80,9 @@ else:
         _why_pure = str(exc)
 
     TokenBucket = _bucket.TokenBucket
+    # Not named ``decode``: that is the submodule's name in this package.
+    decode_signal = _decode.decode
+    peek_signal_id = _decode.peek_id
     check_order = _validate.check_order
     reject_reason = _validate.reject_reason
     place_order_body = _serialize.place_order_body
