@@ -42,9 +42,9 @@ PURE_REQUESTED: bool = os.environ.get("TL_ENGINE_PURE", "").strip() not in ("", 
 _why_pure: str
 
 if TYPE_CHECKING:
-    from engine._fast._py.decode import decode as decode_signal
-    from engine._fast._py.decode import peek_id as peek_signal_id
     from engine._fast.bucket import TokenBucket
+    from engine._fast.decode import decode as decode_signal
+    from engine._fast.decode import peek_id as peek_signal_id
     from engine._fast.serialize import (
         close_position_body,
         format_number,
@@ -63,7 +63,7 @@ else:
         if PURE_REQUESTED:
             raise ImportError("TL_ENGINE_PURE is set")
         _bucket = importlib.import_module("engine._fast.bucket")
-        from engine._fast._py import decode as _decode  # compiled decoder: next commit
+        _decode = importlib.import_module("engine._fast.decode")
 
         _serialize = importlib.import_module("engine._fast.serialize")
         _validate = importlib.import_module("engine._fast.validate")
