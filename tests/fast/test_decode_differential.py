@@ -122,7 +122,9 @@ FIELD_VALUES: dict[str, st.SearchStrategy[str]] = {
     "instrument_id": _mostly(
         _encoded(st.integers(1, 2**64 - 1)), st.one_of(_encoded(st.integers(-3, 0)), JUNK)
     ),
-    "side": _mostly(_words("buy", "sell", "BUY", "Sell"), st.one_of(_words("hold", "\u017fell"), JUNK)),
+    "side": _mostly(
+        _words("buy", "sell", "BUY", "Sell"), st.one_of(_words("hold", "\u017fell"), JUNK)
+    ),
     "type": _mostly(
         _words("market", "limit", "stop", "stop_limit", "stop-limit", "STOP-LIMIT", "Market"),
         st.one_of(_words("iceberg", "stop limit"), JUNK),
