@@ -96,6 +96,12 @@ cdef dict _PROTECTIONS = _exact(
     + ["trailing_offset", "trailing", "TRAILING"],
 )
 cdef dict _PRIORITIES = _PRIORITY_BY_NAME
+# Bound once: a class attribute lookup per field per signal is measurable at this scale.
+cdef object PARSE_ACTION = Action.parse
+cdef object PARSE_SIDE = Side.parse
+cdef object PARSE_ORDER_TYPE = OrderType.parse
+cdef object PARSE_PROTECTION = ProtectionType.parse
+cdef object SIGNAL = Signal
 
 cdef object PLACE = Action.PLACE
 cdef object MODIFY = Action.MODIFY
@@ -316,24 +322,24 @@ cdef object _build(dict obj, object payload, object arrived_ns, object targets, 
         raise SignalError(
             f"account {account!r} is neither an account alias nor a group in the config", sid
         )
-    action = _enum_field(_slot(slots[F_ACTION]), "action", _ACTIONS, Action.parse, sid)
+    action = _enum_field(_slot(slots[F_ACTION]), "action", _ACTIONS, PARSE_ACTION, sid)
     if action is None:
         raise SignalError("missing required field 'action'", sid)
     ts_ns = _ts_field(_slot(slots[F_TS]), sid)
     symbol = _str_field(_slot(slots[F_SYMBOL]), "symbol", False, sid)
     instrument_id = _instrument_id_field(_slot(slots[F_INSTRUMENT_ID]), sid)
-    side = _enum_field(_slot(slots[F_SIDE]), "side", _SIDES, Side.parse, sid)
-    otype = _enum_field(_slot(slots[F_TYPE]), "type", _ORDER_TYPES, OrderType.parse, sid)
+    side = _enum_field(_slot(slots[F_SIDE]), "side", _SIDES, PARSE_SIDE, sid)
+    otype = _enum_field(_slot(slots[F_TYPE]), "type", _ORDER_TYPES, PARSE_ORDER_TYPE, sid)
     qty_obj = _number_field(_slot(slots[F_QTY]), "qty", &qty, sid)
     price_obj = _number_field(_slot(slots[F_PRICE]), "price", &price, sid)
     stop_price_obj = _number_field(_slot(slots[F_STOP_PRICE]), "stop_price", &stop_price, sid)
     stop_loss_obj = _number_field(_slot(slots[F_STOP_LOSS]), "stop_loss", &stop_loss, sid)
     take_profit_obj = _number_field(_slot(slots[F_TAKE_PROFIT]), "take_profit", &take_profit, sid)
     sl_type = _enum_field(
-        _slot(slots[F_SL_TYPE]), "sl_type", _PROTECTIONS, ProtectionType.parse, sid
+        _slot(slots[F_SL_TYPE]), "sl_type", _PROTECTIONS, PARSE_PROTECTION, sid
     )
     tp_type = _enum_field(
-        _slot(slots[F_TP_TYPE]), "tp_type", _PROTECTIONS, ProtectionType.parse, sid
+        _slot(slots[F_TP_TYPE]), "tp_type", _PROTECTIONS, PARSE_PROTECTION, sid
     )
     trailing_obj = _number_field(
         _slot(slots[F_TRAILING_OFFSET]), "trailing_offset", &trailing, sid
@@ -412,7 +418,7 @@ cdef object _build(dict obj, object payload, object arrived_ns, object targets, 
             )
     # cancel_all / close_all: an optional instrument narrows them, nothing is required.
 
-    return Signal(
+    return SIGNAL(
         sid,
         account,
         action,
