@@ -7,6 +7,7 @@ Pipeline per REST call, in this order:
   4. rate limit for the route's ``rateLimitType`` and the account (429)
   5. the handler (business rejections are HTTP 200 ``s=error``)
   6. ``dropAfterAccept``: the work is done, the connection is aborted with no reply
+     ``noContent``: a successful DELETE/PATCH answers 204 with an empty body
      ``malformed``: the work is done, the reply is a truncated JSON body
 Every failure is a JSON ``{"s": "error", "errmsg": ...}``; the server never dies on bad input.
 """
@@ -220,6 +221,14 @@ def _endpoint(
             if request.transport is not None:
                 request.transport.abort()
             raise DroppedConnection(op)
+        if (
+            status == 200
+            and request.method in ("DELETE", "PATCH")
+            and isinstance(body, dict)
+            and body.get("s") == "ok"
+            and faults.fires("noContent", op)
+        ):
+            return web.Response(status=204)
         if faults.fires("malformed", op):
             text = orjson.dumps(body)
             return web.Response(

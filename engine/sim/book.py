@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine.sim.columns import money_text, price_text, qty_text
+from engine.sim.columns import money_text, plain_text, price_text, qty_text
 from engine.sim.errors import NotFound, Rejected
 from engine.sim.models import (
     CLOSE,
@@ -731,8 +731,8 @@ class OrderBook:
             "accountId": position.account_id,
             "positionId": position.id,
             "lots": qty_text(spec, position.qty),
-            "lotSize": f"{spec.lot_size:g}",
-            "units": f"{position.qty * spec.lot_size:g}",
+            "lotSize": plain_text(spec.lot_size),
+            "units": plain_text(position.qty * spec.lot_size),
             "instrument": spec.name,
             "openPrice": price_text(spec, position.avg_price),
             "openDateTime": _iso_ms(position.open_ms),
@@ -760,7 +760,7 @@ class OrderBook:
             "orderId": order.id,
             "instrument": spec.name,
             "amount": qty_text(spec, order.qty),
-            "lotSize": f"{spec.lot_size:g}",
+            "lotSize": plain_text(spec.lot_size),
             "side": order.side.upper(),
             "price": price_text(spec, price),
             "status": status,

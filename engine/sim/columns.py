@@ -7,6 +7,7 @@ examples.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from engine.sim.models import Execution, SimOrder, SimPosition
@@ -148,6 +149,13 @@ def qty_text(spec: InstrumentSpec, value: float) -> str:
     return f"{value:.{spec.qty_decimals}f}"
 
 
+def plain_text(value: float) -> str:
+    """A decimal string with no exponent and no float noise: 10 lots of 100,000 units is
+    "1000000", never "1e+06" (the venue's numeric strings are plain decimals; strict parsers
+    refuse exponents)."""
+    return format(Decimal(f"{value:.10f}").normalize(), "f")
+
+
 def money_text(value: float) -> str:
     return f"{value:.2f}"
 
@@ -172,12 +180,12 @@ def order_row(order: SimOrder, spec: InstrumentSpec) -> list[str | None]:
         str(order.last_modified_ms),
         "true" if order.is_open else "false",
         order.position_id,
-        (f"{sl:g}" if order.stop_loss_type != "absolute" else price_text(spec, sl))
+        (plain_text(sl) if order.stop_loss_type != "absolute" else price_text(spec, sl))
         if sl is not None
         else None,
         order.stop_loss_type,
         (
-            f"{order.take_profit:g}"
+            plain_text(order.take_profit)
             if order.take_profit_type != "absolute"
             else price_text(spec, order.take_profit)
         )

@@ -11,6 +11,8 @@ Kinds and when they act:
   burst429         answer 429 before touching any state, as if the bucket were empty
   dropAfterAccept  do the work (the order exists), then abort the TCP connection with no reply
   malformed        do the work, then answer 200 with a truncated, unparsable JSON body
+  noContent        a successful DELETE or PATCH answers 204 with no body (the reference pages
+                   list 204 beside 200 for those routes; by default the sandbox answers 200 {s})
 Streams (read by engine.sim.streams): ``drop_stream_connections`` (bool, or a share per message)
 and ``stream_latency_ms``.
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 from engine.errors import ConfigError
 
-KINDS = ("error5xx", "burst429", "dropAfterAccept", "malformed")
+KINDS = ("error5xx", "burst429", "dropAfterAccept", "malformed", "noContent")
 
 
 @dataclass(slots=True)

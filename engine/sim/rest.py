@@ -40,6 +40,9 @@ from engine.sim.state import SandboxState
 
 Reply = tuple[int, Any]
 
+# The 13 values the instrument-details reference page enumerates (tradelocker-api.md section 6).
+LOCALES = ("ar", "en", "es", "fr", "ja", "ko", "pl", "pt", "ru", "tr", "ua", "zh_sm", "zh_tr")
+
 
 @dataclass(slots=True)
 class Call:
@@ -182,6 +185,9 @@ async def instrument_details(call: Call) -> Reply:
     if not raw.isdigit():
         raise BadRequest(f"tradableInstrumentId must be an integer, got {raw!r}")
     spec = _instrument(call, int(raw))
+    locale = call.request.query.get("locale")
+    if locale is not None and locale not in LOCALES:
+        raise BadRequest(f"locale must be one of {', '.join(LOCALES)}; got {locale!r}")
     route = call.query_int("routeId", required=True)
     if route not in spec.info_route_ids or route in spec.dead_info_route_ids:
         raise NotFound(f"Symbol {spec.name} not found on route {route}")
@@ -335,7 +341,8 @@ async def depth(call: Call) -> Reply:
 
 async def daily_bar(call: Call) -> Reply:
     spec = _info_instrument(call)
-    bar_type = call.request.query.get("barType", "ASK")
+    # Required by the venue (section 6); defaulting it here would hide a client that omits it.
+    bar_type = call.request.query.get("barType")
     if bar_type not in ("ASK", "BID", "TRADE"):
         raise BadRequest(f"barType must be ASK, BID or TRADE; got {bar_type!r}")
     return ok(call.state.prices.daily_bar(spec.tradable_instrument_id, bar_type))

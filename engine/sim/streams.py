@@ -197,7 +197,7 @@ class StreamsServer:
             return _error("NOT_CONNECTED", "connection is not accepted")
         if not isinstance(data, dict):
             return _error("BAD_REQUEST", "subscriptions payload must be an object")
-        action = str(data.get("action", "")).upper()
+        action = data.get("action")  # exact spelling: the venue documents only upper case
         account_id = str(data.get("accountId") or "")
         if not account_id:
             return _error("BAD_REQUEST", "accountId is required")
@@ -215,7 +215,12 @@ class StreamsServer:
             return _error("invalidJwt", f"token refused: {exc}")
         if str(token_account) != account_id:
             return _error("invalidJwt", "token does not belong to this accountId")
-        if data.get("brandId") not in (None, "", brand_id):
+        # The venue's SUBSCRIBE names the brand (server) beside the token (section 10.1); a
+        # client that leaves it out must learn it here, not in production.
+        brand = data.get("brandId")
+        if not isinstance(brand, str) or not brand:
+            return _error("BAD_REQUEST", "brandId (the server name) is required")
+        if brand != brand_id:
             return _error("invalidJwt", "brandId does not match the token")
         # Snapshot and subscription are taken together, without yielding, so no delta can fall
         # between them (see the module docstring).
