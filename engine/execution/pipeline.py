@@ -867,7 +867,9 @@ class Pipeline:
                 reason=f"first attempt proven absent ({what}); resubmitted once as {tag}",
                 resolved=True,
             )
-        if rec.status is not None:
+        if rec.status is not None and rec.status is not OutcomeStatus.UNKNOWN:
+            # An unknown resubmission keeps its row pending: the next start reconciles the
+            # signal by the resubmission's tag (the signal's own row has the original's).
             await self.journal.record(_outcome(job, rec.status, None, None, RESUBMIT_SUFFIX))
 
     async def recover(self) -> int:
@@ -890,7 +892,24 @@ class Pipeline:
                 )
                 resolved += 1
                 continue
-            res = await self.reconciler.resolve(row.account, row.strategy_tag, None)
+            if key == row.signal_id:
+                resub = self.journal.decided(key + RESUBMIT_SUFFIX)
+                if resub is not None:
+                    # The original was proven absent before its resubmission was journalled:
+                    # the resubmission's tag decides the signal, not the original's.
+                    if resub.pending or resub.status is None:
+                        continue  # reconciled by its own row
+                    await self.journal.record(
+                        Outcome(key, row.account, resub.status, Action.PLACE,
+                                order_id=resub.order_id, position_id=resub.position_id,
+                                reason=resub.reason, strategy_tag=resub.strategy_tag)
+                    )  # fmt: skip
+                    resolved += 1
+                    continue
+            # The earlier run may have sent it moments before it died, and the venue may still be
+            # processing it: "absent" is believed only after the settle time from its begin.
+            sent_at = time.monotonic() - max(0.0, (time.time_ns() - row.begun_ns) / 1e9)
+            res = await self.reconciler.resolve(row.account, row.strategy_tag, sent_at)
             if res.verdict is Verdict.UNRESOLVED:
                 continue
             if res.verdict is Verdict.FOUND:

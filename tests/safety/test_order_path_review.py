@@ -1,0 +1,111 @@
+"""Adversarial review of the order path: each test is a scenario that once doubled an order or
+lost a signal's outcome, run against the in-process sandbox and the daemon's own wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from engine.daemon import build_engine
+from engine.domain import OutcomeStatus
+from engine.execution.tags import strategy_tag
+from engine.journal import Journal
+from engine.sim import Sandbox
+from tests.fixtures.engine import Live, demo_secrets, engine_config
+
+READS = ("ORDERS", "ORDERS_HISTORY", "POSITIONS")
+
+
+async def _engine(
+    sandbox: Sandbox, journal_dir: Path, *, settle_s: float, max_s: float, **engine: Any
+) -> Live:
+    cfg = engine_config(sandbox.base_url, journal_dir, None, **engine)
+    cfg = replace(
+        cfg, timeouts=replace(cfg.timeouts, reconcile_settle_s=settle_s, reconcile_max_s=max_s)
+    )
+    eng = await build_engine(cfg, secrets=await demo_secrets(), with_control=False, sources=[])
+    live = Live(sandbox, eng)
+    eng.bus.subscribe(lambda topic, ev: live.outcomes.append(ev) if topic == "outcomes" else None)
+    return live
+
+
+def _tagged(live: Live, tag: str) -> int:
+    return sum(1 for o in live.sim_orders(1) if o.strategy_id == tag)
+
+
+async def test_a_restart_right_after_a_crash_waits_the_settle_time_before_calling_an_order_absent(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # The last run began an order and died while the venue was still processing its POST (3 s
+    # of venue latency). The new run starts at once: reading "absent" before the venue had its
+    # settle time would record the signal rejected while its order is about to exist.
+    ts_ms = int(time.time() * 1000)
+    tag = strategy_tag("slow", ts_ms * 1_000_000)
+    journal = Journal(tmp_path / "journal.sqlite")
+    await journal.begin("slow", "a1", tag)
+    await journal.close()
+
+    # The crashed run's POST, still on its way: another engine (own journal) sends the same
+    # signal, so the venue receives an order under the same derived tag.
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    crashed = await _engine(sandbox, other_dir, settle_s=0.3, max_s=15.0)
+    sandbox.faults.update({"latency": {"PLACE_ORDER": 3000}})
+    crashed.send(
+        id="slow", ts=ts_ms, account="a1", action="place", symbol="EURUSD", type="market",
+        side="buy", qty=0.01,
+    )  # fmt: skip
+    await asyncio.sleep(0.2)
+    assert _tagged(crashed, tag) == 0  # still in the venue's hands
+
+    restarted = await _engine(sandbox, tmp_path, settle_s=4.0, max_s=15.0)
+    row = restarted.engine.journal.decided("slow")
+    await crashed.engine.pipeline.drain()
+    sandbox.faults.clear()
+    await crashed.engine.stop()
+    await restarted.engine.stop()
+
+    assert _tagged(restarted, tag) == 1
+    assert row is not None and not row.pending
+    assert row.status is OutcomeStatus.ACCEPTED, row.reason
+
+
+async def test_a_resubmission_whose_outcome_stays_unknown_is_reconciled_by_its_own_tag_at_restart(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    live = await _engine(sandbox, tmp_path, settle_s=0.2, max_s=1.0, unknown_policy="resubmit_once")
+    # The first POST fails before any effect (503): proven absent, so it is resubmitted once.
+    # The resubmission is executed and its reply cut off; from that moment the venue cannot be
+    # read, so its outcome stays unknown. The sandbox's fault injector is scripted (not mocked)
+    # to break the reads exactly when it drops that reply, which no fixed count can time.
+    faults = sandbox.faults
+    fires = faults.fires
+
+    def fires_then_break_reads(kind: str, op: str) -> bool:
+        fired = fires(kind, op)
+        if fired and kind == "dropAfterAccept":
+            faults.update({"error5xx": {op_: 1.0 for op_ in READS}})
+        return fired
+
+    faults.fires = fires_then_break_reads  # type: ignore[method-assign]
+    faults.update({"error5xx": {"PLACE_ORDER": 1}, "dropAfterAccept": {"PLACE_ORDER": 1}})
+    out = await live.run(
+        id="r", account="a1", action="place", symbol="EURUSD", type="market", side="buy", qty=0.01
+    )
+    faults.fires = fires  # type: ignore[method-assign]
+    faults.clear()
+    await live.engine.stop()
+    assert out["status"] == "unknown", out
+    resubmitted_tag = out["tag"]
+    assert _tagged(live, resubmitted_tag) == 1  # the resubmission does exist at the venue
+
+    again = await _engine(sandbox, tmp_path, settle_s=0.2, max_s=5.0)
+    row = again.engine.journal.decided("r")
+    await again.engine.stop()
+    assert row is not None and not row.pending
+    assert row.status is OutcomeStatus.ACCEPTED, row.reason
+    assert row.strategy_tag == resubmitted_tag
+    assert _tagged(again, resubmitted_tag) == 1
