@@ -133,6 +133,10 @@ class StopLimitBook:
 
     async def start(self) -> None:
         """Load held rows (resuming their watch) and reconcile rows caught mid-trigger."""
+        # A trigger caught by a crash may still be in the venue's hands (a quick restart):
+        # "absent" is believed only once the settle time has passed since this start, since the
+        # row does not say when it was sent; held again too early, it would be placed twice.
+        started = time.monotonic()
         rows = self._db.execute(
             "SELECT * FROM stop_limits WHERE state IN ('held', 'triggering', 'placed')"
         ).fetchall()
@@ -142,7 +146,7 @@ class StopLimitBook:
                 continue
             self._orders[held.emulated_id] = held
             if held.state == "triggering":
-                await self._settle_trigger(held, sent_at=None)
+                await self._settle_trigger(held, sent_at=started)
         for held in list(self._orders.values()):
             if held.state == "held":
                 self._watch_quotes(held)

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.daemon import build_engine
-from engine.domain import OutcomeStatus
+from engine.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
+from engine.execution.reconcile import Reconciler
+from engine.execution.stoplimit import StopLimitBook
 from engine.execution.tags import strategy_tag
 from engine.journal import Journal
 from engine.sim import Sandbox
@@ -109,3 +111,58 @@ async def test_a_resubmission_whose_outcome_stays_unknown_is_reconciled_by_its_o
     assert row.status is OutcomeStatus.ACCEPTED, row.reason
     assert row.strategy_tag == resubmitted_tag
     assert _tagged(again, resubmitted_tag) == 1
+
+
+async def test_a_stop_limit_caught_mid_trigger_by_a_quick_restart_is_not_placed_twice(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    live = await _engine(sandbox, tmp_path, settle_s=0.3, max_s=15.0)
+    venue = live.engine.venue
+    inst = live.engine.accounts["a1"].instruments_by_name["EURUSD"]
+    path = tmp_path / "held.stoplimit.sqlite"
+
+    def book() -> StopLimitBook:
+        # The daemon's wiring without a quote feed: the book polls venue.quote itself.
+        reconciler = Reconciler(venue, settle_s=4.0, max_s=15.0, first_delay_s=0.05)
+        return StopLimitBook(
+            venue, path, live.engine.bus, reconciler, poll_s=0.05,
+            instrument_for=lambda alias, iid: inst if iid == inst.tradable_instrument_id else None,
+        )  # fmt: skip
+
+    tag = strategy_tag("sl", 1)
+    sandbox.state.set_price("EURUSD", bid=1.0999, ask=1.1)
+    first = book()
+    await first.hold(
+        "sl",
+        OrderRequest(
+            "a1",
+            inst,
+            Side.BUY,
+            OrderType.STOP_LIMIT,
+            0.01,
+            Validity.GTC,
+            tag,
+            price=1.2005,
+            stop_price=1.2,
+        ),
+    )
+    # The trigger's limit order spends 3 s at the venue before it exists; the engine dies
+    # meanwhile and the next one opens the same book at once, its row still "triggering".
+    sandbox.faults.update({"latency": {"PLACE_ORDER": 3000}})
+    sandbox.state.set_price("EURUSD", bid=1.2, ask=1.2001)
+    triggering = asyncio.ensure_future(first.check_once())
+    await asyncio.sleep(0.3)
+    assert _tagged(live, tag) == 0
+
+    second = book()
+    await second.start()
+    await triggering
+    await asyncio.sleep(0.5)  # a re-held order would trigger on the next poll
+    await second.close()
+    sandbox.faults.clear()
+    await first.close()
+    await live.engine.stop()
+
+    assert _tagged(live, tag) == 1, "the triggered limit order was placed twice"
+    resumed = second.get("emu-" + tag)
+    assert resumed is not None and resumed.state == "placed"
