@@ -757,6 +757,22 @@ class Pipeline:
         rec = job.record
         action = job.signal.action
         what = f"{type(exc).__name__}: {exc}"
+        if (
+            action is Action.REVERSE
+            and isinstance(exc, OutcomeUnknown)
+            and exc.strategy_tag != rec.tag
+        ):
+            # The close half's outcome is unknown and the opening half was never sent (it goes
+            # only after a definite close): its tag would read "not placed" while the position
+            # may well be closed. Not repeated: the account must be looked at first.
+            await self._finish(
+                job,
+                OutcomeStatus.UNKNOWN,
+                reason=f"reverse: closing position {job.target} has an unknown outcome ({what}); "
+                "the opening order was not sent: check the position before sending another "
+                "reverse or close",
+            )
+            return
         if action in _CREATES_ORDER and rec.tag is not None:
             await self._reconcile(job, what, sent_at, resubmitted=False)
             return

@@ -166,3 +166,26 @@ async def test_a_stop_limit_caught_mid_trigger_by_a_quick_restart_is_not_placed_
     assert _tagged(live, tag) == 1, "the triggered limit order was placed twice"
     resumed = second.get("emu-" + tag)
     assert resumed is not None and resumed.state == "placed"
+
+
+async def test_a_reverse_whose_close_is_cut_off_is_reported_unknown_not_rejected(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    live = await _engine(sandbox, tmp_path, settle_s=0.2, max_s=5.0)
+    opened = await live.run(
+        id="o", account="a1", action="place", symbol="EURUSD", type="market", side="buy", qty=0.01
+    )
+    assert opened["status"] == "accepted"
+    [position] = live.sim_positions(1)
+    # The close half of the reverse is executed and its reply cut off: the position is gone,
+    # and the opening half was never sent.
+    sandbox.faults.update({"dropAfterAccept": {"CLOSE_POSITION": 1}})
+    out = await live.run(id="rv", account="a1", action="reverse", ref="o")
+    sandbox.faults.clear()
+    await live.engine.stop()
+
+    assert live.sim_positions(1) == []  # closed, not reversed
+    assert out["status"] == "unknown", out
+    assert str(position.id) in out["reason"]
+    row = live.engine.journal.decided("rv")
+    assert row is not None and row.status is OutcomeStatus.UNKNOWN
