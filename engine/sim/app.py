@@ -23,6 +23,7 @@ from aiohttp import web
 
 from engine.sim import admin, rest
 from engine.sim.errors import SimError, TooManyRequests
+from engine.sim.faults import Faults
 from engine.sim.state import SandboxState
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,21 @@ def error_response(status: int, errmsg: str) -> web.Response:
     return json_response(status, {"s": "error", "errmsg": errmsg})
 
 
+_HTML_429 = (
+    b"<html><head><title>429 Too Many Requests</title></head>"
+    b"<body><h1>429 Too Many Requests</h1></body></html>"
+)
+
+
+def too_many_requests(faults: Faults, errmsg: str) -> web.Response:
+    """A 429 in the shape ``faults.body429`` asks for (the real body is undocumented)."""
+    if faults.body429 == "html":
+        return web.Response(status=429, body=_HTML_429, content_type="text/html")
+    if faults.body429 == "empty":
+        return web.Response(status=429)
+    return error_response(429, errmsg)
+
+
 class DroppedConnection(Exception):
     """The reply must never reach the client (the dropAfterAccept fault)."""
 
@@ -194,7 +210,7 @@ def _endpoint(
         if faults.fires("error5xx", op):
             return error_response(503, "Service temporarily unavailable (injected)")
         if faults.fires("burst429", op):
-            return error_response(429, f"Too many requests for {rate_type or op} (injected)")
+            return too_many_requests(faults, f"Too many requests for {rate_type or op} (injected)")
         call = rest.Call(request, state, await request.read())
         try:
             if auth != "none":
@@ -214,6 +230,8 @@ def _endpoint(
                         f"per {limit.interval_num} {limit.measure}"
                     )
             status, body = await handler(call)
+        except TooManyRequests as exc:
+            return too_many_requests(faults, exc.errmsg)
         except SimError as exc:
             status, body = exc.status, {"s": "error", "errmsg": exc.errmsg}
         if faults.fires("dropAfterAccept", op):

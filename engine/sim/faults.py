@@ -13,6 +13,7 @@ Kinds and when they act:
   malformed        do the work, then answer 200 with a truncated, unparsable JSON body
   noContent        a successful DELETE or PATCH answers 204 with no body (the reference pages
                    list 204 beside 200 for those routes; by default the sandbox answers 200 {s})
+``body429`` (json | html | empty) sets how every 429 reads, injected or earned.
 Streams (read by engine.sim.streams): ``drop_stream_connections`` (bool, or a share per message)
 and ``stream_latency_ms``.
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 from engine.errors import ConfigError
 
+BODIES_429 = ("json", "html", "empty")
 KINDS = ("error5xx", "burst429", "dropAfterAccept", "malformed", "noContent")
 
 
@@ -100,6 +102,9 @@ class Faults:
     )
     drop_stream_connections: bool | float = False
     stream_latency_ms: float = 0.0
+    # How a 429 reads: TradeLocker's 429 body is undocumented (tradelocker-api.md section 8), so
+    # a client must cope with JSON, an HTML error page or nothing at all.
+    body429: str = "json"
 
     def __post_init__(self) -> None:
         self._rng = random.Random(f"faults:{self.rng_seed}")
@@ -110,16 +115,23 @@ class Faults:
             self.triggers[kind].clear()
         self.drop_stream_connections = False
         self.stream_latency_ms = 0.0
+        self.body429 = "json"
 
     def update(self, spec: dict[str, Any]) -> None:
         """Merge a spec (the body of POST /sandbox/faults). Validates everything before applying."""
         if not isinstance(spec, dict):
             raise ConfigError("faults must be a JSON object")
-        unknown = set(spec) - {"latency", *KINDS, "dropStreamConnections", "streamLatencyMs"}
+        unknown = set(spec) - {
+            "latency",
+            *KINDS,
+            "dropStreamConnections",
+            "streamLatencyMs",
+            "body429",
+        }
         if unknown:
             raise ConfigError(
                 f"unknown fault keys {sorted(unknown)}; known: latency, {', '.join(KINDS)}, "
-                "dropStreamConnections, streamLatencyMs"
+                "dropStreamConnections, streamLatencyMs, body429"
             )
         latency: dict[str, tuple[float, float]] = {}
         raw_latency = spec.get("latency", {})
@@ -143,6 +155,9 @@ class Faults:
         stream_latency = spec.get("streamLatencyMs", self.stream_latency_ms)
         if isinstance(stream_latency, bool) or not isinstance(stream_latency, int | float):
             raise ConfigError("streamLatencyMs must be a number of milliseconds")
+        body429 = spec.get("body429", self.body429)
+        if body429 not in BODIES_429:
+            raise ConfigError(f"body429 must be one of {', '.join(BODIES_429)}; got {body429!r}")
         self.latency_ms.update(latency)
         for kind, per_op in triggers.items():
             self.triggers[kind].update(per_op)
@@ -150,6 +165,7 @@ class Faults:
             drop_streams if isinstance(drop_streams, bool) else float(drop_streams)
         )
         self.stream_latency_ms = float(stream_latency)
+        self.body429 = body429
 
     def latency_for(self, op: str) -> float:
         """Seconds to sleep before handling ``op`` (0 when no latency is configured)."""
@@ -183,4 +199,5 @@ class Faults:
             **{kind: {op: t.wire() for op, t in self.triggers[kind].items()} for kind in KINDS},
             "dropStreamConnections": self.drop_stream_connections,
             "streamLatencyMs": self.stream_latency_ms,
+            "body429": self.body429,
         }

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.sim.client import EURUSD, US30, Wire
+from engine.sim.seed import RateLimit
+from tests.sim.client import ACCOUNT, EURUSD, US30, Wire
 from tests.sim.test_streams import Reference, tokens
 from tests.stream.sandbox import SERVER, StreamsSandbox, run_streams_sandbox
 
@@ -167,3 +168,34 @@ async def test_stream_messages_carry_plain_decimal_strings_and_upper_case_sides(
     for msg in seen:
         for key, value in msg.items():
             assert value is None or isinstance(value, str), (msg["type"], key, value)
+
+
+@pytest.mark.parametrize("shape", ["html", "empty"])
+async def test_a_429_can_read_as_html_or_nothing_and_still_changes_nothing(
+    wire: Wire, shape: str
+) -> None:
+    # Section 8 and 16: the real 429 body is undocumented, so the sandbox can serve the shapes a
+    # client must survive: an HTML error page or an empty body, for earned and injected 429s.
+    wire.sb.faults.update({"body429": shape})
+    wire.sb.state.rate_limiter.set_limit("PLACE_ORDER", RateLimit(1))
+    await wire.place_ok()
+    async with wire.http.post(
+        f"{wire.url}/trade/accounts/{ACCOUNT}/orders",
+        json={"tradableInstrumentId": EURUSD, "routeId": 9001, "qty": "0.10", "side": "buy",
+              "type": "market", "validity": "IOC"},
+        headers=wire.headers(),
+    ) as resp:  # fmt: skip
+        raw = await resp.read()
+        assert resp.status == 429
+        assert resp.content_type == ("text/html" if shape == "html" else "application/octet-stream")
+    assert (b"429 Too Many Requests" in raw) if shape == "html" else raw == b""
+    assert len(await wire.table("positions")) == 1
+    wire.sb.faults.update({"burst429": {"QUOTES": 1}})
+    status, body = await wire.call("GET", "/trade/quotes", params=INFO_EURUSD)
+    assert status == 429 and not isinstance(body, dict)
+
+
+async def test_an_unknown_429_body_shape_is_refused_with_a_reason(wire: Wire) -> None:
+    async with wire.http.post(wire.sb.base_url + "/sandbox/faults", json={"body429": "xml"}) as r:
+        assert r.status == 400 and "body429" in (await r.json())["errmsg"]
+    assert wire.sb.faults.body429 == "json"
