@@ -94,7 +94,8 @@ class _Latch:
 
 class _Job:
     __slots__ = (
-        "durable", "latch", "leg", "priority", "recheck", "record", "request", "signal", "target",
+        "durable", "latch", "leg", "owned_ns", "priority", "recheck", "record", "request", "signal",
+        "target",
     )  # fmt: skip
 
     def __init__(self, signal: Signal, leg: Leg, latch: _Latch, record: SignalRecord) -> None:
@@ -111,6 +112,7 @@ class _Job:
         # Another engine process may have executed it (a taken-over Kafka partition): look its
         # tag up at the venue before executing, like after an unclean stop.
         self.recheck = False
+        self.owned_ns = 0  # epoch ns since which this process owns the signal's partition
 
 
 class _Lane:
@@ -209,6 +211,7 @@ class Pipeline:
             job = _Job(signal, leg, latch, rec)
             owned = delivery.owned_since_ns
             job.recheck = bool(owned) and (not signal.ts_ns or signal.ts_ns < owned)
+            job.owned_ns = owned
             self._enqueue(job)
 
     async def run_source(self, source: SignalSource) -> None:
@@ -411,8 +414,16 @@ class Pipeline:
             return False
         if sig.action not in _CREATES_ORDER or not rec.tag:
             return True  # cancel, modify, SL/TP, full close and bulk calls are idempotent
+        # Everything another process (or an earlier run) sent went out before this one took
+        # the signal over: "absent" is believed only after the settle time from then, since
+        # the other's POST may still be in the venue's hands.
+        sent_at = self._started
+        if job.recheck and job.owned_ns:
+            sent_at = max(
+                sent_at, time.monotonic() - max(0.0, (time.time_ns() - job.owned_ns) / 1e9)
+            )
         for alias in self._accounts_that_may_hold(job):
-            res = await self.reconciler.resolve(alias, rec.tag, self._started)
+            res = await self.reconciler.resolve(alias, rec.tag, sent_at)
             if res.verdict is Verdict.FOUND:
                 rec.account = alias
                 rec.acked_ns = time.monotonic_ns()

@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from engine.daemon import build_engine
 from engine.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
 from engine.execution.reconcile import Reconciler
@@ -16,6 +18,7 @@ from engine.execution.stoplimit import StopLimitBook
 from engine.execution.tags import strategy_tag
 from engine.journal import Journal
 from engine.sim import Sandbox
+from engine.sources.base import Delivery
 from tests.fixtures.engine import Live, demo_secrets, engine_config
 
 READS = ("ORDERS", "ORDERS_HISTORY", "POSITIONS")
@@ -189,3 +192,35 @@ async def test_a_reverse_whose_close_is_cut_off_is_reported_unknown_not_rejected
     assert str(position.id) in out["reason"]
     row = live.engine.journal.decided("rv")
     assert row is not None and row.status is OutcomeStatus.UNKNOWN
+
+
+async def test_a_signal_taken_over_while_the_other_process_is_still_sending_it_is_not_doubled(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # This process has run for a while when a rebalance hands it a partition; the previous
+    # owner's POST for a signal is still in the venue's hands (3 s latency) when the signal is
+    # redelivered here.
+    here = await _engine(sandbox, tmp_path, settle_s=4.0, max_s=15.0)
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = await _engine(sandbox, other_dir, settle_s=0.3, max_s=15.0)
+    ts_ms = int(time.time() * 1000)
+    signal = {
+        "id": "t", "ts": ts_ms, "account": "a1", "action": "place", "symbol": "EURUSD",
+        "type": "market", "side": "buy", "qty": 0.01,
+    }  # fmt: skip
+    here.engine.pipeline._started -= 60.0  # started a minute ago (reconciliation settles from it)
+    sandbox.faults.update({"latency": {"PLACE_ORDER": 3000}})
+    other.send(**signal)
+    await asyncio.sleep(0.2)
+    here.engine.pipeline.submit(Delivery(orjson.dumps(signal), 0, owned_since_ns=time.time_ns()))
+    await here.engine.pipeline.drain()
+    await other.engine.pipeline.drain()
+    sandbox.faults.clear()
+    await other.engine.stop()
+    await here.engine.stop()
+
+    tag = strategy_tag("t", ts_ms * 1_000_000)
+    assert _tagged(here, tag) == 1, "the taken-over signal was placed a second time"
+    [out] = [o for o in here.outcomes if o["id"] == "t"]
+    assert out["status"] == "accepted" and "not sent again" in out["reason"]
