@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.sim import Sandbox
-from tests.e2e.conftest import Live, start_engine
+from tests.fixtures.engine import Live, start_engine
 
 EUR = {"account": "a1", "symbol": "EURUSD"}
 

@@ -13,10 +13,10 @@ import orjson
 
 from engine.config import parse_config
 from engine.daemon import Engine, build_engine
-from engine.secrets import EnvFileStore
 from engine.sim import Sandbox
 from engine.sources.base import Delivery
-from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
+from tests.fixtures.engine import demo_secrets
+from tests.fixtures.sim import DEMO_PASSWORD, DEMO_SERVER
 
 KEY = "test-control-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -43,15 +43,7 @@ async def _engine(sandbox: Sandbox, tmp_path: Path, **login: Any) -> Engine:
             "sources": [],
         }
     )
-    secrets = EnvFileStore(
-        environ={
-            "SB_EMAIL": DEMO_EMAIL,
-            "SB_PASSWORD": DEMO_PASSWORD,
-            "CTRL": KEY,
-            "DEV_KEY": sandbox.state.config.developer_api_key,
-        }
-    )
-    await secrets.start()
+    secrets = await demo_secrets(CTRL=KEY, DEV_KEY=sandbox.state.config.developer_api_key)
     return await build_engine(cfg, secrets=secrets)
 
 

@@ -17,8 +17,8 @@ import orjson
 
 from engine.config import parse_config
 from engine.daemon import build_engine
-from engine.secrets import EnvFileStore
 from engine.sim import Sandbox
+from tests.fixtures.engine import demo_secrets
 from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,14 +144,7 @@ async def test_signals_posted_to_the_control_server_are_executed(
             "sources": [{"kind": "http"}],
         }
     )
-    secrets = EnvFileStore(
-        environ={
-            "SB_EMAIL": DEMO_EMAIL,
-            "SB_PASSWORD": DEMO_PASSWORD,
-            "CTRL_TOKEN": "test-control-key",
-        }
-    )
-    await secrets.start()
+    secrets = await demo_secrets(CTRL_TOKEN="test-control-key")
     engine = await build_engine(cfg, secrets=secrets)
     outcomes: list[dict[str, Any]] = []
     got = asyncio.Event()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.sim import Sandbox
 from engine.sim.seed import RateLimit, load_seed
-from tests.e2e.conftest import start_engine
+from tests.fixtures.engine import start_engine
 
 LIMIT = 5  # PLACE_ORDER per second on the sandbox
 PENDING, MARKET = 40, 10

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.sim import Sandbox
 from engine.sim.seed import RateLimit, load_seed
-from tests.e2e.conftest import start_engine
+from tests.fixtures.engine import start_engine
 
 BURST = 8
 MAX_AGE_MS = 400  # a 2-per-second budget sends about one more order within this

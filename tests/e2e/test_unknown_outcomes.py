@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from engine.sim import Sandbox
-from tests.e2e.conftest import start_engine
+from tests.fixtures.engine import start_engine
 
 N = 40
 

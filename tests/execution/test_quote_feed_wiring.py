@@ -17,8 +17,8 @@ from aiohttp import web
 
 from engine.sim import Sandbox
 from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit
-from tests.e2e.conftest import Live, sandbox_with, start_engine
-from tests.stream.sandbox import eventually
+from tests.fixtures.engine import Live, sandbox_with, start_engine
+from tests.fixtures.waiting import eventually
 
 EURUSD, US30, BTCUSD = 278, 301, 206
 

@@ -17,7 +17,7 @@ import orjson
 
 from engine.execution.tags import strategy_tag
 from engine.sim import Sandbox
-from tests.e2e.conftest import Live, start_engine
+from tests.fixtures.engine import Live, start_engine
 
 
 def place(signal_id: str, ts_ns: int) -> dict[str, object]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,44 +13,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
-
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv").exists() else sys.executable
-
-
-def start_sandbox(
-    latency_ms: int, log: Path, seed_file: Path | None = None
-) -> tuple[subprocess.Popen[str], str]:
-    seed = ["--seed-file", str(seed_file)] if seed_file is not None else []
-    proc = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "engine.cli",
-            "sim",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--price-interval-ms",
-            "0",
-            "--latency-ms",
-            str(latency_ms),
-            *seed,
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http://"):
-        proc.kill()
-        raise AssertionError(f"the sandbox did not start: {url!r} {log.read_text()[-2000:]}")
-    return proc, url
+from tests.fixtures.sim import (
+    DEMO_EMAIL,
+    DEMO_PASSWORD,
+    DEMO_SERVER,
+    PYTHON,
+    REPO,
+)
 
 
 def write_config(
@@ -112,16 +79,6 @@ def start_engine(config: Path, log: Path) -> subprocess.Popen[bytes]:
             "PYTHONUNBUFFERED": "1",
         },
     )
-
-
-def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class OutcomeWatcher:

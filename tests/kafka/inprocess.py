@@ -17,8 +17,8 @@ from aiokafka.errors import KafkaError
 
 from engine.config import Config, parse_config
 from engine.daemon import Engine, build_engine
-from engine.secrets import EnvFileStore
-from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
+from tests.fixtures.engine import demo_secrets, engine_config_data
+from tests.fixtures.waiting import eventually
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,36 +32,11 @@ class KafkaWiring:
 def kafka_engine_config(
     sandbox_url: str, tmp_path: Path, kafka: KafkaWiring, **engine: Any
 ) -> Config:
-    return parse_config(
-        {
-            "engine": {"journal_path": str(tmp_path / "journal.sqlite"), **engine},
-            "logins": {
-                "sb": {
-                    "base_url": sandbox_url,
-                    "server": DEMO_SERVER,
-                    "email": "env:SB_EMAIL",
-                    "password": "env:SB_PASSWORD",
-                }
-            },
-            "accounts": {
-                "a1": {"login": "sb", "acc_num": 1},
-                "a2": {"login": "sb", "acc_num": 2},
-            },
-            "groups": {"both": {"members": ["a1", "a2"]}},
-            "timeouts": {"reconcile_settle_s": 0.3, "reconcile_max_s": 15.0},
-            "sources": [
-                {
-                    "kind": "kafka",
-                    "bootstrap": kafka.bootstrap,
-                    "topic": kafka.topic,
-                    "group_id": kafka.group,
-                }
-            ],
-            "sinks": [
-                {"kind": "kafka", "bootstrap": kafka.bootstrap, "topic_prefix": kafka.prefix}
-            ],
-        }
-    )
+    data = engine_config_data(sandbox_url, tmp_path, **engine)
+    source = {"kind": "kafka", "bootstrap": kafka.bootstrap, "topic": kafka.topic}
+    data["sources"] = [{**source, "group_id": kafka.group}]
+    data["sinks"] = [{"kind": "kafka", "bootstrap": kafka.bootstrap, "topic_prefix": kafka.prefix}]
+    return parse_config(data)
 
 
 @contextlib.asynccontextmanager
@@ -69,8 +44,7 @@ async def running_engine(cfg: Config, secrets: Any = None) -> AsyncIterator[Engi
     """Started like ``tl-engine run`` does it (sources started, then fed to the pipeline);
     stopped gracefully on exit (sources close and commit, in-flight signals drain)."""
     if secrets is None:
-        secrets = EnvFileStore(environ={"SB_EMAIL": DEMO_EMAIL, "SB_PASSWORD": DEMO_PASSWORD})
-        await secrets.start()
+        secrets = await demo_secrets()
     engine = await build_engine(cfg, secrets=secrets, with_control=False)
     for source in engine.sources:
         start = getattr(source, "start", None)
@@ -168,11 +142,4 @@ def tp_of(record: ConsumerRecord[bytes, bytes]) -> TopicPartition:
 
 async def wait_until(cond: Callable[[], Any], what: str, limit_s: float = 60.0) -> None:
     """Poll ``cond`` (sync or async) until true; a hang guard on a loaded machine."""
-    for _ in range(int(limit_s / 0.05)):
-        result = cond()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
+    await eventually(cond, what, limit_s, interval_s=0.05)

@@ -19,11 +19,10 @@ from aiohttp import ClientSession
 from aiokafka import AIOKafkaProducer
 
 from tests.fixtures.kafka import TopicFactory
+from tests.fixtures.sim import launch_sandbox_process, stop_process
 from tests.kafka.e2e_support import (
     OutcomeWatcher,
     start_engine,
-    start_sandbox,
-    stop,
     write_config,
 )
 
@@ -43,7 +42,7 @@ async def test_engine_killed_mid_stream_resumes_with_one_outcome_and_one_order_p
 ) -> None:
     topic = await kafka_topic(partitions=2, prefix="signals")
     prefix = f"{topic}."
-    sandbox, url = start_sandbox(50, tmp_path / "sandbox.log")
+    sandbox, url = launch_sandbox_process(tmp_path / "sandbox.log", latency_ms=50)
     config = tmp_path / "engine.toml"
     write_config(
         config,
@@ -83,11 +82,11 @@ async def test_engine_killed_mid_stream_resumes_with_one_outcome_and_one_order_p
         engine = start_engine(config, tmp_path / "engine.log")
         want = {f"k{i}" for i in range(SIGNALS)}
         await watcher.wait(lambda: want <= watcher.ids(), "an outcome for every signal")
-        stop(engine)  # graceful: commits what it acked
+        stop_process(engine)  # graceful: commits what it acked
         orders = await sandbox_orders(url)
     finally:
-        stop(engine, signal.SIGKILL)
-        stop(sandbox)
+        stop_process(engine, signal.SIGKILL)
+        stop_process(sandbox)
         await producer.stop()
         await watcher.stop()
 

@@ -33,13 +33,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from tests.fixtures.kafka import TopicFactory
-from tests.fixtures.sim import DEMO_SERVER
+from tests.fixtures.sim import DEMO_SERVER, REPO, launch_sandbox_process, stop_process
 from tests.kafka.e2e_support import (
-    REPO,
     OutcomeWatcher,
     start_engine,
-    start_sandbox,
-    stop,
 )
 
 pytestmark = pytest.mark.kafka
@@ -162,7 +159,7 @@ async def test_two_engines_split_accounts_and_the_survivor_takes_over_without_do
     topic = await kafka_topic(partitions=PARTITIONS, prefix="signals")
     seed = tmp_path / "seed.json"
     write_seed(seed)
-    sandbox, url = start_sandbox(200, tmp_path / "sandbox.log", seed)
+    sandbox, url = launch_sandbox_process(tmp_path / "sandbox.log", latency_ms=200, seed_file=seed)
     accounts = pick_accounts()
     logs = {name: tmp_path / f"{name}.log" for name in ("p1", "p2")}
     watchers = {name: OutcomeWatcher(kafka_broker, f"{topic}.{name}.outcomes") for name in logs}
@@ -197,17 +194,17 @@ async def test_two_engines_split_accounts_and_the_survivor_takes_over_without_do
             elif n == SIGNALS - ACCOUNTS - 1:
                 await producer.flush()
                 await wait_for(lambda: len(decided()) > SIGNALS // 2, "the first of the rest")
-                stop(procs["p1"], leave)
+                stop_process(procs["p1"], leave)
                 left_at = len(decided())
         await producer.flush()
         want = {f"x{n}" for n in range(SIGNALS)}
         await wait_for(lambda: want <= decided(), "an outcome for every signal")
-        stop(procs["p2"])
+        stop_process(procs["p2"])
         orders = await sandbox_orders(url)
     finally:
         for proc in procs.values():
-            stop(proc, signal.SIGKILL)
-        stop(sandbox)
+            stop_process(proc, signal.SIGKILL)
+        stop_process(sandbox)
         await producer.stop()
         for w in watchers.values():
             await w.stop()

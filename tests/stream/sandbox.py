@@ -8,9 +8,7 @@ side is exercised by the tests that compare the live state with REST snapshots.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +28,25 @@ from engine.tradelocker.stream import (
     decode_message,
     fetch_stream_tokens,
 )
-from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue
+from engine.tradelocker.venue import AccountSpec, TradeLockerVenue
+from tests.fixtures.sim import DEMO_EMAIL as EMAIL
+from tests.fixtures.sim import DEMO_PASSWORD as PASSWORD
+from tests.fixtures.sim import DEMO_SERVER as SERVER
+from tests.fixtures.tradelocker import demo_venue
+from tests.fixtures.waiting import eventually
 
-EMAIL = "demo@sandbox.local"
-PASSWORD = "demo-password"
-SERVER = "SANDBOX"
+__all__ = [
+    "ACCOUNTS",
+    "EMAIL",
+    "PASSWORD",
+    "SERVER",
+    "SandboxTokens",
+    "StreamsSandbox",
+    "eventually",
+    "rest_venue",
+    "run_streams_sandbox",
+]
+
 ACCOUNTS = {"acc1": "700001", "acc2": "700002"}
 EURUSD = 278
 EURUSD_TRADE_ROUTE = 9001
@@ -131,20 +143,7 @@ async def run_streams_sandbox(
         )
 
 
-async def eventually(check: Callable[[], bool], what: str, limit_s: float = 10.0) -> None:
-    """Wait until ``check()`` holds; fail with ``what`` if it never does (a hang guard, not a
-    timing assertion)."""
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.01)
-
-
 def rest_venue(sb: StreamsSandbox) -> TradeLockerVenue:
     """The engine's TradeLocker REST venue logged in to the sandbox, both accounts by alias."""
-    login = LoginSpec(
-        "demo", sb.http_url + "/backend-api", email=EMAIL, password=PASSWORD, server=SERVER
-    )
     accounts = [AccountSpec(alias, "demo", account_id=aid) for alias, aid in ACCOUNTS.items()]
-    return TradeLockerVenue([login], accounts)
+    return demo_venue(sb.http_url + "/backend-api", accounts)

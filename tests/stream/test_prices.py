@@ -12,12 +12,10 @@ from engine.errors import ConfigError
 from engine.prices import Quote, QuoteFeed, login_feeds, quotes_rate
 from engine.sim import Sandbox
 from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
-from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue
+from engine.tradelocker.venue import AccountSpec
+from tests.fixtures.tradelocker import demo_venue
 from tests.stream.sandbox import (
     ACCOUNTS,
-    EMAIL,
-    PASSWORD,
-    SERVER,
     eventually,
     rest_venue,
     run_streams_sandbox,
@@ -55,7 +53,10 @@ async def test_polling_stays_within_the_venues_quotes_limit_across_instruments()
             # and the count is what the paced budget allows for the time it ran.
             assert feed.errors == 0
             assert sent <= 5 * elapsed + 1
-            assert feed.last(EURUSD) is not None and feed.last(GBPUSD) is not None
+            for tid in (EURUSD, GBPUSD):
+                # Prices are still: the feed's last quote is exactly the sandbox's.
+                last, truth = feed.last(tid), sb.state.prices.quote(tid)
+                assert last is not None and (last.bid, last.ask) == (truth.bid, truth.ask)
         finally:
             await venue.close()
 
@@ -168,9 +169,8 @@ async def test_instrument_lookups_and_one_off_quotes_share_the_feeds_quotes_budg
 
     sandbox.app.on_response_prepare.append(count_quotes)
     async with sandbox:
-        login = LoginSpec("demo", sandbox.rest_url, email=EMAIL, password=PASSWORD, server=SERVER)
-        venue = TradeLockerVenue(
-            [login], [AccountSpec(a, "demo", account_id=i) for a, i in ACCOUNTS.items()]
+        venue = demo_venue(
+            sandbox.rest_url, [AccountSpec(a, "demo", account_id=i) for a, i in ACCOUNTS.items()]
         )
         await venue.start()
         try:
@@ -188,7 +188,8 @@ async def test_instrument_lookups_and_one_off_quotes_share_the_feeds_quotes_budg
                 venue._account("acc1").instruments.invalidate()
                 gbp = await venue.instrument("acc1", "GBPUSD")
                 assert gbp.info_route_ids[0] == 9101
-                assert await venue.quote("acc1", gbp) is not None
+                truth = sandbox.state.prices.quote(gbp.tradable_instrument_id)
+                assert await venue.quote("acc1", gbp) == (truth.bid, truth.ask)
             await eventually(lambda: feed.requests_sent >= 6, "the feed kept polling meanwhile")
             await feed.close()
             assert answered.count(429) == 0

@@ -1,7 +1,9 @@
-"""The real sandbox REST app (engine.sim.app) on a free 127.0.0.1 port, for adapter tests."""
+"""The real sandbox REST app (engine.sim.app) on a free 127.0.0.1 port, for adapter tests: plain
+HTTP or TLS, with the rate limits out of the way unless a test sets them."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -13,27 +15,27 @@ from engine.sim.app import build_app
 from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
 from engine.sim.state import SandboxState
 from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue
+from tests.fixtures.sim import DEMO_ACCOUNT_IDS as ACCOUNT_IDS
+from tests.fixtures.sim import DEMO_EMAIL as EMAIL
+from tests.fixtures.sim import DEMO_PASSWORD as PASSWORD
+from tests.fixtures.sim import DEMO_SERVER as SERVER
+from tests.fixtures.tradelocker import demo_login, demo_venue
 
-EMAIL = "demo@sandbox.local"
-PASSWORD = "demo-password"
-SERVER = "SANDBOX"
-ACCOUNT_IDS = ("700001", "700002")
+__all__ = ["ACCOUNT_IDS", "EMAIL", "PASSWORD", "SERVER", "Sandbox", "running_sandbox"]
 
 
 @dataclass
 class Sandbox:
     state: SandboxState
-    base_url: str  # http://127.0.0.1:<port>/backend-api
+    base_url: str  # http(s)://127.0.0.1:<port>/backend-api
 
     def login(self, name: str = "demo", **overrides: Any) -> LoginSpec:
-        spec = LoginSpec(name, self.base_url, email=EMAIL, password=PASSWORD, server=SERVER)
-        return replace(spec, **overrides)
+        return demo_login(self.base_url, name, **overrides)
 
     def venue(
         self, accounts: Sequence[AccountSpec] | None = None, **kwargs: Any
     ) -> TradeLockerVenue:
-        accounts = accounts or [AccountSpec("acct", "demo", account_id=ACCOUNT_IDS[0])]
-        return TradeLockerVenue([self.login()], accounts, **kwargs)
+        return demo_venue(self.base_url, accounts, **kwargs)
 
     def orders_tagged(self, account_id: str, tag: str) -> list[Any]:
         """Every order the sandbox holds with this strategyId, working or final (its own view)."""
@@ -43,8 +45,11 @@ class Sandbox:
 
 
 @asynccontextmanager
-async def running_sandbox(**config: Any) -> AsyncIterator[Sandbox]:
-    """Start the sandbox; ``config`` overrides SandboxConfig fields (token lifetimes, ...).
+async def running_sandbox(
+    *, ssl_context: ssl.SSLContext | None = None, keepalive_timeout: float = 75.0, **config: Any
+) -> AsyncIterator[Sandbox]:
+    """Start the sandbox; ``config`` overrides SandboxConfig fields (token lifetimes, ...);
+    ``ssl_context`` serves it over TLS; ``keepalive_timeout`` is its idle keep-alive limit.
 
     Rate limits are set far above what the tests send unless a test overrides them: these tests
     are about the adapter's behaviour, not the limiter's.
@@ -55,12 +60,13 @@ async def running_sandbox(**config: Any) -> AsyncIterator[Sandbox]:
         rate_limits={name: RateLimit(100_000) for name in RATE_LIMIT_TYPES},
     )
     state = SandboxState(replace(base, **config))
-    runner = web.AppRunner(build_app(state), access_log=None)
+    runner = web.AppRunner(build_app(state), access_log=None, keepalive_timeout=keepalive_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     port = runner.addresses[0][1]
+    scheme = "https" if ssl_context is not None else "http"
     try:
-        yield Sandbox(state, f"http://127.0.0.1:{port}/backend-api")
+        yield Sandbox(state, f"{scheme}://127.0.0.1:{port}/backend-api")
     finally:
         await runner.cleanup()

@@ -19,25 +19,22 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvloop
-from aiohttp import web
 
 from engine.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.errors import ConfigError, OutcomeUnknown, RateLimited
-from engine.sim.app import build_app
-from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
-from engine.sim.state import SandboxState
 from engine.tradelocker.auth import TokenManager
 from engine.tradelocker.rest import ConnectionSettings, RestClient, Timeouts
 from engine.tradelocker.venue import AccountSpec, TradeLockerVenue
 from engine.tradelocker.wire import NotSent, OrderConnections, SentNoReply, client_ssl_context
-from tests.tradelocker.sandbox import ACCOUNT_IDS, EMAIL, PASSWORD, SERVER, Sandbox
+from tests.fixtures.tradelocker import started
+from tests.tradelocker.sandbox import ACCOUNT_IDS, EMAIL, PASSWORD, SERVER, running_sandbox
 
 ACCOUNT_ID = ACCOUNT_IDS[0]
 LEAN = ConnectionSettings(order_transport="lean", order_connections=2)
@@ -76,38 +73,6 @@ def on_both_loops(
 
 
 # -- the real sandbox, with the server knobs these tests need -----------------------------------
-
-
-@contextlib.asynccontextmanager
-async def sandbox_server(
-    *, ssl_context: ssl.SSLContext | None = None, keepalive_timeout: float = 75.0
-) -> AsyncIterator[Sandbox]:
-    """tests.tradelocker.sandbox.running_sandbox, plus TLS and the idle keep-alive timeout."""
-    config = SandboxConfig(
-        users=default_users(),
-        price_interval_ms=0.0,
-        rate_limits={name: RateLimit(100_000) for name in RATE_LIMIT_TYPES},
-    )
-    state = SandboxState(config)
-    runner = web.AppRunner(build_app(state), access_log=None, keepalive_timeout=keepalive_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    port = runner.addresses[0][1]
-    scheme = "https" if ssl_context is not None else "http"
-    try:
-        yield Sandbox(state, f"{scheme}://127.0.0.1:{port}/backend-api")
-    finally:
-        await runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def started(venue: TradeLockerVenue) -> AsyncIterator[TradeLockerVenue]:
-    await venue.start()
-    try:
-        yield venue
-    finally:
-        await venue.close()
 
 
 def market(instrument: Instrument, tag: str) -> OrderRequest:
@@ -230,7 +195,7 @@ def scripted() -> Iterator[Callable[[Callable[[int, int], tuple[bytes, str]]], S
 
 @on_both_loops
 async def test_drop_after_accept_is_unknown_one_order_and_the_connection_is_replaced() -> None:
-    async with sandbox_server() as sandbox, started(sandbox.venue(connection=LEAN)) as venue:
+    async with running_sandbox() as sandbox, started(sandbox.venue(connection=LEAN)) as venue:
         instrument = await venue.instrument("acct", "EURUSD")
         pool = order_pool(venue)
         opened = pool.opened
@@ -250,7 +215,7 @@ async def test_drop_after_accept_is_unknown_one_order_and_the_connection_is_repl
 @on_both_loops
 async def test_orders_after_the_server_closed_idle_connections_go_out_once_on_fresh_ones() -> None:
     async with (
-        sandbox_server(keepalive_timeout=0.2) as sandbox,
+        running_sandbox(keepalive_timeout=0.2) as sandbox,
         started(sandbox.venue(connection=LEAN)) as venue,
     ):
         instrument = await venue.instrument("acct", "EURUSD")
@@ -267,7 +232,7 @@ async def test_orders_after_the_server_closed_idle_connections_go_out_once_on_fr
 @on_both_loops
 async def test_a_timed_out_order_is_unknown_and_its_connection_is_never_reused() -> None:
     async with (
-        sandbox_server() as sandbox,
+        running_sandbox() as sandbox,
         started(sandbox.venue(connection=LEAN, timeouts=Timeouts(order_total=0.2))) as venue,
     ):
         instrument = await venue.instrument("acct", "EURUSD")
@@ -285,7 +250,7 @@ async def test_a_timed_out_order_is_unknown_and_its_connection_is_never_reused()
 
 @on_both_loops
 async def test_concurrent_orders_share_the_pinned_connections_without_opening_more() -> None:
-    async with sandbox_server() as sandbox, started(sandbox.venue(connection=LEAN)) as venue:
+    async with running_sandbox() as sandbox, started(sandbox.venue(connection=LEAN)) as venue:
         instrument = await venue.instrument("acct", "EURUSD")
         pool = order_pool(venue)
         sandbox.state.faults.update({"latency": {"PLACE_ORDER": 10}})
@@ -299,7 +264,7 @@ async def test_concurrent_orders_share_the_pinned_connections_without_opening_mo
 
 @on_both_loops
 async def test_cancel_and_close_position_travel_on_the_lean_connections() -> None:
-    async with sandbox_server() as sandbox, started(sandbox.venue(connection=LEAN)) as venue:
+    async with running_sandbox() as sandbox, started(sandbox.venue(connection=LEAN)) as venue:
         instrument = await venue.instrument("acct", "EURUSD")
         bid, _ = await venue.quote("acct", instrument) or (0.0, 0.0)
         resting = replace(
@@ -337,7 +302,7 @@ async def test_429_with_retry_after_on_the_lean_path_is_rate_limited_and_sent_on
         )
 
     server = scripted(reply)
-    async with sandbox_server() as sandbox:
+    async with running_sandbox() as sandbox:
         tokens = TokenManager(sandbox.base_url, email=EMAIL, password=PASSWORD, server=SERVER)
         await tokens.start()
         client = RestClient(
@@ -468,7 +433,8 @@ async def test_an_unreachable_venue_fails_start_with_not_sent() -> None:
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("no openssl binary to make a test certificate")
+        # A missing tool is a broken environment, not an optional feature: fail, never skip.
+        pytest.fail("no openssl binary to make a test certificate; install openssl", pytrace=False)
     where = tmp_path_factory.mktemp("tls")
     cert, key = where / "cert.pem", where / "key.pem"
     args = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1"
@@ -492,7 +458,7 @@ async def test_orders_go_over_verified_tls_to_a_server_with_a_trusted_ca(
     self_signed: tuple[Path, Path],
 ) -> None:
     cert, key = self_signed
-    async with sandbox_server(ssl_context=_server_tls(cert, key)) as sandbox:
+    async with running_sandbox(ssl_context=_server_tls(cert, key)) as sandbox:
         # The login's own session is not under test here; the REST and order connections verify
         # against the test CA.
         venue = TradeLockerVenue(
@@ -513,7 +479,7 @@ async def test_tls_is_verified_by_default_and_a_self_signed_venue_is_refused(
     self_signed: tuple[Path, Path],
 ) -> None:
     cert, key = self_signed
-    async with sandbox_server(ssl_context=_server_tls(cert, key)) as sandbox:
+    async with running_sandbox(ssl_context=_server_tls(cert, key)) as sandbox:
         pool = OrderConnections(sandbox.base_url, size=1)
         with pytest.raises(NotSent, match="CERTIFICATE_VERIFY_FAILED"):
             await pool.start()

@@ -11,6 +11,7 @@ from typing import Any
 import hvac
 
 from engine.config import Config, parse_config
+from tests.fixtures.engine import engine_config_data
 from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
 from tests.fixtures.vault import VaultServer
 
@@ -72,8 +73,6 @@ def vault_engine_config(
     """Every credential a ``vault:`` reference; the Vault secret id (or token) an ``env:`` one."""
     ref = f"vault:secret/{layout.login_path()}#"
     login: dict[str, Any] = {
-        "base_url": sandbox_url,
-        "server": DEMO_SERVER,
         "email": ref + "email",
         "password": ref + "password",
     }
@@ -84,15 +83,6 @@ def vault_engine_config(
         if approle
         else {"token": f"env:{TOKEN_ENV}"}
     )
-    return parse_config(
-        {
-            "engine": {"journal_path": str(tmp_path / "journal.sqlite"), **engine},
-            "logins": {"sb": login},
-            "accounts": {
-                "a1": {"login": "sb", "acc_num": 1},
-                "a2": {"login": "sb", "acc_num": 2},
-            },
-            "timeouts": {"reconcile_settle_s": 0.3, "reconcile_max_s": 15.0},
-            "vault": {"address": vault.address, "prefix": layout.prefix, **auth},
-        }
-    )
+    data = engine_config_data(sandbox_url, tmp_path, login=login, groups=False, **engine)
+    data["vault"] = {"address": vault.address, "prefix": layout.prefix, **auth}
+    return parse_config(data)
