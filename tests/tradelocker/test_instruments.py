@@ -16,7 +16,9 @@ async def test_symbol_with_a_dead_first_info_route_resolves_to_the_one_that_answ
             gbpusd = await venue.instrument("acct", "GBPUSD")
             assert gbpusd.info_route_ids[0] == 9101  # 9199 is listed first but dead
             assert gbpusd.trade_route_id == 9001
-            assert await venue.quote("acct", gbpusd) is not None
+            # Prices are still, so the quote must be exactly the sandbox's own.
+            truth = sandbox.state.prices.quote(gbpusd.tradable_instrument_id)
+            assert await venue.quote("acct", gbpusd) == (truth.bid, truth.ask)
         finally:
             await venue.close()
 
