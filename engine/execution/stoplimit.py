@@ -18,8 +18,12 @@ for held instruments once per ``poll_s`` (``engine.stop_limit_poll_ms``).
 Durable: every held order is a row in its own SQLite file, written before the signal's outcome
 is recorded, so held orders survive a restart and resume watching. A row goes ``held`` →
 ``triggering`` (written BEFORE the limit order is sent) → ``placed`` (with the venue order id),
-or → ``cancelled``. A ``triggering`` row found at start-up is reconciled by tag, never resent
-blindly. Cancel and modify of a held order are local; once placed they go to the venue order.
+or → ``cancelled`` / ``rejected`` (the venue refused the limit order). An ambiguous placement
+(timeout, dropped reply, 5xx) is reconciled by tag: found → ``placed``; proven absent →
+``failed`` with a ``stop_limit_failed`` event, never placed a second time (a venue slower than the
+settle time would otherwise hold two orders). A ``triggering`` row found at start-up is reconciled
+the same way. A trigger refused by the rate gate before sending goes back to ``held``. Cancel and
+modify of a held order are local; once placed they go to the venue order.
 """
 
 from __future__ import annotations
@@ -43,7 +47,14 @@ from engine.domain import (
     Side,
     Validity,
 )
-from engine.errors import EngineError, NotFound, OrderRejected, ValidationError, VenueError
+from engine.errors import (
+    EngineError,
+    NotFound,
+    OrderRejected,
+    Shed,
+    ValidationError,
+    VenueError,
+)
 from engine.events import EventBus
 from engine.execution.reconcile import Reconciler, TaggedVenue, Verdict
 from engine.prices import Quote, QuoteCallback, QuoteFeed
@@ -370,7 +381,14 @@ class StopLimitBook:
         limit = replace(req, type=OrderType.LIMIT, validity=Validity.GTC, stop_price=None)
         gate = self._gate_for(req.account)
         if gate is not None:
-            await gate.acquire("PLACE_ORDER", Priority.MARKET)
+            try:
+                await gate.acquire("PLACE_ORDER", Priority.MARKET)
+            except Shed as exc:
+                # Refused before anything was sent: hold it again; the next quote re-triggers it.
+                log.warning("stop-limit %s: no rate budget (%s); held again", held.emulated_id, exc)
+                held.state = "held"
+                self._write(held)
+                return
         sent_at = time.monotonic()
         try:
             result = await self.venue.place_order(limit)
@@ -402,9 +420,24 @@ class StopLimitBook:
             self._release(held)
             self._event(held, "stop_limit_triggered", float("nan"), float("nan"))
         elif res.verdict is Verdict.ABSENT:
-            # Proven never placed: watching again is safe (nothing exists under its tag).
-            held.state = "held"
+            # The venue shows nothing under the tag after the settle time. Placing it again would
+            # be a resend decided on "absent" alone, and a venue slower than the settle time would
+            # then hold two orders: give the order up and say so, like unknown_policy "reject".
+            held.state = "failed"
             self._write(held)
+            del self._orders[held.emulated_id]
+            self._release(held)
+            self._event(
+                held,
+                "stop_limit_failed",
+                float("nan"),
+                float("nan"),
+                reason=(
+                    f"the limit order's placement was ambiguous and the venue shows no order "
+                    f"tagged {held.request.strategy_tag}: not resent; send a new signal if you "
+                    "still want it"
+                ),
+            )
         # UNRESOLVED stays "triggering": never resent until the venue can be read.
 
     def _event(
