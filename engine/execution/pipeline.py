@@ -433,7 +433,7 @@ class Pipeline:
                     self.tracker.bind_position(rec, res.position_id)
                 await self._finish(
                     job,
-                    OutcomeStatus.ACCEPTED,
+                    OutcomeStatus.REJECTED if res.refused else OutcomeStatus.ACCEPTED,
                     reason=f"not sent again: after an unclean stop the venue already holds the "
                     f"order tagged {rec.tag} (status {res.status}) from an earlier run",
                     resolved=True,
@@ -834,7 +834,7 @@ class Pipeline:
                 self.tracker.bind_position(rec, res.position_id)
             await self._finish(
                 job,
-                OutcomeStatus.ACCEPTED,
+                OutcomeStatus.REJECTED if res.refused else OutcomeStatus.ACCEPTED,
                 reason=f"unknown then resolved: {what}; the venue holds the order tagged "
                 f"{rec.tag} (status {res.status})",
                 resolved=True,
@@ -940,8 +940,11 @@ class Pipeline:
             if res.verdict is Verdict.UNRESOLVED:
                 continue
             if res.verdict is Verdict.FOUND:
-                status = OutcomeStatus.ACCEPTED
-                reason = f"resolved after restart: the venue holds order tagged {row.strategy_tag}"
+                status = OutcomeStatus.REJECTED if res.refused else OutcomeStatus.ACCEPTED
+                reason = (
+                    f"resolved after restart: the venue holds order tagged {row.strategy_tag} "
+                    f"(status {res.status})"
+                )
             else:
                 status = OutcomeStatus.REJECTED
                 reason = (

@@ -54,6 +54,15 @@ class Resolution:
     attempts: int = 0
     waited_s: float = 0.0
 
+    @property
+    def refused(self) -> bool:
+        """Found, but the venue refused it (history status Rejected or Refused): the signal's
+        outcome is rejected, not accepted, and nothing is resent."""
+        return self.verdict is Verdict.FOUND and (self.status or "").lower() in _REFUSED
+
+
+_REFUSED = frozenset({"rejected", "refused"})
+
 
 class TaggedVenue(Venue, Protocol):
     """A venue that can say what it holds for a strategy tag (both venues in this repo can)."""
