@@ -89,15 +89,22 @@ cdef class TokenBucket:
         """Tokens available at ``now_ns`` (0 while paused)."""
         if now_ns < self._paused_until:
             return 0
-        cdef Py_ssize_t n = 0
-        cdef Py_ssize_t i = self._head
+        # Spend times from the head are oldest first: the available tokens are a prefix, found by
+        # binary search (see the twin for why a linear walk is not good enough).
+        cdef Py_ssize_t lo = 0
+        cdef Py_ssize_t hi = self.capacity
         cdef Py_ssize_t cap = self.capacity
-        while n < cap and now_ns - self._ring[i] >= self.interval_ns:
-            n += 1
-            i += 1
-            if i == cap:
-                i = 0
-        return n
+        cdef Py_ssize_t mid, i
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            i = self._head + mid
+            if i >= cap:
+                i -= cap
+            if now_ns - self._ring[i] >= self.interval_ns:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     cpdef bint near_limit(self, int64_t now_ns):
         """True when at least alert_ratio of the capacity was spent within the last interval."""

@@ -94,3 +94,26 @@ def test_bad_limits_are_refused_with_a_clear_error(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         b.TokenBucket(*args)
+
+
+def test_available_counts_exactly_the_tokens_returned_on_a_large_lifted_limit(
+    b: ModuleType,
+) -> None:
+    # available() is read every second per route by the health loop: on a 1,000,000/s limit it
+    # must count by binary search, and count right at every boundary.
+    bucket = b.TokenBucket(1_000_000, 1.0, 0.1)
+    cap = bucket.capacity
+    assert bucket.available(0) == cap
+    t0 = 10 * S
+    spends = [t0 + i * 1000 for i in range(5000)]  # 5,000 spends 1 µs apart
+    assert all(bucket.try_acquire(t) for t in spends)
+    assert bucket.available(spends[-1]) == cap - 5000
+    # Exactly one interval after the k-th spend, k + 1 of them have returned.
+    for k in (0, 1, 2499, 4998, 4999):
+        now = spends[k] + bucket.interval_ns
+        returned = sum(1 for t in spends if now - t >= bucket.interval_ns)
+        assert returned == k + 1
+        assert bucket.available(now) == cap - 5000 + returned
+    bucket.exhaust(t0 + S)
+    assert bucket.available(t0 + S) == 0
+    assert bucket.available(t0 + S + bucket.interval_ns) == cap

@@ -95,15 +95,22 @@ class TokenBucket:
         """Tokens available at ``now_ns`` (0 while paused)."""
         if now_ns < self._paused_until:
             return 0
-        n = 0
-        i = self._head
-        cap = self.capacity
-        while n < cap and now_ns - self._ring[i] >= self.interval_ns:
-            n += 1
-            i += 1
-            if i == cap:
-                i = 0
-        return n
+        # Read from the head, the ring holds spend times oldest first (each spend overwrites the
+        # oldest), so the returned tokens are a prefix: binary search for its length. O(log n):
+        # the health loop calls this for every route once a second, and a linear walk over a
+        # large lifted limit stalled the event loop.
+        lo, hi = 0, self.capacity
+        cap, head, ring = self.capacity, self._head, self._ring
+        while lo < hi:
+            mid = (lo + hi) // 2
+            i = head + mid
+            if i >= cap:
+                i -= cap
+            if now_ns - ring[i] >= self.interval_ns:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def near_limit(self, now_ns: int) -> bool:
         """True when at least alert_ratio of the capacity was spent within the last interval."""
