@@ -74,6 +74,9 @@ TARGET_SIGNAL_TO_ACK_P99_MS = 150.0
 TARGET_CAPACITY = 5_000.0
 
 
+FLOOR_CONNECTIONS = 4  # keep-alive connections per account, for the floor and the engine
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     accounts: int
@@ -166,7 +169,11 @@ def _bench_venue(sandbox: Sandbox) -> tuple[TradeLockerVenue, dict[str, str]]:
     )
     account_ids = {f"acct{i + 1}": acc_id for i, acc_id in enumerate(sandbox.account_ids)}
     specs = [AccountSpec(alias=a, login="bench", account_id=i) for a, i in account_ids.items()]
-    return TradeLockerVenue([login], specs, connection=ConnectionSettings()), account_ids
+    # As many pinned order connections per account as the floor has (FLOOR_CONNECTIONS): with
+    # 50-100 ms venue latency each connection carries at most ~13 orders/s, so unequal pools
+    # would measure connection queueing, not the engine.
+    connection = ConnectionSettings(order_connections=FLOOR_CONNECTIONS)
+    return TradeLockerVenue([login], specs, connection=connection), account_ids
 
 
 class _RoundRobinFloor:
@@ -296,7 +303,7 @@ async def run_suite(
                 FloorClient(
                     sandbox.backend_url,
                     _floor_request(venue, a, instruments[a]["EURUSD"]),
-                    size=4,
+                    size=FLOOR_CONNECTIONS,
                 )
                 for a in aliases
             ]
