@@ -2,7 +2,8 @@
 
     submit(delivery)                       (sync: never waits for the network)
       decode ─► legs (account / group) ─► lane of each leg's account
-    lane worker, in arrival order per account:
+    lane worker, in arrival order per account (an idle lane's worker starts inside ``submit``
+    and runs until it first waits: an isolated order reaches the wire before ``submit`` returns):
       journal check ─► resolve target + instrument ─► pre-validate ─► track ─► hand to send task
     send task:
       circuit breaker ─► rate gate (priority queue) ─► journal.begin ─► venue ─► outcome
@@ -56,6 +57,7 @@ from engine.errors import (
 )
 from engine.events import EventBus
 from engine.execution.breaker import FailureKind
+from engine.execution.eager import start_eagerly
 from engine.execution.limits import default_priority, routes_for
 from engine.execution.reconcile import Reconciler, Verdict
 from engine.execution.stoplimit import StopLimitBook
@@ -119,12 +121,25 @@ class _Lane:
     """One account's signals waiting to be prepared, in arrival order, and its sends in flight.
     A runner task drains it (:meth:`Pipeline._run_lane`); ``running`` says one is active."""
 
-    __slots__ = ("jobs", "last_begin", "runner", "running", "sending")
+    __slots__ = (
+        "jobs",
+        "last_begin",
+        "released_eagerly",
+        "runner",
+        "running",
+        "sending",
+        "starting",
+    )
 
     def __init__(self) -> None:
         self.jobs: deque[_Job] = deque()
         self.running = False
+        # The runner's task; None while a runner is being started eagerly (it has no task yet).
         self.runner: asyncio.Task[None] | None = None
+        self.starting = False  # inside the eager start of a runner (Pipeline._enqueue)
+        # The runner released the lane during its eager start: its task, created once it waits,
+        # carries that send and must join ``sending``.
+        self.released_eagerly = False
         # The latest journal write of the lane: a job that writes none waits for it, so it
         # cannot reach the gate before an earlier order's intent is written.
         self.last_begin: Awaitable[None] | None = None
@@ -244,9 +259,31 @@ class Pipeline:
             self._idle.clear()
         self._open_legs += 1
         lane.jobs.append(job)
-        if not lane.running:
-            lane.running = True
+        if lane.running:
+            return
+        lane.running = True
+        if lane.starting:
+            # Submitted from inside the eager start below (a bus subscriber answering an
+            # outcome), after that runner released the lane: this one gets a task of its own.
             lane.runner = self._spawn(self._run_lane(lane))
+            return
+        # Started in this call, not scheduled: an isolated signal reaches the wire before
+        # ``submit`` returns, with no loop round trip (behind every other ready callback) first.
+        lane.runner = None
+        lane.released_eagerly = False
+        lane.starting = True
+        try:
+            task = start_eagerly(self._run_lane(lane))
+        finally:
+            lane.starting = False
+        if task is None:
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if lane.released_eagerly:
+            lane.track(task)  # it carries the lane's last send (a barrier waits for it)
+        else:
+            lane.runner = task
 
     def _refuse(self, delivery: Delivery, exc: SignalError) -> None:
         """A signal that cannot be decoded: rejected with its reason, acked, engine carries on.
@@ -332,6 +369,8 @@ class Pipeline:
                     lane.running = False
                     if lane.runner is not None:  # this task: no runner has started since
                         lane.track(lane.runner)
+                    else:  # started eagerly, no task yet: _enqueue tracks it once it exists
+                        lane.released_eagerly = True
                     await self._send(job)
                     return
         finally:
