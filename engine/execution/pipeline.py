@@ -1040,8 +1040,13 @@ class Pipeline:
         resolved: bool,
     ) -> Outcome:
         rec = job.record
-        outcome = _outcome(job, status, reason, errmsg)
-        self.bus.publish("outcomes", _event(outcome, resolved=resolved), key=rec.account)
+        # The event straight from the record: the Outcome (for the journal) is built after the
+        # publication, which is the moment the engine's share of the signal ends.
+        event = _event_of(
+            rec.signal_id, rec.account, status, rec.action, rec.order_id, rec.position_id,
+            reason, errmsg, rec.tag, resolved,
+        )  # fmt: skip
+        self.bus.publish("outcomes", event, key=rec.account)
         if self.metrics is not None:
             self.metrics.record_stamps(
                 rec.account,
@@ -1054,7 +1059,7 @@ class Pipeline:
                 rec.acked_ns,
                 time.monotonic_ns() if rec.acked_ns else 0,
             )
-        return outcome
+        return _outcome(job, status, reason, errmsg)
 
     async def _replay(self, job: _Job, earlier: JournalRecord) -> None:
         """A decided id seen again: answer with the recorded outcome, execute nothing."""
@@ -1141,18 +1146,36 @@ def _outcome(
 
 
 def _event(outcome: Outcome, resolved: bool = False) -> dict[str, Any]:
-    leg = outcome.signal_id
+    return _event_of(
+        outcome.signal_id, outcome.account, outcome.status, outcome.action, outcome.order_id,
+        outcome.position_id, outcome.reason, outcome.errmsg, outcome.strategy_tag, resolved,
+    )  # fmt: skip
+
+
+def _event_of(
+    leg: str,
+    account: str,
+    status: OutcomeStatus,
+    action: Action,
+    order_id: str | None,
+    position_id: str | None,
+    reason: str | None,
+    errmsg: str | None,
+    tag: str | None,
+    resolved: bool,
+) -> dict[str, Any]:
+    """The ``outcomes`` event of one leg (``leg`` is ``id`` or ``id@alias``)."""
     return {
         "id": leg.split("@", 1)[0],
         "leg": leg,
-        "account": outcome.account,
-        "status": outcome.status.wire,
-        "action": outcome.action.wire,
-        "order_id": outcome.order_id,
-        "position_id": outcome.position_id,
-        "reason": outcome.reason,
-        "errmsg": outcome.errmsg,
-        "tag": outcome.strategy_tag,
+        "account": account,
+        "status": status.wire,
+        "action": action.wire,
+        "order_id": order_id,
+        "position_id": position_id,
+        "reason": reason,
+        "errmsg": errmsg,
+        "tag": tag,
         "resolved_from_unknown": resolved,
         "replayed": False,
     }
