@@ -135,6 +135,8 @@ class _Settled:
 
 _READY = _Settled()
 
+_BegunRow = tuple[str, str, str, int]  # a begin's parameters: signal_id, account, tag, begun_ns
+
 # One write: the SQL parameters, and the future plus loop to resolve once its batch is committed.
 # A write without a future is fire-and-forget (a ``begin`` already safe in the intent log).
 _Write = tuple[
@@ -166,7 +168,11 @@ _FRAME = struct.Struct("<II")
 
 
 def intent_frame(signal_id: str, account: str, strategy_tag: str, begun_ns: int) -> bytes:
-    payload = orjson.dumps((signal_id, account, strategy_tag, begun_ns))
+    return _frame((signal_id, account, strategy_tag, begun_ns))
+
+
+def _frame(row: tuple[str, str, str, int]) -> bytes:
+    payload = orjson.dumps(row)
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -319,7 +325,10 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._max_batch = max_batch
         self._fsync_begin = begin_durability == "power"
-        self._index: dict[str, JournalRecord] = {}
+        # A begun row is held as its SQL parameters (signal_id, account, tag, begun_ns), the
+        # tuple ``begin`` builds anyway, and becomes a JournalRecord when first read: building
+        # the frozen record cost more than the rest of ``begin`` on the order path.
+        self._index: dict[str, JournalRecord | _BegunRow] = {}
         self._queue: queue.SimpleQueue[_Write] = queue.SimpleQueue()
         self._begins: list[tuple[object, ...]] = []
         self._closed = False
@@ -360,11 +369,15 @@ class Journal:
 
     def decided(self, signal_id: str) -> JournalRecord | None:
         """The record for this id (pending or decided), or None if the engine never saw it."""
-        return self._index.get(signal_id)
+        rec = self._index.get(signal_id)
+        if isinstance(rec, tuple):
+            rec = self._index[signal_id] = _begun_record(rec)
+        return rec
 
     def pending(self) -> list[JournalRecord]:
         """Signals begun but never decided: each needs reconciliation by its strategy tag."""
-        return [r for r in self._index.values() if r.state is EntryState.PENDING]
+        rows = [self.decided(key) for key in list(self._index)]
+        return [r for r in rows if r is not None and r.state is EntryState.PENDING]
 
     def suspect(self, generated_ns: int) -> bool:
         """Whether a signal with NO journal row may still have been sent by an earlier run.
@@ -401,9 +414,9 @@ class Journal:
             return _Settled(JournalError(f"the journal failed earlier: {self._failure}"))
         if signal_id in self._index:
             return _READY
-        now = time.time_ns()
+        params = (signal_id, account, strategy_tag, time.time_ns())
         try:
-            retired = self._intents.append(intent_frame(signal_id, account, strategy_tag, now))
+            retired = self._intents.append(_frame(params))
         except (OSError, ValueError) as exc:
             self._failure = exc
             return _Settled(JournalError(f"cannot append to the intent log: {exc}"))
@@ -412,10 +425,7 @@ class Journal:
             self._flush_begins()
             self._queue.put((_RETIRE_SQL, (str(retired),), None, None))
             self._queue.put((_SPARE_SQL, (), None, None))
-        self._index[signal_id] = JournalRecord(
-            signal_id, account, strategy_tag, EntryState.PENDING, begun_ns=now
-        )
-        params = (signal_id, account, strategy_tag, now)
+        self._index[signal_id] = params
         if self._fsync_begin:
             self._flush_begins()
             fut: Awaitable[None] = self._submit(_BEGIN_SQL, params)
@@ -432,7 +442,7 @@ class Journal:
 
         Completes once the row is committed and fsynced; only then may the signal be acked.
         """
-        prior = self._index.get(outcome.signal_id)
+        prior = self.decided(outcome.signal_id)
         now = time.time_ns()
         begun = prior.begun_ns if prior else now
         tag = outcome.strategy_tag or (prior.strategy_tag if prior else "")
@@ -654,6 +664,11 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _begun_record(row: _BegunRow) -> JournalRecord:
+    signal_id, account, strategy_tag, begun_ns = row
+    return JournalRecord(signal_id, account, strategy_tag, EntryState.PENDING, begun_ns=begun_ns)
 
 
 def _from_row(row: tuple[Any, ...]) -> JournalRecord:
