@@ -240,9 +240,16 @@ async def run_demo(burst: int, venue_latency_ms: str, out: Callable[[str], None]
                 "burst-close",
             )
             counts: dict[str, int] = {}
+            closes: dict[str, int] = {}
             for e in shown[scripted:]:
-                counts[e["status"]] = counts.get(e["status"], 0) + 1
-            out("  " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+                tally = closes if str(e.get("id", "")).startswith("burst-close") else counts
+                tally[e["status"]] = tally.get(e["status"], 0) + 1
+            out(
+                "  burst orders: "
+                + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+                + "; close all: "
+                + ", ".join(f"{v} {k}" for k, v in sorted(closes.items()))
+            )
 
         engine.metrics.fold()
         statuses = [e["status"] for e in shown]
