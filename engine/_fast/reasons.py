@@ -36,6 +36,14 @@ def _neighbours(value: float, step: float) -> str:
     return f"{_n(n * step)} or {_n((n + 1) * step)}"
 
 
+def _off_tick(label: str, value: float, req: OrderRequest, name: str) -> str:
+    tick = _tick(req, value)
+    return (
+        f"{label} {_n(value)} is not on the tick {_n(tick)} of {name}"
+        f" (nearest valid: {_neighbours(value, tick)})"
+    )
+
+
 def _ref(req: OrderRequest, bid: float, ask: float) -> str:
     if req.type is OrderType.MARKET:
         which = "ask" if req.side is Side.BUY else "bid"
@@ -83,23 +91,13 @@ def reject_reason(
     if c is RejectCode.PRICE_INVALID:
         return f"the limit price must be a positive finite number, got {_n(req.price)}"
     if c is RejectCode.PRICE_OFF_TICK:
-        price = req.price or 0.0
-        tick = _tick(req, price)
-        return (
-            f"limit price {_n(price)} is not on the tick {_n(tick)} of {name}"
-            f" (nearest valid: {_neighbours(price, tick)})"
-        )
+        return _off_tick("limit price", req.price or 0.0, req, name)
     if c is RejectCode.STOP_PRICE_MISSING:
         return f"a {kind} order needs a stop price"
     if c is RejectCode.STOP_PRICE_INVALID:
         return f"the stop price must be a positive finite number, got {_n(req.stop_price)}"
     if c is RejectCode.STOP_PRICE_OFF_TICK:
-        stop = req.stop_price or 0.0
-        tick = _tick(req, stop)
-        return (
-            f"stop price {_n(stop)} is not on the tick {_n(tick)} of {name}"
-            f" (nearest valid: {_neighbours(stop, tick)})"
-        )
+        return _off_tick("stop price", req.stop_price or 0.0, req, name)
     if c is RejectCode.STOP_LIMIT_INCONSISTENT:
         rel = "at or above" if req.side is Side.BUY else "at or below"
         return (
@@ -111,12 +109,7 @@ def reject_reason(
     if c is RejectCode.SL_OFFSET_NOT_POSITIVE:
         return f"a stop-loss offset must be positive, got {_n(req.stop_loss)}"
     if c is RejectCode.SL_OFF_TICK:
-        sl = req.stop_loss or 0.0
-        tick = _tick(req, sl)
-        return (
-            f"stop-loss {_n(sl)} is not on the tick {_n(tick)} of {name}"
-            f" (nearest valid: {_neighbours(sl, tick)})"
-        )
+        return _off_tick("stop-loss", req.stop_loss or 0.0, req, name)
     if c is RejectCode.SL_WRONG_SIDE:
         rel = "below" if req.side is Side.BUY else "above"
         return (
@@ -133,12 +126,7 @@ def reject_reason(
     if c is RejectCode.TP_OFFSET_NOT_POSITIVE:
         return f"a take-profit offset must be positive, got {_n(req.take_profit)}"
     if c is RejectCode.TP_OFF_TICK:
-        tp = req.take_profit or 0.0
-        tick = _tick(req, tp)
-        return (
-            f"take-profit {_n(tp)} is not on the tick {_n(tick)} of {name}"
-            f" (nearest valid: {_neighbours(tp, tick)})"
-        )
+        return _off_tick("take-profit", req.take_profit or 0.0, req, name)
     if c is RejectCode.TP_WRONG_SIDE:
         rel = "above" if req.side is Side.BUY else "below"
         return (
