@@ -90,6 +90,9 @@ class EngineSettings:
     # "power": every intent is fsynced before the order goes out (slower, survives power loss).
     begin_durability: str = "process"
     suspect_window_s: float = 3600.0  # after an unclean reboot: how far back to look up by tag
+    # Pinned keep-alive connections per account for order calls. Each carries one request at a
+    # time, so at 50-100 ms venue latency one connection places at most ~13 orders/s.
+    order_connections: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +216,7 @@ def _engine(t: dict[str, Any]) -> EngineSettings:
         stop_limit_poll_ms=_int_range(t, "engine", "stop_limit_poll_ms", 250, 10, 60_000),
         begin_durability=durability,
         suspect_window_s=_positive(t, "engine", "suspect_window_s", d.suspect_window_s),
+        order_connections=_int_range(t, "engine", "order_connections", d.order_connections, 1, 16),
     )
 
 

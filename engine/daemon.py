@@ -37,6 +37,7 @@ from engine.metrics import Metrics
 from engine.prices import QuoteFeed, login_feeds
 from engine.sources.base import SignalSource
 from engine.sources.local import LocalSignalSource
+from engine.tradelocker.rest import ConnectionSettings, Timeouts
 from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue, backend_url
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,14 @@ async def tradelocker_venue(
         for a in cfg.accounts.values()
         if a.enabled
     ]
-    venue = TradeLockerVenue(logins, accounts, on_tokens=secrets.refresh_hook)
+    venue = TradeLockerVenue(
+        logins,
+        accounts,
+        timeouts=Timeouts(order_total=cfg.timeouts.order_s, query_total=cfg.timeouts.query_s),
+        connection=ConnectionSettings(order_connections=cfg.engine.order_connections),
+        quotes_margin=cfg.limits.margin,
+        on_tokens=secrets.refresh_hook,
+    )
     _follow_password_changes(cfg, secrets, venue)
     return venue
 
