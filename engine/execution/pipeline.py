@@ -636,6 +636,17 @@ class Pipeline:
             if session.breaker is not None:
                 session.breaker.check()
             await self._gate(job, self._queue_deadline(job))
+            kill = self.kill_switch
+            if kill is not None and kill.engaged and action in _AGE_BOUND_IN_QUEUE:
+                # Engaged while this order waited for rate budget: it must not go out now.
+                # Cancels and closes still do: they reduce risk.
+                await self._finish(
+                    job,
+                    OutcomeStatus.EXPIRED,
+                    reason=f"not sent: kill switch engaged while it waited for rate budget "
+                    f"({kill.reason})",
+                )
+                return
             rec.gated_ns = time.monotonic_ns()
             sent_at = time.monotonic()
             rec.on_wire_ns = time.monotonic_ns()
