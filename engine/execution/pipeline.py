@@ -403,11 +403,8 @@ class Pipeline:
             self._unresolved_duplicate(job)
             return False
         sig = job.signal
-        kill = self.kill_switch
-        if kill is not None and kill.engaged:
-            await self._finish(
-                job, OutcomeStatus.EXPIRED, reason=f"not sent: kill switch engaged ({kill.reason})"
-            )
+        if self.kill_switch is not None and self.kill_switch.engaged:
+            await self._expire_killed(job, "")
             return False
         if self.max_age_ns and sig.ts_ns and time.time_ns() - sig.ts_ns > self.max_age_ns:
             age_ms = (time.time_ns() - sig.ts_ns) // 1_000_000
@@ -636,16 +633,11 @@ class Pipeline:
             if session.breaker is not None:
                 session.breaker.check()
             await self._gate(job, self._queue_deadline(job))
+            # Engaged while this order waited for rate budget: it must not go out now. Cancels
+            # and closes still do: they reduce risk.
             kill = self.kill_switch
             if kill is not None and kill.engaged and action in _AGE_BOUND_IN_QUEUE:
-                # Engaged while this order waited for rate budget: it must not go out now.
-                # Cancels and closes still do: they reduce risk.
-                await self._finish(
-                    job,
-                    OutcomeStatus.EXPIRED,
-                    reason=f"not sent: kill switch engaged while it waited for rate budget "
-                    f"({kill.reason})",
-                )
+                await self._expire_killed(job, " while it waited for rate budget")
                 return
             rec.gated_ns = time.monotonic_ns()
             sent_at = time.monotonic()
@@ -765,6 +757,15 @@ class Pipeline:
                 await self.stop_limits.cancel_all(alias, rec.instrument_id)
         elif action is Action.CLOSE_ALL:
             await venue.close_all_positions(alias, rec.instrument_id)
+
+    async def _expire_killed(self, job: _Job, when: str) -> None:
+        """The kill switch is engaged: the job ends EXPIRED, unsent. (Callers test
+        ``kill_switch.engaged`` inline, so the order path builds no coroutine for it.)"""
+        await self._finish(
+            job,
+            OutcomeStatus.EXPIRED,
+            reason=f"not sent: kill switch engaged{when} ({self.kill_switch.reason})",
+        )
 
     @staticmethod
     async def _gate(job: _Job, deadline_ns: int = 0) -> None:
