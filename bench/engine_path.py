@@ -3,12 +3,13 @@
 The engine itself is measured through the real pipeline (``bench/pipeline_path.py``). This is the
 hot path without it, kept so the pipeline's own cost (lanes, journal, rate gate, outcome
 events) is visible side by side:
-``engine.signals.decode`` (decode and pre-validate), a cached instrument lookup and a strategy
+``engine.model.signals.decode`` (decode and pre-validate), a cached instrument lookup and a strategy
 tag (building the :class:`OrderRequest`), then ``TradeLockerVenue.place_order`` (serialize, send
 on a warm pinned connection, decode the venue's reply). There is no journal and no rate gate on
 this path, so ``gated`` equals ``validated``.
 
-Every request's stamps go to :class:`engine.metrics.Metrics`, the same recorder the daemon uses.
+Every request's stamps go to :class:`engine.observability.metrics.Metrics`, the same recorder the
+daemon uses.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Protocol
 
 import orjson
 
-from engine import signals
-from engine.domain import Instrument, OrderRequest, OrderType, OutcomeStatus, Validity
 from engine.execution.tags import TagMint
-from engine.metrics import Metrics
-from engine.venue import PlaceResult
+from engine.model import signals
+from engine.model.domain import Instrument, OrderRequest, OrderType, OutcomeStatus, Validity
+from engine.observability.metrics import Metrics
+from engine.venue.protocol import PlaceResult
 
 EPOCH_MINUS_MONO = time.time_ns() - time.monotonic_ns()
 

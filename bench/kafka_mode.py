@@ -30,8 +30,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.load import LoadResult, constant_rate
 from bench.pipeline_path import OrderNotAccepted, OutcomeWaiter, pipeline_engine
-from engine.metrics import Metrics, Summary
-from engine.sources.kafka import KafkaSignalSource, KafkaSourceConfig
+from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
+from engine.observability.metrics import Metrics, Summary
 
 KAFKA_SH = Path(__file__).resolve().parent.parent / "scripts" / "kafka.sh"
 PARTITIONS = 3

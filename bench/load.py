@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from engine.metrics import LatencyHistogram, Summary
+from engine.observability.metrics import LatencyHistogram, Summary
 
 # fire(i, intended_ns) performs request i and returns the monotonic ns at which it completed,
 # or None when it failed (counted, not recorded as a latency).

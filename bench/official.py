@@ -1,7 +1,7 @@
 """The baseline: the OFFICIAL ``tradelocker`` client placing the same market orders.
 
 It is synchronous (requests, a new TCP connection per call) and sleeps 1 s before every request
-(tradelocker-api.md section 12.3), so only a handful of its orders are timed, each in a worker
+(docs/api-reference.md section 12.3), so only a handful of its orders are timed, each in a worker
 thread so the event loop (and the sandbox it shares nothing with) is not blocked. The constructor
 (login, account lookup) and the first instrument lookup are done before timing starts, as the
 engine's start-up is.
@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from engine.metrics import LatencyHistogram
+from engine.observability.metrics import LatencyHistogram
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""The engine side of the benchmark through the REAL pipeline: ``engine.daemon.build_engine``.
+"""The engine side of the benchmark through the REAL pipeline: ``engine.app.daemon.build_engine``.
 
 The engine is assembled exactly as ``tl-engine run`` assembles it (accounts, rate gates, breakers,
 journal, pipeline, stop-limit book, in-process bus), minus the control server and the configured
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.engine_path import EPOCH_MINUS_MONO, signal_bytes
-from engine.config import Config, parse_config
-from engine.daemon import Engine, build_engine
-from engine.metrics import Metrics
-from engine.sources.base import Delivery, SignalSource
+from engine.app.config import Config, parse_config
+from engine.app.daemon import Engine, build_engine
+from engine.io.sources.base import Delivery, SignalSource
+from engine.observability.metrics import Metrics
 
 
 class OrderNotAccepted(Exception):

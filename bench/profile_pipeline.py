@@ -17,8 +17,8 @@ from pyinstrument import Profiler
 
 from bench.load import closed_loop
 from bench.pipeline_path import PipelinePath, pipeline_engine
-from engine.metrics import Metrics
-from engine.sim_venue import PaperVenue
+from engine.observability.metrics import Metrics
+from engine.venue.paper import PaperVenue
 
 
 async def profile(orders: int, concurrency: int, accounts: int) -> str:

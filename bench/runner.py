@@ -1,9 +1,9 @@
 """``tl-engine bench``: the latency suite, side by side in one run.
 
 1. Start the sandbox in its own process (``tl-engine sim``) with ``--accounts`` accounts and the
-   venue's rate limits lifted; build the engine with ``engine.daemon.build_engine`` (the daemon's
-   own wiring: accounts, rate gates, journal, pipeline, in-process bus; no control server) around
-   the TradeLocker adapter pointed at it.
+   venue's rate limits lifted; build the engine with ``engine.app.daemon.build_engine`` (the
+   daemon's own wiring: accounts, rate gates, journal, pipeline, in-process bus; no control server)
+   around the TradeLocker adapter pointed at it.
 2. For each venue latency (0 ms, then 50-100 ms): constant-rate load, measured from the intended
    send time, of (a) the floor, a bare keep-alive HTTP/1.1 round trip with a pre-built request to
    the same order endpoint, and (b) the engine: each signal handed to ``Pipeline.submit`` as a
@@ -55,9 +55,8 @@ from bench.sandbox import (
     Sandbox,
     start_sandbox,
 )
-from engine.domain import Instrument, OrderRequest, OrderType, Side, Validity
-from engine.metrics import LatencyHistogram, Metrics, Summary, format_table
-from engine.sim_venue import PaperVenue
+from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
+from engine.observability.metrics import LatencyHistogram, Metrics, Summary, format_table
 from engine.tradelocker.rest import ConnectionSettings
 from engine.tradelocker.venue import (
     AccountSpec,
@@ -65,8 +64,9 @@ from engine.tradelocker.venue import (
     TradeLockerVenue,
     encode_place_order,
 )
+from engine.venue.paper import PaperVenue
 
-# Targets (DESIGN.md, issue 4).
+# Targets (recorded with their verdicts in bench/RESULTS.md).
 TARGET_SHARE_P50_US = 50.0
 TARGET_SHARE_P99_US = 250.0
 TARGET_RT_RATIO = 1.3

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from engine.sim.seed import RATE_LIMIT_TYPES
+from sandbox.seed import RATE_LIMIT_TYPES
 
 BENCH_EMAIL = "bench@sandbox.local"
 BENCH_PASSWORD = "bench-password"  # a sandbox-only credential, not a secret
@@ -93,7 +93,7 @@ class Sandbox:
 
 
 def sim_command(seed_path: str) -> list[str]:
-    return [sys.executable, "-m", "engine.cli", "sim", "--host", "127.0.0.1", "--port", "0",
+    return [sys.executable, "-m", "engine.app.cli", "sim", "--host", "127.0.0.1", "--port", "0",
             "--seed-file", seed_path]  # fmt: skip
 
 

@@ -1,10 +1,10 @@
 """Stream event latency: sandbox emit → engine event on the bus.
 
 The clock starts when the sandbox's state emits a change (its stream listener is called
-synchronously by the order book) and stops when :class:`engine.live_state.LiveState` publishes
-the matching ``order_updates`` event. In between: python-socketio's server queue and emit, the
-loopback WebSocket, picows, the engine's Engine.IO/Socket.IO decoding, message decoding and the
-live-state update. Sandbox and engine share one process and one event loop (both clocks are
+synchronously by the order book) and stops when :class:`engine.tradelocker.live_state.LiveState`
+publishes the matching ``order_updates`` event. In between: python-socketio's server queue and
+emit, the loopback WebSocket, picows, the engine's Engine.IO/Socket.IO decoding, message decoding
+and the live-state update. Sandbox and engine share one process and one event loop (both clocks are
 ``time.monotonic_ns``), so the figures include the sandbox's own emit cost; they are an upper
 bound on the engine's share.
 
@@ -25,8 +25,8 @@ from typing import Any
 import aiohttp
 from hdrh.histogram import HdrHistogram
 
-from engine.events import EventBus
-from engine.live_state import LiveState, StreamSettings
+from engine.io.bus import EventBus
+from engine.tradelocker.live_state import LiveState, StreamSettings
 from tests.stream.sandbox import ACCOUNTS, SandboxTokens, run_streams_sandbox
 
 

@@ -31,7 +31,7 @@ import uvloop
 
 from bench.floor import FloorClient
 from engine._fast import order_post_head, with_body
-from engine.metrics import LatencyHistogram
+from engine.observability.metrics import LatencyHistogram
 from engine.tradelocker.errors import decode_reply
 from engine.tradelocker.wire import OrderConnections
 

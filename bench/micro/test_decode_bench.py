@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from engine._fast._py import decode as py_decode
-from engine.errors import SignalError
+from engine.model.errors import SignalError
 
 IMPLS: dict[str, ModuleType] = {
     "compiled": importlib.import_module("engine._fast.decode"),

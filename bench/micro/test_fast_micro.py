@@ -15,7 +15,7 @@ import pytest
 from engine._fast._py import bucket as py_bucket
 from engine._fast._py import serialize as py_serialize
 from engine._fast._py import validate as py_validate
-from engine.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Validity
+from engine.model.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Validity
 
 IMPLS: dict[str, tuple[ModuleType, ModuleType, ModuleType]] = {
     "compiled": (

@@ -1,4 +1,4 @@
 # Compiled signal decoder, C-level entry point for other Cython code (no Python dispatch).
-# Same contract as decode() in decode.pyx: a validated engine.domain.Signal, or SignalError.
+# Same contract as decode() in decode.pyx: a validated engine.model.domain.Signal, or SignalError.
 
 cdef object c_decode(object payload, object arrived_ns, object targets, double max_qty)

@@ -2,7 +2,7 @@
 
 from collections.abc import Container
 
-from engine.domain import Signal
+from engine.model.domain import Signal
 
 MAX_QTY_LOTS: float
 

@@ -24,8 +24,8 @@ from engine._fast._py.decode import _KNOWN_FIELDS, _PRIORITY_BY_NAME
 from engine._fast._py.decode import MAX_ID_LENGTH as _MAX_ID_LENGTH
 from engine._fast._py.decode import MAX_QTY_LOTS
 from engine._fast._py.decode import MAX_SIGNAL_BYTES as _MAX_SIGNAL_BYTES
-from engine.domain import Action, OrderType, ProtectionType, Side, Signal
-from engine.errors import SignalError
+from engine.model.domain import Action, OrderType, ProtectionType, Side, Signal
+from engine.model.errors import SignalError
 
 __all__ = ["MAX_QTY_LOTS", "decode", "peek_id"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from engine._fast.codes import GRID_TOLERANCE, MAX_TAG_LENGTH, RejectCode
-from engine.domain import OrderRequest, OrderType, ProtectionType, Side
+from engine.model.domain import OrderRequest, OrderType, ProtectionType, Side
 
 
 def _n(x: float | None) -> str:

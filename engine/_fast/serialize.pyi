@@ -1,6 +1,6 @@
 """TradeLocker request bodies and HTTP/1.1 heads, compiled (twin: engine/_fast/_py/serialize.py)."""
 
-from engine.domain import Instrument, OrderModification, OrderRequest, ProtectionType
+from engine.model.domain import Instrument, OrderModification, OrderRequest, ProtectionType
 
 OFFSET_DECIMALS: int
 MAX_DECIMALS: int

@@ -26,7 +26,7 @@ from engine._fast._py.serialize import (
     qty_decimals,
     request_head,
 )
-from engine.domain import OrderType, ProtectionType, Side, Validity
+from engine.model.domain import OrderType, ProtectionType, Side, Validity
 
 __all__ = [
     "OFFSET_DECIMALS",
@@ -206,7 +206,7 @@ cdef bint put_tag(Buf* b, str tag) except -1:
 
 
 cpdef bytes place_order_body(object req):
-    """The JSON body of ``POST /trade/accounts/{accountId}/orders`` (tradelocker-api.md §7.1)."""
+    """The JSON body of ``POST /trade/accounts/{accountId}/orders`` (docs/api-reference.md §7.1)."""
     cdef Buf b
     cdef int pd, qd
     cdef bint buy

@@ -1,6 +1,6 @@
 """Order pre-validation, compiled (twin: engine/_fast/_py/validate.py)."""
 
-from engine.domain import OrderRequest
+from engine.model.domain import OrderRequest
 
 def on_grid(value: float, step: float) -> bool: ...
 def tick_for(tiers: tuple[tuple[float, float], ...], price: float) -> float: ...

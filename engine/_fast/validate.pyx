@@ -8,7 +8,7 @@ from libc.math cimport NAN, fabs, floor, isfinite
 from engine._fast.codes import GRID_TOLERANCE as _GRID_TOLERANCE
 from engine._fast.codes import MAX_TAG_LENGTH as _MAX_TAG_LENGTH
 from engine._fast.reasons import reject_reason
-from engine.domain import OrderType, ProtectionType, Side, Validity
+from engine.model.domain import OrderType, ProtectionType, Side, Validity
 
 __all__ = ["check_order", "on_grid", "reference_price", "reject_reason", "tick_for"]
 

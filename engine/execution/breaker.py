@@ -1,11 +1,12 @@
 """Per-account circuit breaker: stop hammering a venue that is refusing or failing.
 
 CLOSED: requests flow; ``failure_threshold`` consecutive failures (429, 5xx, timeouts, dropped
-connections) open it. OPEN: :meth:`CircuitBreaker.check` raises :class:`engine.errors.CircuitOpen`
-at once (the request is never sent, so its outcome is a definitive local refusal). After the
-cool-down, HALF_OPEN lets exactly one probe through; its success closes the breaker, its failure
-re-opens it with a doubled cool-down (capped). A probe whose result never comes back (the caller
-crashed) is replaced after ``probe_timeout_s`` so the breaker cannot stick half-open.
+connections) open it. OPEN: :meth:`CircuitBreaker.check` raises
+:class:`engine.model.errors.CircuitOpen` at once (the request is never sent, so its outcome is a
+definitive local refusal). After the cool-down, HALF_OPEN lets exactly one probe through; its
+success closes the breaker, its failure re-opens it with a doubled cool-down (capped). A probe
+whose result never comes back (the caller crashed) is replaced after ``probe_timeout_s`` so the
+breaker cannot stick half-open.
 
 A business rejection (the venue said no to an order) is a success here: the venue is answering.
 Results of requests sent before the breaker opened change nothing while it is open.
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.errors import CircuitOpen, ConfigError
+from engine.model.errors import CircuitOpen, ConfigError
 
 log = logging.getLogger(__name__)
 

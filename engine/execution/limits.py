@@ -7,16 +7,16 @@ gates every request on the bucket of its route type:
 
 * a token is free and nobody is queued on that route: :meth:`AccountLimiter.acquire` returns a
   pre-completed awaitable: nothing is scheduled, awaited or allocated beyond the call itself;
-* otherwise the request waits in the route's priority queue (:class:`engine.domain.Priority`:
+* otherwise the request waits in the route's priority queue (:class:`engine.model.domain.Priority`:
   cancels and market orders first, queries last; FIFO within a priority), released by one timer
   per route when the bucket refills;
 * the account's queue is bounded: when full, the least urgent waiter (the newest of the lowest
-  priority) is shed with :class:`engine.errors.Shed`, or the newcomer if nothing queued is less
-  urgent;
+  priority) is shed with :class:`engine.model.errors.Shed`, or the newcomer if nothing queued is
+  less urgent;
 * a 429 from the venue pauses that route's buckets (for Retry-After, or one full interval);
 * a waiter may carry a deadline (``deadline_ns``, on the limiter's clock): when it passes while
   the request is still queued, the request leaves the queue with
-  :class:`engine.errors.QueuedTooLong` and is never sent. The pipeline gives placements and
+  :class:`engine.model.errors.QueuedTooLong` and is never sent. The pipeline gives placements and
   modifications the moment their signal becomes older than ``max_signal_age_ms``, and cancels and
   closes none (they reduce risk, so late is better than never).
 
@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine._fast import TokenBucket
-from engine.domain import Action, OrderType, Priority
-from engine.errors import ConfigError, QueuedTooLong, Shed
+from engine.model.domain import Action, OrderType, Priority
+from engine.model.errors import ConfigError, QueuedTooLong, Shed
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ __all__ = [
 
 
 class RouteType(enum.IntEnum):
-    """TradeLocker's ``rateLimitType`` values (tradelocker-api.md §5)."""
+    """TradeLocker's ``rateLimitType`` values (docs/api-reference.md §5)."""
 
     GET_ACCOUNTS = 0
     GET_EXECUTIONS = 1

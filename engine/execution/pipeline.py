@@ -12,8 +12,8 @@
 
 Ordering: an account's signals enter the rate gate in arrival order; different accounts run in
 parallel. While an account's rate budget is exhausted the gate serves by priority, so a market
-order or a cancel overtakes waiting pending orders (DESIGN.md, Policies 5). A signal that names an
-earlier one (``ref``) waits for that one's outcome first.
+order or a cancel overtakes waiting pending orders (docs/architecture.md, policy 5). A signal that
+names an earlier one (``ref``) waits for that one's outcome first.
 
 Outcome policy: definitive venue evidence rejects; an ambiguous failure on order entry is
 reconciled by tag (engine.execution.reconcile) and never resent blindly. See docs/execution.md.
@@ -30,8 +30,17 @@ from types import CoroutineType
 from typing import Any
 
 from engine._fast import check_order, reject_reason
-from engine.accounts import Accounts, AccountSession, Leg, scale_qty
-from engine.domain import (
+from engine.execution.accounts import Accounts, AccountSession, Leg, scale_qty
+from engine.execution.breaker import FailureKind
+from engine.execution.eager import start_eagerly
+from engine.execution.limits import default_priority, routes_for
+from engine.execution.reconcile import Reconciler, Verdict
+from engine.execution.stoplimit import StopLimitBook
+from engine.execution.tags import TagMint
+from engine.execution.tracker import OrderTracker, SignalRecord
+from engine.io.bus import EventBus
+from engine.io.sources.base import Delivery, SignalSource
+from engine.model.domain import (
     Action,
     OrderModification,
     OrderRequest,
@@ -42,7 +51,7 @@ from engine.domain import (
     Signal,
     Validity,
 )
-from engine.errors import (
+from engine.model.errors import (
     AuthFailed,
     CircuitOpen,
     NotFound,
@@ -55,18 +64,9 @@ from engine.errors import (
     VenueError,
     VenueUnavailable,
 )
-from engine.events import EventBus
-from engine.execution.breaker import FailureKind
-from engine.execution.eager import start_eagerly
-from engine.execution.limits import default_priority, routes_for
-from engine.execution.reconcile import Reconciler, Verdict
-from engine.execution.stoplimit import StopLimitBook
-from engine.execution.tags import TagMint
-from engine.execution.tracker import OrderTracker, SignalRecord
-from engine.journal import Journal, JournalError, JournalRecord
-from engine.prices import QuoteFeed
-from engine.signals import decode, peek_id
-from engine.sources.base import Delivery, SignalSource
+from engine.model.signals import decode, peek_id
+from engine.state.journal import Journal, JournalError, JournalRecord
+from engine.tradelocker.quotes import QuoteFeed
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +188,12 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
-        # Anything with a bool ``engaged`` (engine.control.KillSwitch): while engaged, signals
+        # Anything with a bool ``engaged`` (engine.io.control.KillSwitch): while engaged, signals
         # still queued get an ``expired`` outcome instead of being traded.
         self.kill_switch: Any = None
-        # Account alias -> its login's engine.prices.QuoteFeed (set by the daemon): a fresh quote
-        # lets pre-validation catch SL/TP on the wrong side of the market before the venue.
+        # Account alias -> its login's engine.tradelocker.quotes.QuoteFeed (set by the daemon): a
+        # fresh quote lets pre-validation catch SL/TP on the wrong side of the market before the
+        # venue.
         self.quote_feeds: Mapping[str, QuoteFeed] = {}
 
     # -- intake ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Resolving unknown outcomes by strategy tag (DESIGN.md, Policies 1).
+"""Resolving unknown outcomes by strategy tag (docs/architecture.md, policy 1).
 
 When order entry fails ambiguously (timeout, dropped connection, 5xx, 429 after the bytes left)
 the order may or may not exist. The engine never retries blindly; it asks the venue for the
@@ -33,8 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.errors import VenueError
-from engine.venue import TagMatches, Venue
+from engine.model.errors import VenueError
+from engine.venue.protocol import TagMatches, Venue
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,13 @@ book watches the instrument's quotes and, when the stop trades (buy: ask >= stop
 bid <= stop), places the limit order at the venue with the SAME strategy tag, so reconciliation
 and a person can both follow it.
 
-Quotes come from the login's shared :class:`~engine.prices.QuoteFeed` (``feed_for(alias)``): the
-book subscribes an instrument while it holds an order on it (one callback per feed) and removes
-its callback when the last one there is placed or cancelled, so its quote traffic is the feed's,
-paced within the login's QUOTES limit with everything else. A trigger is evaluated on every quote
-change (and once at hold time against a fresh quote). Expected trigger latency: up to one refresh
-period of the instrument (instruments polled x feed interval) plus one order round trip.
+Quotes come from the login's shared :class:`~engine.tradelocker.quotes.QuoteFeed`
+(``feed_for(alias)``): the book subscribes an instrument while it holds an order on it (one
+callback per feed) and removes its callback when the last one there is placed or cancelled, so its
+quote traffic is the feed's, paced within the login's QUOTES limit with everything else. A trigger
+is evaluated on every quote change (and once at hold time against a fresh quote). Expected trigger
+latency: up to one refresh period of the instrument (instruments polled x feed interval) plus one
+order round trip.
 
 Fallback, for a venue without a feed (the in-process PaperVenue): the book polls ``venue.quote``
 for held instruments once per ``poll_s`` (``engine.stop_limit_poll_ms``).
@@ -37,7 +38,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.domain import (
+from engine.execution.reconcile import Reconciler, TaggedVenue, Verdict
+from engine.io.bus import EventBus
+from engine.model.domain import (
     Instrument,
     OrderModification,
     OrderRequest,
@@ -47,7 +50,7 @@ from engine.domain import (
     Side,
     Validity,
 )
-from engine.errors import (
+from engine.model.errors import (
     EngineError,
     NotFound,
     OrderRejected,
@@ -55,9 +58,7 @@ from engine.errors import (
     ValidationError,
     VenueError,
 )
-from engine.events import EventBus
-from engine.execution.reconcile import Reconciler, TaggedVenue, Verdict
-from engine.prices import Quote, QuoteCallback, QuoteFeed
+from engine.tradelocker.quotes import Quote, QuoteCallback, QuoteFeed
 
 log = logging.getLogger(__name__)
 

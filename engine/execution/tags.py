@@ -1,11 +1,11 @@
 """Strategy tags: the engine's pseudo client-order-id.
 
 TradeLocker has no client order id, so every order carries a ``strategyId`` the engine chose and
-can search for after an ambiguous failure (DESIGN.md, Policies 1). The tag is **derived from the
-signal**, not minted from process state: the same leg of the same signal gets the same tag in
-every run, on every engine process of a consumer group. That is what lets a restarted engine ask
+can search for after an ambiguous failure (docs/architecture.md, policy 1). The tag is **derived
+from the signal**, not minted from process state: the same leg of the same signal gets the same tag
+in every run, on every engine process of a consumer group. That is what lets a restarted engine ask
 the venue "did an earlier run already send this?" for a re-delivered signal whose journal intent
-was lost to a power failure (engine.journal, :meth:`Journal.suspect`).
+was lost to a power failure (engine.state.journal, :meth:`Journal.suspect`).
 
 Layout, 22 characters (the venue documents 31)::
 

@@ -13,8 +13,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from engine.domain import Action, OutcomeStatus
-from engine.venue import VenueEvent
+from engine.model.domain import Action, OutcomeStatus
+from engine.venue.protocol import VenueEvent
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from engine.errors import AuthFailed, ConfigError, EngineError, VenueUnavailable
+from engine.model.errors import AuthFailed, ConfigError, EngineError, VenueUnavailable
 from engine.tradelocker.errors import decode_reply
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.domain import AccountState, Order, Position, Side
-from engine.errors import VenueError
+from engine.model.domain import AccountState, Order, Position, Side
+from engine.model.errors import VenueError
 
 
 class ColumnError(VenueError):

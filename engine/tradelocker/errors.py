@@ -1,4 +1,4 @@
-"""Turn a TradeLocker HTTP reply into a payload or a typed :mod:`engine.errors` exception.
+"""Turn a TradeLocker HTTP reply into a payload or a typed :mod:`engine.model.errors` exception.
 
 Classification is by HTTP status, the ``s`` field of the ``{s, d}`` envelope and whether the call
 was idempotent; never by matching exception or ``errmsg`` text (that text is for people).
@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from engine.errors import (
+from engine.model.errors import (
     AuthFailed,
     NotFound,
     OrderRejected,

@@ -6,8 +6,8 @@ Routes are user- and instrument-specific, so the list comes from the account's o
 asked for. Some users see several INFO routes of which the first is dead: when there are several,
 each is probed with ``/trade/quotes`` and the first that answers ``s=ok`` is used for market data.
 Those probes are quote requests like any other: each waits for a turn of the login's
-:class:`engine.prices.QuotePacer`, the same one the login's quote feed polls through, so a lookup
-never pushes the login over its QUOTES limit.
+:class:`engine.tradelocker.quotes.QuotePacer`, the same one the login's quote feed polls through,
+so a lookup never pushes the login over its QUOTES limit.
 
 The cache expires after ``ttl_s`` and is dropped at once by :meth:`InstrumentCache.invalidate`,
 which the venue calls when the venue answers 404 or refuses a route.
@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from engine.domain import Instrument
-from engine.errors import NotFound, VenueError, VenueUnavailable
-from engine.prices import QUOTES_PATH, QuotePacer
+from engine.model.domain import Instrument
+from engine.model.errors import NotFound, VenueError, VenueUnavailable
+from engine.tradelocker.quotes import QUOTES_PATH, QuotePacer
 from engine.tradelocker.rest import RestClient
 
 log = logging.getLogger(__name__)

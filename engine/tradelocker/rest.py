@@ -13,8 +13,8 @@ Two kinds of call, two policies (see docs/tradelocker.md):
   a 401 triggers one token refresh and one retry.
 * :meth:`RestClient.submit` (POST/PATCH/DELETE, order entry): order timeout; NEVER retried. A
   timeout, a dropped connection, a 5xx or an unreadable 2xx raises
-  :class:`engine.errors.OutcomeUnknown`; a 401 triggers a background refresh and raises
-  :class:`engine.errors.AuthFailed` (the venue refused it before acting, so it is definitive).
+  :class:`engine.model.errors.OutcomeUnknown`; a 401 triggers a background refresh and raises
+  :class:`engine.model.errors.AuthFailed` (the venue refused it before acting, so it is definitive).
 
 Order calls travel on one of two transports (``ConnectionSettings.order_transport``):
 
@@ -44,7 +44,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 
 from engine._fast import order_post_head, request_head, with_body
-from engine.errors import (
+from engine.model.errors import (
     AuthFailed,
     ConfigError,
     OutcomeUnknown,

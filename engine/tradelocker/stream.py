@@ -1,9 +1,9 @@
 """TradeLocker Streams API client: per-account stream tokens, SUBSCRIBE/UNSUBSCRIBE, and typed
-decoding of the ``stream`` messages (tradelocker-api.md section 10).
+decoding of the ``stream`` messages (docs/api-reference.md section 10).
 
 One :class:`StreamSession` is one Socket.IO connection (``/streams-api``) carrying any number of
-account subscriptions. It does not reconnect: :class:`engine.live_state.LiveState` owns the
-session's lifecycle (backoff, watchdog, fresh tokens, resync). Messages are decoded into the
+account subscriptions. It does not reconnect: :class:`engine.tradelocker.live_state.LiveState` owns
+the session's lifecycle (backoff, watchdog, fresh tokens, resync). Messages are decoded into the
 frozen, slotted types below and handed to ``on_message`` in wire order. A message that cannot be
 decoded is logged with its reason and skipped; the stream goes on.
 
@@ -25,8 +25,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from engine.domain import Side
-from engine.errors import AuthFailed, VenueError, VenueUnavailable
+from engine.model.domain import Side
+from engine.model.errors import AuthFailed, VenueError, VenueUnavailable
 from engine.tradelocker.socketio import SocketIOClient, SocketIOError
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""``TradeLockerVenue``: the :class:`engine.venue.Venue` protocol over TradeLocker's REST API.
+"""``TradeLockerVenue``: the :class:`engine.venue.protocol.Venue` protocol over TradeLocker's REST
+API.
 
 Many logins, many accounts: each login has one :class:`TokenManager` (shared by its accounts), each
 account one :class:`RestClient` (its own warm connection pool), one :class:`InstrumentCache` and its
@@ -9,8 +10,9 @@ Accounts are named by the engine's alias; at start-up each alias is resolved to 
 accNum) through ``/auth/jwt/all-accounts``.
 
 Order entry is sent exactly once (see :mod:`engine.tradelocker.rest`). After
-:class:`engine.errors.OutcomeUnknown`, :meth:`TradeLockerVenue.find_by_tag` says what the venue
-holds for the order's ``strategyId`` tag; that is how reconciliation decides, never by resending.
+:class:`engine.model.errors.OutcomeUnknown`, :meth:`TradeLockerVenue.find_by_tag` says what the
+venue holds for the order's ``strategyId`` tag; that is how reconciliation decides, never by
+resending.
 
 Stream events: :meth:`events` yields what :meth:`publish_event` is given (the Streams API client
 in ``engine.tradelocker.stream`` feeds it).
@@ -28,7 +30,7 @@ from typing import Any
 import orjson
 
 from engine._fast import place_order_body
-from engine.domain import (
+from engine.model.domain import (
     AccountState,
     Instrument,
     Order,
@@ -39,14 +41,13 @@ from engine.domain import (
     ProtectionType,
     Validity,
 )
-from engine.errors import (
+from engine.model.errors import (
     ConfigError,
     NotFound,
     OutcomeUnknown,
     ValidationError,
     VenueUnavailable,
 )
-from engine.prices import QUOTES_PATH, QuotePacer, quotes_rate
 from engine.tradelocker.auth import TokenManager, TokensHook
 from engine.tradelocker.columns import (
     ColumnError,
@@ -56,8 +57,9 @@ from engine.tradelocker.columns import (
     decode_positions,
 )
 from engine.tradelocker.instruments import InstrumentCache
+from engine.tradelocker.quotes import QUOTES_PATH, QuotePacer, quotes_rate
 from engine.tradelocker.rest import ConnectionSettings, RestClient, RetryPolicy, Timeouts
-from engine.venue import Capabilities, PlaceResult, ReverseResult, TagMatches, VenueEvent
+from engine.venue.protocol import Capabilities, PlaceResult, ReverseResult, TagMatches, VenueEvent
 
 log = logging.getLogger(__name__)
 

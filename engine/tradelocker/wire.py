@@ -5,7 +5,7 @@ its response object) was most of the engine's own share of an order round trip. 
 needs one thing: write pre-built bytes on a warm connection and read one reply. Replies are
 parsed by ``httptools`` (llhttp, the parser uvloop and sanic use), so no HTTP parsing is home-made.
 
-Safety, the reason for most of the code below (DESIGN.md, Policies 1 and 4):
+Safety, the reason for most of the code below (docs/architecture.md, policy 1 and 4):
 
 * One request at a time per connection (no pipelining): a connection with a reply outstanding is
   never written to. A connection leaves the idle set for exactly one exchange.

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hdrh.histogram import HdrHistogram
 
-from engine.sources.kafka import KafkaSignalSource, KafkaSourceConfig
+from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
 
 
 async def main(args: argparse.Namespace) -> None:

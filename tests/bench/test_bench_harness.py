@@ -22,8 +22,8 @@ from bench.engine_path import EnginePath, NullVenue, null_instruments
 from bench.floor import FloorClient
 from bench.load import closed_loop, constant_rate
 from bench.pipeline_path import OrderNotAccepted, PipelinePath, pipeline_engine
-from engine.metrics import Metrics
-from engine.sim_venue import PaperVenue
+from engine.observability.metrics import Metrics
+from engine.venue.paper import PaperVenue
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -150,7 +150,7 @@ def test_bench_cli_runs_end_to_end_at_tiny_scale_and_prints_the_two_lines(
     tmp_path: Path,
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "bench", "--tiny", "--out", str(tmp_path)],
+        [sys.executable, "-m", "engine.app.cli", "bench", "--tiny", "--out", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from engine.control import ControlConfig, ControlServer
-from engine.metrics import Metrics
+from engine.io.control import ControlConfig, ControlServer
+from engine.observability.metrics import Metrics
 
 SIGNALS = [
     {
@@ -39,7 +39,7 @@ async def _run_send(*args: str, env: dict[str, str] | None = None) -> tuple[int,
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "engine.cli",
+        "engine.app.cli",
         "send",
         *args,
         stdout=asyncio.subprocess.PIPE,
@@ -73,7 +73,7 @@ async def test_send_over_http_without_the_key_says_which_variable_to_set(tmp_pat
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "engine.cli",
+        "engine.app.cli",
         "send",
         str(_write_signals(tmp_path)),
         "--http",

@@ -9,8 +9,8 @@ import aiohttp
 import orjson
 import pytest
 
-from engine.control import ControlConfig, ControlServer, KillSwitch, split_signals
-from engine.metrics import Metrics
+from engine.io.control import ControlConfig, ControlServer, KillSwitch, split_signals
+from engine.observability.metrics import Metrics
 from tests.metrics.promtext import parse
 
 API_KEY = "ctl-key-3f9a1c0d5b7e"

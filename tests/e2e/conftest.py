@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.sim import Sandbox
+from sandbox import Sandbox
 from tests.fixtures.engine import Live, start_engine
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.sim import Sandbox
+from sandbox import Sandbox
 from tests.fixtures.engine import Live, start_engine
 
 EUR = {"account": "a1", "symbol": "EURUSD"}

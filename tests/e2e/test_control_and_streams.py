@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from engine.config import parse_config
-from engine.daemon import Engine, build_engine
-from engine.sim import Sandbox
-from engine.sources.base import Delivery
+from engine.app.config import parse_config
+from engine.app.daemon import Engine, build_engine
+from engine.io.sources.base import Delivery
+from sandbox import Sandbox
 from tests.fixtures.engine import demo_secrets
 from tests.fixtures.sim import DEMO_PASSWORD, DEMO_SERVER
 

@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from engine.config import parse_config
-from engine.daemon import build_engine
-from engine.sim import Sandbox
+from engine.app.config import parse_config
+from engine.app.daemon import build_engine
+from sandbox import Sandbox
 from tests.fixtures.engine import demo_secrets
 from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
 
@@ -51,7 +51,7 @@ kind = "log"
 
 def test_check_config_says_ok_or_names_the_key(tmp_path: Path) -> None:
     good = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "check-config", str(REPO / "config/example.toml")],
+        [sys.executable, "-m", "engine.app.cli", "check-config", str(REPO / "config/example.toml")],
         capture_output=True,
         text=True,
         timeout=60,
@@ -60,7 +60,7 @@ def test_check_config_says_ok_or_names_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text((REPO / "config/demo.toml").read_text().replace("acc_num = 2", "acc_num = 0"))
     out = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "check-config", str(bad)],
+        [sys.executable, "-m", "engine.app.cli", "check-config", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -94,7 +94,7 @@ def test_run_trades_a_signal_file_and_shuts_down_gracefully(
     cfg.write_text(_toml(sandbox_process, tmp_path, signals))
     env = {**os.environ, "SB_EMAIL": DEMO_EMAIL, "SB_PASSWORD": DEMO_PASSWORD}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "run", "--config", str(cfg)],
+        [sys.executable, "-m", "engine.app.cli", "run", "--config", str(cfg)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

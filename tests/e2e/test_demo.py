@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.demo import run_demo
+from engine.app.demo import run_demo
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ async def test_demo_prints_every_outcome_and_the_latency_table() -> None:
 
 def test_tl_engine_demo_command_exits_zero() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "demo", "--burst", "20"],
+        [sys.executable, "-m", "engine.app.cli", "demo", "--burst", "20"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.control import KillSwitch
-from engine.sim import Sandbox
-from engine.sim.seed import RateLimit, load_seed
+from engine.io.control import KillSwitch
+from sandbox import Sandbox
+from sandbox.seed import RateLimit, load_seed
 from tests.fixtures.engine import start_engine
 from tests.fixtures.waiting import eventually
 

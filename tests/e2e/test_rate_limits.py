@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.sim import Sandbox
-from engine.sim.seed import RateLimit, load_seed
+from sandbox import Sandbox
+from sandbox.seed import RateLimit, load_seed
 from tests.fixtures.engine import start_engine
 
 LIMIT = 5  # PLACE_ORDER per second on the sandbox

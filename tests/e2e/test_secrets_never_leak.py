@@ -21,9 +21,9 @@ import hvac
 import orjson
 import pytest
 
-from engine.daemon import Engine, build_engine
-from engine.sim import Sandbox
-from engine.sources.base import Delivery
+from engine.app.daemon import Engine, build_engine
+from engine.io.sources.base import Delivery
+from sandbox import Sandbox
 from tests.fixtures.vault import VaultServer
 from tests.vault.engine_vault import TOKEN_ENV, VaultLayout, provision, vault_engine_config
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine.sim import Sandbox
-from engine.sim.seed import RateLimit, load_seed
+from sandbox import Sandbox
+from sandbox.seed import RateLimit, load_seed
 from tests.fixtures.engine import start_engine
 
 BURST = 8

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.sim import Sandbox
+from sandbox import Sandbox
 from tests.fixtures.engine import start_engine
 
 EUR = {"account": "a1", "symbol": "EURUSD"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from engine.sim import Sandbox
+from sandbox import Sandbox
 from tests.fixtures.engine import start_engine
 
 N = 40

@@ -11,15 +11,15 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.accounts import Accounts, AccountSession
-from engine.config import AccountConfig, GroupConfig
-from engine.events import EventBus
+from engine.app.config import AccountConfig, GroupConfig
+from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.pipeline import Pipeline
 from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
-from engine.journal import Journal
-from engine.sim_venue import PaperVenue
-from engine.sources.base import Delivery
+from engine.io.bus import EventBus
+from engine.io.sources.base import Delivery
+from engine.state.journal import Journal
+from engine.venue.paper import PaperVenue
 
 
 @dataclass

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config, parse_config
-from engine.errors import ConfigError
+from engine.app.config import load_config, parse_config
+from engine.model.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

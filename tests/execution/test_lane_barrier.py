@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from engine.domain import OrderRequest
-from engine.sim_venue import PaperVenue
-from engine.venue import PlaceResult
+from engine.model.domain import OrderRequest
+from engine.venue.paper import PaperVenue
+from engine.venue.protocol import PlaceResult
 from tests.execution.conftest import build
 
 

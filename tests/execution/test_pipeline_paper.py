@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import GroupConfig
+from engine.app.config import GroupConfig
 from tests.execution.conftest import Harness, build
 
 MKT = {"account": "a1", "action": "place", "symbol": "EURUSD", "type": "market"}

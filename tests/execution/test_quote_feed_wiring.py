@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from engine.sim import Sandbox
-from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit
+from sandbox import Sandbox
+from sandbox.seed import RATE_LIMIT_TYPES, RateLimit
 from tests.fixtures.engine import Live, sandbox_with, start_engine
 from tests.fixtures.waiting import eventually
 

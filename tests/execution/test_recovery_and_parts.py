@@ -7,13 +7,13 @@ import asyncio
 import time
 from pathlib import Path
 
-from engine.accounts import scale_qty
-from engine.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
+from engine.execution.accounts import scale_qty
 from engine.execution.reconcile import Reconciler, Verdict
 from engine.execution.tags import TAG_LENGTH, TagMint
-from engine.journal import Journal
-from engine.sim_venue import PaperVenue
-from engine.sources.local import LocalSignalSource
+from engine.io.sources.local import LocalSignalSource
+from engine.model.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
+from engine.state.journal import Journal
+from engine.venue.paper import PaperVenue
 from tests.execution.conftest import build
 
 

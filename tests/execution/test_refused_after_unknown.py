@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.domain import Order, OrderRequest
-from engine.errors import OutcomeUnknown
-from engine.sim_venue import PaperVenue
-from engine.venue import PlaceResult
+from engine.model.domain import Order, OrderRequest
+from engine.model.errors import OutcomeUnknown
+from engine.venue.paper import PaperVenue
+from engine.venue.protocol import PlaceResult
 from tests.execution.conftest import build
 
 

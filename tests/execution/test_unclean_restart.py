@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from engine.execution.tags import strategy_tag
-from engine.sim import Sandbox
+from sandbox import Sandbox
 from tests.fixtures.engine import Live, start_engine
 
 

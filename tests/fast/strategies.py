@@ -7,7 +7,7 @@ import math
 
 from hypothesis import strategies as st
 
-from engine.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Validity
+from engine.model.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Validity
 
 TICK_TIERS = [
     ((0.0, 0.00001),),

@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 import engine._fast as fast
-import engine.signals
+import engine.model.signals
 from engine._fast._py import decode as py_decode
-from engine.domain import Action, OrderType, ProtectionType
-from engine.errors import SignalError
+from engine.model.domain import Action, OrderType, ProtectionType
+from engine.model.errors import SignalError
 
 IMPLS: dict[str, ModuleType] = {
     "compiled": importlib.import_module("engine._fast.decode"),

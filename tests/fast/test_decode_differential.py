@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine._fast._py import decode as py_decode
-from engine.domain import Action, Signal
-from engine.errors import SignalError
+from engine.model.domain import Action, Signal
+from engine.model.errors import SignalError
 
 # Imported by name so a missing build fails these tests instead of testing the twin twice.
 c_decode: ModuleType = importlib.import_module("engine._fast.decode")

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine._fast.reasons import reject_reason
-from engine.domain import Instrument, OrderModification, OrderRequest, OrderType, ProtectionType
+from engine.model.domain import (
+    Instrument,
+    OrderModification,
+    OrderRequest,
+    OrderType,
+    ProtectionType,
+)
 from tests.fast.impls import c_bucket, c_serialize, c_validate, py_bucket, py_serialize, py_validate
 from tests.fast.strategies import instruments, orders
 

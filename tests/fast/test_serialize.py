@@ -9,7 +9,7 @@ from types import ModuleType
 import orjson
 import pytest
 
-from engine.domain import (
+from engine.model.domain import (
     Instrument,
     OrderModification,
     OrderRequest,

@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 
 from engine._fast.codes import RejectCode
-from engine.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Validity
+from engine.model.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Validity
 from tests.fast.impls import VALIDATE
 
 NAN = math.nan

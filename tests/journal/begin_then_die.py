@@ -12,8 +12,8 @@ import os
 import signal
 import sys
 
-from engine.domain import Action, Outcome, OutcomeStatus
-from engine.journal import Journal
+from engine.model.domain import Action, Outcome, OutcomeStatus
+from engine.state.journal import Journal
 
 
 async def main(path: str) -> None:

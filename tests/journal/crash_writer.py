@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from engine.domain import Action, Outcome, OutcomeStatus
-from engine.journal import Journal
+from engine.model.domain import Action, Outcome, OutcomeStatus
+from engine.state.journal import Journal
 
 
 async def one(journal: Journal, n: int) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import orjson
 
-from engine.domain import Action, Outcome, OutcomeStatus
-from engine.journal import IntentLog, Journal, intent_frame, read_intents
+from engine.model.domain import Action, Outcome, OutcomeStatus
+from engine.state.journal import IntentLog, Journal, intent_frame, read_intents
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,7 +152,7 @@ async def test_power_durability_begin_is_committed_once_awaited(tmp_path: Path) 
 def test_a_second_engine_process_on_the_same_journal_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
-    opener = "import sys; from engine.journal import Journal; Journal(sys.argv[1])"
+    opener = "import sys; from engine.state.journal import Journal; Journal(sys.argv[1])"
     other = subprocess.run(
         [sys.executable, "-c", opener, str(path)],
         capture_output=True,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.domain import Action, Outcome, OutcomeStatus
-from engine.journal import EntryState, Journal, JournalError
+from engine.model.domain import Action, Outcome, OutcomeStatus
+from engine.state.journal import EntryState, Journal, JournalError
 
 ROOT = Path(__file__).resolve().parents[2]
 

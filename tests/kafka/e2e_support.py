@@ -68,7 +68,7 @@ topic_prefix = "{prefix}"
 
 def start_engine(config: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [PYTHON, "-m", "engine.cli", "run", "--config", str(config)],
+        [PYTHON, "-m", "engine.app.cli", "run", "--config", str(config)],
         cwd=REPO,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

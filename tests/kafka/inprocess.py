@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from engine.config import Config, parse_config
-from engine.daemon import Engine, build_engine
+from engine.app.config import Config, parse_config
+from engine.app.daemon import Engine, build_engine
 from tests.fixtures.engine import demo_secrets, engine_config_data
 from tests.fixtures.waiting import eventually
 

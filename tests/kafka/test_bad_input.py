@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.daemon import Engine
-from engine.sim import Sandbox
+from engine.app.daemon import Engine
+from sandbox import Sandbox
 from tests.fixtures.kafka import TopicFactory
 from tests.kafka.inprocess import (
     KafkaWiring,

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from engine.events import TOPICS
-from engine.events_kafka import KafkaEventSink, KafkaSinkConfig
+from engine.io.bus import TOPICS
+from engine.io.kafka.sink import KafkaEventSink, KafkaSinkConfig
 
 pytestmark = pytest.mark.kafka
 

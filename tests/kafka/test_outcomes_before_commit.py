@@ -13,10 +13,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from engine.events_kafka import KafkaEventSink, KafkaSinkConfig
-from engine.sim import Sandbox
-from engine.sources.base import Delivery
-from engine.sources.kafka import KafkaSignalSource, KafkaSourceConfig
+from engine.io.kafka.sink import KafkaEventSink, KafkaSinkConfig
+from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
+from engine.io.sources.base import Delivery
+from sandbox import Sandbox
 from tests.fixtures.kafka import TopicFactory
 from tests.kafka.inprocess import (
     KafkaWiring,

@@ -1,4 +1,4 @@
-"""Scale-out (DESIGN.md, "Scale beyond one machine"): two ``tl-engine run`` processes in one
+"""Scale-out (docs/kafka.md, "Scale-out"): two ``tl-engine run`` processes in one
 consumer group on a 4-partition signals topic keyed by account, six accounts on the sandbox (its
 own process, 200 ms per REST call, so orders are in flight when a process leaves).
 

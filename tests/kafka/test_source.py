@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from engine.sources.base import Delivery
-from engine.sources.kafka import KafkaSignalSource, KafkaSourceConfig
+from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
+from engine.io.sources.base import Delivery
 from tests.fixtures.kafka import TopicFactory
 
 pytestmark = pytest.mark.kafka

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import CircuitOpen, ConfigError
 from engine.execution.breaker import BreakerState, CircuitBreaker, FailureKind
+from engine.model.errors import CircuitOpen, ConfigError
 from tests.limits.manual_time import ManualTime
 
 S = 1_000_000_000

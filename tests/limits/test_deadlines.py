@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
-from engine.domain import Priority
-from engine.errors import QueuedTooLong, Shed
 from engine.execution.limits import AccountLimiter, RateLimit, RouteType
+from engine.model.domain import Priority
+from engine.model.errors import QueuedTooLong, Shed
 from tests.limits.manual_time import ManualTime
 
 MS = 1_000_000

@@ -7,8 +7,6 @@ import logging
 
 import pytest
 
-from engine.domain import Action, OrderType, Priority
-from engine.errors import ConfigError, Shed
 from engine.execution.limits import (
     AccountLimiter,
     RateLimit,
@@ -18,6 +16,8 @@ from engine.execution.limits import (
     parse_rate_limits,
     routes_for,
 )
+from engine.model.domain import Action, OrderType, Priority
+from engine.model.errors import ConfigError, Shed
 from tests.limits.manual_time import ManualTime
 
 S = 1_000_000_000

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from engine.domain import Action, Outcome, OutcomeStatus
-from engine.metrics import (
+from engine.model.domain import Action, Outcome, OutcomeStatus
+from engine.observability.metrics import (
     ALL_ACCOUNTS,
     REDACTED,
     LatencyHistogram,

@@ -11,14 +11,14 @@ from typing import Any
 
 import orjson
 
-from engine.daemon import build_engine
-from engine.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
+from engine.app.daemon import build_engine
 from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
 from engine.execution.tags import strategy_tag
-from engine.journal import Journal
-from engine.sim import Sandbox
-from engine.sources.base import Delivery
+from engine.io.sources.base import Delivery
+from engine.model.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
+from engine.state.journal import Journal
+from sandbox import Sandbox
 from tests.fixtures.engine import Live, demo_secrets, engine_config
 
 READS = ("ORDERS", "ORDERS_HISTORY", "POSITIONS")

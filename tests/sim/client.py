@@ -1,5 +1,5 @@
 """A small raw HTTP client for sandbox tests: it speaks the wire format directly (no engine code),
-so the tests check the sandbox against tradelocker-api.md and nothing else."""
+so the tests check the sandbox against docs/api-reference.md and nothing else."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from engine.sim import Sandbox
+from sandbox import Sandbox
 
 EMAIL, PASSWORD, SERVER = "demo@sandbox.local", "demo-password", "SANDBOX"
 ACCOUNT, ACC_NUM = "700001", "1"

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from engine.sim import Sandbox
+from sandbox import Sandbox
 from tests.sim.client import Wire
 
 

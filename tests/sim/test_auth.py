@@ -1,4 +1,5 @@
-"""tradelocker-api.md section 3: login, refresh rotation, accounts, stream tokens, header checks."""
+"""docs/api-reference.md section 3: login, refresh rotation, accounts, stream tokens, header
+checks."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import datetime
 import orjson
 import pytest
 
-from engine.sim import Sandbox
-from engine.sim.tokens import TokenError
+from sandbox import Sandbox
+from sandbox.tokens import TokenError
 from tests.sim.client import ACCOUNT, EMAIL, PASSWORD, SERVER, Wire
 
 
@@ -95,7 +96,7 @@ async def test_forced_expiry_makes_issued_access_tokens_401(wire: Wire) -> None:
 
 async def test_access_token_past_its_lifetime_is_401(sandbox: Sandbox) -> None:
     # Mint a token whose exp is already past, signed with the sandbox's own secret.
-    from engine.sim import tokens
+    from sandbox import tokens
 
     token, _ = tokens.mint(
         sandbox.config.jwt_secret.encode(),

@@ -28,8 +28,8 @@ async def test_seed_file_with_generated_users_gives_many_accounts(tmp_path: obje
 
     import orjson
 
-    from engine.sim import Sandbox
-    from engine.sim.seed import load_seed
+    from sandbox import Sandbox
+    from sandbox.seed import load_seed
 
     seed = Path(str(tmp_path)) / "seed.json"
     seed.write_bytes(
@@ -65,7 +65,7 @@ async def test_seed_file_with_generated_users_gives_many_accounts(tmp_path: obje
 async def test_prices_move_on_the_timer_while_serving() -> None:
     import asyncio
 
-    from engine.sim import Sandbox
+    from sandbox import Sandbox
 
     async with Sandbox(price_interval_ms=5) as sb:
         first = sb.state.prices.quote(278).bid
@@ -79,7 +79,7 @@ async def test_prices_move_on_the_timer_while_serving() -> None:
 def test_the_committed_seed_file_loads() -> None:
     from pathlib import Path
 
-    from engine.sim.seed import load_seed
+    from sandbox.seed import load_seed
 
     config = load_seed(Path(__file__).resolve().parents[2] / "config" / "sandbox-seed.json")
     assert config.users[0].email == "demo@sandbox.local"

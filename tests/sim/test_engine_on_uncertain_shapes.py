@@ -1,4 +1,4 @@
-"""The TradeLocker adapter against the sandbox's answers for points tradelocker-api.md leaves
+"""The TradeLocker adapter against the sandbox's answers for points docs/api-reference.md leaves
 open: DELETE/PATCH may answer 204 with no body (section 6), a 429 may be an HTML page or empty
 (section 8). Proves the engine does not depend on the sandbox's default 200 JSON shapes."""
 
@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from engine.domain import OrderType, Validity
-from engine.errors import RateLimited
+from engine.model.domain import OrderType, Validity
+from engine.model.errors import RateLimited
 from tests.fixtures.tradelocker import started
 from tests.tradelocker.sandbox import ACCOUNT_IDS, running_sandbox
 from tests.tradelocker.test_wire import market

@@ -1,4 +1,4 @@
-"""Points where the sandbox once answered differently from the real API (tradelocker-api.md),
+"""Points where the sandbox once answered differently from the real API (docs/api-reference.md),
 each pinned by the section it follows, so an engine cannot come to rely on the difference."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.sim.seed import RateLimit
+from sandbox.seed import RateLimit
 from tests.sim.client import ACCOUNT, EURUSD, US30, Wire
 from tests.sim.test_streams import Reference, tokens
 from tests.stream.sandbox import SERVER, StreamsSandbox, run_streams_sandbox

@@ -1,6 +1,6 @@
 """Compatibility proof: the OFFICIAL ``tradelocker`` client, unmodified, against the sandbox.
 
-The client is synchronous and sleeps 1 s before every request (tradelocker-api.md 12.3), so it
+The client is synchronous and sleeps 1 s before every request (docs/api-reference.md 12.3), so it
 runs in a worker thread while the in-process sandbox serves on the event loop; the call count is
 kept small on purpose.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine.sim import Sandbox
+from sandbox import Sandbox
 from tests.sim.client import EMAIL, PASSWORD, SERVER
 
 

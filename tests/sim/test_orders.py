@@ -1,4 +1,4 @@
-"""tradelocker-api.md section 7: placing, triggering, rejecting, modifying, cancelling orders."""
+"""docs/api-reference.md section 7: placing, triggering, rejecting, modifying, cancelling orders."""
 
 from __future__ import annotations
 

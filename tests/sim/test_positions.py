@@ -1,4 +1,4 @@
-"""tradelocker-api.md sections 6.4, 6.5, 7.4: SL/TP legs, hedging, closes, account state."""
+"""docs/api-reference.md sections 6.4, 6.5, 7.4: SL/TP legs, hedging, closes, account state."""
 
 from __future__ import annotations
 

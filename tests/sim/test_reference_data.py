@@ -1,8 +1,8 @@
-"""tradelocker-api.md sections 2, 5, 6: config, accounts, instruments, routes, market data."""
+"""docs/api-reference.md sections 2, 5, 6: config, accounts, instruments, routes, market data."""
 
 from __future__ import annotations
 
-from engine.sim.seed import RATE_LIMIT_TYPES
+from sandbox.seed import RATE_LIMIT_TYPES
 from tests.sim.client import ACCOUNT, BTCUSD, EURUSD, GBPUSD, US30, Wire
 
 ORDER_COLUMNS = [
@@ -139,8 +139,8 @@ async def test_history_returns_bars_or_no_data_for_an_empty_window(wire: Wire) -
 
 
 async def test_prices_step_deterministically_for_a_given_seed(wire: Wire) -> None:
-    from engine.sim.prices import PriceBook
-    from engine.sim.seed import default_instruments
+    from sandbox.prices import PriceBook
+    from sandbox.seed import default_instruments
 
     a, b = PriceBook(default_instruments(), 7), PriceBook(default_instruments(), 7)
     for _ in range(50):

@@ -15,11 +15,6 @@ from typing import Any
 
 import aiohttp
 
-from engine.sim import Sandbox
-from engine.sim.order_rules import PlaceRequest
-from engine.sim.seed import SandboxConfig, default_users
-from engine.sim.state import SandboxState
-from engine.sim.streams import StreamsServer
 from engine.tradelocker.stream import (
     StreamAccountStatus,
     StreamOrder,
@@ -29,6 +24,11 @@ from engine.tradelocker.stream import (
     fetch_stream_tokens,
 )
 from engine.tradelocker.venue import AccountSpec, TradeLockerVenue
+from sandbox import Sandbox
+from sandbox.order_rules import PlaceRequest
+from sandbox.seed import SandboxConfig, default_users
+from sandbox.state import SandboxState
+from sandbox.streams import StreamsServer
 from tests.fixtures.sim import DEMO_EMAIL as EMAIL
 from tests.fixtures.sim import DEMO_PASSWORD as PASSWORD
 from tests.fixtures.sim import DEMO_SERVER as SERVER

@@ -7,7 +7,7 @@ import base64
 import orjson
 import pytest
 
-from engine.domain import Side
+from engine.model.domain import Side
 from engine.tradelocker.socketio import (
     SIO_ACK,
     SIO_CONNECT,

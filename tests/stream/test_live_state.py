@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from engine.events import EventBus
-from engine.live_state import LiveState, StreamPhase, StreamSettings
-from engine.sim.seed import SandboxConfig, default_users
+from engine.io.bus import EventBus
+from engine.tradelocker.live_state import LiveState, StreamPhase, StreamSettings
+from sandbox.seed import SandboxConfig, default_users
 from tests.stream.sandbox import (
     ACCOUNTS,
     SandboxTokens,

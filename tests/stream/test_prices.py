@@ -8,11 +8,11 @@ import time
 import pytest
 from aiohttp import web
 
-from engine.errors import ConfigError
-from engine.prices import Quote, QuoteFeed, login_feeds, quotes_rate
-from engine.sim import Sandbox
-from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
+from engine.model.errors import ConfigError
+from engine.tradelocker.quotes import Quote, QuoteFeed, login_feeds, quotes_rate
 from engine.tradelocker.venue import AccountSpec
+from sandbox import Sandbox
+from sandbox.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
 from tests.fixtures.tradelocker import demo_venue
 from tests.stream.sandbox import (
     ACCOUNTS,

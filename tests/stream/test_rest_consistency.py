@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from engine.domain import OrderRequest, OrderType, Side, Validity
-from engine.events import EventBus
-from engine.live_state import LiveState, StreamSettings
+from engine.io.bus import EventBus
+from engine.model.domain import OrderRequest, OrderType, Side, Validity
+from engine.tradelocker.live_state import LiveState, StreamSettings
 from engine.tradelocker.venue import TradeLockerVenue
 from tests.stream.sandbox import (
     ACCOUNTS,

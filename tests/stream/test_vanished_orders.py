@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from engine.events import EventBus
-from engine.live_state import LiveState, StreamSettings
+from engine.io.bus import EventBus
+from engine.tradelocker.live_state import LiveState, StreamSettings
 from engine.tradelocker.venue import TradeLockerVenue
 from tests.stream.sandbox import (
     ACCOUNTS,

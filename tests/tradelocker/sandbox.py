@@ -1,4 +1,4 @@
-"""The real sandbox REST app (engine.sim.app) on a free 127.0.0.1 port, for adapter tests: plain
+"""The real sandbox REST app (sandbox.app) on a free 127.0.0.1 port, for adapter tests: plain
 HTTP or TLS, with the rate limits out of the way unless a test sets them."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.sim.app import build_app
-from engine.sim.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
-from engine.sim.state import SandboxState
 from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue
+from sandbox.app import build_app
+from sandbox.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
+from sandbox.state import SandboxState
 from tests.fixtures.sim import DEMO_ACCOUNT_IDS as ACCOUNT_IDS
 from tests.fixtures.sim import DEMO_EMAIL as EMAIL
 from tests.fixtures.sim import DEMO_PASSWORD as PASSWORD

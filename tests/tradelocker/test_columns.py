@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.domain import Side
+from engine.model.domain import Side
 from engine.tradelocker.columns import (
     ColumnError,
     ColumnLayout,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import NotFound
+from engine.model.errors import NotFound
 from tests.tradelocker.sandbox import running_sandbox
 
 

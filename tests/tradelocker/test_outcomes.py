@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from engine.domain import Instrument, OrderRequest, OrderType, Side, Validity
-from engine.errors import (
+from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
+from engine.model.errors import (
     AuthFailed,
     OrderRejected,
     OutcomeUnknown,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import (
+from engine.model.errors import (
     AuthFailed,
     NotFound,
     OrderRejected,

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from engine.domain import OrderRequest, OrderType, Side, Validity
-from engine.errors import EngineError
+from engine.model.domain import OrderRequest, OrderType, Side, Validity
+from engine.model.errors import EngineError
 from engine.tradelocker.rest import RetryPolicy
 from engine.tradelocker.venue import AccountSpec, TradeLockerVenue
 from tests.tradelocker.sandbox import PASSWORD, running_sandbox
@@ -70,7 +70,7 @@ async def test_debug_logs_and_errors_never_carry_a_secret(caplog: pytest.LogCapt
     assert any(r.name.startswith("engine.tradelocker") for r in caplog.records)
     assert tokens.health().login_count == 2
     secrets = [PASSWORD, DEV_KEY, *seen_tokens]
-    texts = [r.getMessage() for r in caplog.records if not r.name.startswith("engine.sim")]
+    texts = [r.getMessage() for r in caplog.records if not r.name.startswith("sandbox")]
     texts += [str(e) for e in errors] + [repr(e) for e in errors] + [health]
     for secret in secrets:
         for text in texts:

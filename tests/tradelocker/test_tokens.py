@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from engine.domain import OrderRequest, OrderType, Side, Validity
-from engine.errors import AuthFailed
+from engine.model.domain import OrderRequest, OrderType, Side, Validity
+from engine.model.errors import AuthFailed
 from engine.tradelocker.auth import TokenManager
 from tests.tradelocker.sandbox import ACCOUNT_IDS, EMAIL, PASSWORD, SERVER, running_sandbox
 

@@ -1,6 +1,6 @@
 """The lean order transport (engine.tradelocker.wire) under the faults that decide safety.
 
-Two kinds of server: the real sandbox (engine.sim, with its fault injection, an idle keep-alive
+Two kinds of server: the real sandbox (sandbox, with its fault injection, an idle keep-alive
 timeout, and TLS), and a small scripted HTTP/1.1 server in its own thread for the faults the
 sandbox cannot make on purpose (a body cut short, a server closing a connection the client has
 not yet noticed). The scripted server is a real socket server, not a mock: it runs in a thread so
@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import uvloop
 
-from engine.domain import Instrument, OrderRequest, OrderType, Side, Validity
-from engine.errors import ConfigError, OutcomeUnknown, RateLimited
+from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
+from engine.model.errors import ConfigError, OutcomeUnknown, RateLimited
 from engine.tradelocker.auth import TokenManager
 from engine.tradelocker.rest import ConnectionSettings, RestClient, Timeouts
 from engine.tradelocker.venue import AccountSpec, TradeLockerVenue

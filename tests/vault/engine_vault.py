@@ -10,7 +10,7 @@ from typing import Any
 
 import hvac
 
-from engine.config import Config, parse_config
+from engine.app.config import Config, parse_config
 from tests.fixtures.engine import engine_config_data
 from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
 from tests.fixtures.vault import VaultServer

@@ -15,9 +15,9 @@ import hvac
 import orjson
 import pytest
 
-from engine.daemon import Engine, build_engine
-from engine.sim import Sandbox
-from engine.sources.base import Delivery
+from engine.app.daemon import Engine, build_engine
+from engine.io.sources.base import Delivery
+from sandbox import Sandbox
 from tests.fixtures.vault import VaultServer
 from tests.vault.engine_vault import (
     SECRET_ID_ENV,
@@ -110,7 +110,7 @@ async def test_password_rotated_in_vault_is_used_by_the_next_login_without_a_res
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="engine.daemon")
+    caplog.set_level(logging.INFO, logger="engine.app.daemon")
     layout = provision(root)
     monkeypatch.setenv(TOKEN_ENV, vault.root_token)
     cfg = vault_engine_config(sandbox.base_url, tmp_path, vault, layout, approle=False)

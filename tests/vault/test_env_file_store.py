@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import ConfigError
-from engine.secrets import Credentials, EnvFileStore, Secret, SecretError, login_env_prefix
+from engine.model.errors import ConfigError
+from engine.secrets.store import Credentials, EnvFileStore, Secret, SecretError, login_env_prefix
 
 
 def test_secret_never_prints_its_value() -> None:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import hvac
 import pytest
 
-from engine.secrets import Secret, SecretError, VaultConfig, VaultStore
+from engine.secrets.store import Secret, SecretError, VaultConfig, VaultStore
 from tests.fixtures.vault import VaultServer
 
 pytestmark = pytest.mark.vault

@@ -1,7 +1,7 @@
 """The implementations the shared venue suite runs against, one fixture parameter each.
 
 Every implementation is real: the in-process ``PaperVenue``, and ``TradeLockerVenue`` talking HTTP
-to the sandbox server (``engine.sim``) on a free 127.0.0.1 port, once per order transport (the lean
+to the sandbox server (``sandbox``) on a free 127.0.0.1 port, once per order transport (the lean
 pinned connections of ``engine.tradelocker.wire``, and aiohttp).
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from engine.domain import Instrument
-from engine.sim_venue import PaperVenue
+from engine.model.domain import Instrument
+from engine.venue.paper import PaperVenue
 
 _tags = itertools.count()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.domain import (
+from engine.model.domain import (
     Instrument,
     OrderModification,
     OrderRequest,
@@ -13,8 +13,8 @@ from engine.domain import (
     Side,
     Validity,
 )
-from engine.errors import OrderRejected
-from engine.venue import Venue
+from engine.model.errors import OrderRejected
+from engine.venue.protocol import Venue
 from tests.venue_suite.conftest import Harness
 
 

@@ -1,11 +1,11 @@
 """Decode and validate one signal (the engine's input contract, docs/signals.md): the pure-Python
 twin of ``engine/_fast/decode.pyx`` and the reference its differential tests compare against.
 
-``decode`` turns bytes into an :class:`engine.domain.Signal` or raises :class:`SignalError` whose
-``reason`` tells the sender what to fix. It never raises anything else for bad input, so a source
-loop can reject a signal and carry on. The id is recovered whenever the JSON is readable, so even a
-rejected signal produces an outcome carrying its id. Import it from ``engine.signals``, which picks
-the compiled decoder when it is built.
+``decode`` turns bytes into an :class:`engine.model.domain.Signal` or raises :class:`SignalError`
+whose ``reason`` tells the sender what to fix. It never raises anything else for bad input, so a
+source loop can reject a signal and carry on. The id is recovered whenever the JSON is readable, so
+even a rejected signal produces an outcome carrying its id. Import it from
+``engine.model.signals``, which picks the compiled decoder when it is built.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from engine.domain import Action, OrderType, Priority, ProtectionType, Side, Signal
-from engine.errors import SignalError
+from engine.model.domain import Action, OrderType, Priority, ProtectionType, Side, Signal
+from engine.model.errors import SignalError
 
 MAX_SIGNAL_BYTES = 16 * 1024
 MAX_ID_LENGTH = 128

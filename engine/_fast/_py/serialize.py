@@ -15,7 +15,7 @@ import math
 
 import orjson
 
-from engine.domain import (
+from engine.model.domain import (
     Instrument,
     OrderModification,
     OrderRequest,
@@ -95,7 +95,7 @@ def _protection_value(value: float, kind: ProtectionType | None, pd: int) -> byt
 
 
 def place_order_body(req: OrderRequest) -> bytes:
-    """The JSON body of ``POST /trade/accounts/{accountId}/orders`` (tradelocker-api.md §7.1).
+    """The JSON body of ``POST /trade/accounts/{accountId}/orders`` (docs/api-reference.md §7.1).
 
     Raises ValueError for a stop-limit (not a TradeLocker order type: the engine emulates it) and
     for non-finite numbers; run ``check_order`` first and neither happens.

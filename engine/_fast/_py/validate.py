@@ -11,7 +11,7 @@ import math
 
 from engine._fast.codes import GRID_TOLERANCE, MAX_TAG_LENGTH
 from engine._fast.reasons import reject_reason
-from engine.domain import OrderRequest, OrderType, ProtectionType, Side, Validity
+from engine.model.domain import OrderRequest, OrderType, ProtectionType, Side, Validity
 
 __all__ = ["check_order", "on_grid", "reference_price", "reject_reason", "tick_for"]
 

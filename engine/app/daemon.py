@@ -1,0 +1,508 @@
+"""``tl-engine run --config F``: the daemon, and the one place the engine is assembled.
+
+config → secrets → venue (log in, warm connections) → accounts (instruments, rate gates,
+breakers) → journal → pipeline (reconciles the journal's pending rows first) → stop-limit book →
+sinks → control server → sources. Shutdown runs the other way: stop taking signals, drain what is
+in flight, flush sinks, close the journal.
+
+:func:`build_engine` is also what the demo and the end-to-end tests use, so they run the same
+wiring as production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import _fast
+from engine.app.config import Config, load_config
+from engine.execution.accounts import Accounts, AccountSession
+from engine.execution.breaker import CircuitBreaker
+from engine.execution.limits import AccountLimiter
+from engine.execution.pipeline import Pipeline
+from engine.execution.reconcile import Reconciler
+from engine.execution.stoplimit import StopLimitBook
+from engine.io.bus import EventBus
+from engine.io.sources.base import SignalSource
+from engine.io.sources.local import LocalSignalSource
+from engine.model.errors import ConfigError, EngineError
+from engine.observability.metrics import Metrics
+from engine.state.journal import Journal
+from engine.tradelocker.quotes import QuoteFeed, login_feeds
+from engine.tradelocker.rest import ConnectionSettings, Timeouts
+from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue, backend_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    config: Config
+    venue: Any
+    accounts: Accounts
+    journal: Journal
+    bus: EventBus
+    metrics: Metrics
+    pipeline: Pipeline
+    stop_limits: StopLimitBook
+    secrets: Any = None
+    control: Any = None
+    sources: list[SignalSource] = field(default_factory=list)
+    streams: list[Any] = field(
+        default_factory=list
+    )  # engine.tradelocker.live_state.LiveState per login
+    kafka_sinks: list[Any] = field(default_factory=list)  # engine.io.kafka.sink.KafkaEventSink
+    # Account alias -> its login's QuoteFeed (one feed per login, shared by its accounts).
+    quote_feeds: dict[str, QuoteFeed] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _closers: list[Any] = field(default_factory=list)
+
+    async def run_sources(self) -> None:
+        """Feed every source into the pipeline; returns when all of them have ended."""
+        await asyncio.gather(*(self.pipeline.run_source(s) for s in self.sources))
+        await self.pipeline.drain()
+
+    async def stop(self) -> None:
+        """Graceful: no new signals, drain in-flight ones, flush sinks, close everything."""
+        for source in self.sources:
+            with contextlib.suppress(Exception):
+                await source.close()
+        await self.pipeline.close()
+        await self.stop_limits.close()
+        for feed in {id(f): f for f in self.quote_feeds.values()}.values():
+            await feed.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for live in self.streams:
+            await live.close()
+        for closer in self._closers:
+            await closer.close()
+        self.metrics.fold()
+        await self.bus.flush()
+        await self.bus.close()
+        if self.control is not None:
+            await self.control.close()
+        await self.journal.close()
+        await self.venue.close()
+        if self.secrets is not None:
+            await self.secrets.close()
+
+
+async def open_secrets(cfg: Config) -> Any:
+    from engine.secrets import store
+
+    state_dir = Path(cfg.engine.state_dir) if cfg.engine.state_dir else None
+    if cfg.vault is None:
+        s: Any = store.EnvFileStore(state_dir=state_dir)
+    else:
+        local = store.EnvFileStore()
+        v = cfg.vault
+        s = store.VaultStore(
+            store.VaultConfig(
+                address=v.address,
+                token=await local.resolve(v.token) if v.token else None,
+                role_id=v.role_id,
+                secret_id=await local.resolve(v.secret_id) if v.secret_id else None,
+                kv_mount=v.kv_mount,
+                prefix=v.prefix,
+                namespace=v.namespace,
+            )
+        )
+    await s.start()
+    return s
+
+
+async def tradelocker_venue(
+    cfg: Config, secrets: Any, base_url_override: str | None = None
+) -> TradeLockerVenue:
+    logins = []
+    for login in cfg.logins.values():
+        key = login.developer_api_key
+        logins.append(
+            LoginSpec(
+                login.name,
+                backend_url(base_url_override or login.base_url),
+                email=(await secrets.resolve(login.email)).reveal(),
+                password=(await secrets.resolve(login.password)).reveal(),
+                server=login.server,
+                # Resume the last run's session: no password login at start (Policies 3).
+                refresh_token=await _saved_refresh_token(secrets, login.name),
+                developer_api_key=(await secrets.resolve(key)).reveal() if key else None,
+            )
+        )
+    accounts = [
+        AccountSpec(a.alias, a.login, a.account_id, a.acc_num)
+        for a in cfg.accounts.values()
+        if a.enabled
+    ]
+    venue = TradeLockerVenue(
+        logins,
+        accounts,
+        timeouts=Timeouts(order_total=cfg.timeouts.order_s, query_total=cfg.timeouts.query_s),
+        connection=ConnectionSettings(order_connections=cfg.engine.order_connections),
+        quotes_margin=cfg.limits.margin,
+        on_tokens=secrets.refresh_hook,
+    )
+    _follow_password_changes(cfg, secrets, venue)
+    return venue
+
+
+async def _saved_refresh_token(secrets: Any, login: str) -> str | None:
+    try:
+        saved = await secrets.load_refresh_token(login)
+    except EngineError as exc:  # unreadable: log in with the password instead
+        log.warning("login %s: saved refresh token unreadable (%s)", login, exc)
+        return None
+    return saved.reveal() if saved else None
+
+
+def _follow_password_changes(cfg: Config, secrets: Any, venue: TradeLockerVenue) -> None:
+    """A password rotated at the secret store reaches the login's token manager without a
+    restart; it is used at the next login (a refused refresh)."""
+    by_ref = {login.password: login.name for login in cfg.logins.values()}
+
+    async def changed(ref: str) -> None:
+        name = by_ref.get(ref)
+        tokens = venue.tokens.get(name) if name is not None else None
+        if tokens is None:
+            return
+        tokens.set_password((await secrets.resolve(ref)).reveal())
+        log.info("login %s: password changed at the secret store; used at the next login", name)
+
+    secrets.on_change(changed)
+
+
+def _rate_controls(
+    cfg: Config, venue: Any, alias: str
+) -> tuple[AccountLimiter | None, CircuitBreaker | None]:
+    """The account's limiter, from the limits the venue publishes in /trade/config (a venue
+    that publishes none, like the in-process paper venue, is not gated), and its breaker."""
+    lim = cfg.limits
+    breaker = CircuitBreaker(
+        alias, failure_threshold=lim.breaker_failures, cool_down_s=lim.breaker_cooldown_s
+    )
+    config_of = getattr(venue, "config", None)
+    published = config_of(alias).get("rateLimits") if callable(config_of) else None
+    if not published:
+        log.warning("account %s: the venue publishes no rate limits; no client-side gate", alias)
+        return None, breaker
+    gate = AccountLimiter.from_config(
+        alias, published, margin=1.0 - lim.margin, max_queue=lim.queue_size
+    )
+    return gate, breaker
+
+
+async def build_engine(
+    cfg: Config,
+    *,
+    venue: Any = None,
+    secrets: Any = None,
+    base_url_override: str | None = None,
+    metrics: Metrics | None = None,
+    bus: EventBus | None = None,
+    with_control: bool = True,
+    sources: list[SignalSource] | None = None,
+) -> Engine:
+    """Assemble and start an engine; the caller adds sources (or passes them) and runs it."""
+    print(_fast.describe(), file=sys.stderr)
+    if venue is None:
+        secrets = secrets or await open_secrets(cfg)
+        venue = await tradelocker_venue(cfg, secrets, base_url_override)
+    await venue.start()
+    metrics = metrics or Metrics()
+    bus = bus or EventBus()
+    sessions = []
+    for account in cfg.accounts.values():
+        gate, breaker = (
+            _rate_controls(cfg, venue, account.alias) if account.enabled else (None, None)
+        )
+        sessions.append(AccountSession(account, venue, gate, breaker))
+    accounts = Accounts(sessions, cfg.groups.values())
+    await accounts.start()
+    journal_path = Path(cfg.engine.journal_path)
+    journal = Journal(
+        journal_path,
+        begin_durability="power" if cfg.engine.begin_durability == "power" else "process",
+        suspect_window_s=cfg.engine.suspect_window_s,
+    )
+    t = cfg.timeouts
+    reconciler = Reconciler(venue, settle_s=t.reconcile_settle_s, max_s=t.reconcile_max_s)
+    state_dir = Path(cfg.engine.state_dir) if cfg.engine.state_dir else journal_path.parent
+    by_login: dict[str, list[str]] = {}
+    for a in cfg.accounts.values():
+        if a.enabled:
+            by_login.setdefault(a.login, []).append(a.alias)
+    feeds = login_feeds(venue, by_login, margin=cfg.limits.margin)
+    book = StopLimitBook(
+        venue,
+        state_dir / (journal_path.stem + ".stoplimit.sqlite"),
+        bus,
+        reconciler,
+        poll_s=cfg.engine.stop_limit_poll_ms / 1000.0,
+        gate_for=lambda alias: accounts[alias].gate,
+        instrument_for=lambda alias, iid: accounts[alias].instruments_by_id.get(iid),
+        feed_for=feeds.get,
+    )
+    pipeline = Pipeline(
+        accounts,
+        journal,
+        bus,
+        reconciler=reconciler,
+        stop_limits=book,
+        metrics=metrics,
+        unknown_policy=cfg.engine.unknown_policy,
+        max_signal_age_ms=cfg.engine.max_signal_age_ms,
+        max_qty_lots=cfg.engine.max_qty_lots,
+    )
+    pipeline.quote_feeds = feeds
+    engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
+    engine.quote_feeds = feeds
+    for feed in {id(f): f for f in feeds.values()}.values():
+        await feed.start()
+    resolved = await pipeline.recover()
+    if resolved:
+        log.warning("reconciled %d signal(s) left in flight by the last run", resolved)
+    await book.start()
+    engine._tasks.append(asyncio.create_task(metrics.run_folder(), name="metrics-folder"))
+    engine._tasks.append(
+        asyncio.create_task(_apply_events(engine, venue.events()), name="venue-events")
+    )
+    await _open_streams(engine, cfg, base_url_override)
+    engine._tasks.append(asyncio.create_task(_report_health(engine), name="health"))
+    await _open_sinks(engine)
+    if with_control:
+        await _open_control(engine)
+        engine.pipeline.kill_switch = engine.control.kill_switch
+    engine.sources = sources if sources is not None else _sources(engine)
+    return engine
+
+
+async def _apply_events(engine: Engine, events: Any) -> None:
+    """Fold venue stream events into the tracker: late fills, the positions orders opened.
+    (Publishing them is the stream's own job: LiveState publishes on the engine's bus.)"""
+    async for event in events:
+        engine.pipeline.tracker.apply(event)
+
+
+async def _open_streams(engine: Engine, cfg: Config, base_url_override: str | None) -> None:
+    """One Streams API session per login that has a stream_url (and a developer key)."""
+    import aiohttp
+
+    from engine.tradelocker.live_state import LiveState, PasswordStreamTokens, StreamSettings
+
+    if engine.secrets is None:
+        return
+    for login in cfg.logins.values():
+        if login.stream_url is None or login.developer_api_key is None:
+            continue
+        accounts = {
+            a.alias: engine.venue.client(a.alias).account_id
+            for a in cfg.accounts.values()
+            if a.enabled and a.login == login.name
+        }
+        if not accounts:
+            continue
+        session = aiohttp.ClientSession()
+        engine._closers.append(session)
+        secret = engine.secrets.resolve
+        tokens = PasswordStreamTokens(
+            session,
+            base_url_override or login.base_url,  # the host: /backend-api is appended there
+            (await secret(login.email)).reveal(),
+            (await secret(login.password)).reveal(),
+            login.server,
+        )
+        settings = StreamSettings(
+            login.stream_url, (await secret(login.developer_api_key)).reveal()
+        )
+        # history: an order that vanished while the stream was down is looked up in
+        # ordersHistory and reported filled/cancelled/rejected, not just "gone".
+        live = LiveState(settings, tokens, accounts, engine.bus, history=engine.venue)
+        await live.start()
+        engine.streams.append(live)
+        engine._tasks.append(asyncio.create_task(_apply_events(engine, live.events())))
+
+
+async def _report_health(engine: Engine, interval_s: float = 1.0) -> None:
+    """Per account: auth, stream, breaker and limiter into the health board (/health)."""
+    board = engine.metrics.health
+    stream_of = {v.alias: live for live in engine.streams for v in live.accounts()}
+    while True:
+        for alias, session in engine.accounts.sessions.items():
+            if not session.enabled:
+                continue
+            h = session.refresh_health()
+            board.set(alias, "auth", "ok" if h.auth_ok else "failed", h.auth_ok)
+            live = stream_of.get(alias)
+            if live is None:
+                board.set(alias, "stream", "not configured", True, "REST only")
+            else:
+                h.stream_ok = live.is_live
+                board.set(alias, "stream", live.phase.value, h.stream_ok, live.last_error)
+            breaker = session.breaker
+            state = breaker.state.wire if breaker is not None else "none"
+            board.set(alias, "breaker", state, not h.breaker_open)
+            board.set(
+                alias,
+                "limiter",
+                f"{h.rate_utilisation:.0%} of PLACE_ORDER",
+                True,
+                "queued" if session.gate is not None and session.gate.queued() else "",
+            )
+            if session.gate is not None:
+                for st in session.gate.stats():
+                    if st.capacity:
+                        engine.metrics.set_rate_limit(
+                            alias, st.route, st.utilisation * st.capacity, st.capacity
+                        )
+        await asyncio.sleep(interval_s)
+
+
+async def _kill(engine: Engine, cancel_orders: bool) -> dict[str, Any]:
+    """The kill switch's handler: optionally cancel every working order, per account."""
+    report: dict[str, Any] = {}
+    if not cancel_orders:
+        return report
+    for alias, session in engine.accounts.sessions.items():
+        if not session.enabled:
+            continue
+        try:
+            await engine.venue.cancel_all_orders(alias)
+            await engine.stop_limits.cancel_all(alias)
+            report[alias] = "cancelled"
+        except EngineError as exc:
+            report[alias] = f"failed: {type(exc).__name__}: {exc}"
+    return report
+
+
+async def _open_sinks(engine: Engine) -> None:
+    for sink in engine.config.sinks:
+        if sink.kind == "kafka":
+            from engine.io.kafka.sink import KafkaEventSink, KafkaSinkConfig
+
+            assert sink.bootstrap is not None
+            k = KafkaEventSink(KafkaSinkConfig(sink.bootstrap, topic_prefix=sink.topic_prefix))
+            await k.start()
+            engine.bus.add_sink(k)
+            engine.kafka_sinks.append(k)
+        elif sink.kind == "log":
+            engine.bus.subscribe(lambda topic, ev: log.info("%s %s", topic, ev))
+
+
+async def _open_control(engine: Engine) -> None:
+    from engine.io.control import ControlConfig, ControlServer
+
+    e = engine.config.engine
+    api_key = None
+    if e.control_token is not None and engine.secrets is not None:
+        api_key = (await engine.secrets.resolve(e.control_token)).reveal()
+
+    def status() -> dict[str, Any]:
+        return {
+            "accounts": {
+                alias: {
+                    "in_flight": s.in_flight,
+                    "healthy": s.healthy,
+                    "last_error": s.health.last_error,
+                }
+                for alias, s in engine.accounts.sessions.items()
+            },
+            "stop_limits_held": len(engine.stop_limits.held()),
+        }
+
+    async def on_kill(cancel_orders: bool) -> dict[str, Any]:
+        return await _kill(engine, cancel_orders)
+
+    server = ControlServer(
+        engine.metrics,
+        ControlConfig(e.control_host, e.control_port, api_key=api_key),
+        on_kill=on_kill,
+        status_extra=status,
+    )
+    await server.start()
+    engine.control = server
+
+
+def _sources(engine: Engine) -> list[SignalSource]:
+    out: list[SignalSource] = []
+    for src in engine.config.sources:
+        if src.kind == "local":
+            out.append(LocalSignalSource(src.path))
+        elif src.kind == "http":
+            from engine.io.sources.http import HttpSignalSource
+
+            if engine.control is None:
+                raise ConfigError("an http source needs the control server")
+            out.append(HttpSignalSource(engine.control.signals))
+        elif src.kind == "kafka":
+            from engine.io.kafka.sink import commit_barrier
+            from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
+
+            assert src.bootstrap and src.topic and src.group_id
+            # Outcome events on Kafka before the signal's offset is committed (Policies 2).
+            out.append(
+                KafkaSignalSource(
+                    KafkaSourceConfig(src.bootstrap, src.topic, src.group_id),
+                    before_commit=commit_barrier(engine.kafka_sinks),
+                )
+            )
+    return out
+
+
+async def _run(cfg: Config) -> int:
+    engine = await build_engine(cfg)
+    for source in engine.sources:
+        start = getattr(source, "start", None)
+        if start is not None:
+            await start()
+    if engine.control is not None:
+        print(f"control server: {engine.control.url}", file=sys.stderr)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    feeding = asyncio.ensure_future(engine.run_sources())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({feeding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if feeding.done() and not stop.is_set() and engine.control is not None:
+        await stopping  # local input ended but the control server still takes signals
+    stopping.cancel()
+    feeding.cancel()
+    await engine.stop()
+    return 0
+
+
+def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.add_argument("--config", required=True, help="the TOML config file")
+    parser.add_argument("--log-level", default="INFO")
+
+    def run(args: argparse.Namespace) -> int:
+        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            import uvloop
+
+            runner: Callable[..., int] = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        try:
+            return runner(_run(cfg))
+        except EngineError as exc:
+            print(f"tl-engine: {exc}", file=sys.stderr)
+            return 1
+
+    return run

@@ -1,0 +1,845 @@
+"""Live account state from the Streams API, kept current, and recovered after every disconnect.
+
+One :class:`LiveState` serves one login (stream tokens are per login) and any number of its
+accounts over one Streams connection. It owns that connection's whole life:
+
+* connect → SUBSCRIBE each account in turn → wait for its ``SyncEnd`` → live deltas;
+* a dropped or silent connection (the Socket.IO liveness watchdog, ``stale_after``) ends the
+  session; the next one starts after exponential backoff with jitter;
+* stream tokens are refreshed before their ``exp`` and the accounts re-subscribed;
+* **reconnect, then reconcile** (docs/architecture.md, policy 6): after each ``SyncEnd`` the
+replayed snapshot
+  is diffed against local state and only the differences are published, so a fill or position
+  change missed while disconnected is reported exactly once, and one already seen is not repeated.
+
+Nothing here is on the order path: order placement goes over REST whether the stream is up or
+not, and nothing in this module ever awaits on behalf of an order.
+
+Published topics (engine.io.bus): ``account_updates``, ``position_updates``, ``order_updates``,
+``executions``. Each event carries ``source``: ``stream`` (a live delta), ``snapshot`` (the first
+sync of an account: its state when the engine started) or ``resync`` (a change found by the diff
+after a reconnect or a re-subscription).
+
+A working order that vanished while the stream was down is no longer in the replayed snapshot, and
+the stream does not say how it ended. With a ``history`` source (the REST venue) it is looked up in
+``ordersHistory`` and published once as ``filled`` / ``cancelled`` / ``rejected`` with the venue's
+final ``status``; only when history cannot be read, or does not hold it, is it published as
+``gone``, with a ``reason`` saying why. Executions are derived from position changes (a new
+position, a size change, a close); they are not published for the first snapshot, which reports
+state, not fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from engine.io.bus import EventBus
+from engine.model.domain import AccountState, Order, Position
+from engine.model.errors import EngineError
+from engine.tradelocker.socketio import SocketIOError
+from engine.tradelocker.stream import (
+    StreamAccountStatus,
+    StreamConnectionStatus,
+    StreamMessage,
+    StreamOrder,
+    StreamPosition,
+    StreamPositionClosed,
+    StreamSession,
+    StreamSyncEnd,
+    StreamToken,
+    fetch_stream_tokens,
+)
+from engine.venue.protocol import VenueEvent
+
+log = logging.getLogger(__name__)
+
+OPEN_ORDER_STATUSES = frozenset({"PENDING", "NEW", "WORKING", "PLACED", "ACCEPTED"})
+
+
+class StreamPhase(enum.Enum):
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    SUBSCRIBING = "subscribing"
+    SYNCING = "syncing"
+    LIVE = "live"
+    BACKOFF = "backoff"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """How to reach the Streams API and how patient to be. Times in seconds."""
+
+    url: str  # ws(s)://host[:port]; the Socket.IO path is appended
+    developer_api_key: str = field(repr=False)
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    connect_timeout: float = 15.0
+    ack_timeout: float = 15.0
+    sync_timeout: float = 30.0
+    # No frame (data or server ping) for this long means the stream is dead; None = the
+    # server's pingInterval + pingTimeout.
+    stale_after: float | None = None
+    token_refresh_margin: float = 120.0  # re-subscribe with fresh tokens this long before exp
+
+
+class StreamTokenSource(Protocol):
+    async def stream_tokens(self) -> dict[str, StreamToken]:
+        """Fresh per-account Streams tokens, by accountId."""
+
+
+class PasswordStreamTokens:
+    """Stream tokens from ``/auth/jwt/accounts/tokens`` with the login's email and password."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        backend_url: str,
+        email: str,
+        password: str,
+        server: str,
+    ) -> None:
+        self._session = session
+        self._backend_url = backend_url
+        self._email = email
+        self._password = password
+        self._server = server
+
+    def __repr__(self) -> str:
+        return f"PasswordStreamTokens({self._email!r} on {self._server!r})"
+
+    async def stream_tokens(self) -> dict[str, StreamToken]:
+        return await fetch_stream_tokens(
+            self._session, self._backend_url, self._email, self._password, self._server
+        )
+
+
+class SnapshotSource(Protocol):
+    """The REST snapshots reconciliation reads; the TradeLocker venue satisfies it."""
+
+    async def positions(self, account: str) -> list[Position]: ...
+    async def orders(self, account: str) -> list[Order]: ...
+    async def account_state(self, account: str) -> AccountState: ...
+    async def orders_history(
+        self, account: str, from_ms: int | None = None, to_ms: int | None = None
+    ) -> list[Order]: ...
+
+
+# ordersHistory's final statuses (an open-ended set: docs/api-reference.md 7.3) -> the
+# order_updates event.
+_FINAL_EVENTS = {
+    "filled": "filled",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "removed": "cancelled",
+    "rejected": "rejected",
+    "refused": "rejected",
+    "unplaced": "rejected",
+}
+# Clocks differ between us and the venue; the history window is widened by this much each side.
+_HISTORY_SKEW_MS = 300_000
+
+
+@dataclass(slots=True)
+class AccountView:
+    """One account as the stream last described it. Read it; only LiveState writes it."""
+
+    alias: str
+    account_id: str
+    status: StreamAccountStatus | None = None
+    positions: dict[str, StreamPosition] = field(default_factory=dict)
+    orders: dict[str, StreamOrder] = field(default_factory=dict)
+    synced: bool = False  # True after the first SyncEnd
+    rest_equity: float | None = None  # projectedBalance from the last REST check
+    updated_mono: float = 0.0
+
+    @property
+    def balance(self) -> float | None:
+        return self.status.balance if self.status else None
+
+    @property
+    def equity(self) -> float | None:
+        if self.status is not None and self.status.equity is not None:
+            return self.status.equity
+        return self.rest_equity
+
+    @property
+    def margin_used(self) -> float | None:
+        return self.status.margin_used if self.status else None
+
+    @property
+    def margin_available(self) -> float | None:
+        return self.status.margin_available if self.status else None
+
+
+@dataclass(slots=True)
+class _Staging:
+    """What arrives between SUBSCRIBE and SyncEnd: the replayed snapshot (plus any delta)."""
+
+    status: StreamAccountStatus | None = None
+    positions: dict[str, StreamPosition] = field(default_factory=dict)
+    orders: dict[str, StreamOrder] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHealth:
+    phase: StreamPhase
+    last_frame_age_s: float | None  # None before the first frame
+    reconnects: int
+    last_error: str
+    malformed: int
+    accounts_synced: int
+    accounts: int
+
+
+class LiveState:
+    """Live balance, equity, margin, positions and working orders of one login's accounts."""
+
+    def __init__(
+        self,
+        settings: StreamSettings,
+        tokens: StreamTokenSource,
+        accounts: Mapping[str, str],
+        bus: EventBus | None = None,
+        *,
+        rng: random.Random | None = None,
+        venue_events_maxsize: int = 10_000,
+        history: SnapshotSource | None = None,
+    ) -> None:
+        """``accounts`` maps the engine's alias to the venue accountId. ``history`` (the REST
+        venue, by alias) resolves how orders that vanished while disconnected ended; without
+        it they are published as ``gone``."""
+        if not accounts:
+            raise ValueError("LiveState needs at least one account (alias -> accountId)")
+        self.settings = settings
+        self._tokens_source = tokens
+        self._bus = bus if bus is not None else EventBus()
+        self._rng = rng or random.Random()
+        self._views = {alias: AccountView(alias, str(acc)) for alias, acc in accounts.items()}
+        self._by_id = {v.account_id: v for v in self._views.values()}
+        self._staging: dict[str, _Staging] = {}  # accountId -> staging, while (re)syncing
+        self._sync_waiters: dict[str, asyncio.Future[None]] = {}
+        self._sync_order: list[str] = []  # accountIds awaiting a SyncEnd, oldest first
+        self._tokens: dict[str, StreamToken] = {}
+        self._session: StreamSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._live = asyncio.Event()
+        self._venue_events: asyncio.Queue[VenueEvent] = asyncio.Queue(venue_events_maxsize)
+        self.phase = StreamPhase.STOPPED
+        self.reconnects = 0
+        self.last_error = ""
+        self._malformed_before = 0
+        self._last_frame_mono = 0.0
+        self._history = history
+        self._down_since_ms = 0  # wall ms when the last session ended (0: never)
+        self._lookups: set[asyncio.Task[None]] = set()
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def bus(self) -> EventBus:
+        return self._bus
+
+    def account(self, alias: str) -> AccountView:
+        try:
+            return self._views[alias]
+        except KeyError:
+            raise KeyError(
+                f"no live state for account {alias!r}; known: {sorted(self._views)}"
+            ) from None
+
+    def accounts(self) -> Iterable[AccountView]:
+        return self._views.values()
+
+    def health(self) -> StreamHealth:
+        session = self._session
+        last = session.socket.last_frame_mono if session is not None else self._last_frame_mono
+        malformed = self._malformed_before
+        if session is not None:
+            malformed += session.socket.malformed_frames + session.malformed_messages
+        return StreamHealth(
+            phase=self.phase,
+            last_frame_age_s=(time.monotonic() - last) if last else None,
+            reconnects=self.reconnects,
+            last_error=self.last_error,
+            malformed=malformed,
+            accounts_synced=sum(1 for v in self._views.values() if v.synced),
+            accounts=len(self._views),
+        )
+
+    @property
+    def is_live(self) -> bool:
+        return self.phase is StreamPhase.LIVE
+
+    async def start(self) -> None:
+        """Start the connection loop in the background; returns at once."""
+        if self._task is None:
+            self._closing = False
+            self._task = asyncio.create_task(self._run(), name="live-state")
+
+    async def wait_live(self) -> None:
+        """Wait until every account is subscribed and synced (use asyncio.timeout around it)."""
+        await self._live.wait()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._session is not None:
+            self._session.close("live state closing")
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for lookup in list(self._lookups):
+            lookup.cancel()  # each one still publishes its orders, as gone (see _resolve_vanished)
+        if self._lookups:
+            await asyncio.gather(*self._lookups, return_exceptions=True)
+        self.phase = StreamPhase.STOPPED
+
+    async def settled(self) -> None:
+        """Wait until every vanished order's history lookup has published its outcome."""
+        while self._lookups:
+            await asyncio.gather(*list(self._lookups), return_exceptions=True)
+
+    def drop_connection(self) -> None:
+        """Close the current connection as if it had failed (operator action, tests)."""
+        if self._session is not None:
+            self._session.close("dropped on request")
+
+    async def events(self) -> AsyncIterator[VenueEvent]:
+        """Every applied stream message as a :class:`engine.venue.protocol.VenueEvent`, in order.
+        The queue is bounded; if nobody reads, the oldest events are dropped (the bus has them)."""
+        while True:
+            yield await self._venue_events.get()
+
+    async def check_against_rest(self, source: SnapshotSource, alias: str) -> list[str]:
+        """Compare the live view with REST snapshots; returns the differences as sentences
+        (empty when consistent) and records REST equity. Positions are compared by id, side,
+        size and open price; working orders by id."""
+        view = self.account(alias)
+        positions, orders, state = await asyncio.gather(
+            source.positions(alias), source.orders(alias), source.account_state(alias)
+        )
+        view.rest_equity = state.equity
+        diffs: list[str] = []
+        rest_pos = {p.position_id: p for p in positions}
+        for pid, sp in view.positions.items():
+            rp = rest_pos.get(pid)
+            if rp is None:
+                diffs.append(f"position {pid} is open on the stream but not in REST")
+            elif rp.side is not sp.side or abs(rp.qty - sp.lots) > 1e-9:
+                diffs.append(
+                    f"position {pid}: stream {sp.side.wire} {sp.lots}, REST {rp.side.wire} {rp.qty}"
+                )
+            elif abs(rp.avg_price - sp.open_price) > 1e-9:
+                diffs.append(f"position {pid}: stream price {sp.open_price}, REST {rp.avg_price}")
+        diffs += [
+            f"position {pid} is in REST but not on the stream"
+            for pid in rest_pos.keys() - view.positions.keys()
+        ]
+        rest_orders = {o.order_id for o in orders if o.is_open}
+        diffs += [
+            f"order {oid} is working on the stream but not in REST"
+            for oid in view.orders.keys() - rest_orders
+        ]
+        diffs += [
+            f"order {oid} is working in REST but not on the stream"
+            for oid in rest_orders - view.orders.keys()
+        ]
+        if view.status is not None and abs(view.status.balance - state.balance) > 1e-6:
+            diffs.append(f"balance: stream {view.status.balance}, REST {state.balance}")
+        return diffs
+
+    # -- the connection loop -----------------------------------------------------------------
+
+    def _backoff_delay(self, attempt: int) -> float:
+        # "Equal jitter": at least half the exponential step, so a fleet of engines reconnecting
+        # after one venue outage spreads out without any of them retrying immediately.
+        step = min(self.settings.backoff_max, self.settings.backoff_initial * (2**attempt))
+        return step / 2 + self._rng.uniform(0, step / 2)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                await self._one_session()
+            except asyncio.CancelledError:
+                raise
+            except (SocketIOError, EngineError, TimeoutError, OSError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("stream session ended: %s", self.last_error)
+            except Exception as exc:  # a bug must not stop recovery for good
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("stream session failed unexpectedly")
+            finally:
+                self._end_session()
+            if self._closing:
+                break
+            if self.phase is StreamPhase.LIVE:
+                attempt = 0  # it worked until it broke: start the backoff over
+            self.reconnects += 1
+            self.phase = StreamPhase.BACKOFF
+            delay = self._backoff_delay(attempt)
+            attempt = min(attempt + 1, 30)
+            log.info("stream reconnect #%d in %.2fs", self.reconnects, delay)
+            await asyncio.sleep(delay)
+
+    async def _fresh_tokens(self) -> dict[str, StreamToken]:
+        margin = self.settings.token_refresh_margin
+        needed = [v.account_id for v in self._views.values()]
+        if not self._tokens or any(
+            a not in self._tokens or self._tokens[a].expires_within(margin) for a in needed
+        ):
+            tokens = await self._tokens_source.stream_tokens()
+            missing = [a for a in needed if a not in tokens]
+            if missing:
+                raise EngineError(
+                    f"the stream token response has no token for account(s) {missing}; "
+                    "check the account ids in the config belong to this login"
+                )
+            self._tokens = tokens
+        return self._tokens
+
+    async def _one_session(self) -> None:
+        self.phase = StreamPhase.CONNECTING
+        self._live.clear()
+        tokens = await self._fresh_tokens()
+        s = self.settings
+        session = StreamSession(
+            s.url,
+            s.developer_api_key,
+            self._on_message,
+            connect_timeout=s.connect_timeout,
+            stale_after=s.stale_after,
+        )
+        self._session = session
+        await session.connect()
+        await self._subscribe_all(session, tokens)
+        self.phase = StreamPhase.LIVE
+        self._live.set()
+        log.info("stream live: %d account(s) synced", len(self._views))
+        while True:
+            refresh_in = self._refresh_in(tokens)
+            closed = asyncio.ensure_future(session.wait_closed())
+            try:
+                await asyncio.wait_for(asyncio.shield(closed), refresh_in)
+            except TimeoutError:
+                pass
+            finally:
+                closed.cancel()
+            if session.is_closed:
+                raise SocketIOError(
+                    str(session.refused) if session.refused else session.socket.close_reason
+                )
+            # The tokens are about to expire: re-subscribe with fresh ones on the same socket.
+            # The server replays the snapshot, and the diff publishes only real changes.
+            tokens = await self._fresh_tokens()
+            await self._subscribe_all(session, tokens)
+
+    def _refresh_in(self, tokens: Mapping[str, StreamToken]) -> float | None:
+        exps = [t.expires_at for t in tokens.values() if t.expires_at]
+        if not exps:
+            return None
+        return max(1.0, min(exps) - self.settings.token_refresh_margin - time.time())
+
+    async def _subscribe_all(
+        self, session: StreamSession, tokens: Mapping[str, StreamToken]
+    ) -> None:
+        # One account at a time: SyncEnd carries no accountId on the real venue, so only one
+        # subscription may be waiting for it.
+        loop = asyncio.get_running_loop()
+        for view in self._views.values():
+            self.phase = StreamPhase.SUBSCRIBING
+            aid = view.account_id
+            self._staging[aid] = _Staging()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._sync_waiters[aid] = waiter
+            self._sync_order.append(aid)
+            try:
+                await session.subscribe(tokens[aid], self.settings.ack_timeout)
+                self.phase = StreamPhase.SYNCING
+                closed = asyncio.ensure_future(session.wait_closed())
+                try:
+                    async with asyncio.timeout(self.settings.sync_timeout):
+                        await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    closed.cancel()
+                if not waiter.done():
+                    raise SocketIOError(f"connection lost while syncing account {aid}")
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no SyncEnd for account {aid} within {self.settings.sync_timeout}s"
+                ) from None
+            finally:
+                self._sync_waiters.pop(aid, None)
+                if aid in self._sync_order:
+                    self._sync_order.remove(aid)
+                self._staging.pop(aid, None)
+
+    def _end_session(self) -> None:
+        session = self._session
+        if session is not None:
+            session.close("session ended")
+            self._last_frame_mono = session.socket.last_frame_mono
+            self._malformed_before += session.socket.malformed_frames + session.malformed_messages
+        self._session = None
+        self._down_since_ms = int(time.time() * 1000)
+        self._staging.clear()
+        self._sync_order.clear()
+        for w in self._sync_waiters.values():
+            w.cancel()
+        self._sync_waiters.clear()
+        self._live.clear()
+
+    # -- applying messages (event loop, never blocks) ----------------------------------------
+
+    def _on_message(self, msg: StreamMessage) -> None:
+        if isinstance(msg, StreamSyncEnd):
+            self._on_sync_end(msg)
+            return
+        if isinstance(msg, StreamConnectionStatus):
+            if msg.status.lower() != "ok":
+                self.last_error = f"stream connection error: {msg.code or ''} {msg.message}"
+                log.error("%s", self.last_error)
+            self._venue_event("", "connection", msg)
+            return
+        if isinstance(msg, StreamPositionClosed):
+            view = self._view_for_close(msg)
+        else:
+            view = self._by_id.get(msg.account_id)
+        if view is None:
+            log.debug("stream message for an account not followed here: %r", msg)
+            return
+        staging = self._staging.get(view.account_id)
+        if staging is not None:
+            self._stage(staging, msg)
+        else:
+            self._apply_live(view, msg)
+
+    def _view_for_close(self, msg: StreamPositionClosed) -> AccountView | None:
+        if msg.account_id is not None:
+            return self._by_id.get(msg.account_id)
+        for view in self._views.values():
+            staging = self._staging.get(view.account_id)
+            if msg.position_id in view.positions or (
+                staging is not None and msg.position_id in staging.positions
+            ):
+                return view
+        return None
+
+    @staticmethod
+    def _stage(staging: _Staging, msg: StreamMessage) -> None:
+        if isinstance(msg, StreamAccountStatus):
+            staging.status = msg
+        elif isinstance(msg, StreamPosition):
+            staging.positions[msg.position_id] = msg
+        elif isinstance(msg, StreamPositionClosed):
+            staging.positions.pop(msg.position_id, None)
+        elif isinstance(msg, StreamOrder):
+            if msg.status in OPEN_ORDER_STATUSES:
+                staging.orders[msg.order_id] = msg
+            else:
+                staging.orders.pop(msg.order_id, None)
+
+    def _apply_live(self, view: AccountView, msg: StreamMessage) -> None:
+        view.updated_mono = time.monotonic()
+        if isinstance(msg, StreamAccountStatus):
+            if msg != view.status:
+                view.status = msg
+                self._publish_account(view, "stream")
+            self._venue_event(view.alias, "account", msg)
+        elif isinstance(msg, StreamPosition):
+            prev = view.positions.get(msg.position_id)
+            view.positions[msg.position_id] = msg
+            if prev != msg:
+                self._publish_position(view, prev, msg, "stream")
+            self._venue_event(view.alias, "position", msg)
+        elif isinstance(msg, StreamPositionClosed):
+            closed = view.positions.pop(msg.position_id, None)
+            if closed is not None:
+                self._publish_close(view, closed, msg.close_price, "stream")
+            self._venue_event(view.alias, "position_closed", msg)
+        elif isinstance(msg, StreamOrder):
+            prev_order = view.orders.get(msg.order_id)
+            if msg.status in OPEN_ORDER_STATUSES:
+                view.orders[msg.order_id] = msg
+                if prev_order != msg:
+                    self._publish_order(
+                        view, msg, "new" if prev_order is None else "changed", "stream"
+                    )
+            else:
+                view.orders.pop(msg.order_id, None)
+                self._publish_order(view, msg, msg.status.lower(), "stream")
+            self._venue_event(view.alias, "order", msg)
+
+    def _on_sync_end(self, msg: StreamSyncEnd) -> None:
+        aid = msg.account_id
+        if aid is None:
+            if not self._sync_order:
+                log.debug("SyncEnd with no subscription waiting for it: ignored")
+                return
+            aid = self._sync_order[0]
+        view = self._by_id.get(aid)
+        staging = self._staging.pop(aid, None)
+        if aid in self._sync_order:
+            self._sync_order.remove(aid)
+        if view is None or staging is None:
+            log.debug("SyncEnd for account %s that is not syncing: ignored", aid)
+            return
+        self._reconcile(view, staging)
+        waiter = self._sync_waiters.get(aid)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._venue_event(view.alias, "sync_end", msg)
+
+    def _reconcile(self, view: AccountView, staging: _Staging) -> None:
+        source = "resync" if view.synced else "snapshot"
+        executions = view.synced
+        if staging.status is not None and staging.status != view.status:
+            view.status = staging.status
+            self._publish_account(view, source)
+        for pid, pos in staging.positions.items():
+            prev = view.positions.get(pid)
+            if prev != pos:
+                self._publish_position(view, prev, pos, source, executions=executions)
+        for pid in view.positions.keys() - staging.positions.keys():
+            self._publish_close(view, view.positions[pid], None, source)
+        for oid, order in staging.orders.items():
+            prev_order = view.orders.get(oid)
+            if prev_order != order:
+                self._publish_order(view, order, "new" if prev_order is None else "changed", source)
+        vanished = [view.orders[oid] for oid in view.orders.keys() - staging.orders.keys()]
+        if vanished and self._history is None:
+            for order in vanished:
+                self._publish_order(
+                    view, order, "gone", source, reason="no order history source to ask"
+                )
+        elif vanished:
+            # Filled or cancelled while we were away; the stream no longer says which, so ask
+            # the venue's history (off the message path: this handler must not await).
+            task = asyncio.get_running_loop().create_task(
+                self._resolve_vanished(view, vanished, source),
+                name=f"live-state-history-{view.alias}",
+            )
+            self._lookups.add(task)
+            task.add_done_callback(self._lookups.discard)
+        view.positions = staging.positions
+        view.orders = staging.orders
+        view.synced = True
+        view.updated_mono = time.monotonic()
+        log.info(
+            "account %s synced (%s): %d position(s), %d working order(s)",
+            view.alias,
+            source,
+            len(view.positions),
+            len(view.orders),
+        )
+
+    async def _resolve_vanished(
+        self, view: AccountView, vanished: list[StreamOrder], source: str
+    ) -> None:
+        """Publish each vanished order exactly once: with its final status from ordersHistory,
+        or as ``gone`` with the reason history could not tell."""
+        pending = {o.order_id: o for o in vanished}
+        reason = "ordersHistory lookup did not finish"
+        try:
+            reason = await self._publish_from_history(view, pending, source)
+        except asyncio.CancelledError:
+            reason = "live state closed before ordersHistory answered"
+            raise
+        except Exception as exc:  # a bug here must still leave every order reported once
+            log.exception("account %s: resolving vanished orders failed", view.alias)
+            reason = f"ordersHistory lookup failed: {type(exc).__name__}"
+        finally:
+            for order in pending.values():
+                self._publish_order(view, order, "gone", source, reason=reason)
+            pending.clear()
+
+    async def _publish_from_history(
+        self, view: AccountView, pending: dict[str, StreamOrder], source: str
+    ) -> str:
+        """Publishes (and removes from ``pending``) what history holds; the reason for the rest."""
+        assert self._history is not None
+        now_ms = int(time.time() * 1000)
+        since = self._down_since_ms or now_ms
+        # The order ended while we were down: look there first. A venue that filters its
+        # history by creation time would not list a long-working order there: then all of it.
+        windows: list[tuple[int | None, int | None]] = [
+            (since - _HISTORY_SKEW_MS, now_ms + _HISTORY_SKEW_MS),
+            (None, None),
+        ]
+        for from_ms, to_ms in windows:
+            try:
+                history = await self._history.orders_history(view.alias, from_ms, to_ms)
+            except EngineError as exc:
+                log.warning(
+                    "account %s: ordersHistory unreadable for %d vanished order(s): %s",
+                    view.alias,
+                    len(pending),
+                    type(exc).__name__,
+                )
+                return f"ordersHistory could not be read: {type(exc).__name__}: {exc}"
+            for final in history:
+                order = pending.get(final.order_id)
+                if order is None or final.is_open:
+                    continue
+                event = _FINAL_EVENTS.get(final.status.lower())
+                if event is None:
+                    continue  # an unknown final status: reported as gone, with it named
+                del pending[final.order_id]
+                self._publish_order(view, order, event, source, final=final)
+            if not pending:
+                return ""
+        statuses = {final.order_id: final.status for final in history if final.order_id in pending}
+        if statuses:
+            return "ordersHistory lists it with a status not understood: " + ", ".join(
+                f"{oid}={status}" for oid, status in sorted(statuses.items())
+            )
+        return "not in ordersHistory (yet); check the account"
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _venue_event(self, alias: str, kind: str, payload: object) -> None:
+        q = self._venue_events
+        if q.full():
+            q.get_nowait()
+        q.put_nowait(VenueEvent(alias, kind, payload))
+
+    def _publish_account(self, view: AccountView, source: str) -> None:
+        st = view.status
+        assert st is not None
+        self._bus.publish(
+            "account_updates",
+            {
+                "account": view.alias,
+                "account_id": view.account_id,
+                "currency": st.currency,
+                "balance": st.balance,
+                "equity": view.equity,
+                "margin_used": st.margin_used,
+                "margin_available": st.margin_available,
+                "blocked_balance": st.blocked_balance,
+                "credit": st.credit,
+                "source": source,
+            },
+            key=view.alias,
+        )
+
+    def _publish_position(
+        self,
+        view: AccountView,
+        prev: StreamPosition | None,
+        pos: StreamPosition,
+        source: str,
+        *,
+        executions: bool = True,
+    ) -> None:
+        event = "opened" if prev is None else "changed"
+        self._bus.publish("position_updates", _position_event(view, pos, event, source), view.alias)
+        if not executions:
+            return
+        delta = pos.lots - (prev.lots if prev is not None else 0.0)
+        if abs(delta) > 1e-12:
+            kind = "open" if prev is None else ("increase" if delta > 0 else "reduce")
+            side = pos.side if delta > 0 else pos.side.opposite
+            self._bus.publish(
+                "executions",
+                {
+                    "account": view.alias,
+                    "account_id": view.account_id,
+                    "position_id": pos.position_id,
+                    "order_id": pos.open_order_id if prev is None else None,
+                    "instrument": pos.instrument,
+                    "side": side.wire,
+                    "qty": abs(delta),
+                    "price": pos.open_price if prev is None else None,
+                    "kind": kind,
+                    "source": source,
+                },
+                key=view.alias,
+            )
+
+    def _publish_close(
+        self, view: AccountView, pos: StreamPosition, close_price: float | None, source: str
+    ) -> None:
+        event = _position_event(view, pos, "closed", source)
+        event["close_price"] = close_price
+        self._bus.publish("position_updates", event, view.alias)
+        self._bus.publish(
+            "executions",
+            {
+                "account": view.alias,
+                "account_id": view.account_id,
+                "position_id": pos.position_id,
+                "order_id": None,
+                "instrument": pos.instrument,
+                "side": pos.side.opposite.wire,
+                "qty": pos.lots,
+                "price": close_price,
+                "kind": "close",
+                "source": source,
+            },
+            key=view.alias,
+        )
+
+    def _publish_order(
+        self,
+        view: AccountView,
+        order: StreamOrder,
+        event: str,
+        source: str,
+        *,
+        final: Order | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """``final`` is the venue's history row for an order resolved after a reconnect (its
+        status, filled qty and average price); ``reason`` says why an order is only ``gone``."""
+        payload: dict[str, Any] = {
+            "account": view.alias,
+            "account_id": view.account_id,
+            "order_id": order.order_id,
+            "instrument": order.instrument,
+            "side": order.side.wire,
+            "qty": order.amount,
+            "price": order.price,
+            "status": order.status if final is None else final.status,
+            "event": event,
+            "source": source,
+        }
+        if final is not None:
+            payload["filled_qty"] = final.filled_qty
+            payload["avg_price"] = final.avg_price
+            payload["resolved_by"] = "ordersHistory"
+        if reason is not None:
+            payload["reason"] = reason
+        self._bus.publish("order_updates", payload, key=view.alias)
+
+
+def _position_event(
+    view: AccountView, pos: StreamPosition, event: str, source: str
+) -> dict[str, Any]:
+    return {
+        "account": view.alias,
+        "account_id": view.account_id,
+        "position_id": pos.position_id,
+        "instrument": pos.instrument,
+        "side": pos.side.wire,
+        "qty": pos.lots,
+        "avg_price": pos.open_price,
+        "open_ms": pos.open_ms,
+        "stop_loss_order_id": pos.stop_loss_order_id,
+        "take_profit_order_id": pos.take_profit_order_id,
+        "event": event,
+        "source": source,
+    }

@@ -1,0 +1,479 @@
+"""Quotes by polling ``GET /trade/quotes``, paced by the venue's own QUOTES rate limit.
+
+One budget per login: every quote request of a login (this feed's polls, the instrument cache's
+INFO-route probes, the venue's one-off ``quote()``) waits for a turn of the login's single
+:class:`QuotePacer`, so together they never exceed the QUOTES limit. ``TradeLockerVenue`` owns one
+pacer per login; :func:`login_feeds` gives the login's feed that same pacer.
+
+TradeLocker has no market-data stream for traders (docs/api-reference.md section 10), so prices are
+polled. One :class:`QuoteFeed` serves one login: the QUOTES limit is the login's, and every
+account of the login sees the same prices, so one feed is shared by all of them.
+
+Pacing: requests go out one at a time, at most ``limit / window * margin`` per second, evenly
+spaced, so no window of the venue's limiter ever sees more than the limit (no bursts to "catch
+up"). Subscribed instruments share that budget round-robin: with N instruments each is refreshed
+every N / rate seconds. The feed never retries a request on its own, so every request it makes
+is one the budget allowed.
+
+INFO routes: an instrument may list several INFO routes of which some are dead (the official
+client's "symbol not found" fix). The feed probes them in order and keeps the first one that
+answers with a price; when the chosen route starts failing it moves on to the next.
+
+Two kinds of interest keep an instrument polled, so the budget goes only to instruments in use:
+
+* a callback (stop-limit emulation watches the instruments it holds orders on and removes its
+  callback with :meth:`QuoteFeed.remove_callback` when nothing is held there any more);
+* a lease (pre-validation calls :meth:`QuoteFeed.quote_for_order` on every order, which subscribes
+  an instrument on its first order and keeps it polled for ``lease_s`` after its last one). An
+  instrument with no callback and an expired lease is dropped by the poller without spending a
+  request on it.
+
+Freshness: :meth:`QuoteFeed.fresh` trusts a quote only while it is younger than a few refresh
+periods of its instrument (``stale_cycles`` x instruments x interval, and never older than
+``max_age_s``); otherwise the price is unknown, which must never block an order.
+
+:meth:`QuoteFeed.last` and :meth:`QuoteFeed.fresh` are dictionary lookups (no await), and callbacks
+fire on the event loop when a quote changes (they must not block).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from engine.model.errors import ConfigError, EngineError
+
+log = logging.getLogger(__name__)
+
+QUOTES_PATH = "/trade/quotes"
+_MEASURE_SECONDS = {"SECONDS": 1.0, "MINUTES": 60.0}
+# After this many consecutive failures the chosen INFO route is abandoned for the next one.
+_ROUTE_FAILURES_BEFORE_SWITCH = 3
+
+
+class QuoteQuery(Protocol):
+    """An idempotent GET returning the ``d`` payload (None for ``no_data``); RestClient fits."""
+
+    async def query(
+        self,
+        path: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        attempts: int | None = None,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    instrument_id: int
+    bid: float
+    ask: float
+    bid_size: float
+    ask_size: float
+    received_ns: int  # time.monotonic_ns() when the answer arrived
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2
+
+
+QuoteCallback = Callable[[Quote], None]
+
+
+@dataclass(slots=True)
+class _Subscription:
+    instrument_id: int
+    routes: tuple[int, ...]
+    route_index: int = 0
+    probing: bool = True  # until one route has answered with a price
+    failures: int = 0
+    callbacks: list[QuoteCallback] = field(default_factory=list)
+    lease_until_ns: int = 0  # polled at least until then (monotonic ns), callbacks or not
+    pinned: bool = False  # subscribed without a callback: polled until unsubscribed
+
+    def wanted(self, now_ns: int) -> bool:
+        return self.pinned or bool(self.callbacks) or now_ns < self.lease_until_ns
+
+
+def quotes_rate(config: Mapping[str, Any], margin: float = 0.9) -> float:
+    """Requests per second allowed by ``rateLimits`` QUOTES in a ``/trade/config`` payload,
+    times a safety ``margin``. Raises :class:`ConfigError` when the venue publishes none."""
+    for entry in config.get("rateLimits") or ():
+        if isinstance(entry, dict) and entry.get("rateLimitType") == "QUOTES":
+            try:
+                limit = float(entry["limit"])
+                window = (
+                    float(entry.get("intervalNum", 1))
+                    * _MEASURE_SECONDS[str(entry.get("measure", "SECONDS")).upper()]
+                )
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError(f"rateLimits QUOTES entry is not understood: {entry!r}") from None
+            if limit <= 0 or window <= 0:
+                raise ConfigError(f"rateLimits QUOTES must be positive, got {entry!r}")
+            return limit / window * margin
+    raise ConfigError("/trade/config publishes no QUOTES rate limit; pass requests_per_second")
+
+
+def decode_quote(instrument_id: int, payload: Any, received_ns: int) -> Quote | None:
+    """``{ap, bp, as, bs}`` → Quote; None when the payload has no usable price."""
+    if not isinstance(payload, dict):
+        return None
+    try:
+        ask, bid = float(payload["ap"]), float(payload["bp"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    try:
+        ask_size, bid_size = float(payload.get("as") or 0.0), float(payload.get("bs") or 0.0)
+    except (TypeError, ValueError):
+        ask_size = bid_size = 0.0
+    return Quote(instrument_id, bid, ask, bid_size, ask_size, received_ns)
+
+
+class QuotePacer:
+    """One login's QUOTES budget: quote requests go out one at a time, evenly spaced.
+
+    Whoever sends a quote request awaits :meth:`turn` right before sending it. Turns are granted
+    first come, first served, and the next one is scheduled an interval after the moment this one
+    is granted (never from its planned time), so a late wake-up on a busy loop cannot let two
+    requests out back to back to "catch up". Sharing one pacer is what keeps several callers of
+    one login inside one limit; a caller that sends without a turn breaks that promise."""
+
+    def __init__(self, requests_per_second: float) -> None:
+        self.interval = 0.0
+        self.set_rate(requests_per_second)
+        self._next = 0.0  # monotonic s before which no turn is granted
+        self._lock = asyncio.Lock()
+        self.turns = 0
+
+    @property
+    def requests_per_second(self) -> float:
+        return 1.0 / self.interval
+
+    def set_rate(self, requests_per_second: float) -> None:
+        """Change the pace (e.g. once ``/trade/config`` is known); applies from the next turn."""
+        if not requests_per_second > 0:
+            raise ConfigError(f"requests_per_second must be positive, got {requests_per_second}")
+        self.interval = 1.0 / requests_per_second
+
+    async def turn(self) -> None:
+        """Wait until one quote request may go out now; the caller sends it at once."""
+        async with self._lock:
+            delay = self._next - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next = time.monotonic() + self.interval
+            self.turns += 1
+
+
+class QuoteFeed:
+    """Last quote per subscribed instrument, polled within the QUOTES limit of one login.
+
+    Give either ``requests_per_second`` (the feed gets a pacer of its own) or ``pacer`` (the
+    login's shared one, whose pace is then the feed's)."""
+
+    def __init__(
+        self,
+        rest: QuoteQuery,
+        requests_per_second: float | None = None,
+        *,
+        pacer: QuotePacer | None = None,
+        lease_s: float = 600.0,
+        stale_cycles: float = 3.0,
+        max_age_s: float = 5.0,
+    ) -> None:
+        if (pacer is None) == (requests_per_second is None):
+            raise ConfigError("give a QuoteFeed either requests_per_second or a shared pacer")
+        if lease_s <= 0 or stale_cycles <= 0 or max_age_s <= 0:
+            raise ConfigError("lease_s, stale_cycles and max_age_s must be positive")
+        self._rest = rest
+        self.pacer = pacer if pacer is not None else QuotePacer(requests_per_second or 0.0)
+        self._lease_ns = int(lease_s * 1e9)
+        self._stale_cycles = stale_cycles
+        self._max_age_ns = int(max_age_s * 1e9)
+        self._subs: dict[int, _Subscription] = {}
+        self._order: list[int] = []
+        self._next = 0
+        self._last: dict[int, Quote] = {}
+        self._callbacks: list[QuoteCallback] = []
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self.requests_sent = 0
+        self.errors = 0
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two quote requests of the login (the pacer's spacing)."""
+        return self.pacer.interval
+
+    @classmethod
+    def from_config(
+        cls,
+        rest: QuoteQuery,
+        config: Mapping[str, Any],
+        margin: float = 0.9,
+        *,
+        pacer: QuotePacer | None = None,
+        lease_s: float = 600.0,
+        stale_cycles: float = 3.0,
+        max_age_s: float = 5.0,
+    ) -> QuoteFeed:
+        """A feed paced by the QUOTES limit in ``config`` x ``margin``; with ``pacer`` that
+        shared pacer is set to this rate and used."""
+        rate = quotes_rate(config, margin)
+        if pacer is not None:
+            pacer.set_rate(rate)
+        return cls(
+            rest,
+            None if pacer is not None else rate,
+            pacer=pacer,
+            lease_s=lease_s,
+            stale_cycles=stale_cycles,
+            max_age_s=max_age_s,
+        )
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        instrument_id: int,
+        info_route_ids: Sequence[int],
+        callback: QuoteCallback | None = None,
+    ) -> None:
+        """Start polling an instrument (idempotent); ``callback`` fires when its quote changes.
+
+        With a callback the instrument is polled while any callback remains (see
+        :meth:`remove_callback`); without one it is polled until :meth:`unsubscribe`."""
+        sub = self._add(instrument_id, info_route_ids)
+        if callback is None:
+            sub.pinned = True
+        elif callback not in sub.callbacks:
+            sub.callbacks.append(callback)
+
+    def _add(self, instrument_id: int, info_route_ids: Sequence[int]) -> _Subscription:
+        if not info_route_ids:
+            raise ConfigError(f"instrument {instrument_id} has no INFO route to poll quotes on")
+        sub = self._subs.get(instrument_id)
+        if sub is None:
+            sub = _Subscription(instrument_id, tuple(info_route_ids))
+            self._subs[instrument_id] = sub
+            self._order.append(instrument_id)
+            self._wakeup.set()
+        return sub
+
+    def remove_callback(self, instrument_id: int, callback: QuoteCallback) -> None:
+        """Withdraw one callback's interest; the instrument stays polled while others remain."""
+        sub = self._subs.get(instrument_id)
+        if sub is None:
+            return
+        if callback in sub.callbacks:
+            sub.callbacks.remove(callback)
+        if not sub.wanted(time.monotonic_ns()):
+            self.unsubscribe(instrument_id)
+
+    def unsubscribe(self, instrument_id: int) -> None:
+        """Stop polling an instrument at once, whoever was interested."""
+        if self._subs.pop(instrument_id, None) is not None:
+            self._order.remove(instrument_id)
+            self._last.pop(instrument_id, None)
+
+    def subscribed(self, instrument_id: int) -> bool:
+        return instrument_id in self._subs
+
+    def on_change(self, callback: QuoteCallback) -> None:
+        """Call ``callback`` for every changed quote of any instrument."""
+        self._callbacks.append(callback)
+
+    def last(self, instrument_id: int) -> Quote | None:
+        """The latest quote, with its monotonic arrival time (check its age before trusting it)."""
+        return self._last.get(instrument_id)
+
+    def fresh(self, instrument_id: int, now_ns: int | None = None) -> Quote | None:
+        """The latest quote if it is recent enough to judge an order by; None means unknown.
+
+        Recent enough: younger than ``stale_cycles`` refresh periods of the instrument (with N
+        instruments polled round-robin each is refreshed every N x interval), and never older
+        than ``max_age_s`` however many instruments share the budget."""
+        quote = self._last.get(instrument_id)
+        if quote is None:
+            return None
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        limit = self._stale_cycles * self.pacer.interval * 1e9 * max(1, len(self._order))
+        if limit > self._max_age_ns:
+            limit = self._max_age_ns
+        return quote if now - quote.received_ns <= limit else None
+
+    def quote_for_order(self, instrument_id: int, info_route_ids: Sequence[int]) -> Quote | None:
+        """Pre-validation's lookup: the fresh quote (None if unknown), and a lease that keeps the
+        instrument polled for ``lease_s`` after this order. The first order on an instrument
+        subscribes it and sees None; no await, so it is safe on the order path."""
+        now = time.monotonic_ns()
+        sub = self._subs.get(instrument_id)
+        if sub is None:
+            if not info_route_ids:
+                return None  # nothing to poll; an unknown price never blocks an order
+            sub = self._add(instrument_id, info_route_ids)
+        sub.lease_until_ns = now + self._lease_ns
+        return self.fresh(instrument_id, now)
+
+    def route_for(self, instrument_id: int) -> int | None:
+        """The INFO route that answers for the instrument (None while still probing)."""
+        sub = self._subs.get(instrument_id)
+        if sub is None or sub.probing:
+            return None
+        return sub.routes[sub.route_index]
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="quote-feed")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def poll_once(self, instrument_id: int) -> Quote | None:
+        """One request for one instrument, out of turn with the loop but within the pacer."""
+        sub = self._subs.get(instrument_id)
+        if sub is None:
+            raise KeyError(f"instrument {instrument_id} is not subscribed")
+        await self.pacer.turn()
+        return await self._poll(sub)
+
+    def _next_wanted(self) -> _Subscription | None:
+        """The next instrument round-robin that someone still wants; the unwanted ones met on
+        the way (nobody holds an order there, nobody traded it lately) are dropped."""
+        now = time.monotonic_ns()
+        while self._order:
+            self._next %= len(self._order)
+            sub = self._subs[self._order[self._next]]
+            if sub.wanted(now):
+                self._next += 1
+                return sub
+            self.unsubscribe(sub.instrument_id)
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            if not self._order:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self.pacer.turn()
+            # Chosen after the turn, so a turn is never spent on an instrument dropped meanwhile.
+            sub = self._next_wanted()
+            if sub is None:
+                continue
+            try:
+                await self._poll(sub)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad answer must not stop the feed
+                log.exception("quote poll for instrument %s failed", sub.instrument_id)
+
+    async def _poll(self, sub: _Subscription) -> Quote | None:
+        route = sub.routes[sub.route_index]
+        params = {"tradableInstrumentId": sub.instrument_id, "routeId": route}
+        self.requests_sent += 1
+        try:
+            payload = await self._rest.query(QUOTES_PATH, params, attempts=1)
+        except EngineError as exc:
+            self.errors += 1
+            self._route_failed(sub, route, f"{type(exc).__name__}: {exc}")
+            return None
+        quote = decode_quote(sub.instrument_id, payload, time.monotonic_ns())
+        if quote is None:
+            # no_data: the market may be closed, or this route is dead; only a probing
+            # subscription moves on, a route that has answered before is kept.
+            if sub.probing:
+                self._route_failed(sub, route, "no price (no_data)")
+            return None
+        sub.probing = False
+        sub.failures = 0
+        prev = self._last.get(sub.instrument_id)
+        self._last[sub.instrument_id] = quote
+        if prev is None or (prev.bid, prev.ask, prev.bid_size, prev.ask_size) != (
+            quote.bid,
+            quote.ask,
+            quote.bid_size,
+            quote.ask_size,
+        ):
+            for cb in (*sub.callbacks, *self._callbacks):
+                try:
+                    cb(quote)
+                except Exception:  # a subscriber bug must not stop the feed
+                    log.exception("quote callback %r failed", cb)
+        return quote
+
+    def _route_failed(self, sub: _Subscription, route: int, reason: str) -> None:
+        sub.failures += 1
+        if len(sub.routes) > 1 and (sub.probing or sub.failures >= _ROUTE_FAILURES_BEFORE_SWITCH):
+            sub.route_index = (sub.route_index + 1) % len(sub.routes)
+            sub.failures = 0
+            sub.probing = True
+            log.info(
+                "instrument %s: INFO route %s gave %s; trying route %s",
+                sub.instrument_id,
+                route,
+                reason,
+                sub.routes[sub.route_index],
+            )
+        else:
+            log.debug("instrument %s: quote on route %s: %s", sub.instrument_id, route, reason)
+
+
+class _QuoteVenue(Protocol):
+    def client(self, alias: str) -> QuoteQuery: ...
+
+    def config(self, alias: str) -> Mapping[str, Any]: ...
+
+
+class _PacingVenue(Protocol):
+    def quote_pacer(self, alias: str) -> QuotePacer: ...
+
+
+def login_feeds(
+    venue: Any, accounts_by_login: Mapping[str, Sequence[str]], margin: float = 0.9
+) -> dict[str, QuoteFeed]:
+    """One feed per login, keyed by account alias (the accounts of a login share it).
+
+    The feed polls through the login's first account and is paced by the QUOTES limit that
+    account's ``/trade/config`` publishes, times ``margin``. A venue that paces quotes per login
+    (``quote_pacer(alias)``, as TradeLockerVenue does) lends the feed that pacer, set to this
+    rate, so the feed and the venue's own quote requests share one budget. A venue without REST
+    clients (the
+    in-process paper venue) gets no feeds; a login whose venue publishes no QUOTES limit gets
+    none either (logged): its prices are unknown rather than polled outside a budget."""
+    if not callable(getattr(venue, "client", None)) or not callable(getattr(venue, "config", None)):
+        return {}
+    quoting: _QuoteVenue = venue
+    feeds: dict[str, QuoteFeed] = {}
+    for login, aliases in accounts_by_login.items():
+        if not aliases:
+            continue
+        first = aliases[0]
+        try:
+            pacer = (
+                cast(_PacingVenue, venue).quote_pacer(first)
+                if callable(getattr(venue, "quote_pacer", None))
+                else None
+            )
+            feed = QuoteFeed.from_config(
+                quoting.client(first), quoting.config(first), margin, pacer=pacer
+            )
+        except ConfigError as exc:
+            log.warning("login %s: no quote feed: %s", login, exc)
+            continue
+        log.info("login %s: quote feed at %.2f requests/s", login, 1.0 / feed.interval)
+        for alias in aliases:
+            feeds[alias] = feed
+    return feeds

@@ -1,0 +1,409 @@
+"""What the sandbox starts with: users, accounts, instruments, limits, token lifetimes, faults.
+
+Loaded from a JSON seed file (``config/sandbox-seed.json`` documents every key) or built from the
+defaults below: one user ``demo@sandbox.local`` / ``demo-password`` on server ``SANDBOX`` with two
+USD accounts of 100,000. ``generatedUsers`` in a seed makes many users/accounts for benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sandbox.errors import ConfigError
+
+RATE_LIMIT_TYPES: tuple[str, ...] = (
+    "GET_ACCOUNTS",
+    "GET_EXECUTIONS",
+    "GET_INSTRUMENTS",
+    "GET_ORDERS",
+    "GET_ORDERS_HISTORY",
+    "GET_POSITIONS",
+    "GET_ACCOUNTS_STATE",
+    "GET_INSTRUMENT_DETAILS",
+    "GET_TRADE_SESSIONS",
+    "GET_SESSION_STATUSES",
+    "PLACE_ORDER",
+    "MODIFY_ORDER",
+    "MODIFY_POSITION",
+    "DAILY_BAR",
+    "QUOTES",
+    "DEPTH",
+    "TRADES",
+    "QUOTES_HISTORY",
+)
+
+MEASURE_SECONDS = {"SECONDS": 1.0, "MINUTES": 60.0}
+
+
+@dataclass(slots=True)
+class RateLimit:
+    """At most ``limit`` requests per ``interval_num`` ``measure`` (SECONDS or MINUTES)."""
+
+    limit: int
+    interval_num: int = 1
+    measure: str = "SECONDS"
+
+    @property
+    def window_s(self) -> float:
+        return self.interval_num * MEASURE_SECONDS[self.measure]
+
+    def wire(self, rate_limit_type: str) -> dict[str, Any]:
+        return {
+            "rateLimitType": rate_limit_type,
+            "measure": self.measure,
+            "intervalNum": self.interval_num,
+            "limit": self.limit,
+        }
+
+
+def default_rate_limits() -> dict[str, RateLimit]:
+    # Generous enough for the benchmark, low enough that a runaway client meets a 429.
+    limits = {name: RateLimit(20) for name in RATE_LIMIT_TYPES}
+    limits.update(
+        PLACE_ORDER=RateLimit(100),
+        MODIFY_ORDER=RateLimit(100),
+        MODIFY_POSITION=RateLimit(100),
+        QUOTES=RateLimit(50),
+        QUOTES_HISTORY=RateLimit(120, 1, "MINUTES"),
+    )
+    return limits
+
+
+@dataclass(slots=True)
+class InstrumentSpec:
+    tradable_instrument_id: int
+    symbol_id: int
+    name: str
+    description: str
+    type: str  # FOREX, INDICES, CRYPTO, ...
+    start_price: float
+    # ((leftRangeLimit, tickSize), ...) ascending; tickCost derives from it and lot_size.
+    tick_sizes: tuple[tuple[float, float], ...]
+    lot_size: float
+    min_lot: float = 0.01
+    max_lot: float = 100.0
+    lot_step: float = 0.01
+    spread_ticks: int = 10
+    volatility: float = 0.0001  # per price step, relative
+    leverage: float = 100.0
+    pip_size: float = 0.0001  # what an "offset" of 1 means for SL/TP/trailing offsets
+    base_currency: str = "EUR"
+    quoting_currency: str = "USD"
+    trade_route_id: int = 0
+    info_route_ids: tuple[int, ...] = ()
+    dead_info_route_ids: frozenset[int] = frozenset()
+    session_id: int = 1
+    session_status_id: int = 1
+    symbol_status: str = "FULLY_OPEN"
+    quote_size: float = 100.0  # lots offered at the touch
+
+    def tick_for(self, price: float) -> float:
+        tick = self.tick_sizes[0][1]
+        for left, size in self.tick_sizes:
+            if price >= left:
+                tick = size
+        return tick
+
+    @property
+    def price_decimals(self) -> int:
+        return max(_decimals(size) for _, size in self.tick_sizes)
+
+    @property
+    def qty_decimals(self) -> int:
+        return _decimals(self.lot_step)
+
+
+def _decimals(value: float) -> int:
+    text = f"{value:.10f}".rstrip("0")
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def default_instruments() -> list[InstrumentSpec]:
+    fx = {"lot_size": 100_000.0, "leverage": 100.0, "pip_size": 0.0001, "spread_ticks": 8}
+    return [
+        InstrumentSpec(
+            278,
+            315,
+            "EURUSD",
+            "Euro vs US Dollar",
+            "FOREX",
+            1.08500,
+            ((0.0, 0.00001),),
+            trade_route_id=9001,
+            info_route_ids=(9101,),
+            **fx,  # type: ignore[arg-type]
+        ),
+        # Two INFO routes, the first one dead: clients must probe (TradeLocker PR #27).
+        InstrumentSpec(
+            279,
+            316,
+            "GBPUSD",
+            "British Pound vs US Dollar",
+            "FOREX",
+            1.26500,
+            ((0.0, 0.00001),),
+            base_currency="GBP",
+            trade_route_id=9001,
+            info_route_ids=(9199, 9101),
+            dead_info_route_ids=frozenset({9199}),
+            **fx,  # type: ignore[arg-type]
+        ),
+        InstrumentSpec(
+            301,
+            401,
+            "US30",
+            "Dow Jones Industrial Average",
+            "INDICES",
+            39_000.0,
+            ((0.0, 0.01), (10_000.0, 0.1)),
+            lot_size=1.0,
+            max_lot=500.0,
+            spread_ticks=20,
+            volatility=0.0002,
+            leverage=20.0,
+            pip_size=1.0,
+            base_currency="USD",
+            trade_route_id=9002,
+            info_route_ids=(9102,),
+        ),
+        InstrumentSpec(
+            206,
+            206,
+            "BTCUSD",
+            "Bitcoin vs US Dollar",
+            "CRYPTO",
+            65_000.0,
+            ((0.0, 0.01), (1_000.0, 0.5)),
+            lot_size=1.0,
+            max_lot=20.0,
+            spread_ticks=40,
+            volatility=0.0005,
+            leverage=2.0,
+            pip_size=1.0,
+            base_currency="BTC",
+            trade_route_id=9003,
+            info_route_ids=(9103,),
+        ),
+    ]
+
+
+@dataclass(slots=True)
+class AccountSpec:
+    id: str
+    name: str
+    currency: str = "USD"
+    balance: float = 100_000.0
+    status: str = "ACTIVE"
+
+
+@dataclass(slots=True)
+class UserSpec:
+    email: str
+    password: str
+    server: str
+    uid: str
+    accounts: list[AccountSpec]
+
+
+@dataclass(slots=True)
+class SandboxConfig:
+    users: list[UserSpec]
+    instruments: list[InstrumentSpec] = field(default_factory=default_instruments)
+    developer_api_key: str = "tl-sandbox-dev-key"
+    jwt_secret: str = "sandbox-jwt-secret-not-for-production"
+    access_token_lifetime_s: float = 3600.0
+    refresh_token_lifetime_s: float = 604_800.0
+    stream_token_lifetime_s: float = 3600.0
+    rng_seed: int = 20240501
+    price_interval_ms: float = 250.0  # 0 = prices move only when told (admin / tests)
+    rate_limits: dict[str, RateLimit] = field(default_factory=default_rate_limits)
+    quotes_history_bars: int = 5000
+    max_orders_in_history: int = 1000
+    faults: dict[str, Any] = field(default_factory=dict)  # same shape as POST /sandbox/faults
+
+    def user_by_email(self, email: str, server: str) -> UserSpec | None:
+        for user in self.users:
+            if user.email.lower() == email.lower() and user.server == server:
+                return user
+        return None
+
+
+def default_users() -> list[UserSpec]:
+    return [
+        UserSpec(
+            email="demo@sandbox.local",
+            password="demo-password",
+            server="SANDBOX",
+            uid="100001",
+            accounts=[
+                AccountSpec("700001", "Sandbox Demo 1"),
+                AccountSpec("700002", "Sandbox Demo 2"),
+            ],
+        )
+    ]
+
+
+def generated_users(
+    spec: dict[str, Any], server: str, first_uid: int, first_account: int
+) -> list[UserSpec]:
+    """``{"count": N, "accountsPerUser": M, "balance": B, "emailPattern": "trader{n}@sandbox.local",
+    "password": "..."}`` → N users with M accounts each (for benchmarks with many accounts)."""
+    count = _int(spec, "count", 1)
+    per_user = _int(spec, "accountsPerUser", 1)
+    balance = float(spec.get("balance", 100_000.0))
+    pattern = str(spec.get("emailPattern", "trader{n}@sandbox.local"))
+    password = str(spec.get("password", "demo-password"))
+    users = []
+    account_no = first_account
+    for n in range(1, count + 1):
+        accounts = []
+        for a in range(1, per_user + 1):
+            accounts.append(AccountSpec(str(account_no), f"Generated {n}-{a}", "USD", balance))
+            account_no += 1
+        users.append(UserSpec(pattern.format(n=n), password, server, str(first_uid + n), accounts))
+    return users
+
+
+def _int(obj: dict[str, Any], key: str, default: int) -> int:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"seed: {key!r} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _parse_rate_limits(raw: Any, base: dict[str, RateLimit]) -> dict[str, RateLimit]:
+    if not isinstance(raw, dict):
+        raise ConfigError("seed: 'rateLimits' must be an object {RATE_LIMIT_TYPE: {limit, ...}}")
+    limits = dict(base)
+    for name, value in raw.items():
+        limits[name] = parse_rate_limit(name, value)
+    return limits
+
+
+def parse_rate_limit(name: str, value: Any) -> RateLimit:
+    """``{"limit": 5, "intervalNum": 1, "measure": "SECONDS"}`` or a bare int (per second)."""
+    if name not in RATE_LIMIT_TYPES:
+        raise ConfigError(f"unknown rateLimitType {name!r}; known: {', '.join(RATE_LIMIT_TYPES)}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"limit": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"rate limit {name}: expected an object or an integer, got {value!r}")
+    limit = value.get("limit")
+    interval = value.get("intervalNum", 1)
+    measure = value.get("measure", "SECONDS")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError(f"rate limit {name}: 'limit' must be a non-negative integer")
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise ConfigError(f"rate limit {name}: 'intervalNum' must be a positive integer")
+    if measure not in MEASURE_SECONDS:
+        raise ConfigError(f"rate limit {name}: 'measure' must be SECONDS or MINUTES")
+    return RateLimit(limit, interval, measure)
+
+
+def _parse_users(raw: Any, server: str) -> list[UserSpec]:
+    if not isinstance(raw, list):
+        raise ConfigError("seed: 'users' must be a list")
+    users = []
+    for i, u in enumerate(raw):
+        if not isinstance(u, dict):
+            raise ConfigError(f"seed: users[{i}] must be an object")
+        for key in ("email", "password"):
+            if not isinstance(u.get(key), str) or not u[key]:
+                raise ConfigError(f"seed: users[{i}].{key} must be a non-empty string")
+        accounts_raw = u.get("accounts", [])
+        if not isinstance(accounts_raw, list) or not accounts_raw:
+            raise ConfigError(f"seed: users[{i}].accounts must be a non-empty list")
+        accounts = []
+        for j, a in enumerate(accounts_raw):
+            if not isinstance(a, dict) or not str(a.get("id", "")).isdigit():
+                raise ConfigError(f"seed: users[{i}].accounts[{j}].id must be a numeric string")
+            accounts.append(
+                AccountSpec(
+                    id=str(a["id"]),
+                    name=str(a.get("name", f"Account {a['id']}")),
+                    currency=str(a.get("currency", "USD")),
+                    balance=float(a.get("balance", 100_000.0)),
+                    status=str(a.get("status", "ACTIVE")),
+                )
+            )
+        users.append(
+            UserSpec(
+                email=u["email"],
+                password=u["password"],
+                server=str(u.get("server", server)),
+                uid=str(u.get("uid", 100001 + i)),
+                accounts=accounts,
+            )
+        )
+    return users
+
+
+def load_seed(path: str | Path | None) -> SandboxConfig:
+    """Read a seed file; ``None`` gives the defaults. Raises ConfigError naming the bad key."""
+    if path is None:
+        return SandboxConfig(users=default_users())
+    try:
+        raw = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"seed file {path} does not exist") from None
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"seed file {path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"seed file {path} must hold a JSON object")
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> SandboxConfig:
+    server = str(raw.get("server", "SANDBOX"))
+    users = _parse_users(raw["users"], server) if "users" in raw else default_users()
+    if "generatedUsers" in raw:
+        gen = raw["generatedUsers"]
+        if not isinstance(gen, dict):
+            raise ConfigError("seed: 'generatedUsers' must be an object")
+        last_uid = max(int(u.uid) for u in users) if users else 100000
+        last_acc = max((int(a.id) for u in users for a in u.accounts), default=700000)
+        users += generated_users(gen, server, last_uid, last_acc + 1)
+    seen: set[str] = set()
+    for user in users:
+        for account in user.accounts:
+            if account.id in seen:
+                raise ConfigError(f"seed: account id {account.id} is used twice")
+            seen.add(account.id)
+    config = SandboxConfig(users=users)
+    for key, attr in (
+        ("developerApiKey", "developer_api_key"),
+        ("jwtSecret", "jwt_secret"),
+    ):
+        if key in raw:
+            setattr(config, attr, str(raw[key]))
+    for key, attr in (
+        ("accessTokenLifetimeS", "access_token_lifetime_s"),
+        ("refreshTokenLifetimeS", "refresh_token_lifetime_s"),
+        ("streamTokenLifetimeS", "stream_token_lifetime_s"),
+        ("priceIntervalMs", "price_interval_ms"),
+    ):
+        if key in raw:
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"seed: {key!r} must be a non-negative number")
+            setattr(config, attr, float(value))
+    if "rngSeed" in raw:
+        config.rng_seed = _int(raw, "rngSeed", 0)
+    if "rateLimits" in raw:
+        config.rate_limits = _parse_rate_limits(raw["rateLimits"], config.rate_limits)
+    limits = raw.get("limits", {})
+    if not isinstance(limits, dict):
+        raise ConfigError("seed: 'limits' must be an object {QUOTES_HISTORY_BARS: n, ...}")
+    if "QUOTES_HISTORY_BARS" in limits:
+        config.quotes_history_bars = _int(limits, "QUOTES_HISTORY_BARS", 5000)
+    if "MAX_ORDERS_COUNT_IN_HISTORY" in limits:
+        config.max_orders_in_history = _int(limits, "MAX_ORDERS_COUNT_IN_HISTORY", 1000)
+    if "faults" in raw:
+        if not isinstance(raw["faults"], dict):
+            raise ConfigError("seed: 'faults' must be an object (see docs/sandbox.md)")
+        config.faults = raw["faults"]
+    return config
