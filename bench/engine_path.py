@@ -3,10 +3,10 @@
 The engine itself is measured through the real pipeline (``bench/pipeline_path.py``). This is the
 hot path without it, kept so the pipeline's own cost (lanes, journal, rate gate, outcome
 events) is visible side by side:
-``engine.model.signals.decode`` (decode and pre-validate), a cached instrument lookup and a strategy
-tag (building the :class:`OrderRequest`), then ``TradeLockerVenue.place_order`` (serialize, send
-on a warm pinned connection, decode the venue's reply). There is no journal and no rate gate on
-this path, so ``gated`` equals ``validated``.
+``engine.execution.signals.decode`` (decode and pre-validate), a cached instrument lookup and a
+strategy tag (building the :class:`OrderRequest`), then ``TradeLockerVenue.place_order``
+(serialize, send on a warm pinned connection, decode the venue's reply). There is no journal and no
+rate gate on this path, so ``gated`` equals ``validated``.
 
 Every request's stamps go to :class:`engine.observability.metrics.Metrics`, the same recorder the
 daemon uses.
@@ -20,8 +20,8 @@ from typing import Protocol
 
 import orjson
 
+from engine.execution import signals
 from engine.execution.tags import TagMint
-from engine.model import signals
 from engine.model.domain import Instrument, OrderRequest, OrderType, OutcomeStatus, Validity
 from engine.observability.metrics import Metrics
 from engine.venue.protocol import PlaceResult

@@ -24,7 +24,7 @@ from typing import Any
 from bench.engine_path import EPOCH_MINUS_MONO, signal_bytes
 from engine.app.config import Config, parse_config
 from engine.app.daemon import Engine, build_engine
-from engine.io.sources.base import Delivery, SignalSource
+from engine.model.delivery import Delivery, SignalSource
 from engine.observability.metrics import Metrics
 
 

@@ -31,8 +31,8 @@ from engine.execution.pipeline import Pipeline
 from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus
-from engine.io.sources.base import SignalSource
 from engine.io.sources.local import LocalSignalSource
+from engine.model.delivery import SignalSource
 from engine.model.errors import ConfigError, EngineError
 from engine.observability.metrics import Metrics
 from engine.state.journal import Journal

@@ -27,8 +27,8 @@ import orjson
 
 from engine.app.config import Config, load_config, parse_config
 from engine.app.daemon import Engine, build_engine
-from engine.io.sources.base import Delivery
 from engine.io.sources.local import LocalSignalSource
+from engine.model.delivery import Delivery
 from engine.secrets.store import EnvFileStore
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"

@@ -35,11 +35,11 @@ from engine.execution.breaker import FailureKind
 from engine.execution.eager import start_eagerly
 from engine.execution.limits import default_priority, routes_for
 from engine.execution.reconcile import Reconciler, Verdict
+from engine.execution.signals import decode, peek_id
 from engine.execution.stoplimit import StopLimitBook
 from engine.execution.tags import TagMint
 from engine.execution.tracker import OrderTracker, SignalRecord
-from engine.io.bus import EventBus
-from engine.io.sources.base import Delivery, SignalSource
+from engine.model.delivery import Delivery, SignalSource
 from engine.model.domain import (
     Action,
     OrderModification,
@@ -64,7 +64,7 @@ from engine.model.errors import (
     VenueError,
     VenueUnavailable,
 )
-from engine.model.signals import decode, peek_id
+from engine.model.events import EventSink
 from engine.state.journal import Journal, JournalError, JournalRecord
 from engine.tradelocker.quotes import QuoteFeed
 
@@ -157,7 +157,7 @@ class Pipeline:
         self,
         accounts: Accounts,
         journal: Journal,
-        bus: EventBus,
+        bus: EventSink,
         *,
         reconciler: Reconciler,
         stop_limits: StopLimitBook | None = None,

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.execution.reconcile import Reconciler, TaggedVenue, Verdict
-from engine.io.bus import EventBus
 from engine.model.domain import (
     Instrument,
     OrderModification,
@@ -58,6 +57,7 @@ from engine.model.errors import (
     ValidationError,
     VenueError,
 )
+from engine.model.events import EventSink
 from engine.tradelocker.quotes import Quote, QuoteCallback, QuoteFeed
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class StopLimitBook:
         self,
         venue: QuotingVenue,
         path: str | Path,
-        bus: EventBus,
+        bus: EventSink,
         reconciler: Reconciler,
         *,
         poll_s: float = 0.25,

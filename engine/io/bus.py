@@ -17,26 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
+
+from engine.model.events import TOPICS, EventSink
 
 log = logging.getLogger(__name__)
 
-TOPICS = (
-    "outcomes",
-    "executions",
-    "account_updates",
-    "position_updates",
-    "order_updates",
-    "rejected_signals",
-)
-
-
-class EventSink(Protocol):
-    def publish(self, topic: str, event: dict[str, Any], key: str | None = None) -> None:
-        """Hand an event over without blocking the caller (a sink buffers and sends later)."""
-
-    async def flush(self) -> None: ...
-    async def close(self) -> None: ...
+__all__ = ["TOPICS", "EventBus", "EventSink"]
 
 
 class EventBus:

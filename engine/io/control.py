@@ -7,7 +7,7 @@ An aiohttp server bound to 127.0.0.1 (a free port unless one is configured):
 ``GET  /metrics``  Prometheus text exposition (:mod:`engine.observability.metrics`).
 ``GET  /status``   a JSON summary: health, outcome counts, latency percentiles, queue depth.
 ``POST /signals``  bearer API key; body is one JSON signal or JSON lines. Each signal becomes a
-                   :class:`~engine.io.sources.base.Delivery` on :attr:`ControlServer.signals`, which
+                   :class:`~engine.model.delivery.Delivery` on :attr:`ControlServer.signals`, which
                    the HTTP source (``engine/io/sources/http.py``) reads. 202 when queued.
 ``POST /kill``     bearer API key; engages the kill switch (no new signals are accepted) and, with
                    ``{"cancel_orders": true}``, runs the kill handler (cancel all working orders).
@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from engine.observability.metrics import ALL_ACCOUNTS, Metrics
 
 log = logging.getLogger(__name__)

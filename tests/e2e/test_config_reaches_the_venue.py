@@ -9,7 +9,7 @@ import orjson
 
 from engine.app.config import parse_config
 from engine.app.daemon import build_engine
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from sandbox import Sandbox
 from tests.fixtures.engine import demo_secrets, engine_config_data
 

@@ -13,7 +13,7 @@ import orjson
 
 from engine.app.config import parse_config
 from engine.app.daemon import Engine, build_engine
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from sandbox import Sandbox
 from tests.fixtures.engine import demo_secrets
 from tests.fixtures.sim import DEMO_PASSWORD, DEMO_SERVER

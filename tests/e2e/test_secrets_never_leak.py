@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from engine.app.daemon import Engine, build_engine
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from sandbox import Sandbox
 from tests.fixtures.vault import VaultServer
 from tests.vault.engine_vault import TOKEN_ENV, VaultLayout, provision, vault_engine_config

@@ -17,7 +17,7 @@ from engine.execution.pipeline import Pipeline
 from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from engine.state.journal import Journal
 from engine.venue.paper import PaperVenue
 

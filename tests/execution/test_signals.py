@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from engine.execution.signals import MAX_SIGNAL_BYTES, decode, peek_id
 from engine.model.domain import Action, OrderType, Priority, ProtectionType, Side
 from engine.model.errors import SignalError
-from engine.model.signals import MAX_SIGNAL_BYTES, decode, peek_id
 
 TARGETS = frozenset({"acc1", "acc2", "grp"})
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 import engine._fast as fast
-import engine.model.signals
+import engine.execution.signals
 from engine._fast._py import decode as py_decode
 from engine.model.domain import Action, OrderType, ProtectionType
 from engine.model.errors import SignalError
@@ -77,8 +77,8 @@ def test_nan_in_the_payload_is_refused_as_invalid_json(impl: ModuleType) -> None
 
 
 def test_engine_signals_decode_is_the_switched_implementation() -> None:
-    assert engine.signals.decode is fast.decode_signal
-    assert engine.signals.peek_id is fast.peek_signal_id
+    assert engine.execution.signals.decode is fast.decode_signal
+    assert engine.execution.signals.peek_id is fast.peek_signal_id
     expected = "engine._fast.decode" if fast.COMPILED else "engine._fast._py.decode"
     assert fast.decode_signal.__module__ == expected
 

@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from engine.io.kafka.sink import KafkaEventSink, KafkaSinkConfig
 from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from sandbox import Sandbox
 from tests.fixtures.kafka import TopicFactory
 from tests.kafka.inprocess import (

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from tests.fixtures.kafka import TopicFactory
 
 pytestmark = pytest.mark.kafka

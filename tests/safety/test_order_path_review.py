@@ -15,7 +15,7 @@ from engine.app.daemon import build_engine
 from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
 from engine.execution.tags import strategy_tag
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from engine.model.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
 from engine.state.journal import Journal
 from sandbox import Sandbox

@@ -5,7 +5,7 @@ twin of ``engine/_fast/decode.pyx`` and the reference its differential tests com
 whose ``reason`` tells the sender what to fix. It never raises anything else for bad input, so a
 source loop can reject a signal and carry on. The id is recovered whenever the JSON is readable, so
 even a rejected signal produces an outcome carrying its id. Import it from
-``engine.model.signals``, which picks the compiled decoder when it is built.
+``engine.execution.signals``, which picks the compiled decoder when it is built.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import murmur2
 
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from engine.model.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class _PartitionLedger:
 
 
 class KafkaSignalSource:
-    """A :class:`engine.io.sources.base.SignalSource` on one Kafka topic.
+    """A :class:`engine.model.delivery.SignalSource` on one Kafka topic.
 
     Call :meth:`start` (joins the group) before iterating :meth:`deliveries`; :meth:`close` commits
     what was acked and leaves the group, so the partitions move to the others at once.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 
 
 class HttpSignalSource:

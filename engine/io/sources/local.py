@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from engine.io.sources.base import Delivery
+from engine.model.delivery import Delivery
 from engine.model.errors import ConfigError
 
 _CHUNK_LINES = 1024

@@ -1,4 +1,4 @@
-"""The contract every signal source meets.
+"""A signal as it arrives, and the contract every signal source meets.
 
 A source yields :class:`Delivery` objects. The pipeline calls ``ack()`` only after the signal's
 outcome is durable (journaled), so a Kafka source commits its offset then and never earlier.
