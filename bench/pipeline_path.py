@@ -7,8 +7,9 @@ intended send time, and it counts as acknowledged when its outcome event reaches
 ``outcomes`` topic. The per-stage stamps are the pipeline's own (``Metrics.record_stamps`` from
 its outcome path), so the journal's fsync before the gate, the rate gate and the lanes are all in.
 
-Signal ids carry a per-series prefix: the journal refuses to execute an id twice (Policies 2),
-so reusing ``bench-0`` across series would measure replays, not orders.
+Signal ids carry a per-series prefix: the journal refuses to execute an id twice
+(docs/architecture.md, policy 2), so reusing ``bench-0`` across series would measure replays, not
+orders.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Policies 8: secrets never leave the secret store except into a request.
+"""docs/architecture.md, policy 8: secrets never leave the secret store except into a request.
 
 The engine (build_engine with its control server) takes every credential from the real OpenBao
 server (a Vault token with the engine's policy; the password and developer API key in KV v2) and

@@ -1,5 +1,6 @@
-"""Policies 2 on the real broker: a signal's offset is committed only once its outcome event is on
-the outcomes topic (the Kafka sink's barrier, awaited once per commit by the Kafka source)."""
+"""docs/architecture.md, policy 2, on the real broker: a signal's offset is committed only once
+its outcome event is on the outcomes topic (the Kafka sink's barrier, awaited once per commit by
+the Kafka source)."""
 
 from __future__ import annotations
 
