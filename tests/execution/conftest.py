@@ -84,7 +84,7 @@ async def build(
     reconciler = Reconciler(venue, settle_s=settle_s, max_s=2.0, first_delay_s=0.01)
     book = StopLimitBook(
         venue,
-        tmp_path / "stoplimit.sqlite",
+        journal.stop_limits,
         bus,
         reconciler,
         poll_s=0.01,

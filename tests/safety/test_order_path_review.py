@@ -122,13 +122,14 @@ async def test_a_stop_limit_caught_mid_trigger_by_a_quick_restart_is_not_placed_
     live = await _engine(sandbox, tmp_path, settle_s=0.3, max_s=15.0)
     venue = live.engine.venue
     inst = live.engine.accounts["a1"].instruments_by_name["EURUSD"]
-    path = tmp_path / "held.stoplimit.sqlite"
+    path = tmp_path / "held" / "journal.sqlite"
 
     def book() -> StopLimitBook:
-        # The daemon's wiring without a quote feed: the book polls venue.quote itself.
+        # The daemon's wiring without a quote feed: the book polls venue.quote itself. Each
+        # book opens the journal as a new process would (the first one is never closed).
         reconciler = Reconciler(venue, settle_s=4.0, max_s=15.0, first_delay_s=0.05)
         return StopLimitBook(
-            venue, path, live.engine.bus, reconciler, poll_s=0.05,
+            venue, Journal(path).stop_limits, live.engine.bus, reconciler, poll_s=0.05,
             instrument_for=lambda alias, iid: inst if iid == inst.tradable_instrument_id else None,
         )  # fmt: skip
 
