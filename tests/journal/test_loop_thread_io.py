@@ -78,7 +78,7 @@ def _recording_connection(detector: Detector) -> type[sqlite3.Connection]:
             detector.note("commit")
             super().commit()
 
-        def cursor(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        def cursor(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
             detector.note("cursor")
             return super().cursor(*args, **kwargs)
 
