@@ -66,7 +66,7 @@ from engine.model.domain import Outcome, OutcomeStatus
 from engine.state import stop_limits
 from engine.state.intent_log import IntentLog, IntentRow, encode_intent, intent_frame, read_intents
 from engine.state.run_state import BOOT_ID_PATH, RunState, RunStateFile
-from engine.state.writer import JournalError, Writer
+from engine.state.writer import WRITE, JournalError, Writer
 
 __all__ = [
     "BOOT_ID_PATH",
@@ -372,9 +372,9 @@ class Journal:
     def _flush_begins(self) -> None:
         """Hand the buffered begin rows to the writer, ahead of whatever is queued next."""
         if self._begins:
-            put = self._writer.put
+            put = self._writer.queue.put  # the queue itself: no extra frame per row
             for params in self._begins:
-                put(_BEGIN_SQL, params)
+                put((WRITE, _BEGIN_SQL, params, None, None))
             self._begins.clear()
 
     def _writer_failed(self, exc: BaseException) -> None:
