@@ -243,9 +243,7 @@ async def build_engine(
             by_login.setdefault(a.login, []).append(a.alias)
     feeds = login_feeds(venue, by_login, margin=cfg.limits.margin)
     # Held stop-limit orders live in the journal's database; an older separate file is adopted.
-    adopted = await journal.stop_limits.adopt(
-        state_dir / (journal_path.stem + ".stoplimit.sqlite")
-    )
+    adopted = await journal.stop_limits.adopt(state_dir / (journal_path.stem + ".stoplimit.sqlite"))
     if adopted:
         log.warning("adopted %d stop-limit row(s) from the older stop-limit database", adopted)
     book = StopLimitBook(
