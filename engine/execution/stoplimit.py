@@ -347,7 +347,14 @@ class StopLimitBook:
             for held in group:
                 if held.state == "held" and held.triggered_by(bid, ask):
                     durable = self._begin_trigger(held)
-                    await self._place(held, bid, ask, durable)
+                    # A tracked task, like a feed's trigger: check_once and close wait for it,
+                    # and stopping the watch never cancels a limit order on its way out.
+                    task = asyncio.get_running_loop().create_task(
+                        self._place(held, bid, ask, durable), name=f"trigger-{held.emulated_id}"
+                    )
+                    self._triggers.add(task)
+                    task.add_done_callback(self._triggers.discard)
+                    await asyncio.shield(task)
 
     def _begin_trigger(self, held: HeldOrder) -> asyncio.Future[None]:
         """Synchronously, so a second quote can never trigger the same order twice. Returns the
