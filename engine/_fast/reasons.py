@@ -1,7 +1,8 @@
 """Rejection reasons: turn a pre-validation code into a sentence a trader can act on.
 
-Only called on the rejection path, so it is plain Python shared by the compiled module and its twin
-(there is nothing to gain from compiling string formatting that runs once per refused order).
+The pure implementation (the twin of ``reject_reason`` in engine/_fast/validate.pyx, written
+apart so that tests/fast/test_differential.py compares two implementations of every sentence).
+Only called on the rejection path, so speed is no concern on either side.
 """
 
 from __future__ import annotations

@@ -242,9 +242,13 @@ async def build_engine(
         if a.enabled:
             by_login.setdefault(a.login, []).append(a.alias)
     feeds = login_feeds(venue, by_login, margin=cfg.limits.margin)
+    # Held stop-limit orders live in the journal's database; an older separate file is adopted.
+    adopted = await journal.stop_limits.adopt(state_dir / (journal_path.stem + ".stoplimit.sqlite"))
+    if adopted:
+        log.warning("adopted %d stop-limit row(s) from the older stop-limit database", adopted)
     book = StopLimitBook(
         venue,
-        state_dir / (journal_path.stem + ".stoplimit.sqlite"),
+        journal.stop_limits,
         bus,
         reconciler,
         poll_s=cfg.engine.stop_limit_poll_ms / 1000.0,

@@ -22,17 +22,20 @@ What happens after "proven absent" is the configured policy (``engine.unknown_po
 
 If the venue cannot be read at all before ``max_s`` (every query failed), the result is
 ``UNRESOLVED``: the journal row stays pending and the next start-up reconciles it again.
+
+The settle time, the backoff and ``max_s`` are measured and slept through the injected ``clock``
+(``engine.model.clock``): a test moves a :class:`~engine.model.clock.ManualClock` instead of
+sleeping.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.model.clock import LIVE, Clock
 from engine.model.errors import VenueError
 from engine.venue.protocol import TagMatches, Venue
 
@@ -81,24 +84,28 @@ class Reconciler:
         max_s: float = 30.0,
         first_delay_s: float = 0.05,
         max_delay_s: float = 2.0,
+        clock: Clock = LIVE,
     ) -> None:
         self.venue = venue
+        self._now = clock.monotonic
+        self._sleep = clock.sleep
         self.settle_s = settle_s
         self.max_s = max_s
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
 
     async def resolve(self, account: str, tag: str, sent_at: float | None = None) -> Resolution:
-        """Find the order tagged ``tag`` on ``account``. ``sent_at`` is the ``time.monotonic()``
+        """Find the order tagged ``tag`` on ``account``. ``sent_at`` is the clock's ``monotonic()``
         at which the request went out (None after a restart: the venue has had time already)."""
-        start = time.monotonic()
+        now = self._now
+        start = now()
         settled_after = (sent_at if sent_at is not None else start - self.settle_s) + self.settle_s
         delay = self.first_delay_s
         absent_reads = 0
         attempts = 0
         while True:
             attempts += 1
-            read_at = time.monotonic()
+            read_at = now()
             try:
                 found = await self._look(account, tag)
             except (TimeoutError, VenueError, OSError) as exc:
@@ -112,21 +119,17 @@ class Reconciler:
             else:
                 failed = False
             if found is not None:
-                return Resolution(Verdict.FOUND, *found, attempts, time.monotonic() - start)
+                return Resolution(Verdict.FOUND, *found, attempts, now() - start)
             if not failed:
                 absent_reads = absent_reads + 1 if read_at >= settled_after else 0
                 if absent_reads >= 2:
-                    return Resolution(
-                        Verdict.ABSENT, attempts=attempts, waited_s=time.monotonic() - start
-                    )
-            if time.monotonic() - start >= self.max_s:
-                return Resolution(
-                    Verdict.UNRESOLVED, attempts=attempts, waited_s=time.monotonic() - start
-                )
+                    return Resolution(Verdict.ABSENT, attempts=attempts, waited_s=now() - start)
+            if now() - start >= self.max_s:
+                return Resolution(Verdict.UNRESOLVED, attempts=attempts, waited_s=now() - start)
             wait = delay
             if read_at < settled_after:
-                wait = min(max(delay, settled_after - time.monotonic()), self.max_delay_s)
-            await asyncio.sleep(max(wait, 0.0))
+                wait = min(max(delay, settled_after - now()), self.max_delay_s)
+            await self._sleep(max(wait, 0.0))
             delay = min(delay * 2, self.max_delay_s)
 
     async def _look(self, account: str, tag: str) -> tuple[str | None, str | None, str] | None:

@@ -16,7 +16,7 @@ order round trip.
 Fallback, for a venue without a feed (the in-process PaperVenue): the book polls ``venue.quote``
 for held instruments once per ``poll_s`` (``engine.stop_limit_poll_ms``).
 
-Durable: every held order is a row in its own SQLite file, written before the signal's outcome
+Durable: every held order is a row in the journal's database, written before the signal's outcome
 is recorded, so held orders survive a restart and resume watching. A row goes ``held`` →
 ``triggering`` (written BEFORE the limit order is sent) → ``placed`` (with the venue order id),
 or → ``cancelled`` / ``rejected`` (the venue refused the limit order). An ambiguous placement
@@ -25,27 +25,28 @@ or → ``cancelled`` / ``rejected`` (the venue refused the limit order). An ambi
 settle time would otherwise hold two orders). A ``triggering`` row found at start-up is reconciled
 the same way. A trigger refused by the rate gate before sending goes back to ``held``. Cancel and
 modify of a held order are local; once placed they go to the venue order.
+
+Rows are written by the journal's writer thread (engine.state.stop_limits): the book queues a row
+and awaits its commit wherever a promise depends on it (``hold`` returning, a trigger leaving, a
+cancel being reported), so the event loop never calls SQLite or waits for an fsync itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Protocol
 
 from engine.execution.reconcile import Reconciler, TaggedVenue, Verdict
+from engine.model.clock import LIVE, Clock
 from engine.model.domain import (
     Instrument,
     OrderModification,
     OrderRequest,
     OrderType,
     Priority,
-    ProtectionType,
     Side,
     Validity,
 )
@@ -58,31 +59,12 @@ from engine.model.errors import (
     VenueError,
 )
 from engine.model.events import EventSink
+from engine.state.stop_limits import StopLimitStore, StoredStopLimit
 from engine.tradelocker.quotes import Quote, QuoteCallback, QuoteFeed
 
 log = logging.getLogger(__name__)
 
 EMULATED_PREFIX = "emu-"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stop_limits (
-    emulated_id TEXT PRIMARY KEY,
-    signal_key TEXT NOT NULL,
-    account TEXT NOT NULL,
-    instrument_id INTEGER NOT NULL,
-    side INTEGER NOT NULL,
-    qty REAL NOT NULL,
-    price REAL NOT NULL,
-    stop_price REAL NOT NULL,
-    stop_loss REAL, stop_loss_type INTEGER,
-    take_profit REAL, take_profit_type INTEGER,
-    trailing_offset REAL,
-    tag TEXT NOT NULL,
-    state TEXT NOT NULL,
-    order_id TEXT,
-    created_ns INTEGER NOT NULL
-)
-"""
 
 
 class QuotingVenue(TaggedVenue, Protocol):
@@ -113,7 +95,7 @@ class StopLimitBook:
     def __init__(
         self,
         venue: QuotingVenue,
-        path: str | Path,
+        store: StopLimitStore,
         bus: EventSink,
         reconciler: Reconciler,
         *,
@@ -121,8 +103,12 @@ class StopLimitBook:
         gate_for: Callable[[str], Gate | None] | None = None,
         instrument_for: Callable[[str, int], Instrument | None] | None = None,
         feed_for: Callable[[str], QuoteFeed | None] | None = None,
+        clock: Clock = LIVE,
     ) -> None:
         self.venue = venue
+        self._store = store  # the journal's: ``journal.stop_limits``
+        self._monotonic = clock.monotonic
+        self._sleep = clock.sleep
         self.bus = bus
         self.reconciler = reconciler
         self.poll_s = poll_s
@@ -134,12 +120,8 @@ class StopLimitBook:
         # One callback per feed, so a quote is only matched against orders of that feed's login.
         self._callbacks: dict[QuoteFeed, QuoteCallback] = {}
         self._triggers: set[asyncio.Task[None]] = set()
-        p = str(path)
-        if p != ":memory:":
-            Path(p).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(p, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
+        # A poll round just finished (the fallback watch); a test waits on it, never on time.
+        self.polled = asyncio.Event()
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -148,11 +130,8 @@ class StopLimitBook:
         # A trigger caught by a crash may still be in the venue's hands (a quick restart):
         # "absent" is believed only once the settle time has passed since this start, since the
         # row does not say when it was sent; held again too early, it would be placed twice.
-        started = time.monotonic()
-        rows = self._db.execute(
-            "SELECT * FROM stop_limits WHERE state IN ('held', 'triggering', 'placed')"
-        ).fetchall()
-        for row in rows:
+        started = self._monotonic()
+        for row in await self._store.load():
             held = self._from_row(row)
             if held is None:
                 continue
@@ -177,7 +156,6 @@ class StopLimitBook:
             for iid in {h.request.instrument.tradable_instrument_id for h in self._orders.values()}:
                 feed.remove_callback(iid, callback)
         self._callbacks.clear()
-        self._db.close()
 
     # -- the pipeline's side ----------------------------------------------------------------------
 
@@ -191,7 +169,7 @@ class StopLimitBook:
             raise ValidationError("a stop-limit order needs price and stop_price", request.account)
         emulated_id = EMULATED_PREFIX + request.strategy_tag
         held = HeldOrder(emulated_id, signal_key, request)
-        self._write(held)
+        await self._write(held)
         self._orders[emulated_id] = held
         self._watch_quotes(held)
         return emulated_id
@@ -206,20 +184,24 @@ class StopLimitBook:
                 held.request.account,
             )
         held.state = "cancelled"
-        self._write(held)
+        await self._write(held)
         del self._orders[emulated_id]
         self._release(held)
 
     async def cancel_all(self, account: str, instrument_id: int | None = None) -> None:
+        cancelled: list[HeldOrder] = []
         for held in list(self._orders.values()):
             req = held.request
             if req.account != account or held.state != "held":
                 continue
             if instrument_id is None or req.instrument.tradable_instrument_id == instrument_id:
-                held.state = "cancelled"
-                self._write(held)
-                del self._orders[held.emulated_id]
-                self._release(held)
+                held.state = "cancelled"  # at once: no quote can trigger it from here on
+                cancelled.append(held)
+        # Committed together (one group commit), before the cancel is reported.
+        await asyncio.gather(*(self._write(held) for held in cancelled))
+        for held in cancelled:
+            del self._orders[held.emulated_id]
+            self._release(held)
 
     async def modify(self, emulated_id: str, change: OrderModification) -> None:
         held = self._get(emulated_id)
@@ -244,7 +226,7 @@ class StopLimitBook:
                 else req.trailing_offset
             ),
         )
-        self._write(held)
+        await self._write(held)
 
     def held(self) -> list[HeldOrder]:
         return [h for h in self._orders.values() if h.state == "held"]
@@ -290,9 +272,9 @@ class StopLimitBook:
                 and self._feed_for(req.account) is feed
                 and held.triggered_by(quote.bid, quote.ask)
             ):
-                self._begin_trigger(held)
+                durable = self._begin_trigger(held)
                 task = asyncio.get_running_loop().create_task(
-                    self._place_logged(held, quote.bid, quote.ask),
+                    self._place_logged(held, quote.bid, quote.ask, durable),
                     name=f"trigger-{held.emulated_id}",
                 )
                 self._triggers.add(task)
@@ -317,12 +299,14 @@ class StopLimitBook:
         feed.remove_callback(iid, callback)
 
     async def _watch(self) -> None:
+        sleep, polled = self._sleep, self.polled
         while True:
-            await asyncio.sleep(self.poll_s)
+            await sleep(self.poll_s)
             try:
                 await self._poll_round(with_feeds=False)
             except Exception:  # the watch must outlive one bad round
                 log.exception("stop-limit watch round failed")
+            polled.set()
 
     async def check_once(self) -> int:
         """Check every held order against a quote fetched now; returns how many triggered
@@ -362,22 +346,37 @@ class StopLimitBook:
             bid, ask = pair
             for held in group:
                 if held.state == "held" and held.triggered_by(bid, ask):
-                    self._begin_trigger(held)
-                    await self._place(held, bid, ask)
+                    durable = self._begin_trigger(held)
+                    # A tracked task, like a feed's trigger: check_once and close wait for it,
+                    # and stopping the watch never cancels a limit order on its way out.
+                    task = asyncio.get_running_loop().create_task(
+                        self._place(held, bid, ask, durable), name=f"trigger-{held.emulated_id}"
+                    )
+                    self._triggers.add(task)
+                    task.add_done_callback(self._triggers.discard)
+                    await asyncio.shield(task)
 
-    def _begin_trigger(self, held: HeldOrder) -> None:
-        """Synchronously, so a second quote can never trigger the same order twice."""
+    def _begin_trigger(self, held: HeldOrder) -> asyncio.Future[None]:
+        """Synchronously, so a second quote can never trigger the same order twice. Returns the
+        commit of the ``triggering`` row, which ``_place`` awaits before the order leaves."""
         held.state = "triggering"
-        self._write(held)  # evidence before the order leaves
+        return self._write(held)  # evidence before the order leaves
 
-    async def _place_logged(self, held: HeldOrder, bid: float, ask: float) -> None:
+    async def _place_logged(
+        self, held: HeldOrder, bid: float, ask: float, durable: Awaitable[None]
+    ) -> None:
         try:
-            await self._place(held, bid, ask)
+            await self._place(held, bid, ask, durable)
         except Exception:
             # The row stays "triggering": the next start reconciles it by tag, never resends.
             log.exception("stop-limit %s: trigger failed", held.emulated_id)
 
-    async def _place(self, held: HeldOrder, bid: float, ask: float) -> None:
+    async def _place(
+        self, held: HeldOrder, bid: float, ask: float, durable: Awaitable[None]
+    ) -> None:
+        # No evidence on disk, no order: a failed commit raises here, nothing was sent, and the
+        # row still says "held" for the next start.
+        await durable
         req = held.request
         limit = replace(req, type=OrderType.LIMIT, validity=Validity.GTC, stop_price=None)
         gate = self._gate_for(req.account)
@@ -388,14 +387,14 @@ class StopLimitBook:
                 # Refused before anything was sent: hold it again; the next quote re-triggers it.
                 log.warning("stop-limit %s: no rate budget (%s); held again", held.emulated_id, exc)
                 held.state = "held"
-                self._write(held)
+                await self._write(held)
                 return
-        sent_at = time.monotonic()
+        sent_at = self._monotonic()
         try:
             result = await self.venue.place_order(limit)
         except OrderRejected as exc:
             held.state = "rejected"
-            self._write(held)
+            await self._write(held)
             del self._orders[held.emulated_id]
             self._release(held)
             self._event(held, "stop_limit_rejected", bid, ask, reason=exc.reason)
@@ -406,7 +405,7 @@ class StopLimitBook:
             return
         held.order_id = result.order_id
         held.state = "placed"
-        self._write(held)
+        await self._write(held)
         self._release(held)
         self._event(held, "stop_limit_triggered", bid, ask)
 
@@ -417,7 +416,7 @@ class StopLimitBook:
         if res.verdict is Verdict.FOUND:
             held.order_id = res.order_id
             held.state = "placed"
-            self._write(held)
+            await self._write(held)
             self._release(held)
             self._event(held, "stop_limit_triggered", float("nan"), float("nan"))
         elif res.verdict is Verdict.ABSENT:
@@ -425,7 +424,7 @@ class StopLimitBook:
             # be a resend decided on "absent" alone, and a venue slower than the settle time would
             # then hold two orders: give the order up and say so, like unknown_policy "reject".
             held.state = "failed"
-            self._write(held)
+            await self._write(held)
             del self._orders[held.emulated_id]
             self._release(held)
             self._event(
@@ -468,74 +467,24 @@ class StopLimitBook:
             raise NotFound(f"no working emulated stop-limit order {emulated_id}")
         return held
 
-    def _write(self, held: HeldOrder) -> None:
-        r = held.request
-        self._db.execute(
-            "INSERT INTO stop_limits VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT(emulated_id) DO UPDATE SET state=excluded.state, "
-            "order_id=excluded.order_id, qty=excluded.qty, price=excluded.price, "
-            "stop_price=excluded.stop_price, stop_loss=excluded.stop_loss, "
-            "stop_loss_type=excluded.stop_loss_type, take_profit=excluded.take_profit, "
-            "take_profit_type=excluded.take_profit_type, trailing_offset=excluded.trailing_offset",
-            (
-                held.emulated_id,
-                held.signal_key,
-                r.account,
-                r.instrument.tradable_instrument_id,
-                int(r.side),
-                r.qty,
-                r.price,
-                r.stop_price,
-                r.stop_loss,
-                None if r.stop_loss_type is None else int(r.stop_loss_type),
-                r.take_profit,
-                None if r.take_profit_type is None else int(r.take_profit_type),
-                r.trailing_offset,
-                r.strategy_tag,
-                held.state,
-                held.order_id,
-                time.time_ns(),
-            ),
+    def _write(self, held: HeldOrder) -> asyncio.Future[None]:
+        """Queue the order's row on the journal's writer thread; await it for durability."""
+        return self._store.save(
+            held.emulated_id, held.signal_key, held.request, held.state, held.order_id
         )
 
-    def _from_row(self, row: tuple[Any, ...]) -> HeldOrder | None:
-        (
-            eid,
-            key,
-            account,
-            iid,
-            side,
-            qty,
-            price,
-            stop,
-            sl,
-            slt,
-            tp,
-            tpt,
-            tr,
-            tag,
-            state,
-            oid,
-            _,
-        ) = row
-        inst = self._instrument_for(str(account), int(iid)) if self._instrument_for else None
-        if inst is None:
-            log.error("stop-limit %s: instrument %s unknown on %s; not resumed", eid, iid, account)
-            return None
-        req = OrderRequest(
-            account=str(account),
-            instrument=inst,
-            side=Side(side),
-            type=OrderType.STOP_LIMIT,
-            qty=float(qty),
-            validity=Validity.GTC,
-            strategy_tag=str(tag),
-            price=float(price),
-            stop_price=float(stop),
-            stop_loss=None if sl is None else float(sl),
-            stop_loss_type=None if slt is None else ProtectionType(slt),
-            take_profit=None if tp is None else float(tp),
-            take_profit_type=None if tpt is None else ProtectionType(tpt),
-            trailing_offset=None if tr is None else float(tr),
+    def _from_row(self, row: StoredStopLimit) -> HeldOrder | None:
+        inst = (
+            self._instrument_for(row.account, row.instrument_id) if self._instrument_for else None
         )
-        return HeldOrder(str(eid), str(key), req, str(state), None if oid is None else str(oid))
+        if inst is None:
+            log.error(
+                "stop-limit %s: instrument %s unknown on %s; not resumed",
+                row.emulated_id,
+                row.instrument_id,
+                row.account,
+            )
+            return None
+        return HeldOrder(
+            row.emulated_id, row.signal_key, row.request(inst), row.state, row.order_id
+        )

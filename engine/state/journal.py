@@ -38,37 +38,47 @@ restarts until the window ends, so a second crash during recovery does not forge
 its row is fsynced) for deployments that prefer to pay an fsync per order over a venue lookup
 after a power loss.
 
-The writer thread commits in batches: every write waiting when a commit starts shares it, so under
-load many records cost one fsync, and the event loop never touches SQLite. Intent log segments are
-deleted once every record in them is committed; at open, surviving segments are replayed into
-SQLite first. Rows older than ``retention_s`` are dropped when the journal opens (never a pending
-row); a signal that old is stale by the pipeline's own policy long before it could be replayed.
+The writer thread (engine.state.writer) commits in batches: every write waiting when a commit
+starts shares it, so under load many records cost one fsync, and the event loop never touches
+SQLite. The same database and thread keep the held stop-limit orders
+(engine.state.stop_limits, :attr:`Journal.stop_limits`): one durability story. Intent log
+segments (engine.state.intent_log) are deleted once every record in them is committed; at open,
+surviving segments are replayed into SQLite first. Rows older than ``retention_s`` are dropped
+when the journal opens (never a pending row); a signal that old is stale by the pipeline's own
+policy long before it could be replayed. The run-state file is engine.state.run_state.
+
+Time (row stamps, the suspect window, retention) is read through the injected ``clock``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
 import fcntl
-import itertools
-import mmap
 import os
-import queue
 import sqlite3
-import struct
-import threading
-import time
-import zlib
-from collections.abc import Awaitable, Generator, Iterable
+from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
-
+from engine.model.clock import LIVE, Clock
 from engine.model.domain import Outcome, OutcomeStatus
-from engine.model.errors import EngineError
+from engine.state import stop_limits
+from engine.state.intent_log import IntentLog, IntentRow, encode_intent, intent_frame, read_intents
+from engine.state.run_state import BOOT_ID_PATH, RunState, RunStateFile
+from engine.state.writer import WRITE, JournalError, Writer
+
+__all__ = [
+    "BOOT_ID_PATH",
+    "EntryState",
+    "IntentLog",
+    "Journal",
+    "JournalError",
+    "JournalRecord",
+    "RunState",
+    "intent_frame",
+    "read_intents",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -86,12 +96,6 @@ CREATE TABLE IF NOT EXISTS signals (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS signals_pending ON signals(state) WHERE state = 0;
 """
-
-BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
-
-
-class JournalError(EngineError):
-    """The journal could not make a record durable (disk full, I/O error, closed journal)."""
 
 
 class EntryState(enum.IntEnum):
@@ -135,19 +139,6 @@ class _Settled:
 
 _READY = _Settled()
 
-_BegunRow = tuple[str, str, str, int]  # a begin's parameters: signal_id, account, tag, begun_ns
-
-# One write: the SQL parameters, and the future plus loop to resolve once its batch is committed.
-# A write without a future is fire-and-forget (a ``begin`` already safe in the intent log).
-_Write = tuple[
-    str, tuple[object, ...], "asyncio.Future[None] | None", "asyncio.AbstractEventLoop | None"
-]
-_STOP_SQL = ""
-_RETIRE_SQL = "-- retire intent segment"  # params: (path,); deleted once this batch commits
-_SPARE_SQL = "-- prepare the next intent segment"
-_CONTROL = frozenset({_RETIRE_SQL, _SPARE_SQL})
-_STOP: _Write = (_STOP_SQL, (), None, None)
-
 _BEGIN_SQL = (
     "INSERT INTO signals (signal_id, account, strategy_tag, state, begun_ns) VALUES (?, ?, ?, 0, ?)"
     " ON CONFLICT(signal_id) DO NOTHING"
@@ -159,140 +150,6 @@ _RECORD_SQL = (
     " order_id = excluded.order_id, position_id = excluded.position_id,"
     " reason = excluded.reason, errmsg = excluded.errmsg, decided_ns = excluded.decided_ns"
 )
-
-# Intent frame: payload length, CRC-32 of the payload, then the orjson payload
-# [signal_id, account, strategy_tag, begun_ns]. A torn or corrupt frame ends the replay of its
-# segment: frames are appended in call order by one thread, so a torn frame is the last one,
-# the one whose ``begin`` never returned.
-_FRAME = struct.Struct("<II")
-
-
-def intent_frame(signal_id: str, account: str, strategy_tag: str, begun_ns: int) -> bytes:
-    return _frame((signal_id, account, strategy_tag, begun_ns))
-
-
-def _frame(row: tuple[str, str, str, int]) -> bytes:
-    payload = orjson.dumps(row)
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-def read_intents(data: bytes) -> list[tuple[str, str, str, int]]:
-    """Decode an intent segment; stops at the first torn or corrupt frame."""
-    out: list[tuple[str, str, str, int]] = []
-    pos, end, head = 0, len(data), _FRAME.size
-    while pos + head <= end:
-        size, crc = _FRAME.unpack_from(data, pos)
-        if size == 0:
-            break  # the zero-filled rest of a preallocated segment
-        payload = data[pos + head : pos + head + size]
-        if len(payload) != size or zlib.crc32(payload) != crc:
-            break
-        try:
-            sid, account, tag, begun = orjson.loads(payload)
-        except (orjson.JSONDecodeError, ValueError, TypeError):
-            break
-        out.append((str(sid), str(account), str(tag), int(begun)))
-        pos += head + size
-    return out
-
-
-class IntentLog:
-    """Append-only intent records in memory-mapped segment files ``<name>.intents-*``.
-
-    A segment is made ready before it is used, so that a write through the mapping on the order
-    path is a memory copy and nothing more: zeros are written and ``fdatasync``ed (the blocks
-    exist on disk: a full disk shows up as an error here, never as a SIGBUS on the order path,
-    and no write has to allocate or convert an extent), then every page is touched through the
-    mapping (the first-write fault, which on ext4 may wait for a journal commit, is taken here;
-    measured at about 1 ms on this machine's disk). A segment is zero after its last frame, which
-    is where replay stops. The next segment (the spare) is prepared by the journal's writer
-    thread (:meth:`prepare_spare`), so a rotation on the order path only swaps two mappings.
-    """
-
-    __slots__ = ("_dir", "_map", "_name", "_path", "_pos", "_size", "_spare")
-
-    _names = itertools.count(1)
-
-    def __init__(self, directory: Path, name: str, segment_bytes: int) -> None:
-        if segment_bytes < mmap.PAGESIZE:
-            raise ValueError(
-                f"intent_segment_bytes must be at least {mmap.PAGESIZE}, got {segment_bytes}"
-            )
-        self._dir, self._name, self._size = directory, name, segment_bytes
-        self._path, self._map = self._create()
-        self._pos = 0
-        self._spare: tuple[Path, mmap.mmap] | None = self._create()
-
-    @staticmethod
-    def segments(directory: Path, name: str) -> list[Path]:
-        return sorted(directory.glob(name + ".intents-*"))
-
-    def append(self, frame: bytes) -> Path | None:
-        """Copy one frame in; returns the path of a segment this append filled and left."""
-        end = self._pos + len(frame)
-        retired = None
-        if end > self._size:
-            if len(frame) > self._size:
-                raise ValueError(f"intent record of {len(frame)} bytes exceeds a segment")
-            retired = self._rotate()
-            end = len(frame)
-        self._map[end - len(frame) : end] = frame
-        self._pos = end
-        return retired
-
-    def prepare_spare(self) -> None:
-        """Make the next segment ready if there is none (called from the writer thread)."""
-        if self._spare is None:
-            with contextlib.suppress(OSError):  # the rotation then makes one, or says why not
-                self._spare = self._create()
-
-    def close(self, *, delete: bool) -> None:
-        self._map.close()
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare[1].close()
-            spare[0].unlink(missing_ok=True)
-        if delete:
-            self._path.unlink(missing_ok=True)
-
-    def _rotate(self) -> Path:
-        spare, self._spare = self._spare, None
-        if spare is None:  # the writer has not prepared one yet: pay for it here, once
-            spare = self._create()
-        old_path, old_map = self._path, self._map
-        self._path, self._map = spare
-        self._pos = 0
-        old_map.close()
-        return old_path
-
-    def _create(self) -> tuple[Path, mmap.mmap]:
-        path = self._dir / f"{self._name}.intents-{time.time_ns():020d}-{next(self._names):06d}"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            zeros = bytes(min(self._size, 1 << 16))
-            left = self._size
-            while left > 0:
-                left -= os.write(fd, zeros[: min(left, len(zeros))])
-            os.fdatasync(fd)
-            mapping = mmap.mmap(fd, self._size)
-        except OSError:
-            path.unlink(missing_ok=True)
-            raise
-        finally:
-            os.close(fd)
-        for offset in range(0, self._size, mmap.PAGESIZE):
-            mapping[offset] = 0
-        return path, mapping
-
-
-@dataclass(frozen=True, slots=True)
-class RunState:
-    """What the run-state file says about the previous run, as read at open."""
-
-    unclean: bool  # the previous run never closed the journal
-    rebooted: bool  # ... and the OS restarted since (unflushed intent records may be lost)
-    suspect_before_ns: int  # signals generated before this (epoch ns) may lack their intent
-    suspect_until_ns: int  # until when (epoch ns) :meth:`Journal.suspect` can answer True
 
 
 class Journal:
@@ -314,6 +171,7 @@ class Journal:
         suspect_window_s: float = 3600.0,
         intent_segment_bytes: int = 4 << 20,
         boot_id_path: Path = BOOT_ID_PATH,
+        clock: Clock = LIVE,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, got {synchronous!r}")
@@ -323,18 +181,16 @@ class Journal:
             )
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._max_batch = max_batch
+        self._wall_ns = clock.time_ns  # bound once: ``begin`` is on the order path
         self._fsync_begin = begin_durability == "power"
         # A begun row is held as its SQL parameters (signal_id, account, tag, begun_ns), the
         # tuple ``begin`` builds anyway, and becomes a JournalRecord when first read: building
         # the frozen record cost more than the rest of ``begin`` on the order path.
-        self._index: dict[str, JournalRecord | _BegunRow] = {}
-        self._queue: queue.SimpleQueue[_Write] = queue.SimpleQueue()
-        self._begins: list[tuple[object, ...]] = []
+        self._index: dict[str, JournalRecord | IntentRow] = {}
+        self._begins: list[IntentRow] = []
         self._closed = False
         self._failure: BaseException | None = None
-        self._run_path = self.path.with_name(self.path.name + ".run")
-        self._boot_id = _read_boot_id(boot_id_path)
+        self._run = RunStateFile(self.path.with_name(self.path.name + ".run"), boot_id_path)
         self._lock_fd = _lock(self.path.with_name(self.path.name + ".lock"))
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -344,9 +200,9 @@ class Journal:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={synchronous}")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + stop_limits.SCHEMA)
             replayed = self._replay_intents(conn)
-            cutoff = time.time_ns() - int(retention_s * 1e9)
+            cutoff = self._wall_ns() - int(retention_s * 1e9)
             # Never prune a pending row: it is unresolved evidence, whatever its age.
             conn.execute("DELETE FROM signals WHERE state = 1 AND begun_ns < ?", (cutoff,))
             for row in conn.execute("SELECT * FROM signals"):
@@ -355,15 +211,22 @@ class Journal:
             # Every replayed intent is now a committed (fsynced) row: the segments can go.
             for segment in replayed:
                 segment.unlink(missing_ok=True)
-            self.run_state = self._open_run_state(suspect_window_s)
-            self._intents = IntentLog(self.path.parent, self.path.name, intent_segment_bytes)
+            self.run_state = self._run.open(suspect_window_s, self._wall_ns())
+            self._intents = IntentLog(
+                self.path.parent, self.path.name, intent_segment_bytes, self._wall_ns
+            )
         except (sqlite3.Error, OSError, ValueError) as exc:
             conn.close()
             os.close(self._lock_fd)
             raise JournalError(f"cannot open the journal at {self.path}: {exc}") from exc
-        self._conn = conn
-        self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
-        self._thread.start()
+        self._writer = Writer(conn, max_batch=max_batch, on_failure=self._writer_failed)
+        self.stop_limits = stop_limits.StopLimitStore(self._writer, clock)
+        """The held stop-limit orders, kept in this database by the same writer thread."""
+
+    @property
+    def writer_thread_id(self) -> int | None:
+        """The ident of the one thread that touches this journal's SQLite database."""
+        return self._writer.thread_id
 
     # -- reads (in memory) -------------------------------------------------------------------
 
@@ -392,7 +255,7 @@ class Journal:
             return False
         if generated_ns and generated_ns >= state.suspect_before_ns:
             return False
-        return time.time_ns() < state.suspect_until_ns
+        return self._wall_ns() < state.suspect_until_ns
 
     def __len__(self) -> int:
         return len(self._index)
@@ -414,28 +277,28 @@ class Journal:
             return _Settled(JournalError(f"the journal failed earlier: {self._failure}"))
         if signal_id in self._index:
             return _READY
-        params = (signal_id, account, strategy_tag, time.time_ns())
+        params = (signal_id, account, strategy_tag, self._wall_ns())
         try:
-            retired = self._intents.append(_frame(params))
+            retired = self._intents.append(encode_intent(params))
         except (OSError, ValueError) as exc:
             self._failure = exc
+            self._writer.fail(exc)
             return _Settled(JournalError(f"cannot append to the intent log: {exc}"))
         if retired is not None:
-            # Its rows are all buffered or queued: once they are committed it can go.
+            # Its rows are all buffered or queued: once they are committed it can go, and the
+            # writer thread makes the next spare segment ready.
             self._flush_begins()
-            self._queue.put((_RETIRE_SQL, (str(retired),), None, None))
-            self._queue.put((_SPARE_SQL, (), None, None))
+            self._writer.after_commit(retired.unlink)
+            self._writer.after_commit(self._intents.prepare_spare)
         self._index[signal_id] = params
         if self._fsync_begin:
             self._flush_begins()
-            fut: Awaitable[None] = self._submit(_BEGIN_SQL, params)
-        else:
-            # Not handed to the writer thread yet: waking it here would make it compete for the
-            # GIL with the order on its way to the wire. The row rides along with the next
-            # write that needs a commit anyway (an outcome), or a rotation, or close.
-            self._begins.append(params)
-            fut = _READY
-        return fut
+            return self._writer.write(_BEGIN_SQL, params)
+        # Not handed to the writer thread yet: waking it here would make it compete for the
+        # GIL with the order on its way to the wire. The row rides along with the next write
+        # that needs a commit anyway (an outcome), or a rotation, or close.
+        self._begins.append(params)
+        return _READY
 
     def record(self, outcome: Outcome) -> Awaitable[None]:
         """Record the final outcome of a signal (with or without an earlier ``begin``).
@@ -443,7 +306,7 @@ class Journal:
         Completes once the row is committed and fsynced; only then may the signal be acked.
         """
         prior = self.decided(outcome.signal_id)
-        now = time.time_ns()
+        now = self._wall_ns()
         begun = prior.begun_ns if prior else now
         tag = outcome.strategy_tag or (prior.strategy_tag if prior else "")
         rec = JournalRecord(
@@ -461,7 +324,7 @@ class Journal:
         )
         self._index[outcome.signal_id] = rec
         self._flush_begins()
-        return self._submit(
+        return self._writer.write(
             _RECORD_SQL,
             (
                 rec.signal_id,
@@ -486,16 +349,15 @@ class Journal:
             return
         self._closed = True
         self._flush_begins()
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
+        await self._writer.close()
         # Everything in the intent log is committed now, unless the writer failed: then the
         # segments stay, and the next open replays them.
         self._intents.close(delete=self._failure is None)
         if self._failure is None:
-            self._write_run_state(open_=False)
+            self._run.write(open_=False)
         os.close(self._lock_fd)
 
-    # -- intent log and run state -------------------------------------------------------------
+    # -- internals ----------------------------------------------------------------------------
 
     def _replay_intents(self, conn: sqlite3.Connection) -> list[Path]:
         """Turn intents left by an earlier run into pending rows (committed before returning)."""
@@ -510,126 +372,14 @@ class Journal:
     def _flush_begins(self) -> None:
         """Hand the buffered begin rows to the writer, ahead of whatever is queued next."""
         if self._begins:
+            put = self._writer.queue.put  # the queue itself: no extra frame per row
             for params in self._begins:
-                self._queue.put((_BEGIN_SQL, params, None, None))
+                put((WRITE, _BEGIN_SQL, params, None, None))
             self._begins.clear()
 
-    def _open_run_state(self, window_s: float) -> RunState:
-        prior: dict[str, Any] | None = None
-        with contextlib.suppress(OSError, orjson.JSONDecodeError):
-            loaded = orjson.loads(self._run_path.read_bytes())
-            prior = loaded if isinstance(loaded, dict) else None
-        now = time.time_ns()
-        unclean = bool(prior is not None and prior.get("open", True))
-        same_boot = bool(
-            prior is not None and self._boot_id and prior.get("boot_id") == self._boot_id
-        )
-        rebooted = unclean and not same_boot
-        if rebooted:
-            before, until = now, now + int(window_s * 1e9)
-        else:
-            before = int(prior.get("suspect_before_ns", 0)) if prior else 0
-            until = int(prior.get("suspect_until_ns", 0)) if prior else 0
-            if until <= now:
-                before = until = 0
-        state = RunState(unclean, rebooted, before, until)
-        self.run_state = state
-        self._write_run_state(open_=True)
-        return state
-
-    def _write_run_state(self, *, open_: bool) -> None:
-        """Write the run-state file durably (temp file, fsync, rename, fsync the directory):
-        after a power loss the next start must see that this run was open."""
-        state = self.run_state
-        body = orjson.dumps(
-            {
-                "open": open_,
-                "boot_id": self._boot_id,
-                "pid": os.getpid(),
-                "suspect_before_ns": state.suspect_before_ns,
-                "suspect_until_ns": state.suspect_until_ns,
-            }
-        )
-        tmp = self._run_path.with_name(self._run_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._run_path)
-        _fsync_dir(self._run_path.parent)
-
-    # -- writer thread ------------------------------------------------------------------------
-
-    def _submit(self, sql: str, params: tuple[object, ...]) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        if self._closed:
-            fut.set_exception(JournalError("the journal is closed"))
-        elif self._failure is not None:
-            fut.set_exception(JournalError(f"the journal failed earlier: {self._failure}"))
-        else:
-            self._queue.put((sql, params, fut, loop))
-        return fut
-
-    def _writer(self) -> None:
-        conn = self._conn
-        stopping = False
-        while not stopping:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            writes = [w for w in batch if w[0] and w[0] not in _CONTROL]
-            retired = [w[1][0] for w in batch if w[0] == _RETIRE_SQL]
-            stopping = any(not w[0] for w in batch)
-            error: BaseException | None = None
-            if writes:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    for sql, params, _, _ in writes:
-                        conn.execute(sql, params)
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    error = exc
-                    self._failure = exc
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                _resolve_batch(writes, error)
-            if error is None and self._failure is None:
-                # Every row of a retired segment is committed: the segment is redundant.
-                for path in retired:
-                    with contextlib.suppress(OSError):
-                        os.unlink(str(path))
-            if not stopping and any(w[0] == _SPARE_SQL for w in batch):
-                self._intents.prepare_spare()
-        conn.close()
-
-
-def _resolve_batch(writes: Iterable[_Write], error: BaseException | None) -> None:
-    # One wake-up per loop per batch, not one per write.
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for _, _, fut, loop in writes:
-        if fut is not None and loop is not None:
-            by_loop.setdefault(loop, []).append(fut)
-    for loop, futs in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle, futs, error)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
-
-
-def _settle(futs: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for fut in futs:
-        if fut.done():
-            continue
-        if error is None:
-            fut.set_result(None)
-        else:
-            fut.set_exception(JournalError(f"the journal could not write: {error}"))
+    def _writer_failed(self, exc: BaseException) -> None:
+        # Called on the writer thread; ``begin`` reads it on the loop (a plain attribute).
+        self._failure = exc
 
 
 def _lock(path: Path) -> int:
@@ -651,22 +401,7 @@ def _lock(path: Path) -> int:
     return fd
 
 
-def _read_boot_id(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""  # unknown: every unclean stop is then treated as a possible power loss
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _begun_record(row: _BegunRow) -> JournalRecord:
+def _begun_record(row: IntentRow) -> JournalRecord:
     signal_id, account, strategy_tag, begun_ns = row
     return JournalRecord(signal_id, account, strategy_tag, EntryState.PENDING, begun_ns=begun_ns)
 

@@ -3,7 +3,7 @@ real SQLite journal in a temporary directory."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus
 from engine.model.delivery import Delivery
 from engine.state.journal import Journal
+from engine.state.stop_limits import StopLimitStore
 from engine.venue.paper import PaperVenue
 
 
@@ -68,6 +69,7 @@ async def build(
     multipliers: dict[str, float] | None = None,
     unknown_policy: str = "reject",
     settle_s: float = 0.05,
+    stop_limit_store: Callable[[Journal], StopLimitStore] | None = None,
 ) -> Harness:
     venue = venue or PaperVenue(aliases)
     sessions = [
@@ -84,7 +86,7 @@ async def build(
     reconciler = Reconciler(venue, settle_s=settle_s, max_s=2.0, first_delay_s=0.01)
     book = StopLimitBook(
         venue,
-        tmp_path / "stoplimit.sqlite",
+        journal.stop_limits if stop_limit_store is None else stop_limit_store(journal),
         bus,
         reconciler,
         poll_s=0.01,

@@ -4,17 +4,18 @@ settle rule, the local source, allocation arithmetic."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from engine.execution.accounts import scale_qty
-from engine.execution.reconcile import Reconciler, Verdict
+from engine.execution.reconcile import Reconciler, Resolution, Verdict
 from engine.execution.tags import TAG_LENGTH, TagMint
 from engine.io.sources.local import LocalSignalSource
+from engine.model.clock import ManualClock
 from engine.model.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
 from engine.state.journal import Journal
 from engine.venue.paper import PaperVenue
 from tests.execution.conftest import build
+from tests.fixtures.clock import drive
 
 
 async def test_pending_rows_from_a_crash_are_reconciled_before_new_signals(
@@ -49,28 +50,32 @@ async def test_pending_rows_from_a_crash_are_reconciled_before_new_signals(
 
 async def test_absent_is_only_believed_after_the_settle_time() -> None:
     venue = PaperVenue(["a1"])
-    rec = Reconciler(venue, settle_s=0.3, max_s=5.0, first_delay_s=0.01)
-    sent_at = time.monotonic()
-    res = await rec.resolve("a1", "nothing-here", sent_at)
+    clock = ManualClock()
+    rec = Reconciler(venue, settle_s=0.3, max_s=5.0, first_delay_s=0.01, clock=clock)
+    sent_at = clock.monotonic()
+    res = await drive(clock, rec.resolve("a1", "nothing-here", sent_at))
     assert res.verdict is Verdict.ABSENT
     # Two complete reads without the tag, the later one after the settle time.
     assert res.attempts >= 2
+    assert res.waited_s >= 0.3
 
 
 async def test_an_order_that_appears_late_is_found_not_declared_absent() -> None:
     venue = PaperVenue(["a1"])
     inst = (await venue.instruments("a1"))[0]
-    rec = Reconciler(venue, settle_s=0.3, max_s=5.0, first_delay_s=0.01)
+    clock = ManualClock()
+    rec = Reconciler(venue, settle_s=0.3, max_s=5.0, first_delay_s=0.01, clock=clock)
 
     async def place_late() -> None:
-        await asyncio.sleep(0.1)
+        await clock.sleep(0.1)
         await venue.place_order(
             OrderRequest("a1", inst, Side.SELL, OrderType.MARKET, 0.1, Validity.IOC, "late")
         )
 
-    task = asyncio.ensure_future(place_late())
-    res = await rec.resolve("a1", "late", time.monotonic())
-    await task
+    async def both() -> tuple[None, Resolution]:
+        return await asyncio.gather(place_late(), rec.resolve("a1", "late", clock.monotonic()))
+
+    _, res = await drive(clock, both())
     assert res.verdict is Verdict.FOUND and res.position_id
 
 

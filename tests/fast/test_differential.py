@@ -8,6 +8,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine._fast.codes import RejectCode
 from engine._fast.reasons import reject_reason
 from engine.model.domain import (
     Instrument,
@@ -38,6 +39,24 @@ def test_validation_codes_and_reasons_agree(
     code = c_validate.check_order(req, bid, ask, enabled)
     assert code == py_validate.check_order(req, bid, ask, enabled)
     assert c_validate.reject_reason(code, req, bid, ask) == reject_reason(code, req, bid, ask)
+
+
+def test_the_compiled_reasons_are_an_implementation_of_their_own() -> None:
+    # Compared with itself, the test above could never fail.
+    assert c_validate.reject_reason is not reject_reason
+    assert py_validate.reject_reason is reject_reason
+
+
+@SETTINGS
+@given(orders(), st.sampled_from(list(RejectCode)))
+def test_every_reason_agrees_on_any_order(
+    case: tuple[OrderRequest, float, float], code: RejectCode
+) -> None:
+    # Every sentence, also for orders that break another rule (or none): same text or same error.
+    req, bid, ask = case
+    assert _outcome(c_validate.reject_reason, code, req, bid, ask) == _outcome(
+        reject_reason, code, req, bid, ask
+    )
 
 
 @SETTINGS

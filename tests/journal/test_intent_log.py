@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 
+from engine.model.clock import ManualClock
 from engine.model.domain import Action, Outcome, OutcomeStatus
 from engine.state.journal import IntentLog, Journal, intent_frame, read_intents
 
@@ -128,15 +129,17 @@ async def test_after_a_reboot_older_signals_without_a_row_are_suspect(tmp_path: 
 
 async def test_the_suspect_window_survives_a_second_crash_and_then_ends(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
+    clock = ManualClock()
     crashed_in_another_boot(path)
-    old = time.time_ns() - 1
-    Journal(path, suspect_window_s=0.5)  # dies again, same boot, before the backlog was seen
-    again = Journal(path, suspect_window_s=0.5)
+    old = clock.time_ns() - 1
+    # Dies again, same boot, before the backlog was seen.
+    Journal(path, suspect_window_s=0.5, clock=clock)
+    again = Journal(path, suspect_window_s=0.5, clock=clock)
     assert again.run_state.unclean and not again.run_state.rebooted
     assert again.suspect(old)
     await again.close()
-    await asyncio.sleep(0.6)
-    later = Journal(path, suspect_window_s=0.5)
+    await clock.advance(0.6)
+    later = Journal(path, suspect_window_s=0.5, clock=clock)
     assert not later.suspect(old)
     await later.close()
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
 from engine.model.delivery import Delivery
@@ -62,6 +63,20 @@ async def produce(p: AIOKafkaProducer, topic: str, items: list[tuple[str, str]])
     await asyncio.gather(*futs)
 
 
+def marker_keys(partitions: int) -> list[str]:
+    """One key per partition (Kafka's default murmur2 partitioner, as the producer uses): a
+    marker produced under each lands after everything produced before it, in every partition."""
+    by_partition = {
+        (murmur2(f"marker{i}".encode()) & 0x7FFFFFFF) % partitions: f"marker{i}" for i in range(256)
+    }
+    assert len(by_partition) == partitions, by_partition
+    return list(by_partition.values())
+
+
+def is_marker(d: Delivery) -> bool:
+    return d.payload.startswith(b"marker")
+
+
 async def test_group_consumer_resumes_after_the_last_acked_signal(
     kafka_broker: str, kafka_topic: TopicFactory, producer: AIOKafkaProducer
 ) -> None:
@@ -82,17 +97,19 @@ async def test_group_consumer_resumes_after_the_last_acked_signal(
     assert first.commits >= 1
 
     await produce(producer, topic, [(f"acct{i % 3}", f"s{i}") for i in range(10, 15)])
+    # Markers after the new signals in both partitions: anything redelivered comes before them.
+    await produce(producer, topic, [(key, f"marker-{key}") for key in marker_keys(2)])
     second = source(kafka_broker, topic, "g-resume")
     await second.start()
     again: list[Delivery] = []
     task = asyncio.create_task(drain(second, again))
-    await wait_for(lambda: len(again) == 5, "the 5 new deliveries")
-    await asyncio.sleep(0.5)  # anything redelivered would show up now
+    await wait_for(lambda: sum(map(is_marker, again)) == 2, "the markers of both partitions")
     await second.close()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    assert sorted(d.payload for d in again) == sorted(f"s{i}".encode() for i in range(10, 15))
+    signals = [d for d in again if not is_marker(d)]
+    assert sorted(d.payload for d in signals) == sorted(f"s{i}".encode() for i in range(10, 15))
 
 
 async def test_unacked_signal_is_redelivered_and_later_acks_do_not_skip_it(
@@ -162,15 +179,17 @@ async def test_two_consumers_split_partitions_and_survivor_takes_over_without_lo
     tasks["a"].cancel()
     await wait_for(lambda: len(b.assigned) == 4, "b owning all 4 partitions")
     await produce(producer, topic, [(accounts[i % 16], f"s{i}") for i in range(200, 300)])
-    await wait_for(lambda: len(acked["a"]) + len(acked["b"]) >= 300, "300 deliveries")
-    await asyncio.sleep(1.0)  # a duplicate would arrive now
+    # Markers after them in all 4 partitions: a duplicate (a redelivery from b's start offsets)
+    # would arrive before the marker of its partition.
+    await produce(producer, topic, [(key, f"marker-{key}") for key in marker_keys(4)])
+    await wait_for(lambda: sum(map(is_marker, acked["b"])) == 4, "the markers of all partitions")
     await b.close()
     tasks["b"].cancel()
     for t in tasks.values():
         with contextlib.suppress(asyncio.CancelledError):
             await t
 
-    payloads = [d.payload for d in acked["a"] + acked["b"]]
+    payloads = [d.payload for d in acked["a"] + acked["b"] if not is_marker(d)]
     assert sorted(payloads) == sorted(f"s{i}".encode() for i in range(300))  # once each
     assert any(len(p) == 4 for p in assigned["b"])
     assert revoked["a"], "a's partitions were revoked when it left"

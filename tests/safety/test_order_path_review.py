@@ -4,7 +4,9 @@ lost a signal's outcome, run against the in-process sandbox and the daemon's own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,34 @@ def _tagged(live: Live, tag: str) -> int:
     return sum(1 for o in live.sim_orders(1) if o.strategy_id == tag)
 
 
+@contextlib.contextmanager
+def place_arrivals(sandbox: Sandbox) -> Iterator[asyncio.Event]:
+    """An event set when an order POST reaches the sandbox (before its injected latency): the
+    marker that an order is in the venue's hands. The sandbox's fault injector is scripted for
+    it, as ``fires`` is below; restored on exit."""
+    faults = sandbox.faults
+    latency_for = faults.latency_for
+    arrived = asyncio.Event()
+
+    def noting(op: str) -> float:
+        if op == "PLACE_ORDER":
+            arrived.set()
+        return latency_for(op)
+
+    faults.latency_for = noting  # type: ignore[method-assign]
+    try:
+        yield arrived
+    finally:
+        faults.latency_for = latency_for  # type: ignore[method-assign]
+
+
+async def poll_rounds(book: StopLimitBook, rounds: int) -> None:
+    """Wait until the book's quote watch has completed ``rounds`` more rounds."""
+    for _ in range(rounds):
+        book.polled.clear()
+        await asyncio.wait_for(book.polled.wait(), 30)  # a hang guard, not a speed assertion
+
+
 async def test_a_restart_right_after_a_crash_waits_the_settle_time_before_calling_an_order_absent(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -59,11 +89,12 @@ async def test_a_restart_right_after_a_crash_waits_the_settle_time_before_callin
     other_dir.mkdir()
     crashed = await _engine(sandbox, other_dir, settle_s=0.3, max_s=15.0)
     sandbox.faults.update({"latency": {"PLACE_ORDER": 3000}})
-    crashed.send(
-        id="slow", ts=ts_ms, account="a1", action="place", symbol="EURUSD", type="market",
-        side="buy", qty=0.01,
-    )  # fmt: skip
-    await asyncio.sleep(0.2)
+    with place_arrivals(sandbox) as arrived:
+        crashed.send(
+            id="slow", ts=ts_ms, account="a1", action="place", symbol="EURUSD", type="market",
+            side="buy", qty=0.01,
+        )  # fmt: skip
+        await asyncio.wait_for(arrived.wait(), 30)
     assert _tagged(crashed, tag) == 0  # still in the venue's hands
 
     restarted = await _engine(sandbox, tmp_path, settle_s=4.0, max_s=15.0)
@@ -122,13 +153,16 @@ async def test_a_stop_limit_caught_mid_trigger_by_a_quick_restart_is_not_placed_
     live = await _engine(sandbox, tmp_path, settle_s=0.3, max_s=15.0)
     venue = live.engine.venue
     inst = live.engine.accounts["a1"].instruments_by_name["EURUSD"]
-    path = tmp_path / "held.stoplimit.sqlite"
+    path = tmp_path / "held" / "journal.sqlite"
+    journals: list[Journal] = []
 
     def book() -> StopLimitBook:
-        # The daemon's wiring without a quote feed: the book polls venue.quote itself.
+        # The daemon's wiring without a quote feed: the book polls venue.quote itself. Each
+        # book opens the journal as a new process would (the first one is not closed first).
         reconciler = Reconciler(venue, settle_s=4.0, max_s=15.0, first_delay_s=0.05)
+        journals.append(Journal(path))
         return StopLimitBook(
-            venue, path, live.engine.bus, reconciler, poll_s=0.05,
+            venue, journals[-1].stop_limits, live.engine.bus, reconciler, poll_s=0.05,
             instrument_for=lambda alias, iid: inst if iid == inst.tradable_instrument_id else None,
         )  # fmt: skip
 
@@ -153,17 +187,20 @@ async def test_a_stop_limit_caught_mid_trigger_by_a_quick_restart_is_not_placed_
     # meanwhile and the next one opens the same book at once, its row still "triggering".
     sandbox.faults.update({"latency": {"PLACE_ORDER": 3000}})
     sandbox.state.set_price("EURUSD", bid=1.2, ask=1.2001)
-    triggering = asyncio.ensure_future(first.check_once())
-    await asyncio.sleep(0.3)
+    with place_arrivals(sandbox) as arrived:
+        triggering = asyncio.ensure_future(first.check_once())
+        await asyncio.wait_for(arrived.wait(), 30)
     assert _tagged(live, tag) == 0
 
     second = book()
     await second.start()
     await triggering
-    await asyncio.sleep(0.5)  # a re-held order would trigger on the next poll
+    await poll_rounds(second, 2)  # a re-held order would trigger on the next poll
     await second.close()
     sandbox.faults.clear()
     await first.close()
+    for journal in journals:
+        await journal.close()
     await live.engine.stop()
 
     assert _tagged(live, tag) == 1, "the triggered limit order was placed twice"
@@ -211,8 +248,9 @@ async def test_a_signal_taken_over_while_the_other_process_is_still_sending_it_i
     }  # fmt: skip
     here.engine.pipeline._started -= 60.0  # started a minute ago (reconciliation settles from it)
     sandbox.faults.update({"latency": {"PLACE_ORDER": 3000}})
-    other.send(**signal)
-    await asyncio.sleep(0.2)
+    with place_arrivals(sandbox) as arrived:
+        other.send(**signal)
+        await asyncio.wait_for(arrived.wait(), 30)  # the other's POST is in the venue's hands
     here.engine.pipeline.submit(Delivery(orjson.dumps(signal), 0, owned_since_ns=time.time_ns()))
     await here.engine.pipeline.drain()
     await other.engine.pipeline.drain()

@@ -87,7 +87,8 @@ async def test_subscribe_is_acked_then_snapshot_then_sync_end_then_deltas(
 
 
 async def test_unsubscribe_stops_the_deltas(sandbox: StreamsSandbox) -> None:
-    tok = (await tokens(sandbox))["700002"]
+    all_tokens = await tokens(sandbox)
+    tok = all_tokens["700002"]
     ref = Reference()
     await ref.connect(sandbox, sandbox.api_key)
     try:
@@ -102,8 +103,15 @@ async def test_unsubscribe_stops_the_deltas(sandbox: StreamsSandbox) -> None:
         )
         assert ack["status"] == "ok"
         assert sandbox.streams.subscribed_accounts() == {ref.sio.get_sid(NS): set()}
+        # The marker: another account, still subscribed on the same connection. Its delta is
+        # sent after anything the place on 700002 could have sent, on the same ordered stream.
+        marker_body = {**body, "token": all_tokens["700001"].token, "accountId": "700001"}
+        await ref.sio.call("subscriptions", marker_body, namespace=NS, timeout=5)
+        await ref.until_sync_end()
         sandbox.place("700002", "buy", 0.01)
-        await asyncio.sleep(0.2)  # long enough for a delta to arrive if one were sent
+        marker_id = sandbox.place("700001", "sell", 0.01, type="limit", price=5.0)
+        first = await asyncio.wait_for(ref.stream.get(), 5)
+        assert first["type"] == "OpenOrder" and first["orderId"] == marker_id, first
         assert ref.stream.empty()
     finally:
         await ref.sio.disconnect()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import select
 import shutil
 import socket
@@ -34,7 +35,15 @@ from engine.tradelocker.rest import ConnectionSettings, RestClient, Timeouts
 from engine.tradelocker.venue import AccountSpec, TradeLockerVenue
 from engine.tradelocker.wire import NotSent, OrderConnections, SentNoReply, client_ssl_context
 from tests.fixtures.tradelocker import started
-from tests.tradelocker.sandbox import ACCOUNT_IDS, EMAIL, PASSWORD, SERVER, running_sandbox
+from tests.fixtures.waiting import eventually
+from tests.tradelocker.sandbox import (
+    ACCOUNT_IDS,
+    EMAIL,
+    PASSWORD,
+    SERVER,
+    Sandbox,
+    running_sandbox,
+)
 
 ACCOUNT_ID = ACCOUNT_IDS[0]
 LEAN = ConnectionSettings(order_transport="lean", order_connections=2)
@@ -81,6 +90,37 @@ def market(instrument: Instrument, tag: str) -> OrderRequest:
     )
 
 
+@contextlib.contextmanager
+def counting_finished_orders(sandbox: Sandbox) -> Iterator[list[int]]:
+    """A counter (``[n]``) of order POSTs the sandbox is done with, whether it placed the order
+    (its fault injector is asked about ``dropAfterAccept`` right after the handler ran: scripted
+    here to count that) or failed reading a request whose client had gone (it logs that)."""
+    finished = [0]
+    faults = sandbox.state.faults
+    fires = faults.fires
+
+    def counting(kind: str, op: str) -> bool:
+        if kind == "dropAfterAccept" and op == "PLACE_ORDER":
+            finished[0] += 1
+        return fires(kind, op)
+
+    class FailedOrders(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if text.startswith("sandbox failed on POST") and text.endswith("/orders"):
+                finished[0] += 1
+
+    faults.fires = counting  # type: ignore[method-assign]
+    handler = FailedOrders()
+    sandbox_log = logging.getLogger("sandbox.app")
+    sandbox_log.addHandler(handler)
+    try:
+        yield finished
+    finally:
+        sandbox_log.removeHandler(handler)
+        faults.fires = fires  # type: ignore[method-assign]
+
+
 def order_pool(venue: TradeLockerVenue) -> OrderConnections:
     pool = venue.client("acct").orders_transport
     assert pool is not None, "the lean transport is the default"
@@ -102,6 +142,8 @@ class ScriptedServer:
     _sock: socket.socket = field(init=False)
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    # Set once the server has closed a connection on its side (a test's marker).
+    closed_connection: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -134,6 +176,13 @@ class ScriptedServer:
             t.start()
 
     def _serve(self, conn: socket.socket, conn_no: int) -> None:
+        try:
+            self._exchange(conn, conn_no)
+        finally:
+            conn.close()
+            self.closed_connection.set()
+
+    def _exchange(self, conn: socket.socket, conn_no: int) -> None:
         buf = b""
         request_no = 0
         conn.settimeout(0.1)
@@ -221,7 +270,10 @@ async def test_orders_after_the_server_closed_idle_connections_go_out_once_on_fr
         instrument = await venue.instrument("acct", "EURUSD")
         pool = order_pool(venue)
         opened = pool.opened
-        await asyncio.sleep(0.6)  # longer than the server's idle keep-alive timeout
+        # The server's idle keep-alive timeout (0.2 s) closes them: the client's loop sees it.
+        await eventually(
+            lambda: all(conn.closed for conn in pool._open), "the server closing idle connections"
+        )
         for i in range(3):
             placed = await venue.place_order(market(instrument, f"widle{i}"))
             assert placed.order_id
@@ -238,12 +290,15 @@ async def test_a_timed_out_order_is_unknown_and_its_connection_is_never_reused()
         instrument = await venue.instrument("acct", "EURUSD")
         pool = order_pool(venue)
         sandbox.state.faults.update({"latency": {"PLACE_ORDER": 600}})
-        with pytest.raises(OutcomeUnknown):
-            await venue.place_order(market(instrument, "wslow1"))
-        assert pool.discarded == 1
-        sandbox.state.faults.clear()
-        assert (await venue.place_order(market(instrument, "wslow2"))).order_id
-        await asyncio.sleep(0.8)  # let the slow one finish at the venue, if it does
+        with counting_finished_orders(sandbox) as finished:
+            with pytest.raises(OutcomeUnknown):
+                await venue.place_order(market(instrument, "wslow1"))
+            assert pool.discarded == 1
+            sandbox.state.faults.clear()
+            assert (await venue.place_order(market(instrument, "wslow2"))).order_id
+            # Let the slow one finish at the venue, if it does: wait until the sandbox is done
+            # with both POSTs (placed, or failed reading the abandoned one).
+            await eventually(lambda: finished[0] == 2, "the sandbox done with both order POSTs")
         assert len(sandbox.orders_tagged(ACCOUNT_ID, "wslow1")) <= 1
         assert len(sandbox.orders_tagged(ACCOUNT_ID, "wslow2")) == 1
 
@@ -335,14 +390,16 @@ async def test_a_body_cut_short_is_sent_no_reply_and_never_resent(
     scripted: Callable[..., ScriptedServer],
 ) -> None:
     cut = b'HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{"s":"ok","d":{"ord'
-    server = scripted(lambda conn, n: (cut, "close"))
+    server = scripted(lambda conn, n: (cut, "close") if conn == 1 else (OK_REPLY, "keep"))
     pool = OrderConnections(server.url, size=1)
     await pool.start()
     try:
         with pytest.raises(SentNoReply):
             await pool.round_trip(ORDER, 2.0)
-        await asyncio.sleep(0.1)
-        assert len(server.requests) == 1
+        # A marker through the same one-connection pool: a resend would have gone out before it.
+        assert (await pool.round_trip(PING, 2.0)).status == 200
+        assert [request for _, _, request in server.requests] == [ORDER, PING]
+        assert sum(1 for _, _, request in server.requests if request == ORDER) == 1
     finally:
         await pool.close()
 
@@ -373,8 +430,9 @@ async def test_a_connection_closed_by_the_server_unnoticed_is_not_written_to(
     try:
         assert (await pool.round_trip(ORDER, 2.0)).status == 200
         # Hold the event loop still (on purpose) while the server closes: the FIN waits unread
-        # in the kernel, where only the pre-write check can see it.
-        time.sleep(0.3)  # noqa: ASYNC251
+        # in the kernel, where only the pre-write check can see it. A blocking wait on the
+        # server thread's own signal that it closed the connection (a hang guard of 10 s).
+        assert server.closed_connection.wait(10)
         reply = await pool.round_trip(ORDER, 2.0)
         assert reply.status == 200
         # The second order went out once, on a new connection; the dead one got nothing.

@@ -186,12 +186,21 @@ async def test_writing_the_refresh_token_is_not_a_credential_change(
 ) -> None:
     put_login(root, prefix, "ftmo1", email="e@x.y", password="pw", server="S")
     await store.credentials("ftmo1")
+    # A marker login, watched after ftmo1's login (a poll round reads paths in watch order).
+    put_login(root, prefix, "marker", email="e@x.y", password="m0", server="S")
+    await store.credentials("marker")
     changed: list[str] = []
     store.on_change(changed.append)
     await store.save_refresh_token("ftmo1", "r1")
     put_login(root, prefix, "other", email="e@x.y", password="pw", server="S")
-    await asyncio.sleep(1.0)  # five poll rounds
-    assert changed == []
+    # Two marker changes, one after the other. The round that reported the first read the
+    # marker, and every path watched after it, after the writes above; the round that reports
+    # the second began after that one ended, and read every path watched before the marker.
+    # By then any change the writes above caused has been reported.
+    for n in (1, 2):
+        put_login(root, prefix, "marker", email="e@x.y", password=f"m{n}", server="S")
+        await wait_for(lambda n=n: changed.count("login:marker") == n, f"marker change {n}")
+    assert [ref for ref in changed if ref != "login:marker"] == []
 
 
 async def test_unreachable_vault_is_a_clear_error() -> None:
@@ -223,10 +232,13 @@ async def test_no_secret_reaches_a_log_line_or_an_error(
     try:
         creds = await store.credentials("acct")
         await store.save_refresh_token("acct", "leak-refresh-789")
+        changed: list[str] = []
+        store.on_change(changed.append)
         put_login(
             root, prefix, "acct", email="leak-email@x.y", password="leak-password-2", server="S"
         )
-        await asyncio.sleep(0.5)
+        # The poll notices the change (and logs what it logs about it) before the text is read.
+        await wait_for(lambda: "login:acct" in changed, "the change to be noticed")
         errors = []
         for bad in ("vault:secret/nope/x#y", f"vault:secret/{prefix}/logins/acct#nofield"):
             with pytest.raises(SecretError) as info:
