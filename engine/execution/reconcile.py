@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.execution.settings import ReconcileSettings
 from engine.model.errors import VenueError
 from engine.venue.protocol import TagMatches, Venue
 
@@ -87,6 +88,10 @@ class Reconciler:
         self.max_s = max_s
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
+
+    @classmethod
+    def from_settings(cls, venue: TaggedVenue, settings: ReconcileSettings) -> Reconciler:
+        return cls(venue, settle_s=settings.settle_s, max_s=settings.max_s)
 
     async def resolve(self, account: str, tag: str, sent_at: float | None = None) -> Resolution:
         """Find the order tagged ``tag`` on ``account``. ``sent_at`` is the ``time.monotonic()``

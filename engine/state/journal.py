@@ -69,6 +69,7 @@ import orjson
 
 from engine.model.domain import Outcome, OutcomeStatus
 from engine.model.errors import EngineError
+from engine.state.settings import JournalSettings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -325,6 +326,8 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._max_batch = max_batch
         self._fsync_begin = begin_durability == "power"
+        self.begin_durability = begin_durability
+        self.suspect_window_s = suspect_window_s
         # A begun row is held as its SQL parameters (signal_id, account, tag, begun_ns), the
         # tuple ``begin`` builds anyway, and becomes a JournalRecord when first read: building
         # the frozen record cost more than the rest of ``begin`` on the order path.
@@ -364,6 +367,15 @@ class Journal:
         self._conn = conn
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def from_settings(cls, settings: JournalSettings) -> Journal:
+        """The journal the config's ``[engine]`` journal keys describe."""
+        return cls(
+            settings.path,
+            begin_durability=settings.begin_durability,
+            suspect_window_s=settings.suspect_window_s,
+        )
 
     # -- reads (in memory) -------------------------------------------------------------------
 

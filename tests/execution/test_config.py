@@ -79,7 +79,7 @@ def test_a_password_pasted_into_the_file_is_refused_without_echoing_it() -> None
         ({"groups": {"a1": {"members": ["a2"]}}}, "same name as an account"),
         ({"sources": [{"kind": "kafka", "topic": "t"}]}, "needs bootstrap, topic and group_id"),
         ({"sources": [{"kind": "mq"}]}, "sources[0].kind must be one of"),
-        ({"limits": {"margin": 1.5}}, "limits.margin must be at most 1.0"),
+        ({"limits": {"share": 1.5}}, "limits.share must be at most 1.0"),
         ({"engine": {"unknown_policy": "retry"}}, "engine.unknown_policy must be one of"),
         ({"engine": {"control_port": 70000}}, "engine.control_port must be an integer from 0"),
     ],
@@ -105,4 +105,4 @@ def test_begin_durability_must_be_process_or_power_and_names_the_key(tmp_path: P
         load_config(bad)
     good = tmp_path / "good.toml"
     good.write_text(src.replace("[engine]", '[engine]\nbegin_durability = "power"', 1))
-    assert load_config(good).engine.begin_durability == "power"
+    assert load_config(good).journal.begin_durability == "power"
