@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
+from engine.app import config_values as v
 from engine.execution.settings import (
     AccountSettings,
     Allocation,
@@ -52,8 +52,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-SECRET_SCHEMES = ("env:", "file:", "vault:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +87,8 @@ SinkConfig = SinkSettings
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The whole configuration: each component's section, as the daemon hands it out."""
+
     logins: dict[str, LoginConfig]
     accounts: dict[str, AccountSettings]
     groups: dict[str, GroupSettings] = field(default_factory=dict)
@@ -110,122 +110,6 @@ class Config:
         return frozenset(self.accounts) | frozenset(self.groups)
 
 
-# --- value checks: (the key's full name, the TOML value) -> the settings value --------------------
-
-Check = Callable[[str, Any], Any]
-
-
-def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    if not value:
-        raise ConfigError(f"{key} must not be empty")
-    return value
-
-
-def _flag(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    return value
-
-
-def _secret(key: str, value: Any) -> str:
-    if not _text(key, value).startswith(SECRET_SCHEMES):
-        # Say nothing about the value itself: it may be the secret pasted in by mistake.
-        raise ConfigError(
-            f"{key} must be a secret reference (env:NAME, file:/path or vault:path#field), "
-            "never the secret itself"
-        )
-    return str(value)
-
-
-def _local_secret(key: str, value: Any) -> str:
-    """A reference the engine can read before Vault is open: the Vault credentials."""
-    if _secret(key, value).startswith("vault:"):
-        raise ConfigError(f"{key} must be an env: or file: reference (Vault cannot unlock itself)")
-    return str(value)
-
-
-def _url(schemes: tuple[str, ...], example: str) -> Check:
-    def check(key: str, value: Any) -> str:
-        if not _text(key, value).startswith(schemes):
-            raise ConfigError(f"{key} must start with {schemes[0]} (e.g. {example})")
-        return str(value).rstrip("/")
-
-    return check
-
-
-def _whole(lo: int, hi: int | None = None, hint: str = "") -> Check:
-    def check(key: str, value: Any) -> int:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < lo
-            or (hi is not None and value > hi)
-        ):
-            if hi is None and lo == 1:
-                wanted = "a positive integer"
-            elif hi is None:
-                wanted = f"an integer of at least {lo}"
-            else:
-                wanted = f"an integer from {lo} to {hi}"
-            raise ConfigError(f"{key} must be {wanted}{hint}, got {value!r}")
-        return value
-
-    return check
-
-
-def _number(most: float | None = None, why: str = "") -> Check:
-    """A positive, finite number (at most ``most``, when given)."""
-
-    def check(key: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ConfigError(f"{key} must be a positive number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key} must be finite")
-        if most is not None and value > most:
-            raise ConfigError(f"{key} must be at most {most} ({why}), got {value!r}")
-        return float(value)
-
-    return check
-
-
-def _one_of(choices: Any) -> Check:
-    """One of a ``Literal`` type's values (the settings module's type is the list)."""
-    allowed: tuple[str, ...] = get_args(choices)
-
-    def check(key: str, value: Any) -> str:
-        if value not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
-        return str(value)
-
-    return check
-
-
-def _account_id(key: str, value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.isdigit():
-        raise ConfigError(f"{key} must be the numeric TradeLocker account id")
-    return value
-
-
-def _members(key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
-        raise ConfigError(f"{key} must be a non-empty list of account aliases")
-    if len(set(value)) != len(value):
-        raise ConfigError(f"{key} lists an account twice")
-    return tuple(value)
-
-
-def _weights(key: str, value: Any) -> tuple[float, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in value
-    ):
-        raise ConfigError(f"{key} must list one positive number per member")
-    return tuple(float(w) for w in value)
-
-
 # --- the keys -------------------------------------------------------------------------------------
 
 
@@ -235,7 +119,7 @@ class Key:
 
     settings: type
     field: str
-    check: Check
+    check: v.Check
 
     @property
     def default(self) -> Any:
@@ -251,80 +135,80 @@ class Key:
 
 
 ENGINE_KEYS = {
-    "journal_path": Key(JournalSettings, "path", _text),
-    "state_dir": Key(JournalSettings, "state_dir", _text),
-    "begin_durability": Key(JournalSettings, "begin_durability", _one_of(BeginDurability)),
-    "suspect_window_s": Key(JournalSettings, "suspect_window_s", _number()),
-    "control_host": Key(ControlSettings, "host", _text),
-    "control_port": Key(ControlSettings, "port", _whole(0, 65535)),
-    "control_token": Key(ControlSettings, "token", _secret),
-    "max_signal_age_ms": Key(PipelineSettings, "max_signal_age_ms", _whole(0, 3_600_000)),
-    "max_qty_lots": Key(PipelineSettings, "max_qty_lots", _number()),
-    "unknown_policy": Key(PipelineSettings, "unknown_policy", _one_of(UnknownPolicy)),
-    "stop_limit_poll_ms": Key(StopLimitSettings, "poll_ms", _whole(10, 60_000)),
-    "order_connections": Key(AdapterSettings, "order_connections", _whole(1, 16)),
+    "journal_path": Key(JournalSettings, "path", v.text),
+    "state_dir": Key(JournalSettings, "state_dir", v.text),
+    "begin_durability": Key(JournalSettings, "begin_durability", v.one_of(BeginDurability)),
+    "suspect_window_s": Key(JournalSettings, "suspect_window_s", v.positive()),
+    "control_host": Key(ControlSettings, "host", v.text),
+    "control_port": Key(ControlSettings, "port", v.whole(0, 65535)),
+    "control_token": Key(ControlSettings, "token", v.secret_ref),
+    "max_signal_age_ms": Key(PipelineSettings, "max_signal_age_ms", v.whole(0, 3_600_000)),
+    "max_qty_lots": Key(PipelineSettings, "max_qty_lots", v.positive()),
+    "unknown_policy": Key(PipelineSettings, "unknown_policy", v.one_of(UnknownPolicy)),
+    "stop_limit_poll_ms": Key(StopLimitSettings, "poll_ms", v.whole(10, 60_000)),
+    "order_connections": Key(AdapterSettings, "order_connections", v.whole(1, 16)),
 }
 TIMEOUT_KEYS = {
-    "order_s": Key(AdapterSettings, "order_s", _number()),
-    "query_s": Key(AdapterSettings, "query_s", _number()),
-    "reconcile_settle_s": Key(ReconcileSettings, "settle_s", _number()),
-    "reconcile_max_s": Key(ReconcileSettings, "max_s", _number()),
+    "order_s": Key(AdapterSettings, "order_s", v.positive()),
+    "query_s": Key(AdapterSettings, "query_s", v.positive()),
+    "reconcile_settle_s": Key(ReconcileSettings, "settle_s", v.positive()),
+    "reconcile_max_s": Key(ReconcileSettings, "max_s", v.positive()),
 }
 LIMIT_KEYS = {
-    "share": Key(LimitsSettings, "share", _number(1.0, "the share of the venue's limit used")),
-    "queue_size": Key(LimitsSettings, "queue_size", _whole(1, 1_000_000)),
-    "breaker_failures": Key(LimitsSettings, "breaker_failures", _whole(1, 1_000)),
+    "share": Key(LimitsSettings, "share", v.positive(1.0, "the share of the venue's limit used")),
+    "queue_size": Key(LimitsSettings, "queue_size", v.whole(1, 1_000_000)),
+    "breaker_failures": Key(LimitsSettings, "breaker_failures", v.whole(1, 1_000)),
     # The breaker doubles its cool-down after a failed probe up to 60 s, so it starts below.
     "breaker_cooldown_s": Key(
-        LimitsSettings, "breaker_cooldown_s", _number(60.0, "the breaker's longest cool-down")
+        LimitsSettings, "breaker_cooldown_s", v.positive(60.0, "the breaker's longest cool-down")
     ),
 }
 VAULT_KEYS = {
-    "address": Key(VaultSettings, "address", _url(("https://", "http://"), "https://vault:8200")),
-    "token": Key(VaultSettings, "token", _local_secret),
-    "role_id": Key(VaultSettings, "role_id", _text),
-    "secret_id": Key(VaultSettings, "secret_id", _local_secret),
-    "kv_mount": Key(VaultSettings, "kv_mount", _text),
-    "prefix": Key(VaultSettings, "prefix", _text),
-    "namespace": Key(VaultSettings, "namespace", _text),
+    "address": Key(VaultSettings, "address", v.url(("https://", "http://"), "https://vault:8200")),
+    "token": Key(VaultSettings, "token", v.local_secret_ref),
+    "role_id": Key(VaultSettings, "role_id", v.text),
+    "secret_id": Key(VaultSettings, "secret_id", v.local_secret_ref),
+    "kv_mount": Key(VaultSettings, "kv_mount", v.text),
+    "prefix": Key(VaultSettings, "prefix", v.text),
+    "namespace": Key(VaultSettings, "namespace", v.text),
 }
 LOGIN_KEYS = {
     "base_url": Key(
-        LoginConfig, "base_url", _url(("https://", "http://"), "https://demo.tradelocker.com")
+        LoginConfig, "base_url", v.url(("https://", "http://"), "https://demo.tradelocker.com")
     ),
-    "server": Key(LoginConfig, "server", _text),
-    "email": Key(LoginConfig, "email", _secret),
-    "password": Key(LoginConfig, "password", _secret),
-    "developer_api_key": Key(LoginConfig, "developer_api_key", _secret),
+    "server": Key(LoginConfig, "server", v.text),
+    "email": Key(LoginConfig, "email", v.secret_ref),
+    "password": Key(LoginConfig, "password", v.secret_ref),
+    "developer_api_key": Key(LoginConfig, "developer_api_key", v.secret_ref),
     "stream_url": Key(
-        LoginConfig, "stream_url", _url(("wss://", "ws://"), "wss://api.tradelocker.com")
+        LoginConfig, "stream_url", v.url(("wss://", "ws://"), "wss://api.tradelocker.com")
     ),
 }
 ACCOUNT_KEYS = {
-    "login": Key(AccountSettings, "login", _text),
-    "account_id": Key(AccountSettings, "account_id", _account_id),
-    "acc_num": Key(AccountSettings, "acc_num", _whole(1, hint=" (1 = the first account)")),
-    "enabled": Key(AccountSettings, "enabled", _flag),
-    "multiplier": Key(AccountSettings, "multiplier", _number()),
+    "login": Key(AccountSettings, "login", v.text),
+    "account_id": Key(AccountSettings, "account_id", v.account_id),
+    "acc_num": Key(AccountSettings, "acc_num", v.whole(1, hint=" (1 = the first account)")),
+    "enabled": Key(AccountSettings, "enabled", v.flag),
+    "multiplier": Key(AccountSettings, "multiplier", v.positive()),
 }
 GROUP_KEYS = {
-    "members": Key(GroupSettings, "members", _members),
-    "mode": Key(GroupSettings, "mode", _one_of(GroupMode)),
-    "allocation": Key(GroupSettings, "allocation", _one_of(Allocation)),
-    "weights": Key(GroupSettings, "weights", _weights),
-    "balancing": Key(GroupSettings, "balancing", _one_of(Balancing)),
+    "members": Key(GroupSettings, "members", v.aliases),
+    "mode": Key(GroupSettings, "mode", v.one_of(GroupMode)),
+    "allocation": Key(GroupSettings, "allocation", v.one_of(Allocation)),
+    "weights": Key(GroupSettings, "weights", v.weights),
+    "balancing": Key(GroupSettings, "balancing", v.one_of(Balancing)),
 }
 SOURCE_KEYS = {
-    "kind": Key(SourceSettings, "kind", _one_of(SourceKind)),
-    "path": Key(SourceSettings, "path", _text),
-    "bootstrap": Key(SourceSettings, "bootstrap", _text),
-    "topic": Key(SourceSettings, "topic", _text),
-    "group_id": Key(SourceSettings, "group_id", _text),
+    "kind": Key(SourceSettings, "kind", v.one_of(SourceKind)),
+    "path": Key(SourceSettings, "path", v.text),
+    "bootstrap": Key(SourceSettings, "bootstrap", v.text),
+    "topic": Key(SourceSettings, "topic", v.text),
+    "group_id": Key(SourceSettings, "group_id", v.text),
 }
 SINK_KEYS = {
-    "kind": Key(SinkSettings, "kind", _one_of(SinkKind)),
-    "bootstrap": Key(SinkSettings, "bootstrap", _text),
-    "topic_prefix": Key(SinkSettings, "topic_prefix", _text),
+    "kind": Key(SinkSettings, "kind", v.one_of(SinkKind)),
+    "bootstrap": Key(SinkSettings, "bootstrap", v.text),
+    "topic_prefix": Key(SinkSettings, "topic_prefix", v.text),
 }
 
 # Every table the file may hold, named as docs/config.md names it.
@@ -343,8 +227,8 @@ _TOP = {"engine", "logins", "accounts", "groups", "sources", "sinks", "limits", 
 
 # Keys that were renamed: the old name is refused with the new one.
 _RENAMED = {
-    "limits.margin": "rename it to limits.share (the same number: the share of each published "
-    "rate limit the engine uses, e.g. 0.9)",
+    "limits.margin": "limits.share (the same number: the share of each published rate limit "
+    "the engine spends, e.g. 0.9)",
 }
 
 
@@ -565,7 +449,7 @@ def _no_unknown(t: dict[str, Any], where: str, allowed: set[str]) -> None:
         if k not in allowed:
             full = _key(where, k)
             if full in _RENAMED:
-                raise ConfigError(f"{full} was renamed: {_RENAMED[full]}")
+                raise ConfigError(f"{full} was renamed: call it {_RENAMED[full]}")
             raise ConfigError(
                 f"unknown key {full!r}: allowed here are {', '.join(sorted(allowed))}"
             )
