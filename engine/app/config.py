@@ -3,9 +3,10 @@
 Each component declares its own frozen settings type next to it (``engine.execution.settings``,
 ``engine.state.settings``, ``engine.io.settings``, ``engine.secrets.settings``); this module reads
 the TOML into them and composes the :class:`Config`. :data:`TABLES` says, for every key the file
-may hold, which settings field it fills and how its value is checked; a key the file leaves out
-keeps the field's own default (the only place a default is written). ``docs/config.md`` documents
-every key of :data:`TABLES`, and a test holds the two together.
+may hold, which settings field it fills and how its value is checked (the checks are in
+``engine.app.config_values``); a key the file leaves out keeps the field's own default (the only
+place a default is written). ``docs/config.md`` documents every key of :data:`TABLES`, and a test
+holds the two together.
 
 Every bad value raises :class:`ConfigError` naming the key (``accounts.ftmo1.multiplier``) and the
 fix, so ``tl-engine check-config`` can tell an operator exactly what to change. Credentials are
