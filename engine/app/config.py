@@ -1,4 +1,12 @@
-"""The engine's TOML configuration, checked completely at load time.
+"""The engine's TOML configuration, checked completely at load time and handed out as sections.
+
+Each component declares its own frozen settings type next to it (``engine.execution.settings``,
+``engine.state.settings``, ``engine.io.settings``, ``engine.secrets.settings``); this module reads
+the TOML into them and composes the :class:`Config`. :data:`TABLES` says, for every key the file
+may hold, which settings field it fills and how its value is checked (the checks are in
+``engine.app.config_values``); a key the file leaves out keeps the field's own default (the only
+place a default is written). ``docs/config.md`` documents every key of :data:`TABLES`, and a test
+holds the two together.
 
 Every bad value raises :class:`ConfigError` naming the key (``accounts.ftmo1.multiplier``) and the
 fix, so ``tl-engine check-config`` can tell an operator exactly what to change. Credentials are
@@ -9,20 +17,42 @@ never in the file: a login names a *reference* into the secret store (``env:NAME
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.app import config_values as v
+from engine.execution.settings import (
+    AccountSettings,
+    Allocation,
+    Balancing,
+    GroupMode,
+    GroupSettings,
+    LimitsSettings,
+    PipelineSettings,
+    ReconcileSettings,
+    StopLimitSettings,
+    UnknownPolicy,
+)
+from engine.io.settings import ControlSettings, SinkKind, SinkSettings, SourceKind, SourceSettings
 from engine.model.errors import ConfigError
+from engine.secrets.settings import VaultSettings
+from engine.state.settings import BeginDurability, JournalSettings
 
-SECRET_SCHEMES = ("env:", "file:", "vault:")
-SOURCE_KINDS = ("local", "http", "kafka")
-SINK_KINDS = ("bus", "kafka", "log")
-BALANCING_RULES = ("least_loaded", "round_robin")
-UNKNOWN_POLICIES = ("reject", "resubmit_once")
-BEGIN_DURABILITIES = ("process", "power")
+__all__ = [
+    "TABLES",
+    "AdapterSettings",
+    "Config",
+    "Key",
+    "LoginConfig",
+    "cli_check",
+    "documented_defaults",
+    "load_config",
+    "parse_config",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,110 +67,194 @@ class LoginConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class AccountConfig:
-    alias: str
-    login: str
-    account_id: str | None = None
-    acc_num: int | None = None
-    enabled: bool = True
-    multiplier: float = 1.0
+class AdapterSettings:
+    """How the TradeLocker adapter places orders and queries (its login settings are
+    :class:`LoginConfig`). Kept here until it joins them in ``engine.tradelocker.settings``."""
 
-
-@dataclass(frozen=True, slots=True)
-class GroupConfig:
-    """``fanout``: every member trades, qty times its weight; ``pool``: one member."""
-
-    name: str
-    members: tuple[str, ...]
-    mode: str = "fanout"  # fanout | pool
-    allocation: str = "multiplier"  # multiplier (per-member weights) | equal (qty split evenly)
-    weights: tuple[float, ...] = ()
-    balancing: str = "least_loaded"
-
-
-@dataclass(frozen=True, slots=True)
-class SourceConfig:
-    kind: str
-    path: str | None = None  # local: a file of JSON lines; "-" or absent = stdin
-    bootstrap: str | None = None  # kafka
-    topic: str | None = None
-    group_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SinkConfig:
-    kind: str
-    bootstrap: str | None = None
-    topic_prefix: str = "tl."
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    journal_path: str = "tl-engine.journal.sqlite"
-    state_dir: str | None = None  # refresh tokens and stop-limit state; default: beside journal
-    control_host: str = "127.0.0.1"
-    control_port: int = 8787
-    control_token: str | None = None  # secret reference for POST /signals and the kill switch
-    max_signal_age_ms: int = 0  # 0 = no staleness check
-    max_qty_lots: float = 1_000.0
-    unknown_policy: str = "reject"
-    stop_limit_poll_ms: int = 250
-    # "process": an order's intent record survives the engine being killed, without an fsync on
-    # the order path (an unclean reboot is covered by looking signals up at the venue by tag);
-    # "power": every intent is fsynced before the order goes out (slower, survives power loss).
-    begin_durability: str = "process"
-    suspect_window_s: float = 3600.0  # after an unclean reboot: how far back to look up by tag
+    order_s: float = 5.0  # order entry: past this the outcome is UNKNOWN and reconciled by tag
+    query_s: float = 5.0
     # Pinned keep-alive connections per account for order calls. Each carries one request at a
     # time, so at 50-100 ms venue latency one connection places at most ~13 orders/s.
     order_connections: int = 2
 
 
-@dataclass(frozen=True, slots=True)
-class VaultSettings:
-    """Where vault: references are read (Vault / OpenBao, KV v2). The token or AppRole secret id
-    is itself a reference (env: or file:), never written here."""
-
-    address: str
-    token: str | None = None
-    role_id: str | None = None
-    secret_id: str | None = None
-    kv_mount: str = "secret"
-    prefix: str = "tl-engine"
-    namespace: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LimitsConfig:
-    margin: float = 0.9  # use this share of each published venue limit
-    queue_size: int = 1_000
-    breaker_failures: int = 5
-    breaker_cooldown_s: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class TimeoutsConfig:
-    order_s: float = 5.0  # order entry: past this the outcome is UNKNOWN and reconciled
-    query_s: float = 5.0
-    reconcile_settle_s: float = 3.0  # how long the venue gets before "absent" is believed
-    reconcile_max_s: float = 30.0
+# The names these types had before each component declared its own (kept for callers that still
+# use them).
+AccountConfig = AccountSettings
+GroupConfig = GroupSettings
+SourceConfig = SourceSettings
+SinkConfig = SinkSettings
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    engine: EngineSettings
+    """The whole configuration: each component's section, as the daemon hands it out."""
+
     logins: dict[str, LoginConfig]
-    accounts: dict[str, AccountConfig]
-    groups: dict[str, GroupConfig]
-    sources: tuple[SourceConfig, ...]
-    sinks: tuple[SinkConfig, ...]
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    accounts: dict[str, AccountSettings]
+    groups: dict[str, GroupSettings] = field(default_factory=dict)
+    journal: JournalSettings = field(default_factory=JournalSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    stop_limits: StopLimitSettings = field(default_factory=StopLimitSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    adapter: AdapterSettings = field(default_factory=AdapterSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
+    # No [[sources]]: signals as JSON lines on stdin. No [[sinks]]: in-process subscribers only.
+    sources: tuple[SourceSettings, ...] = (SourceSettings("local"),)
+    sinks: tuple[SinkSettings, ...] = (SinkSettings("bus"),)
     vault: VaultSettings | None = None
 
     @property
     def targets(self) -> frozenset[str]:
         """Everything a signal's ``account`` may name."""
         return frozenset(self.accounts) | frozenset(self.groups)
+
+
+# --- the keys -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One TOML key: the settings field it fills, and how its value is checked."""
+
+    settings: type
+    field: str
+    check: v.Check
+
+    @property
+    def default(self) -> Any:
+        """The field's default, or ``dataclasses.MISSING`` when the key is required."""
+        found = next(f for f in dataclasses.fields(self.settings) if f.name == self.field)
+        if found.default_factory is not dataclasses.MISSING:
+            return found.default_factory()
+        return found.default
+
+    @property
+    def required(self) -> bool:
+        return self.default is dataclasses.MISSING
+
+
+ENGINE_KEYS = {
+    "journal_path": Key(JournalSettings, "path", v.text),
+    "state_dir": Key(JournalSettings, "state_dir", v.text),
+    "begin_durability": Key(JournalSettings, "begin_durability", v.one_of(BeginDurability)),
+    "suspect_window_s": Key(JournalSettings, "suspect_window_s", v.positive()),
+    "control_host": Key(ControlSettings, "host", v.text),
+    "control_port": Key(ControlSettings, "port", v.whole(0, 65535)),
+    "control_token": Key(ControlSettings, "token", v.secret_ref),
+    "max_signal_age_ms": Key(PipelineSettings, "max_signal_age_ms", v.whole(0, 3_600_000)),
+    "max_qty_lots": Key(PipelineSettings, "max_qty_lots", v.positive()),
+    "unknown_policy": Key(PipelineSettings, "unknown_policy", v.one_of(UnknownPolicy)),
+    "stop_limit_poll_ms": Key(StopLimitSettings, "poll_ms", v.whole(10, 60_000)),
+    "order_connections": Key(AdapterSettings, "order_connections", v.whole(1, 16)),
+}
+TIMEOUT_KEYS = {
+    "order_s": Key(AdapterSettings, "order_s", v.positive()),
+    "query_s": Key(AdapterSettings, "query_s", v.positive()),
+    "reconcile_settle_s": Key(ReconcileSettings, "settle_s", v.positive()),
+    "reconcile_max_s": Key(ReconcileSettings, "max_s", v.positive()),
+}
+LIMIT_KEYS = {
+    "share": Key(LimitsSettings, "share", v.positive(1.0, "the share of the venue's limit used")),
+    "queue_size": Key(LimitsSettings, "queue_size", v.whole(1, 1_000_000)),
+    "breaker_failures": Key(LimitsSettings, "breaker_failures", v.whole(1, 1_000)),
+    # The breaker doubles its cool-down after a failed probe up to 60 s, so it starts below.
+    "breaker_cooldown_s": Key(
+        LimitsSettings, "breaker_cooldown_s", v.positive(60.0, "the breaker's longest cool-down")
+    ),
+}
+VAULT_KEYS = {
+    "address": Key(VaultSettings, "address", v.url(("https://", "http://"), "https://vault:8200")),
+    "token": Key(VaultSettings, "token", v.local_secret_ref),
+    "role_id": Key(VaultSettings, "role_id", v.text),
+    "secret_id": Key(VaultSettings, "secret_id", v.local_secret_ref),
+    "kv_mount": Key(VaultSettings, "kv_mount", v.text),
+    "prefix": Key(VaultSettings, "prefix", v.text),
+    "namespace": Key(VaultSettings, "namespace", v.text),
+}
+LOGIN_KEYS = {
+    "base_url": Key(
+        LoginConfig, "base_url", v.url(("https://", "http://"), "https://demo.tradelocker.com")
+    ),
+    "server": Key(LoginConfig, "server", v.text),
+    "email": Key(LoginConfig, "email", v.secret_ref),
+    "password": Key(LoginConfig, "password", v.secret_ref),
+    "developer_api_key": Key(LoginConfig, "developer_api_key", v.secret_ref),
+    "stream_url": Key(
+        LoginConfig, "stream_url", v.url(("wss://", "ws://"), "wss://api.tradelocker.com")
+    ),
+}
+ACCOUNT_KEYS = {
+    "login": Key(AccountSettings, "login", v.text),
+    "account_id": Key(AccountSettings, "account_id", v.account_id),
+    "acc_num": Key(AccountSettings, "acc_num", v.whole(1, hint=" (1 = the first account)")),
+    "enabled": Key(AccountSettings, "enabled", v.flag),
+    "multiplier": Key(AccountSettings, "multiplier", v.positive()),
+}
+GROUP_KEYS = {
+    "members": Key(GroupSettings, "members", v.aliases),
+    "mode": Key(GroupSettings, "mode", v.one_of(GroupMode)),
+    "allocation": Key(GroupSettings, "allocation", v.one_of(Allocation)),
+    "weights": Key(GroupSettings, "weights", v.weights),
+    "balancing": Key(GroupSettings, "balancing", v.one_of(Balancing)),
+}
+SOURCE_KEYS = {
+    "kind": Key(SourceSettings, "kind", v.one_of(SourceKind)),
+    "path": Key(SourceSettings, "path", v.text),
+    "bootstrap": Key(SourceSettings, "bootstrap", v.text),
+    "topic": Key(SourceSettings, "topic", v.text),
+    "group_id": Key(SourceSettings, "group_id", v.text),
+}
+SINK_KEYS = {
+    "kind": Key(SinkSettings, "kind", v.one_of(SinkKind)),
+    "bootstrap": Key(SinkSettings, "bootstrap", v.text),
+    "topic_prefix": Key(SinkSettings, "topic_prefix", v.text),
+}
+
+# Every table the file may hold, named as docs/config.md names it.
+TABLES: dict[str, dict[str, Key]] = {
+    "engine": ENGINE_KEYS,
+    "logins.<name>": LOGIN_KEYS,
+    "accounts.<alias>": ACCOUNT_KEYS,
+    "groups.<name>": GROUP_KEYS,
+    "sources[]": SOURCE_KEYS,
+    "sinks[]": SINK_KEYS,
+    "limits": LIMIT_KEYS,
+    "timeouts": TIMEOUT_KEYS,
+    "vault": VAULT_KEYS,
+}
+_TOP = {"engine", "logins", "accounts", "groups", "sources", "sinks", "limits", "timeouts", "vault"}
+
+# Keys that were renamed: the old name is refused with the new one.
+_RENAMED = {
+    "limits.margin": "limits.share (the same number: the share of each published rate limit "
+    "the engine spends, e.g. 0.9)",
+}
+
+
+def documented_defaults() -> dict[str, str]:
+    """``table.key`` -> its default as written in docs/config.md (``required`` when none)."""
+    return {
+        f"{table}.{name}": "required" if key.required else _toml(key.default)
+        for table, keys in TABLES.items()
+        for name, key in keys.items()
+    }
+
+
+def _toml(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+# --- loading --------------------------------------------------------------------------------------
 
 
 def load_config(path: str | Path) -> Config:
@@ -159,11 +273,15 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_config(data: dict[str, Any]) -> Config:
-    _no_unknown(
-        data, "", {"engine", "logins", "accounts", "groups", "sources", "sinks", "limits",
-                   "timeouts", "vault"},
-    )  # fmt: skip
-    engine = _engine(_table(data, "engine", "", required=False))
+    _no_unknown(data, "", _TOP)
+    # The [engine], [timeouts] and [limits] keys, by the settings type each one fills.
+    values: dict[type, dict[str, Any]] = {}
+    for table, keys in (
+        ("engine", ENGINE_KEYS),
+        ("timeouts", TIMEOUT_KEYS),
+        ("limits", LIMIT_KEYS),
+    ):
+        values = _fill(_table(data, table), table, keys, values)
     logins = {name: _login(name, t) for name, t in _tables(data, "logins").items()}
     if not logins:
         raise ConfigError("[logins] is empty: add at least one [logins.<name>] table")
@@ -176,176 +294,82 @@ def parse_config(data: dict[str, Any]) -> Config:
         raise ConfigError(
             f"groups.{sorted(clash)[0]}: a group cannot have the same name as an account"
         )
+    listed: dict[str, Any] = {}
     sources = tuple(_source(i, t) for i, t in enumerate(_array(data, "sources")))
+    if sources:
+        listed["sources"] = sources
     sinks = tuple(_sink(i, t) for i, t in enumerate(_array(data, "sinks")))
+    if sinks:
+        listed["sinks"] = sinks
     return Config(
-        engine=engine,
         logins=logins,
         accounts=accounts,
         groups=groups,
-        sources=sources or (SourceConfig(kind="local"),),
-        sinks=sinks or (SinkConfig(kind="bus"),),
-        limits=_limits(_table(data, "limits", "", required=False)),
-        timeouts=_timeouts(_table(data, "timeouts", "", required=False)),
-        vault=_vault(_table(data, "vault", "", required=False), logins),
+        journal=JournalSettings(**values.get(JournalSettings, {})),
+        pipeline=PipelineSettings(**values.get(PipelineSettings, {})),
+        reconcile=ReconcileSettings(**values.get(ReconcileSettings, {})),
+        stop_limits=StopLimitSettings(**values.get(StopLimitSettings, {})),
+        limits=LimitsSettings(**values.get(LimitsSettings, {})),
+        adapter=AdapterSettings(**values.get(AdapterSettings, {})),
+        control=ControlSettings(**values.get(ControlSettings, {})),
+        vault=_vault(_table(data, "vault"), logins),
+        **listed,
     )
 
 
-# --- sections ------------------------------------------------------------------------------------
-
-
-def _engine(t: dict[str, Any]) -> EngineSettings:
-    d = EngineSettings()
-    _no_unknown(t, "engine", set(EngineSettings.__slots__))
-    token = _opt(t, "engine", "control_token", str, None)
-    if token is not None:
-        _secret_ref("engine.control_token", token)
-    policy = _opt(t, "engine", "unknown_policy", str, d.unknown_policy)
-    _choice("engine.unknown_policy", policy, UNKNOWN_POLICIES)
-    durability = _opt(t, "engine", "begin_durability", str, d.begin_durability)
-    _choice("engine.begin_durability", durability, BEGIN_DURABILITIES)
-    return EngineSettings(
-        journal_path=_opt(t, "engine", "journal_path", str, d.journal_path),
-        state_dir=_opt(t, "engine", "state_dir", str, None),
-        control_host=_opt(t, "engine", "control_host", str, d.control_host),
-        control_port=_int_range(t, "engine", "control_port", d.control_port, 0, 65535),
-        control_token=token,
-        max_signal_age_ms=_int_range(t, "engine", "max_signal_age_ms", 0, 0, 3_600_000),
-        max_qty_lots=_positive(t, "engine", "max_qty_lots", d.max_qty_lots),
-        unknown_policy=policy,
-        stop_limit_poll_ms=_int_range(t, "engine", "stop_limit_poll_ms", 250, 10, 60_000),
-        begin_durability=durability,
-        suspect_window_s=_positive(t, "engine", "suspect_window_s", d.suspect_window_s),
-        order_connections=_int_range(t, "engine", "order_connections", d.order_connections, 1, 16),
-    )
+# --- the tables that need more than their keys' checks --------------------------------------------
 
 
 def _login(name: str, t: dict[str, Any]) -> LoginConfig:
     where = f"logins.{name}"
-    _no_unknown(t, where, set(LoginConfig.__slots__) - {"name"})
-    base_url = _req(t, where, "base_url", str)
-    if not base_url.startswith(("https://", "http://")):
-        raise ConfigError(
-            f"{where}.base_url must start with https:// (e.g. https://demo.tradelocker.com)"
-        )
-    refs = {}
-    for key in ("email", "password"):
-        refs[key] = _secret_ref(f"{where}.{key}", _req(t, where, key, str))
-    key = _opt(t, where, "developer_api_key", str, None)
-    stream_url = _opt(t, where, "stream_url", str, None)
-    if stream_url is not None:
-        if not stream_url.startswith(("wss://", "ws://")):
-            raise ConfigError(f"{where}.stream_url must start with wss:// (the Streams API host)")
-        if key is None:
-            raise ConfigError(f"{where}.stream_url needs developer_api_key (the Streams API key)")
-    return LoginConfig(
-        name=name,
-        base_url=base_url.rstrip("/"),
-        server=_req(t, where, "server", str),
-        email=refs["email"],
-        password=refs["password"],
-        developer_api_key=None if key is None else _secret_ref(f"{where}.developer_api_key", key),
-        stream_url=stream_url,
-    )
+    login = LoginConfig(name=name, **_fields(t, where, LOGIN_KEYS))
+    if login.stream_url is not None and login.developer_api_key is None:
+        raise ConfigError(f"{where}.stream_url needs developer_api_key (the Streams API key)")
+    return login
 
 
-def _account(alias: str, t: dict[str, Any], logins: dict[str, LoginConfig]) -> AccountConfig:
+def _account(alias: str, t: dict[str, Any], logins: dict[str, LoginConfig]) -> AccountSettings:
     where = f"accounts.{alias}"
-    _no_unknown(t, where, set(AccountConfig.__slots__) - {"alias"})
-    login = _req(t, where, "login", str)
-    if login not in logins:
+    account = AccountSettings(alias=alias, **_fields(t, where, ACCOUNT_KEYS))
+    if account.login not in logins:
         raise ConfigError(
-            f"{where}.login names {login!r}, which is not a [logins.*] table "
+            f"{where}.login names {account.login!r}, which is not a [logins.*] table "
             f"(known: {', '.join(sorted(logins))})"
         )
-    account_id = t.get("account_id")
-    if account_id is not None:
-        if isinstance(account_id, int) and not isinstance(account_id, bool):
-            account_id = str(account_id)
-        if not isinstance(account_id, str) or not account_id.isdigit():
-            raise ConfigError(f"{where}.account_id must be the numeric TradeLocker account id")
-    acc_num = t.get("acc_num")
-    if acc_num is not None and (not isinstance(acc_num, int) or acc_num < 1):
-        raise ConfigError(f"{where}.acc_num must be a positive integer (1 = the first account)")
-    if account_id is None and acc_num is None:
+    if account.account_id is None and account.acc_num is None:
         raise ConfigError(f"{where}: give account_id or acc_num to say which account this is")
-    return AccountConfig(
-        alias=alias,
-        login=login,
-        account_id=account_id,
-        acc_num=acc_num,
-        enabled=_opt(t, where, "enabled", bool, True),
-        multiplier=_positive(t, where, "multiplier", 1.0),
-    )
+    return account
 
 
-def _group(name: str, t: dict[str, Any], accounts: dict[str, AccountConfig]) -> GroupConfig:
+def _group(name: str, t: dict[str, Any], accounts: dict[str, AccountSettings]) -> GroupSettings:
     where = f"groups.{name}"
-    _no_unknown(t, where, {"members", "mode", "allocation", "weights", "balancing"})
-    members = t.get("members")
-    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
-        raise ConfigError(f"{where}.members must be a non-empty list of account aliases")
-    for m in members:
+    group = GroupSettings(name=name, **_fields(t, where, GROUP_KEYS))
+    for m in group.members:
         if m not in accounts:
             raise ConfigError(f"{where}.members: {m!r} is not an [accounts.*] alias")
-    if len(set(members)) != len(members):
-        raise ConfigError(f"{where}.members lists an account twice")
-    mode = _opt(t, where, "mode", str, "fanout")
-    _choice(f"{where}.mode", mode, ("fanout", "pool"))
-    allocation = _opt(t, where, "allocation", str, "multiplier")
-    _choice(f"{where}.allocation", allocation, ("multiplier", "equal"))
-    weights_raw = t.get("weights")
-    weights: tuple[float, ...] = ()
-    if weights_raw is not None:
-        if (
-            not isinstance(weights_raw, list)
-            or len(weights_raw) != len(members)
-            or not all(
-                isinstance(w, int | float) and not isinstance(w, bool) and w > 0
-                for w in weights_raw
-            )
-        ):
-            raise ConfigError(
-                f"{where}.weights must list one positive number per member ({len(members)})"
-            )
-        weights = tuple(float(w) for w in weights_raw)
-    balancing = _opt(t, where, "balancing", str, "least_loaded")
-    _choice(f"{where}.balancing", balancing, BALANCING_RULES)
-    return GroupConfig(name, tuple(members), mode, allocation, weights, balancing)
+    if group.weights and len(group.weights) != len(group.members):
+        raise ConfigError(
+            f"{where}.weights must list one positive number per member ({len(group.members)})"
+        )
+    return group
 
 
-def _source(i: int, t: Any) -> SourceConfig:
+def _source(i: int, t: Any) -> SourceSettings:
     where = f"sources[{i}]"
     if not isinstance(t, dict):
         raise ConfigError(f"{where} must be a table ([[sources]])")
-    _no_unknown(t, where, {"kind", "path", "bootstrap", "topic", "group_id"})
-    kind = _req(t, where, "kind", str)
-    _choice(f"{where}.kind", kind, SOURCE_KINDS)
-    src = SourceConfig(
-        kind=kind,
-        path=_opt(t, where, "path", str, None),
-        bootstrap=_opt(t, where, "bootstrap", str, None),
-        topic=_opt(t, where, "topic", str, None),
-        group_id=_opt(t, where, "group_id", str, None),
-    )
-    if kind == "kafka" and not (src.bootstrap and src.topic and src.group_id):
+    src = SourceSettings(**_fields(t, where, SOURCE_KEYS))
+    if src.kind == "kafka" and not (src.bootstrap and src.topic and src.group_id):
         raise ConfigError(f"{where}: a kafka source needs bootstrap, topic and group_id")
     return src
 
 
-def _sink(i: int, t: Any) -> SinkConfig:
+def _sink(i: int, t: Any) -> SinkSettings:
     where = f"sinks[{i}]"
     if not isinstance(t, dict):
         raise ConfigError(f"{where} must be a table ([[sinks]])")
-    _no_unknown(t, where, {"kind", "bootstrap", "topic_prefix"})
-    kind = _req(t, where, "kind", str)
-    _choice(f"{where}.kind", kind, SINK_KINDS)
-    sink = SinkConfig(
-        kind=kind,
-        bootstrap=_opt(t, where, "bootstrap", str, None),
-        topic_prefix=_opt(t, where, "topic_prefix", str, "tl."),
-    )
-    if kind == "kafka" and not sink.bootstrap:
+    sink = SinkSettings(**_fields(t, where, SINK_KEYS))
+    if sink.kind == "kafka" and not sink.bootstrap:
         raise ConfigError(f"{where}: a kafka sink needs bootstrap (host:port)")
     return sink
 
@@ -363,72 +387,51 @@ def _vault(t: dict[str, Any], logins: dict[str, LoginConfig]) -> VaultSettings |
                 "address and token (or role_id and secret_id)"
             )
         return None
-    _no_unknown(t, "vault", set(VaultSettings.__slots__))
-    address = _req(t, "vault", "address", str)
-    token = _opt(t, "vault", "token", str, None)
-    role_id = _opt(t, "vault", "role_id", str, None)
-    secret_id = _opt(t, "vault", "secret_id", str, None)
-    for key, ref in (("token", token), ("secret_id", secret_id)):
-        if ref is not None:
-            if ref.startswith("vault:"):
-                raise ConfigError(f"vault.{key} must be an env: or file: reference")
-            _secret_ref(f"vault.{key}", ref)
-    if token is None and not (role_id and secret_id):
+    vault = VaultSettings(**_fields(t, "vault", VAULT_KEYS))
+    if vault.token is None and not (vault.role_id and vault.secret_id):
         raise ConfigError("[vault] needs token, or role_id and secret_id (AppRole)")
-    return VaultSettings(
-        address=address,
-        token=token,
-        role_id=role_id,
-        secret_id=secret_id,
-        kv_mount=_opt(t, "vault", "kv_mount", str, "secret"),
-        prefix=_opt(t, "vault", "prefix", str, "tl-engine"),
-        namespace=_opt(t, "vault", "namespace", str, None),
-    )
+    return vault
 
 
-def _limits(t: dict[str, Any]) -> LimitsConfig:
-    _no_unknown(t, "limits", set(LimitsConfig.__slots__))
-    margin = _positive(t, "limits", "margin", 0.9)
-    if margin > 1.0:
-        raise ConfigError("limits.margin must be at most 1.0 (the share of the venue's limit used)")
-    return LimitsConfig(
-        margin=margin,
-        queue_size=_int_range(t, "limits", "queue_size", 1_000, 1, 1_000_000),
-        breaker_failures=_int_range(t, "limits", "breaker_failures", 5, 1, 1_000),
-        breaker_cooldown_s=_positive(t, "limits", "breaker_cooldown_s", 5.0),
-    )
+# --- reading tables -------------------------------------------------------------------------------
 
 
-def _timeouts(t: dict[str, Any]) -> TimeoutsConfig:
-    _no_unknown(t, "timeouts", set(TimeoutsConfig.__slots__))
-    return TimeoutsConfig(
-        order_s=_positive(t, "timeouts", "order_s", 5.0),
-        query_s=_positive(t, "timeouts", "query_s", 5.0),
-        reconcile_settle_s=_positive(t, "timeouts", "reconcile_settle_s", 3.0),
-        reconcile_max_s=_positive(t, "timeouts", "reconcile_max_s", 30.0),
-    )
+def _fields(t: dict[str, Any], where: str, keys: dict[str, Key]) -> dict[str, Any]:
+    """The checked values of one table whose keys all fill one settings type."""
+    return _fill(t, where, keys, {}).get(next(iter(keys.values())).settings, {})
 
 
-# --- value readers -------------------------------------------------------------------------------
+def _fill(
+    t: dict[str, Any], where: str, keys: dict[str, Key], into: dict[type, dict[str, Any]]
+) -> dict[type, dict[str, Any]]:
+    """Check every key of table ``t`` into ``into[settings type][field]``; a key left out is
+    left out (its field keeps its default), unless the field has none."""
+    _no_unknown(t, where, set(keys))
+    for name, key in keys.items():
+        if name in t:
+            into.setdefault(key.settings, {})[key.field] = key.check(_key(where, name), t[name])
+        elif key.required:
+            raise ConfigError(f"missing {_key(where, name)}: docs/config.md says what it holds")
+    return into
 
 
 def _key(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _table(data: dict[str, Any], key: str, where: str, required: bool = True) -> dict[str, Any]:
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
     value = data.get(key)
     if value is None:
-        if required:
-            raise ConfigError(f"missing [{_key(where, key)}] table")
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{_key(where, key)} must be a table")
+        raise ConfigError(f"{key} must be a table ([{key}])")
     return value
 
 
 def _tables(data: dict[str, Any], key: str, required: bool = True) -> dict[str, dict[str, Any]]:
-    outer = _table(data, key, "", required)
+    if required and key not in data:
+        raise ConfigError(f"missing [{key}] table: add at least one [{key}.<name>] table")
+    outer = _table(data, key)
     for name, inner in outer.items():
         if not isinstance(inner, dict):
             raise ConfigError(f"{key}.{name} must be a table ([{key}.{name}])")
@@ -445,60 +448,15 @@ def _array(data: dict[str, Any], key: str) -> list[Any]:
 def _no_unknown(t: dict[str, Any], where: str, allowed: set[str]) -> None:
     for k in t:
         if k not in allowed:
+            full = _key(where, k)
+            if full in _RENAMED:
+                raise ConfigError(f"{full} was renamed: call it {_RENAMED[full]}")
             raise ConfigError(
-                f"unknown key {_key(where, k)!r}: allowed here are {', '.join(sorted(allowed))}"
+                f"unknown key {full!r}: allowed here are {', '.join(sorted(allowed))}"
             )
 
 
-def _req(t: dict[str, Any], where: str, key: str, kind: type) -> Any:
-    if key not in t:
-        raise ConfigError(f"missing {_key(where, key)}")
-    return _opt(t, where, key, kind, None)
-
-
-def _opt(t: dict[str, Any], where: str, key: str, kind: type, default: Any) -> Any:
-    value = t.get(key, default)
-    if value is None:
-        return None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{_key(where, key)} must be a {kind.__name__}, got {value!r}")
-    if kind is str and not value:
-        raise ConfigError(f"{_key(where, key)} must not be empty")
-    return value
-
-
-def _positive(t: dict[str, Any], where: str, key: str, default: float) -> float:
-    value = t.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{_key(where, key)} must be a positive number, got {value!r}")
-    if value != value or value == float("inf"):
-        raise ConfigError(f"{_key(where, key)} must be finite")
-    return float(value)
-
-
-def _int_range(t: dict[str, Any], where: str, key: str, default: int, lo: int, hi: int) -> int:
-    value = t.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{_key(where, key)} must be an integer from {lo} to {hi}, got {value!r}")
-    return value
-
-
-def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _secret_ref(key: str, value: str) -> str:
-    if not value.startswith(SECRET_SCHEMES):
-        # Say nothing about the value itself: it may be the secret pasted in by mistake.
-        raise ConfigError(
-            f"{key} must be a secret reference (env:NAME, file:/path or vault:path#field), "
-            "never the secret itself"
-        )
-    return value
-
-
-# --- tl-engine check-config ----------------------------------------------------------------------
+# --- tl-engine check-config -----------------------------------------------------------------------
 
 
 def cli_check(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

@@ -31,10 +31,12 @@ from engine.execution.pipeline import Pipeline
 from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus
+from engine.io.settings import ControlSettings, SinkSettings, SourceSettings
 from engine.io.sources.local import LocalSignalSource
 from engine.model.delivery import SignalSource
 from engine.model.errors import ConfigError, EngineError
 from engine.observability.metrics import Metrics
+from engine.secrets.settings import VaultSettings
 from engine.state.journal import Journal
 from engine.tradelocker.quotes import QuoteFeed, login_feeds
 from engine.tradelocker.rest import ConnectionSettings, Timeouts
@@ -97,15 +99,16 @@ class Engine:
             await self.secrets.close()
 
 
-async def open_secrets(cfg: Config) -> Any:
+async def open_secrets(vault: VaultSettings | None, state_dir: Path) -> Any:
+    """The secret store: Vault when the config has a [vault] table, else the environment and
+    files, with refresh tokens kept in ``state_dir``."""
     from engine.secrets import store
 
-    state_dir = Path(cfg.engine.state_dir) if cfg.engine.state_dir else None
-    if cfg.vault is None:
+    if vault is None:
         s: Any = store.EnvFileStore(state_dir=state_dir)
     else:
         local = store.EnvFileStore()
-        v = cfg.vault
+        v = vault
         s = store.VaultStore(
             store.VaultConfig(
                 address=v.address,
@@ -147,9 +150,9 @@ async def tradelocker_venue(
     venue = TradeLockerVenue(
         logins,
         accounts,
-        timeouts=Timeouts(order_total=cfg.timeouts.order_s, query_total=cfg.timeouts.query_s),
-        connection=ConnectionSettings(order_connections=cfg.engine.order_connections),
-        quotes_margin=cfg.limits.margin,
+        timeouts=Timeouts(order_total=cfg.adapter.order_s, query_total=cfg.adapter.query_s),
+        connection=ConnectionSettings(order_connections=cfg.adapter.order_connections),
+        quotes_margin=cfg.limits.share,
         on_tokens=secrets.refresh_hook,
     )
     _follow_password_changes(cfg, secrets, venue)
@@ -195,9 +198,7 @@ def _rate_controls(
     if not published:
         log.warning("account %s: the venue publishes no rate limits; no client-side gate", alias)
         return None, breaker
-    gate = AccountLimiter.from_config(
-        alias, published, margin=1.0 - lim.margin, max_queue=lim.queue_size
-    )
+    gate = AccountLimiter.from_config(alias, published, share=lim.share, max_queue=lim.queue_size)
     return gate, breaker
 
 
@@ -215,7 +216,7 @@ async def build_engine(
     """Assemble and start an engine; the caller adds sources (or passes them) and runs it."""
     print(_fast.describe(), file=sys.stderr)
     if venue is None:
-        secrets = secrets or await open_secrets(cfg)
+        secrets = secrets or await open_secrets(cfg.vault, cfg.journal.state_path)
         venue = await tradelocker_venue(cfg, secrets, base_url_override)
     await venue.start()
     metrics = metrics or Metrics()
@@ -228,22 +229,17 @@ async def build_engine(
         sessions.append(AccountSession(account, venue, gate, breaker))
     accounts = Accounts(sessions, cfg.groups.values())
     await accounts.start()
-    journal_path = Path(cfg.engine.journal_path)
-    journal = Journal(
-        journal_path,
-        begin_durability="power" if cfg.engine.begin_durability == "power" else "process",
-        suspect_window_s=cfg.engine.suspect_window_s,
-    )
-    t = cfg.timeouts
-    reconciler = Reconciler(venue, settle_s=t.reconcile_settle_s, max_s=t.reconcile_max_s)
-    state_dir = Path(cfg.engine.state_dir) if cfg.engine.state_dir else journal_path.parent
+    journal = Journal.from_settings(cfg.journal)
+    reconciler = Reconciler.from_settings(venue, cfg.reconcile)
     by_login: dict[str, list[str]] = {}
     for a in cfg.accounts.values():
         if a.enabled:
             by_login.setdefault(a.login, []).append(a.alias)
-    feeds = login_feeds(venue, by_login, margin=cfg.limits.margin)
+    feeds = login_feeds(venue, by_login, margin=cfg.limits.share)
     # Held stop-limit orders live in the journal's database; an older separate file is adopted.
-    adopted = await journal.stop_limits.adopt(state_dir / (journal_path.stem + ".stoplimit.sqlite"))
+    adopted = await journal.stop_limits.adopt(
+        cfg.journal.state_path / (Path(cfg.journal.path).stem + ".stoplimit.sqlite")
+    )
     if adopted:
         log.warning("adopted %d stop-limit row(s) from the older stop-limit database", adopted)
     book = StopLimitBook(
@@ -251,7 +247,7 @@ async def build_engine(
         journal.stop_limits,
         bus,
         reconciler,
-        poll_s=cfg.engine.stop_limit_poll_ms / 1000.0,
+        poll_s=cfg.stop_limits.poll_ms / 1000.0,
         gate_for=lambda alias: accounts[alias].gate,
         instrument_for=lambda alias, iid: accounts[alias].instruments_by_id.get(iid),
         feed_for=feeds.get,
@@ -263,9 +259,9 @@ async def build_engine(
         reconciler=reconciler,
         stop_limits=book,
         metrics=metrics,
-        unknown_policy=cfg.engine.unknown_policy,
-        max_signal_age_ms=cfg.engine.max_signal_age_ms,
-        max_qty_lots=cfg.engine.max_qty_lots,
+        unknown_policy=cfg.pipeline.unknown_policy,
+        max_signal_age_ms=cfg.pipeline.max_signal_age_ms,
+        max_qty_lots=cfg.pipeline.max_qty_lots,
     )
     pipeline.quote_feeds = feeds
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
@@ -282,11 +278,11 @@ async def build_engine(
     )
     await _open_streams(engine, cfg, base_url_override)
     engine._tasks.append(asyncio.create_task(_report_health(engine), name="health"))
-    await _open_sinks(engine)
+    await _open_sinks(engine, cfg.sinks)
     if with_control:
-        await _open_control(engine)
+        await _open_control(engine, cfg.control)
         engine.pipeline.kill_switch = engine.control.kill_switch
-    engine.sources = sources if sources is not None else _sources(engine)
+    engine.sources = sources if sources is not None else _sources(engine, cfg.sources)
     return engine
 
 
@@ -388,8 +384,8 @@ async def _kill(engine: Engine, cancel_orders: bool) -> dict[str, Any]:
     return report
 
 
-async def _open_sinks(engine: Engine) -> None:
-    for sink in engine.config.sinks:
+async def _open_sinks(engine: Engine, sinks: tuple[SinkSettings, ...]) -> None:
+    for sink in sinks:
         if sink.kind == "kafka":
             from engine.io.kafka.sink import KafkaEventSink, KafkaSinkConfig
 
@@ -402,13 +398,12 @@ async def _open_sinks(engine: Engine) -> None:
             engine.bus.subscribe(lambda topic, ev: log.info("%s %s", topic, ev))
 
 
-async def _open_control(engine: Engine) -> None:
+async def _open_control(engine: Engine, settings: ControlSettings) -> None:
     from engine.io.control import ControlConfig, ControlServer
 
-    e = engine.config.engine
     api_key = None
-    if e.control_token is not None and engine.secrets is not None:
-        api_key = (await engine.secrets.resolve(e.control_token)).reveal()
+    if settings.token is not None and engine.secrets is not None:
+        api_key = (await engine.secrets.resolve(settings.token)).reveal()
 
     def status() -> dict[str, Any]:
         return {
@@ -428,7 +423,7 @@ async def _open_control(engine: Engine) -> None:
 
     server = ControlServer(
         engine.metrics,
-        ControlConfig(e.control_host, e.control_port, api_key=api_key),
+        ControlConfig(settings.host, settings.port, api_key=api_key),
         on_kill=on_kill,
         status_extra=status,
     )
@@ -436,9 +431,9 @@ async def _open_control(engine: Engine) -> None:
     engine.control = server
 
 
-def _sources(engine: Engine) -> list[SignalSource]:
+def _sources(engine: Engine, sources: tuple[SourceSettings, ...]) -> list[SignalSource]:
     out: list[SignalSource] = []
-    for src in engine.config.sources:
+    for src in sources:
         if src.kind == "local":
             out.append(LocalSignalSource(src.path))
         elif src.kind == "http":

@@ -302,9 +302,7 @@ def _config(workdir: Path) -> Config:
     cfg = load_config(DEMO_CONFIG) if DEMO_CONFIG.is_file() else parse_config(_EMBEDDED)
     return replace(
         cfg,
-        engine=replace(
-            cfg.engine, journal_path=str(workdir / "journal.sqlite"), state_dir=str(workdir)
-        ),
+        journal=replace(cfg.journal, path=str(workdir / "journal.sqlite"), state_dir=str(workdir)),
     )
 
 

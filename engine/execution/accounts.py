@@ -15,9 +15,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from engine.app.config import AccountConfig, GroupConfig
 from engine.execution.breaker import BreakerState, CircuitBreaker
 from engine.execution.limits import AccountLimiter, RouteType
+from engine.execution.settings import AccountSettings, GroupSettings
 from engine.model.domain import Instrument
 from engine.model.errors import SignalError, ValidationError
 from engine.venue.protocol import Venue
@@ -42,7 +42,6 @@ class AccountSession:
     __slots__ = (
         "alias",
         "breaker",
-        "config",
         "enabled",
         "gate",
         "health",
@@ -50,20 +49,21 @@ class AccountSession:
         "instruments_by_id",
         "instruments_by_name",
         "multiplier",
+        "settings",
         "venue",
     )
 
     def __init__(
         self,
-        config: AccountConfig,
+        settings: AccountSettings,
         venue: Venue,
         gate: AccountLimiter | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self.alias = config.alias
-        self.config = config
-        self.enabled = config.enabled
-        self.multiplier = config.multiplier
+        self.alias = settings.alias
+        self.settings = settings
+        self.enabled = settings.enabled
+        self.multiplier = settings.multiplier
         self.venue = venue
         self.gate = gate
         self.breaker = breaker
@@ -148,9 +148,9 @@ class Leg:
 class Accounts:
     """The configured accounts and groups."""
 
-    def __init__(self, sessions: Iterable[AccountSession], groups: Iterable[GroupConfig]) -> None:
+    def __init__(self, sessions: Iterable[AccountSession], groups: Iterable[GroupSettings]) -> None:
         self.sessions: dict[str, AccountSession] = {s.alias: s for s in sessions}
-        self.groups: dict[str, GroupConfig] = {g.name: g for g in groups}
+        self.groups: dict[str, GroupSettings] = {g.name: g for g in groups}
         self._round_robin = {g.name: itertools.count() for g in self.groups.values()}
         self.targets = frozenset(self.sessions) | frozenset(self.groups)
 
@@ -181,7 +181,7 @@ class Accounts:
             return [Leg(chosen, signal_id, chosen.multiplier)]
         return self._fan_out(signal_id, group)
 
-    def _fan_out(self, signal_id: str, group: GroupConfig) -> list[Leg]:
+    def _fan_out(self, signal_id: str, group: GroupSettings) -> list[Leg]:
         members = [self.sessions[m] for m in group.members]
         if group.allocation == "equal":
             active = [s for s in members if s.enabled]
@@ -194,7 +194,7 @@ class Accounts:
             if s.enabled
         ]
 
-    def _pick(self, group: GroupConfig) -> AccountSession:
+    def _pick(self, group: GroupSettings) -> AccountSession:
         candidates = [self.sessions[m] for m in group.members]
         healthy = [s for s in candidates if s.healthy]
         if not healthy:

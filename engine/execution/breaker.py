@@ -92,6 +92,7 @@ class CircuitBreaker:
             )
         self.account = account
         self.failure_threshold = failure_threshold
+        self.cool_down_s = cool_down_s
         self._base_cool_ns = int(cool_down_s * 1e9)
         self._max_cool_ns = int(max_cool_down_s * 1e9)
         self._probe_timeout_ns = int(probe_timeout_s * 1e9)

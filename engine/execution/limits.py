@@ -2,8 +2,9 @@
 
 TradeLocker publishes ``rateLimits`` in ``/trade/config``: "at most ``limit`` requests per
 ``intervalNum`` SECONDS|MINUTES" per ``rateLimitType``. :class:`AccountLimiter` keeps one
-:class:`engine._fast.TokenBucket` per published entry (with a safety margin, 10 % by default) and
-gates every request on the bucket of its route type:
+:class:`engine._fast.TokenBucket` per published entry, spending only ``share`` of it (90 % by
+default: the rest is headroom for requests the engine does not see) and gates every request on the
+bucket of its route type:
 
 * a token is free and nobody is queued on that route: :meth:`AccountLimiter.acquire` returns a
   pre-completed awaitable: nothing is scheduled, awaited or allocated beyond the call itself;
@@ -239,7 +240,7 @@ class AccountLimiter:
         account: str,
         limits: Iterable[RateLimit],
         *,
-        margin: float = 0.1,
+        share: float = 0.9,
         max_queue: int = 1000,
         alert_ratio: float = 0.8,
         clock: Callable[[], int] = time.monotonic_ns,
@@ -247,7 +248,12 @@ class AccountLimiter:
     ) -> None:
         if max_queue < 1:
             raise ConfigError(f"rate-limit queue size must be at least 1, got {max_queue}")
+        if not 0.0 < share <= 1.0:
+            raise ConfigError(f"the share of a rate limit used must be in (0, 1], got {share}")
+        # The bucket is told the headroom: the part of the limit it must leave unspent.
+        headroom = 1.0 - share
         self.account = account
+        self.share = share
         self.max_queue = max_queue
         self._clock = clock
         self._call_later = call_later
@@ -258,7 +264,7 @@ class AccountLimiter:
         grouped: dict[RouteType, list[TokenBucket]] = {r: [] for r in RouteType}
         self._limits: dict[RouteType, list[RateLimit]] = {r: [] for r in RouteType}
         for lim in limits:
-            grouped[lim.route].append(TokenBucket(lim.limit, lim.interval_s, margin, alert_ratio))
+            grouped[lim.route].append(TokenBucket(lim.limit, lim.interval_s, headroom, alert_ratio))
             self._limits[lim.route].append(lim)
         # Indexed by RouteType value: a list index on the hot path, not a dict lookup.
         self._routes = [_Route(r, tuple(grouped[r])) for r in RouteType]

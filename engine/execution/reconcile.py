@@ -35,6 +35,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from engine.execution.settings import ReconcileSettings
 from engine.model.clock import LIVE, Clock
 from engine.model.errors import VenueError
 from engine.venue.protocol import TagMatches, Venue
@@ -93,6 +94,12 @@ class Reconciler:
         self.max_s = max_s
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
+
+    @classmethod
+    def from_settings(
+        cls, venue: TaggedVenue, settings: ReconcileSettings, clock: Clock = LIVE
+    ) -> Reconciler:
+        return cls(venue, settle_s=settings.settle_s, max_s=settings.max_s, clock=clock)
 
     async def resolve(self, account: str, tag: str, sent_at: float | None = None) -> Resolution:
         """Find the order tagged ``tag`` on ``account``. ``sent_at`` is the clock's ``monotonic()``

@@ -373,6 +373,11 @@ class VaultStore:
         self.logins = 0  # successful AppRole logins
         self.token_expires_at: float | None = None  # wall clock; None = does not expire
 
+    @property
+    def config(self) -> VaultConfig:
+        """Where the store reads (its token and secret id stay :class:`Secret`)."""
+        return self._config
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:

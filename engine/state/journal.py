@@ -66,6 +66,7 @@ from engine.model.domain import Outcome, OutcomeStatus
 from engine.state import stop_limits
 from engine.state.intent_log import IntentLog, IntentRow, encode_intent, intent_frame, read_intents
 from engine.state.run_state import BOOT_ID_PATH, RunState, RunStateFile
+from engine.state.settings import JournalSettings
 from engine.state.writer import WRITE, JournalError, Writer
 
 __all__ = [
@@ -183,6 +184,8 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._wall_ns = clock.time_ns  # bound once: ``begin`` is on the order path
         self._fsync_begin = begin_durability == "power"
+        self.begin_durability = begin_durability
+        self.suspect_window_s = suspect_window_s
         # A begun row is held as its SQL parameters (signal_id, account, tag, begun_ns), the
         # tuple ``begin`` builds anyway, and becomes a JournalRecord when first read: building
         # the frozen record cost more than the rest of ``begin`` on the order path.
@@ -227,6 +230,16 @@ class Journal:
     def writer_thread_id(self) -> int | None:
         """The ident of the one thread that touches this journal's SQLite database."""
         return self._writer.thread_id
+
+    @classmethod
+    def from_settings(cls, settings: JournalSettings, clock: Clock = LIVE) -> Journal:
+        """The journal the config's ``[engine]`` journal keys describe."""
+        return cls(
+            settings.path,
+            begin_durability=settings.begin_durability,
+            suspect_window_s=settings.suspect_window_s,
+            clock=clock,
+        )
 
     # -- reads (in memory) -------------------------------------------------------------------
 

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.app.config import AccountConfig, GroupConfig
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.pipeline import Pipeline
 from engine.execution.reconcile import Reconciler
+from engine.execution.settings import AccountSettings, GroupSettings
 from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus
 from engine.model.delivery import Delivery
@@ -65,7 +65,7 @@ async def build(
     tmp_path: Path,
     venue: PaperVenue | None = None,
     aliases: tuple[str, ...] = ("a1", "a2"),
-    groups: tuple[GroupConfig, ...] = (),
+    groups: tuple[GroupSettings, ...] = (),
     multipliers: dict[str, float] | None = None,
     unknown_policy: str = "reject",
     settle_s: float = 0.05,
@@ -74,7 +74,7 @@ async def build(
     venue = venue or PaperVenue(aliases)
     sessions = [
         AccountSession(
-            AccountConfig(a, "paper", acc_num=i + 1, multiplier=(multipliers or {}).get(a, 1.0)),
+            AccountSettings(a, "paper", acc_num=i + 1, multiplier=(multipliers or {}).get(a, 1.0)),
             venue,
         )
         for i, a in enumerate(aliases)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
-from engine.app.config import load_config, parse_config
+from engine.app.config import AdapterSettings, cli_check, load_config, parse_config
+from engine.execution.settings import (
+    LimitsSettings,
+    PipelineSettings,
+    ReconcileSettings,
+    StopLimitSettings,
+)
+from engine.io.settings import ControlSettings
 from engine.model.errors import ConfigError
+from engine.state.settings import JournalSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +88,11 @@ def test_a_password_pasted_into_the_file_is_refused_without_echoing_it() -> None
         ({"groups": {"a1": {"members": ["a2"]}}}, "same name as an account"),
         ({"sources": [{"kind": "kafka", "topic": "t"}]}, "needs bootstrap, topic and group_id"),
         ({"sources": [{"kind": "mq"}]}, "sources[0].kind must be one of"),
-        ({"limits": {"margin": 1.5}}, "limits.margin must be at most 1.0"),
+        ({"limits": {"share": 1.5}}, "limits.share must be at most 1.0"),
+        ({"limits": {"margin": 0.9}}, "limits.margin was renamed: call it limits.share"),
+        ({"limits": {"breaker_cooldown_s": 120}}, "limits.breaker_cooldown_s must be at most 60"),
+        ({"vault": {"address": "vault:8200", "token": "env:T"}}, "vault.address must start with"),
+        ({"vault": {"address": "http://v:8200", "token": "vault:kv/t#t"}}, "env: or file:"),
         ({"engine": {"unknown_policy": "retry"}}, "engine.unknown_policy must be one of"),
         ({"engine": {"control_port": 70000}}, "engine.control_port must be an integer from 0"),
     ],
@@ -105,4 +118,54 @@ def test_begin_durability_must_be_process_or_power_and_names_the_key(tmp_path: P
         load_config(bad)
     good = tmp_path / "good.toml"
     good.write_text(src.replace("[engine]", '[engine]\nbegin_durability = "power"', 1))
-    assert load_config(good).engine.begin_durability == "power"
+    assert load_config(good).journal.begin_durability == "power"
+
+
+def test_a_key_left_out_keeps_the_default_its_settings_type_declares() -> None:
+    cfg = parse_config(with_())
+    assert cfg.journal == JournalSettings()
+    assert cfg.pipeline == PipelineSettings()
+    assert cfg.reconcile == ReconcileSettings()
+    assert cfg.stop_limits == StopLimitSettings()
+    assert cfg.limits == LimitsSettings()
+    assert cfg.adapter == AdapterSettings()
+    assert cfg.control == ControlSettings()
+    assert cfg.vault is None
+
+
+def test_engine_and_timeouts_keys_fill_the_sections_of_the_components_that_use_them() -> None:
+    cfg = parse_config(
+        with_(
+            engine={"journal_path": "/j/journal.sqlite", "stop_limit_poll_ms": 40,
+                    "unknown_policy": "resubmit_once", "control_port": 0},
+            timeouts={"order_s": 1.5, "reconcile_settle_s": 0.5},
+        )
+    )  # fmt: skip
+    assert cfg.journal.path == "/j/journal.sqlite"
+    assert cfg.stop_limits.poll_ms == 40
+    assert cfg.pipeline.unknown_policy == "resubmit_once"
+    assert cfg.control.port == 0
+    assert cfg.adapter.order_s == 1.5
+    assert cfg.reconcile.settle_s == 0.5
+
+
+def test_state_lives_beside_the_journal_unless_state_dir_is_given() -> None:
+    assert JournalSettings(path="/srv/tl/journal.sqlite").state_path == Path("/srv/tl")
+    assert JournalSettings(path="/srv/tl/j.sqlite", state_dir="/var/tl").state_path == Path(
+        "/var/tl"
+    )
+
+
+def test_check_config_prints_one_line_naming_the_key_and_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = (ROOT / "config" / "demo.toml").read_text()
+    old = tmp_path / "old.toml"
+    old.write_text(src.replace("share = 0.9", "margin = 0.9"))
+    check = cli_check(argparse.ArgumentParser())
+    assert check(argparse.Namespace(file=str(old))) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert out.startswith("config error: limits.margin was renamed: call it limits.share")
+    assert check(argparse.Namespace(file=str(ROOT / "config" / "demo.toml"))) == 0
+    assert "OK: 1 login(s), 2 account(s) (2 enabled), 2 group(s)" in capsys.readouterr().out

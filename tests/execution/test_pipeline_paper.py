@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.app.config import GroupConfig
+from engine.execution.settings import GroupSettings
 from tests.execution.conftest import Harness, build
 
 MKT = {"account": "a1", "action": "place", "symbol": "EURUSD", "type": "market"}
@@ -116,7 +116,7 @@ async def test_decided_signal_is_not_executed_after_a_restart(tmp_path: Path) ->
 
 
 async def test_fan_out_group_sizes_each_member(tmp_path: Path) -> None:
-    group = GroupConfig("both", ("a1", "a2"), weights=(1.0, 2.0))
+    group = GroupSettings("both", ("a1", "a2"), weights=(1.0, 2.0))
     h = await build(tmp_path, groups=(group,), multipliers={"a2": 0.5})
     await h.run(
         id="g1", account="both", action="place", symbol="EURUSD", type="market", side="buy", qty=0.3
@@ -133,7 +133,7 @@ async def test_fan_out_group_sizes_each_member(tmp_path: Path) -> None:
 
 
 async def test_pool_group_trades_on_one_healthy_account(tmp_path: Path) -> None:
-    group = GroupConfig("any", ("a1", "a2"), mode="pool")
+    group = GroupSettings("any", ("a1", "a2"), mode="pool")
     h = await build(tmp_path, groups=(group,))
     h.pipeline.accounts["a1"].health.auth_ok = False
     out = await h.run(

@@ -19,9 +19,9 @@ PLACE, MODIFY = RouteType.PLACE_ORDER, RouteType.MODIFY_ORDER
 
 
 def limiter(t: ManualTime) -> AccountLimiter:
-    # 2 per second on each route, no margin: easy to empty by hand.
+    # 2 per second on each route, all of it used: easy to empty by hand.
     limits = [RateLimit(PLACE, 2, 1.0), RateLimit(MODIFY, 2, 1.0)]
-    return AccountLimiter("ftmo-1", limits, margin=0.0, clock=t.clock, call_later=t.call_later)
+    return AccountLimiter("ftmo-1", limits, share=1.0, clock=t.clock, call_later=t.call_later)
 
 
 def drain(lim: AccountLimiter, route: RouteType) -> None:

@@ -105,7 +105,7 @@ async def test_free_token_is_granted_without_suspending() -> None:
 
 async def test_burst_of_ten_times_the_limit_is_spread_at_the_limit() -> None:
     t = ManualTime()
-    lim = limiter(t)  # PLACE_ORDER 10/s, 10 % margin: 9 tokens per second
+    lim = limiter(t)  # PLACE_ORDER 10/s, 90 % of it used: 9 tokens per second
     sent: list[int] = []
 
     async def place() -> None:
@@ -121,7 +121,7 @@ async def test_burst_of_ten_times_the_limit_is_spread_at_the_limit() -> None:
         await settle()
     assert len(sent) == 100
     await asyncio.gather(*tasks)
-    # Never more than the venue's 10 in any one-second window, and in fact at most 9 (the margin).
+    # Never more than the venue's 10 in any one-second window, and in fact at most 9 (90 % of it).
     for i, start in enumerate(sent):
         assert sum(1 for u in sent[i:] if u < start + S) <= 9
     # And the budget is used: 100 orders at 9/s take a little over 11 s, not much more.
@@ -192,7 +192,7 @@ async def test_429_without_retry_after_pauses_the_route_for_a_full_interval() ->
     assert not lim.try_acquire(PLACE)
     assert lim.utilisation(PLACE) == 1.0
     waiter = lim.acquire(PLACE, Priority.MARKET)
-    t.advance(S)  # 9 tokens per 1 s: 10/s less the 10 % margin
+    t.advance(S)  # 9 tokens per 1 s: 90 % of 10/s
     await settle()
     await waiter
     assert route_stats(lim, "PLACE_ORDER").rate_limited_events == 1

@@ -30,9 +30,7 @@ async def _engine(
     sandbox: Sandbox, journal_dir: Path, *, settle_s: float, max_s: float, **engine: Any
 ) -> Live:
     cfg = engine_config(sandbox.base_url, journal_dir, None, **engine)
-    cfg = replace(
-        cfg, timeouts=replace(cfg.timeouts, reconcile_settle_s=settle_s, reconcile_max_s=max_s)
-    )
+    cfg = replace(cfg, reconcile=replace(cfg.reconcile, settle_s=settle_s, max_s=max_s))
     eng = await build_engine(cfg, secrets=await demo_secrets(), with_control=False, sources=[])
     live = Live(sandbox, eng)
     eng.bus.subscribe(lambda topic, ev: live.outcomes.append(ev) if topic == "outcomes" else None)

@@ -1,0 +1,81 @@
+"""What the execution layer is configured with: one frozen section per component.
+
+``engine.app.config`` reads the TOML into these and hands each component its own section; each
+field's default here is the only default (the parser leaves a key it did not find to the field).
+``docs/config.md`` lists the TOML key that fills each field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# What happens to a signal whose order was proven absent after an unknown outcome (policy 1):
+# "reject" reports it not placed; "resubmit_once" sends it once more under a fresh tag.
+UnknownPolicy = Literal["reject", "resubmit_once"]
+# "fanout": every member trades; "pool": exactly one healthy member trades.
+GroupMode = Literal["fanout", "pool"]
+# How a fan-out group divides qty: by per-member weights ("multiplier") or evenly ("equal").
+Allocation = Literal["multiplier", "equal"]
+# How a pool picks its member.
+Balancing = Literal["least_loaded", "round_robin"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSettings:
+    """One account, by the alias signals use, and the login and id that find it at the venue."""
+
+    alias: str
+    login: str
+    account_id: str | None = None
+    acc_num: int | None = None
+    enabled: bool = True
+    multiplier: float = 1.0  # every qty sent to this account is multiplied by this
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSettings:
+    """A name a signal may address instead of one account."""
+
+    name: str
+    members: tuple[str, ...]
+    mode: GroupMode = "fanout"
+    allocation: Allocation = "multiplier"
+    weights: tuple[float, ...] = ()  # one per member; empty: 1 each
+    balancing: Balancing = "least_loaded"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    """Each account's rate gate and circuit breaker."""
+
+    # The share of each rate limit the venue publishes that the engine spends (0.9: 90 %); the
+    # rest is headroom for requests the engine does not see (the web terminal, clock skew).
+    share: float = 0.9
+    queue_size: int = 1_000  # requests waiting for rate budget per account; beyond: shed
+    breaker_failures: int = 5  # consecutive 429/5xx/timeouts that open the breaker
+    breaker_cooldown_s: float = 5.0  # first cool-down once open (doubles on a failed probe)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """The signal pipeline's policies."""
+
+    unknown_policy: UnknownPolicy = "reject"
+    max_signal_age_ms: int = 0  # older on arrival or while queued: expired, not traded; 0 = off
+    max_qty_lots: float = 1_000.0  # fat-finger guard, checked before the venue's own maxLot
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    """How an unknown outcome is looked up by its tag."""
+
+    settle_s: float = 3.0  # the venue's view must be this old before "absent" is believed
+    max_s: float = 30.0  # give up after this and leave the signal unresolved (pending)
+
+
+@dataclass(frozen=True, slots=True)
+class StopLimitSettings:
+    """The book of stop-limit orders the engine emulates."""
+
+    poll_ms: int = 250  # quote polling for held orders (spends the QUOTES rate limit)
