@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.model.errors import ConfigError
+from engine.tradelocker.settings import LoginConfig
 
 SECRET_SCHEMES = ("env:", "file:", "vault:")
 SOURCE_KINDS = ("local", "http", "kafka")
@@ -23,17 +24,6 @@ SINK_KINDS = ("bus", "kafka", "log")
 BALANCING_RULES = ("least_loaded", "round_robin")
 UNKNOWN_POLICIES = ("reject", "resubmit_once")
 BEGIN_DURABILITIES = ("process", "power")
-
-
-@dataclass(frozen=True, slots=True)
-class LoginConfig:
-    name: str
-    base_url: str  # host, e.g. https://demo.tradelocker.com (``/backend-api`` is appended)
-    server: str  # the broker server name sent at login
-    email: str  # a secret reference, e.g. env:TL_EMAIL
-    password: str  # a secret reference
-    developer_api_key: str | None = None  # a secret reference, when the Streams API is used
-    stream_url: str | None = None  # wss://api.tradelocker.com (Streams API); needs the key
 
 
 @dataclass(frozen=True, slots=True)

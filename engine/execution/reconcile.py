@@ -31,7 +31,6 @@ import enum
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
 from engine.model.errors import VenueError
 from engine.venue.protocol import TagMatches, Venue
@@ -64,18 +63,12 @@ class Resolution:
 _REFUSED = frozenset({"rejected", "refused"})
 
 
-class TaggedVenue(Venue, Protocol):
-    """A venue that can say what it holds for a strategy tag (both venues in this repo can)."""
-
-    async def find_by_tag(self, account: str, tag: str) -> TagMatches: ...
-
-
 class Reconciler:
     """Looks an order up by tag until the evidence is definitive."""
 
     def __init__(
         self,
-        venue: TaggedVenue,
+        venue: Venue,
         *,
         settle_s: float = 3.0,
         max_s: float = 30.0,
