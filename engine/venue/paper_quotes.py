@@ -19,6 +19,7 @@ class PaperQuotes:
     def __init__(self, price_of: Callable[[int], tuple[float, float] | None]) -> None:
         self._price_of = price_of
         self._callbacks: dict[int, list[QuoteCallback]] = {}
+        self._told: dict[int, tuple[float, float]] = {}  # the price the watchers last heard
 
     async def start(self) -> None:
         return None
@@ -42,6 +43,7 @@ class PaperQuotes:
             callbacks.remove(callback)
             if not callbacks:
                 del self._callbacks[instrument_id]
+                self._told.pop(instrument_id, None)
 
     def subscribed(self, instrument_id: int) -> bool:
         return instrument_id in self._callbacks
@@ -59,14 +61,18 @@ class PaperQuotes:
     async def poll_once(self, instrument_id: int) -> Quote | None:
         if instrument_id not in self._callbacks:
             raise KeyError(f"instrument {instrument_id} is not subscribed")
-        return self.fresh(instrument_id)
+        return self.moved(instrument_id)
 
-    def moved(self, instrument_id: int) -> None:
-        """The price moved: tell the instrument's watchers."""
-        callbacks = self._callbacks.get(instrument_id)
-        if not callbacks:
-            return
+    def moved(self, instrument_id: int) -> Quote | None:
+        """The price may have moved: tell the instrument's watchers if it differs from what they
+        last heard (as a polling source fires on a change)."""
         quote = self.fresh(instrument_id)
-        if quote is not None:
+        callbacks = self._callbacks.get(instrument_id)
+        if quote is None or not callbacks:
+            return quote
+        price = (quote.bid, quote.ask)
+        if self._told.get(instrument_id) != price:
+            self._told[instrument_id] = price
             for callback in list(callbacks):
                 callback(quote)
+        return quote
