@@ -8,8 +8,8 @@ import time
 import pytest
 from aiohttp import web
 
-from engine.model.errors import ConfigError
 from engine.model.domain import Quote
+from engine.model.errors import ConfigError
 from engine.tradelocker.quotes import QuoteFeed, quotes_rate
 from engine.tradelocker.settings import AccountSpec
 from sandbox import Sandbox
