@@ -449,7 +449,10 @@ class AccountLimiter:
     def action_utilisation(self, action: Action) -> float:
         """The tightest of the routes an action spends."""
         now = self._clock()
-        return max(self._utilisation(self._route(k), now) for k in self._by_action[action])
+        keys = self._by_action[action]
+        if len(keys) == 1:
+            return self._utilisation(self._routes[keys[0]], now)
+        return max(self._utilisation(self._routes[k], now) for k in keys)
 
     def queued(self, route: RouteKey | None = None) -> int:
         """Requests waiting for budget, on one route or on the whole account."""
