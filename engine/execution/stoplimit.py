@@ -7,9 +7,9 @@ and a person can both follow it.
 
 Quotes come from the account's shared :class:`~engine.venue.protocol.QuoteSource`
 (``feed_for(alias)``, the venue's ``quotes(alias)``; for TradeLocker the login's polling feed):
-the book subscribes an instrument while it holds an order on it (one
-callback per feed) and removes its callback when the last one there is placed or cancelled, so its
-quote traffic is the feed's, paced within the login's QUOTES limit with everything else. A trigger
+the book subscribes an instrument while it holds an order on it (one callback per feed) and
+removes its callback when the last one there is placed or cancelled, so its quote traffic is the
+feed's, paced within the login's QUOTES limit with everything else. A trigger
 is evaluated on every quote change (and once at hold time against a fresh quote). Expected trigger
 latency: up to one refresh period of the instrument (instruments polled x feed interval) plus one
 order round trip.
