@@ -230,7 +230,7 @@ async def build_engine(
     engine._tasks.append(
         asyncio.create_task(_apply_events(engine, venue.events()), name="venue-events")
     )
-    if factory is not None and engine.secrets is not None:
+    if factory is not None:
         await _open_streams(engine, factory)
     engine._tasks.append(asyncio.create_task(_report_health(engine), name="health"))
     await _open_sinks(engine)
