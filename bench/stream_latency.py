@@ -1,7 +1,7 @@
 """Stream event latency: sandbox emit → engine event on the bus.
 
 The clock starts when the sandbox's state emits a change (its stream listener is called
-synchronously by the order book) and stops when :class:`engine.tradelocker.live_state.LiveState`
+synchronously by the order book) and stops when :class:`engine.state.live.LiveState`
 publishes the matching ``order_updates`` event. In between: python-socketio's server queue and
 emit, the loopback WebSocket, picows, the engine's Engine.IO/Socket.IO decoding, message decoding
 and the live-state update. Sandbox and engine share one process and one event loop (both clocks are
@@ -26,7 +26,8 @@ import aiohttp
 from hdrh.histogram import HdrHistogram
 
 from engine.io.bus import EventBus
-from engine.tradelocker.live_state import LiveState, StreamSettings
+from engine.state.live import LiveState
+from engine.tradelocker.stream_session import LoginStream, StreamSettings
 from tests.stream.sandbox import ACCOUNTS, SandboxTokens, run_streams_sandbox
 
 
@@ -58,9 +59,11 @@ async def measure(events: int, rate: float, uvloop: bool) -> dict[str, Any]:
         bus = EventBus()
         bus.subscribe(on_event)
         live = LiveState(
-            StreamSettings(url=sb.url, developer_api_key=sb.api_key),
-            SandboxTokens(sb, http),
-            ACCOUNTS,
+            LoginStream(
+                StreamSettings(url=sb.url, developer_api_key=sb.api_key),
+                SandboxTokens(sb, http),
+                ACCOUNTS,
+            ),
             bus,
         )
         await live.start()

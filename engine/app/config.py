@@ -41,6 +41,7 @@ from engine.io.settings import ControlSettings, SinkKind, SinkSettings, SourceKi
 from engine.model.errors import ConfigError
 from engine.secrets.settings import VaultSettings
 from engine.state.settings import BeginDurability, JournalSettings
+from engine.tradelocker.settings import LoginConfig
 
 __all__ = [
     "TABLES",
@@ -53,17 +54,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class LoginConfig:
-    name: str
-    base_url: str  # host, e.g. https://demo.tradelocker.com (``/backend-api`` is appended)
-    server: str  # the broker server name sent at login
-    email: str  # a secret reference, e.g. env:TL_EMAIL
-    password: str  # a secret reference
-    developer_api_key: str | None = None  # a secret reference, when the Streams API is used
-    stream_url: str | None = None  # wss://api.tradelocker.com (Streams API); needs the key
 
 
 @dataclass(frozen=True, slots=True)

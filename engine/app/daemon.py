@@ -17,7 +17,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +38,11 @@ from engine.model.errors import ConfigError, EngineError
 from engine.observability.metrics import Metrics
 from engine.secrets.settings import VaultSettings
 from engine.state.journal import Journal
-from engine.tradelocker.quotes import QuoteFeed, login_feeds
+from engine.state.live import LiveState
+from engine.tradelocker.factory import TradeLockerFactory
 from engine.tradelocker.rest import ConnectionSettings, Timeouts
-from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue, backend_url
+from engine.venue.events import VenueEvent
+from engine.venue.protocol import QuoteSource, Venue
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Engine:
     config: Config
-    venue: Any
+    venue: Venue
     accounts: Accounts
     journal: Journal
     bus: EventBus
@@ -58,12 +60,10 @@ class Engine:
     secrets: Any = None
     control: Any = None
     sources: list[SignalSource] = field(default_factory=list)
-    streams: list[Any] = field(
-        default_factory=list
-    )  # engine.tradelocker.live_state.LiveState per login
+    streams: list[LiveState] = field(default_factory=list)  # one per stream session (login)
     kafka_sinks: list[Any] = field(default_factory=list)  # engine.io.kafka.sink.KafkaEventSink
-    # Account alias -> its login's QuoteFeed (one feed per login, shared by its accounts).
-    quote_feeds: dict[str, QuoteFeed] = field(default_factory=dict)
+    # Account alias -> the venue's quote source for it (shared: TradeLocker has one per login).
+    quote_feeds: dict[str, QuoteSource] = field(default_factory=dict)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
 
@@ -124,88 +124,34 @@ async def open_secrets(vault: VaultSettings | None, state_dir: Path) -> Any:
     return s
 
 
-async def tradelocker_venue(
-    cfg: Config, secrets: Any, base_url_override: str | None = None
-) -> TradeLockerVenue:
-    logins = []
-    for login in cfg.logins.values():
-        key = login.developer_api_key
-        logins.append(
-            LoginSpec(
-                login.name,
-                backend_url(base_url_override or login.base_url),
-                email=(await secrets.resolve(login.email)).reveal(),
-                password=(await secrets.resolve(login.password)).reveal(),
-                server=login.server,
-                # Resume the last run's session: no password login at start (Policies 3).
-                refresh_token=await _saved_refresh_token(secrets, login.name),
-                developer_api_key=(await secrets.resolve(key)).reveal() if key else None,
-            )
-        )
-    accounts = [
-        AccountSpec(a.alias, a.login, a.account_id, a.acc_num)
-        for a in cfg.accounts.values()
-        if a.enabled
-    ]
-    venue = TradeLockerVenue(
-        logins,
-        accounts,
-        timeouts=Timeouts(order_total=cfg.adapter.order_s, query_total=cfg.adapter.query_s),
-        connection=ConnectionSettings(order_connections=cfg.adapter.order_connections),
-        quotes_margin=cfg.limits.share,
-        on_tokens=secrets.refresh_hook,
-    )
-    _follow_password_changes(cfg, secrets, venue)
-    return venue
-
-
-async def _saved_refresh_token(secrets: Any, login: str) -> str | None:
-    try:
-        saved = await secrets.load_refresh_token(login)
-    except EngineError as exc:  # unreadable: log in with the password instead
-        log.warning("login %s: saved refresh token unreadable (%s)", login, exc)
-        return None
-    return saved.reveal() if saved else None
-
-
-def _follow_password_changes(cfg: Config, secrets: Any, venue: TradeLockerVenue) -> None:
-    """A password rotated at the secret store reaches the login's token manager without a
-    restart; it is used at the next login (a refused refresh)."""
-    by_ref = {login.password: login.name for login in cfg.logins.values()}
-
-    async def changed(ref: str) -> None:
-        name = by_ref.get(ref)
-        tokens = venue.tokens.get(name) if name is not None else None
-        if tokens is None:
-            return
-        tokens.set_password((await secrets.resolve(ref)).reveal())
-        log.info("login %s: password changed at the secret store; used at the next login", name)
-
-    secrets.on_change(changed)
-
-
 def _rate_controls(
-    cfg: Config, venue: Any, alias: str
+    cfg: Config, venue: Venue, alias: str
 ) -> tuple[AccountLimiter | None, CircuitBreaker | None]:
-    """The account's limiter, from the limits the venue publishes in /trade/config (a venue
-    that publishes none, like the in-process paper venue, is not gated), and its breaker."""
+    """The account's limiter, from the limits the venue publishes for it (a venue that
+    publishes none, like the in-process paper venue by default, is not gated), and its
+    breaker."""
     lim = cfg.limits
     breaker = CircuitBreaker(
         alias, failure_threshold=lim.breaker_failures, cool_down_s=lim.breaker_cooldown_s
     )
-    config_of = getattr(venue, "config", None)
-    published = config_of(alias).get("rateLimits") if callable(config_of) else None
+    published = venue.rate_limits(alias)
     if not published:
         log.warning("account %s: the venue publishes no rate limits; no client-side gate", alias)
         return None, breaker
-    gate = AccountLimiter.from_config(alias, published, share=lim.share, max_queue=lim.queue_size)
+    gate = AccountLimiter(
+        alias,
+        published,
+        routes=venue.route_for,
+        share=lim.share,
+        max_queue=lim.queue_size,
+    )
     return gate, breaker
 
 
 async def build_engine(
     cfg: Config,
     *,
-    venue: Any = None,
+    venue: Venue | None = None,
     secrets: Any = None,
     base_url_override: str | None = None,
     metrics: Metrics | None = None,
@@ -215,9 +161,19 @@ async def build_engine(
 ) -> Engine:
     """Assemble and start an engine; the caller adds sources (or passes them) and runs it."""
     print(_fast.describe(), file=sys.stderr)
+    factory: TradeLockerFactory | None = None
     if venue is None:
         secrets = secrets or await open_secrets(cfg.vault, cfg.journal.state_path)
-        venue = await tradelocker_venue(cfg, secrets, base_url_override)
+        factory = TradeLockerFactory(
+            cfg.logins,
+            cfg.accounts.values(),
+            secrets,
+            base_url_override=base_url_override,
+            timeouts=Timeouts(order_total=cfg.adapter.order_s, query_total=cfg.adapter.query_s),
+            connection=ConnectionSettings(order_connections=cfg.adapter.order_connections),
+            quotes_share=cfg.limits.share,
+        )
+        venue = await factory.venue()
     await venue.start()
     metrics = metrics or Metrics()
     bus = bus or EventBus()
@@ -231,11 +187,11 @@ async def build_engine(
     await accounts.start()
     journal = Journal.from_settings(cfg.journal)
     reconciler = Reconciler.from_settings(venue, cfg.reconcile)
-    by_login: dict[str, list[str]] = {}
-    for a in cfg.accounts.values():
-        if a.enabled:
-            by_login.setdefault(a.login, []).append(a.alias)
-    feeds = login_feeds(venue, by_login, margin=cfg.limits.share)
+    feeds = {
+        a.alias: feed
+        for a in cfg.accounts.values()
+        if a.enabled and (feed := venue.quotes(a.alias)) is not None
+    }
     # Held stop-limit orders live in the journal's database; an older separate file is adopted.
     adopted = await journal.stop_limits.adopt(
         cfg.journal.state_path / (Path(cfg.journal.path).stem + ".stoplimit.sqlite")
@@ -276,7 +232,8 @@ async def build_engine(
     engine._tasks.append(
         asyncio.create_task(_apply_events(engine, venue.events()), name="venue-events")
     )
-    await _open_streams(engine, cfg, base_url_override)
+    if factory is not None:
+        await _open_streams(engine, factory)
     engine._tasks.append(asyncio.create_task(_report_health(engine), name="health"))
     await _open_sinks(engine, cfg.sinks)
     if with_control:
@@ -286,50 +243,23 @@ async def build_engine(
     return engine
 
 
-async def _apply_events(engine: Engine, events: Any) -> None:
+async def _apply_events(engine: Engine, events: AsyncIterator[VenueEvent]) -> None:
     """Fold venue stream events into the tracker: late fills, the positions orders opened.
     (Publishing them is the stream's own job: LiveState publishes on the engine's bus.)"""
     async for event in events:
         engine.pipeline.tracker.apply(event)
 
 
-async def _open_streams(engine: Engine, cfg: Config, base_url_override: str | None) -> None:
-    """One Streams API session per login that has a stream_url (and a developer key)."""
-    import aiohttp
-
-    from engine.tradelocker.live_state import LiveState, PasswordStreamTokens, StreamSettings
-
-    if engine.secrets is None:
-        return
-    for login in cfg.logins.values():
-        if login.stream_url is None or login.developer_api_key is None:
-            continue
-        accounts = {
-            a.alias: engine.venue.client(a.alias).account_id
-            for a in cfg.accounts.values()
-            if a.enabled and a.login == login.name
-        }
-        if not accounts:
-            continue
-        session = aiohttp.ClientSession()
-        engine._closers.append(session)
-        secret = engine.secrets.resolve
-        tokens = PasswordStreamTokens(
-            session,
-            base_url_override or login.base_url,  # the host: /backend-api is appended there
-            (await secret(login.email)).reveal(),
-            (await secret(login.password)).reveal(),
-            login.server,
-        )
-        settings = StreamSettings(
-            login.stream_url, (await secret(login.developer_api_key)).reveal()
-        )
-        # history: an order that vanished while the stream was down is looked up in
-        # ordersHistory and reported filled/cancelled/rejected, not just "gone".
-        live = LiveState(settings, tokens, accounts, engine.bus, history=engine.venue)
+async def _open_streams(engine: Engine, factory: TradeLockerFactory) -> None:
+    """Live account state for each stream session the venue's factory builds (one per login
+    with a stream_url and a developer key); their events reach the tracker through
+    ``venue.events()``."""
+    for stream in await factory.streams():
+        # history: an order that vanished while the stream was down is looked up in the
+        # venue's order history and reported filled/cancelled/rejected, not just "gone".
+        live = LiveState(stream, engine.bus, history=engine.venue)
         await live.start()
         engine.streams.append(live)
-        engine._tasks.append(asyncio.create_task(_apply_events(engine, live.events())))
 
 
 async def _report_health(engine: Engine, interval_s: float = 1.0) -> None:

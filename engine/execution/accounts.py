@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from engine.execution.breaker import BreakerState, CircuitBreaker
-from engine.execution.limits import AccountLimiter, RouteType
+from engine.execution.limits import AccountLimiter
 from engine.execution.settings import AccountSettings, GroupSettings
-from engine.model.domain import Instrument
+from engine.model.domain import Action, Instrument
 from engine.model.errors import SignalError, ValidationError
 from engine.venue.protocol import Venue
 
@@ -127,7 +127,7 @@ class AccountSession:
         if self.breaker is not None:
             h.breaker_open = self.breaker.state is BreakerState.OPEN
         if self.gate is not None:
-            h.rate_utilisation = self.gate.utilisation(RouteType.PLACE_ORDER)
+            h.rate_utilisation = self.gate.action_utilisation(Action.PLACE)
         return h
 
     def load(self) -> float:

@@ -1,10 +1,11 @@
-"""Client-side enforcement of the venue's published rate limits, per account.
+"""Client-side enforcement of a venue's published rate limits, per account.
 
-TradeLocker publishes ``rateLimits`` in ``/trade/config``: "at most ``limit`` requests per
-``intervalNum`` SECONDS|MINUTES" per ``rateLimitType``. :class:`AccountLimiter` keeps one
-:class:`engine._fast.TokenBucket` per published entry, spending only ``share`` of it (90 % by
-default: the rest is headroom for requests the engine does not see) and gates every request on the
-bucket of its route type:
+A venue publishes limits per account (:meth:`engine.venue.protocol.Venue.rate_limits`: "at most
+``limit`` requests per ``interval_s`` on ``route``", route keys being the venue's own names) and
+says which routes each engine action spends (:meth:`~engine.venue.protocol.Venue.route_for`).
+:class:`AccountLimiter` keeps one :class:`engine._fast.TokenBucket` per published limit, spending
+only ``share`` of it (90 % by default, the config's ``limits.share``: the rest is headroom for
+requests the engine does not see), and gates every request on the buckets of its route:
 
 * a token is free and nobody is queued on that route: :meth:`AccountLimiter.acquire` returns a
   pre-completed awaitable: nothing is scheduled, awaited or allocated beyond the call itself;
@@ -21,11 +22,9 @@ bucket of its route type:
   modifications the moment their signal becomes older than ``max_signal_age_ms``, and cancels and
   closes none (they reduce risk, so late is better than never).
 
-Which bucket an engine operation spends (:func:`routes_for`). The venue publishes no type for
-cancel-order, cancel-all, close-position or close-all. We charge them to the nearest published
-type, so if the venue counts them there we never exceed it, and if it counts them nowhere we were
-only stricter than needed: cancel and cancel-all spend MODIFY_ORDER; close, close-all and the close
-half of a reverse spend MODIFY_POSITION; a reverse also spends PLACE_ORDER for the opposite order.
+A route the venue publishes no limit for is not gated (except while a 429 pauses it). Which route
+an action spends is the venue's knowledge (:meth:`AccountLimiter.routes_for` answers from the
+table it was given); how urgent an action is, is the engine's (:func:`default_priority`).
 
 Near the limit: when a spend leaves ``alert_ratio`` (80 %) of a bucket used within its interval,
 one warning is logged per excursion and ``near_limit_events`` counts it, for metrics to export.
@@ -34,17 +33,16 @@ one warning is logged per excursion and ``near_limit_events`` counts it, for met
 from __future__ import annotations
 
 import asyncio
-import enum
 import heapq
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine._fast import TokenBucket
-from engine.model.domain import Action, OrderType, Priority
+from engine.model.domain import Action, OrderType, Priority, RateLimit, RouteKey
 from engine.model.errors import ConfigError, QueuedTooLong, Shed
 
 log = logging.getLogger(__name__)
@@ -53,51 +51,8 @@ __all__ = [
     "AccountLimiter",
     "RateLimit",
     "RouteStats",
-    "RouteType",
     "default_priority",
-    "parse_rate_limits",
-    "routes_for",
 ]
-
-
-class RouteType(enum.IntEnum):
-    """TradeLocker's ``rateLimitType`` values (docs/api-reference.md §5)."""
-
-    GET_ACCOUNTS = 0
-    GET_EXECUTIONS = 1
-    GET_INSTRUMENTS = 2
-    GET_ORDERS = 3
-    GET_ORDERS_HISTORY = 4
-    GET_POSITIONS = 5
-    GET_ACCOUNTS_STATE = 6
-    GET_INSTRUMENT_DETAILS = 7
-    GET_TRADE_SESSIONS = 8
-    GET_SESSION_STATUSES = 9
-    PLACE_ORDER = 10
-    MODIFY_ORDER = 11
-    MODIFY_POSITION = 12
-    DAILY_BAR = 13
-    QUOTES = 14
-    DEPTH = 15
-    TRADES = 16
-    QUOTES_HISTORY = 17
-
-
-_ROUTES_FOR: dict[Action, tuple[RouteType, ...]] = {
-    Action.PLACE: (RouteType.PLACE_ORDER,),
-    Action.MODIFY: (RouteType.MODIFY_ORDER,),
-    Action.CANCEL: (RouteType.MODIFY_ORDER,),
-    Action.CANCEL_ALL: (RouteType.MODIFY_ORDER,),
-    Action.MODIFY_POSITION: (RouteType.MODIFY_POSITION,),
-    Action.CLOSE: (RouteType.MODIFY_POSITION,),
-    Action.CLOSE_ALL: (RouteType.MODIFY_POSITION,),
-    Action.REVERSE: (RouteType.MODIFY_POSITION, RouteType.PLACE_ORDER),
-}
-
-
-def routes_for(action: Action) -> tuple[RouteType, ...]:
-    """The buckets an engine action spends, in the order its requests are sent."""
-    return _ROUTES_FOR[action]
 
 
 def default_priority(action: Action, order_type: OrderType | None = None) -> Priority:
@@ -111,47 +66,7 @@ def default_priority(action: Action, order_type: OrderType | None = None) -> Pri
     return Priority.MODIFY
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """One published limit: at most ``limit`` requests per ``interval_s`` on ``route``."""
-
-    route: RouteType
-    limit: int
-    interval_s: float
-
-
 _LOG_QUIET_NS = 10_000_000_000
-
-_MEASURE_S = {"SECONDS": 1.0, "MINUTES": 60.0, "HOURS": 3600.0}
-
-
-def parse_rate_limits(entries: Iterable[Mapping[str, Any]]) -> list[RateLimit]:
-    """``/trade/config`` ``rateLimits`` → typed limits. Unknown route types are logged and skipped
-    (the venue may add some); a malformed entry raises ConfigError naming the entry and field."""
-    out: list[RateLimit] = []
-    for i, entry in enumerate(entries):
-        where = f"rateLimits[{i}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{where} must be an object, got {type(entry).__name__}")
-        name = entry.get("rateLimitType")
-        if not isinstance(name, str):
-            raise ConfigError(f"{where}.rateLimitType must be a string, got {name!r}")
-        try:
-            route = RouteType[name]
-        except KeyError:
-            log.info("ignoring rate limit for unknown route type %r (%s)", name, where)
-            continue
-        measure = entry.get("measure")
-        if measure not in _MEASURE_S:
-            raise ConfigError(f"{where}.measure must be SECONDS or MINUTES, got {measure!r}")
-        num = entry.get("intervalNum")
-        limit = entry.get("limit")
-        for field, value in (("intervalNum", num), ("limit", limit)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{where}.{field} must be a whole number >= 1, got {value!r}")
-        assert isinstance(num, int) and isinstance(limit, int)
-        out.append(RateLimit(route, limit, num * _MEASURE_S[measure]))
-    return out
 
 
 class _Handle(Protocol):
@@ -211,8 +126,8 @@ class _Route:
         "timer",
     )
 
-    def __init__(self, route: RouteType, buckets: tuple[TokenBucket, ...]) -> None:
-        self.name = route.name
+    def __init__(self, route: RouteKey, buckets: tuple[TokenBucket, ...]) -> None:
+        self.name = str(route)
         self.buckets = buckets
         self.single = buckets[0] if len(buckets) == 1 else None
         self.heap: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -231,8 +146,10 @@ class _Route:
 class AccountLimiter:
     """The rate gate of one account. Single event loop; not thread-safe.
 
-    ``clock`` returns monotonic nanoseconds; ``call_later(delay_s, callback, *args)`` schedules the
-    queue's release timer (default: the running loop's). Both are injectable so tests drive time.
+    ``limits`` are the venue's published limits for the account; ``routes`` is the venue's table
+    of the routes each action spends (:meth:`engine.venue.protocol.Venue.route_for`). ``clock``
+    returns monotonic nanoseconds; ``call_later(delay_s, callback, *args)`` schedules the queue's
+    release timer (default: the running loop's). Both are injectable so tests drive time.
     """
 
     def __init__(
@@ -240,6 +157,7 @@ class AccountLimiter:
         account: str,
         limits: Iterable[RateLimit],
         *,
+        routes: Callable[[Action], tuple[RouteKey, ...]] | None = None,
         share: float = 0.9,
         max_queue: int = 1000,
         alert_ratio: float = 0.8,
@@ -261,31 +179,47 @@ class AccountLimiter:
         self._queued = 0
         self.near_limit_events = 0
         self.shed_total = 0
-        grouped: dict[RouteType, list[TokenBucket]] = {r: [] for r in RouteType}
-        self._limits: dict[RouteType, list[RateLimit]] = {r: [] for r in RouteType}
+        grouped: dict[RouteKey, list[TokenBucket]] = {}
+        self._limits: dict[RouteKey, list[RateLimit]] = {}
         for lim in limits:
-            grouped[lim.route].append(TokenBucket(lim.limit, lim.interval_s, headroom, alert_ratio))
-            self._limits[lim.route].append(lim)
-        # Indexed by RouteType value: a list index on the hot path, not a dict lookup.
-        self._routes = [_Route(r, tuple(grouped[r])) for r in RouteType]
+            grouped.setdefault(lim.route, []).append(
+                TokenBucket(lim.limit, lim.interval_s, headroom, alert_ratio)
+            )
+            self._limits.setdefault(lim.route, []).append(lim)
+        # Indexed by Action value: a list index on the hot path, not a call into the venue. An
+        # action the venue charges to no route gets a route of its own, never gated by a budget
+        # but paused like any other after a 429 on it.
+        self._by_action: list[tuple[RouteKey, ...]] = [
+            (tuple(routes(a)) if routes is not None else ()) or (f"action:{a.wire}",)
+            for a in Action
+        ]
+        for keys in self._by_action:
+            for key in keys:
+                grouped.setdefault(key, [])
+        self._routes: dict[RouteKey, _Route] = {
+            key: _Route(key, tuple(buckets)) for key, buckets in grouped.items()
+        }
 
-    @classmethod
-    def from_config(
-        cls, account: str, rate_limits: Iterable[Mapping[str, Any]], **kwargs: Any
-    ) -> AccountLimiter:
-        """Build from ``/trade/config`` ``d.rateLimits`` (see :func:`parse_rate_limits`)."""
-        return cls(account, parse_rate_limits(rate_limits), **kwargs)
+    def routes_for(self, action: Action) -> tuple[RouteKey, ...]:
+        """The routes an action spends, in the order its requests are sent (the venue's table;
+        never empty, see ``__init__``)."""
+        return self._by_action[action]
+
+    def _route(self, key: RouteKey) -> _Route:
+        """A route the venue neither publishes nor names for an action: not gated."""
+        r = self._routes.get(key)
+        if r is None:
+            r = self._routes[key] = _Route(key, ())
+        return r
 
     # -- the gate --------------------------------------------------------------------------
 
-    def try_acquire(self, route: RouteType) -> bool:
+    def try_acquire(self, route: RouteKey) -> bool:
         """Spend a token now if one is free and nobody is queued on the route; never waits."""
-        r = self._routes[route]
+        r = self._routes.get(route) or self._route(route)
         return not r.heap and self._grant(r, self._clock())
 
-    def acquire(
-        self, route: RouteType | str, priority: Priority, deadline_ns: int = 0
-    ) -> Awaitable[None]:
+    def acquire(self, route: RouteKey, priority: Priority, deadline_ns: int = 0) -> Awaitable[None]:
         """Wait for the route's budget. Returns a completed awaitable when a token is free (the
         fast path); otherwise a future resolved in priority order when the bucket refills.
 
@@ -293,9 +227,9 @@ class AccountLimiter:
         then fails with :class:`QueuedTooLong` and gives its place up; one that would have to
         queue with its deadline already past fails at the call. The fast path ignores it.
         Raises :class:`Shed` (at the call) when the account's queue is full of more urgent work.
-        Cancelling the awaiting task gives its place up. A string route is converted by name.
+        Cancelling the awaiting task gives its place up.
         """
-        r = self._routes[RouteType[route] if isinstance(route, str) else route]
+        r = self._routes.get(route) or self._route(route)
         now = self._clock()
         if not r.heap and self._grant(r, now):
             return _READY
@@ -350,12 +284,13 @@ class AccountLimiter:
             self.account,
             r.name,
             100.0 * self._utilisation(r, now),
-            self._describe_limits(RouteType[r.name]),
+            self._describe_limits(r.name),
             since,
         )
 
-    def _describe_limits(self, route: RouteType) -> str:
-        return ", ".join(f"{lim.limit} per {lim.interval_s:g}s" for lim in self._limits[route])
+    def _describe_limits(self, route: RouteKey) -> str:
+        limits = self._limits.get(route, ())
+        return ", ".join(f"{lim.limit} per {lim.interval_s:g}s" for lim in limits)
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -375,7 +310,7 @@ class AccountLimiter:
         """Make room for a request of priority ``prio``, or refuse it."""
         worst: tuple[int, int, asyncio.Future[None]] | None = None
         worst_route: _Route | None = None
-        for r in self._routes:
+        for r in self._routes.values():
             for entry in r.heap:
                 if not entry[2].done() and (worst is None or entry[:2] > worst[:2]):
                     worst, worst_route = entry, r
@@ -477,10 +412,10 @@ class AccountLimiter:
 
     # -- venue feedback ------------------------------------------------------------------------
 
-    def on_rate_limited(self, route: RouteType, retry_after_s: float | None = None) -> None:
+    def on_rate_limited(self, route: RouteKey, retry_after_s: float | None = None) -> None:
         """The venue answered 429 on ``route``: stop spending it for Retry-After seconds, or, when
         the venue gave none, until a full interval has passed (as if every token were spent)."""
-        r = self._routes[route]
+        r = self._route(route)
         now = self._clock()
         r.rate_limited_events += 1
         if retry_after_s is not None and retry_after_s > 0:
@@ -512,22 +447,31 @@ class AccountLimiter:
             return 1.0 if now < r.paused_until else 0.0
         return max(1.0 - b.available(now) / b.capacity for b in r.buckets)
 
-    def utilisation(self, route: RouteType) -> float:
+    def utilisation(self, route: RouteKey) -> float:
         """Share of the route's budget spent within its interval (0..1; 1 while paused)."""
-        return self._utilisation(self._routes[route], self._clock())
+        return self._utilisation(self._route(route), self._clock())
 
-    def queued(self, route: RouteType | None = None) -> int:
+    def action_utilisation(self, action: Action) -> float:
+        """The tightest of the routes an action spends."""
+        now = self._clock()
+        keys = self._by_action[action]
+        if len(keys) == 1:
+            return self._utilisation(self._routes[keys[0]], now)
+        return max(self._utilisation(self._routes[k], now) for k in keys)
+
+    def queued(self, route: RouteKey | None = None) -> int:
         """Requests waiting for budget, on one route or on the whole account."""
         if route is None:
             return self._queued
-        return sum(1 for e in self._routes[route].heap if not e[2].done())
+        r = self._routes.get(route)
+        return 0 if r is None else sum(1 for e in r.heap if not e[2].done())
 
     def stats(self) -> list[RouteStats]:
         """Every route that has a published limit or has seen traffic trouble."""
         now = self._clock()
         out = []
-        for route, r in zip(RouteType, self._routes, strict=True):
-            limits = self._limits[route]
+        for route, r in self._routes.items():
+            limits = self._limits.get(route, [])
             if not limits and not (r.rate_limited_events or r.heap or r.expired):
                 continue
             tight = min(r.buckets, key=lambda b: b.available(now), default=None)
@@ -551,7 +495,7 @@ class AccountLimiter:
 
     def close(self) -> None:
         """Refuse every waiter (shutdown): they get Shed, nothing is sent."""
-        for r in self._routes:
+        for r in self._routes.values():
             if r.timer is not None:
                 r.timer.cancel()
                 r.timer = None

@@ -33,7 +33,7 @@ from engine._fast import check_order, reject_reason
 from engine.execution.accounts import Accounts, AccountSession, Leg, scale_qty
 from engine.execution.breaker import FailureKind
 from engine.execution.eager import start_eagerly
-from engine.execution.limits import default_priority, routes_for
+from engine.execution.limits import default_priority
 from engine.execution.reconcile import Reconciler, Verdict
 from engine.execution.signals import decode, peek_id
 from engine.execution.stoplimit import StopLimitBook
@@ -66,7 +66,7 @@ from engine.model.errors import (
 )
 from engine.model.events import EventSink
 from engine.state.journal import Journal, JournalError, JournalRecord
-from engine.tradelocker.quotes import QuoteFeed
+from engine.venue.protocol import QuoteSource
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +191,10 @@ class Pipeline:
         # Anything with a bool ``engaged`` (engine.io.control.KillSwitch): while engaged, signals
         # still queued get an ``expired`` outcome instead of being traded.
         self.kill_switch: Any = None
-        # Account alias -> its login's engine.tradelocker.quotes.QuoteFeed (set by the daemon): a
+        # Account alias -> the venue's QuoteSource for it (venue.quotes, set by the daemon): a
         # fresh quote lets pre-validation catch SL/TP on the wrong side of the market before the
         # venue.
-        self.quote_feeds: Mapping[str, QuoteFeed] = {}
+        self.quote_feeds: Mapping[str, QuoteSource] = {}
 
     # -- intake ----------------------------------------------------------------------------------
 
@@ -774,7 +774,7 @@ class Pipeline:
         Past ``deadline_ns`` (monotonic) a queued request is dropped unsent: QueuedTooLong."""
         gate = job.leg.session.gate
         if gate is not None:
-            for route in routes_for(job.signal.action):
+            for route in gate.routes_for(job.signal.action):
                 await gate.acquire(route, job.priority, deadline_ns)
 
     def _queue_deadline(self, job: _Job) -> int:
@@ -795,7 +795,7 @@ class Pipeline:
         """Tell the breaker, and on a 429 the rate gate, that the venue failed this call."""
         if isinstance(exc, RateLimited):
             if session.gate is not None:
-                session.gate.on_rate_limited(routes_for(action)[-1], exc.retry_after)
+                session.gate.on_rate_limited(session.gate.routes_for(action)[-1], exc.retry_after)
             kind = FailureKind.RATE_LIMITED
         elif isinstance(exc, TimeoutError):
             kind = FailureKind.TIMEOUT

@@ -33,7 +33,6 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Protocol
 
 from engine.execution.settings import ReconcileSettings
 from engine.model.clock import LIVE, Clock
@@ -68,18 +67,12 @@ class Resolution:
 _REFUSED = frozenset({"rejected", "refused"})
 
 
-class TaggedVenue(Venue, Protocol):
-    """A venue that can say what it holds for a strategy tag (both venues in this repo can)."""
-
-    async def find_by_tag(self, account: str, tag: str) -> TagMatches: ...
-
-
 class Reconciler:
     """Looks an order up by tag until the evidence is definitive."""
 
     def __init__(
         self,
-        venue: TaggedVenue,
+        venue: Venue,
         *,
         settle_s: float = 3.0,
         max_s: float = 30.0,
@@ -97,7 +90,7 @@ class Reconciler:
 
     @classmethod
     def from_settings(
-        cls, venue: TaggedVenue, settings: ReconcileSettings, clock: Clock = LIVE
+        cls, venue: Venue, settings: ReconcileSettings, clock: Clock = LIVE
     ) -> Reconciler:
         return cls(venue, settle_s=settings.settle_s, max_s=settings.max_s, clock=clock)
 

@@ -5,16 +5,17 @@ book watches the instrument's quotes and, when the stop trades (buy: ask >= stop
 bid <= stop), places the limit order at the venue with the SAME strategy tag, so reconciliation
 and a person can both follow it.
 
-Quotes come from the login's shared :class:`~engine.tradelocker.quotes.QuoteFeed`
-(``feed_for(alias)``): the book subscribes an instrument while it holds an order on it (one
-callback per feed) and removes its callback when the last one there is placed or cancelled, so its
-quote traffic is the feed's, paced within the login's QUOTES limit with everything else. A trigger
+Quotes come from the account's shared :class:`~engine.venue.protocol.QuoteSource`
+(``feed_for(alias)``, the venue's ``quotes(alias)``; for TradeLocker the login's polling feed):
+the book subscribes an instrument while it holds an order on it (one callback per feed) and
+removes its callback when the last one there is placed or cancelled, so its quote traffic is the
+feed's, paced within the login's QUOTES limit with everything else. A trigger
 is evaluated on every quote change (and once at hold time against a fresh quote). Expected trigger
 latency: up to one refresh period of the instrument (instruments polled x feed interval) plus one
 order round trip.
 
-Fallback, for a venue without a feed (the in-process PaperVenue): the book polls ``venue.quote``
-for held instruments once per ``poll_s`` (``engine.stop_limit_poll_ms``).
+Fallback, for a venue without a quote source (``quotes(alias)`` is None): the book polls
+``venue.quote`` for held instruments once per ``poll_s`` (``engine.stop_limit_poll_ms``).
 
 Durable: every held order is a row in the journal's database, written before the signal's outcome
 is recorded, so held orders survive a restart and resume watching. A row goes ``held`` →
@@ -37,16 +38,20 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
-from engine.execution.reconcile import Reconciler, TaggedVenue, Verdict
+from engine.execution.reconcile import Reconciler, Verdict
 from engine.model.clock import LIVE, Clock
 from engine.model.domain import (
+    Action,
     Instrument,
     OrderModification,
     OrderRequest,
     OrderType,
     Priority,
+    Quote,
+    QuoteCallback,
+    RouteKey,
     Side,
     Validity,
 )
@@ -60,19 +65,18 @@ from engine.model.errors import (
 )
 from engine.model.events import EventSink
 from engine.state.stop_limits import StopLimitStore, StoredStopLimit
-from engine.tradelocker.quotes import Quote, QuoteCallback, QuoteFeed
+from engine.venue.protocol import QuoteSource, Venue
 
 log = logging.getLogger(__name__)
 
 EMULATED_PREFIX = "emu-"
 
 
-class QuotingVenue(TaggedVenue, Protocol):
-    async def quote(self, account: str, instrument: Instrument) -> tuple[float, float] | None: ...
-
-
 class Gate(Protocol):
-    def acquire(self, route: Any, priority: Priority) -> Awaitable[None]: ...
+    """The account's rate gate (engine.execution.limits.AccountLimiter)."""
+
+    def routes_for(self, action: Action) -> tuple[RouteKey, ...]: ...
+    def acquire(self, route: RouteKey, priority: Priority) -> Awaitable[None]: ...
 
 
 @dataclass(slots=True)
@@ -94,7 +98,7 @@ class StopLimitBook:
 
     def __init__(
         self,
-        venue: QuotingVenue,
+        venue: Venue,
         store: StopLimitStore,
         bus: EventSink,
         reconciler: Reconciler,
@@ -102,7 +106,7 @@ class StopLimitBook:
         poll_s: float = 0.25,
         gate_for: Callable[[str], Gate | None] | None = None,
         instrument_for: Callable[[str, int], Instrument | None] | None = None,
-        feed_for: Callable[[str], QuoteFeed | None] | None = None,
+        feed_for: Callable[[str], QuoteSource | None] | None = None,
         clock: Clock = LIVE,
     ) -> None:
         self.venue = venue
@@ -118,7 +122,7 @@ class StopLimitBook:
         self._orders: dict[str, HeldOrder] = {}
         self._task: asyncio.Task[None] | None = None
         # One callback per feed, so a quote is only matched against orders of that feed's login.
-        self._callbacks: dict[QuoteFeed, QuoteCallback] = {}
+        self._callbacks: dict[QuoteSource, QuoteCallback] = {}
         self._triggers: set[asyncio.Task[None]] = set()
         # A poll round just finished (the fallback watch); a test waits on it, never on time.
         self.polled = asyncio.Event()
@@ -257,13 +261,13 @@ class StopLimitBook:
             # After the caller's own bookkeeping (the pipeline records the outcome first).
             asyncio.get_running_loop().call_soon(self._on_quote, feed, quote)
 
-    def _callback_for(self, feed: QuoteFeed) -> QuoteCallback:
+    def _callback_for(self, feed: QuoteSource) -> QuoteCallback:
         def on_quote(quote: Quote) -> None:
             self._on_quote(feed, quote)
 
         return on_quote
 
-    def _on_quote(self, feed: QuoteFeed, quote: Quote) -> None:
+    def _on_quote(self, feed: QuoteSource, quote: Quote) -> None:
         for held in list(self._orders.values()):
             req = held.request
             if (
@@ -324,7 +328,7 @@ class StopLimitBook:
             if held.state == "held":
                 key = (held.request.account, held.request.instrument.tradable_instrument_id)
                 by_instrument.setdefault(key, []).append(held)
-        polled: set[tuple[QuoteFeed, int]] = set()
+        polled: set[tuple[QuoteSource, int]] = set()
         for (account, iid), group in by_instrument.items():
             feed = self._feed_for(account)
             if feed is not None:
@@ -382,7 +386,8 @@ class StopLimitBook:
         gate = self._gate_for(req.account)
         if gate is not None:
             try:
-                await gate.acquire("PLACE_ORDER", Priority.MARKET)
+                for route in gate.routes_for(Action.PLACE):
+                    await gate.acquire(route, Priority.MARKET)
             except Shed as exc:
                 # Refused before anything was sent: hold it again; the next quote re-triggers it.
                 log.warning("stop-limit %s: no rate budget (%s); held again", held.emulated_id, exc)

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from engine.model.domain import Action, OutcomeStatus
-from engine.venue.protocol import VenueEvent
+from engine.venue.events import StreamOrder, StreamPosition, VenueEvent
 
 
 @dataclass(slots=True)
@@ -125,18 +125,25 @@ class OrderTracker:
         ``close`` with ``ref`` finds the position without a REST call.
         """
         payload = event.payload
-        order_id = getattr(payload, "order_id", None) or getattr(payload, "open_order_id", None)
-        record = self._by_order.get(order_id) if isinstance(order_id, str) else None
-        if record is None:
-            tag = getattr(payload, "strategy_id", None)
-            if isinstance(tag, str) and tag:
-                record = self._by_tag.get(tag)
-                if record is not None and isinstance(order_id, str) and record.order_id is None:
-                    self.bind_order(record, order_id)
+        if isinstance(payload, StreamOrder):
+            order_id: str | None = payload.order_id
+            tag, position_id = payload.strategy_id, payload.position_id
+        elif isinstance(payload, StreamPosition):
+            order_id, tag, position_id = (
+                payload.open_order_id,
+                payload.strategy_id,
+                payload.position_id,
+            )
+        else:
+            return None
+        record = self._by_order.get(order_id) if order_id else None
+        if record is None and tag:
+            record = self._by_tag.get(tag)
+            if record is not None and order_id and record.order_id is None:
+                self.bind_order(record, order_id)
         if record is None:
             return None
-        position_id = getattr(payload, "position_id", None)
-        if isinstance(position_id, str) and position_id and record.position_id is None:
+        if position_id and record.position_id is None:
             self.bind_position(record, position_id)
         return record
 

@@ -9,6 +9,7 @@ venue serialises as strings; they stay strings here so they never pass through a
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -316,3 +317,39 @@ class Outcome:
     strategy_tag: str | None = None
     # Monotonic ns stamps: arrived, validated, on_wire, acked (0 when not reached).
     stamps: tuple[int, ...] = ()
+
+
+# -- what a venue publishes besides orders: quotes and rate limits ---------------------------------
+
+RouteKey = str
+"""A venue's name for one of its rate-limited routes (TradeLocker: ``PLACE_ORDER``, ...). Opaque
+to the engine: it only gates requests on the keys the venue declares (``Venue.route_for``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One limit a venue publishes for an account: at most ``limit`` requests per ``interval_s``
+    on ``route``. A route may carry several (per second and per minute)."""
+
+    route: RouteKey
+    limit: int
+    interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The top of the book for one instrument, as a venue last reported it."""
+
+    instrument_id: int
+    bid: float
+    ask: float
+    bid_size: float
+    ask_size: float
+    received_ns: int  # time.monotonic_ns() when the engine received it
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2
+
+
+QuoteCallback = Callable[[Quote], None]

@@ -3,13 +3,14 @@
 One budget per login: every quote request of a login (this feed's polls, the instrument cache's
 INFO-route probes, the venue's one-off ``quote()``) waits for a turn of the login's single
 :class:`QuotePacer`, so together they never exceed the QUOTES limit. ``TradeLockerVenue`` owns one
-pacer per login; :func:`login_feeds` gives the login's feed that same pacer.
+pacer per login and builds the login's feed on that same pacer (:func:`login_feed`); the feed is
+the venue's :class:`~engine.venue.protocol.QuoteSource` for every account of the login.
 
 TradeLocker has no market-data stream for traders (docs/api-reference.md section 10), so prices are
 polled. One :class:`QuoteFeed` serves one login: the QUOTES limit is the login's, and every
 account of the login sees the same prices, so one feed is shared by all of them.
 
-Pacing: requests go out one at a time, at most ``limit / window * margin`` per second, evenly
+Pacing: requests go out one at a time, at most ``limit / window * share`` per second, evenly
 spaced, so no window of the venue's limiter ever sees more than the limit (no bursts to "catch
 up"). Subscribed instruments share that budget round-robin: with N instruments each is refreshed
 every N / rate seconds. The feed never retries a request on its own, so every request it makes
@@ -41,10 +42,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
+from engine.model.domain import Quote, QuoteCallback
 from engine.model.errors import ConfigError, EngineError
 
 log = logging.getLogger(__name__)
@@ -67,23 +69,6 @@ class QuoteQuery(Protocol):
     ) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
-    instrument_id: int
-    bid: float
-    ask: float
-    bid_size: float
-    ask_size: float
-    received_ns: int  # time.monotonic_ns() when the answer arrived
-
-    @property
-    def mid(self) -> float:
-        return (self.bid + self.ask) / 2
-
-
-QuoteCallback = Callable[[Quote], None]
-
-
 @dataclass(slots=True)
 class _Subscription:
     instrument_id: int
@@ -99,9 +84,9 @@ class _Subscription:
         return self.pinned or bool(self.callbacks) or now_ns < self.lease_until_ns
 
 
-def quotes_rate(config: Mapping[str, Any], margin: float = 0.9) -> float:
+def quotes_rate(config: Mapping[str, Any], share: float = 0.9) -> float:
     """Requests per second allowed by ``rateLimits`` QUOTES in a ``/trade/config`` payload,
-    times a safety ``margin``. Raises :class:`ConfigError` when the venue publishes none."""
+    times ``share`` (the share of the limit used). Raises :class:`ConfigError` when the venue publishes none."""
     for entry in config.get("rateLimits") or ():
         if isinstance(entry, dict) and entry.get("rateLimitType") == "QUOTES":
             try:
@@ -114,7 +99,7 @@ def quotes_rate(config: Mapping[str, Any], margin: float = 0.9) -> float:
                 raise ConfigError(f"rateLimits QUOTES entry is not understood: {entry!r}") from None
             if limit <= 0 or window <= 0:
                 raise ConfigError(f"rateLimits QUOTES must be positive, got {entry!r}")
-            return limit / window * margin
+            return limit / window * share
     raise ConfigError("/trade/config publishes no QUOTES rate limit; pass requests_per_second")
 
 
@@ -214,16 +199,16 @@ class QuoteFeed:
         cls,
         rest: QuoteQuery,
         config: Mapping[str, Any],
-        margin: float = 0.9,
+        share: float = 0.9,
         *,
         pacer: QuotePacer | None = None,
         lease_s: float = 600.0,
         stale_cycles: float = 3.0,
         max_age_s: float = 5.0,
     ) -> QuoteFeed:
-        """A feed paced by the QUOTES limit in ``config`` x ``margin``; with ``pacer`` that
+        """A feed paced by the QUOTES limit in ``config`` x ``share``; with ``pacer`` that
         shared pacer is set to this rate and used."""
-        rate = quotes_rate(config, margin)
+        rate = quotes_rate(config, share)
         if pacer is not None:
             pacer.set_rate(rate)
         return cls(
@@ -431,49 +416,23 @@ class QuoteFeed:
             log.debug("instrument %s: quote on route %s: %s", sub.instrument_id, route, reason)
 
 
-class _QuoteVenue(Protocol):
-    def client(self, alias: str) -> QuoteQuery: ...
-
-    def config(self, alias: str) -> Mapping[str, Any]: ...
-
-
-class _PacingVenue(Protocol):
-    def quote_pacer(self, alias: str) -> QuotePacer: ...
-
-
-def login_feeds(
-    venue: Any, accounts_by_login: Mapping[str, Sequence[str]], margin: float = 0.9
-) -> dict[str, QuoteFeed]:
-    """One feed per login, keyed by account alias (the accounts of a login share it).
-
-    The feed polls through the login's first account and is paced by the QUOTES limit that
-    account's ``/trade/config`` publishes, times ``margin``. A venue that paces quotes per login
-    (``quote_pacer(alias)``, as TradeLockerVenue does) lends the feed that pacer, set to this
-    rate, so the feed and the venue's own quote requests share one budget. A venue without REST
-    clients (the
-    in-process paper venue) gets no feeds; a login whose venue publishes no QUOTES limit gets
-    none either (logged): its prices are unknown rather than polled outside a budget."""
-    if not callable(getattr(venue, "client", None)) or not callable(getattr(venue, "config", None)):
-        return {}
-    quoting: _QuoteVenue = venue
-    feeds: dict[str, QuoteFeed] = {}
-    for login, aliases in accounts_by_login.items():
-        if not aliases:
-            continue
-        first = aliases[0]
-        try:
-            pacer = (
-                cast(_PacingVenue, venue).quote_pacer(first)
-                if callable(getattr(venue, "quote_pacer", None))
-                else None
-            )
-            feed = QuoteFeed.from_config(
-                quoting.client(first), quoting.config(first), margin, pacer=pacer
-            )
-        except ConfigError as exc:
-            log.warning("login %s: no quote feed: %s", login, exc)
-            continue
-        log.info("login %s: quote feed at %.2f requests/s", login, 1.0 / feed.interval)
-        for alias in aliases:
-            feeds[alias] = feed
-    return feeds
+def login_feed(
+    rest: QuoteQuery,
+    config: Mapping[str, Any],
+    pacer: QuotePacer,
+    share: float = 0.9,
+    *,
+    login: str = "",
+) -> QuoteFeed | None:
+    """The quote feed of one login: it polls through ``rest`` (one of the login's accounts) and
+    is paced by the QUOTES limit that account's ``/trade/config`` publishes, times ``share``, on
+    the login's shared ``pacer`` (set to that rate), so the feed and the venue's own quote
+    requests share one budget. None when the venue publishes no QUOTES limit (logged): the
+    login's prices are then unknown rather than polled outside a budget."""
+    try:
+        feed = QuoteFeed.from_config(rest, config, share, pacer=pacer)
+    except ConfigError as exc:
+        log.warning("login %s: no quote feed: %s", login, exc)
+        return None
+    log.info("login %s: quote feed at %.2f requests/s", login, 1.0 / feed.interval)
+    return feed

@@ -13,7 +13,7 @@ Failure modes this client owns: a server that stops pinging (no frame within
 ``pingInterval + pingTimeout``) is declared dead and the socket closed; an ack that does not come
 within its timeout raises :class:`AckTimeout`; a malformed frame is logged with a reason and
 skipped. Reconnection is *not* done here: the owner watches :attr:`SocketIOClient.closed` and
-opens a new client (see :mod:`engine.tradelocker.live_state`).
+opens a new client (see :mod:`engine.tradelocker.stream_session`).
 """
 
 from __future__ import annotations

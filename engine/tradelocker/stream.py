@@ -2,9 +2,10 @@
 decoding of the ``stream`` messages (docs/api-reference.md section 10).
 
 One :class:`StreamSession` is one Socket.IO connection (``/streams-api``) carrying any number of
-account subscriptions. It does not reconnect: :class:`engine.tradelocker.live_state.LiveState` owns
-the session's lifecycle (backoff, watchdog, fresh tokens, resync). Messages are decoded into the
-frozen, slotted types below and handed to ``on_message`` in wire order. A message that cannot be
+account subscriptions. It does not reconnect: :class:`engine.tradelocker.stream_session.LoginStream`
+owns the session's lifecycle (backoff, watchdog, fresh tokens, resubscription). Messages are
+decoded into the venue-neutral payloads of :mod:`engine.venue.events` and handed to
+``on_message`` in wire order. A message that cannot be
 decoded is logged with its reason and skipped; the stream goes on.
 
 The Streams vocabulary is not REST's: sides are upper case, instruments are names (no
@@ -28,6 +29,15 @@ import orjson
 from engine.model.domain import Side
 from engine.model.errors import AuthFailed, VenueError, VenueUnavailable
 from engine.tradelocker.socketio import SocketIOClient, SocketIOError
+from engine.venue.events import (
+    StreamAccountStatus,
+    StreamConnectionStatus,
+    StreamMessage,
+    StreamOrder,
+    StreamPosition,
+    StreamPositionClosed,
+    StreamSyncEnd,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,81 +133,6 @@ async def fetch_stream_tokens(
 
 class MalformedMessage(ValueError):
     """A ``stream`` payload that cannot be decoded; the text says which field and why."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamAccountStatus:
-    account_id: str
-    currency: str
-    balance: float
-    margin_available: float
-    margin_used: float
-    blocked_balance: float
-    credit: float
-    equity: float | None = None  # not documented; some deployments send it
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPosition:
-    account_id: str
-    position_id: str
-    instrument: str
-    side: Side
-    lots: float
-    lot_size: float
-    units: float
-    open_price: float
-    open_ms: int
-    open_order_id: str | None = None
-    stop_loss_order_id: str | None = None
-    stop_loss_limit: float | None = None
-    take_profit_order_id: str | None = None
-    take_profit_limit: float | None = None
-    maint_margin: float = 0.0
-    fee: float = 0.0
-    swaps: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPositionClosed:
-    position_id: str
-    account_id: str | None  # the venue may omit it: resolve by position id
-    close_price: float | None
-    close_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOrder:
-    account_id: str
-    order_id: str
-    instrument: str
-    side: Side
-    amount: float
-    lot_size: float
-    price: float | None
-    status: str  # PENDING | EXECUTED | CANCELLED (open-ended)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamSyncEnd:
-    account_id: str | None  # the venue may omit it: it closes the oldest pending subscription
-
-
-@dataclass(frozen=True, slots=True)
-class StreamConnectionStatus:
-    status: str  # ok | error
-    message: str
-    code: str | None = None
-
-
-StreamMessage = (
-    StreamAccountStatus
-    | StreamPosition
-    | StreamPositionClosed
-    | StreamOrder
-    | StreamSyncEnd
-    | StreamConnectionStatus
-)
 
 
 def _req(m: Mapping[str, Any], key: str) -> Any:

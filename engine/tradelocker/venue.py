@@ -5,17 +5,21 @@ Many logins, many accounts: each login has one :class:`TokenManager` (shared by 
 account one :class:`RestClient` (its own warm connection pool), one :class:`InstrumentCache` and its
 column layouts from ``/trade/config``. Each login also has one :class:`QuotePacer`: every quote
 request of its accounts (:meth:`TradeLockerVenue.quote`, the instrument caches' INFO-route probes,
-the login's quote feed) takes a turn of it, so together they stay within the QUOTES limit.
-Accounts are named by the engine's alias; at start-up each alias is resolved to (login, accountId,
-accNum) through ``/auth/jwt/all-accounts``.
+the login's quote feed) takes a turn of it, so together they stay within the QUOTES limit. The
+login's feed (:mod:`engine.tradelocker.quotes`) is the venue's quote source for its accounts
+(:meth:`TradeLockerVenue.quotes`). Rate limits are the account's ``/trade/config`` ``rateLimits``
+and the routes of :mod:`engine.tradelocker.rate_limits`. Accounts are named by the engine's
+alias; at start-up each alias is resolved to (login, accountId, accNum) through
+``/auth/jwt/all-accounts``.
 
 Order entry is sent exactly once (see :mod:`engine.tradelocker.rest`). After
 :class:`engine.model.errors.OutcomeUnknown`, :meth:`TradeLockerVenue.find_by_tag` says what the
 venue holds for the order's ``strategyId`` tag; that is how reconciliation decides, never by
 resending.
 
-Stream events: :meth:`events` yields what :meth:`publish_event` is given (the Streams API client
-in ``engine.tradelocker.stream`` feeds it).
+Stream events: :meth:`events` yields what :meth:`publish_event` is given (the login stream
+sessions of :mod:`engine.tradelocker.stream_session` feed it; :mod:`engine.tradelocker.factory`
+connects them).
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from engine._fast import place_order_body
 from engine.model.domain import (
     AccountState,
+    Action,
     Instrument,
     Order,
     OrderModification,
@@ -39,6 +43,8 @@ from engine.model.domain import (
     OrderType,
     Position,
     ProtectionType,
+    RateLimit,
+    RouteKey,
     Validity,
 )
 from engine.model.errors import (
@@ -57,46 +63,14 @@ from engine.tradelocker.columns import (
     decode_positions,
 )
 from engine.tradelocker.instruments import InstrumentCache
-from engine.tradelocker.quotes import QUOTES_PATH, QuotePacer, quotes_rate
+from engine.tradelocker.order_body import MAX_TAG_LENGTH, check_request, encode_place_order
+from engine.tradelocker.quotes import QUOTES_PATH, QuoteFeed, QuotePacer, login_feed
+from engine.tradelocker.rate_limits import parse_rate_limits, routes_for
 from engine.tradelocker.rest import ConnectionSettings, RestClient, RetryPolicy, Timeouts
+from engine.tradelocker.settings import AccountSpec, LoginSpec, backend_url
 from engine.venue.protocol import Capabilities, PlaceResult, ReverseResult, TagMatches, VenueEvent
 
 log = logging.getLogger(__name__)
-
-MAX_TAG_LENGTH = 31  # the documented limit (the official client's test suggests 32; stay under)
-
-
-def backend_url(host: str) -> str:
-    """``https://demo.tradelocker.com`` -> ``https://demo.tradelocker.com/backend-api``."""
-    url = host.rstrip("/")
-    return url if url.endswith("/backend-api") else url + "/backend-api"
-
-
-@dataclass(frozen=True, slots=True)
-class LoginSpec:
-    """One TradeLocker login, with its secrets already resolved by the secret store.
-
-    ``base_url`` is the REST base including ``/backend-api`` (see :func:`backend_url`).
-    """
-
-    name: str
-    base_url: str
-    email: str | None = None
-    password: str | None = field(default=None, repr=False)
-    server: str | None = None
-    refresh_token: str | None = field(default=None, repr=False)
-    developer_api_key: str | None = field(default=None, repr=False)
-    verify_tls: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class AccountSpec:
-    """An engine alias for one account of a login; give account_id, acc_num, or both."""
-
-    alias: str
-    login: str
-    account_id: str | None = None
-    acc_num: int | None = None
 
 
 @dataclass(slots=True)
@@ -106,55 +80,6 @@ class _Account:
     client: RestClient
     instruments: InstrumentCache
     layouts: Layouts | None = None
-
-
-def encode_place_order(request: OrderRequest) -> bytes:
-    """The place-order JSON body: the ONE place it is built, by ``engine._fast`` (compiled).
-
-    The venue requires IOC for market orders and GTC for everything that rests, so the validity
-    is forced to that whatever the request says.
-    """
-    required = Validity.required_for(request.type)
-    if request.validity is not required:
-        request = replace(request, validity=required)
-    return place_order_body(request)
-
-
-def _check_request(request: OrderRequest) -> None:
-    """Refuse locally what the venue would refuse, so nothing ambiguous is sent."""
-    account = request.account
-    if request.type is OrderType.STOP_LIMIT:
-        raise ValidationError(
-            "TradeLocker has no stop-limit orders: the engine emulates them (stop trigger, then "
-            "a limit order)",
-            account,
-        )
-    if request.qty <= 0:
-        raise ValidationError(f"qty must be positive, got {request.qty}", account)
-    step = request.instrument.lot_step
-    if step > 0 and abs(request.qty / step - round(request.qty / step)) > 1e-6:
-        # The body writes qty with the step's decimals: off-grid would be silently rounded.
-        raise ValidationError(
-            f"qty {request.qty} is not a multiple of the lot step {step} of "
-            f"{request.instrument.name}",
-            account,
-        )
-    if request.type is OrderType.LIMIT and request.price is None:
-        raise ValidationError("a limit order needs a price", account)
-    if request.type is OrderType.STOP and request.stop_price is None:
-        raise ValidationError("a stop order needs a stop_price (its trigger)", account)
-    if request.take_profit_type is ProtectionType.TRAILING_OFFSET:
-        raise ValidationError("take-profit cannot be trailing (absolute or offset only)", account)
-    if request.stop_loss_type is ProtectionType.TRAILING_OFFSET and (
-        request.trailing_offset is None
-    ):
-        raise ValidationError("a trailingOffset stop-loss needs trailing_offset", account)
-    if len(request.strategy_tag) > MAX_TAG_LENGTH:
-        raise ValidationError(
-            f"strategy tag is {len(request.strategy_tag)} characters; the venue allows "
-            f"{MAX_TAG_LENGTH}",
-            account,
-        )
 
 
 class TradeLockerVenue:
@@ -183,13 +108,13 @@ class TradeLockerVenue:
         refresh_margin_s: float = 300.0,
         on_tokens: Callable[[str], TokensHook] | None = None,
         history_page_floor_ms: int = 1,
-        quotes_margin: float = 0.9,
+        quotes_share: float = 0.9,
         unpublished_quotes_rate: float = 1.0,
     ) -> None:
         """``on_tokens(login_name)`` returns the hook that persists that login's refresh token.
 
         Quote requests are paced per login at the QUOTES limit of its first account's
-        ``/trade/config`` x ``quotes_margin``, or at ``unpublished_quotes_rate`` per second when
+        ``/trade/config`` x ``quotes_share``, or at ``unpublished_quotes_rate`` per second when
         the venue publishes no QUOTES limit (a guess kept low on purpose)."""
         self._logins = {spec.name: spec for spec in logins}
         if len(self._logins) != len(logins):
@@ -225,11 +150,12 @@ class TradeLockerVenue:
             )
             for spec in logins
         }
-        self._quotes_margin = quotes_margin
+        self._quotes_share = quotes_share
         # Created now (the caches need them at start); the pace is set once /trade/config is read.
         self._quote_pacers: dict[str, QuotePacer] = {
             spec.name: QuotePacer(unpublished_quotes_rate) for spec in logins
         }
+        self._feeds: dict[str, QuoteFeed | None] = {}  # by login, built at start
         self._accounts: dict[str, _Account] = {}
         self._events: asyncio.Queue[VenueEvent] = asyncio.Queue(maxsize=100_000)
 
@@ -275,33 +201,32 @@ class TradeLockerVenue:
             )
             self._accounts[alias] = _Account(alias, spec, client, cache)
         await asyncio.gather(*(self._start_account(a) for a in self._accounts.values()))
-        self._pace_quotes()
+        self._open_quote_feeds()
 
-    def _pace_quotes(self) -> None:
-        paced: set[str] = set()
+    def _open_quote_feeds(self) -> None:
+        """One feed per login, polling through its first account and paced (with the venue's
+        own quote requests, on the login's pacer) by the QUOTES limit that account publishes."""
         for account in self._accounts.values():
             login = account.spec.login
-            if login in paced:
+            if login in self._feeds:
                 continue
-            paced.add(login)
-            try:
-                rate = quotes_rate(account.client.config, self._quotes_margin)
-            except ConfigError as exc:
-                pacer = self._quote_pacers[login]
+            pacer = self._quote_pacers[login]
+            feed = login_feed(
+                account.client, account.client.config, pacer, self._quotes_share, login=login
+            )
+            self._feeds[login] = feed
+            if feed is None:
                 log.warning(
-                    "login %s: %s; quotes paced at %.2f requests/s",
-                    login,
-                    exc,
-                    pacer.requests_per_second,
+                    "login %s: quotes paced at %.2f requests/s", login, pacer.requests_per_second
                 )
-                continue
-            self._quote_pacers[login].set_rate(rate)
 
     async def _start_account(self, account: _Account) -> None:
         await account.client.start()
         account.layouts = Layouts.from_config(account.client.config)
 
     async def close(self) -> None:
+        feeds = [f for f in self._feeds.values() if f is not None]
+        await asyncio.gather(*(f.close() for f in feeds), return_exceptions=True)
         await asyncio.gather(
             *(a.client.close() for a in self._accounts.values()), return_exceptions=True
         )
@@ -329,13 +254,28 @@ class TradeLockerVenue:
         """The account's ``/trade/config`` payload (``rateLimits``, ``limits``, layouts)."""
         return self._account(alias).client.config
 
-    def quote_pacer(self, alias: str) -> QuotePacer:
-        """The QUOTES budget of the account's login, shared by every quote requester there."""
+    def _login_of(self, alias: str) -> str:
         spec = self._account_specs.get(alias)
         if spec is None:
             known = ", ".join(sorted(self._account_specs)) or "none"
             raise ConfigError(f"unknown account alias {alias!r}; configured: {known}")
-        return self._quote_pacers[spec.login]
+        return spec.login
+
+    def quote_pacer(self, alias: str) -> QuotePacer:
+        """The QUOTES budget of the account's login, shared by every quote requester there."""
+        return self._quote_pacers[self._login_of(alias)]
+
+    def quotes(self, account: str) -> QuoteFeed | None:
+        """The login's quote feed (shared by its accounts; started by whoever uses it), or None
+        before start and when the login publishes no QUOTES limit."""
+        return self._feeds.get(self._login_of(account))
+
+    def rate_limits(self, account: str) -> list[RateLimit]:
+        """The account's ``/trade/config`` ``rateLimits``, typed (unknown route types skipped)."""
+        return parse_rate_limits(self.config(account).get("rateLimits") or ())
+
+    def route_for(self, action: Action) -> tuple[RouteKey, ...]:
+        return routes_for(action)
 
     async def instruments(self, account: str) -> list[Instrument]:
         return await self._account(account).instruments.all()
@@ -370,7 +310,7 @@ class TradeLockerVenue:
     # -- orders -----------------------------------------------------------------------------
 
     async def place_order(self, request: OrderRequest) -> PlaceResult:
-        _check_request(request)
+        check_request(request)
         acct = self._account(request.account)
         path = f"/trade/accounts/{acct.client.account_id}/orders"
         try:

@@ -8,7 +8,10 @@ It models TradeLocker's visible behaviour: hedging accounts (every entry fill op
 position), market orders filled at once at the touch, limit and stop orders resting until the
 price crosses, SL/TP as separate working orders referenced by the position, partial closes, final
 orders moving to history, ``strategyId`` tags everywhere. Prices move only when
-:meth:`PaperVenue.set_quote` is called, which also fires whatever the new price crosses.
+:meth:`PaperVenue.set_quote` is called, which also fires whatever the new price crosses and tells
+the quote source's watchers (:mod:`engine.venue.paper_quotes`). Every change is reported on
+:meth:`PaperVenue.events` as it happens. Rate limits are whatever the constructor is given
+(none by default), on two routes: ``orders`` and ``positions``.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from engine.model.domain import (
     AccountState,
+    Action,
     Instrument,
     Order,
     OrderModification,
@@ -28,47 +32,25 @@ from engine.model.domain import (
     OrderType,
     Position,
     ProtectionType,
+    RateLimit,
+    RouteKey,
     Side,
     Validity,
 )
 from engine.model.errors import ConfigError, NotFound, OrderRejected, ValidationError
-from engine.venue.protocol import Capabilities, PlaceResult, ReverseResult, TagMatches, VenueEvent
+from engine.venue.events import StreamMessage, StreamPositionClosed, VenueEvent, event_kind
+from engine.venue.paper_book import (
+    ROUTES,
+    Book,
+    Leg,
+    default_instruments,
+    order_event,
+    position_event,
+)
+from engine.venue.paper_quotes import PaperQuotes
+from engine.venue.protocol import Capabilities, PlaceResult, ReverseResult, TagMatches
 
 _EPS = 1e-9
-
-
-def default_instruments() -> list[Instrument]:
-    return [
-        Instrument(278, 315, "EURUSD", 2001, (1001,), tick_sizes=((0.0, 0.00001),)),
-        Instrument(
-            206,
-            206,
-            "BTCUSD",
-            2001,
-            (1001,),
-            lot_size=1.0,
-            tick_sizes=((0.0, 0.01),),
-            type="CRYPTO",
-        ),
-    ]
-
-
-@dataclass(slots=True)
-class _Leg:
-    """A working order with the role the venue gives it."""
-
-    order: Order
-    role: str = "entry"  # entry | sl | tp
-    trail: float | None = None  # price distance of a trailing stop-loss
-
-
-@dataclass(slots=True)
-class _Book:
-    balance: float
-    working: dict[str, _Leg] = field(default_factory=dict)
-    history: list[Order] = field(default_factory=list)
-    positions: dict[str, Position] = field(default_factory=dict)
-    realized: float = 0.0
 
 
 class PaperVenue:
@@ -81,7 +63,7 @@ class PaperVenue:
         partial_close=True,
         client_order_id=False,
         max_tag_length=31,
-        streaming=False,
+        streaming=True,
     )
 
     def __init__(
@@ -91,8 +73,10 @@ class PaperVenue:
         instruments: Iterable[Instrument] | None = None,
         quotes: dict[int, tuple[float, float]] | None = None,
         balance: float = 100_000.0,
+        rate_limits: Iterable[RateLimit] = (),
     ) -> None:
-        self._books = {alias: _Book(balance) for alias in accounts}
+        self._rate_limits = list(rate_limits)
+        self._books = {alias: Book(balance) for alias in accounts}
         if not self._books:
             raise ConfigError("PaperVenue needs at least one account alias")
         self._instruments = {
@@ -105,6 +89,7 @@ class PaperVenue:
             )
         self._ids = itertools.count(7_277_816_997_907_673_000)
         self._events: asyncio.Queue[VenueEvent] = asyncio.Queue(maxsize=100_000)
+        self._quote_source = PaperQuotes(self._quotes.get)
 
     # -- protocol: life cycle and instruments --------------------------------------------------
 
@@ -114,7 +99,7 @@ class PaperVenue:
     async def close(self) -> None:
         return None
 
-    def _book(self, account: str) -> _Book:
+    def _book(self, account: str) -> Book:
         book = self._books.get(account)
         if book is None:
             raise ConfigError(f"unknown account alias {account!r}; known: {sorted(self._books)}")
@@ -135,8 +120,13 @@ class PaperVenue:
         self._book(account)
         return self._quotes.get(instrument.tradable_instrument_id)
 
+    def quotes(self, account: str) -> PaperQuotes:
+        self._book(account)
+        return self._quote_source
+
     def set_quote(self, tradable_instrument_id: int, bid: float, ask: float) -> None:
-        """Move the market; resting orders and SL/TP legs the new price crosses fire."""
+        """Move the market; resting orders and SL/TP legs the new price crosses fire, then the
+        quote source's watchers hear of it."""
         if bid <= 0 or ask < bid:
             raise ValueError(f"quote needs 0 < bid <= ask, got bid={bid} ask={ask}")
         self._quotes[tradable_instrument_id] = (bid, ask)
@@ -144,6 +134,16 @@ class PaperVenue:
             for leg in list(book.working.values()):
                 if leg.order.instrument_id == tradable_instrument_id:
                     self._maybe_fire(account, book, leg)
+        self._quote_source.moved(tradable_instrument_id)
+
+    # -- protocol: rate limits ----------------------------------------------------------------
+
+    def rate_limits(self, account: str) -> list[RateLimit]:
+        self._book(account)
+        return list(self._rate_limits)
+
+    def route_for(self, action: Action) -> tuple[RouteKey, ...]:
+        return ROUTES[action]
 
     # -- protocol: orders -------------------------------------------------------------------
 
@@ -210,12 +210,13 @@ class PaperVenue:
             else None,
             strategy_id=request.strategy_tag,
         )
-        leg = _Leg(order, trail=request.trailing_offset)
+        leg = Leg(order, trail=request.trailing_offset)
         book.working[order.order_id] = leg
+        self._order_changed(account, order)
         self._maybe_fire(account, book, leg)
         return PlaceResult(order.order_id)
 
-    def _crossed(self, leg: _Leg) -> float | None:
+    def _crossed(self, leg: Leg) -> float | None:
         """The fill price if the market crosses this working order now, else None."""
         order = leg.order
         bid, ask = self._quotes[order.instrument_id]
@@ -230,7 +231,7 @@ class PaperVenue:
             return touch if ok else None
         return None
 
-    def _maybe_fire(self, account: str, book: _Book, leg: _Leg) -> None:
+    def _maybe_fire(self, account: str, book: Book, leg: Leg) -> None:
         price = self._crossed(leg)
         if price is None:
             return
@@ -242,11 +243,12 @@ class PaperVenue:
         if leg.role == "entry":
             self._open_position(account, book, order, price, leg.trail)
         elif order.position_id in book.positions:
-            self._reduce(book, book.positions[order.position_id], order.qty, price)
+            self._reduce(account, book, book.positions[order.position_id], order.qty, price)
         book.history.append(order)
+        self._order_changed(account, order)
 
     def _open_position(
-        self, account: str, book: _Book, order: Order, price: float, trail: float | None
+        self, account: str, book: Book, order: Order, price: float, trail: float | None
     ) -> None:
         position = Position(
             position_id=self._new_id(),
@@ -259,13 +261,17 @@ class PaperVenue:
         )
         order.position_id = position.position_id
         book.positions[position.position_id] = position
+        book.opened_by[position.position_id] = order.order_id
+        self._position_changed(account, book, position)
         sl_type = ProtectionType.parse(order.stop_loss_type) if order.stop_loss_type else None
         tp_type = ProtectionType.parse(order.take_profit_type) if order.take_profit_type else None
         self._set_protection(
             account, book, position, order.stop_loss, sl_type, trail, order.take_profit, tp_type
         )
 
-    def _reduce(self, book: _Book, position: Position, qty: float, price: float) -> None:
+    def _reduce(
+        self, account: str, book: Book, position: Position, qty: float, price: float
+    ) -> None:
         qty = min(qty, position.qty)
         sign = 1.0 if position.side is Side.BUY else -1.0
         instrument = self._instruments[position.instrument_id]
@@ -273,25 +279,45 @@ class PaperVenue:
         position.qty = round(position.qty - qty, 8)
         if position.qty <= _EPS:
             del book.positions[position.position_id]
+            self._emit(
+                account,
+                StreamPositionClosed(position.position_id, account, price, self._now_ms()),
+            )
             for leg_id in (position.stop_loss_id, position.take_profit_id):
                 leg = book.working.pop(leg_id, None) if leg_id else None
                 if leg is not None:
-                    self._finish(book, leg.order, "Cancelled")
+                    self._finish(account, book, leg.order, "Cancelled")
         else:
             for leg_id in (position.stop_loss_id, position.take_profit_id):
                 leg = book.working.get(leg_id) if leg_id else None
                 if leg is not None:
                     leg.order.qty = position.qty
+            self._position_changed(account, book, position)
 
-    def _finish(self, book: _Book, order: Order, status: str) -> None:
+    def _finish(self, account: str, book: Book, order: Order, status: str) -> None:
         order.status, order.is_open = status, False
         order.last_modified_ms = self._now_ms()
         book.history.append(order)
+        self._order_changed(account, order)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _emit(self, account: str, payload: StreamMessage) -> None:
+        if self._events.full():
+            self._events.get_nowait()  # nobody reads: the oldest goes, as on a real stream
+        self._events.put_nowait(VenueEvent(account, event_kind(payload), payload))
+
+    def _order_changed(self, account: str, order: Order) -> None:
+        self._emit(account, order_event(account, order, self._instruments[order.instrument_id]))
+
+    def _position_changed(self, account: str, book: Book, position: Position) -> None:
+        instrument = self._instruments[position.instrument_id]
+        self._emit(account, position_event(account, book, position, instrument))
 
     def _set_protection(
         self,
         account: str,
-        book: _Book,
+        book: Book,
         position: Position,
         stop_loss: float | None,
         stop_loss_type: ProtectionType | None,
@@ -301,15 +327,17 @@ class PaperVenue:
     ) -> None:
         instrument = self._instruments[position.instrument_id]
         pip = instrument.tick_for(position.avg_price) * 10
+        changed = False
         for role, value, kind in (
             ("sl", stop_loss, stop_loss_type),
             ("tp", take_profit, take_profit_type),
         ):
-            attr = "stop_loss_id" if role == "sl" else "take_profit_id"
-            old_id = getattr(position, attr)
-            if old_id and old_id in book.working:
-                self._finish(book, book.working.pop(old_id).order, "Cancelled")
-            setattr(position, attr, None)
+            old_id = position.stop_loss_id if role == "sl" else position.take_profit_id
+            if old_id:
+                changed = True
+                if old_id in book.working:
+                    self._finish(account, book, book.working.pop(old_id).order, "Cancelled")
+            _set_leg(position, role, None)
             if value is None:
                 continue
             price = value
@@ -332,16 +360,20 @@ class PaperVenue:
                 position_id=position.position_id,
                 strategy_id=position.strategy_id,
             )
-            leg = _Leg(
+            leg = Leg(
                 leg_order,
                 role=role,
                 trail=trailing if kind is ProtectionType.TRAILING_OFFSET else None,
             )
             book.working[leg_order.order_id] = leg
-            setattr(position, attr, leg_order.order_id)
+            _set_leg(position, role, leg_order.order_id)
+            self._order_changed(account, leg_order)
+            changed = True
             self._maybe_fire(account, book, leg)
+        if changed and position.position_id in book.positions:
+            self._position_changed(account, book, position)
 
-    def _working(self, account: str, order_id: str) -> tuple[_Book, _Leg]:
+    def _working(self, account: str, order_id: str) -> tuple[Book, Leg]:
         book = self._book(account)
         leg = book.working.get(order_id)
         if leg is None:
@@ -377,7 +409,7 @@ class PaperVenue:
     async def cancel_order(self, account: str, order_id: str) -> None:
         book, leg = self._working(account, order_id)
         del book.working[order_id]
-        self._finish(book, leg.order, "Cancelled")
+        self._finish(account, book, leg.order, "Cancelled")
         position = book.positions.get(leg.order.position_id or "")
         if position is not None:
             if position.stop_loss_id == order_id:
@@ -390,11 +422,11 @@ class PaperVenue:
         for order_id, leg in list(book.working.items()):
             if leg.role == "entry" and instrument_id in (None, leg.order.instrument_id):
                 del book.working[order_id]
-                self._finish(book, leg.order, "Cancelled")
+                self._finish(account, book, leg.order, "Cancelled")
 
     # -- protocol: positions ----------------------------------------------------------------
 
-    def _position(self, account: str, position_id: str) -> tuple[_Book, Position]:
+    def _position(self, account: str, position_id: str) -> tuple[Book, Position]:
         book = self._book(account)
         position = book.positions.get(position_id)
         if position is None:
@@ -455,8 +487,9 @@ class PaperVenue:
             position_id=position_id,
             strategy_id=position.strategy_id,
         )
-        self._reduce(book, position, close_qty, price)
         book.history.append(closing)
+        self._order_changed(account, closing)
+        self._reduce(account, book, position, close_qty, price)
 
     async def reverse_position(self, account: str, position_id: str, tag: str) -> ReverseResult:
         _, position = self._position(account, position_id)
@@ -534,3 +567,10 @@ class PaperVenue:
     async def events(self) -> AsyncIterator[VenueEvent]:
         while True:
             yield await self._events.get()
+
+
+def _set_leg(position: Position, role: str, order_id: str | None) -> None:
+    if role == "sl":
+        position.stop_loss_id = order_id
+    else:
+        position.take_profit_id = order_id

@@ -1,39 +1,60 @@
-"""The vendor-agnostic venue protocol. TradeLocker is one implementation; others plug in here.
+"""The vendor-agnostic venue protocol: everything the engine asks of a venue, in one place.
 
-Every method takes the engine's account alias and typed domain objects, and raises the typed errors
-of :mod:`engine.model.errors`. A venue never retries a non-idempotent call on its own: on an
-ambiguous failure it raises :class:`engine.model.errors.OutcomeUnknown` and the execution layer
-reconciles.
+TradeLocker (``engine.tradelocker``) and the in-process ``PaperVenue`` implement it; a new venue
+implements :class:`Venue` and passes ``tests/venue_suite`` (docs/architecture.md, "How to add a
+venue"). Every method takes the engine's account alias and typed domain objects, and raises the
+typed errors of :mod:`engine.model.errors`. A venue never retries a non-idempotent call on its
+own: on an ambiguous failure it raises :class:`engine.model.errors.OutcomeUnknown` and the
+execution layer reconciles, by the strategy tag the order carries (:meth:`Venue.find_by_tag`).
+
+What a venue does not do natively it declares in :class:`Capabilities`; the engine emulates it
+(stop-limit orders) or refuses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from engine.model.domain import (
     AccountState,
+    Action,
     Instrument,
     Order,
     OrderModification,
     OrderRequest,
     Position,
     ProtectionType,
+    Quote,
+    QuoteCallback,
+    RateLimit,
+    RouteKey,
 )
+from engine.venue.events import VenueEvent
+
+__all__ = [
+    "Capabilities",
+    "PlaceResult",
+    "QuoteSource",
+    "ReverseResult",
+    "TagMatches",
+    "Venue",
+    "VenueEvent",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a venue does natively; the engine emulates or refuses the rest."""
 
-    native_stop_limit: bool = False
-    hedging: bool = True
+    native_stop_limit: bool = False  # False: the engine holds stop-limits and places a limit
+    hedging: bool = True  # every entry fill opens its own position (both sides can be open)
     trailing_stop: bool = True
     partial_close: bool = True
     client_order_id: bool = False  # TradeLocker has none: the engine tags orders via strategyId
     max_tag_length: int = 31
-    streaming: bool = True
+    streaming: bool = True  # events() reports account changes as they happen
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,31 +85,76 @@ class TagMatches:
         return frozenset(o.order_id for o in (*self.orders, *self.history))
 
 
-@dataclass(frozen=True, slots=True)
-class VenueEvent:
-    """A typed change reported by the venue's stream (see engine.tradelocker.stream)."""
+@runtime_checkable
+class QuoteSource(Protocol):
+    """Live quotes of one account's instruments, shared by whoever watches them: stop-limit
+    triggers (a callback per instrument) and pre-validation (:meth:`quote_for_order`).
 
-    account: str
-    kind: str  # account | order | position | position_closed | sync_end | connection
-    payload: object
+    ``info_route_ids`` are the instrument's quote routes (:attr:`Instrument.info_route_ids`); a
+    venue that needs none ignores them. :meth:`fresh` and :meth:`quote_for_order` never await:
+    they run on the order path. A quote too old to judge an order by is None (unknown), and an
+    unknown price never blocks an order.
+    """
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    def subscribe(
+        self,
+        instrument_id: int,
+        info_route_ids: Sequence[int],
+        callback: QuoteCallback | None = None,
+    ) -> None:
+        """Watch an instrument (idempotent); ``callback`` fires when its quote changes."""
+
+    def remove_callback(self, instrument_id: int, callback: QuoteCallback) -> None:
+        """Withdraw one callback; the instrument stays watched while others remain."""
+
+    def subscribed(self, instrument_id: int) -> bool: ...
+
+    def fresh(self, instrument_id: int, now_ns: int | None = None) -> Quote | None:
+        """The latest quote if it is recent enough to judge an order by, else None."""
+
+    def quote_for_order(self, instrument_id: int, info_route_ids: Sequence[int]) -> Quote | None:
+        """Pre-validation's lookup: :meth:`fresh`, and keep the instrument watched a while."""
+
+    async def poll_once(self, instrument_id: int) -> Quote | None:
+        """Ask for a subscribed instrument's quote now (callbacks fire if it changed)."""
 
 
 @runtime_checkable
 class Venue(Protocol):
     capabilities: Capabilities
 
-    async def start(self) -> None: ...
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in, resolve accounts, warm connections. Nothing else is called before it."""
+
     async def close(self) -> None: ...
 
-    async def instruments(self, account: str) -> list[Instrument]: ...
-    async def instrument(self, account: str, symbol: str) -> Instrument: ...
+    # -- instruments -----------------------------------------------------------------------------
 
-    async def place_order(self, request: OrderRequest) -> PlaceResult: ...
+    async def instruments(self, account: str) -> list[Instrument]:
+        """Every instrument the account can trade (loaded at start, not on the order path)."""
+
+    async def instrument(self, account: str, symbol: str) -> Instrument:
+        """By name; :class:`~engine.model.errors.NotFound` when the account has no such one."""
+
+    # -- orders ----------------------------------------------------------------------------------
+
+    async def place_order(self, request: OrderRequest) -> PlaceResult:
+        """Market, limit or stop (stop-limit only with ``native_stop_limit``), with optional SL/TP,
+        tagged ``request.strategy_tag``. Sent once: an ambiguous failure is OutcomeUnknown."""
+
     async def modify_order(
         self, account: str, order_id: str, change: OrderModification
     ) -> None: ...
     async def cancel_order(self, account: str, order_id: str) -> None: ...
-    async def cancel_all_orders(self, account: str, instrument_id: int | None = None) -> None: ...
+    async def cancel_all_orders(self, account: str, instrument_id: int | None = None) -> None:
+        """Every working order (of one instrument when given); SL/TP legs stay."""
+
+    # -- positions -------------------------------------------------------------------------------
 
     async def modify_position(
         self,
@@ -98,16 +164,53 @@ class Venue(Protocol):
         take_profit: float | None,
         stop_loss_type: ProtectionType | None = None,
         trailing_offset: float | None = None,
-    ) -> None: ...
-    async def close_position(self, account: str, position_id: str, qty: float = 0.0) -> None: ...
-    async def reverse_position(self, account: str, position_id: str, tag: str) -> ReverseResult: ...
+    ) -> None:
+        """Set both protections; None removes one."""
+
+    async def close_position(self, account: str, position_id: str, qty: float = 0.0) -> None:
+        """Close ``qty`` lots; 0 closes all of it."""
+
+    async def reverse_position(self, account: str, position_id: str, tag: str) -> ReverseResult:
+        """Close the position and open the same qty on the other side, tagged ``tag``."""
+
     async def close_all_positions(self, account: str, instrument_id: int | None = None) -> None: ...
 
-    async def orders(self, account: str) -> list[Order]: ...
+    # -- snapshots, history, reconciliation ------------------------------------------------------
+
+    async def orders(self, account: str) -> list[Order]:
+        """Working orders, SL/TP legs included."""
+
     async def orders_history(
         self, account: str, from_ms: int | None = None, to_ms: int | None = None
-    ) -> list[Order]: ...
+    ) -> list[Order]:
+        """Final orders created in [from_ms, to_ms] (None: unbounded), complete or an error."""
+
     async def positions(self, account: str) -> list[Position]: ...
     async def account_state(self, account: str) -> AccountState: ...
 
-    def events(self) -> AsyncIterator[VenueEvent]: ...
+    async def find_by_tag(self, account: str, tag: str) -> TagMatches:
+        """Working orders, final orders and positions carrying ``tag``, read together."""
+
+    # -- quotes ----------------------------------------------------------------------------------
+
+    async def quote(self, account: str, instrument: Instrument) -> tuple[float, float] | None:
+        """A one-off (bid, ask) now, or None when the venue has no price."""
+
+    def quotes(self, account: str) -> QuoteSource | None:
+        """The account's shared quote source (the same object for accounts that share one), or
+        None: the engine then polls :meth:`quote` for stop-limit triggers."""
+
+    # -- rate limits -----------------------------------------------------------------------------
+
+    def rate_limits(self, account: str) -> list[RateLimit]:
+        """The limits the venue publishes for the account (after :meth:`start`); empty: the
+        engine does not gate the account."""
+
+    def route_for(self, action: Action) -> tuple[RouteKey, ...]:
+        """The routes one engine action spends, in the order its requests are sent (a reverse
+        may be a close then a placement). Empty: the action spends no published budget."""
+
+    # -- stream ----------------------------------------------------------------------------------
+
+    def events(self) -> AsyncIterator[VenueEvent]:
+        """Typed account changes as the venue reports them (nothing when not ``streaming``)."""

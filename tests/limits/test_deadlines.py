@@ -8,9 +8,10 @@ import asyncio
 
 import pytest
 
-from engine.execution.limits import AccountLimiter, RateLimit, RouteType
-from engine.model.domain import Priority
+from engine.execution.limits import AccountLimiter
+from engine.model.domain import Priority, RateLimit
 from engine.model.errors import QueuedTooLong, Shed
+from engine.tradelocker.rate_limits import RouteType
 from tests.limits.manual_time import ManualTime
 
 MS = 1_000_000

@@ -7,17 +7,10 @@ import logging
 
 import pytest
 
-from engine.execution.limits import (
-    AccountLimiter,
-    RateLimit,
-    RouteStats,
-    RouteType,
-    default_priority,
-    parse_rate_limits,
-    routes_for,
-)
-from engine.model.domain import Action, OrderType, Priority
-from engine.model.errors import ConfigError, Shed
+from engine.execution.limits import AccountLimiter, RouteStats, default_priority
+from engine.model.domain import Action, OrderType, Priority, RateLimit
+from engine.model.errors import Shed
+from engine.tradelocker.rate_limits import RouteType, parse_rate_limits, routes_for
 from tests.limits.manual_time import ManualTime
 
 S = 1_000_000_000
@@ -31,9 +24,10 @@ CONFIG = [
 
 
 def limiter(t: ManualTime, **kw: object) -> AccountLimiter:
-    return AccountLimiter.from_config(
+    return AccountLimiter(
         "ftmo-1",
-        CONFIG,
+        parse_rate_limits(CONFIG),
+        routes=routes_for,
         clock=t.clock,
         call_later=t.call_later,
         **kw,  # type: ignore[arg-type]
@@ -50,47 +44,40 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def test_rate_limits_parse_from_trade_config_and_skip_unknown_types() -> None:
-    limits = parse_rate_limits(CONFIG)
-    assert limits == [
-        RateLimit(RouteType.PLACE_ORDER, 10, 1.0),
-        RateLimit(RouteType.MODIFY_ORDER, 5, 1.0),
-        RateLimit(RouteType.GET_ORDERS, 60, 60.0),
-    ]
-
-
-@pytest.mark.parametrize(
-    ("entry", "message"),
-    [
-        (
-            {"rateLimitType": "PLACE_ORDER", "measure": "DAYS", "intervalNum": 1, "limit": 1},
-            r"rateLimits\[0\]\.measure",
-        ),
-        (
-            {"rateLimitType": "PLACE_ORDER", "measure": "SECONDS", "intervalNum": 1, "limit": 0},
-            r"rateLimits\[0\]\.limit",
-        ),
-        ({"measure": "SECONDS", "intervalNum": 1, "limit": 3}, r"rateLimitType"),
-    ],
-)
-def test_malformed_rate_limit_is_a_config_error_naming_the_field(
-    entry: dict[str, object], message: str
-) -> None:
-    with pytest.raises(ConfigError, match=message):
-        parse_rate_limits([entry])
-
-
-def test_engine_operations_map_to_venue_route_types() -> None:
-    assert routes_for(Action.PLACE) == (RouteType.PLACE_ORDER,)
-    assert routes_for(Action.MODIFY) == (RouteType.MODIFY_ORDER,)
-    assert routes_for(Action.CANCEL) == (RouteType.MODIFY_ORDER,)  # conservative, see module doc
-    assert routes_for(Action.CLOSE) == (RouteType.MODIFY_POSITION,)
-    assert routes_for(Action.MODIFY_POSITION) == (RouteType.MODIFY_POSITION,)
-    assert routes_for(Action.REVERSE) == (RouteType.MODIFY_POSITION, RouteType.PLACE_ORDER)
+def test_default_priorities_by_action_are_the_engines() -> None:
     assert default_priority(Action.CANCEL) is Priority.CANCEL
     assert default_priority(Action.PLACE, OrderType.MARKET) is Priority.MARKET
     assert default_priority(Action.PLACE, OrderType.LIMIT) is Priority.PENDING
     assert default_priority(Action.MODIFY) is Priority.MODIFY
+
+
+async def test_the_gate_spends_the_routes_the_venue_names_for_each_action() -> None:
+    """Route keys are the venue's own: a venue with one "trading" route for every order call."""
+    t = ManualTime()
+    table = {Action.PLACE: ("trading",), Action.CANCEL: ("trading",)}
+    lim = AccountLimiter(
+        "v-1",
+        [RateLimit("trading", 2, 1.0)],
+        routes=lambda action: table.get(action, ()),
+        share=1.0,
+        clock=t.clock,
+        call_later=t.call_later,
+    )
+    assert lim.routes_for(Action.PLACE) == ("trading",)
+    for route in lim.routes_for(Action.PLACE):
+        await lim.acquire(route, Priority.MARKET)
+    for route in lim.routes_for(Action.CANCEL):
+        await lim.acquire(route, Priority.CANCEL)
+    assert not lim.try_acquire("trading")  # both spent the one published budget
+    assert lim.action_utilisation(Action.PLACE) == 1.0
+    # An action the venue charges to no route has one of its own: never gated by a budget...
+    (close,) = lim.routes_for(Action.CLOSE)
+    assert lim.try_acquire(close) and lim.try_acquire(close)
+    # ...but paused like any other after a 429 on it.
+    lim.on_rate_limited(close, retry_after_s=1.0)
+    assert not lim.try_acquire(close)
+    t.advance(S)
+    assert lim.try_acquire(close) and lim.try_acquire("trading")
 
 
 async def test_free_token_is_granted_without_suspending() -> None:

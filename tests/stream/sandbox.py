@@ -15,15 +15,9 @@ from typing import Any
 
 import aiohttp
 
-from engine.tradelocker.stream import (
-    StreamAccountStatus,
-    StreamOrder,
-    StreamPosition,
-    StreamToken,
-    decode_message,
-    fetch_stream_tokens,
-)
+from engine.tradelocker.stream import StreamToken, decode_message, fetch_stream_tokens
 from engine.tradelocker.venue import AccountSpec, TradeLockerVenue
+from engine.venue.events import StreamAccountStatus, StreamOrder, StreamPosition
 from sandbox import Sandbox
 from sandbox.order_rules import PlaceRequest
 from sandbox.seed import SandboxConfig, default_users
@@ -120,6 +114,9 @@ class SandboxTokens:
         return await fetch_stream_tokens(
             self._session, self._sandbox.http_url, EMAIL, PASSWORD, SERVER
         )
+
+    async def close(self) -> None:
+        return None  # the HTTP session is the test's
 
 
 @asynccontextmanager

@@ -11,7 +11,9 @@ import aiohttp
 import pytest
 
 from engine.io.bus import EventBus
-from engine.tradelocker.live_state import LiveState, StreamPhase, StreamSettings
+from engine.state.live import LiveState
+from engine.tradelocker.stream_session import LoginStream, StreamSettings
+from engine.venue.events import StreamPhase
 from sandbox.seed import SandboxConfig, default_users
 from tests.stream.sandbox import (
     ACCOUNTS,
@@ -55,9 +57,11 @@ def make_live(
     bus = EventBus()
     opts = {**FAST, **settings}
     live = LiveState(
-        StreamSettings(url=sandbox.url, developer_api_key=sandbox.api_key, **opts),
-        SandboxTokens(sandbox, http),
-        ACCOUNTS,
+        LoginStream(
+            StreamSettings(url=sandbox.url, developer_api_key=sandbox.api_key, **opts),
+            SandboxTokens(sandbox, http),
+            ACCOUNTS,
+        ),
         bus,
     )
     return live, Recorder(bus)
@@ -295,9 +299,11 @@ async def test_a_bad_developer_key_is_reported_and_retried_without_crashing(
 ) -> None:
     bus = EventBus()
     live = LiveState(
-        StreamSettings(url=sandbox.url, developer_api_key="tl-wrong", **FAST),
-        SandboxTokens(sandbox, http),
-        ACCOUNTS,
+        LoginStream(
+            StreamSettings(url=sandbox.url, developer_api_key="tl-wrong", **FAST),
+            SandboxTokens(sandbox, http),
+            ACCOUNTS,
+        ),
         bus,
     )
     await live.start()

@@ -8,9 +8,10 @@ import time
 import pytest
 from aiohttp import web
 
+from engine.model.domain import Quote
 from engine.model.errors import ConfigError
-from engine.tradelocker.quotes import Quote, QuoteFeed, login_feeds, quotes_rate
-from engine.tradelocker.venue import AccountSpec
+from engine.tradelocker.quotes import QuoteFeed, quotes_rate
+from engine.tradelocker.settings import AccountSpec
 from sandbox import Sandbox
 from sandbox.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
 from tests.fixtures.tradelocker import demo_venue
@@ -106,7 +107,7 @@ def test_the_rate_comes_from_the_quotes_entry_with_a_margin() -> None:
             {"rateLimitType": "QUOTES", "measure": "MINUTES", "intervalNum": 1, "limit": 120},
         ]
     }
-    assert quotes_rate(config, margin=1.0) == pytest.approx(2.0)
+    assert quotes_rate(config, share=1.0) == pytest.approx(2.0)
     with pytest.raises(ConfigError, match="no QUOTES rate limit"):
         quotes_rate({"rateLimits": []})
 
@@ -174,9 +175,10 @@ async def test_instrument_lookups_and_one_off_quotes_share_the_feeds_quotes_budg
         )
         await venue.start()
         try:
-            feeds = login_feeds(venue, {"demo": ["acc1", "acc2"]})
-            feed = feeds["acc1"]
-            assert feeds["acc2"] is feed and feed.pacer is venue.quote_pacer("acc2")
+            # The venue builds one feed per login at start: its quote source for both accounts.
+            feed = venue.quotes("acc1")
+            assert feed is not None
+            assert venue.quotes("acc2") is feed and feed.pacer is venue.quote_pacer("acc2")
             eur = await venue.instrument("acc1", "EURUSD")
             us30 = await venue.instrument("acc1", "US30")
             feed.subscribe(EURUSD, eur.info_route_ids)

@@ -12,7 +12,8 @@ import pytest
 
 from engine.io.bus import EventBus
 from engine.model.domain import OrderRequest, OrderType, Side, Validity
-from engine.tradelocker.live_state import LiveState, StreamSettings
+from engine.state.live import LiveState
+from engine.tradelocker.stream_session import LoginStream, StreamSettings
 from engine.tradelocker.venue import TradeLockerVenue
 from tests.stream.sandbox import (
     ACCOUNTS,
@@ -62,9 +63,11 @@ async def test_orders_flow_over_rest_while_the_stream_is_down_and_state_matches_
     rec = Recorder(bus)
     async with aiohttp.ClientSession() as http:
         live = LiveState(
-            StreamSettings(url=sandbox.url, developer_api_key=sandbox.api_key, **FAST),
-            SandboxTokens(sandbox, http),
-            ACCOUNTS,
+            LoginStream(
+                StreamSettings(url=sandbox.url, developer_api_key=sandbox.api_key, **FAST),
+                SandboxTokens(sandbox, http),
+                ACCOUNTS,
+            ),
             bus,
         )
         await live.start()
@@ -102,9 +105,12 @@ async def test_a_difference_from_rest_is_reported_in_words(
 ) -> None:
     async with aiohttp.ClientSession() as http:
         live = LiveState(
-            StreamSettings(url=sandbox.url, developer_api_key=sandbox.api_key, **FAST),
-            SandboxTokens(sandbox, http),
-            ACCOUNTS,
+            LoginStream(
+                StreamSettings(url=sandbox.url, developer_api_key=sandbox.api_key, **FAST),
+                SandboxTokens(sandbox, http),
+                ACCOUNTS,
+            ),
+            EventBus(),
         )
         await live.start()
         try:

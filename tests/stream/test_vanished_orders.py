@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from engine.io.bus import EventBus
-from engine.tradelocker.live_state import LiveState, StreamSettings
+from engine.state.live import LiveState
+from engine.tradelocker.stream_session import LoginStream, StreamSettings
 from engine.tradelocker.venue import TradeLockerVenue
 from tests.stream.sandbox import (
     ACCOUNTS,
@@ -46,9 +47,11 @@ async def live_with_history(
 ) -> tuple[LiveState, Recorder]:
     bus = EventBus()
     live = LiveState(
-        StreamSettings(url=sandbox.url, developer_api_key=sandbox.api_key, **FAST),
-        SandboxTokens(sandbox, http),
-        ACCOUNTS,
+        LoginStream(
+            StreamSettings(url=sandbox.url, developer_api_key=sandbox.api_key, **FAST),
+            SandboxTokens(sandbox, http),
+            ACCOUNTS,
+        ),
         bus,
         history=venue,
     )

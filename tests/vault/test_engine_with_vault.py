@@ -110,7 +110,7 @@ async def test_password_rotated_in_vault_is_used_by_the_next_login_without_a_res
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="engine.app.daemon")
+    caplog.set_level(logging.INFO, logger="engine.tradelocker.factory")
     layout = provision(root)
     monkeypatch.setenv(TOKEN_ENV, vault.root_token)
     cfg = vault_engine_config(sandbox.base_url, tmp_path, vault, layout, approle=False)

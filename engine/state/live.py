@@ -1,28 +1,27 @@
-"""Live account state from the Streams API, kept current, and recovered after every disconnect.
+"""Live account state from a venue's stream, kept current, and reconciled after every reconnect.
 
-One :class:`LiveState` serves one login (stream tokens are per login) and any number of its
-accounts over one Streams connection. It owns that connection's whole life:
+One :class:`LiveState` follows the accounts of one :class:`~engine.venue.events.VenueStream` (for
+TradeLocker, one login's :class:`engine.tradelocker.stream_session.LoginStream`): it is the
+stream's :class:`~engine.venue.events.StreamListener`, and keeps an :class:`AccountView` per
+account (balance, equity, margin, positions, working orders):
 
-* connect → SUBSCRIBE each account in turn → wait for its ``SyncEnd`` → live deltas;
-* a dropped or silent connection (the Socket.IO liveness watchdog, ``stale_after``) ends the
-  session; the next one starts after exponential backoff with jitter;
-* stream tokens are refreshed before their ``exp`` and the accounts re-subscribed;
-* **reconnect, then reconcile** (docs/architecture.md, policy 6): after each ``SyncEnd`` the
-replayed snapshot
-  is diffed against local state and only the differences are published, so a fill or position
-  change missed while disconnected is reported exactly once, and one already seen is not repeated.
+* messages between a subscription and its ``SyncEnd`` are the account's replayed state: they are
+  staged, then **diffed** against the view (docs/architecture.md, policy 6), and only the
+  differences are published, so a fill or position change missed while disconnected is reported
+  exactly once, and one already seen is not repeated;
+* afterwards, each message is a live delta, applied and published at once.
 
-Nothing here is on the order path: order placement goes over REST whether the stream is up or
-not, and nothing in this module ever awaits on behalf of an order.
+Nothing here is on the order path, and it depends only on the venue protocol and the model: it
+publishes through the :class:`~engine.model.events.EventSink` protocol.
 
-Published topics (engine.io.bus): ``account_updates``, ``position_updates``, ``order_updates``,
-``executions``. Each event carries ``source``: ``stream`` (a live delta), ``snapshot`` (the first
-sync of an account: its state when the engine started) or ``resync`` (a change found by the diff
-after a reconnect or a re-subscription).
+Published topics: ``account_updates``, ``position_updates``, ``order_updates``, ``executions``.
+Each event carries ``source``: ``stream`` (a live delta), ``snapshot`` (the first sync of an
+account: its state when the engine started) or ``resync`` (a change found by the diff after a
+reconnect or a re-subscription).
 
 A working order that vanished while the stream was down is no longer in the replayed snapshot, and
-the stream does not say how it ended. With a ``history`` source (the REST venue) it is looked up in
-``ordersHistory`` and published once as ``filled`` / ``cancelled`` / ``rejected`` with the venue's
+the stream does not say how it ended. With a ``history`` venue it is looked up in the venue's
+order history and published once as ``filled`` / ``cancelled`` / ``rejected`` with the venue's
 final ``status``; only when history cannot be read, or does not hold it, is it published as
 ``gone``, with a ``reason`` saying why. Executions are derived from position changes (a new
 position, a size change, a close); they are not published for the first snapshot, which reports
@@ -32,106 +31,33 @@ state, not fills.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-import random
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-import aiohttp
-
-from engine.io.bus import EventBus
-from engine.model.domain import AccountState, Order, Position
+from engine.model.domain import Order
 from engine.model.errors import EngineError
-from engine.tradelocker.socketio import SocketIOError
-from engine.tradelocker.stream import (
+from engine.model.events import EventSink
+from engine.venue.events import (
     StreamAccountStatus,
     StreamConnectionStatus,
+    StreamHealth,
     StreamMessage,
     StreamOrder,
+    StreamPhase,
     StreamPosition,
     StreamPositionClosed,
-    StreamSession,
     StreamSyncEnd,
-    StreamToken,
-    fetch_stream_tokens,
+    VenueEvent,
+    VenueStream,
 )
-from engine.venue.protocol import VenueEvent
+from engine.venue.protocol import Venue
 
 log = logging.getLogger(__name__)
 
 OPEN_ORDER_STATUSES = frozenset({"PENDING", "NEW", "WORKING", "PLACED", "ACCEPTED"})
-
-
-class StreamPhase(enum.Enum):
-    STOPPED = "stopped"
-    CONNECTING = "connecting"
-    SUBSCRIBING = "subscribing"
-    SYNCING = "syncing"
-    LIVE = "live"
-    BACKOFF = "backoff"
-
-
-@dataclass(frozen=True, slots=True)
-class StreamSettings:
-    """How to reach the Streams API and how patient to be. Times in seconds."""
-
-    url: str  # ws(s)://host[:port]; the Socket.IO path is appended
-    developer_api_key: str = field(repr=False)
-    backoff_initial: float = 1.0
-    backoff_max: float = 30.0
-    connect_timeout: float = 15.0
-    ack_timeout: float = 15.0
-    sync_timeout: float = 30.0
-    # No frame (data or server ping) for this long means the stream is dead; None = the
-    # server's pingInterval + pingTimeout.
-    stale_after: float | None = None
-    token_refresh_margin: float = 120.0  # re-subscribe with fresh tokens this long before exp
-
-
-class StreamTokenSource(Protocol):
-    async def stream_tokens(self) -> dict[str, StreamToken]:
-        """Fresh per-account Streams tokens, by accountId."""
-
-
-class PasswordStreamTokens:
-    """Stream tokens from ``/auth/jwt/accounts/tokens`` with the login's email and password."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        backend_url: str,
-        email: str,
-        password: str,
-        server: str,
-    ) -> None:
-        self._session = session
-        self._backend_url = backend_url
-        self._email = email
-        self._password = password
-        self._server = server
-
-    def __repr__(self) -> str:
-        return f"PasswordStreamTokens({self._email!r} on {self._server!r})"
-
-    async def stream_tokens(self) -> dict[str, StreamToken]:
-        return await fetch_stream_tokens(
-            self._session, self._backend_url, self._email, self._password, self._server
-        )
-
-
-class SnapshotSource(Protocol):
-    """The REST snapshots reconciliation reads; the TradeLocker venue satisfies it."""
-
-    async def positions(self, account: str) -> list[Position]: ...
-    async def orders(self, account: str) -> list[Order]: ...
-    async def account_state(self, account: str) -> AccountState: ...
-    async def orders_history(
-        self, account: str, from_ms: int | None = None, to_ms: int | None = None
-    ) -> list[Order]: ...
-
 
 # ordersHistory's final statuses (an open-ended set: docs/api-reference.md 7.3) -> the
 # order_updates event.
@@ -189,65 +115,42 @@ class _Staging:
     orders: dict[str, StreamOrder] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class StreamHealth:
-    phase: StreamPhase
-    last_frame_age_s: float | None  # None before the first frame
-    reconnects: int
-    last_error: str
-    malformed: int
-    accounts_synced: int
-    accounts: int
-
-
 class LiveState:
-    """Live balance, equity, margin, positions and working orders of one login's accounts."""
+    """Live balance, equity, margin, positions and working orders of one stream's accounts."""
 
     def __init__(
         self,
-        settings: StreamSettings,
-        tokens: StreamTokenSource,
-        accounts: Mapping[str, str],
-        bus: EventBus | None = None,
+        stream: VenueStream,
+        bus: EventSink,
         *,
-        rng: random.Random | None = None,
         venue_events_maxsize: int = 10_000,
-        history: SnapshotSource | None = None,
+        history: Venue | None = None,
     ) -> None:
-        """``accounts`` maps the engine's alias to the venue accountId. ``history`` (the REST
-        venue, by alias) resolves how orders that vanished while disconnected ended; without
-        it they are published as ``gone``."""
-        if not accounts:
-            raise ValueError("LiveState needs at least one account (alias -> accountId)")
-        self.settings = settings
-        self._tokens_source = tokens
-        self._bus = bus if bus is not None else EventBus()
-        self._rng = rng or random.Random()
-        self._views = {alias: AccountView(alias, str(acc)) for alias, acc in accounts.items()}
+        """Listens to ``stream`` (give it before the stream starts) and publishes on ``bus``.
+        ``history`` (the venue, by alias) resolves how orders that vanished while disconnected
+        ended; without it they are published as ``gone``."""
+        self._stream = stream
+        self._bus = bus
+        self._views = {
+            alias: AccountView(alias, str(acc)) for alias, acc in stream.accounts.items()
+        }
         self._by_id = {v.account_id: v for v in self._views.values()}
         self._staging: dict[str, _Staging] = {}  # accountId -> staging, while (re)syncing
-        self._sync_waiters: dict[str, asyncio.Future[None]] = {}
-        self._sync_order: list[str] = []  # accountIds awaiting a SyncEnd, oldest first
-        self._tokens: dict[str, StreamToken] = {}
-        self._session: StreamSession | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._live = asyncio.Event()
         self._venue_events: asyncio.Queue[VenueEvent] = asyncio.Queue(venue_events_maxsize)
-        self.phase = StreamPhase.STOPPED
-        self.reconnects = 0
-        self.last_error = ""
-        self._malformed_before = 0
-        self._last_frame_mono = 0.0
         self._history = history
-        self._down_since_ms = 0  # wall ms when the last session ended (0: never)
+        self._down_since_ms = 0  # wall ms when the last connection ended (0: never)
         self._lookups: set[asyncio.Task[None]] = set()
+        stream.listen(self)
 
     # -- public ------------------------------------------------------------------------------
 
     @property
-    def bus(self) -> EventBus:
+    def bus(self) -> EventSink:
         return self._bus
+
+    @property
+    def stream(self) -> VenueStream:
+        return self._stream
 
     def account(self, alias: str) -> AccountView:
         try:
@@ -261,51 +164,35 @@ class LiveState:
         return self._views.values()
 
     def health(self) -> StreamHealth:
-        session = self._session
-        last = session.socket.last_frame_mono if session is not None else self._last_frame_mono
-        malformed = self._malformed_before
-        if session is not None:
-            malformed += session.socket.malformed_frames + session.malformed_messages
-        return StreamHealth(
-            phase=self.phase,
-            last_frame_age_s=(time.monotonic() - last) if last else None,
-            reconnects=self.reconnects,
-            last_error=self.last_error,
-            malformed=malformed,
-            accounts_synced=sum(1 for v in self._views.values() if v.synced),
-            accounts=len(self._views),
-        )
+        synced = sum(1 for v in self._views.values() if v.synced)
+        return replace(self._stream.health(), accounts_synced=synced)
+
+    @property
+    def phase(self) -> StreamPhase:
+        return self._stream.phase
+
+    @property
+    def last_error(self) -> str:
+        return self._stream.last_error
 
     @property
     def is_live(self) -> bool:
-        return self.phase is StreamPhase.LIVE
+        return self._stream.phase is StreamPhase.LIVE
 
     async def start(self) -> None:
-        """Start the connection loop in the background; returns at once."""
-        if self._task is None:
-            self._closing = False
-            self._task = asyncio.create_task(self._run(), name="live-state")
+        """Start the stream in the background; returns at once."""
+        await self._stream.start()
 
     async def wait_live(self) -> None:
         """Wait until every account is subscribed and synced (use asyncio.timeout around it)."""
-        await self._live.wait()
+        await self._stream.wait_live()
 
     async def close(self) -> None:
-        self._closing = True
-        if self._session is not None:
-            self._session.close("live state closing")
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._stream.close()
         for lookup in list(self._lookups):
             lookup.cancel()  # each one still publishes its orders, as gone (see _resolve_vanished)
         if self._lookups:
             await asyncio.gather(*self._lookups, return_exceptions=True)
-        self.phase = StreamPhase.STOPPED
 
     async def settled(self) -> None:
         """Wait until every vanished order's history lookup has published its outcome."""
@@ -314,16 +201,15 @@ class LiveState:
 
     def drop_connection(self) -> None:
         """Close the current connection as if it had failed (operator action, tests)."""
-        if self._session is not None:
-            self._session.close("dropped on request")
+        self._stream.drop_connection()
 
     async def events(self) -> AsyncIterator[VenueEvent]:
-        """Every applied stream message as a :class:`engine.venue.protocol.VenueEvent`, in order.
+        """Every applied stream message as a :class:`~engine.venue.events.VenueEvent`, in order.
         The queue is bounded; if nobody reads, the oldest events are dropped (the bus has them)."""
         while True:
             yield await self._venue_events.get()
 
-    async def check_against_rest(self, source: SnapshotSource, alias: str) -> list[str]:
+    async def check_against_rest(self, source: Venue, alias: str) -> list[str]:
         """Compare the live view with REST snapshots; returns the differences as sentences
         (empty when consistent) and records REST equity. Positions are compared by id, side,
         size and open price; working orders by id."""
@@ -361,146 +247,19 @@ class LiveState:
             diffs.append(f"balance: stream {view.status.balance}, REST {state.balance}")
         return diffs
 
-    # -- the connection loop -----------------------------------------------------------------
+    # -- the stream's listener (event loop, never blocks) -------------------------------------
 
-    def _backoff_delay(self, attempt: int) -> float:
-        # "Equal jitter": at least half the exponential step, so a fleet of engines reconnecting
-        # after one venue outage spreads out without any of them retrying immediately.
-        step = min(self.settings.backoff_max, self.settings.backoff_initial * (2**attempt))
-        return step / 2 + self._rng.uniform(0, step / 2)
+    def subscribing(self, account_id: str) -> None:
+        """What follows up to the account's SyncEnd is its replayed state: stage it."""
+        if account_id in self._by_id:
+            self._staging[account_id] = _Staging()
 
-    async def _run(self) -> None:
-        attempt = 0
-        while not self._closing:
-            try:
-                await self._one_session()
-            except asyncio.CancelledError:
-                raise
-            except (SocketIOError, EngineError, TimeoutError, OSError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("stream session ended: %s", self.last_error)
-            except Exception as exc:  # a bug must not stop recovery for good
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("stream session failed unexpectedly")
-            finally:
-                self._end_session()
-            if self._closing:
-                break
-            if self.phase is StreamPhase.LIVE:
-                attempt = 0  # it worked until it broke: start the backoff over
-            self.reconnects += 1
-            self.phase = StreamPhase.BACKOFF
-            delay = self._backoff_delay(attempt)
-            attempt = min(attempt + 1, 30)
-            log.info("stream reconnect #%d in %.2fs", self.reconnects, delay)
-            await asyncio.sleep(delay)
-
-    async def _fresh_tokens(self) -> dict[str, StreamToken]:
-        margin = self.settings.token_refresh_margin
-        needed = [v.account_id for v in self._views.values()]
-        if not self._tokens or any(
-            a not in self._tokens or self._tokens[a].expires_within(margin) for a in needed
-        ):
-            tokens = await self._tokens_source.stream_tokens()
-            missing = [a for a in needed if a not in tokens]
-            if missing:
-                raise EngineError(
-                    f"the stream token response has no token for account(s) {missing}; "
-                    "check the account ids in the config belong to this login"
-                )
-            self._tokens = tokens
-        return self._tokens
-
-    async def _one_session(self) -> None:
-        self.phase = StreamPhase.CONNECTING
-        self._live.clear()
-        tokens = await self._fresh_tokens()
-        s = self.settings
-        session = StreamSession(
-            s.url,
-            s.developer_api_key,
-            self._on_message,
-            connect_timeout=s.connect_timeout,
-            stale_after=s.stale_after,
-        )
-        self._session = session
-        await session.connect()
-        await self._subscribe_all(session, tokens)
-        self.phase = StreamPhase.LIVE
-        self._live.set()
-        log.info("stream live: %d account(s) synced", len(self._views))
-        while True:
-            refresh_in = self._refresh_in(tokens)
-            closed = asyncio.ensure_future(session.wait_closed())
-            try:
-                await asyncio.wait_for(asyncio.shield(closed), refresh_in)
-            except TimeoutError:
-                pass
-            finally:
-                closed.cancel()
-            if session.is_closed:
-                raise SocketIOError(
-                    str(session.refused) if session.refused else session.socket.close_reason
-                )
-            # The tokens are about to expire: re-subscribe with fresh ones on the same socket.
-            # The server replays the snapshot, and the diff publishes only real changes.
-            tokens = await self._fresh_tokens()
-            await self._subscribe_all(session, tokens)
-
-    def _refresh_in(self, tokens: Mapping[str, StreamToken]) -> float | None:
-        exps = [t.expires_at for t in tokens.values() if t.expires_at]
-        if not exps:
-            return None
-        return max(1.0, min(exps) - self.settings.token_refresh_margin - time.time())
-
-    async def _subscribe_all(
-        self, session: StreamSession, tokens: Mapping[str, StreamToken]
-    ) -> None:
-        # One account at a time: SyncEnd carries no accountId on the real venue, so only one
-        # subscription may be waiting for it.
-        loop = asyncio.get_running_loop()
-        for view in self._views.values():
-            self.phase = StreamPhase.SUBSCRIBING
-            aid = view.account_id
-            self._staging[aid] = _Staging()
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._sync_waiters[aid] = waiter
-            self._sync_order.append(aid)
-            try:
-                await session.subscribe(tokens[aid], self.settings.ack_timeout)
-                self.phase = StreamPhase.SYNCING
-                closed = asyncio.ensure_future(session.wait_closed())
-                try:
-                    async with asyncio.timeout(self.settings.sync_timeout):
-                        await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    closed.cancel()
-                if not waiter.done():
-                    raise SocketIOError(f"connection lost while syncing account {aid}")
-            except TimeoutError:
-                raise TimeoutError(
-                    f"no SyncEnd for account {aid} within {self.settings.sync_timeout}s"
-                ) from None
-            finally:
-                self._sync_waiters.pop(aid, None)
-                if aid in self._sync_order:
-                    self._sync_order.remove(aid)
-                self._staging.pop(aid, None)
-
-    def _end_session(self) -> None:
-        session = self._session
-        if session is not None:
-            session.close("session ended")
-            self._last_frame_mono = session.socket.last_frame_mono
-            self._malformed_before += session.socket.malformed_frames + session.malformed_messages
-        self._session = None
+    def disconnected(self) -> None:
         self._down_since_ms = int(time.time() * 1000)
         self._staging.clear()
-        self._sync_order.clear()
-        for w in self._sync_waiters.values():
-            w.cancel()
-        self._sync_waiters.clear()
-        self._live.clear()
+
+    def on_message(self, message: StreamMessage) -> None:
+        self._on_message(message)
 
     # -- applying messages (event loop, never blocks) ----------------------------------------
 
@@ -509,10 +268,7 @@ class LiveState:
             self._on_sync_end(msg)
             return
         if isinstance(msg, StreamConnectionStatus):
-            if msg.status.lower() != "ok":
-                self.last_error = f"stream connection error: {msg.code or ''} {msg.message}"
-                log.error("%s", self.last_error)
-            self._venue_event("", "connection", msg)
+            self._venue_event("", "connection", msg)  # the stream keeps it as its last error
             return
         if isinstance(msg, StreamPositionClosed):
             view = self._view_for_close(msg)
@@ -584,23 +340,13 @@ class LiveState:
             self._venue_event(view.alias, "order", msg)
 
     def _on_sync_end(self, msg: StreamSyncEnd) -> None:
-        aid = msg.account_id
-        if aid is None:
-            if not self._sync_order:
-                log.debug("SyncEnd with no subscription waiting for it: ignored")
-                return
-            aid = self._sync_order[0]
-        view = self._by_id.get(aid)
-        staging = self._staging.pop(aid, None)
-        if aid in self._sync_order:
-            self._sync_order.remove(aid)
+        aid = msg.account_id  # the stream names the account it closes
+        view = self._by_id.get(aid) if aid is not None else None
+        staging = self._staging.pop(aid, None) if aid is not None else None
         if view is None or staging is None:
             log.debug("SyncEnd for account %s that is not syncing: ignored", aid)
             return
         self._reconcile(view, staging)
-        waiter = self._sync_waiters.get(aid)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
         self._venue_event(view.alias, "sync_end", msg)
 
     def _reconcile(self, view: AccountView, staging: _Staging) -> None:
@@ -710,7 +456,7 @@ class LiveState:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def _venue_event(self, alias: str, kind: str, payload: object) -> None:
+    def _venue_event(self, alias: str, kind: str, payload: StreamMessage) -> None:
         q = self._venue_events
         if q.full():
             q.get_nowait()
