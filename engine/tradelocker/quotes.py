@@ -86,7 +86,8 @@ class _Subscription:
 
 def quotes_rate(config: Mapping[str, Any], share: float = 0.9) -> float:
     """Requests per second allowed by ``rateLimits`` QUOTES in a ``/trade/config`` payload,
-    times ``share`` (the share of the limit used). Raises :class:`ConfigError` when the venue publishes none."""
+    times ``share`` (the share of the limit used). Raises :class:`ConfigError` when the venue
+    publishes none."""
     for entry in config.get("rateLimits") or ():
         if isinstance(entry, dict) and entry.get("rateLimitType") == "QUOTES":
             try:
