@@ -34,11 +34,11 @@ import pytest
 
 from engine.app.config import TABLES, parse_config
 from engine.app.daemon import Engine, build_engine
-from engine.execution.limits import RouteType
 from engine.io.kafka.sink import KafkaEventSink
 from engine.io.kafka.source import KafkaSignalSource
 from engine.io.sources.http import HttpSignalSource
 from engine.io.sources.local import LocalSignalSource
+from engine.tradelocker.rate_limits import RouteType
 from sandbox import Sandbox
 from sandbox.seed import AccountSpec, SandboxConfig, UserSpec
 from tests.fixtures.vault import VaultServer
@@ -87,9 +87,10 @@ class Running:
         return [alias for alias, s in self.engine.accounts.sessions.items() if s.enabled]
 
     def stream(self, login: str) -> Any:
+        """The login's stream session (the TradeLocker side of its live state)."""
         aliases = {a.alias for a in self.engine.config.accounts.values() if a.login == login}
         (live,) = [s for s in self.engine.streams if {v.alias for v in s.accounts()} <= aliases]
-        return live
+        return live.stream
 
     def account(self, alias: str) -> Any:
         """What holds an account's venue address: its REST client, or (disabled: never at the
