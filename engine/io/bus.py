@@ -18,7 +18,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from engine.model.events import TOPICS, Event, EventSink, Topic, encode
+import msgspec
+
+from engine.model.events import TOPICS, Event, EventSink, RejectedSignal, Topic, encode
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +81,21 @@ class EventBus:
 
 
 class LogSink:
-    """Every event as one log line, ``<topic> <the event as JSON>`` (the daemon's ``log`` sink)."""
+    """Every event as one log line, ``<topic> <the event as JSON>`` (the daemon's ``log`` sink).
+
+    A rejected signal is written without its raw bytes: its ``payload`` has them as text, and
+    a base64 blob in a log line is noise (one that secret scanners take for a token)."""
 
     def __init__(self, logger: logging.Logger, level: int = logging.INFO) -> None:
         self._log = logger
         self._level = level
 
     def publish(self, event: Event, key: str | None = None) -> None:
-        if self._log.isEnabledFor(self._level):  # encode only for a line that is written
-            self._log.log(self._level, "%s %s", event.topic.value, encode(event).decode())
+        if not self._log.isEnabledFor(self._level):  # encode only for a line that is written
+            return
+        if isinstance(event, RejectedSignal):
+            event = msgspec.structs.replace(event, raw=b"")
+        self._log.log(self._level, "%s %s", event.topic.value, encode(event).decode())
 
     async def flush(self) -> None:
         return None

@@ -20,10 +20,11 @@ import aiohttp
 import hvac
 import orjson
 import pytest
+from msgspec.structs import replace
 
 from engine.app.daemon import Engine, build_engine
 from engine.model.delivery import Delivery
-from engine.model.events import Event, Topic, encode
+from engine.model.events import Event, RejectedSignal, Topic, encode
 from sandbox import Sandbox
 from tests.fixtures.vault import VaultServer
 from tests.vault.engine_vault import TOKEN_ENV, VaultLayout, provision, vault_engine_config
@@ -148,6 +149,7 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
     for page in scraped:
         assert not secrets.found_in(page), secrets.found_in(page)
     for topic, event in events:
-        # The event as every sink writes it, and its raw bytes as they are (not base64).
-        dumped = encode(event).decode() + repr(getattr(event, "raw", b""))
+        # The event as JSON without its raw bytes (base64 there), and the raw bytes as they are.
+        text = replace(event, raw=b"") if isinstance(event, RejectedSignal) else event
+        dumped = encode(text).decode() + repr(getattr(event, "raw", b""))
         assert not secrets.found_in(dumped), (topic, secrets.found_in(dumped))
