@@ -110,7 +110,7 @@ class KafkaFire:
         await self.producer.send(self.topic, payload, key=account.encode())
         acked, event = await outcome
         # A replay (an id the journal already decided) executed nothing: not an order.
-        if event["status"] != "accepted" or event.get("replayed"):
+        if event.status != "accepted" or event.replayed:
             raise OrderNotAccepted(event)
         return acked
 

@@ -26,15 +26,16 @@ from bench.engine_path import EPOCH_MINUS_MONO, signal_bytes
 from engine.app.config import Config, parse_config
 from engine.app.daemon import Engine, build_engine
 from engine.model.delivery import Delivery, SignalSource
+from engine.model.events import Event, OutcomeEvent, Topic
 from engine.observability.metrics import Metrics
 
 
 class OrderNotAccepted(Exception):
     """A benchmark order whose outcome was not ``accepted`` (counted as an error, by status)."""
 
-    def __init__(self, event: dict[str, Any]) -> None:
-        replay = " (a replay of an earlier decision)" if event.get("replayed") else ""
-        super().__init__(f"{event.get('status')}{replay}: {event.get('reason')}")
+    def __init__(self, event: OutcomeEvent) -> None:
+        replay = " (a replay of an earlier decision)" if event.replayed else ""
+        super().__init__(f"{event.status}{replay}: {event.reason}")
         self.event = event
 
 
@@ -69,18 +70,18 @@ class OutcomeWaiter:
     """Resolves one future per signal id when its outcome event is published on the bus."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
+        self._waiting: dict[str, asyncio.Future[tuple[int, OutcomeEvent]]] = {}
 
-    def expect(self, signal_id: str) -> asyncio.Future[tuple[int, dict[str, Any]]]:
-        fut: asyncio.Future[tuple[int, dict[str, Any]]] = asyncio.get_running_loop().create_future()
+    def expect(self, signal_id: str) -> asyncio.Future[tuple[int, OutcomeEvent]]:
+        fut: asyncio.Future[tuple[int, OutcomeEvent]] = asyncio.get_running_loop().create_future()
         self._waiting[signal_id] = fut
         return fut
 
-    def on_event(self, topic: str, event: dict[str, Any]) -> None:
+    def on_event(self, topic: Topic, event: Event) -> None:
         # Called synchronously by EventBus.publish: the stamp is the moment the outcome exists.
-        if topic != "outcomes":
+        if not isinstance(event, OutcomeEvent):
             return
-        fut = self._waiting.pop(str(event.get("id")), None)
+        fut = self._waiting.pop(event.id, None)
         if fut is not None and not fut.done():
             fut.set_result((time.monotonic_ns(), event))
 
@@ -111,7 +112,7 @@ class PipelinePath:
         self.engine.pipeline.submit(Delivery(payload, time.monotonic_ns()))
         acked, event = await outcome
         # A replay (an id the journal already decided) executed nothing: not an order.
-        if event["status"] != "accepted" or event.get("replayed"):
+        if event.status != "accepted" or event.replayed:
             raise OrderNotAccepted(event)
         return acked
 

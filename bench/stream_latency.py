@@ -26,6 +26,7 @@ import aiohttp
 from hdrh.histogram import HdrHistogram
 
 from engine.io.bus import EventBus
+from engine.model.events import Event, OrderUpdate, Topic
 from engine.state.live import LiveState
 from engine.tradelocker.stream_session import LoginStream, StreamSettings
 from tests.stream.sandbox import ACCOUNTS, SandboxTokens, run_streams_sandbox
@@ -43,10 +44,10 @@ async def measure(events: int, rate: float, uvloop: bool) -> dict[str, Any]:
             if msg.get("type") == "OpenOrder" and msg.get("status") == "PENDING":
                 emitted.setdefault(str(msg["orderId"]), time.monotonic_ns())
 
-        def on_event(topic: str, event: dict[str, Any]) -> None:
+        def on_event(topic: Topic, event: Event) -> None:
             nonlocal received
-            if topic == "order_updates" and event["event"] == "new":
-                start = emitted.pop(event["order_id"], None)
+            if isinstance(event, OrderUpdate) and event.event == "new" and event.order_id:
+                start = emitted.pop(event.order_id, None)
                 if start is not None:
                     hist.record_value(max(1, time.monotonic_ns() - start))
                     received += 1

@@ -30,7 +30,7 @@ from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
 from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
-from engine.io.bus import EventBus
+from engine.io.bus import EventBus, LogSink
 from engine.io.settings import ControlSettings, SinkSettings, SourceSettings
 from engine.io.sources.local import LocalSignalSource
 from engine.model.delivery import SignalSource
@@ -325,7 +325,7 @@ async def _open_sinks(engine: Engine, sinks: tuple[SinkSettings, ...]) -> None:
             engine.bus.add_sink(k)
             engine.kafka_sinks.append(k)
         elif sink.kind == "log":
-            engine.bus.subscribe(lambda topic, ev: log.info("%s %s", topic, ev))
+            engine.bus.add_sink(LogSink(log))
 
 
 async def _open_control(engine: Engine, settings: ControlSettings) -> None:

@@ -27,8 +27,10 @@ import orjson
 
 from engine.app.config import Config, load_config, parse_config
 from engine.app.daemon import Engine, build_engine
+from engine.io.bus import EventBus
 from engine.io.sources.local import LocalSignalSource
 from engine.model.delivery import Delivery
+from engine.model.events import Event, OrderUpdate, OutcomeEvent, Topic
 from engine.secrets.store import EnvFileStore
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
@@ -140,16 +142,17 @@ def scripted_phases() -> list[list[dict[str, Any]]]:
     ]
 
 
-def _describe(event: dict[str, Any]) -> str:
-    status = event["status"]
+def _describe(event: OutcomeEvent) -> str:
+    status = event.status
     mark = {"accepted": "OK ", "rejected": "NO ", "expired": "EXP", "unknown": "?? "}.get(
         status, status
     )
-    venue = ", ".join(f"{k} {event[k]}" for k in ("order_id", "position_id") if event.get(k))
-    reason = f" - {event['reason']}" if event.get("reason") else ""
-    who = event.get("leg") or event.get("id") or "(no id)"
-    action = event.get("action") or "?"
-    return f"  {mark} {who:<16} {event.get('account') or '-':<6} {action:<16}{venue}{reason}"
+    ids = (("order_id", event.order_id), ("position_id", event.position_id))
+    venue = ", ".join(f"{k} {v}" for k, v in ids if v)
+    reason = f" - {event.reason}" if event.reason else ""
+    who = event.leg or event.id or "(no id)"
+    action = event.action or "?"
+    return f"  {mark} {who:<16} {event.account or '-':<6} {action:<16}{venue}{reason}"
 
 
 async def _feed(engine: Engine, signals: list[dict[str, Any]], workdir: Path, name: str) -> None:
@@ -165,7 +168,10 @@ async def _feed(engine: Engine, signals: list[dict[str, Any]], workdir: Path, na
     await engine.pipeline.drain()
 
 
-async def run_demo(burst: int, venue_latency_ms: str, out: Callable[[str], None]) -> int:
+async def run_demo(
+    burst: int, venue_latency_ms: str, out: Callable[[str], None], bus: EventBus | None = None
+) -> int:
+    """The demo; ``bus`` (optional) is the engine's event bus, for a caller to subscribe to."""
     from sandbox import Sandbox
 
     sandbox = Sandbox(price_interval_ms=0)
@@ -185,25 +191,26 @@ async def run_demo(burst: int, venue_latency_ms: str, out: Callable[[str], None]
             base_url_override=sandbox.base_url,
             with_control=False,
             sources=[],
+            bus=bus,
         )
         out(
             f"engine: accounts {', '.join(engine.accounts.sessions)}; groups "
             f"{', '.join(f'{g.name} ({g.mode})' for g in engine.accounts.groups.values())}"
         )
-        shown: list[dict[str, Any]] = []
+        shown: list[OutcomeEvent] = []
         printing = True
         triggered = asyncio.Event()
 
-        def on_event(topic: str, event: dict[str, Any]) -> None:
-            if topic == "outcomes":
+        def on_event(topic: Topic, event: Event) -> None:
+            if isinstance(event, OutcomeEvent):
                 shown.append(event)
                 if printing:
                     out(_describe(event))
-            elif topic == "order_updates" and event.get("kind", "").startswith("stop_limit"):
+            elif isinstance(event, OrderUpdate) and (event.kind or "").startswith("stop_limit"):
                 triggered.set()
                 out(
-                    f"  --> {event['kind']}: {event['emulated_id']} became venue order "
-                    f"{event['order_id']} (ask {event['ask']})"
+                    f"  --> {event.kind}: {event.emulated_id} became venue order "
+                    f"{event.order_id} (ask {event.ask})"
                 )
 
         engine.bus.subscribe(on_event)
@@ -242,8 +249,8 @@ async def run_demo(burst: int, venue_latency_ms: str, out: Callable[[str], None]
             counts: dict[str, int] = {}
             closes: dict[str, int] = {}
             for e in shown[scripted:]:
-                tally = closes if str(e.get("id", "")).startswith("burst-close") else counts
-                tally[e["status"]] = tally.get(e["status"], 0) + 1
+                tally = closes if e.id.startswith("burst-close") else counts
+                tally[e.status] = tally.get(e.status, 0) + 1
             out(
                 "  burst orders: "
                 + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
@@ -252,7 +259,7 @@ async def run_demo(burst: int, venue_latency_ms: str, out: Callable[[str], None]
             )
 
         engine.metrics.fold()
-        statuses = [e["status"] for e in shown]
+        statuses = [e.status for e in shown]
         out(
             f"\n{len(shown)} outcomes: {statuses.count('accepted')} accepted, "
             f"{statuses.count('rejected')} rejected with a reason, "

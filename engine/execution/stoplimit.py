@@ -63,7 +63,7 @@ from engine.model.errors import (
     ValidationError,
     VenueError,
 )
-from engine.model.events import EventSink
+from engine.model.events import EventSink, OrderUpdate
 from engine.state.stop_limits import StopLimitStore, StoredStopLimit
 from engine.venue.protocol import QuoteSource, Venue
 
@@ -449,18 +449,17 @@ class StopLimitBook:
         self, held: HeldOrder, kind: str, bid: float, ask: float, reason: str | None = None
     ) -> None:
         self.bus.publish(
-            "order_updates",
-            {
-                "kind": kind,
-                "account": held.request.account,
-                "signal": held.signal_key,
-                "emulated_id": held.emulated_id,
-                "order_id": held.order_id,
-                "tag": held.request.strategy_tag,
-                "bid": bid if bid == bid else None,
-                "ask": ask if ask == ask else None,
-                "reason": reason,
-            },
+            OrderUpdate(
+                kind=kind,
+                account=held.request.account,
+                signal=held.signal_key,
+                emulated_id=held.emulated_id,
+                order_id=held.order_id,
+                tag=held.request.strategy_tag,
+                bid=bid if bid == bid else None,
+                ask=ask if ask == ask else None,
+                reason=reason,
+            ),
             key=held.request.account,
         )
 

@@ -35,11 +35,17 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Literal
 
-from engine.model.domain import Order
+from engine.model.domain import Order, Side
 from engine.model.errors import EngineError
-from engine.model.events import EventSink
+from engine.model.events import (
+    AccountUpdate,
+    EventSink,
+    ExecutionEvent,
+    OrderUpdate,
+    PositionUpdate,
+)
 from engine.venue.events import (
     StreamAccountStatus,
     StreamConnectionStatus,
@@ -466,19 +472,18 @@ class LiveState:
         st = view.status
         assert st is not None
         self._bus.publish(
-            "account_updates",
-            {
-                "account": view.alias,
-                "account_id": view.account_id,
-                "currency": st.currency,
-                "balance": st.balance,
-                "equity": view.equity,
-                "margin_used": st.margin_used,
-                "margin_available": st.margin_available,
-                "blocked_balance": st.blocked_balance,
-                "credit": st.credit,
-                "source": source,
-            },
+            AccountUpdate(
+                account=view.alias,
+                account_id=view.account_id,
+                currency=st.currency,
+                balance=st.balance,
+                equity=view.equity,
+                margin_used=st.margin_used,
+                margin_available=st.margin_available,
+                blocked_balance=st.blocked_balance,
+                credit=st.credit,
+                source=source,
+            ),
             key=view.alias,
         )
 
@@ -491,51 +496,49 @@ class LiveState:
         *,
         executions: bool = True,
     ) -> None:
-        event = "opened" if prev is None else "changed"
-        self._bus.publish("position_updates", _position_event(view, pos, event, source), view.alias)
+        event: Literal["opened", "changed"] = "opened" if prev is None else "changed"
+        self._bus.publish(_position_event(view, pos, event, source), view.alias)
         if not executions:
             return
         delta = pos.lots - (prev.lots if prev is not None else 0.0)
         if abs(delta) > 1e-12:
-            kind = "open" if prev is None else ("increase" if delta > 0 else "reduce")
+            kind: Literal["open", "increase", "reduce"] = (
+                "open" if prev is None else ("increase" if delta > 0 else "reduce")
+            )
             side = pos.side if delta > 0 else pos.side.opposite
             self._bus.publish(
-                "executions",
-                {
-                    "account": view.alias,
-                    "account_id": view.account_id,
-                    "position_id": pos.position_id,
-                    "order_id": pos.open_order_id if prev is None else None,
-                    "instrument": pos.instrument,
-                    "side": side.wire,
-                    "qty": abs(delta),
-                    "price": pos.open_price if prev is None else None,
-                    "kind": kind,
-                    "source": source,
-                },
+                ExecutionEvent(
+                    account=view.alias,
+                    account_id=view.account_id,
+                    position_id=pos.position_id,
+                    order_id=pos.open_order_id if prev is None else None,
+                    instrument=pos.instrument,
+                    side=_SIDE_NAME[side],
+                    qty=abs(delta),
+                    price=pos.open_price if prev is None else None,
+                    kind=kind,
+                    source=source,
+                ),
                 key=view.alias,
             )
 
     def _publish_close(
         self, view: AccountView, pos: StreamPosition, close_price: float | None, source: str
     ) -> None:
-        event = _position_event(view, pos, "closed", source)
-        event["close_price"] = close_price
-        self._bus.publish("position_updates", event, view.alias)
+        self._bus.publish(_position_event(view, pos, "closed", source, close_price), view.alias)
         self._bus.publish(
-            "executions",
-            {
-                "account": view.alias,
-                "account_id": view.account_id,
-                "position_id": pos.position_id,
-                "order_id": None,
-                "instrument": pos.instrument,
-                "side": pos.side.opposite.wire,
-                "qty": pos.lots,
-                "price": close_price,
-                "kind": "close",
-                "source": source,
-            },
+            ExecutionEvent(
+                account=view.alias,
+                account_id=view.account_id,
+                position_id=pos.position_id,
+                order_id=None,
+                instrument=pos.instrument,
+                side=_SIDE_NAME[pos.side.opposite],
+                qty=pos.lots,
+                price=close_price,
+                kind="close",
+                source=source,
+            ),
             key=view.alias,
         )
 
@@ -551,41 +554,49 @@ class LiveState:
     ) -> None:
         """``final`` is the venue's history row for an order resolved after a reconnect (its
         status, filled qty and average price); ``reason`` says why an order is only ``gone``."""
-        payload: dict[str, Any] = {
-            "account": view.alias,
-            "account_id": view.account_id,
-            "order_id": order.order_id,
-            "instrument": order.instrument,
-            "side": order.side.wire,
-            "qty": order.amount,
-            "price": order.price,
-            "status": order.status if final is None else final.status,
-            "event": event,
-            "source": source,
-        }
-        if final is not None:
-            payload["filled_qty"] = final.filled_qty
-            payload["avg_price"] = final.avg_price
-            payload["resolved_by"] = "ordersHistory"
-        if reason is not None:
-            payload["reason"] = reason
-        self._bus.publish("order_updates", payload, key=view.alias)
+        self._bus.publish(
+            OrderUpdate(
+                account=view.alias,
+                account_id=view.account_id,
+                order_id=order.order_id,
+                instrument=order.instrument,
+                side=_SIDE_NAME[order.side],
+                qty=order.amount,
+                price=order.price,
+                status=order.status if final is None else final.status,
+                event=event,
+                source=source,
+                filled_qty=None if final is None else final.filled_qty,
+                avg_price=None if final is None else final.avg_price,
+                resolved_by=None if final is None else "ordersHistory",
+                reason=reason,
+            ),
+            key=view.alias,
+        )
+
+
+_SIDE_NAME: dict[Side, Literal["buy", "sell"]] = {Side.BUY: "buy", Side.SELL: "sell"}
 
 
 def _position_event(
-    view: AccountView, pos: StreamPosition, event: str, source: str
-) -> dict[str, Any]:
-    return {
-        "account": view.alias,
-        "account_id": view.account_id,
-        "position_id": pos.position_id,
-        "instrument": pos.instrument,
-        "side": pos.side.wire,
-        "qty": pos.lots,
-        "avg_price": pos.open_price,
-        "open_ms": pos.open_ms,
-        "stop_loss_order_id": pos.stop_loss_order_id,
-        "take_profit_order_id": pos.take_profit_order_id,
-        "event": event,
-        "source": source,
-    }
+    view: AccountView,
+    pos: StreamPosition,
+    event: Literal["opened", "changed", "closed"],
+    source: str,
+    close_price: float | None = None,
+) -> PositionUpdate:
+    return PositionUpdate(
+        account=view.alias,
+        account_id=view.account_id,
+        position_id=pos.position_id,
+        instrument=pos.instrument,
+        side=_SIDE_NAME[pos.side],
+        qty=pos.lots,
+        avg_price=pos.open_price,
+        open_ms=pos.open_ms,
+        stop_loss_order_id=pos.stop_loss_order_id,
+        take_profit_order_id=pos.take_profit_order_id,
+        event=event,
+        source=source,
+        close_price=close_price,
+    )

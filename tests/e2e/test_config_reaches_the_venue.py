@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from engine.app.config import parse_config
 from engine.app.daemon import build_engine
 from engine.model.delivery import Delivery
+from engine.model.events import OutcomeEvent
 from sandbox import Sandbox
 from tests.fixtures.engine import demo_secrets, engine_config_data
 
@@ -22,8 +22,10 @@ async def test_order_timeouts_and_connections_from_the_config_reach_every_accoun
     eng = await build_engine(
         parse_config(data), secrets=await demo_secrets(), with_control=False, sources=[]
     )
-    outcomes: list[dict[str, Any]] = []
-    eng.bus.subscribe(lambda topic, ev: outcomes.append(ev) if topic == "outcomes" else None)
+    outcomes: list[OutcomeEvent] = []
+    eng.bus.subscribe(
+        lambda topic, ev: outcomes.append(ev) if isinstance(ev, OutcomeEvent) else None
+    )
     try:
         for alias in ("a1", "a2"):
             client = eng.venue.client(alias)
@@ -34,6 +36,6 @@ async def test_order_timeouts_and_connections_from_the_config_reach_every_accoun
                   "side": "buy", "type": "market", "qty": 0.01}  # fmt: skip
         eng.pipeline.submit(Delivery(orjson.dumps(signal), 0))
         await eng.pipeline.drain()
-        assert [o["status"] for o in outcomes if o["id"] == "cfg-1"] == ["accepted"]
+        assert [o.status for o in outcomes if o.id == "cfg-1"] == ["accepted"]
     finally:
         await eng.stop()

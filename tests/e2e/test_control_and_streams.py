@@ -14,6 +14,7 @@ import orjson
 from engine.app.config import parse_config
 from engine.app.daemon import Engine, build_engine
 from engine.model.delivery import Delivery
+from engine.model.events import Event, OutcomeEvent, Topic
 from sandbox import Sandbox
 from tests.fixtures.engine import demo_secrets
 from tests.fixtures.sim import DEMO_PASSWORD, DEMO_SERVER
@@ -69,8 +70,8 @@ async def test_kill_switch_cancels_working_orders_and_expires_queued_signals(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     engine = await _engine(sandbox, tmp_path)
-    outcomes: list[dict[str, Any]] = []
-    engine.bus.subscribe(lambda t, e: outcomes.append(e) if t == "outcomes" else None)
+    outcomes: list[OutcomeEvent] = []
+    engine.bus.subscribe(lambda t, e: outcomes.append(e) if isinstance(e, OutcomeEvent) else None)
     try:
         engine.pipeline.submit(_limit("w1"))
         await engine.pipeline.drain()
@@ -86,8 +87,8 @@ async def test_kill_switch_cancels_working_orders_and_expires_queued_signals(
             async with http.post(url + "/signals", data=b"{}", headers=AUTH) as refused:
                 assert refused.status == 503
         assert account.orders == {}
-        late = next(o for o in outcomes if o["id"] == "late")
-        assert late["status"] == "expired" and "kill switch" in late["reason"]
+        late = next(o for o in outcomes if o.id == "late")
+        assert late.status == "expired" and "kill switch" in late.reason
     finally:
         await engine.stop()
 
@@ -97,7 +98,7 @@ async def test_health_reports_each_account_and_the_stream_feeds_the_engine(
 ) -> None:
     ws = sandbox.base_url.replace("http://", "ws://")
     engine = await _engine(sandbox, tmp_path, stream_url=ws, developer_api_key="env:DEV_KEY")
-    updates: list[tuple[str, dict[str, Any]]] = []
+    updates: list[tuple[Topic, Event]] = []
     engine.bus.subscribe(lambda t, e: updates.append((t, e)) if t != "outcomes" else None)
     try:
         [live] = engine.streams

@@ -10,13 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
 
 from engine.app.config import parse_config
 from engine.app.daemon import build_engine
+from engine.model.events import Event, OutcomeEvent, Topic
 from sandbox import Sandbox
 from tests.fixtures.engine import demo_secrets
 from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
@@ -105,14 +105,15 @@ def test_run_trades_a_signal_file_and_shuts_down_gracefully(
         deadline = time.monotonic() + 60
         seen = ""
         assert proc.stderr is not None
-        while time.monotonic() < deadline and "'id': 'f2'" not in seen:
+        # The log sink writes each event as JSON (engine.model.events.encode).
+        while time.monotonic() < deadline and '"id":"f2"' not in seen:
             line = proc.stderr.readline()
             if not line:
                 break
             seen += line
         assert "hot path:" in seen
-        assert "'id': 'f1'" in seen and "'status': 'accepted'" in seen
-        assert "'id': 'f2'" in seen
+        assert '"id":"f1"' in seen and '"status":"accepted"' in seen
+        assert '"id":"f2"' in seen
         assert DEMO_PASSWORD not in seen
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -146,11 +147,11 @@ async def test_signals_posted_to_the_control_server_are_executed(
     )
     secrets = await demo_secrets(CTRL_TOKEN="test-control-key")
     engine = await build_engine(cfg, secrets=secrets)
-    outcomes: list[dict[str, Any]] = []
+    outcomes: list[OutcomeEvent] = []
     got = asyncio.Event()
 
-    def on_event(topic: str, event: dict[str, Any]) -> None:
-        if topic == "outcomes":
+    def on_event(topic: Topic, event: Event) -> None:
+        if isinstance(event, OutcomeEvent):
             outcomes.append(event)
             if len(outcomes) == 2:
                 got.set()
@@ -195,6 +196,6 @@ async def test_signals_posted_to_the_control_server_are_executed(
     finally:
         await engine.stop()
         feeding.cancel()
-    by_id = {o["id"]: o for o in outcomes}
-    assert by_id["h1"]["status"] == "accepted"
-    assert by_id["h2"]["status"] == "rejected" and "qty" in by_id["h2"]["reason"]
+    by_id = {o.id: o for o in outcomes}
+    assert by_id["h1"].status == "accepted"
+    assert by_id["h2"].status == "rejected" and "qty" in by_id["h2"].reason

@@ -39,11 +39,11 @@ async def test_orders_queued_for_rate_budget_expire_when_the_kill_switch_is_enga
         await sandbox.stop()
 
     assert len(live.outcomes) == BURST
-    accepted = [o for o in live.outcomes if o["status"] == "accepted"]
-    stopped = [o for o in live.outcomes if o["status"] == "expired"]
+    accepted = [o for o in live.outcomes if o.status == "accepted"]
+    stopped = [o for o in live.outcomes if o.status == "expired"]
     assert len(accepted) + len(stopped) == BURST
     assert len(stopped) >= 3, live.outcomes
     for o in stopped:
-        assert "kill switch engaged while it waited for rate budget" in str(o["reason"]), o
+        assert "kill switch engaged while it waited for rate budget" in str(o.reason), o
     # Nothing that expired reached the venue.
     assert len(at_venue) == len(accepted)

@@ -63,8 +63,8 @@ async def test_burst_of_ten_times_the_limit_gets_no_429_and_markets_go_first(
 
     assert [r for r in refused if r[1] == "PLACE_ORDER"] == []
     assert len(live.outcomes) == PENDING + MARKET
-    assert all(o["status"] == "accepted" for o in live.outcomes), [
-        o for o in live.outcomes if o["status"] != "accepted"
+    assert all(o.status == "accepted" for o in live.outcomes), [
+        o for o in live.outcomes if o.status != "accepted"
     ]
     assert len(orders) == PENDING + MARKET
     # The market orders were sent after all 40 pending ones, yet the venue received every one of

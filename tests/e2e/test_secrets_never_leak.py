@@ -20,9 +20,11 @@ import aiohttp
 import hvac
 import orjson
 import pytest
+from msgspec.structs import replace
 
 from engine.app.daemon import Engine, build_engine
 from engine.model.delivery import Delivery
+from engine.model.events import Event, RejectedSignal, Topic, encode
 from sandbox import Sandbox
 from tests.fixtures.vault import VaultServer
 from tests.vault.engine_vault import TOKEN_ENV, VaultLayout, provision, vault_engine_config
@@ -62,7 +64,7 @@ class Secrets:
         return hits
 
 
-async def run(engine: Engine, events: list[tuple[str, dict[str, Any]]], **signal: Any) -> None:
+async def run(engine: Engine, events: list[tuple[Topic, Event]], **signal: Any) -> None:
     engine.pipeline.submit(Delivery(orjson.dumps(signal), 0))
     await engine.pipeline.drain()
 
@@ -92,7 +94,7 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
         control_port=0,
     )
     engine = await build_engine(cfg, sources=[])
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[tuple[Topic, Event]] = []
     engine.bus.subscribe(lambda topic, ev: events.append((topic, ev)))
     scraped: list[str] = []
     try:
@@ -123,7 +125,7 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
     finally:
         await engine.stop()
 
-    status = {ev["id"]: ev["status"] for topic, ev in events if topic == "outcomes"}
+    status = {ev.id: ev.status for topic, ev in events if topic == "outcomes"}
     assert status["ok1"] == "accepted" and status["after401"] == "accepted"
     assert status["on401"] == "rejected"
     assert status["huge"] == "rejected" and status["bad"] == "rejected"
@@ -147,6 +149,7 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
     for page in scraped:
         assert not secrets.found_in(page), secrets.found_in(page)
     for topic, event in events:
-        dumped = orjson.dumps({k: v for k, v in event.items() if k != "raw"}).decode()
-        dumped += repr(event.get("raw", b""))
+        # The event as JSON without its raw bytes (base64 there), and the raw bytes as they are.
+        text = replace(event, raw=b"") if isinstance(event, RejectedSignal) else event
+        dumped = encode(text).decode() + repr(getattr(event, "raw", b""))
         assert not secrets.found_in(dumped), (topic, secrets.found_in(dumped))

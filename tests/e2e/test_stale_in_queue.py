@@ -44,12 +44,12 @@ async def test_placements_queued_past_max_signal_age_expire_unsent(tmp_path: Pat
 
     by_status: dict[str, list[dict[str, object]]] = {}
     for outcome in live.outcomes:
-        by_status.setdefault(str(outcome["status"]), []).append(outcome)
+        by_status.setdefault(str(outcome.status), []).append(outcome)
     accepted, expired = by_status.get("accepted", []), by_status.get("expired", [])
     assert len(live.outcomes) == BURST and len(accepted) + len(expired) == BURST
     assert accepted and expired, by_status
     for outcome in expired:
-        reason = str(outcome["reason"])
+        reason = str(outcome.reason)
         assert "for PLACE_ORDER budget, over max_signal_age_ms: not sent" in reason, reason
         waited_ms = int(reason.split("waited ")[1].split(" ms")[0])
         assert waited_ms >= 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from engine.model.events import OrderUpdate
 from sandbox import Sandbox
 from tests.fixtures.engine import start_engine
 
@@ -15,9 +15,9 @@ async def test_a_trigger_whose_placement_is_proven_absent_fails_and_is_never_res
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     live = await start_engine(sandbox, tmp_path, stop_limit_poll_ms=20)
-    updates: list[dict[str, Any]] = []
+    updates: list[OrderUpdate] = []
     live.engine.bus.subscribe(
-        lambda topic, ev: updates.append(ev) if topic == "order_updates" else None
+        lambda topic, ev: updates.append(ev) if isinstance(ev, OrderUpdate) else None
     )
     try:
         out = await live.run(
@@ -30,21 +30,21 @@ async def test_a_trigger_whose_placement_is_proven_absent_fails_and_is_never_res
             price=1.2002,
             **EUR,
         )
-        assert out["status"] == "accepted" and out["order_id"].startswith("emu-"), out["reason"]
+        assert out.status == "accepted" and out.order_id.startswith("emu-"), out.reason
         # Every order POST now fails with a 503 before the venue acts: the placement is
         # ambiguous to the engine, and reconciliation proves nothing exists under the tag.
         sandbox.faults.update({"error5xx": {"PLACE_ORDER": 1.0}})
         sandbox.state.set_price("EURUSD", bid=1.2000, ask=1.2001)
         await live.engine.stop_limits.check_once()
-        failed = [u for u in updates if u.get("kind") == "stop_limit_failed"]
-        assert [u["emulated_id"] for u in failed] == [out["order_id"]]
-        assert "not resent" in failed[0]["reason"]
+        failed = [u for u in updates if u.kind == "stop_limit_failed"]
+        assert [u.emulated_id for u in failed] == [out.order_id]
+        assert "not resent" in failed[0].reason
         assert live.engine.stop_limits.held() == []
         # The venue recovers and the market stays through the stop: still nothing is placed.
         sandbox.faults.clear()
         sandbox.state.set_price("EURUSD", bid=1.2003, ask=1.2004)
         assert await live.engine.stop_limits.check_once() == 0
-        assert [o for o in live.sim_orders() if o.strategy_id == out["tag"]] == []
+        assert [o for o in live.sim_orders() if o.strategy_id == out.tag] == []
     finally:
         await live.engine.stop()
 
@@ -72,6 +72,6 @@ async def test_a_failed_stop_limit_stays_failed_after_a_restart(
     try:
         assert second.engine.stop_limits.held() == []
         assert await second.engine.stop_limits.check_once() == 0
-        assert [o for o in second.sim_orders() if o.strategy_id == out["tag"]] == []
+        assert [o for o in second.sim_orders() if o.strategy_id == out.tag] == []
     finally:
         await second.engine.stop()

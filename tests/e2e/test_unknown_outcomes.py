@@ -36,19 +36,19 @@ async def test_dropped_replies_never_double_an_order_and_none_stays_unknown(
     sandbox.faults.clear()
     await live.engine.stop()
 
-    per_signal = Counter(o["id"] for o in live.outcomes)
+    per_signal = Counter(o.id for o in live.outcomes)
     assert set(per_signal) == {f"d{i}" for i in range(N)}
     assert set(per_signal.values()) == {1}, "exactly one outcome per signal"
-    statuses = Counter(o["status"] for o in live.outcomes)
+    statuses = Counter(o.status for o in live.outcomes)
     assert statuses["unknown"] == 0
     tags = Counter(o.strategy_id for o in live.sim_orders(1) + live.sim_orders(2))
     for o in live.outcomes:
-        expected = 1 if o["status"] == "accepted" else 0
-        assert tags[o["tag"]] == expected, o
+        expected = 1 if o.status == "accepted" else 0
+        assert tags[o.tag] == expected, o
     assert max(tags.values()) == 1, "no tag was placed twice"
-    resolved = [o for o in live.outcomes if o["resolved_from_unknown"]]
+    resolved = [o for o in live.outcomes if o.resolved_from_unknown]
     assert resolved, "the faults fired and were reconciled"
-    assert any(o["status"] == "accepted" for o in resolved)  # dropped after accept: found
+    assert any(o.status == "accepted" for o in resolved)  # dropped after accept: found
 
 
 async def test_resubmit_once_policy_places_a_proven_absent_order_exactly_once(
@@ -60,5 +60,5 @@ async def test_resubmit_once_policy_places_a_proven_absent_order_exactly_once(
         id="r", account="a1", action="place", symbol="EURUSD", type="market", side="buy", qty=0.01
     )
     await live.engine.stop()
-    assert out["status"] == "accepted" and "resubmitted once" in out["reason"]
-    assert [o.strategy_id for o in live.sim_orders()] == [out["tag"]]
+    assert out.status == "accepted" and "resubmitted once" in out.reason
+    assert [o.strategy_id for o in live.sim_orders()] == [out.tag]

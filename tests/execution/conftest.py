@@ -18,6 +18,7 @@ from engine.execution.settings import AccountSettings, GroupSettings
 from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus
 from engine.model.delivery import Delivery
+from engine.model.events import Event, OutcomeEvent, RejectedSignal, Topic
 from engine.state.journal import Journal
 from engine.state.stop_limits import StopLimitStore
 from engine.venue.paper import PaperVenue
@@ -30,9 +31,9 @@ class Harness:
     journal: Journal
     bus: EventBus
     book: StopLimitBook
-    outcomes: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[OutcomeEvent] = field(default_factory=list)
+    rejected: list[RejectedSignal] = field(default_factory=list)
+    updates: list[Event] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
 
     def send(self, **fields: Any) -> None:
@@ -47,16 +48,16 @@ class Harness:
     def send_raw(self, payload: bytes) -> None:
         self.pipeline.submit(Delivery(payload, 0))
 
-    async def run(self, **fields: Any) -> dict[str, Any]:
+    async def run(self, **fields: Any) -> OutcomeEvent:
         """Send one signal and return its (last) outcome."""
         self.send(**fields)
         await self.pipeline.drain()
-        mine = [o for o in self.outcomes if o["id"] == fields.get("id")]
+        mine = [o for o in self.outcomes if o.id == fields.get("id")]
         assert mine, f"no outcome for {fields.get('id')}"
         return mine[-1]
 
-    def outcome(self, signal_id: str) -> dict[str, Any]:
-        mine = [o for o in self.outcomes if o["leg"] == signal_id or o["id"] == signal_id]
+    def outcome(self, signal_id: str) -> OutcomeEvent:
+        mine = [o for o in self.outcomes if o.leg == signal_id or o.id == signal_id]
         assert len(mine) == 1, mine
         return mine[0]
 
@@ -102,15 +103,16 @@ async def build(
         unknown_policy=unknown_policy,
     )
     h = Harness(venue, pipeline, journal, bus, book)
-    bus.subscribe(
-        lambda topic, ev: (
-            h.outcomes
-            if topic == "outcomes"
-            else h.rejected
-            if topic == "rejected_signals"
-            else h.updates
-        ).append(ev)
-    )
+
+    def keep(topic: Topic, ev: Event) -> None:
+        if isinstance(ev, OutcomeEvent):
+            h.outcomes.append(ev)
+        elif isinstance(ev, RejectedSignal):
+            h.rejected.append(ev)
+        else:
+            h.updates.append(ev)
+
+    bus.subscribe(keep)
     return h
 
 

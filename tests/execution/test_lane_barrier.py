@@ -42,7 +42,7 @@ async def test_close_all_waits_for_an_order_sent_from_submit_before_closing(
         assert h.outcomes == []  # close_all is held behind the order still in flight
         venue.release.set()
         await h.pipeline.drain()
-        assert [(o["id"], o["status"]) for o in h.outcomes] == [
+        assert [(o.id, o.status) for o in h.outcomes] == [
             ("p1", "accepted"),
             ("x1", "accepted"),
         ]

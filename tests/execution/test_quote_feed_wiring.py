@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from engine.model.events import OrderUpdate
 from sandbox import Sandbox
 from sandbox.seed import RATE_LIMIT_TYPES, RateLimit
 from tests.fixtures.engine import Live, sandbox_with, start_engine
@@ -73,16 +74,12 @@ def stop_limit(signal_id: str, account: str, symbol: str, stop: float, price: fl
     }
 
 
-def updates(live: Live, kind: str) -> list[dict]:
-    return [e for e in live.outcomes if e.get("kind") == kind]
+def updates(live: Live, kind: str) -> list[OrderUpdate]:
+    return [e for e in live.events if isinstance(e, OrderUpdate) and e.kind == kind]
 
 
 async def start(rig: Rig, tmp_path: Path) -> Live:
-    live = await start_engine(rig.sandbox, tmp_path)
-    live.engine.bus.subscribe(
-        lambda topic, ev: live.outcomes.append(ev) if topic == "order_updates" else None
-    )
-    return live
+    return await start_engine(rig.sandbox, tmp_path)
 
 
 async def test_a_held_stop_limit_triggers_from_a_feed_update_when_the_sandbox_price_moves(
@@ -93,15 +90,15 @@ async def test_a_held_stop_limit_triggers_from_a_feed_update_when_the_sandbox_pr
         feed = live.engine.quote_feeds["a1"]
         assert live.engine.quote_feeds["a2"] is feed  # one feed per login
         out = await live.run(**stop_limit("sl", "a1", "EURUSD", 1.2, 1.2002))
-        assert out["status"] == "accepted" and out["order_id"].startswith("emu-")
+        assert out.status == "accepted" and out.order_id.startswith("emu-")
         await eventually(lambda: feed.last(EURUSD) is not None, "a first EURUSD quote")
         assert live.sim_orders() == []  # 1.085 is far below the stop: still held
         rig.sandbox.state.set_price("EURUSD", bid=1.2000, ask=1.2001)
         # Nobody calls check_once: the feed's next poll sees the move and the book places.
         await eventually(lambda: updates(live, "stop_limit_triggered") != [], "the trigger")
-        placed = [o for o in live.sim_orders() if o.strategy_id == out["tag"]]
+        placed = [o for o in live.sim_orders() if o.strategy_id == out.tag]
         assert len(placed) == 1 and placed[0].price == pytest.approx(1.2002)
-        assert updates(live, "stop_limit_triggered")[0]["ask"] == pytest.approx(1.2001)
+        assert updates(live, "stop_limit_triggered")[0].ask == pytest.approx(1.2001)
         assert live.engine.stop_limits.held() == []
     finally:
         await live.engine.stop()
@@ -122,7 +119,7 @@ async def test_quote_polling_stays_within_the_quotes_limit_with_held_orders_on_t
             stop_limit("b2", "a2", "BTCUSD", 91_000.0, 91_100.0),
         ]
         for sig in held:
-            assert (await live.run(**sig))["status"] == "accepted"
+            assert (await live.run(**sig)).status == "accepted"
         assert len(live.engine.stop_limits.held()) == 6
         started = len(rig.wire.quotes())
         await eventually(lambda: len(rig.wire.quotes()) >= started + 15, "fifteen quote polls")
@@ -150,23 +147,23 @@ async def test_a_market_buy_with_its_stop_loss_above_the_ask_is_refused_before_t
             id="far", account="a1", symbol="EURUSD", action="place", type="limit", side="buy",
             qty=0.1, price=1.0,
         )  # fmt: skip
-        assert first["status"] == "accepted"
+        assert first.status == "accepted"
         await eventually(lambda: feed.fresh(EURUSD) is not None, "a fresh EURUSD quote")
         posts_before = len(rig.wire.order_posts())
         out = await live.run(
             id="bad-sl", account="a1", symbol="EURUSD", action="place", type="market",
             side="buy", qty=0.1, stop_loss=1.1, sl_type="absolute",
         )  # fmt: skip
-        assert out["status"] == "rejected"
-        assert "stop-loss must be below the current ask" in out["reason"]
-        assert "1.1" in out["reason"]
+        assert out.status == "rejected"
+        assert "stop-loss must be below the current ask" in out.reason
+        assert "1.1" in out.reason
         assert len(rig.wire.order_posts()) == posts_before  # never reached the sandbox
         # The engine carries on: a correct one on the same instrument is placed.
         good = await live.run(
             id="good-sl", account="a1", symbol="EURUSD", action="place", type="market",
             side="buy", qty=0.1, stop_loss=1.07, sl_type="absolute",
         )  # fmt: skip
-        assert good["status"] == "accepted"
+        assert good.status == "accepted"
         assert len(rig.wire.order_posts()) == posts_before + 1
     finally:
         await live.engine.stop()

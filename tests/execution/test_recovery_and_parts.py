@@ -43,7 +43,7 @@ async def test_pending_rows_from_a_crash_are_reconciled_before_new_signals(
     again = await h.run(
         id="sent", account="a1", action="place", symbol="EURUSD", type="market", side="buy", qty=0.1
     )
-    assert again["replayed"] and len(await venue.positions("a1")) == 1
+    assert again.replayed and len(await venue.positions("a1")) == 1
     await h.pipeline.close()
     await h.journal.close()
 

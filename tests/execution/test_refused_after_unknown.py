@@ -48,9 +48,9 @@ async def test_an_unknown_order_found_rejected_in_history_is_reported_rejected(
             type="market",
             qty=0.1,
         )
-        assert out["status"] == "rejected", out
-        assert "status Rejected" in out["reason"]
-        assert out["order_id"] == "9000000000000000001"
+        assert out.status == "rejected", out
+        assert "status Rejected" in out.reason
+        assert out.order_id == "9000000000000000001"
     finally:
         await h.pipeline.close()
         await h.book.close()

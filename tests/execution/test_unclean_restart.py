@@ -47,7 +47,7 @@ async def test_after_a_power_cut_a_redelivered_signal_is_found_by_tag_not_placed
     sent, never_sent = place("sent", generated), place("never-sent", generated + 1)
 
     first = await start_engine(sandbox, before_run)
-    assert (await first.run(**place("durable", generated - 1)))["status"] == "accepted"
+    assert (await first.run(**place("durable", generated - 1))).status == "accepted"
     # The disk as the power cut leaves it: "durable" is committed; what follows never reaches
     # it; the run-state file says a run was open, in a boot that is not this one.
     for name in ("journal.sqlite", "journal.sqlite-wal"):
@@ -58,10 +58,10 @@ async def test_after_a_power_cut_a_redelivered_signal_is_found_by_tag_not_placed
     (after_cut / "journal.sqlite.run").write_bytes(orjson.dumps(run_state))
 
     first_outcome = await first.run(**sent)
-    assert first_outcome["status"] == "accepted"
+    assert first_outcome.status == "accepted"
     await first.engine.stop()
     tag = strategy_tag("sent", generated)
-    assert first_outcome["tag"] == tag
+    assert first_outcome.tag == tag
 
     second = await start_engine(sandbox, after_cut)
     try:
@@ -76,19 +76,19 @@ async def test_after_a_power_cut_a_redelivered_signal_is_found_by_tag_not_placed
     finally:
         await second.engine.stop()
 
-    assert replayed["replayed"] is True
-    assert found["status"] == "accepted" and found["resolved_from_unknown"] is True
-    assert found["order_id"] == first_outcome["order_id"]
-    assert "not sent again" in found["reason"]
+    assert replayed.replayed is True
+    assert found.status == "accepted" and found.resolved_from_unknown is True
+    assert found.order_id == first_outcome.order_id
+    assert "not sent again" in found.reason
     assert len(orders_tagged(second, tag)) == 1, "the redelivered signal was placed twice"
 
-    assert executed["status"] == "accepted" and not executed["resolved_from_unknown"]
+    assert executed.status == "accepted" and not executed.resolved_from_unknown
     assert len(orders_tagged(second, strategy_tag("never-sent", generated + 1))) == 1
-    assert fresh["status"] == "accepted" and not fresh["resolved_from_unknown"]
+    assert fresh.status == "accepted" and not fresh.resolved_from_unknown
     # Every decision is durable now: a further re-delivery is answered from the journal.
     third = await start_engine(sandbox, after_cut)
     try:
         again = await third.run(**sent)
     finally:
         await third.engine.stop()
-    assert again["replayed"] is True and len(orders_tagged(third, tag)) == 1
+    assert again.replayed is True and len(orders_tagged(third, tag)) == 1

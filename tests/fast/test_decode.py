@@ -85,7 +85,7 @@ def test_engine_signals_decode_is_the_switched_implementation() -> None:
 
 def test_pure_switch_gives_the_pipeline_the_twin_decoder() -> None:
     env = {k: v for k, v in os.environ.items() if k != "TL_ENGINE_PURE"}
-    snippet = "from engine.execution import pipeline as p; print(p.decode.__module__)"
+    snippet = "from engine.execution import intake as p; print(p.decode.__module__)"
     outs = []
     for pure in ("0", "1"):
         proc = subprocess.run(

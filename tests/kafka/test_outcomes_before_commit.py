@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from engine.io.kafka.sink import KafkaEventSink, KafkaSinkConfig
 from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
 from engine.model.delivery import Delivery
+from engine.model.events import OutcomeEvent
 from sandbox import Sandbox
 from tests.fixtures.kafka import TopicFactory
 from tests.kafka.inprocess import (
@@ -102,7 +103,7 @@ async def test_commit_waits_for_the_broker_to_hold_the_outcomes_published_before
 
     async def decide_all() -> None:
         async for delivery in source.deliveries():
-            sink.publish("outcomes", {"id": delivery.payload.decode()}, key="a1")
+            sink.publish(OutcomeEvent(id=delivery.payload.decode(), status="accepted"), key="a1")
             await delivery.ack()
 
     feeding = asyncio.create_task(decide_all())
@@ -124,8 +125,9 @@ async def test_commit_waits_for_the_broker_to_hold_the_outcomes_published_before
 async def test_an_undeliverable_outcome_fails_the_barrier_and_its_signal_is_not_committed(
     kafka_broker: str, kafka_topic: TopicFactory
 ) -> None:
-    # A real broker refusal: the outcomes topic takes messages of at most 512 bytes, and the
-    # second signal's outcome is larger. Its offset must stay uncommitted and be delivered again.
+    # A real broker refusal: the outcomes topic takes batches of at most 1 KiB (a few outcome
+    # events of about 200 bytes each), and the second signal's outcome is larger (a 2 KiB
+    # reason). Its offset must stay uncommitted and be delivered again.
     topic = await kafka_topic(partitions=1, prefix="signals")
     prefix = f"{topic}."
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker)
@@ -137,7 +139,7 @@ async def test_an_undeliverable_outcome_fails_the_barrier_and_its_signal_is_not_
                     prefix + "outcomes",
                     num_partitions=1,
                     replication_factor=1,
-                    topic_configs={"max.message.bytes": "512"},
+                    topic_configs={"max.message.bytes": "1024"},
                 )
             ]
         )
@@ -160,7 +162,7 @@ async def test_an_undeliverable_outcome_fails_the_barrier_and_its_signal_is_not_
             name = delivery.payload.decode()
             first_large = name == "large" and [d.payload for d in seen].count(b"large") == 1
             pad = "x" * 2048 if first_large else ""
-            sink.publish("outcomes", {"id": name, "note": pad}, key="a1")
+            sink.publish(OutcomeEvent(id=name, status="accepted", reason=pad or None), key="a1")
             await delivery.ack()
 
     feeding = asyncio.create_task(decide_all())

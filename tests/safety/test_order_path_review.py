@@ -19,6 +19,7 @@ from engine.execution.stoplimit import StopLimitBook
 from engine.execution.tags import strategy_tag
 from engine.model.delivery import Delivery
 from engine.model.domain import OrderRequest, OrderType, OutcomeStatus, Side, Validity
+from engine.model.events import OutcomeEvent
 from engine.state.journal import Journal
 from sandbox import Sandbox
 from tests.fixtures.engine import Live, demo_secrets, engine_config
@@ -33,7 +34,9 @@ async def _engine(
     cfg = replace(cfg, reconcile=replace(cfg.reconcile, settle_s=settle_s, max_s=max_s))
     eng = await build_engine(cfg, secrets=await demo_secrets(), with_control=False, sources=[])
     live = Live(sandbox, eng)
-    eng.bus.subscribe(lambda topic, ev: live.outcomes.append(ev) if topic == "outcomes" else None)
+    eng.bus.subscribe(
+        lambda topic, ev: live.outcomes.append(ev) if isinstance(ev, OutcomeEvent) else None
+    )
     return live
 
 
@@ -132,8 +135,8 @@ async def test_a_resubmission_whose_outcome_stays_unknown_is_reconciled_by_its_o
     faults.fires = fires  # type: ignore[method-assign]
     faults.clear()
     await live.engine.stop()
-    assert out["status"] == "unknown", out
-    resubmitted_tag = out["tag"]
+    assert out.status == "unknown", out
+    resubmitted_tag = out.tag
     assert _tagged(live, resubmitted_tag) == 1  # the resubmission does exist at the venue
 
     again = await _engine(sandbox, tmp_path, settle_s=0.2, max_s=5.0)
@@ -213,7 +216,7 @@ async def test_a_reverse_whose_close_is_cut_off_is_reported_unknown_not_rejected
     opened = await live.run(
         id="o", account="a1", action="place", symbol="EURUSD", type="market", side="buy", qty=0.01
     )
-    assert opened["status"] == "accepted"
+    assert opened.status == "accepted"
     [position] = live.sim_positions(1)
     # The close half of the reverse is executed and its reply cut off: the position is gone,
     # and the opening half was never sent.
@@ -223,8 +226,8 @@ async def test_a_reverse_whose_close_is_cut_off_is_reported_unknown_not_rejected
     await live.engine.stop()
 
     assert live.sim_positions(1) == []  # closed, not reversed
-    assert out["status"] == "unknown", out
-    assert str(position.id) in out["reason"]
+    assert out.status == "unknown", out
+    assert str(position.id) in out.reason
     row = live.engine.journal.decided("rv")
     assert row is not None and row.status is OutcomeStatus.UNKNOWN
 
@@ -258,5 +261,5 @@ async def test_a_signal_taken_over_while_the_other_process_is_still_sending_it_i
 
     tag = strategy_tag("t", ts_ms * 1_000_000)
     assert _tagged(here, tag) == 1, "the taken-over signal was placed a second time"
-    [out] = [o for o in here.outcomes if o["id"] == "t"]
-    assert out["status"] == "accepted" and "not sent again" in out["reason"]
+    [out] = [o for o in here.outcomes if o.id == "t"]
+    assert out.status == "accepted" and "not sent again" in out.reason

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from engine.io.bus import EventBus
+from engine.model.events import Topic
 from engine.state.live import LiveState
 from engine.tradelocker.stream_session import LoginStream, StreamSettings
 from engine.venue.events import StreamPhase
@@ -30,12 +31,15 @@ class Recorder:
     """Every event the bus publishes, in order."""
 
     def __init__(self, bus: EventBus) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.events: list[tuple[Topic, Any]] = []
         bus.subscribe(lambda topic, event: self.events.append((topic, event)))
 
-    def of(self, topic: str, **match: Any) -> list[dict[str, Any]]:
+    def of(self, topic: str, **match: Any) -> list[Any]:
+        """The events of ``topic`` whose fields equal ``match`` (typed: read fields by name)."""
         return [
-            e for t, e in self.events if t == topic and all(e.get(k) == v for k, v in match.items())
+            e
+            for t, e in self.events
+            if t == topic and all(getattr(e, k, None) == v for k, v in match.items())
         ]
 
 
@@ -95,8 +99,8 @@ async def test_first_sync_reports_existing_positions_as_snapshot_without_executi
         assert live.health().phase is StreamPhase.LIVE
         assert_matches_sandbox(live, sandbox)
         opened = rec.of("position_updates", account="acc1", event="opened")
-        assert len(opened) == 1 and opened[0]["source"] == "snapshot"
-        assert opened[0]["qty"] == pytest.approx(0.02) and opened[0]["side"] == "buy"
+        assert len(opened) == 1 and opened[0].source == "snapshot"
+        assert opened[0].qty == pytest.approx(0.02) and opened[0].side == "buy"
         assert rec.of("executions") == []
         assert existing  # the order that opened it was accepted
         assert live.account("acc1").balance == pytest.approx(100_000.0)
@@ -118,13 +122,13 @@ async def test_live_deltas_arrive_in_order_and_match_the_sandbox(
         await eventually(lambda: limit_id in live.account("acc1").orders, "the working order")
         assert_matches_sandbox(live, sandbox)
         fill = rec.of("executions", account="acc2")[0]
-        assert (fill["side"], fill["kind"], fill["source"]) == ("sell", "open", "stream")
-        assert fill["qty"] == pytest.approx(0.03)
+        assert (fill.side, fill.kind, fill.source) == ("sell", "open", "stream")
+        assert fill.qty == pytest.approx(0.03)
         # The order's life is reported in the venue's order: new, then executed, then position.
         acc2 = [
-            (t, e.get("event"))
+            (t, e.event)
             for t, e in rec.events
-            if e.get("account") == "acc2" and t in ("order_updates", "position_updates")
+            if e.account == "acc2" and t in ("order_updates", "position_updates")
         ]
         assert acc2.index(("order_updates", "executed")) < acc2.index(
             ("position_updates", "opened")
@@ -155,11 +159,11 @@ async def test_fills_missed_while_disconnected_are_reported_once_after_each_reco
                 await live.wait_live()
             missed = rec.of("executions", account="acc1", source="resync")
             assert len(missed) == round_no + 1, missed
-            assert missed[-1]["qty"] == pytest.approx(0.01 * (round_no + 1))
+            assert missed[-1].qty == pytest.approx(0.01 * (round_no + 1))
             assert_matches_sandbox(live, sandbox)
         assert live.health().reconnects == 3
         # Nothing seen live before a drop is reported again by a resync.
-        per_position = Counter(e["position_id"] for e in rec.of("position_updates", event="opened"))
+        per_position = Counter(e.position_id for e in rec.of("position_updates", event="opened"))
         assert set(per_position.values()) == {1}
     finally:
         await live.close()
@@ -186,9 +190,9 @@ async def test_closes_and_cancels_missed_while_disconnected_are_reported_once(
             await eventually(lambda: not live.is_live, "noticing the drop")
             await live.wait_live()
         reduce = rec.of("executions", position_id=pid, kind="reduce")
-        assert len(reduce) == 1 and reduce[0]["qty"] == pytest.approx(0.02)
+        assert len(reduce) == 1 and reduce[0].qty == pytest.approx(0.02)
         gone = rec.of("order_updates", order_id=resting, event="gone")
-        assert len(gone) == 1 and gone[0]["source"] == "resync"
+        assert len(gone) == 1 and gone[0].source == "resync"
         assert_matches_sandbox(live, sandbox)
         sandbox.streams.drop_all()
         await eventually(lambda: live.health().phase is StreamPhase.BACKOFF, "backoff")
@@ -197,7 +201,7 @@ async def test_closes_and_cancels_missed_while_disconnected_are_reported_once(
             await eventually(lambda: not live.is_live, "noticing the drop")
             await live.wait_live()
         closed = rec.of("position_updates", position_id=pid, event="closed")
-        assert len(closed) == 1 and closed[0]["source"] == "resync"
+        assert len(closed) == 1 and closed[0].source == "resync"
         assert len(rec.of("executions", position_id=pid, kind="close")) == 1
         assert live.account("acc2").positions == {}
     finally:
@@ -227,12 +231,12 @@ async def test_drops_during_order_activity_end_identical_to_the_sandbox_with_no_
         async with asyncio.timeout(15):
             await eventually(lambda: live.is_live and matches_sandbox(live, sandbox), "converge")
         assert live.health().reconnects >= 3
-        opened = Counter(e["position_id"] for e in rec.of("position_updates", event="opened"))
-        closed = Counter(e["position_id"] for e in rec.of("position_updates", event="closed"))
+        opened = Counter(e.position_id for e in rec.of("position_updates", event="opened"))
+        closed = Counter(e.position_id for e in rec.of("position_updates", event="closed"))
         assert max(opened.values()) == 1 and (not closed or max(closed.values()) == 1)
         assert all(opened[p] == 1 and closed[p] == 0 for p in opened_ids)
         # Every position still open is one the engine was told about exactly once.
-        fills = Counter(e["position_id"] for e in rec.of("executions", kind="open"))
+        fills = Counter(e.position_id for e in rec.of("executions", kind="open"))
         assert all(fills[p] == 1 for p in opened_ids)
     finally:
         await live.close()

@@ -94,7 +94,7 @@ async def test_orders_flow_over_rest_while_the_stream_is_down_and_state_matches_
             equity = live.account("acc1").equity
             assert equity is not None
             assert equity == sandbox.truth(ACCOUNTS["acc1"])["status"].equity
-            opened = Counter(e["position_id"] for e in rec.of("executions", kind="open"))
+            opened = Counter(e.position_id for e in rec.of("executions", kind="open"))
             assert len(opened) == 4 and set(opened.values()) == {1}
         finally:
             await live.close()

@@ -71,7 +71,7 @@ async def reconnect(sandbox: StreamsSandbox, live: LiveState) -> None:
 
 def ends(rec: Recorder, order_id: str) -> list[dict[str, Any]]:
     """Every order_updates event that says how the order ended."""
-    return [e for e in rec.of("order_updates", order_id=order_id) if e["event"] not in ("new",)]
+    return [e for e in rec.of("order_updates", order_id=order_id) if e.event not in ("new",)]
 
 
 async def test_orders_that_fill_or_are_cancelled_while_the_stream_is_down_are_resolved_once(
@@ -95,13 +95,13 @@ async def test_orders_that_fill_or_are_cancelled_while_the_stream_is_down_are_re
             await reconnect(sandbox, live)
 
             filled, cancelled = ends(rec, to_fill), ends(rec, to_cancel)
-            assert [(e["event"], e["status"], e["source"]) for e in filled] == [
+            assert [(e.event, e.status, e.source) for e in filled] == [
                 ("filled", "Filled", "resync")
             ]
-            assert filled[0]["filled_qty"] == pytest.approx(0.01)
-            assert filled[0]["resolved_by"] == "ordersHistory"
-            assert [(e["event"], e["status"]) for e in cancelled] == [("cancelled", "Cancelled")]
-            assert "reason" not in filled[0] and "reason" not in cancelled[0]
+            assert filled[0].filled_qty == pytest.approx(0.01)
+            assert filled[0].resolved_by == "ordersHistory"
+            assert [(e.event, e.status) for e in cancelled] == [("cancelled", "Cancelled")]
+            assert filled[0].reason is None and cancelled[0].reason is None
 
             # Another drop and reconnect: nothing about them is published again.
             live.drop_connection()
@@ -131,8 +131,8 @@ async def test_an_order_is_reported_gone_with_the_reason_when_history_cannot_be_
             await reconnect(sandbox, live)
 
             (gone,) = ends(rec, resting)
-            assert (gone["event"], gone["source"]) == ("gone", "resync")
-            assert gone["reason"].startswith("ordersHistory could not be read")
+            assert (gone.event, gone.source) == ("gone", "resync")
+            assert gone.reason.startswith("ordersHistory could not be read")
             assert live.account("acc2").orders == {}
         finally:
             sandbox.state.faults.clear()

@@ -17,6 +17,7 @@ import pytest
 
 from engine.app.daemon import Engine, build_engine
 from engine.model.delivery import Delivery
+from engine.model.events import OutcomeEvent
 from sandbox import Sandbox
 from tests.fixtures.vault import VaultServer
 from tests.vault.engine_vault import (
@@ -36,8 +37,8 @@ def root(vault: VaultServer) -> hvac.Client:
 
 
 async def place(engine: Engine, sid: str) -> dict[str, Any]:
-    outcomes: list[dict[str, Any]] = []
-    engine.bus.subscribe(lambda t, e: outcomes.append(e) if t == "outcomes" else None)
+    outcomes: list[OutcomeEvent] = []
+    engine.bus.subscribe(lambda t, e: outcomes.append(e) if isinstance(e, OutcomeEvent) else None)
     signal = {
         "id": sid,
         "account": "a1",
@@ -49,7 +50,7 @@ async def place(engine: Engine, sid: str) -> dict[str, Any]:
     }
     engine.pipeline.submit(Delivery(orjson.dumps(signal), 0))
     await engine.pipeline.drain()
-    [outcome] = [o for o in outcomes if o["id"] == sid]
+    [outcome] = [o for o in outcomes if o.id == sid]
     return outcome
 
 
@@ -85,7 +86,7 @@ async def test_engine_logs_in_with_approle_credentials_and_resumes_from_the_save
         assert engine.secrets.logins == 1  # the AppRole login
         first = engine.venue.tokens["sb"].health()
         assert first.login_count == 1 and first.refresh_count == 0
-        assert (await place(engine, "v1"))["status"] == "accepted"
+        assert (await place(engine, "v1")).status == "accepted"
         written = saved_refresh_token(root, layout)
     finally:
         await engine.stop()
@@ -95,7 +96,7 @@ async def test_engine_logs_in_with_approle_credentials_and_resumes_from_the_save
         resumed = engine.venue.tokens["sb"].health()
         # Resumed by refreshing the token the first run wrote back: no password login.
         assert resumed.login_count == 0 and resumed.refresh_count == 1
-        assert (await place(engine, "v2"))["status"] == "accepted"
+        assert (await place(engine, "v2")).status == "accepted"
         # Refresh tokens are single-use: the resume rotated it, and the new one is in Vault.
         assert saved_refresh_token(root, layout) != written
     finally:
@@ -135,6 +136,6 @@ async def test_password_rotated_in_vault_is_used_by_the_next_login_without_a_res
         await tokens.refresh()
         health = tokens.health()
         assert health.login_count == 2, health
-        assert (await place(engine, "v3"))["status"] == "accepted"
+        assert (await place(engine, "v3")).status == "accepted"
     finally:
         await engine.stop()

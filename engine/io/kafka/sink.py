@@ -1,19 +1,20 @@
-"""Events out to Kafka: an :class:`engine.io.bus.EventSink` on one aiokafka producer.
+"""Events out to Kafka: an :class:`engine.model.events.EventSink` on one aiokafka producer.
 
-``publish`` never blocks and never raises on the engine's path: it serialises the event (orjson)
-and appends it to a bounded in-memory buffer that one sender task hands to the producer. If the
-buffer is full (Kafka down for long), the oldest event that decides no signal is dropped first and
-counted; outcomes and rejected signals are kept, because every signal must end in exactly one
-recorded decision.
+``publish`` never blocks and never raises on the engine's path: it serialises the event with the
+shared encoder (:func:`engine.model.events.encode`, JSON) and appends it to a bounded in-memory
+buffer that one sender task hands to the producer. If the buffer is full (Kafka down for long),
+the oldest event that decides no signal is dropped first and counted; outcomes and rejected
+signals are kept, because every signal must end in exactly one recorded decision.
 
-Topics are ``<prefix><name>`` for the names in :data:`engine.io.bus.TOPICS`. Every message is sent
-with ``acks=all`` and the idempotent producer (a retried batch is not written twice), and keyed by
-the account when the caller gives one, so one account's events stay in order.
+Topics are ``<prefix><topic>`` for the event's :class:`engine.model.events.Topic`. Every message
+is sent with ``acks=all`` and the idempotent producer (a retried batch is not written twice), and
+keyed by the account when the caller gives one, so one account's events stay in order.
 
 ``rejected_signals``: the message VALUE is the original signal bytes, unchanged (``raw`` in the
 event, else its ``payload`` text), so a fixed signal can be replayed as-is and bytes that are not
 UTF-8 or not JSON survive; the reason and the rest of the event travel in headers
-(``reason``, ``id``, ``origin``, ``status``, ``event`` = the whole event as JSON minus the bytes).
+(``reason``, ``id``, ``origin``, ``status``, ``event`` = the event as JSON with ``raw`` and
+``payload`` emptied).
 
 :meth:`KafkaEventSink.publish_confirmed` returns an awaitable that completes when the broker has the
 event (or raises), for a caller that must know about one event.
@@ -37,18 +38,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from engine.io.bus import TOPICS
 from engine.model.errors import ConfigError, EngineError
+from engine.model.events import TOPICS, Event, RejectedSignal, Topic, encode
 
 log = logging.getLogger(__name__)
 
 # Every signal's decision: never dropped when the buffer is full, and a barrier fails when one
 # of them was not delivered (its signal's offset must not be committed).
-_KEEP = frozenset({"outcomes", "rejected_signals"})
+_KEEP = frozenset({Topic.OUTCOMES, Topic.REJECTED_SIGNALS})
 
 
 class EventsNotDurable(EngineError):
@@ -117,14 +118,12 @@ class KafkaEventSink:
 
     # -- EventSink ----------------------------------------------------------------------------
 
-    def publish(self, topic: str, event: dict[str, Any], key: str | None = None) -> None:
-        self._enqueue(topic, event, key, None)
+    def publish(self, event: Event, key: str | None = None) -> None:
+        self._enqueue(event, key, None)
 
-    def publish_confirmed(
-        self, topic: str, event: dict[str, Any], key: str | None = None
-    ) -> Awaitable[None]:
+    def publish_confirmed(self, event: Event, key: str | None = None) -> Awaitable[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue(topic, event, key, fut)
+        self._enqueue(event, key, fut)
         return fut
 
     async def barrier(self) -> None:
@@ -169,13 +168,8 @@ class KafkaEventSink:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _enqueue(
-        self,
-        topic: str,
-        event: dict[str, Any],
-        key: str | None,
-        waiter: asyncio.Future[None] | None,
-    ) -> None:
+    def _enqueue(self, event: Event, key: str | None, waiter: asyncio.Future[None] | None) -> None:
+        topic = getattr(event, "topic", None)
         if topic not in TOPICS:
             # A programming error, not bad input: say so loudly, but never break the caller.
             log.error("kafka sink: unknown event topic %r (known: %s)", topic, ", ".join(TOPICS))
@@ -188,8 +182,8 @@ class KafkaEventSink:
                 waiter.set_exception(RuntimeError("the Kafka event sink is closed"))
             return
         try:
-            value, headers = _encode(topic, event)
-        except (TypeError, orjson.JSONEncodeError) as exc:
+            value, headers = _encode(event)
+        except (TypeError, ValueError, msgspec.EncodeError) as exc:
             log.error("kafka sink: event on %s is not serialisable (%s); dropped", topic, exc)
             if waiter is not None:
                 waiter.set_exception(exc)
@@ -281,21 +275,20 @@ class KafkaEventSink:
             waiter.set_exception(exc)
 
 
-def _encode(topic: str, event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
-    if topic != "rejected_signals":
-        return orjson.dumps(event), []
-    raw = event.get("raw")
-    if isinstance(raw, bytes | bytearray | memoryview):
-        value = bytes(raw)
-    else:
-        payload = event.get("payload")
-        value = payload.encode() if isinstance(payload, str) else b""
-    rest = {k: v for k, v in event.items() if k not in ("raw", "payload")}
-    headers = [("event", orjson.dumps(rest))]
-    for name in ("reason", "id", "origin", "status"):
-        v = event.get(name)
+def _encode(event: Event) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The message value and headers: the shared encoder's JSON, except for a rejected signal."""
+    if not isinstance(event, RejectedSignal):
+        return encode(event), []
+    value = event.raw or event.payload.encode()
+    headers = [("event", encode(msgspec.structs.replace(event, raw=b"", payload="")))]
+    for name, v in (
+        ("reason", event.reason),
+        ("id", event.id),
+        ("origin", event.origin),
+        ("status", event.status),
+    ):
         if v is not None:
-            headers.append((name, str(v).encode()))
+            headers.append((name, v.encode()))
     return value, headers
 
 

@@ -1,0 +1,260 @@
+"""Unknown outcomes: a venue call whose result is not known, and start-up recovery of the legs an
+earlier run left in flight. An unknown outcome is never resent blindly (docs/execution.md).
+
+    unknown(job, exc)
+      place / reverse (creates an order) ─► reconcile by its tag (engine.execution.reconcile)
+        found ─► its venue status decides; absent ─► rejected, or once resubmitted under a new
+        tag (policy ``resubmit_once``); unreadable ─► unknown, the journal row stays pending
+      partial close, reverse whose close half is unknown ─► unknown, not repeated
+      cancel, modify, full close, SL/TP, bulk ─► one retry (the same end state if done twice)
+    recover()   the journal's pending rows, reconciled by tag before new signals run
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.execution.publish import (
+    finish,
+    leg_done,
+    outcome_event,
+    outcome_of,
+    publish_outcome,
+    reason_of,
+)
+from engine.execution.reconcile import Verdict
+from engine.execution.send import call, gate
+from engine.model.domain import Action, Outcome, OutcomeStatus
+from engine.model.errors import (
+    NotFound,
+    OrderRejected,
+    OutcomeUnknown,
+    RateLimited,
+    Shed,
+    VenueError,
+    VenueUnavailable,
+)
+
+if TYPE_CHECKING:
+    from engine.execution.intake import Job
+    from engine.execution.pipeline import Pipeline
+
+# Actions that create an order: an ambiguous failure is reconciled by the order's tag, and after
+# an unclean stop the tag is looked up before the signal executes again.
+CREATES_ORDER = frozenset({Action.PLACE, Action.REVERSE})
+# The journal row of a resubmission (its own tag) is the signal's key with this suffix.
+RESUBMIT_SUFFIX = "#resubmit"
+
+
+async def unknown(p: Pipeline, job: Job, exc: BaseException, sent_at: float) -> None:
+    """An ambiguous failure. Order-creating actions are reconciled by tag; the others are
+    idempotent at the venue except a partial close, which is reported unknown, not redone."""
+    rec = job.record
+    action = job.signal.action
+    what = f"{type(exc).__name__}: {exc}"
+    if action is Action.REVERSE and isinstance(exc, OutcomeUnknown) and exc.strategy_tag != rec.tag:
+        # The close half's outcome is unknown and the opening half was never sent (it goes
+        # only after a definite close): its tag would read "not placed" while the position
+        # may well be closed. Not repeated: the account must be looked at first.
+        await finish(
+            p,
+            job,
+            OutcomeStatus.UNKNOWN,
+            reason=f"reverse: closing position {job.target} has an unknown outcome ({what}); "
+            "the opening order was not sent: check the position before sending another "
+            "reverse or close",
+        )
+        return
+    if action in CREATES_ORDER and rec.tag is not None:
+        await reconcile(p, job, what, sent_at, resubmitted=False)
+        return
+    if action is Action.CLOSE and job.signal.qty is not None:
+        await finish(
+            p,
+            job,
+            OutcomeStatus.UNKNOWN,
+            reason=f"partial close outcome unknown ({what}): check position {job.target} "
+            "before sending another close; the engine does not repeat it",
+        )
+        return
+    # Cancel, modify, full close, SL/TP and the bulk calls end in the same state if done
+    # twice, so one retry after the ambiguity is safe.
+    try:
+        await gate(job)
+        await call(p, job)
+    except (OrderRejected, NotFound) as again:
+        # E.g. the first cancel did land and the order is gone now.
+        await finish(
+            p,
+            job,
+            OutcomeStatus.ACCEPTED if isinstance(again, NotFound) else OutcomeStatus.REJECTED,
+            reason=f"first attempt unknown ({what}); the retry found: {reason_of(again)}",
+        )
+        return
+    except VenueError as again:
+        await finish(
+            p,
+            job,
+            OutcomeStatus.UNKNOWN,
+            reason=f"outcome unknown after one retry ({type(again).__name__}): check the "
+            "account before resending",
+        )
+        return
+    job.record.acked_ns = p._now_ns()
+    await finish(
+        p, job, OutcomeStatus.ACCEPTED, reason=f"first attempt unknown ({what}); retry accepted"
+    )
+
+
+async def reconcile(p: Pipeline, job: Job, what: str, sent_at: float, resubmitted: bool) -> None:
+    rec = job.record
+    session = job.leg.session
+    assert rec.tag is not None
+    res = await p.reconciler.resolve(session.alias, rec.tag, sent_at)
+    if res.verdict is Verdict.FOUND:
+        rec.acked_ns = p._now_ns()
+        if res.order_id is not None:
+            p.tracker.bind_order(rec, res.order_id)
+        if res.position_id is not None:
+            p.tracker.bind_position(rec, res.position_id)
+        await finish(
+            p,
+            job,
+            OutcomeStatus.REJECTED if res.refused else OutcomeStatus.ACCEPTED,
+            reason=f"unknown then resolved: {what}; the venue holds the order tagged "
+            f"{rec.tag} (status {res.status})",
+            resolved=True,
+        )
+        return
+    if res.verdict is Verdict.UNRESOLVED:
+        # Leave the journal row pending: the next start-up reconciles it again.
+        publish_outcome(
+            p,
+            job,
+            OutcomeStatus.UNKNOWN,
+            f"outcome unknown ({what}) and the venue could not be read for "
+            f"{res.waited_s:.1f} s; the order tagged {rec.tag} is reconciled at next start",
+        )
+        p.tracker.finish(rec, OutcomeStatus.UNKNOWN)
+        leg_done(p)
+        return
+    if p.unknown_policy == "resubmit_once" and not resubmitted and job.request is not None:
+        await resubmit(p, job, what)
+        return
+    await finish(
+        p,
+        job,
+        OutcomeStatus.REJECTED,
+        reason=f"not placed: {what}, and after {res.waited_s:.1f} s the venue holds no "
+        f"order tagged {rec.tag}; send it again under a new id if it is still wanted",
+        resolved=True,
+    )
+
+
+async def resubmit(p: Pipeline, job: Job, what: str) -> None:
+    """Policy ``resubmit_once``: the original is proven absent; send once more, new tag."""
+    rec = job.record
+    req = job.request
+    assert req is not None
+    tag = p.tags.mint(rec.signal_id, job.signal.ts_ns, attempt=1)
+    rec.tag = tag
+    req.strategy_tag = tag
+    p.tracker.track(rec)
+    await p.journal.begin(rec.signal_id + RESUBMIT_SUFFIX, rec.account, tag)
+    sent_at = p._now_s()
+    try:
+        await gate(job)
+        sent_at = p._now_s()
+        result = await job.leg.session.venue.place_order(req)
+    except OrderRejected as exc:
+        await finish(p, job, OutcomeStatus.REJECTED, reason=exc.reason, errmsg=exc.errmsg)
+    except Shed as exc:
+        await finish(p, job, OutcomeStatus.EXPIRED, reason=f"resubmission: {exc.reason}")
+    except (OutcomeUnknown, RateLimited, VenueUnavailable, TimeoutError) as exc:
+        await reconcile(p, job, f"resubmission: {type(exc).__name__}", sent_at, True)
+    else:
+        rec.acked_ns = p._now_ns()
+        p.tracker.bind_order(rec, result.order_id)
+        await finish(
+            p,
+            job,
+            OutcomeStatus.ACCEPTED,
+            reason=f"first attempt proven absent ({what}); resubmitted once as {tag}",
+            resolved=True,
+        )
+    if rec.status is not None and rec.status is not OutcomeStatus.UNKNOWN:
+        # An unknown resubmission keeps its row pending: the next start reconciles the
+        # signal by the resubmission's tag (the signal's own row has the original's).
+        await p.journal.record(outcome_of(job, rec.status, None, None, RESUBMIT_SUFFIX))
+
+
+async def recover(p: Pipeline) -> int:
+    """Reconcile the journal's pending rows (a crash mid-flight) before new signals run.
+
+    Found → accepted; absent → rejected (the engine never re-sends after a restart: it no
+    longer has the signal, and the generator decides); unreadable → stays pending.
+    Returns how many rows were resolved.
+    """
+    resolved = 0
+    for row in p.journal.pending():
+        key = row.signal_id.removesuffix(RESUBMIT_SUFFIX)
+        if row.account not in p.accounts.sessions:
+            continue
+        if not row.strategy_tag:
+            # Only a close is journalled without a tag (it creates no order to look for).
+            reason = "the engine stopped while this signal was in flight; check the account"
+            await p.journal.record(
+                Outcome(key, row.account, OutcomeStatus.UNKNOWN, Action.CLOSE, reason=reason)
+            )
+            resolved += 1
+            continue
+        if key == row.signal_id:
+            resub = p.journal.decided(key + RESUBMIT_SUFFIX)
+            if resub is not None:
+                # The original was proven absent before its resubmission was journalled:
+                # the resubmission's tag decides the signal, not the original's.
+                if resub.pending or resub.status is None:
+                    continue  # reconciled by its own row
+                await p.journal.record(
+                    Outcome(key, row.account, resub.status, Action.PLACE,
+                            order_id=resub.order_id, position_id=resub.position_id,
+                            reason=resub.reason, strategy_tag=resub.strategy_tag)
+                )  # fmt: skip
+                resolved += 1
+                continue
+        # The earlier run may have sent it moments before it died, and the venue may still be
+        # processing it: "absent" is believed only after the settle time from its begin.
+        sent_at = p._now_s() - max(0.0, (p._wall_ns() - row.begun_ns) / 1e9)
+        res = await p.reconciler.resolve(row.account, row.strategy_tag, sent_at)
+        if res.verdict is Verdict.UNRESOLVED:
+            continue
+        if res.verdict is Verdict.FOUND:
+            status = OutcomeStatus.REJECTED if res.refused else OutcomeStatus.ACCEPTED
+            reason = (
+                f"resolved after restart: the venue holds order tagged {row.strategy_tag} "
+                f"(status {res.status})"
+            )
+        else:
+            status = OutcomeStatus.REJECTED
+            reason = (
+                "not placed: the engine stopped before the venue received it (no order "
+                f"tagged {row.strategy_tag}); send it again under a new id if still wanted"
+            )
+        outcome = Outcome(
+            key,
+            row.account,
+            status,
+            Action.PLACE,
+            order_id=res.order_id,
+            position_id=res.position_id,
+            reason=reason,
+            strategy_tag=row.strategy_tag,
+        )
+        p.bus.publish(outcome_event(outcome, resolved=True), row.account)
+        await p.journal.record(outcome)
+        if key != row.signal_id:
+            await p.journal.record(
+                Outcome(row.signal_id, row.account, status, Action.PLACE, reason=reason)
+            )
+        resolved += 1
+    return resolved

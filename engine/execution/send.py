@@ -1,0 +1,239 @@
+"""Sending: a prepared leg through the rate gate to the venue, and the venue's answer classified.
+
+    intent durable ─► circuit breaker ─► rate gate (priority queue; a first attempt waits no
+    longer than its signal's age allows) ─► kill switch ─► the venue call ─► outcome
+
+Definitive venue evidence decides (accepted, rejected); a failure that leaves the outcome open
+(a timeout, a dropped connection, a 429 or 5xx after the bytes left) goes to
+engine.execution.ambiguous and is never resent blindly. A failure before the bytes left (breaker
+open, queue shed, journal failed, kill switch) ends ``expired``: not sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from engine.execution.accounts import AccountSession
+from engine.execution.breaker import FailureKind
+from engine.execution.publish import finish, reason_of
+from engine.model.domain import Action, OrderModification, OrderType, OutcomeStatus
+from engine.model.errors import (
+    AuthFailed,
+    CircuitOpen,
+    NotFound,
+    OrderRejected,
+    OutcomeUnknown,
+    RateLimited,
+    Shed,
+    ValidationError,
+    VenueUnavailable,
+)
+from engine.state.journal import JournalError
+
+if TYPE_CHECKING:
+    from engine.execution.intake import Job
+    from engine.execution.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+# Placements and modifications may not wait in the rate-limit queue past max_signal_age_ms, nor go
+# out once the kill switch is engaged; cancels and closes reduce risk, so they always may.
+_AGE_BOUND_IN_QUEUE = frozenset(
+    {Action.PLACE, Action.MODIFY, Action.MODIFY_POSITION, Action.REVERSE}
+)
+
+
+async def send(p: Pipeline, job: Job) -> None:
+    session = job.leg.session
+    rec = job.record
+    action = job.signal.action
+    session.in_flight += 1
+    try:
+        if job.durable is not None:
+            # Before the gate, so nothing (a batched fsync) sits between the gate and the
+            # wire: the venue counts its window at arrival, the gate at grant.
+            await job.durable
+        if session.breaker is not None:
+            session.breaker.check()
+        await gate(job, queue_deadline(p, job))
+        # Engaged while this order waited for rate budget: it must not go out now. Cancels
+        # and closes still do: they reduce risk.
+        kill = p.kill_switch
+        if kill is not None and kill.engaged and action in _AGE_BOUND_IN_QUEUE:
+            await expire_killed(p, job, " while it waited for rate budget")
+            return
+        rec.gated_ns = p._now_ns()
+        sent_at = p._now_s()
+        rec.on_wire_ns = p._now_ns()
+        try:
+            await call(p, job)
+        except (OutcomeUnknown, RateLimited, TimeoutError) as exc:
+            venue_failed(session, action, exc)
+            await p._unknown(job, exc, sent_at)
+            return
+        except VenueUnavailable as exc:
+            if isinstance(exc, CircuitOpen):
+                raise
+            venue_failed(session, action, exc)
+            await p._unknown(job, exc, sent_at)
+            return
+        rec.acked_ns = p._now_ns()
+        if session.breaker is not None:
+            session.breaker.record_success()
+        await finish(p, job, OutcomeStatus.ACCEPTED, reason=accepted_reason(job))
+    except OrderRejected as exc:
+        rec.acked_ns = p._now_ns()
+        await finish(p, job, OutcomeStatus.REJECTED, reason=exc.reason, errmsg=exc.errmsg)
+    except (ValidationError, NotFound, AuthFailed) as exc:
+        await finish(p, job, OutcomeStatus.REJECTED, reason=reason_of(exc))
+    except CircuitOpen as exc:
+        await finish(
+            p,
+            job,
+            OutcomeStatus.EXPIRED,
+            reason=f"not sent: the circuit breaker of {session.alias} is open "
+            f"({exc.retry_in:.1f} s to the next probe): {exc}",
+        )
+    except Shed as exc:
+        # The limiter's reasons already end in "not sent" (queue full, waited too long).
+        await finish(p, job, OutcomeStatus.EXPIRED, reason=exc.reason)
+    except JournalError as exc:
+        # No durable evidence could be written, so the order must not go out.
+        await finish(p, job, OutcomeStatus.EXPIRED, reason=f"not sent: the journal failed ({exc})")
+    except Exception as exc:
+        log.exception("signal %s failed unexpectedly", rec.signal_id)
+        await finish(p, job, OutcomeStatus.UNKNOWN, reason=f"internal error: {type(exc).__name__}")
+    finally:
+        session.in_flight -= 1
+
+
+async def call(p: Pipeline, job: Job) -> None:
+    """The venue call for the job's action; binds venue ids to the record."""
+    sig = job.signal
+    session = job.leg.session
+    venue = session.venue
+    alias = session.alias
+    rec = job.record
+    action = sig.action
+    if action is Action.PLACE:
+        req = job.request
+        assert req is not None
+        if req.type is OrderType.STOP_LIMIT:
+            if p.stop_limits is None:
+                raise ValidationError("stop-limit emulation is not running", alias)
+            p.tracker.bind_order(rec, await p.stop_limits.hold(rec.signal_id, req))
+            return
+        result = await venue.place_order(req)
+        p.tracker.bind_order(rec, result.order_id)
+        return
+    target = job.target
+    stop_limits = p.stop_limits
+    if action is Action.MODIFY:
+        assert target is not None
+        change = OrderModification(
+            price=sig.price,
+            qty=None if sig.qty is None else round(sig.qty * job.leg.qty_factor, 8),
+            stop_price=sig.stop_price,
+            stop_loss=sig.stop_loss,
+            stop_loss_type=sig.stop_loss_type,
+            take_profit=sig.take_profit,
+            take_profit_type=sig.take_profit_type,
+            trailing_offset=sig.trailing_offset,
+        )
+        if stop_limits is not None and stop_limits.owns(target):
+            await stop_limits.modify(target, change)
+        else:
+            await venue.modify_order(alias, target, change)
+        rec.order_id = target
+    elif action is Action.CANCEL:
+        assert target is not None
+        if stop_limits is not None and stop_limits.owns(target):
+            await stop_limits.cancel(target)
+        else:
+            await venue.cancel_order(alias, target)
+        rec.order_id = target
+    elif action is Action.MODIFY_POSITION:
+        assert target is not None
+        await venue.modify_position(
+            alias,
+            target,
+            sig.stop_loss,
+            sig.take_profit,
+            sig.stop_loss_type,
+            sig.trailing_offset,
+        )
+        rec.position_id = target
+    elif action is Action.CLOSE:
+        assert target is not None
+        qty = 0.0 if sig.qty is None else round(sig.qty * job.leg.qty_factor, 8)
+        await venue.close_position(alias, target, qty)
+        rec.position_id = target
+    elif action is Action.REVERSE:
+        assert target is not None and rec.tag is not None
+        result_r = await venue.reverse_position(alias, target, rec.tag)
+        rec.position_id = result_r.closed_position_id
+        p.tracker.bind_order(rec, result_r.order_id)
+    elif action is Action.CANCEL_ALL:
+        await venue.cancel_all_orders(alias, rec.instrument_id)
+        if stop_limits is not None:
+            await stop_limits.cancel_all(alias, rec.instrument_id)
+    elif action is Action.CLOSE_ALL:
+        await venue.close_all_positions(alias, rec.instrument_id)
+
+
+async def expire_killed(p: Pipeline, job: Job, when: str) -> None:
+    """The kill switch is engaged: the job ends EXPIRED, unsent. (Callers test
+    ``kill_switch.engaged`` inline, so the order path builds no coroutine for it.)"""
+    await finish(
+        p,
+        job,
+        OutcomeStatus.EXPIRED,
+        reason=f"not sent: kill switch engaged{when} ({p.kill_switch.reason})",
+    )
+
+
+async def gate(job: Job, deadline_ns: int = 0) -> None:
+    """Spend the action's rate budget (every attempt does, retries and resubmissions too).
+    Past ``deadline_ns`` (the limiter's clock) a queued request is dropped unsent:
+    QueuedTooLong."""
+    limiter = job.leg.session.gate
+    if limiter is not None:
+        for route in limiter.routes_for(job.signal.action):
+            await limiter.acquire(route, job.priority, deadline_ns)
+
+
+def queue_deadline(p: Pipeline, job: Job) -> int:
+    """When a first attempt still waiting for budget is too old to send: the moment its
+    signal passes max_signal_age_ms (monotonic ns; 0: no deadline). Cancels and closes get
+    none: they reduce risk, so they go out however late. Only first attempts: a retry after
+    an unknown outcome must not end as "not sent"."""
+    if not p.max_age_ns or job.signal.action not in _AGE_BOUND_IN_QUEUE:
+        return 0
+    if job.signal.ts_ns:
+        remaining = job.signal.ts_ns + p.max_age_ns - p._wall_ns()
+        return p._now_ns() + remaining
+    return (job.record.arrived_ns or p._now_ns()) + p.max_age_ns
+
+
+def venue_failed(session: AccountSession, action: Action, exc: BaseException) -> None:
+    """Tell the breaker, and on a 429 the rate gate, that the venue failed this call."""
+    if isinstance(exc, RateLimited):
+        if session.gate is not None:
+            session.gate.on_rate_limited(session.gate.routes_for(action)[-1], exc.retry_after)
+        kind = FailureKind.RATE_LIMITED
+    elif isinstance(exc, TimeoutError):
+        kind = FailureKind.TIMEOUT
+    elif isinstance(exc, OutcomeUnknown):
+        kind = FailureKind.CONNECTION
+    else:
+        kind = FailureKind.SERVER_ERROR
+    if session.breaker is not None:
+        session.breaker.record_failure(kind)
+
+
+def accepted_reason(job: Job) -> str | None:
+    req = job.request
+    if req is not None and req.type is OrderType.STOP_LIMIT:
+        return "held by the engine: stop-limit is emulated (limit order placed on trigger)"
+    return None
