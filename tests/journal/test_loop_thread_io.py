@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from engine.model.domain import OrderRequest
+from engine.model.events import OrderUpdate
 from engine.state.journal import Journal
 from engine.state.stop_limits import SCHEMA, StopLimitStore, StoredStopLimit, _stored
 from tests.execution.conftest import Harness, build
@@ -139,7 +140,7 @@ async def _burst(h: Harness) -> None:
 
 
 def _statuses(h: Harness) -> dict[str, str]:
-    return {o["id"]: o["status"] for o in h.outcomes}
+    return {o.id: o.status for o in h.outcomes}
 
 
 async def test_no_sqlite_or_fsync_on_the_loop_thread_while_orders_flow(
@@ -158,7 +159,11 @@ async def test_no_sqlite_or_fsync_on_the_loop_thread_while_orders_flow(
     statuses = _statuses(h)
     assert len(statuses) == 60 + 20 + 4 + 2
     assert set(statuses.values()) == {"accepted"}, statuses
-    kinds = [u["kind"] for u in h.updates if u.get("kind", "").startswith("stop_limit")]
+    kinds = [
+        u.kind
+        for u in h.updates
+        if isinstance(u, OrderUpdate) and (u.kind or "").startswith("stop_limit")
+    ]
     assert kinds.count("stop_limit_triggered") == 6  # sl8 .. sl18 on a1
     assert h.book.held() == []
     # The probes see the SQLite work: it all ran on the writer thread (COMMITs included).

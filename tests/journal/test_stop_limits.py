@@ -12,6 +12,7 @@ from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus
 from engine.model.clock import ManualClock
 from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
+from engine.model.events import OrderUpdate
 from engine.state.journal import Journal
 from engine.state.stop_limits import SCHEMA
 from engine.venue.paper import PaperVenue
@@ -89,7 +90,7 @@ async def test_a_trigger_caught_by_a_crash_is_failed_only_after_the_settle_time(
     started = clock.monotonic()
     await drive(clock, book.start(), step_s=0.5)
     assert clock.monotonic() - started >= 30.0
-    assert [e["kind"] for e in seen] == ["stop_limit_failed"]
+    assert [e.kind for e in seen if isinstance(e, OrderUpdate)] == ["stop_limit_failed"]
     assert book.get("emu-t") is None and book.held() == []
     assert not (await venue.find_by_tag("a1", "t")).found
     # The failed state is durable: the next start resumes nothing.
