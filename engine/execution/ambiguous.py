@@ -196,7 +196,10 @@ async def recover(p: Pipeline) -> int:
     Returns how many rows were resolved.
     """
     resolved = 0
-    for row in p.journal.pending():
+    pending = p.journal.pending()
+    # A stop-limit held before the crash is in the book, not at the venue (until its stop trades).
+    emulated = await p.stop_limits.emulated_ids() if pending and p.stop_limits is not None else {}
+    for row in pending:
         key = row.signal_id.removesuffix(RESUBMIT_SUFFIX)
         if row.account not in p.accounts.sessions:
             continue
@@ -222,31 +225,42 @@ async def recover(p: Pipeline) -> int:
                 )  # fmt: skip
                 resolved += 1
                 continue
-        # The earlier run may have sent it moments before it died, and the venue may still be
-        # processing it: "absent" is believed only after the settle time from its begin.
-        sent_at = p._now_s() - max(0.0, (p._wall_ns() - row.begun_ns) / 1e9)
-        res = await p.reconciler.resolve(row.account, row.strategy_tag, sent_at)
-        if res.verdict is Verdict.UNRESOLVED:
-            continue
-        if res.verdict is Verdict.FOUND:
-            status = OutcomeStatus.REJECTED if res.refused else OutcomeStatus.ACCEPTED
+        held_as = emulated.get(row.strategy_tag)
+        order_id: str | None
+        position_id: str | None = None
+        if held_as is not None:
+            status, order_id = OutcomeStatus.ACCEPTED, held_as
             reason = (
-                f"resolved after restart: the venue holds order tagged {row.strategy_tag} "
-                f"(status {res.status})"
+                f"resolved after restart: held by the engine as stop-limit {held_as}; the limit "
+                "order goes to the venue when the stop trades"
             )
         else:
-            status = OutcomeStatus.REJECTED
-            reason = (
-                "not placed: the engine stopped before the venue received it (no order "
-                f"tagged {row.strategy_tag}); send it again under a new id if still wanted"
-            )
+            # The earlier run may have sent it moments before it died, and the venue may still
+            # be processing it: "absent" is believed only after the settle time from its begin.
+            sent_at = p._now_s() - max(0.0, (p._wall_ns() - row.begun_ns) / 1e9)
+            res = await p.reconciler.resolve(row.account, row.strategy_tag, sent_at)
+            if res.verdict is Verdict.UNRESOLVED:
+                continue
+            order_id, position_id = res.order_id, res.position_id
+            if res.verdict is Verdict.FOUND:
+                status = OutcomeStatus.REJECTED if res.refused else OutcomeStatus.ACCEPTED
+                reason = (
+                    f"resolved after restart: the venue holds order tagged {row.strategy_tag} "
+                    f"(status {res.status})"
+                )
+            else:
+                status = OutcomeStatus.REJECTED
+                reason = (
+                    "not placed: the engine stopped before the venue received it (no order "
+                    f"tagged {row.strategy_tag}); send it again under a new id if still wanted"
+                )
         outcome = Outcome(
             key,
             row.account,
             status,
             Action.PLACE,
-            order_id=res.order_id,
-            position_id=res.position_id,
+            order_id=order_id,
+            position_id=position_id,
             reason=reason,
             strategy_tag=row.strategy_tag,
         )

@@ -147,6 +147,13 @@ class StopLimitBook:
                 self._watch_quotes(held)
         self._task = asyncio.get_running_loop().create_task(self._watch(), name="stop-limits")
 
+    async def emulated_ids(self) -> dict[str, str]:
+        """Strategy tag -> emulated order id of every stop-limit order this engine holds or has
+        held, read from the store, so start-up recovery can ask before :meth:`start`. An order
+        the book holds is not at the venue until its stop trades: looked up there by tag it
+        would read as absent."""
+        return {row.tag: row.emulated_id for row in await self._store.load()}
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -103,3 +103,33 @@ async def test_local_source_skips_blank_and_comment_lines(tmp_path: Path) -> Non
     path.write_bytes(b'# header\n\n{"id":"a"}\n  {"id":"b"}  \n')
     got = [d.payload async for d in LocalSignalSource(path).deliveries()]
     assert got == [b'{"id":"a"}', b'{"id":"b"}']
+
+
+async def test_a_stop_limit_held_before_a_crash_is_recovered_as_accepted_not_absent(
+    tmp_path: Path,
+) -> None:
+    venue = PaperVenue(["a1", "a2"])
+    h = await build(tmp_path, venue=venue)
+    inst = (await venue.instruments("a1"))[0]
+    # The stop is far above the market: the book holds the order, the venue has nothing yet.
+    request = OrderRequest(
+        "a1", inst, Side.BUY, OrderType.STOP_LIMIT, 0.1, Validity.GTC, "tagheld",
+        price=2.0, stop_price=1.9,
+    )  # fmt: skip
+    await h.journal.begin("held", "a1", "tagheld")
+    emulated = await h.book.hold("held", request)
+    # The engine dies here: the hold is durable, the signal's outcome was never recorded.
+    await h.book.close()
+    await h.pipeline.close()
+    await h.journal.close()
+
+    again = await build(tmp_path, venue=venue)
+    assert await again.pipeline.recover() == 1
+    rec = again.journal.decided("held")
+    assert rec is not None and rec.status is OutcomeStatus.ACCEPTED, rec
+    assert rec.order_id == emulated and "not placed" not in (rec.reason or "")
+    assert again.book.get(emulated) is not None  # still held, and watched again
+    assert await venue.orders("a1") == []
+    await again.pipeline.close()
+    await again.book.close()
+    await again.journal.close()
