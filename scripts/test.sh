@@ -11,4 +11,6 @@ bash scripts/kafka.sh fetch
 ruff check .
 ruff format --check .
 mypy
+# The architecture: package layering contracts (pyproject.toml [tool.importlinter]).
+lint-imports
 python -m pytest -q "$@"
