@@ -34,7 +34,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Literal
 
 from engine.model.domain import Order, Side
@@ -46,6 +46,7 @@ from engine.model.events import (
     OrderUpdate,
     PositionUpdate,
 )
+from engine.state.account_view import OPEN_ORDER_STATUSES, AccountView, Staging
 from engine.venue.events import (
     StreamAccountStatus,
     StreamConnectionStatus,
@@ -63,7 +64,7 @@ from engine.venue.protocol import Venue
 
 log = logging.getLogger(__name__)
 
-OPEN_ORDER_STATUSES = frozenset({"PENDING", "NEW", "WORKING", "PLACED", "ACCEPTED"})
+__all__ = ["OPEN_ORDER_STATUSES", "AccountView", "LiveState"]
 
 # ordersHistory's final statuses (an open-ended set: docs/api-reference.md 7.3) -> the
 # order_updates event.
@@ -78,47 +79,6 @@ _FINAL_EVENTS = {
 }
 # Clocks differ between us and the venue; the history window is widened by this much each side.
 _HISTORY_SKEW_MS = 300_000
-
-
-@dataclass(slots=True)
-class AccountView:
-    """One account as the stream last described it. Read it; only LiveState writes it."""
-
-    alias: str
-    account_id: str
-    status: StreamAccountStatus | None = None
-    positions: dict[str, StreamPosition] = field(default_factory=dict)
-    orders: dict[str, StreamOrder] = field(default_factory=dict)
-    synced: bool = False  # True after the first SyncEnd
-    rest_equity: float | None = None  # projectedBalance from the last REST check
-    updated_mono: float = 0.0
-
-    @property
-    def balance(self) -> float | None:
-        return self.status.balance if self.status else None
-
-    @property
-    def equity(self) -> float | None:
-        if self.status is not None and self.status.equity is not None:
-            return self.status.equity
-        return self.rest_equity
-
-    @property
-    def margin_used(self) -> float | None:
-        return self.status.margin_used if self.status else None
-
-    @property
-    def margin_available(self) -> float | None:
-        return self.status.margin_available if self.status else None
-
-
-@dataclass(slots=True)
-class _Staging:
-    """What arrives between SUBSCRIBE and SyncEnd: the replayed snapshot (plus any delta)."""
-
-    status: StreamAccountStatus | None = None
-    positions: dict[str, StreamPosition] = field(default_factory=dict)
-    orders: dict[str, StreamOrder] = field(default_factory=dict)
 
 
 class LiveState:
@@ -141,7 +101,7 @@ class LiveState:
             alias: AccountView(alias, str(acc)) for alias, acc in stream.accounts.items()
         }
         self._by_id = {v.account_id: v for v in self._views.values()}
-        self._staging: dict[str, _Staging] = {}  # accountId -> staging, while (re)syncing
+        self._staging: dict[str, Staging] = {}  # accountId -> staging, while (re)syncing
         self._venue_events: asyncio.Queue[VenueEvent] = asyncio.Queue(venue_events_maxsize)
         self._history = history
         self._down_since_ms = 0  # wall ms when the last connection ended (0: never)
@@ -258,7 +218,7 @@ class LiveState:
     def subscribing(self, account_id: str) -> None:
         """What follows up to the account's SyncEnd is its replayed state: stage it."""
         if account_id in self._by_id:
-            self._staging[account_id] = _Staging()
+            self._staging[account_id] = Staging()
 
     def disconnected(self) -> None:
         self._down_since_ms = int(time.time() * 1000)
@@ -301,7 +261,7 @@ class LiveState:
         return None
 
     @staticmethod
-    def _stage(staging: _Staging, msg: StreamMessage) -> None:
+    def _stage(staging: Staging, msg: StreamMessage) -> None:
         if isinstance(msg, StreamAccountStatus):
             staging.status = msg
         elif isinstance(msg, StreamPosition):
@@ -355,7 +315,7 @@ class LiveState:
         self._reconcile(view, staging)
         self._venue_event(view.alias, "sync_end", msg)
 
-    def _reconcile(self, view: AccountView, staging: _Staging) -> None:
+    def _reconcile(self, view: AccountView, staging: Staging) -> None:
         source = "resync" if view.synced else "snapshot"
         executions = view.synced
         if staging.status is not None and staging.status != view.status:
