@@ -390,9 +390,7 @@ def _sources(engine: Engine, sources: tuple[SourceSettings, ...]) -> list[Signal
 async def _run(cfg: Config) -> int:
     engine = await build_engine(cfg)
     for source in engine.sources:
-        start = getattr(source, "start", None)
-        if start is not None:
-            await start()
+        await source.start()
     if engine.control is not None:
         print(f"control server: {engine.control.url}", file=sys.stderr)
     stop = asyncio.Event()

@@ -29,5 +29,8 @@ class Delivery:
 
 
 class SignalSource(Protocol):
+    async def start(self) -> None:
+        """Connect (a Kafka consumer joins its group here); called once before ``deliveries``."""
+
     def deliveries(self) -> AsyncIterator[Delivery]: ...
     async def close(self) -> None: ...

@@ -47,9 +47,7 @@ async def running_engine(cfg: Config, secrets: Any = None) -> AsyncIterator[Engi
         secrets = await demo_secrets()
     engine = await build_engine(cfg, secrets=secrets, with_control=False)
     for source in engine.sources:
-        start = getattr(source, "start", None)
-        if start is not None:
-            await start()
+        await source.start()
     feeding = asyncio.create_task(engine.run_sources(), name="test-feed")
     try:
         yield engine

@@ -18,6 +18,9 @@ class HttpSignalSource:
         self._queue = queue
         self._closed = asyncio.Event()
 
+    async def start(self) -> None:
+        """Nothing to connect."""
+
     async def deliveries(self) -> AsyncIterator[Delivery]:
         closed = asyncio.ensure_future(self._closed.wait())
         try:

@@ -29,6 +29,9 @@ class LocalSignalSource:
             raise ConfigError(f"signal file {str(self.path)!r} does not exist")
         self._closed = False
 
+    async def start(self) -> None:
+        """Nothing to connect."""
+
     async def deliveries(self) -> AsyncIterator[Delivery]:
         origin = "local" if self.path is None else f"local:{self.path.name}"
         if self.path is None:
