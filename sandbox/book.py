@@ -29,9 +29,10 @@ from sandbox.instruments import InstrumentSpec
 from sandbox.ledger import Emit, Ledger, opposite
 from sandbox.liquidity import CLOSE_IOC_THEN_GTC, Slice, partial_part
 from sandbox.models import CLOSE, ENTRY, STOP_LOSS, TAKE_PROFIT, SimAccount, SimOrder, SimPosition
-from sandbox.order_checks import EPS, check_qty, check_tick, validate_protection
+from sandbox.order_checks import EPS, apply_change, check_qty, check_tick, validate_protection
 from sandbox.order_rules import MISSING, OrderChange, PlaceRequest, PositionChange
 from sandbox.prices import PriceBook, Quote
+from sandbox.risk import RiskDesk
 from sandbox.rules import RuleKeeper
 from sandbox.sessions import OPEN, Market
 from sandbox.venue_rules import VenueRules, fast_venue_rules
@@ -60,6 +61,7 @@ class OrderBook:
             accounts, prices, rng_seed, emit, self.clock, self.venue.accounts.stop_out_level
         )
         self.rules = RuleKeeper(self.venue.accounts, accounts)
+        self.risk = RiskDesk(self.rules, prices, self.ledger, self.clock, self._liquidate)
         self._faults = faults
         self.market = Market(prices.specs, self.venue.hours, self.clock, self._forced_status)
         self._rng = random.Random(f"execution:{rng_seed}")
@@ -247,7 +249,7 @@ class OrderBook:
         if self.rules.watching:
             for account in list(self.accounts.values()):
                 if any(p.tid == tid for p in account.positions.values()):
-                    self._check_account(account)
+                    self.risk.check(account)
 
     def _match(self, tid: int, op: str) -> None:
         working = self.ledger.working.get(tid)
@@ -363,69 +365,7 @@ class OrderBook:
             raise Rejected(f"Order {order_id} is {order.status} and can no longer be modified")
         spec = self.spec(order.tid)
         self._gate(account, spec)
-        if change.validity is not MISSING and change.validity is not None:
-            expected = "IOC" if order.type == "market" else "GTC"
-            if change.validity != expected:
-                raise Rejected(f"Invalid TimeInForce {change.validity} for a {order.type} order")
-        qty = change.qty if isinstance(change.qty, float) else order.qty
-        check_qty(spec, qty)
-        if order.role != ENTRY and abs(qty - order.qty) > EPS:
-            raise Rejected("The quantity of a stop-loss/take-profit order follows its position")
-        if qty <= order.filled_qty + EPS:
-            raise Rejected(
-                f"Invalid quantity {qty:g}: {order.filled_qty:g} lots are filled already"
-            )
-        price = order.price
-        if isinstance(change.price, float):
-            if order.type != "limit":
-                raise Rejected(f"price cannot be set on a {order.type} order; use stopPrice")
-            check_tick(spec, "price", change.price)
-            price = change.price
-        stop_price = order.stop_price
-        if isinstance(change.stop_price, float):
-            if order.type != "stop":
-                raise Rejected(f"stopPrice cannot be set on a {order.type} order; use price")
-            check_tick(spec, "stopPrice", change.stop_price)
-            stop_price = change.stop_price
-        sl, sl_type, tr = order.stop_loss, order.stop_loss_type, order.tr_stop_offset
-        tp, tp_type = order.take_profit, order.take_profit_type
-        if change.stop_loss is not MISSING:
-            sl = change.stop_loss  # type: ignore[assignment]
-            if sl is None:
-                sl_type = None
-        if change.stop_loss_type is not MISSING:
-            sl_type = change.stop_loss_type  # type: ignore[assignment]
-        if change.tr_stop_offset is not MISSING:
-            tr = change.tr_stop_offset  # type: ignore[assignment]
-        if change.take_profit is not MISSING:
-            tp = change.take_profit  # type: ignore[assignment]
-            if tp is None:
-                tp_type = None
-        if change.take_profit_type is not MISSING:
-            tp_type = change.take_profit_type  # type: ignore[assignment]
-        if order.role == ENTRY:
-            ref = price if order.type == "limit" else stop_price
-            assert ref is not None
-            probe = PlaceRequest(
-                order.tid,
-                order.route_id,
-                qty,
-                order.side,
-                order.type,
-                order.validity,
-                price,
-                stop_price,
-                sl,
-                sl_type,
-                tp,
-                tp_type,
-                tr,
-                order.strategy_id,
-            )
-            validate_protection(self.prices, spec, order.side, ref, probe)
-        order.qty, order.price, order.stop_price = qty, price, stop_price
-        order.stop_loss, order.stop_loss_type, order.tr_stop_offset = sl, sl_type, tr
-        order.take_profit, order.take_profit_type = tp, tp_type
+        apply_change(self.prices, spec, order, change)
         order.last_modified_ms = self.now_ms()
         self.ledger.emit(account.id, self.open_order_message(order, "PENDING"))
         self._match(order.tid, "MODIFY_ORDER")
@@ -551,20 +491,7 @@ class OrderBook:
 
     def _after(self, account: SimAccount) -> None:
         if self.rules.watching:
-            self._check_account(account)
-
-    def _check_account(self, account: SimAccount) -> None:
-        """Loss limits first (a breach closes everything), then the stop-out, biggest loser
-        first, until the margin level is back above the stop-out level."""
-        equity, used = valuation.equity_and_margin(self.prices, account)
-        reason = self.rules.breach(account, equity, self.clock.now_ms())
-        if reason is not None:
-            self._restrict(account, reason)
-            return
-        while account.positions and self.rules.stop_out_due(equity, used):
-            worst = min(account.positions.values(), key=self.unrealized)
-            self._liquidate(account, worst)
-            equity, used = valuation.equity_and_margin(self.prices, account)
+            self.risk.check(account)
 
     def _liquidate(self, account: SimAccount, position: SimPosition) -> None:
         """Close in full at whatever the market gives, beyond the ladder at its last level."""
@@ -572,14 +499,6 @@ class OrderBook:
             if working.role == CLOSE and working.position_id == position.id:
                 self.ledger.cancel(account, working)
         self._execute(account, self._closing_order(account, position), "LIQUIDATION", forced=True)
-
-    def _restrict(self, account: SimAccount, reason: str) -> None:
-        self.rules.restrict(account, reason)
-        for order in [o for o in account.orders.values() if o.role in (ENTRY, CLOSE)]:
-            self.ledger.cancel(account, order)
-        for position in list(account.positions.values()):
-            self._liquidate(account, position)
-        self.ledger.emit_status(account)
 
     def _catch_up(self) -> None:
         """Working orders of the markets that opened since the last look fill at the open."""
@@ -589,16 +508,6 @@ class OrderBook:
     def _on_change(self) -> None:
         """The clock moved or a market fault changed: sessions, then forced breaches."""
         self._catch_up()
-        if self._faults is None:
-            return
-        for account_id, breach in self._faults.market.take_breaches().items():
-            account = self.accounts[account_id]
-            if breach is None:
-                self.rules.lift(account)
-                self.ledger.emit_status(account)
-            elif breach == "stopOut":
-                for position in list(account.positions.values()):
-                    self._liquidate(account, position)
-            else:
-                name = "daily loss limit" if breach == "dailyLoss" else "maximum drawdown"
-                self._restrict(account, f"{name} breached (forced by the ruleBreach fault)")
+        if self._faults is not None:
+            for account_id, breach in self._faults.market.take_breaches().items():
+                self.risk.force(self.accounts[account_id], breach)

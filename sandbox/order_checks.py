@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sandbox.errors import Rejected
 from sandbox.instruments import InstrumentSpec
-from sandbox.order_rules import PlaceRequest
+from sandbox.models import ENTRY, SimOrder
+from sandbox.order_rules import MISSING, OrderChange, PlaceRequest
 from sandbox.prices import PriceBook
 
 EPS = 1e-9
@@ -109,3 +110,71 @@ def validate_protection(
         raise Rejected(f"Invalid stop loss {sl:g}: must be on the losing side of {ref:g}")
     if tp is not None and (tp <= ref if side == "buy" else tp >= ref):
         raise Rejected(f"Invalid take profit {tp:g}: must be on the winning side of {ref:g}")
+
+
+def apply_change(
+    prices: PriceBook, spec: InstrumentSpec, order: SimOrder, change: OrderChange
+) -> None:
+    """Check a PATCH /trade/orders/{id} against the working ``order`` and apply it; a failed
+    check raises before anything changes."""
+    if change.validity is not MISSING and change.validity is not None:
+        expected = "IOC" if order.type == "market" else "GTC"
+        if change.validity != expected:
+            raise Rejected(f"Invalid TimeInForce {change.validity} for a {order.type} order")
+    qty = change.qty if isinstance(change.qty, float) else order.qty
+    check_qty(spec, qty)
+    if order.role != ENTRY and abs(qty - order.qty) > EPS:
+        raise Rejected("The quantity of a stop-loss/take-profit order follows its position")
+    if qty <= order.filled_qty + EPS:
+        raise Rejected(f"Invalid quantity {qty:g}: {order.filled_qty:g} lots are filled already")
+    price = order.price
+    if isinstance(change.price, float):
+        if order.type != "limit":
+            raise Rejected(f"price cannot be set on a {order.type} order; use stopPrice")
+        check_tick(spec, "price", change.price)
+        price = change.price
+    stop_price = order.stop_price
+    if isinstance(change.stop_price, float):
+        if order.type != "stop":
+            raise Rejected(f"stopPrice cannot be set on a {order.type} order; use price")
+        check_tick(spec, "stopPrice", change.stop_price)
+        stop_price = change.stop_price
+    sl, sl_type, tr = order.stop_loss, order.stop_loss_type, order.tr_stop_offset
+    tp, tp_type = order.take_profit, order.take_profit_type
+    if change.stop_loss is not MISSING:
+        sl = change.stop_loss  # type: ignore[assignment]
+        if sl is None:
+            sl_type = None
+    if change.stop_loss_type is not MISSING:
+        sl_type = change.stop_loss_type  # type: ignore[assignment]
+    if change.tr_stop_offset is not MISSING:
+        tr = change.tr_stop_offset  # type: ignore[assignment]
+    if change.take_profit is not MISSING:
+        tp = change.take_profit  # type: ignore[assignment]
+        if tp is None:
+            tp_type = None
+    if change.take_profit_type is not MISSING:
+        tp_type = change.take_profit_type  # type: ignore[assignment]
+    if order.role == ENTRY:
+        ref = price if order.type == "limit" else stop_price
+        assert ref is not None
+        probe = PlaceRequest(
+            order.tid,
+            order.route_id,
+            qty,
+            order.side,
+            order.type,
+            order.validity,
+            price,
+            stop_price,
+            sl,
+            sl_type,
+            tp,
+            tp_type,
+            tr,
+            order.strategy_id,
+        )
+        validate_protection(prices, spec, order.side, ref, probe)
+    order.qty, order.price, order.stop_price = qty, price, stop_price
+    order.stop_loss, order.stop_loss_type, order.tr_stop_offset = sl, sl_type, tr
+    order.take_profit, order.take_profit_type = tp, tp_type
