@@ -179,9 +179,10 @@ class OrderBook:
         needed = req.qty * spec.lot_size * ref / spec.leverage
         if needed > self.account_details(account)["availableFunds"] + EPS:
             raise Rejected(f"Not enough money: margin {needed:.2f} exceeds available funds")
-        refusal = self.rules.refuse_lots(account, self._open_lots(account), req.qty)
-        if refusal is not None:
-            raise Rejected(refusal)
+        if self.rules.rules(account).max_lots is not None:
+            refusal = self.rules.refuse_lots(account, self._open_lots(account), req.qty)
+            if refusal is not None:
+                raise Rejected(refusal)
 
         now = self.now_ms()
         order = SimOrder(
