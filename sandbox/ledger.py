@@ -262,7 +262,7 @@ class Ledger:
         for leg_id in (position.stop_loss_id, position.take_profit_id):
             leg = account.orders.get(leg_id or "")
             if leg is not None and leg is not skip:
-                leg.qty = position.qty
+                leg.qty = round(leg.filled_qty + position.qty, 10)  # what is left = the position
                 leg.last_modified_ms = self.now_ms()
                 self.emit(account.id, self.open_order_message(leg, "PENDING"))
 

@@ -4,13 +4,14 @@ one is wrong."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox import Sandbox
 from sandbox.errors import ConfigError
-from sandbox.seed import SandboxConfig, config_from_dict, default_users
+from sandbox.seed import SandboxConfig, config_from_dict, default_users, load_seed
 from sandbox.venue_rules import fast_venue_rules, realistic_venue_rules
 from tests.sim.client import ACCOUNT, EURUSD
 from tests.sim.venue import venue
@@ -143,3 +144,21 @@ def test_a_seed_that_names_what_does_not_exist_fails_at_start(
     with pytest.raises(ConfigError) as caught:
         Sandbox(config, price_interval_ms=0)
     assert names in str(caught.value)
+
+
+def test_the_realistic_example_seed_loads_every_part_b_key() -> None:
+    config = load_seed(
+        Path(__file__).resolve().parents[2] / "config" / "sandbox-seed-realistic.json"
+    )
+    realistic = realistic_venue_rules()
+    assert config.venue.execution == realistic.execution
+    assert config.venue.hours == realistic.hours
+    prop = config.venue.accounts.of("700002")
+    assert (prop.margin_hedging_type, prop.max_lots, prop.drawdown_mode) == (
+        "NETTING",
+        20,
+        "trailing",
+    )
+    assert config.venue.accounts.of("700001").margin_hedging_type == "HEDGING"
+    assert config.venue.accounts.day_start_minute == 22 * 60
+    assert {s.name: s.depth[0] for s in config.instruments}["US30"] == (0, 20.0)
