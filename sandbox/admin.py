@@ -9,10 +9,13 @@ Unauthenticated by design: the sandbox binds to 127.0.0.1 and holds no real mone
   POST /sandbox/rate-limits              {PLACE_ORDER: {limit, intervalNum, measure} | int, ...}
   POST /sandbox/tokens                   {expireAccessTokens: bool, revokeRefreshTokens: bool}
   POST /sandbox/instruments/{name}       {symbolStatus: FULLY_OPEN | CLOSED | TRADING_HALT}
+  POST /sandbox/clock                    {set?: ms | ISO 8601, advance?: ms, run?: bool}
 """
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -160,3 +163,38 @@ def add_routes(app: web.Application, state: SandboxState) -> None:
     app.router.add_post("/sandbox/rate-limits", post_rate_limits)
     app.router.add_post("/sandbox/tokens", post_tokens)
     app.router.add_post("/sandbox/instruments/{name}", post_instrument)
+    app.router.add_post("/sandbox/clock", clock_route(state))
+
+
+def clock_route(state: SandboxState) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The venue clock: ``set`` freezes it at an instant (epoch ms or ISO 8601), ``advance``
+    moves it on, ``run: true`` lets it run from where it is. Answers the clock's time."""
+
+    async def post_clock(request: web.Request) -> web.Response:
+        body = await _body(request)
+        if not isinstance(body, dict) or not body.keys() <= {"set", "advance", "run"}:
+            return _bad("body must be {set?: ms | ISO 8601, advance?: ms, run?: bool}")
+        clock = state.clock
+        moment = body.get("set")
+        if moment is not None:
+            try:
+                if isinstance(moment, str):
+                    parsed = datetime.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+                    if parsed.tzinfo is None:
+                        parsed = parsed.replace(tzinfo=datetime.UTC)
+                    moment = int(parsed.timestamp() * 1000)
+                if isinstance(moment, bool) or not isinstance(moment, int):
+                    raise ValueError
+            except ValueError:
+                return _bad("set must be epoch milliseconds or an ISO 8601 time")
+            clock.set(moment)
+        advance = body.get("advance")
+        if advance is not None:
+            if isinstance(advance, bool) or not isinstance(advance, int) or advance < 0:
+                return _bad("advance must be a non-negative number of milliseconds")
+            clock.advance(advance)
+        if body.get("run") is True:
+            clock.run()
+        return _json({"nowMs": clock.now_ms(), "frozen": clock.frozen})
+
+    return post_clock

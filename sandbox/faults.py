@@ -13,6 +13,9 @@ Kinds and when they act:
   malformed        do the work, then answer 200 with a truncated, unparsable JSON body
   noContent        a successful DELETE or PATCH answers 204 with no body (the reference pages
                    list 204 beside 200 for those routes; by default the sandbox answers 200 {s})
+  partialFill, rejectAfterAccept, slippage   read by the order book (sandbox.book), which also
+                   names QUOTE_FILL (fills a quote change causes); marketStatus and ruleBreach:
+                   sandbox.market_faults
 ``body429`` (json | html | empty) sets how every 429 reads, injected or earned.
 Streams (read by sandbox.streams): ``drop_stream_connections`` (bool, or a share per message)
 and ``stream_latency_ms``.
@@ -25,9 +28,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.errors import ConfigError
+from sandbox.market_faults import MARKET_FAULT_KEYS, MarketFaults
 
 BODIES_429 = ("json", "html", "empty")
-KINDS = ("error5xx", "burst429", "dropAfterAccept", "malformed", "noContent")
+KINDS = (
+    "error5xx",
+    "burst429",
+    "dropAfterAccept",
+    "malformed",
+    "noContent",
+    "partialFill",
+    "rejectAfterAccept",
+    "slippage",
+)
 
 
 @dataclass(slots=True)
@@ -105,6 +118,7 @@ class Faults:
     # How a 429 reads: TradeLocker's 429 body is undocumented (docs/api-reference.md section 8), so
     # a client must cope with JSON, an HTML error page or nothing at all.
     body429: str = "json"
+    market: MarketFaults = field(default_factory=MarketFaults)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(f"faults:{self.rng_seed}")
@@ -116,6 +130,7 @@ class Faults:
         self.drop_stream_connections = False
         self.stream_latency_ms = 0.0
         self.body429 = "json"
+        self.market.clear()
 
     def update(self, spec: dict[str, Any]) -> None:
         """Merge a spec (the body of POST /sandbox/faults). Validates everything before applying."""
@@ -127,12 +142,14 @@ class Faults:
             "dropStreamConnections",
             "streamLatencyMs",
             "body429",
+            *MARKET_FAULT_KEYS,
         }
         if unknown:
             raise ConfigError(
                 f"unknown fault keys {sorted(unknown)}; known: latency, {', '.join(KINDS)}, "
-                "dropStreamConnections, streamLatencyMs, body429"
+                f"dropStreamConnections, streamLatencyMs, body429, {', '.join(MARKET_FAULT_KEYS)}"
             )
+        market = self.market.parse(spec)
         latency: dict[str, tuple[float, float]] = {}
         raw_latency = spec.get("latency", {})
         if not isinstance(raw_latency, dict):
@@ -166,6 +183,7 @@ class Faults:
         )
         self.stream_latency_ms = float(stream_latency)
         self.body429 = body429
+        self.market.apply(market)
 
     def latency_for(self, op: str) -> float:
         """Seconds to sleep before handling ``op`` (0 when no latency is configured)."""
@@ -200,4 +218,5 @@ class Faults:
             "dropStreamConnections": self.drop_stream_connections,
             "streamLatencyMs": self.stream_latency_ms,
             "body429": self.body429,
+            **self.market.wire(),
         }

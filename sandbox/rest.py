@@ -155,7 +155,7 @@ async def config(call: Call) -> Reply:
 
 
 async def trade_accounts(call: Call) -> Reply:
-    return ok([catalog.trade_account(call.acct)])
+    return ok([catalog.trade_account(call.acct, call.state.book.venue.accounts.stop_out_level)])
 
 
 async def instruments(call: Call) -> Reply:
@@ -191,7 +191,7 @@ async def instrument_details(call: Call) -> Reply:
     route = call.query_int("routeId", required=True)
     if route not in spec.info_route_ids or route in spec.dead_info_route_ids:
         raise NotFound(f"Symbol {spec.name} not found on route {route}")
-    return ok(catalog.instrument_details(spec))
+    return ok(catalog.instrument_details(spec, call.state.book.market, call.acct))
 
 
 def _path_int(call: Call, key: str) -> int:
@@ -203,16 +203,18 @@ def _path_int(call: Call, key: str) -> int:
 
 async def session(call: Call) -> Reply:
     session_id = _path_int(call, "sessionId")
-    if session_id not in {s.session_id for s in call.state.instruments.values()}:
+    found = call.state.book.market.session_wire(session_id)
+    if found is None:
         raise NotFound(f"Session {session_id} not found")
-    return ok(catalog.session(session_id))
+    return ok(found)
 
 
 async def session_status(call: Call) -> Reply:
     status_id = _path_int(call, "statusId")
-    if status_id not in {s.session_status_id for s in call.state.instruments.values()}:
+    found = catalog.session_status(status_id)
+    if found is None:
         raise NotFound(f"Session status {status_id} not found")
-    return ok(catalog.session_status(status_id))
+    return ok(found)
 
 
 async def account_state(call: Call) -> Reply:

@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 
 from sandbox.errors import ConfigError
+from sandbox.instruments import InstrumentSpec, default_instruments, parse_instruments
+from sandbox.venue_rules import VenueRules, fast_venue_rules, parse_venue_rules
 
 RATE_LIMIT_TYPES: tuple[str, ...] = (
     "GET_ACCOUNTS",
@@ -74,124 +76,6 @@ def default_rate_limits() -> dict[str, RateLimit]:
 
 
 @dataclass(slots=True)
-class InstrumentSpec:
-    tradable_instrument_id: int
-    symbol_id: int
-    name: str
-    description: str
-    type: str  # FOREX, INDICES, CRYPTO, ...
-    start_price: float
-    # ((leftRangeLimit, tickSize), ...) ascending; tickCost derives from it and lot_size.
-    tick_sizes: tuple[tuple[float, float], ...]
-    lot_size: float
-    min_lot: float = 0.01
-    max_lot: float = 100.0
-    lot_step: float = 0.01
-    spread_ticks: int = 10
-    volatility: float = 0.0001  # per price step, relative
-    leverage: float = 100.0
-    pip_size: float = 0.0001  # what an "offset" of 1 means for SL/TP/trailing offsets
-    base_currency: str = "EUR"
-    quoting_currency: str = "USD"
-    trade_route_id: int = 0
-    info_route_ids: tuple[int, ...] = ()
-    dead_info_route_ids: frozenset[int] = frozenset()
-    session_id: int = 1
-    session_status_id: int = 1
-    symbol_status: str = "FULLY_OPEN"
-    quote_size: float = 100.0  # lots offered at the touch
-
-    def tick_for(self, price: float) -> float:
-        tick = self.tick_sizes[0][1]
-        for left, size in self.tick_sizes:
-            if price >= left:
-                tick = size
-        return tick
-
-    @property
-    def price_decimals(self) -> int:
-        return max(_decimals(size) for _, size in self.tick_sizes)
-
-    @property
-    def qty_decimals(self) -> int:
-        return _decimals(self.lot_step)
-
-
-def _decimals(value: float) -> int:
-    text = f"{value:.10f}".rstrip("0")
-    return len(text.split(".")[1]) if "." in text else 0
-
-
-def default_instruments() -> list[InstrumentSpec]:
-    fx = {"lot_size": 100_000.0, "leverage": 100.0, "pip_size": 0.0001, "spread_ticks": 8}
-    return [
-        InstrumentSpec(
-            278,
-            315,
-            "EURUSD",
-            "Euro vs US Dollar",
-            "FOREX",
-            1.08500,
-            ((0.0, 0.00001),),
-            trade_route_id=9001,
-            info_route_ids=(9101,),
-            **fx,  # type: ignore[arg-type]
-        ),
-        # Two INFO routes, the first one dead: clients must probe (TradeLocker PR #27).
-        InstrumentSpec(
-            279,
-            316,
-            "GBPUSD",
-            "British Pound vs US Dollar",
-            "FOREX",
-            1.26500,
-            ((0.0, 0.00001),),
-            base_currency="GBP",
-            trade_route_id=9001,
-            info_route_ids=(9199, 9101),
-            dead_info_route_ids=frozenset({9199}),
-            **fx,  # type: ignore[arg-type]
-        ),
-        InstrumentSpec(
-            301,
-            401,
-            "US30",
-            "Dow Jones Industrial Average",
-            "INDICES",
-            39_000.0,
-            ((0.0, 0.01), (10_000.0, 0.1)),
-            lot_size=1.0,
-            max_lot=500.0,
-            spread_ticks=20,
-            volatility=0.0002,
-            leverage=20.0,
-            pip_size=1.0,
-            base_currency="USD",
-            trade_route_id=9002,
-            info_route_ids=(9102,),
-        ),
-        InstrumentSpec(
-            206,
-            206,
-            "BTCUSD",
-            "Bitcoin vs US Dollar",
-            "CRYPTO",
-            65_000.0,
-            ((0.0, 0.01), (1_000.0, 0.5)),
-            lot_size=1.0,
-            max_lot=20.0,
-            spread_ticks=40,
-            volatility=0.0005,
-            leverage=2.0,
-            pip_size=1.0,
-            base_currency="BTC",
-            trade_route_id=9003,
-            info_route_ids=(9103,),
-        ),
-    ]
-
-
-@dataclass(slots=True)
 class AccountSpec:
     id: str
     name: str
@@ -224,6 +108,8 @@ class SandboxConfig:
     quotes_history_bars: int = 5000
     max_orders_in_history: int = 1000
     faults: dict[str, Any] = field(default_factory=dict)  # same shape as POST /sandbox/faults
+    # Execution, market hours and account rules (sandbox.venue_rules); fast = the sandbox of old.
+    venue: VenueRules = field(default_factory=fast_venue_rules)
 
     def user_by_email(self, email: str, server: str) -> UserSpec | None:
         for user in self.users:
@@ -406,4 +292,7 @@ def config_from_dict(raw: dict[str, Any]) -> SandboxConfig:
         if not isinstance(raw["faults"], dict):
             raise ConfigError("seed: 'faults' must be an object (see docs/sandbox.md)")
         config.faults = raw["faults"]
+    if "instruments" in raw:
+        config.instruments = parse_instruments(raw["instruments"])
+    config.venue = parse_venue_rules(raw, config.venue)
     return config

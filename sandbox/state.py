@@ -15,6 +15,7 @@ from typing import Any
 
 from sandbox.auth import Auth
 from sandbox.book import OrderBook
+from sandbox.clock import VenueClock
 from sandbox.faults import Faults
 from sandbox.models import SimAccount
 from sandbox.prices import PriceBook
@@ -48,10 +49,20 @@ class SandboxState:
                     balance=spec.balance,
                     status=spec.status,
                 )
-        self.prices = PriceBook(self.config.instruments, self.config.rng_seed)
+        # The venue's clock (sessions, trading day, timestamps): tests move it, nothing sleeps.
+        self.clock = VenueClock()
+        self.prices = PriceBook(self.config.instruments, self.config.rng_seed, self.clock)
         self.instruments = {i.tradable_instrument_id: i for i in self.config.instruments}
         self.auth = Auth(self.config, self.accounts)
-        self.book = OrderBook(self.accounts, self.prices, self.config.rng_seed, self._emit)
+        self.book = OrderBook(
+            self.accounts,
+            self.prices,
+            self.config.rng_seed,
+            self._emit,
+            venue=self.config.venue,
+            faults=self.faults,
+            clock=self.clock,
+        )
         self.rate_limiter = RateLimiter(dict(self.config.rate_limits))
         self._listeners: list[StreamListener] = []
 
