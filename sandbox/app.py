@@ -1,15 +1,24 @@
 """The sandbox's aiohttp application: route table and the request pipeline around each handler.
 
 Pipeline per REST call, in this order:
-  1. injected latency (fault ``latency``)
+  0. the whole request is read: from here on it is carried out even if the client hangs up
+  1. injected latency (fault ``latency``, with its tail); when the client has hung up by then,
+     ``completeAfterHangUpMs`` puts the work off further
   2. injected 503 (``error5xx``) and 429 (``burst429``): nothing has happened yet
-  3. Bearer token (401), ``accNum`` header (401 missing / 403 not the user's)
-  4. rate limit for the route's ``rateLimitType`` and the account (429)
-  5. the handler (business rejections are HTTP 200 ``s=error``)
-  6. ``dropAfterAccept``: the work is done, the connection is aborted with no reply
+  3. ``invalidateTokens``: the caller's access tokens stop working now
+  4. Bearer token (401), ``accNum`` header (401 missing / 403 not the user's)
+  5. rate limit for the route's ``rateLimitType``, per account or per login (429)
+  6. the handler (business rejections are HTTP 200 ``s=error``)
+  7. ``dropAfterAccept``: the work is done, the connection is aborted with no reply
      ``noContent``: a successful DELETE/PATCH answers 204 with an empty body
      ``malformed``: the work is done, the reply is a truncated JSON body
 Every failure is a JSON ``{"s": "error", "errmsg": ...}``; the server never dies on bad input.
+
+A venue does not undo an order because its client stopped listening: a request that waits
+(steps 1) runs as a task the handler awaits through ``asyncio.shield``, so a hang-up (or an
+aiohttp configured to cancel abandoned handlers) never cuts the latency or the work short. A
+request that does not wait runs straight through, without a suspension point a hang-up could
+interrupt.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/backend-api"
 STATE_KEY = web.AppKey("tl_sandbox_state", SandboxState)
+# Requests still being carried out for a client that may have hung up (strong references).
+IN_FLIGHT_KEY = web.AppKey("tl_sandbox_in_flight", set[asyncio.Task[web.StreamResponse]])
 
 Handler = Callable[[rest.Call], Awaitable[rest.Reply]]
 
@@ -198,42 +209,42 @@ class DroppedConnection(Exception):
     """The reply must never reach the client (the dropAfterAccept fault)."""
 
 
-def _endpoint(
-    handler: Handler, op: str, rate_type: str | None, auth: str
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def endpoint(request: web.Request) -> web.StreamResponse:
-        state = request.app[STATE_KEY]
+Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _endpoint(handler: Handler, op: str, rate_type: str | None, auth: str) -> Endpoint:
+    async def serve(request: web.Request, state: SandboxState, body: bytes) -> web.StreamResponse:
         faults = state.faults
-        delay = faults.latency_for(op)
-        if delay:
-            await asyncio.sleep(delay)
         if faults.fires("error5xx", op):
             return error_response(503, "Service temporarily unavailable (injected)")
         if faults.fires("burst429", op):
             return too_many_requests(faults, f"Too many requests for {rate_type or op} (injected)")
-        call = rest.Call(request, state, await request.read())
+        call = rest.Call(request, state, body)
         try:
             if auth != "none":
-                call.claims = state.auth.authenticate(request.headers.get("Authorization"))
+                authorization = request.headers.get("Authorization")
+                if faults.fires("invalidateTokens", op):
+                    state.auth.expire_access_tokens_of_bearer(authorization)
+                call.claims = state.auth.authenticate(authorization)
                 key = request.headers.get("developer-api-key")
                 if key is not None and key != state.config.developer_api_key:
                     return error_response(403, "developer-api-key is not valid")
             if auth == "account":
                 assert call.claims is not None
-                call.account = state.auth.account_for(call.claims, request.headers.get("accNum"))
-                if rate_type is not None and not state.rate_limiter.admit(
-                    call.account.id, rate_type
-                ):
-                    limit = state.rate_limiter.limits[rate_type]
+                account = state.auth.account_for(call.claims, request.headers.get("accNum"))
+                call.account = account
+                limiter = state.rate_limiter
+                if rate_type is not None and not limiter.admit(limiter.key(account), rate_type):
+                    limit = limiter.limits[rate_type]
                     raise TooManyRequests(
                         f"Rate limit exceeded for {rate_type}: at most {limit.limit} requests "
                         f"per {limit.interval_num} {limit.measure}"
                     )
-            status, body = await handler(call)
+            status, reply = await handler(call)
         except TooManyRequests as exc:
             return too_many_requests(faults, exc.errmsg)
         except SimError as exc:
-            status, body = exc.status, {"s": "error", "errmsg": exc.errmsg}
+            status, reply = exc.status, {"s": "error", "errmsg": exc.errmsg}
         if faults.fires("dropAfterAccept", op):
             # The work is done (an order may now exist) but the client never hears of it.
             if request.transport is not None:
@@ -242,20 +253,56 @@ def _endpoint(
         if (
             status == 200
             and request.method in ("DELETE", "PATCH")
-            and isinstance(body, dict)
-            and body.get("s") == "ok"
+            and isinstance(reply, dict)
+            and reply.get("s") == "ok"
             and faults.fires("noContent", op)
         ):
             return web.Response(status=204)
         if faults.fires("malformed", op):
-            text = orjson.dumps(body)
+            text = orjson.dumps(reply)
             return web.Response(
                 status=status, body=text[: max(1, len(text) // 2)], content_type="application/json"
             )
-        return json_response(status, body)
+        return json_response(status, reply)
+
+    async def delayed(request: web.Request, state: SandboxState, body: bytes) -> web.StreamResponse:
+        faults = state.faults
+        delay = faults.latency_for(op)
+        if delay:
+            await faults.sleep(delay)
+        if request.transport is None or request.transport.is_closing():
+            late = faults.hang_up_delay_for(op)  # the client gave up; the venue is slow to act
+            if late:
+                await faults.sleep(late)
+        return await serve(request, state, body)
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        body = await request.read()
+        if not state.faults.delaying:
+            return await serve(request, state, body)
+        work = asyncio.get_running_loop().create_task(delayed(request, state, body))
+        in_flight = request.app[IN_FLIGHT_KEY]
+        in_flight.add(work)
+        work.add_done_callback(in_flight.discard)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # The client is gone and aiohttp gave up on this handler: the work goes on alone.
+            work.add_done_callback(_report_unattended)
+            raise
 
     endpoint.__name__ = f"endpoint_{op.lower()}"
     return endpoint
+
+
+def _report_unattended(work: asyncio.Task[web.StreamResponse]) -> None:
+    """A request whose client hung up finished; nobody awaits it, so its failure is logged here."""
+    if work.cancelled():
+        return
+    exc = work.exception()
+    if exc is not None and not isinstance(exc, DroppedConnection | SimError):
+        log.error("sandbox failed on a request whose client had hung up", exc_info=exc)
 
 
 @web.middleware
@@ -284,6 +331,13 @@ async def errors_as_json(
 def build_app(state: SandboxState) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=1 << 20)
     app[STATE_KEY] = state
+    app[IN_FLIGHT_KEY] = set()
+
+    async def _abandon_in_flight(app: web.Application) -> None:
+        for work in list(app[IN_FLIGHT_KEY]):
+            work.cancel()
+
+    app.on_cleanup.append(_abandon_in_flight)
     for method, path, handler, op, rate_type, auth in ROUTES:
         app.router.add_route(method, PREFIX + path, _endpoint(handler, op, rate_type, auth))
     admin.add_routes(app, state)

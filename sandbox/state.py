@@ -32,9 +32,12 @@ __all__ = ["SandboxState", "StreamListener", "TokenError"]
 class SandboxState:
     def __init__(self, config: SandboxConfig | None = None, faults: Faults | None = None) -> None:
         self.config = config or SandboxConfig(users=default_users())
-        self.faults = faults or Faults(rng_seed=self.config.rng_seed)
-        if faults is None and self.config.faults:
-            self.faults.update(self.config.faults)
+        if faults is None:
+            # The profile's faults are the baseline; the seed's come on top of them.
+            faults = Faults(rng_seed=self.config.rng_seed, baseline=self.config.profile_faults)
+            if self.config.faults:
+                faults.update(self.config.faults)
+        self.faults = faults
         self.accounts: dict[str, SimAccount] = {}
         for user in self.config.users:
             for acc_num, spec in enumerate(user.accounts, start=1):
@@ -52,7 +55,7 @@ class SandboxState:
         self.instruments = {i.tradable_instrument_id: i for i in self.config.instruments}
         self.auth = Auth(self.config, self.accounts)
         self.book = OrderBook(self.accounts, self.prices, self.config.rng_seed, self._emit)
-        self.rate_limiter = RateLimiter(dict(self.config.rate_limits))
+        self.rate_limiter = RateLimiter(dict(self.config.rate_limits), self.config.rate_limit_scope)
         self._listeners: list[StreamListener] = []
 
     # -- streams contract -----------------------------------------------------------------------
