@@ -10,25 +10,6 @@ from sandbox.seed import InstrumentSpec
 
 _EXCHANGES = {"FOREX": "FX", "INDICES": "CFD", "CRYPTO": "CRYPTO"}
 
-_UNUSED_DETAIL_FIELDS = (
-    "isin",
-    "sector",
-    "industry",
-    "marketCap",
-    "contractMonth",
-    "strikePrice",
-    "strikeType",
-    "exerciseStyle",
-    "firstTradeDate",
-    "lastTradeDate",
-    "noticeDate",
-    "settlementDate",
-    "deliveryStatus",
-    "betSize",
-    "betStep",
-    "bettingCurrency",
-)
-
 
 def instrument_entry(spec: InstrumentSpec) -> dict[str, Any]:
     routes = [{"id": spec.trade_route_id, "type": "TRADE"}]
@@ -84,18 +65,18 @@ def instrument_details(spec: InstrumentSpec) -> dict[str, Any]:
         "logoUrl": "",
         "hasDaily": True,
         "hasIntraday": True,
-        # Fields of section 6.6 that have no value for these FX/index/crypto CFDs: present and
-        # null, as a real details object carries them, so a client meets the full shape here.
-        **dict.fromkeys(_UNUSED_DETAIL_FIELDS),
+        # Fields of section 6.6 that have no value for these CFDs (isin, contractMonth, strike,
+        # betting ...) are left out: the official client's InstrumentDetailsType allows no null.
     }
 
 
 SESSION_IDS = frozenset({1})
 
 
-def session(session_id: int) -> dict[str, Any]:
+def session() -> dict[str, Any]:
+    # The official client's SessionDetailsType: str, bool, null, holiday lists, nested sessions
+    # (no number, so the id stays in the path).
     return {
-        "id": session_id,
         "name": "Sandbox 24/7",
         "timezone": "UTC",
         "blockTrading": False,
@@ -107,11 +88,10 @@ def session(session_id: int) -> dict[str, Any]:
     }
 
 
-def session_status(status_id: int) -> dict[str, Any]:
+def session_status() -> dict[str, Any]:
     # allowedOperations: [open, modify, close]; allowedOrderTypes: market limit stop + 3 unused.
+    # Exactly the two keys of the official client's SessionStatusDetailsType.
     return {
-        "id": status_id,
-        "name": "Open",
         "allowedOperations": [1, 1, 1],
         "allowedOrderTypes": [1, 1, 1, 0, 0, 0],
     }

@@ -8,10 +8,15 @@ Rate-limit buckets: routes map to the 18 ``rateLimitType`` values of ``/trade/co
 lists no type for cancel or close, so the sandbox charges cancel-order and cancel-all to
 ``MODIFY_ORDER`` and close-position and close-all to ``MODIFY_POSITION``; ``/trade/config`` itself
 is not limited.
+
+Shapes follow what the official client's types declare (it runs with typeguard in its own test
+suite): no ``null`` where a type allows none, a dead INFO route answers ``{"s": "no_data"}`` (what
+the client's route probe treats as "not this route"), quote sizes vary from quote to quote.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +39,12 @@ from sandbox.order_rules import (
     parse_place,
     parse_position_change,
 )
-from sandbox.prices import RESOLUTION_MS
+from sandbox.prices import RESOLUTION_MS, Quote
 from sandbox.seed import InstrumentSpec
 from sandbox.state import SandboxState
 
 Reply = tuple[int, Any]
+NO_DATA: Reply = (200, {"s": "no_data"})
 
 # The 13 values the instrument-details reference page enumerates (docs/api-reference.md section 6).
 LOCALES = ("ar", "en", "es", "fr", "ja", "ko", "pl", "pt", "ru", "tr", "ua", "zh_sm", "zh_tr")
@@ -171,13 +177,19 @@ def _instrument(call: Call, tid: int | None) -> InstrumentSpec:
     return spec
 
 
-def _info_instrument(call: Call) -> InstrumentSpec:
-    """The instrument of a market-data call; its routeId must be a live INFO route of it."""
-    spec = _instrument(call, call.query_int("tradableInstrumentId", required=True))
+def _info_route(call: Call, spec: InstrumentSpec) -> bool:
+    """Whether the call's routeId is a live INFO route of ``spec`` (False: a dead one, which has
+    no data); NotFound when it is no INFO route of it at all."""
     route = call.query_int("routeId", required=True)
-    if route not in spec.info_route_ids or route in spec.dead_info_route_ids:
+    if route not in spec.info_route_ids:
         raise NotFound(f"Symbol {spec.name} not found on route {route}")
-    return spec
+    return route not in spec.dead_info_route_ids
+
+
+def _info_instrument(call: Call) -> InstrumentSpec | None:
+    """The instrument of a market-data call; None when its routeId is a dead INFO route."""
+    spec = _instrument(call, call.query_int("tradableInstrumentId", required=True))
+    return spec if _info_route(call, spec) else None
 
 
 async def instrument_details(call: Call) -> Reply:
@@ -188,9 +200,8 @@ async def instrument_details(call: Call) -> Reply:
     locale = call.request.query.get("locale")
     if locale is not None and locale not in LOCALES:
         raise BadRequest(f"locale must be one of {', '.join(LOCALES)}; got {locale!r}")
-    route = call.query_int("routeId", required=True)
-    if route not in spec.info_route_ids or route in spec.dead_info_route_ids:
-        raise NotFound(f"Symbol {spec.name} not found on route {route}")
+    if not _info_route(call, spec):
+        return NO_DATA
     return ok(catalog.instrument_details(spec))
 
 
@@ -205,14 +216,14 @@ async def session(call: Call) -> Reply:
     session_id = _path_int(call, "sessionId")
     if session_id not in {s.session_id for s in call.state.instruments.values()}:
         raise NotFound(f"Session {session_id} not found")
-    return ok(catalog.session(session_id))
+    return ok(catalog.session())
 
 
 async def session_status(call: Call) -> Reply:
     status_id = _path_int(call, "statusId")
     if status_id not in {s.session_status_id for s in call.state.instruments.values()}:
         raise NotFound(f"Session status {status_id} not found")
-    return ok(catalog.session_status(status_id))
+    return ok(catalog.session_status())
 
 
 async def account_state(call: Call) -> Reply:
@@ -328,28 +339,61 @@ async def modify_position(call: Call) -> Reply:
 # -- market data ----------------------------------------------------------------------------------
 
 
+def _touch_size(spec: InstrumentSpec, quote: Quote, side: int) -> float:
+    """Lots offered at the touch: between a quarter and 1.75 times the instrument's usual size,
+    fixed for a given quote (the same quote read twice shows the same sizes) and changing with
+    it, as a real book's does. Integer hashing is not randomised, so runs repeat."""
+    draw = hash((spec.tradable_instrument_id, quote.ts_ms, quote.bid, side)) & 0xFFFF
+    return round(spec.quote_size * (0.25 + 1.5 * draw / 0xFFFF), 2)
+
+
 async def quotes(call: Call) -> Reply:
     spec = _info_instrument(call)
+    if spec is None:
+        return NO_DATA
     quote = call.state.prices.quote(spec.tradable_instrument_id)
-    return ok({"ap": quote.ask, "bp": quote.bid, "as": spec.quote_size, "bs": spec.quote_size})
+    return ok(
+        {
+            "ap": quote.ask,
+            "bp": quote.bid,
+            "as": _touch_size(spec, quote, 1),
+            "bs": _touch_size(spec, quote, 0),
+        }
+    )
 
 
 async def depth(call: Call) -> Reply:
     spec = _info_instrument(call)
+    if spec is None:
+        return NO_DATA
     return ok(call.state.prices.depth(spec.tradable_instrument_id))
 
 
 async def daily_bar(call: Call) -> Reply:
     spec = _info_instrument(call)
+    if spec is None:
+        return NO_DATA
     # Required by the venue (section 6); defaulting it here would hide a client that omits it.
     bar_type = call.request.query.get("barType")
     if bar_type not in ("ASK", "BID", "TRADE"):
         raise BadRequest(f"barType must be ASK, BID or TRADE; got {bar_type!r}")
-    return ok(call.state.prices.daily_bar(spec.tradable_instrument_id, bar_type))
+    prices = call.state.prices
+    tid = spec.tradable_instrument_id
+    bar = prices.daily_bar(tid, bar_type)
+    # The day's volume: the history's deterministic volume of today's daily bar plus one per
+    # price change seen while serving, so it differs by instrument and day and grows with trade.
+    now_ms = int(time.time() * 1000)
+    today = now_ms - now_ms % RESOLUTION_MS["1D"]
+    history_bars = prices.history(tid, "1D", today, today, now_ms)
+    if history_bars:
+        bar["v"] = float(history_bars[0]["v"]) + bar["v"]
+    return ok(bar)
 
 
 async def history(call: Call) -> Reply:
     spec = _info_instrument(call)
+    if spec is None:
+        return NO_DATA
     resolution = call.request.query.get("resolution")
     if resolution not in RESOLUTION_MS:
         raise BadRequest(
