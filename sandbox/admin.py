@@ -6,7 +6,8 @@ Unauthenticated by design: the sandbox binds to 127.0.0.1 and holds no real mone
   POST /sandbox/faults                   merge a fault spec (see sandbox.faults); returns all
   DELETE /sandbox/faults                 clear every fault
   POST /sandbox/prices                   {instrument, bid?, ask?, mid?} or {steps, instrument?}
-  POST /sandbox/rate-limits              {PLACE_ORDER: {limit, intervalNum, measure} | int, ...}
+  POST /sandbox/rate-limits              {PLACE_ORDER: {limit, intervalNum, measure} | int, ...,
+                                          scope?: per_account | per_login}
   POST /sandbox/tokens                   {expireAccessTokens: bool, revokeRefreshTokens: bool}
   POST /sandbox/instruments/{name}       {symbolStatus: FULLY_OPEN | CLOSED | TRADING_HALT}
 """
@@ -20,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from sandbox.errors import ConfigError
-from sandbox.seed import parse_rate_limit
+from sandbox.seed import parse_rate_limit, parse_scope
 from sandbox.state import SandboxState
 
 _SYMBOL_STATUSES = ("FULLY_OPEN", "CLOSED", "TRADING_HALT")
@@ -63,6 +64,8 @@ def dump(state: SandboxState, account_id: str | None = None) -> dict[str, Any]:
         "prices": prices,
         "faults": state.faults.wire(),
         "rateLimits": [limit.wire(n) for n, limit in state.rate_limiter.limits.items()],
+        "rateLimitScope": state.rate_limiter.scope,
+        "profile": state.config.profile,
     }
 
 
@@ -122,9 +125,12 @@ def add_routes(app: web.Application, state: SandboxState) -> None:
         if not isinstance(body, dict):
             return _bad("body must be {RATE_LIMIT_TYPE: {limit, intervalNum, measure}}")
         try:
+            scope = parse_scope(body.pop("scope")) if "scope" in body else None
             parsed = {name: parse_rate_limit(name, value) for name, value in body.items()}
         except ConfigError as exc:
             return _bad(str(exc))
+        if scope is not None:
+            state.rate_limiter.set_scope(scope)
         for name, limit in parsed.items():
             state.rate_limiter.set_limit(name, limit)
         return _json([limit.wire(n) for n, limit in state.rate_limiter.limits.items()])
