@@ -14,6 +14,8 @@ Unauthenticated by design: the sandbox binds to 127.0.0.1 and holds no real mone
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -25,6 +27,21 @@ from sandbox.seed import parse_rate_limit, parse_scope
 from sandbox.state import SandboxState
 
 _SYMBOL_STATUSES = ("FULLY_OPEN", "CLOSED", "TRADING_HALT")
+log = logging.getLogger(__name__)
+AdminHandler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _guarded(handler: AdminHandler) -> AdminHandler:
+    """An unexpected failure of a control call answers a JSON 500 and the sandbox keeps going."""
+
+    async def guarded(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except Exception:
+            log.exception("sandbox control call failed: %s %s", request.method, request.path)
+            return _json({"s": "error", "errmsg": "Internal sandbox error"}, 500)
+
+    return guarded
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -158,11 +175,14 @@ def add_routes(app: web.Application, state: SandboxState) -> None:
         state.instruments[tid].symbol_status = status
         return _json({"instrument": state.instruments[tid].name, "symbolStatus": status})
 
-    app.router.add_get("/sandbox/state", get_state)
-    app.router.add_get("/sandbox/orders", get_orders)
-    app.router.add_post("/sandbox/faults", post_faults)
-    app.router.add_delete("/sandbox/faults", delete_faults)
-    app.router.add_post("/sandbox/prices", post_prices)
-    app.router.add_post("/sandbox/rate-limits", post_rate_limits)
-    app.router.add_post("/sandbox/tokens", post_tokens)
-    app.router.add_post("/sandbox/instruments/{name}", post_instrument)
+    for method, path, handler in (
+        ("GET", "/sandbox/state", get_state),
+        ("GET", "/sandbox/orders", get_orders),
+        ("POST", "/sandbox/faults", post_faults),
+        ("DELETE", "/sandbox/faults", delete_faults),
+        ("POST", "/sandbox/prices", post_prices),
+        ("POST", "/sandbox/rate-limits", post_rate_limits),
+        ("POST", "/sandbox/tokens", post_tokens),
+        ("POST", "/sandbox/instruments/{name}", post_instrument),
+    ):
+        app.router.add_route(method, path, _guarded(handler))

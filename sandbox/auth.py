@@ -34,8 +34,11 @@ class Auth:
         self._accounts = accounts
         self._users = {u.uid: u for u in config.users}
         self._accounts_by_uid: dict[str, list[SimAccount]] = {}
+        # (uid, accNum header) -> account: the lookup every /trade/* call makes.
+        self._account_by_num: dict[tuple[str, str | None], SimAccount] = {}
         for account in accounts.values():
             self._accounts_by_uid.setdefault(account.uid, []).append(account)
+            self._account_by_num[(account.uid, str(account.acc_num))] = account
         self._live_refresh: dict[str, str] = {}  # refresh jti -> uid, while unused
         self._issued_access: dict[str, set[str]] = {}  # uid -> jtis, to expire on demand
         self._expired_access: set[str] = set()
@@ -153,6 +156,9 @@ class Auth:
 
     def account_for(self, claims: dict[str, Any], acc_num: str | None) -> SimAccount:
         """The account the ``accNum`` header selects among the token user's accounts."""
+        account = self._account_by_num.get((claims["uid"], acc_num))
+        if account is not None:
+            return account
         if acc_num is None or not acc_num.strip():
             raise Unauthorized("accNum header is required on /trade/* calls")
         try:

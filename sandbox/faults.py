@@ -183,16 +183,19 @@ class Faults:
     body429: str = "json"
     stream_ack: str = "both"
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+    # Kept current by update() and clear(), read on every request: whether any request may wait
+    # (the app then shields its work from hang-ups) and whether any trigger is configured.
+    delaying: bool = field(default=False, init=False)
+    armed: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(f"faults:{self.rng_seed}")
         if self.baseline:
             self.update(self.baseline)
 
-    @property
-    def delaying(self) -> bool:
-        """Whether any request may wait (the app then shields its work from hang-ups)."""
-        return bool(self.delays["latency"] or self.delays["completeAfterHangUpMs"])
+    def _summarise(self) -> None:
+        self.delaying = any(self.delays.values())
+        self.armed = any(self.triggers.values())
 
     def clear(self) -> None:
         """Drop every injected fault and return to the baseline (the profile's behaviour)."""
@@ -206,6 +209,7 @@ class Faults:
         self.stream_ack = "both"
         if self.baseline:
             self.update(self.baseline)
+        self._summarise()
 
     def update(self, spec: dict[str, Any]) -> None:
         """Merge a spec (the body of POST /sandbox/faults). Validates everything before applying."""
@@ -259,6 +263,7 @@ class Faults:
         self.stream_latency_ms = float(stream_latency)
         self.body429 = body429
         self.stream_ack = stream_ack
+        self._summarise()
 
     def _delay_s(self, kind: str, op: str) -> float:
         per_op = self.delays[kind]

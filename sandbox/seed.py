@@ -104,6 +104,13 @@ class InstrumentSpec:
     session_status_id: int = 1
     symbol_status: str = "FULLY_OPEN"
     quote_size: float = 100.0  # lots offered at the touch
+    # Derived once: every price and lot the sandbox formats asks for them.
+    price_decimals: int = field(init=False, default=0)
+    qty_decimals: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.price_decimals = max(_decimals(size) for _, size in self.tick_sizes)
+        self.qty_decimals = _decimals(self.lot_step)
 
     def tick_for(self, price: float) -> float:
         tick = self.tick_sizes[0][1]
@@ -111,14 +118,6 @@ class InstrumentSpec:
             if price >= left:
                 tick = size
         return tick
-
-    @property
-    def price_decimals(self) -> int:
-        return max(_decimals(size) for _, size in self.tick_sizes)
-
-    @property
-    def qty_decimals(self) -> int:
-        return _decimals(self.lot_step)
 
 
 def _decimals(value: float) -> int:
