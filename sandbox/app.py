@@ -302,7 +302,8 @@ def _endpoint(
                 # The client is gone and aiohttp gave up on this handler: the work goes on alone.
                 work.add_done_callback(_report_unattended)
                 raise
-        except DroppedConnection:
+        except (DroppedConnection, ConnectionResetError):
+            # No reply on purpose, or a client gone before its request was in: nobody to answer.
             raise asyncio.CancelledError() from None
         except web.HTTPException as exc:  # e.g. a body over client_max_size
             return error_response(exc.status, f"{exc.reason}: {request.method} {request.path}")

@@ -4,7 +4,7 @@ The streams side (``sandbox.streams``) uses exactly this surface:
 ``verify_stream_token(token) -> (brandId, accountId)`` (raises :class:`TokenError` with
 ``reason`` invalid/expired), ``stream_snapshot(account_id)``, ``add_stream_listener(fn)`` /
 ``remove_stream_listener(fn)`` (``fn(account_id, message)`` is called synchronously, in order, for
-every change), and ``faults`` (``drop_stream_connections``, ``stream_latency_ms``).
+every change), and ``faults`` (``drop_stream_connections``, ``stream_latency_ms``, ``stream_ack``).
 """
 
 from __future__ import annotations
