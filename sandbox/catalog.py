@@ -12,25 +12,6 @@ from sandbox.models import SimAccount
 
 _EXCHANGES = {"FOREX": "FX", "INDICES": "CFD", "CRYPTO": "CRYPTO"}
 
-_UNUSED_DETAIL_FIELDS = (
-    "isin",
-    "sector",
-    "industry",
-    "marketCap",
-    "contractMonth",
-    "strikePrice",
-    "strikeType",
-    "exerciseStyle",
-    "firstTradeDate",
-    "lastTradeDate",
-    "noticeDate",
-    "settlementDate",
-    "deliveryStatus",
-    "betSize",
-    "betStep",
-    "bettingCurrency",
-)
-
 
 def instrument_entry(spec: InstrumentSpec) -> dict[str, Any]:
     routes = [{"id": spec.trade_route_id, "type": "TRADE"}]
@@ -96,9 +77,8 @@ def instrument_details(
         "logoUrl": "",
         "hasDaily": True,
         "hasIntraday": True,
-        # Fields of section 6.6 that have no value for these FX/index/crypto CFDs: present and
-        # null, as a real details object carries them, so a client meets the full shape here.
-        **dict.fromkeys(_UNUSED_DETAIL_FIELDS),
+        # Fields of section 6.6 that have no value for these CFDs (isin, contractMonth, strike,
+        # betting ...) are left out: the official client's InstrumentDetailsType allows no null.
     }
 
 

@@ -7,14 +7,29 @@ sandbox imports nothing from the engine, hence this small clock of its own.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable
+from typing import Any
 
 ClockListener = Callable[[], None]
 
 
 def wall_ms() -> int:
     return int(time.time() * 1000)
+
+
+def parse_instant(value: Any) -> int:
+    """Epoch milliseconds from an int or an ISO 8601 time (UTC unless it names an offset);
+    ValueError otherwise."""
+    if isinstance(value, str):
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.UTC)
+        return int(parsed.timestamp() * 1000)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"not an instant: {value!r}")
+    return value
 
 
 class VenueClock:

@@ -5,7 +5,7 @@ a default and changes what it names)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.errors import ConfigError
@@ -44,6 +44,14 @@ class InstrumentSpec:
     quote_size: float = 100.0  # lots offered at the touch
     # ((ticks from the touch, lots), ...) per side; empty = five levels of quote_size x (i + 1).
     depth: tuple[tuple[int, float], ...] = ()
+    # Derived once: every price and lot the sandbox formats asks for them (so tick_sizes and
+    # lot_step are not changed after construction; dataclasses.replace derives them again).
+    price_decimals: int = field(init=False, default=0)
+    qty_decimals: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.price_decimals = max(_decimals(size) for _, size in self.tick_sizes)
+        self.qty_decimals = _decimals(self.lot_step)
 
     def tick_for(self, price: float) -> float:
         tick = self.tick_sizes[0][1]
@@ -51,14 +59,6 @@ class InstrumentSpec:
             if price >= left:
                 tick = size
         return tick
-
-    @property
-    def price_decimals(self) -> int:
-        return max(_decimals(size) for _, size in self.tick_sizes)
-
-    @property
-    def qty_decimals(self) -> int:
-        return _decimals(self.lot_step)
 
     def ladder(self) -> tuple[tuple[int, float], ...]:
         """The depth ladder: (ticks from the touch, lots) for each price level, best first."""

@@ -159,6 +159,15 @@ class PriceBook:
             "v": bar.volume,
         }
 
+    def touch_lots(self, tid: int, side: str) -> float:
+        """Lots left at the touch for a ``side`` (buy: the ask) order; 0 when the ladder's first
+        level is away from the touch."""
+        spec = self._specs[tid]
+        if spec.ladder()[0][0] != 0:
+            return 0.0
+        quote = self._quotes[tid]
+        return self.liquidity.levels(spec, quote.bid, quote.ask, side)[0][1]
+
     def depth(self, tid: int, levels: int | None = None) -> dict[str, list[list[float]]]:
         """The depth ladder at the current quote: (price, lots left) per level, best first."""
         spec = self._specs[tid]

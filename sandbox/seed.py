@@ -3,6 +3,11 @@
 Loaded from a JSON seed file (``config/sandbox-seed.json`` documents every key) or built from the
 defaults below: one user ``demo@sandbox.local`` / ``demo-password`` on server ``SANDBOX`` with two
 USD accounts of 100,000. ``generatedUsers`` in a seed makes many users/accounts for benchmarks.
+
+Every seed is read over a profile (``sandbox.profiles``: ``realistic`` unless the caller or the
+seed's ``"profile"`` key says otherwise): the profile gives every switch its default and the
+seed's explicit keys override it. A :class:`SandboxConfig` built directly, without a seed, has the
+``fast`` profile's values.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from typing import Any
 
 import orjson
 
+from sandbox.clock import parse_instant
 from sandbox.errors import ConfigError
 from sandbox.instruments import InstrumentSpec, default_instruments, parse_instruments
+from sandbox.profiles import DEFAULT_PROFILE, PROFILES, profile_seed
 from sandbox.venue_rules import VenueRules, fast_venue_rules, parse_venue_rules
 
 RATE_LIMIT_TYPES: tuple[str, ...] = (
@@ -62,17 +69,15 @@ class RateLimit:
         }
 
 
+RATE_LIMIT_SCOPES = ("per_account", "per_login")
+_FAST = PROFILES["fast"]
+
+
 def default_rate_limits() -> dict[str, RateLimit]:
-    # Generous enough for the benchmark, low enough that a runaway client meets a 429.
-    limits = {name: RateLimit(20) for name in RATE_LIMIT_TYPES}
-    limits.update(
-        PLACE_ORDER=RateLimit(100),
-        MODIFY_ORDER=RateLimit(100),
-        MODIFY_POSITION=RateLimit(100),
-        QUOTES=RateLimit(50),
-        QUOTES_HISTORY=RateLimit(120, 1, "MINUTES"),
-    )
-    return limits
+    """The ``fast`` profile's limits, in ``/trade/config`` order: generous enough for the
+    benchmark, low enough that a runaway client meets a 429."""
+    table = _FAST["rateLimits"]
+    return {name: parse_rate_limit(name, table[name]) for name in RATE_LIMIT_TYPES}
 
 
 @dataclass(slots=True)
@@ -99,17 +104,25 @@ class SandboxConfig:
     instruments: list[InstrumentSpec] = field(default_factory=default_instruments)
     developer_api_key: str = "tl-sandbox-dev-key"
     jwt_secret: str = "sandbox-jwt-secret-not-for-production"
-    access_token_lifetime_s: float = 3600.0
-    refresh_token_lifetime_s: float = 604_800.0
-    stream_token_lifetime_s: float = 3600.0
+    access_token_lifetime_s: float = float(_FAST["accessTokenLifetimeS"])
+    refresh_token_lifetime_s: float = float(_FAST["refreshTokenLifetimeS"])
+    stream_token_lifetime_s: float = float(_FAST["streamTokenLifetimeS"])
     rng_seed: int = 20240501
     price_interval_ms: float = 250.0  # 0 = prices move only when told (admin / tests)
     rate_limits: dict[str, RateLimit] = field(default_factory=default_rate_limits)
+    rate_limit_scope: str = _FAST["rateLimitScope"]  # per_account | per_login
     quotes_history_bars: int = 5000
     max_orders_in_history: int = 1000
     faults: dict[str, Any] = field(default_factory=dict)  # same shape as POST /sandbox/faults
+    profile: str = "fast"  # the profile these values were read over (sandbox.profiles)
+    # The profile's own faults: what DELETE /sandbox/faults returns to.
+    profile_faults: dict[str, Any] = field(default_factory=lambda: dict(_FAST["faults"]))
     # Execution, market hours and account rules (sandbox.venue_rules); fast = the sandbox of old.
     venue: VenueRules = field(default_factory=fast_venue_rules)
+    # Where the venue clock starts (sandbox.sessions.clock_start): "wall" (wall time),
+    # "tradingHours" (wall time moved back to trading hours when the markets are shut) or an
+    # instant in epoch ms, from which the clock runs.
+    clock_start: str | int = _FAST["clockStart"]
 
     def user_by_email(self, email: str, server: str) -> UserSpec | None:
         for user in self.users:
@@ -228,10 +241,12 @@ def _parse_users(raw: Any, server: str) -> list[UserSpec]:
     return users
 
 
-def load_seed(path: str | Path | None) -> SandboxConfig:
-    """Read a seed file; ``None`` gives the defaults. Raises ConfigError naming the bad key."""
+def load_seed(path: str | Path | None, profile: str | None = None) -> SandboxConfig:
+    """Read a seed file over a profile; ``None`` gives the default users. The profile is
+    ``profile`` when given, else the seed's ``"profile"`` key, else ``realistic``. Raises
+    ConfigError naming the bad key."""
     if path is None:
-        return SandboxConfig(users=default_users())
+        return config_from_dict({}, profile)
     try:
         raw = orjson.loads(Path(path).read_bytes())
     except FileNotFoundError:
@@ -240,10 +255,14 @@ def load_seed(path: str | Path | None) -> SandboxConfig:
         raise ConfigError(f"seed file {path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"seed file {path} must hold a JSON object")
-    return config_from_dict(raw)
+    return config_from_dict(raw, profile)
 
 
-def config_from_dict(raw: dict[str, Any]) -> SandboxConfig:
+def config_from_dict(raw: dict[str, Any], profile: str | None = None) -> SandboxConfig:
+    name = profile if profile is not None else raw.get("profile", DEFAULT_PROFILE)
+    if not isinstance(name, str):
+        raise ConfigError(f"seed: 'profile' must be one of {', '.join(PROFILES)}; got {name!r}")
+    fragment = profile_seed(name)
     server = str(raw.get("server", "SANDBOX"))
     users = _parse_users(raw["users"], server) if "users" in raw else default_users()
     if "generatedUsers" in raw:
@@ -259,7 +278,19 @@ def config_from_dict(raw: dict[str, Any]) -> SandboxConfig:
             if account.id in seen:
                 raise ConfigError(f"seed: account id {account.id} is used twice")
             seen.add(account.id)
-    config = SandboxConfig(users=users)
+    config = SandboxConfig(users=users, profile=name)
+    _apply(config, fragment, f"profile {name}")
+    config.profile_faults = fragment.get("faults", {})
+    _apply(config, raw, "seed")
+    if "faults" in raw:
+        if not isinstance(raw["faults"], dict):
+            raise ConfigError("seed: 'faults' must be an object (see docs/sandbox.md)")
+        config.faults = raw["faults"]
+    return config
+
+
+def _apply(config: SandboxConfig, raw: dict[str, Any], source: str) -> None:
+    """Set every switch ``raw`` names (a profile fragment or a seed) on ``config``."""
     for key, attr in (
         ("developerApiKey", "developer_api_key"),
         ("jwtSecret", "jwt_secret"),
@@ -275,24 +306,48 @@ def config_from_dict(raw: dict[str, Any]) -> SandboxConfig:
         if key in raw:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"seed: {key!r} must be a non-negative number")
+                raise ConfigError(f"{source}: {key!r} must be a non-negative number")
             setattr(config, attr, float(value))
     if "rngSeed" in raw:
         config.rng_seed = _int(raw, "rngSeed", 0)
     if "rateLimits" in raw:
         config.rate_limits = _parse_rate_limits(raw["rateLimits"], config.rate_limits)
+    if "rateLimitScope" in raw:
+        config.rate_limit_scope = parse_scope(raw["rateLimitScope"])
+    if "instruments" in raw:
+        config.instruments = parse_instruments(raw["instruments"])
+    # execution, marketHours and accountRules over what the profile (or an earlier source) set.
+    config.venue = parse_venue_rules(raw, config.venue)
+    if "clockStart" in raw:
+        config.clock_start = parse_clock_start(raw["clockStart"], f"{source}: clockStart")
     limits = raw.get("limits", {})
     if not isinstance(limits, dict):
-        raise ConfigError("seed: 'limits' must be an object {QUOTES_HISTORY_BARS: n, ...}")
+        raise ConfigError(f"{source}: 'limits' must be an object {{QUOTES_HISTORY_BARS: n, ...}}")
     if "QUOTES_HISTORY_BARS" in limits:
         config.quotes_history_bars = _int(limits, "QUOTES_HISTORY_BARS", 5000)
     if "MAX_ORDERS_COUNT_IN_HISTORY" in limits:
         config.max_orders_in_history = _int(limits, "MAX_ORDERS_COUNT_IN_HISTORY", 1000)
-    if "faults" in raw:
-        if not isinstance(raw["faults"], dict):
-            raise ConfigError("seed: 'faults' must be an object (see docs/sandbox.md)")
-        config.faults = raw["faults"]
-    if "instruments" in raw:
-        config.instruments = parse_instruments(raw["instruments"])
-    config.venue = parse_venue_rules(raw, config.venue)
-    return config
+
+
+def parse_scope(value: Any) -> str:
+    if value not in RATE_LIMIT_SCOPES:
+        raise ConfigError(
+            f"rateLimitScope must be one of {', '.join(RATE_LIMIT_SCOPES)}; got {value!r}"
+        )
+    return str(value)
+
+
+CLOCK_STARTS = ("wall", "tradingHours")
+
+
+def parse_clock_start(value: Any, where: str = "seed: clockStart") -> str | int:
+    """``clockStart``: wall, tradingHours, or an instant (epoch ms or ISO 8601)."""
+    if value in CLOCK_STARTS:
+        return str(value)
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise ConfigError(
+            f"{where} must be wall, tradingHours, epoch milliseconds or an ISO 8601 time "
+            f"like 2025-01-08T09:00Z; got {value!r}"
+        ) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,9 +23,8 @@ from sandbox.instruments import InstrumentSpec
 DAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 OPEN, CLOSED, HALTED = "FULLY_OPEN", "CLOSED", "TRADING_HALT"
 # /trade/sessionStatuses/{id}: allowedOperations [open, modify, close]; allowedOrderTypes market,
-# limit, stop and three types the sandbox does not know.
+# limit, stop and three types the sandbox does not know. 1 Open, 2 Closed, 3 Trading halt.
 STATUS_IDS = {OPEN: 1, CLOSED: 2, HALTED: 3}
-_STATUS_NAMES = {OPEN: "Open", CLOSED: "Closed", HALTED: "Trading halt"}
 ALWAYS_OPEN_ID = 1
 
 Hours = tuple[tuple[int, int], ...]  # (open minute, close minute) of a day, ascending
@@ -49,8 +48,9 @@ class TradingSession:
         return any(start <= minute < end for start, end in windows)
 
     def wire(self) -> dict[str, Any]:
+        # The official client's SessionDetailsType: strings, bools, null, holiday lists and
+        # nested trading times, no number, so the id stays in the path.
         return {
-            "id": self.id,
             "name": self.name,
             "timezone": self.timezone,
             "blockTrading": False,
@@ -213,6 +213,34 @@ def parse_market_hours(raw: Any, base: MarketHours) -> MarketHours:
     return hours
 
 
+_HOUR_MS = 3_600_000
+_DAY_MS = 86_400_000
+_START_LOOKBACK_DAYS = 14  # far enough back to pass a weekend next to a holiday
+
+
+def _trading_within_the_hour(session: TradingSession, ms: int) -> bool:
+    """Open at ``ms`` or an hour later (a daily break, the week's open about to come)."""
+    return session.is_open(ms) or session.is_open(ms + _HOUR_MS)
+
+
+def trading_hours_start(hours: MarketHours, specs: Iterable[InstrumentSpec], wall_ms: int) -> int:
+    """Where a ``clockStart: tradingHours`` venue clock starts: ``wall_ms`` when every session
+    the instruments trade in is open then or will be within the hour; else the same time of day
+    on the latest earlier day when they are (a sandbox started on Saturday morning trades as on
+    Friday morning, then time runs on, so a run across Friday 22:00 meets the weekend). Never
+    ahead of the wall clock, so a client's "everything up to now" history query still finds every
+    order. ``wall_ms`` when the market hours are off or no day of the last two weeks qualifies."""
+    if not hours.enabled:
+        return wall_ms
+    in_use = {hours.session_id_of(spec) for spec in specs if spec.symbol_status == OPEN}
+    sessions = [hours.sessions[sid] for sid in sorted(in_use) if sid in hours.sessions]
+    for days_back in range(_START_LOOKBACK_DAYS + 1):
+        at = wall_ms - days_back * _DAY_MS
+        if all(_trading_within_the_hour(session, at) for session in sessions):
+            return at
+    return wall_ms
+
+
 StatusOverride = Callable[[InstrumentSpec], str | None]
 
 
@@ -276,9 +304,8 @@ def session_status(status_id: int) -> dict[str, Any] | None:
     for status, sid in STATUS_IDS.items():
         if sid == status_id:
             flag = 1 if status == OPEN else 0
+            # Exactly the two keys of the official client's SessionStatusDetailsType.
             return {
-                "id": status_id,
-                "name": _STATUS_NAMES[status],
                 "allowedOperations": [flag, flag, flag],
                 "allowedOrderTypes": [flag, flag, flag, 0, 0, 0],
             }

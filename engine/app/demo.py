@@ -168,7 +168,7 @@ async def _feed(engine: Engine, signals: list[dict[str, Any]], workdir: Path, na
 async def run_demo(burst: int, venue_latency_ms: str, out: Callable[[str], None]) -> int:
     from sandbox import Sandbox
 
-    sandbox = Sandbox(price_interval_ms=0)
+    sandbox = Sandbox(profile="fast", price_interval_ms=0)
     if venue_latency_ms not in ("", "0"):
         sandbox.faults.update({"latency": venue_latency_ms})
     await sandbox.start("127.0.0.1", 0)

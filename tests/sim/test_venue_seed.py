@@ -73,7 +73,7 @@ async def test_a_seed_fault_halts_an_instrument_from_the_start() -> None:
 
 def test_the_default_config_is_the_fast_preset_and_realistic_differs_in_every_part() -> None:
     default = SandboxConfig(users=default_users()).venue
-    assert default == fast_venue_rules() == config_from_dict({}).venue
+    assert default == fast_venue_rules() == config_from_dict({}, profile="fast").venue
     realistic = realistic_venue_rules()
     assert realistic.execution != default.execution
     assert realistic.hours != default.hours and realistic.hours.enabled
@@ -83,7 +83,8 @@ def test_the_default_config_is_the_fast_preset_and_realistic_differs_in_every_pa
             "execution": {"preset": "realistic"},
             "marketHours": {"preset": "realistic"},
             "accountRules": {"preset": "realistic"},
-        }
+        },
+        profile="fast",
     ).venue
     assert preset == realistic
 

@@ -1,5 +1,6 @@
-"""A sandbox built from a seed dict, with a logged-in raw client: for the tests of execution
-realism, market hours and account rules, which each switch on the behaviour they test."""
+"""A sandbox built from a seed dict over the ``fast`` profile, with a logged-in raw client: for
+the tests of execution realism, market hours and account rules, which each switch on the
+behaviour they test."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def at(day: int, hour: int, minute: int = 0) -> int:
 
 @asynccontextmanager
 async def venue(seed: dict[str, Any], faults: dict[str, Any] | None = None) -> AsyncIterator[Wire]:
-    sandbox = Sandbox(config_from_dict(seed), price_interval_ms=0, faults=faults)
+    sandbox = Sandbox(config_from_dict(seed, profile="fast"), price_interval_ms=0, faults=faults)
     await sandbox.start("127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as session:
