@@ -4,6 +4,7 @@ command line and ``POST /sandbox/faults`` override a profile's defaults."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,15 @@ import pytest
 
 from sandbox import Sandbox
 from sandbox.errors import ConfigError
+from sandbox.liquidity import fast_execution, realistic_execution
 from sandbox.profiles import PROFILES
-from sandbox.seed import SandboxConfig, default_users, load_seed
+from sandbox.rules import realistic_account_rules
+from sandbox.seed import SandboxConfig, config_from_dict, default_users, load_seed
+from sandbox.sessions import fast_market_hours
 from sandbox.tokens import verify
+from sandbox.venue_rules import fast_venue_rules, realistic_venue_rules
 from tests.fixtures.sim import launch_sandbox_process, stop_process
-from tests.sim.client import ACCOUNT, Wire
+from tests.sim.client import ACCOUNT, EURUSD, Wire
 
 
 def _limits(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -78,8 +83,48 @@ async def test_fast_is_todays_kind_sandbox_and_equals_a_bare_config() -> None:
         "rate_limits",
         "rate_limit_scope",
         "profile_faults",
+        "venue",
+        "clock_start",
     ):
         assert getattr(fast, field) == getattr(bare, field), field
+    assert fast.venue == fast_venue_rules() and fast.clock_start == "wall"
+
+
+def test_realistic_takes_part_bs_presets_and_the_seeds_own_keys_win() -> None:
+    realistic = load_seed(None)
+    assert realistic.venue == realistic_venue_rules()
+    assert realistic.clock_start == "tradingHours"
+    seeded = config_from_dict(
+        {"execution": {"slippageShare": 0}, "marketHours": {"preset": "fast"}, "clockStart": "wall"}
+    )
+    assert seeded.venue.execution == replace(realistic_execution(), slippage_share=0.0)
+    assert seeded.venue.hours == fast_market_hours()
+    assert seeded.venue.accounts == realistic_account_rules()  # untouched: the profile's
+    assert seeded.clock_start == "wall"
+    fast = config_from_dict({"accountRules": {"stopOut": True}}, profile="fast")
+    assert fast.venue.accounts.stop_out and fast.venue.execution == fast_execution()
+
+
+async def test_the_realistic_profile_trades_against_a_depth_ladder_over_rest() -> None:
+    seed = {
+        "clockStart": "2025-01-08T10:00Z",  # a Wednesday morning: every market trades
+        "instruments": [{"base": "EURUSD", "depth": [1, 2]}],
+        # Only the ladder and the IOC remainder under test; the random shares set to none.
+        "execution": {"slippageShare": 0, "partialFillShare": 0, "rejectAfterAcceptShare": 0},
+    }
+    async with Sandbox(config_from_dict(seed), price_interval_ms=0) as sb:
+        async with aiohttp.ClientSession() as http:
+            wire = Wire(sb, http)
+            await wire.login()
+            sb.state.set_price(EURUSD, bid=1.10000, ask=1.10010)
+            quote = {"tradableInstrumentId": EURUSD, "routeId": 9101}
+            _, before = await wire.call("GET", "/trade/quotes", params=quote)
+            order_id = await wire.place_ok(qty="5.00")
+            _, after = await wire.call("GET", "/trade/quotes", params=quote)
+            (row,) = [r for r in await wire.table("ordersHistory") if r["id"] == order_id]
+    assert (before["d"]["as"], before["d"]["bs"]) == (1.0, 1.0)  # the ladder's touch level
+    assert (after["d"]["as"], after["d"]["bs"]) == (0.0, 1.0)  # taken until the next quote
+    assert (row["status"], row["filledQty"]) == ("Cancelled", "3.00")  # beyond the ladder
 
 
 def test_every_profile_names_every_switch() -> None:
@@ -87,7 +132,7 @@ def test_every_profile_names_every_switch() -> None:
     assert len(keys) == 1  # no profile leaves a switch to chance
     (names,) = keys
     assert {"rateLimits", "rateLimitScope", "accessTokenLifetimeS", "faults"} <= names
-    assert {"execution", "marketHours", "accountRules"} <= names  # filled by their modules
+    assert {"execution", "marketHours", "accountRules", "clockStart"} <= names
 
 
 def test_seed_keys_override_the_profile_and_the_caller_overrides_the_seeds_profile(
