@@ -23,6 +23,7 @@ from sandbox.tokens import verify
 from sandbox.venue_rules import fast_venue_rules, realistic_venue_rules
 from tests.fixtures.sim import launch_sandbox_process, stop_process
 from tests.sim.client import ACCOUNT, EURUSD, Wire
+from tests.sim.venue import at
 
 
 def _limits(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -203,6 +204,7 @@ async def test_the_cli_takes_a_profile_and_flags_over_it(tmp_path: Path) -> None
         extra=[
             "--latency-ms", "1-2", "--latency-tail", "0.5:3-4",
             "--rate-limit-scope", "per_login", "--stream-ack", "event",
+            "--clock-start", "2025-01-08T09:00Z",
         ],
     )  # fmt: skip
     try:
@@ -217,3 +219,5 @@ async def test_the_cli_takes_a_profile_and_flags_over_it(tmp_path: Path) -> None
         "tail": {"share": 0.5, "ms": [3.0, 4.0]},
     }
     assert state["faults"]["streamAck"] == "event"
+    assert at(8, 9) <= state["clock"]["nowMs"] < at(9, 9)  # running from the flag's instant
+    assert state["clock"]["frozen"] is False
