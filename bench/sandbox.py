@@ -1,7 +1,8 @@
 """The sandbox in ITS OWN PROCESS (``tl-engine sim``), so its CPU time is not the engine's.
 
-The seed gives one benchmark login with ``accounts`` accounts and venue rate limits lifted far
-above the load, so the benchmark measures latency, not the sandbox's 429s. Venue latency is set
+The seed gives one benchmark login with ``accounts`` accounts, the ``fast`` profile (no venue
+latency unless set) and venue rate limits lifted far above the load, so the benchmark measures
+latency, not the sandbox's 429s. Venue latency is set
 and cleared at run time through the sandbox's admin endpoint (``POST /sandbox/faults``).
 """
 
@@ -31,6 +32,7 @@ LIFTED_LIMIT = 1_000_000
 
 def bench_seed(accounts: int) -> dict[str, object]:
     return {
+        "profile": "fast",
         "server": BENCH_SERVER,
         "users": [
             {

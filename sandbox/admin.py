@@ -1,29 +1,50 @@
 """Sandbox-only control and inspection endpoints under ``/sandbox`` (no TradeLocker equivalent).
 
 Unauthenticated by design: the sandbox binds to 127.0.0.1 and holds no real money. Endpoints:
-  GET  /sandbox/state                    accounts, positions, working orders, prices, faults
+  GET  /sandbox/state                    accounts, positions, working orders, prices, faults,
+                                         profile, rate-limit scope, the venue clock
   GET  /sandbox/orders?accountId=        every order of an account (working and final) as objects
   POST /sandbox/faults                   merge a fault spec (see sandbox.faults); returns all
-  DELETE /sandbox/faults                 clear every fault
+  DELETE /sandbox/faults                 clear every fault set since: back to the profile's own
   POST /sandbox/prices                   {instrument, bid?, ask?, mid?} or {steps, instrument?}
-  POST /sandbox/rate-limits              {PLACE_ORDER: {limit, intervalNum, measure} | int, ...}
+  POST /sandbox/rate-limits              {PLACE_ORDER: {limit, intervalNum, measure} | int, ...,
+                                          scope?: per_account | per_login}
   POST /sandbox/tokens                   {expireAccessTokens: bool, revokeRefreshTokens: bool}
   POST /sandbox/instruments/{name}       {symbolStatus: FULLY_OPEN | CLOSED | TRADING_HALT}
+  POST /sandbox/clock                    {set?: ms | ISO 8601, advance?: ms, run?: bool}
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from sandbox.clock import parse_instant
 from sandbox.errors import ConfigError
-from sandbox.seed import parse_rate_limit
+from sandbox.seed import parse_rate_limit, parse_scope
 from sandbox.state import SandboxState
 
 _SYMBOL_STATUSES = ("FULLY_OPEN", "CLOSED", "TRADING_HALT")
+log = logging.getLogger(__name__)
+AdminHandler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _guarded(handler: AdminHandler) -> AdminHandler:
+    """An unexpected failure of a control call answers a JSON 500 and the sandbox keeps going."""
+
+    async def guarded(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except Exception:
+            log.exception("sandbox control call failed: %s %s", request.method, request.path)
+            return _json({"s": "error", "errmsg": "Internal sandbox error"}, 500)
+
+    return guarded
 
 
 def _json(body: object, status: int = 200) -> web.Response:
@@ -63,6 +84,11 @@ def dump(state: SandboxState, account_id: str | None = None) -> dict[str, Any]:
         "prices": prices,
         "faults": state.faults.wire(),
         "rateLimits": [limit.wire(n) for n, limit in state.rate_limiter.limits.items()],
+        "rateLimitScope": state.rate_limiter.scope,
+        "profile": state.config.profile,
+        # The venue clock, which sessions and timestamps read (it may run behind the wall clock:
+        # clockStart tradingHours).
+        "clock": {"nowMs": state.clock.now_ms(), "frozen": state.clock.frozen},
     }
 
 
@@ -122,9 +148,12 @@ def add_routes(app: web.Application, state: SandboxState) -> None:
         if not isinstance(body, dict):
             return _bad("body must be {RATE_LIMIT_TYPE: {limit, intervalNum, measure}}")
         try:
+            scope = parse_scope(body.pop("scope")) if "scope" in body else None
             parsed = {name: parse_rate_limit(name, value) for name, value in body.items()}
         except ConfigError as exc:
             return _bad(str(exc))
+        if scope is not None:
+            state.rate_limiter.set_scope(scope)
         for name, limit in parsed.items():
             state.rate_limiter.set_limit(name, limit)
         return _json([limit.wire(n) for n, limit in state.rate_limiter.limits.items()])
@@ -152,11 +181,43 @@ def add_routes(app: web.Application, state: SandboxState) -> None:
         state.instruments[tid].symbol_status = status
         return _json({"instrument": state.instruments[tid].name, "symbolStatus": status})
 
-    app.router.add_get("/sandbox/state", get_state)
-    app.router.add_get("/sandbox/orders", get_orders)
-    app.router.add_post("/sandbox/faults", post_faults)
-    app.router.add_delete("/sandbox/faults", delete_faults)
-    app.router.add_post("/sandbox/prices", post_prices)
-    app.router.add_post("/sandbox/rate-limits", post_rate_limits)
-    app.router.add_post("/sandbox/tokens", post_tokens)
-    app.router.add_post("/sandbox/instruments/{name}", post_instrument)
+    for method, path, handler in (
+        ("GET", "/sandbox/state", get_state),
+        ("GET", "/sandbox/orders", get_orders),
+        ("POST", "/sandbox/faults", post_faults),
+        ("DELETE", "/sandbox/faults", delete_faults),
+        ("POST", "/sandbox/prices", post_prices),
+        ("POST", "/sandbox/rate-limits", post_rate_limits),
+        ("POST", "/sandbox/tokens", post_tokens),
+        ("POST", "/sandbox/instruments/{name}", post_instrument),
+        ("POST", "/sandbox/clock", clock_route(state)),
+    ):
+        app.router.add_route(method, path, _guarded(handler))
+
+
+def clock_route(state: SandboxState) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The venue clock: ``set`` freezes it at an instant (epoch ms or ISO 8601), ``advance``
+    moves it on, ``run: true`` lets it run from where it is. Answers the clock's time."""
+
+    async def post_clock(request: web.Request) -> web.Response:
+        body = await _body(request)
+        if not isinstance(body, dict) or not body.keys() <= {"set", "advance", "run"}:
+            return _bad("body must be {set?: ms | ISO 8601, advance?: ms, run?: bool}")
+        clock = state.clock
+        moment = body.get("set")
+        if moment is not None:
+            try:
+                instant = parse_instant(moment)
+            except ValueError:
+                return _bad("set must be epoch milliseconds or an ISO 8601 time")
+            clock.set(instant)
+        advance = body.get("advance")
+        if advance is not None:
+            if isinstance(advance, bool) or not isinstance(advance, int) or advance < 0:
+                return _bad("advance must be a non-negative number of milliseconds")
+            clock.advance(advance)
+        if body.get("run") is True:
+            clock.run()
+        return _json({"nowMs": clock.now_ms(), "frozen": clock.frozen})
+
+    return post_clock

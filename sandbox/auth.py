@@ -1,8 +1,9 @@
 """Users, logins and tokens: TradeLocker's ``/auth/jwt/*`` behaviour.
 
 Refresh tokens are single-use (rotation): using one retires it, and a retired, expired or revoked
-refresh token is refused. Access tokens can be forced to expire early from the admin API, so a
-client's 401 handling can be tested without waiting an hour.
+refresh token is refused. Access tokens can be forced to expire early, all of them (admin API) or
+those of one user (the ``invalidateTokens`` fault), so a client's 401 handling can be tested
+without waiting for an expiry.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ class Auth:
         self._accounts = accounts
         self._users = {u.uid: u for u in config.users}
         self._accounts_by_uid: dict[str, list[SimAccount]] = {}
+        # (uid, accNum header) -> account: the lookup every /trade/* call makes.
+        self._account_by_num: dict[tuple[str, str | None], SimAccount] = {}
         for account in accounts.values():
             self._accounts_by_uid.setdefault(account.uid, []).append(account)
+            self._account_by_num[(account.uid, str(account.acc_num))] = account
         self._live_refresh: dict[str, str] = {}  # refresh jti -> uid, while unused
-        self._issued_access: set[str] = set()  # jtis, so they can be expired on demand
+        self._issued_access: dict[str, set[str]] = {}  # uid -> jtis, to expire on demand
         self._expired_access: set[str] = set()
         self._verified: dict[str, dict[str, Any]] = {}  # access token -> claims
 
@@ -72,7 +76,7 @@ class Auth:
             lifetime_s=self.config.refresh_token_lifetime_s,
             now=now,
         )
-        self._issued_access.add(access_claims["jti"])
+        self._issued_access.setdefault(user.uid, set()).add(access_claims["jti"])
         self._live_refresh[refresh_claims["jti"]] = user.uid
         return {
             "accessToken": access,
@@ -110,7 +114,7 @@ class Auth:
                 lifetime_s=self.config.stream_token_lifetime_s,
                 extra={"accountId": account.id, "accNum": account.acc_num},
             )
-            self._issued_access.add(claims["jti"])
+            self._issued_access.setdefault(user.uid, set()).add(claims["jti"])
             result.append(
                 {
                     "accessToken": token,
@@ -152,6 +156,9 @@ class Auth:
 
     def account_for(self, claims: dict[str, Any], acc_num: str | None) -> SimAccount:
         """The account the ``accNum`` header selects among the token user's accounts."""
+        account = self._account_by_num.get((claims["uid"], acc_num))
+        if account is not None:
+            return account
         if acc_num is None or not acc_num.strip():
             raise Unauthorized("accNum header is required on /trade/* calls")
         try:
@@ -175,11 +182,31 @@ class Auth:
 
     # -- sandbox controls -----------------------------------------------------------------------
 
-    def expire_access_tokens(self) -> int:
-        """Make every access token issued so far expired (401 from now on); returns how many."""
-        self._expired_access |= self._issued_access
+    def expire_access_tokens(self, uid: str | None = None) -> int:
+        """Make every access token issued so far (to user ``uid``, or to anyone) expired: 401 from
+        now on. Returns how many."""
+        issued = (
+            self._issued_access.get(uid, set())
+            if uid is not None
+            else set().union(*self._issued_access.values())
+        )
+        self._expired_access |= issued
         self._verified.clear()
-        return len(self._issued_access)
+        return len(issued)
+
+    def expire_access_tokens_of_bearer(self, authorization: str | None) -> int:
+        """Expire every access token of the user whose Bearer token this is (any age); 0 when it
+        names no user."""
+        if not authorization or not authorization.startswith("Bearer "):
+            return 0
+        try:
+            claims = tokens.verify(
+                authorization[7:].strip(), self._secret, token_type="access_token", now=0
+            )
+        except TokenError:
+            return 0
+        uid = claims.get("uid")
+        return self.expire_access_tokens(uid) if isinstance(uid, str) else 0
 
     def revoke_refresh_tokens(self) -> int:
         count = len(self._live_refresh)

@@ -1,33 +1,16 @@
-"""Static reference data as TradeLocker serves it: instrument list entries, instrument details,
-trade sessions and session statuses, trade accounts."""
+"""Reference data as TradeLocker serves it: instrument list entries, instrument details (with the
+instrument's live status and the account's hedging type), session statuses, trade accounts. Trade
+sessions themselves are ``sandbox.sessions``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sandbox import sessions
+from sandbox.instruments import InstrumentSpec
 from sandbox.models import SimAccount
-from sandbox.seed import InstrumentSpec
 
 _EXCHANGES = {"FOREX": "FX", "INDICES": "CFD", "CRYPTO": "CRYPTO"}
-
-_UNUSED_DETAIL_FIELDS = (
-    "isin",
-    "sector",
-    "industry",
-    "marketCap",
-    "contractMonth",
-    "strikePrice",
-    "strikeType",
-    "exerciseStyle",
-    "firstTradeDate",
-    "lastTradeDate",
-    "noticeDate",
-    "settlementDate",
-    "deliveryStatus",
-    "betSize",
-    "betStep",
-    "bettingCurrency",
-)
 
 
 def instrument_entry(spec: InstrumentSpec) -> dict[str, Any]:
@@ -52,7 +35,17 @@ def instrument_entry(spec: InstrumentSpec) -> dict[str, Any]:
     }
 
 
-def instrument_details(spec: InstrumentSpec) -> dict[str, Any]:
+def instrument_details(
+    spec: InstrumentSpec,
+    market: sessions.Market | None = None,
+    account: SimAccount | None = None,
+) -> dict[str, Any]:
+    """The details object; ``market`` gives the live status and session, ``account`` (the one
+    accNum selects) its hedging type."""
+    tid = spec.tradable_instrument_id
+    status = market.status(tid) if market is not None else spec.symbol_status
+    session_id = market.session_id(tid) if market is not None else spec.session_id
+    netting = account is not None and account.netting
     return {
         "tradableInstrumentId": spec.tradable_instrument_id,
         "id": spec.symbol_id,
@@ -73,10 +66,10 @@ def instrument_details(spec: InstrumentSpec) -> dict[str, Any]:
             for left, size in spec.tick_sizes
         ],
         "leverage": spec.leverage,
-        "margin_hedging_type": "HEDGING",
-        "symbolStatus": spec.symbol_status,
-        "tradeSessionId": spec.session_id,
-        "tradeSessionStatusId": spec.session_status_id,
+        "margin_hedging_type": "NETTING" if netting else "HEDGING",
+        "symbolStatus": status,
+        "tradeSessionId": session_id or sessions.ALWAYS_OPEN_ID,
+        "tradeSessionStatusId": sessions.STATUS_IDS.get(status, sessions.STATUS_IDS["CLOSED"]),
         "settlementSystem": "IMMEDIATE",
         "tradingExchange": _EXCHANGES.get(spec.type, "SANDBOX"),
         "marketDataExchange": _EXCHANGES.get(spec.type, "SANDBOX"),
@@ -84,40 +77,18 @@ def instrument_details(spec: InstrumentSpec) -> dict[str, Any]:
         "logoUrl": "",
         "hasDaily": True,
         "hasIntraday": True,
-        # Fields of section 6.6 that have no value for these FX/index/crypto CFDs: present and
-        # null, as a real details object carries them, so a client meets the full shape here.
-        **dict.fromkeys(_UNUSED_DETAIL_FIELDS),
+        # Fields of section 6.6 that have no value for these CFDs (isin, contractMonth, strike,
+        # betting ...) are left out: the official client's InstrumentDetailsType allows no null.
     }
 
 
-SESSION_IDS = frozenset({1})
+def session_status(status_id: int) -> dict[str, Any] | None:
+    """allowedOperations [open, modify, close] and allowedOrderTypes (market, limit, stop and
+    three the sandbox does not know) of a status id (1 Open, 2 Closed, 3 Trading halt)."""
+    return sessions.session_status(status_id)
 
 
-def session(session_id: int) -> dict[str, Any]:
-    return {
-        "id": session_id,
-        "name": "Sandbox 24/7",
-        "timezone": "UTC",
-        "blockTrading": False,
-        "holidays": [],
-        "tradingTimes": [
-            {"day": day, "open": "00:00", "close": "24:00"}
-            for day in ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
-        ],
-    }
-
-
-def session_status(status_id: int) -> dict[str, Any]:
-    # allowedOperations: [open, modify, close]; allowedOrderTypes: market limit stop + 3 unused.
-    return {
-        "id": status_id,
-        "name": "Open",
-        "allowedOperations": [1, 1, 1],
-        "allowedOrderTypes": [1, 1, 1, 0, 0, 0],
-    }
-
-
-def trade_account(account: SimAccount) -> dict[str, Any]:
+def trade_account(account: SimAccount, stop_out_level: float = 50.0) -> dict[str, Any]:
     return {
         "id": account.id,
         "name": account.name,
@@ -126,10 +97,14 @@ def trade_account(account: SimAccount) -> dict[str, Any]:
         "accountBalance": f"{account.balance:.2f}",
         "status": account.status,
         "tradingRules": {
-            "hedgingAllowed": True,
+            "hedgingAllowed": not account.netting,
             "partialCloseAllowed": True,
             "trailingStopAllowed": True,
             "maxOrders": 500,
         },
-        "riskRules": {"maxLeverage": 100, "stopOutLevel": 50.0, "marginCallLevel": 100.0},
+        "riskRules": {
+            "maxLeverage": 100,
+            "stopOutLevel": stop_out_level,
+            "marginCallLevel": 100.0,
+        },
     }

@@ -10,8 +10,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from sandbox.instruments import InstrumentSpec
 from sandbox.models import Execution, SimOrder, SimPosition
-from sandbox.seed import InstrumentSpec
 
 ORDER_COLUMNS = (
     "id",

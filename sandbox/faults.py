@@ -1,33 +1,64 @@
-"""Fault injection: what the sandbox does wrong on purpose, set from flags, seed or at run time.
+"""Fault injection: what the sandbox does wrong on purpose, set from the profile, the seed, flags
+or at run time.
 
 Faults are keyed by *operation* (``PLACE_ORDER``, ``CANCEL_ORDER``, ``QUOTES`` ... see
-``sandbox.operations``) or ``*`` for every REST operation. Each kind fires either for the next
-``count`` requests (deterministic, what tests want) or with probability ``share`` drawn from a
-seeded RNG (reproducible, what soak runs want).
+``sandbox.app.OPERATIONS``) or ``*`` for every REST operation, and apply only to the operations
+named. Each trigger kind fires either for the next ``count`` requests (deterministic, what tests
+want) or with probability ``share`` drawn from a seeded RNG (reproducible, what soak runs want).
 
 Kinds and when they act:
-  latency          sleep before handling (fixed ms or a uniform ``lo-hi`` range)
+  latency          wait before answering: fixed ms, a uniform ``lo-hi`` range, or
+                   ``{"ms": "50-100", "tail": {"share": 0.01, "ms": "300-1500"}}`` (a share of
+                   replies drawn from the tail range instead). The request is processed in full
+                   even if the client hangs up meanwhile (sandbox.app).
+  completeAfterHangUpMs  when the client has hung up before the work is done, do it this much
+                   later (ms spec as for latency): an order that appears after the client gave up
   error5xx         answer 503 before touching any state
   burst429         answer 429 before touching any state, as if the bucket were empty
+  invalidateTokens every access token of the caller's user becomes invalid now: this call and
+                   every later one with those tokens answer 401 until a refresh or a login
   dropAfterAccept  do the work (the order exists), then abort the TCP connection with no reply
   malformed        do the work, then answer 200 with a truncated, unparsable JSON body
   noContent        a successful DELETE or PATCH answers 204 with no body (the reference pages
                    list 204 beside 200 for those routes; by default the sandbox answers 200 {s})
+  partialFill, rejectAfterAccept, slippage   read by the order book (sandbox.book), which also
+                   names QUOTE_FILL (fills a quote change causes); marketStatus and ruleBreach:
+                   sandbox.market_faults
 ``body429`` (json | html | empty) sets how every 429 reads, injected or earned.
-Streams (read by sandbox.streams): ``drop_stream_connections`` (bool, or a share per message)
-and ``stream_latency_ms``.
+Streams (read by sandbox.streams): ``streamAck`` (ack | event | both: how a SUBSCRIBE is
+answered), ``drop_stream_connections`` (bool, or a share per message) and ``stream_latency_ms``.
+
+``clear()`` (``DELETE /sandbox/faults``) returns to the ``baseline``: the profile's own faults.
+Waits go through ``sleep`` (``asyncio.sleep``), which a test may replace to hold a request at a
+known point without timing anything.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.errors import ConfigError
+from sandbox.market_faults import MARKET_FAULT_KEYS, MarketFaults
 
 BODIES_429 = ("json", "html", "empty")
-KINDS = ("error5xx", "burst429", "dropAfterAccept", "malformed", "noContent")
+STREAM_ACK_MODES = ("ack", "event", "both")
+KINDS = (
+    "error5xx",
+    "burst429",
+    "invalidateTokens",
+    "dropAfterAccept",
+    "malformed",
+    "noContent",
+    "partialFill",
+    "rejectAfterAccept",
+    "slippage",
+)
+_DELAYS = ("latency", "completeAfterHangUpMs")
+_SETTINGS = ("dropStreamConnections", "streamLatencyMs", "body429", "streamAck")
 
 
 @dataclass(slots=True)
@@ -37,6 +68,61 @@ class Trigger:
 
     def wire(self) -> dict[str, Any]:
         return {"count": self.count, "share": self.share}
+
+
+@dataclass(slots=True, frozen=True)
+class Delay:
+    """A wait in milliseconds: uniform in [lo, hi], or with probability ``tail_share`` uniform in
+    [tail_lo, tail_hi] (the rare slow reply)."""
+
+    lo: float
+    hi: float
+    tail_share: float = 0.0
+    tail_lo: float = 0.0
+    tail_hi: float = 0.0
+
+    def draw_s(self, rng: random.Random) -> float:
+        if self.tail_share > 0.0 and rng.random() < self.tail_share:
+            lo, hi = self.tail_lo, self.tail_hi
+        else:
+            lo, hi = self.lo, self.hi
+        return (lo if lo == hi else rng.uniform(lo, hi)) / 1000.0
+
+    def wire(self) -> Any:
+        if not self.tail_share:
+            return [self.lo, self.hi]
+        return {
+            "ms": [self.lo, self.hi],
+            "tail": {"share": self.tail_share, "ms": [self.tail_lo, self.tail_hi]},
+        }
+
+
+def parse_delay(value: Any) -> Delay:
+    """A latency spec: ``5``, ``"50-100"``, ``[50, 100]`` or
+    ``{"ms": "50-100", "tail": {"share": 0.01, "ms": "300-1500"}}`` (milliseconds)."""
+    if not isinstance(value, dict):
+        return Delay(*parse_latency(value))
+    unknown = set(value) - {"ms", "tail"}
+    if unknown or "ms" not in value:
+        raise ConfigError(
+            f'latency object must be {{"ms": "50-100", "tail": {{"share": 0.01, "ms": '
+            f'"300-1500"}}}}, got {value!r}'
+        )
+    lo, hi = parse_latency(value["ms"])
+    tail = value.get("tail")
+    if tail is None:
+        return Delay(lo, hi)
+    if not isinstance(tail, dict) or set(tail) != {"share", "ms"}:
+        raise ConfigError(f'latency tail must be {{"share": 0.01, "ms": "300-1500"}}, got {tail!r}')
+    share = tail["share"]
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise ConfigError(f"latency tail share must be a number within 0..1, got {share!r}")
+    tail_lo, tail_hi = parse_latency(tail["ms"])
+    return Delay(lo, hi, float(share), tail_lo, tail_hi)
+
+
+def _is_delay_object(raw: dict[str, Any]) -> bool:
+    return "ms" in raw and set(raw) <= {"ms", "tail"}
 
 
 def parse_latency(value: Any) -> tuple[float, float]:
@@ -96,7 +182,11 @@ class Faults:
     """Mutable fault configuration shared by the REST app and the streams server."""
 
     rng_seed: int = 0
-    latency_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The profile's faults: applied at creation and what clear() returns to.
+    baseline: dict[str, Any] = field(default_factory=dict)
+    delays: dict[str, dict[str, Delay]] = field(
+        default_factory=lambda: {kind: {} for kind in _DELAYS}
+    )
     triggers: dict[str, dict[str, Trigger]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
@@ -105,40 +195,57 @@ class Faults:
     # How a 429 reads: TradeLocker's 429 body is undocumented (docs/api-reference.md section 8), so
     # a client must cope with JSON, an HTML error page or nothing at all.
     body429: str = "json"
+    market: MarketFaults = field(default_factory=MarketFaults)
+    stream_ack: str = "both"
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+    # Kept current by update() and clear(), read on every request: whether any request may wait
+    # (the app then shields its work from hang-ups) and whether any trigger is configured.
+    delaying: bool = field(default=False, init=False)
+    armed: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(f"faults:{self.rng_seed}")
+        if self.baseline:
+            self.update(self.baseline)
+
+    def _summarise(self) -> None:
+        self.delaying = any(self.delays.values())
+        self.armed = any(self.triggers.values())
 
     def clear(self) -> None:
-        self.latency_ms.clear()
+        """Drop every injected fault and return to the baseline (the profile's behaviour)."""
+        for per_op in self.delays.values():
+            per_op.clear()
         for kind in KINDS:
             self.triggers[kind].clear()
         self.drop_stream_connections = False
         self.stream_latency_ms = 0.0
         self.body429 = "json"
+        self.stream_ack = "both"
+        self.market.clear()
+        if self.baseline:
+            self.update(self.baseline)
+        self._summarise()
 
     def update(self, spec: dict[str, Any]) -> None:
         """Merge a spec (the body of POST /sandbox/faults). Validates everything before applying."""
         if not isinstance(spec, dict):
             raise ConfigError("faults must be a JSON object")
-        unknown = set(spec) - {
-            "latency",
-            *KINDS,
-            "dropStreamConnections",
-            "streamLatencyMs",
-            "body429",
-        }
+        unknown = set(spec) - {*_DELAYS, *KINDS, *_SETTINGS, *MARKET_FAULT_KEYS}
         if unknown:
             raise ConfigError(
-                f"unknown fault keys {sorted(unknown)}; known: latency, {', '.join(KINDS)}, "
-                "dropStreamConnections, streamLatencyMs, body429"
+                f"unknown fault keys {sorted(unknown)}; known: {', '.join(_DELAYS)}, "
+                f"{', '.join(KINDS)}, {', '.join(_SETTINGS)}, {', '.join(MARKET_FAULT_KEYS)}"
             )
-        latency: dict[str, tuple[float, float]] = {}
-        raw_latency = spec.get("latency", {})
-        if not isinstance(raw_latency, dict):
-            raw_latency = {"*": raw_latency}
-        for op, value in raw_latency.items():
-            latency[str(op)] = parse_latency(value)
+        market = self.market.parse(spec)
+        delays: dict[str, dict[str, Delay]] = {}
+        for kind in _DELAYS:
+            raw = spec.get(kind)
+            if raw is None:
+                continue
+            if not isinstance(raw, dict) or _is_delay_object(raw):
+                raw = {"*": raw}  # one spec for every operation
+            delays[kind] = {str(op): parse_delay(value) for op, value in raw.items()}
         triggers: dict[str, dict[str, Trigger]] = {}
         for kind in KINDS:
             raw = spec.get(kind)
@@ -158,7 +265,13 @@ class Faults:
         body429 = spec.get("body429", self.body429)
         if body429 not in BODIES_429:
             raise ConfigError(f"body429 must be one of {', '.join(BODIES_429)}; got {body429!r}")
-        self.latency_ms.update(latency)
+        stream_ack = spec.get("streamAck", self.stream_ack)
+        if stream_ack not in STREAM_ACK_MODES:
+            raise ConfigError(
+                f"streamAck must be one of {', '.join(STREAM_ACK_MODES)}; got {stream_ack!r}"
+            )
+        for kind, per_delay in delays.items():
+            self.delays[kind].update(per_delay)
         for kind, per_op in triggers.items():
             self.triggers[kind].update(per_op)
         self.drop_stream_connections = (
@@ -166,18 +279,30 @@ class Faults:
         )
         self.stream_latency_ms = float(stream_latency)
         self.body429 = body429
+        self.stream_ack = stream_ack
+        self._summarise()
+        self.market.apply(market)
+
+    def _delay_s(self, kind: str, op: str) -> float:
+        per_op = self.delays[kind]
+        if not per_op:
+            return 0.0
+        spec = per_op.get(op) or per_op.get("*")
+        return 0.0 if spec is None else spec.draw_s(self._rng)
 
     def latency_for(self, op: str) -> float:
-        """Seconds to sleep before handling ``op`` (0 when no latency is configured)."""
-        span = self.latency_ms.get(op) or self.latency_ms.get("*")
-        if span is None:
-            return 0.0
-        lo, hi = span
-        return (lo if lo == hi else self._rng.uniform(lo, hi)) / 1000.0
+        """Seconds to wait before answering ``op`` (0 when no latency is configured)."""
+        return self._delay_s("latency", op)
+
+    def hang_up_delay_for(self, op: str) -> float:
+        """Seconds by which ``op``'s work is put off when its client has already hung up."""
+        return self._delay_s("completeAfterHangUpMs", op)
 
     def fires(self, kind: str, op: str) -> bool:
         """Consume one occurrence of fault ``kind`` for ``op``; True when it should act now."""
         per_op = self.triggers[kind]
+        if not per_op:
+            return False
         trigger = per_op.get(op) or per_op.get("*")
         if trigger is None:
             return False
@@ -195,9 +320,11 @@ class Faults:
 
     def wire(self) -> dict[str, Any]:
         return {
-            "latency": {op: [lo, hi] for op, (lo, hi) in self.latency_ms.items()},
+            **{kind: {op: d.wire() for op, d in self.delays[kind].items()} for kind in _DELAYS},
             **{kind: {op: t.wire() for op, t in self.triggers[kind].items()} for kind in KINDS},
             "dropStreamConnections": self.drop_stream_connections,
             "streamLatencyMs": self.stream_latency_ms,
             "body429": self.body429,
+            "streamAck": self.stream_ack,
+            **self.market.wire(),
         }

@@ -37,6 +37,8 @@ class SimOrder:
     strategy_id: str = ""
     # For a trailing stop-loss leg: the distance in price that follows the market.
     trail_distance: float | None = None
+    # A stop that has been triggered works on as a market order (its remainder too).
+    triggered: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -89,3 +91,5 @@ class SimAccount:
     today_gross: float = 0.0
     today_volume: float = 0.0
     today_trades: int = 0
+    netting: bool = False  # one position per instrument (NETTING) instead of one per fill
+    restriction: str | None = None  # why the venue refuses this account's orders (a rule breach)

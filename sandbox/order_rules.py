@@ -14,7 +14,7 @@ from typing import Any
 
 from sandbox.errors import BadRequest
 
-MAX_STRATEGY_ID = 31
+MAX_STRATEGY_ID = 32  # the official client's _MAX_STRATEGY_ID_LEN; its tests place 32, refuse 33
 SIDES = frozenset({"buy", "sell"})
 TYPES = frozenset({"market", "limit", "stop"})
 VALIDITIES = frozenset({"GTC", "IOC"})
@@ -126,9 +126,18 @@ def parse_place(body: Any) -> PlaceRequest:
         stop_loss_type=choice(body, "stopLossType", SL_TYPES),
         take_profit=number(body, "takeProfit"),
         take_profit_type=choice(body, "takeProfitType", TP_TYPES),
-        tr_stop_offset=number(body, "trStopOffset"),
+        tr_stop_offset=_trailing_offset(body),
         strategy_id=strategy_id(body) or "",
     )
+
+
+def _trailing_offset(body: dict[str, Any]) -> float | None:
+    """``trStopOffset``, or for a ``trailingOffset`` stop without it ``stopLoss`` (the official
+    client sends the offset there and nothing in trStopOffset)."""
+    offset = number(body, "trStopOffset")
+    if offset is None and body.get("stopLossType") == "trailingOffset":
+        return number(body, "stopLoss")
+    return offset
 
 
 @dataclass(slots=True)

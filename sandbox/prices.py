@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import time
 from dataclasses import dataclass
 
-from sandbox.seed import InstrumentSpec
+from sandbox.clock import VenueClock
+from sandbox.instruments import InstrumentSpec
+from sandbox.liquidity import LiquidityBook
 
 RESOLUTION_MS = {
     "1m": 60_000,
@@ -50,9 +51,14 @@ class DayBar:
 
 
 class PriceBook:
-    """Current quotes of every instrument, driven by a seeded random walk."""
+    """Current quotes of every instrument, driven by a seeded random walk, and the liquidity left
+    at each price level since the last quote."""
 
-    def __init__(self, instruments: list[InstrumentSpec], rng_seed: int) -> None:
+    def __init__(
+        self, instruments: list[InstrumentSpec], rng_seed: int, clock: VenueClock | None = None
+    ) -> None:
+        self.clock = clock or VenueClock()
+        self.liquidity = LiquidityBook()
         self._specs = {i.tradable_instrument_id: i for i in instruments}
         self._seed = rng_seed
         self._rngs = {
@@ -63,6 +69,10 @@ class PriceBook:
         self._days: dict[int, DayBar] = {}
         for tid in self._specs:
             self._requote(tid)
+
+    @property
+    def specs(self) -> dict[int, InstrumentSpec]:
+        return self._specs
 
     def spec(self, tid: int) -> InstrumentSpec:
         return self._specs[tid]
@@ -120,9 +130,10 @@ class PriceBook:
         return self._store(tid, bid, ask)
 
     def _store(self, tid: int, bid: float, ask: float) -> Quote:
-        now = int(time.time() * 1000)
+        now = self.clock.now_ms()
         quote = Quote(bid, ask, now)
         self._quotes[tid] = quote
+        self.liquidity.refresh(tid)
         mid = (bid + ask) / 2
         day = now // 86_400_000
         bar = self._days.get(tid)
@@ -148,26 +159,30 @@ class PriceBook:
             "v": bar.volume,
         }
 
-    def depth(self, tid: int, levels: int = 5) -> dict[str, list[list[float]]]:
+    def touch_lots(self, tid: int, side: str) -> float:
+        """Lots left at the touch for a ``side`` (buy: the ask) order; 0 when the ladder's first
+        level is away from the touch."""
+        spec = self._specs[tid]
+        if spec.ladder()[0][0] != 0:
+            return 0.0
+        quote = self._quotes[tid]
+        return self.liquidity.levels(spec, quote.bid, quote.ask, side)[0][1]
+
+    def depth(self, tid: int, levels: int | None = None) -> dict[str, list[list[float]]]:
+        """The depth ladder at the current quote: (price, lots left) per level, best first."""
         spec = self._specs[tid]
         quote = self._quotes[tid]
-        tick = spec.tick_for(quote.bid)
-        asks = [
-            [round(quote.ask + i * tick, spec.price_decimals), spec.quote_size * (i + 1)]
-            for i in range(levels)
-        ]
-        bids = [
-            [round(quote.bid - i * tick, spec.price_decimals), spec.quote_size * (i + 1)]
-            for i in range(levels)
-        ]
-        return {"asks": asks, "bids": bids}
+        book = self.liquidity
+        asks = book.levels(spec, quote.bid, quote.ask, "buy")[:levels]
+        bids = book.levels(spec, quote.bid, quote.ask, "sell")[:levels]
+        return {"asks": [list(level) for level in asks], "bids": [list(level) for level in bids]}
 
     def history(
         self, tid: int, resolution: str, from_ms: int, to_ms: int, now_ms: int | None = None
     ) -> list[dict[str, float | int]]:
         """Bars with open time in [from_ms, to_ms], none before HISTORY_START_MS or after now."""
         step = RESOLUTION_MS[resolution]
-        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        now = now_ms if now_ms is not None else self.clock.now_ms()
         first = max(from_ms, HISTORY_START_MS)
         last = min(to_ms, now)
         if last < first:

@@ -8,6 +8,11 @@ Rate-limit buckets: routes map to the 18 ``rateLimitType`` values of ``/trade/co
 lists no type for cancel or close, so the sandbox charges cancel-order and cancel-all to
 ``MODIFY_ORDER`` and close-position and close-all to ``MODIFY_POSITION``; ``/trade/config`` itself
 is not limited.
+
+Shapes follow what the official client's types declare (it runs with typeguard in its own test
+suite): no ``null`` where a type allows none, a dead INFO route answers ``{"s": "no_data"}`` (what
+the client's route probe treats as "not this route"), quote sizes are what the depth ladder has
+left at the touch.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from sandbox.seed import InstrumentSpec
 from sandbox.state import SandboxState
 
 Reply = tuple[int, Any]
+NO_DATA: Reply = (200, {"s": "no_data"})
 
 # The 13 values the instrument-details reference page enumerates (docs/api-reference.md section 6).
 LOCALES = ("ar", "en", "es", "fr", "ja", "ko", "pl", "pt", "ru", "tr", "ua", "zh_sm", "zh_tr")
@@ -155,7 +161,7 @@ async def config(call: Call) -> Reply:
 
 
 async def trade_accounts(call: Call) -> Reply:
-    return ok([catalog.trade_account(call.acct)])
+    return ok([catalog.trade_account(call.acct, call.state.book.venue.accounts.stop_out_level)])
 
 
 async def instruments(call: Call) -> Reply:
@@ -171,13 +177,19 @@ def _instrument(call: Call, tid: int | None) -> InstrumentSpec:
     return spec
 
 
-def _info_instrument(call: Call) -> InstrumentSpec:
-    """The instrument of a market-data call; its routeId must be a live INFO route of it."""
-    spec = _instrument(call, call.query_int("tradableInstrumentId", required=True))
+def _info_route(call: Call, spec: InstrumentSpec) -> bool:
+    """Whether the call's routeId is a live INFO route of ``spec`` (False: a dead one, which has
+    no data); NotFound when it is no INFO route of it at all."""
     route = call.query_int("routeId", required=True)
-    if route not in spec.info_route_ids or route in spec.dead_info_route_ids:
+    if route not in spec.info_route_ids:
         raise NotFound(f"Symbol {spec.name} not found on route {route}")
-    return spec
+    return route not in spec.dead_info_route_ids
+
+
+def _info_instrument(call: Call) -> InstrumentSpec | None:
+    """The instrument of a market-data call; None when its routeId is a dead INFO route."""
+    spec = _instrument(call, call.query_int("tradableInstrumentId", required=True))
+    return spec if _info_route(call, spec) else None
 
 
 async def instrument_details(call: Call) -> Reply:
@@ -188,10 +200,9 @@ async def instrument_details(call: Call) -> Reply:
     locale = call.request.query.get("locale")
     if locale is not None and locale not in LOCALES:
         raise BadRequest(f"locale must be one of {', '.join(LOCALES)}; got {locale!r}")
-    route = call.query_int("routeId", required=True)
-    if route not in spec.info_route_ids or route in spec.dead_info_route_ids:
-        raise NotFound(f"Symbol {spec.name} not found on route {route}")
-    return ok(catalog.instrument_details(spec))
+    if not _info_route(call, spec):
+        return NO_DATA
+    return ok(catalog.instrument_details(spec, call.state.book.market, call.acct))
 
 
 def _path_int(call: Call, key: str) -> int:
@@ -203,16 +214,18 @@ def _path_int(call: Call, key: str) -> int:
 
 async def session(call: Call) -> Reply:
     session_id = _path_int(call, "sessionId")
-    if session_id not in {s.session_id for s in call.state.instruments.values()}:
+    found = call.state.book.market.session_wire(session_id)
+    if found is None:
         raise NotFound(f"Session {session_id} not found")
-    return ok(catalog.session(session_id))
+    return ok(found)
 
 
 async def session_status(call: Call) -> Reply:
     status_id = _path_int(call, "statusId")
-    if status_id not in {s.session_status_id for s in call.state.instruments.values()}:
+    found = catalog.session_status(status_id)
+    if found is None:
         raise NotFound(f"Session status {status_id} not found")
-    return ok(catalog.session_status(status_id))
+    return ok(found)
 
 
 async def account_state(call: Call) -> Reply:
@@ -330,26 +343,55 @@ async def modify_position(call: Call) -> Reply:
 
 async def quotes(call: Call) -> Reply:
     spec = _info_instrument(call)
-    quote = call.state.prices.quote(spec.tradable_instrument_id)
-    return ok({"ap": quote.ask, "bp": quote.bid, "as": spec.quote_size, "bs": spec.quote_size})
+    if spec is None:
+        return NO_DATA
+    prices = call.state.prices
+    tid = spec.tradable_instrument_id
+    quote = prices.quote(tid)
+    # Sizes are the depth ladder's lots left at the touch: they shrink as orders take liquidity
+    # and come back with the next quote, as /trade/depth shows.
+    return ok(
+        {
+            "ap": quote.ask,
+            "bp": quote.bid,
+            "as": prices.touch_lots(tid, "buy"),
+            "bs": prices.touch_lots(tid, "sell"),
+        }
+    )
 
 
 async def depth(call: Call) -> Reply:
     spec = _info_instrument(call)
+    if spec is None:
+        return NO_DATA
     return ok(call.state.prices.depth(spec.tradable_instrument_id))
 
 
 async def daily_bar(call: Call) -> Reply:
     spec = _info_instrument(call)
+    if spec is None:
+        return NO_DATA
     # Required by the venue (section 6); defaulting it here would hide a client that omits it.
     bar_type = call.request.query.get("barType")
     if bar_type not in ("ASK", "BID", "TRADE"):
         raise BadRequest(f"barType must be ASK, BID or TRADE; got {bar_type!r}")
-    return ok(call.state.prices.daily_bar(spec.tradable_instrument_id, bar_type))
+    prices = call.state.prices
+    tid = spec.tradable_instrument_id
+    bar = prices.daily_bar(tid, bar_type)
+    # The day's volume: the history's deterministic volume of today's daily bar plus one per
+    # price change seen while serving, so it differs by instrument and day and grows with trade.
+    now_ms = call.state.clock.now_ms()
+    today = now_ms - now_ms % RESOLUTION_MS["1D"]
+    history_bars = prices.history(tid, "1D", today, today, now_ms)
+    if history_bars:
+        bar["v"] = float(history_bars[0]["v"]) + bar["v"]
+    return ok(bar)
 
 
 async def history(call: Call) -> Reply:
     spec = _info_instrument(call)
+    if spec is None:
+        return NO_DATA
     resolution = call.request.query.get("resolution")
     if resolution not in RESOLUTION_MS:
         raise BadRequest(

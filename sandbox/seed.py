@@ -3,6 +3,11 @@
 Loaded from a JSON seed file (``config/sandbox-seed.json`` documents every key) or built from the
 defaults below: one user ``demo@sandbox.local`` / ``demo-password`` on server ``SANDBOX`` with two
 USD accounts of 100,000. ``generatedUsers`` in a seed makes many users/accounts for benchmarks.
+
+Every seed is read over a profile (``sandbox.profiles``: ``realistic`` unless the caller or the
+seed's ``"profile"`` key says otherwise): the profile gives every switch its default and the
+seed's explicit keys override it. A :class:`SandboxConfig` built directly, without a seed, has the
+``fast`` profile's values.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ from typing import Any
 
 import orjson
 
+from sandbox.clock import parse_instant
 from sandbox.errors import ConfigError
+from sandbox.instruments import InstrumentSpec, default_instruments, parse_instruments
+from sandbox.profiles import DEFAULT_PROFILE, PROFILES, profile_seed
+from sandbox.venue_rules import VenueRules, fast_venue_rules, parse_venue_rules
 
 RATE_LIMIT_TYPES: tuple[str, ...] = (
     "GET_ACCOUNTS",
@@ -60,135 +69,15 @@ class RateLimit:
         }
 
 
+RATE_LIMIT_SCOPES = ("per_account", "per_login")
+_FAST = PROFILES["fast"]
+
+
 def default_rate_limits() -> dict[str, RateLimit]:
-    # Generous enough for the benchmark, low enough that a runaway client meets a 429.
-    limits = {name: RateLimit(20) for name in RATE_LIMIT_TYPES}
-    limits.update(
-        PLACE_ORDER=RateLimit(100),
-        MODIFY_ORDER=RateLimit(100),
-        MODIFY_POSITION=RateLimit(100),
-        QUOTES=RateLimit(50),
-        QUOTES_HISTORY=RateLimit(120, 1, "MINUTES"),
-    )
-    return limits
-
-
-@dataclass(slots=True)
-class InstrumentSpec:
-    tradable_instrument_id: int
-    symbol_id: int
-    name: str
-    description: str
-    type: str  # FOREX, INDICES, CRYPTO, ...
-    start_price: float
-    # ((leftRangeLimit, tickSize), ...) ascending; tickCost derives from it and lot_size.
-    tick_sizes: tuple[tuple[float, float], ...]
-    lot_size: float
-    min_lot: float = 0.01
-    max_lot: float = 100.0
-    lot_step: float = 0.01
-    spread_ticks: int = 10
-    volatility: float = 0.0001  # per price step, relative
-    leverage: float = 100.0
-    pip_size: float = 0.0001  # what an "offset" of 1 means for SL/TP/trailing offsets
-    base_currency: str = "EUR"
-    quoting_currency: str = "USD"
-    trade_route_id: int = 0
-    info_route_ids: tuple[int, ...] = ()
-    dead_info_route_ids: frozenset[int] = frozenset()
-    session_id: int = 1
-    session_status_id: int = 1
-    symbol_status: str = "FULLY_OPEN"
-    quote_size: float = 100.0  # lots offered at the touch
-
-    def tick_for(self, price: float) -> float:
-        tick = self.tick_sizes[0][1]
-        for left, size in self.tick_sizes:
-            if price >= left:
-                tick = size
-        return tick
-
-    @property
-    def price_decimals(self) -> int:
-        return max(_decimals(size) for _, size in self.tick_sizes)
-
-    @property
-    def qty_decimals(self) -> int:
-        return _decimals(self.lot_step)
-
-
-def _decimals(value: float) -> int:
-    text = f"{value:.10f}".rstrip("0")
-    return len(text.split(".")[1]) if "." in text else 0
-
-
-def default_instruments() -> list[InstrumentSpec]:
-    fx = {"lot_size": 100_000.0, "leverage": 100.0, "pip_size": 0.0001, "spread_ticks": 8}
-    return [
-        InstrumentSpec(
-            278,
-            315,
-            "EURUSD",
-            "Euro vs US Dollar",
-            "FOREX",
-            1.08500,
-            ((0.0, 0.00001),),
-            trade_route_id=9001,
-            info_route_ids=(9101,),
-            **fx,  # type: ignore[arg-type]
-        ),
-        # Two INFO routes, the first one dead: clients must probe (TradeLocker PR #27).
-        InstrumentSpec(
-            279,
-            316,
-            "GBPUSD",
-            "British Pound vs US Dollar",
-            "FOREX",
-            1.26500,
-            ((0.0, 0.00001),),
-            base_currency="GBP",
-            trade_route_id=9001,
-            info_route_ids=(9199, 9101),
-            dead_info_route_ids=frozenset({9199}),
-            **fx,  # type: ignore[arg-type]
-        ),
-        InstrumentSpec(
-            301,
-            401,
-            "US30",
-            "Dow Jones Industrial Average",
-            "INDICES",
-            39_000.0,
-            ((0.0, 0.01), (10_000.0, 0.1)),
-            lot_size=1.0,
-            max_lot=500.0,
-            spread_ticks=20,
-            volatility=0.0002,
-            leverage=20.0,
-            pip_size=1.0,
-            base_currency="USD",
-            trade_route_id=9002,
-            info_route_ids=(9102,),
-        ),
-        InstrumentSpec(
-            206,
-            206,
-            "BTCUSD",
-            "Bitcoin vs US Dollar",
-            "CRYPTO",
-            65_000.0,
-            ((0.0, 0.01), (1_000.0, 0.5)),
-            lot_size=1.0,
-            max_lot=20.0,
-            spread_ticks=40,
-            volatility=0.0005,
-            leverage=2.0,
-            pip_size=1.0,
-            base_currency="BTC",
-            trade_route_id=9003,
-            info_route_ids=(9103,),
-        ),
-    ]
+    """The ``fast`` profile's limits, in ``/trade/config`` order: generous enough for the
+    benchmark, low enough that a runaway client meets a 429."""
+    table = _FAST["rateLimits"]
+    return {name: parse_rate_limit(name, table[name]) for name in RATE_LIMIT_TYPES}
 
 
 @dataclass(slots=True)
@@ -215,15 +104,25 @@ class SandboxConfig:
     instruments: list[InstrumentSpec] = field(default_factory=default_instruments)
     developer_api_key: str = "tl-sandbox-dev-key"
     jwt_secret: str = "sandbox-jwt-secret-not-for-production"
-    access_token_lifetime_s: float = 3600.0
-    refresh_token_lifetime_s: float = 604_800.0
-    stream_token_lifetime_s: float = 3600.0
+    access_token_lifetime_s: float = float(_FAST["accessTokenLifetimeS"])
+    refresh_token_lifetime_s: float = float(_FAST["refreshTokenLifetimeS"])
+    stream_token_lifetime_s: float = float(_FAST["streamTokenLifetimeS"])
     rng_seed: int = 20240501
     price_interval_ms: float = 250.0  # 0 = prices move only when told (admin / tests)
     rate_limits: dict[str, RateLimit] = field(default_factory=default_rate_limits)
+    rate_limit_scope: str = _FAST["rateLimitScope"]  # per_account | per_login
     quotes_history_bars: int = 5000
     max_orders_in_history: int = 1000
     faults: dict[str, Any] = field(default_factory=dict)  # same shape as POST /sandbox/faults
+    profile: str = "fast"  # the profile these values were read over (sandbox.profiles)
+    # The profile's own faults: what DELETE /sandbox/faults returns to.
+    profile_faults: dict[str, Any] = field(default_factory=lambda: dict(_FAST["faults"]))
+    # Execution, market hours and account rules (sandbox.venue_rules); fast = the sandbox of old.
+    venue: VenueRules = field(default_factory=fast_venue_rules)
+    # Where the venue clock starts (sandbox.sessions.clock_start): "wall" (wall time),
+    # "tradingHours" (wall time moved back to trading hours when the markets are shut) or an
+    # instant in epoch ms, from which the clock runs.
+    clock_start: str | int = _FAST["clockStart"]
 
     def user_by_email(self, email: str, server: str) -> UserSpec | None:
         for user in self.users:
@@ -342,10 +241,12 @@ def _parse_users(raw: Any, server: str) -> list[UserSpec]:
     return users
 
 
-def load_seed(path: str | Path | None) -> SandboxConfig:
-    """Read a seed file; ``None`` gives the defaults. Raises ConfigError naming the bad key."""
+def load_seed(path: str | Path | None, profile: str | None = None) -> SandboxConfig:
+    """Read a seed file over a profile; ``None`` gives the default users. The profile is
+    ``profile`` when given, else the seed's ``"profile"`` key, else ``realistic``. Raises
+    ConfigError naming the bad key."""
     if path is None:
-        return SandboxConfig(users=default_users())
+        return config_from_dict({}, profile)
     try:
         raw = orjson.loads(Path(path).read_bytes())
     except FileNotFoundError:
@@ -354,10 +255,14 @@ def load_seed(path: str | Path | None) -> SandboxConfig:
         raise ConfigError(f"seed file {path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"seed file {path} must hold a JSON object")
-    return config_from_dict(raw)
+    return config_from_dict(raw, profile)
 
 
-def config_from_dict(raw: dict[str, Any]) -> SandboxConfig:
+def config_from_dict(raw: dict[str, Any], profile: str | None = None) -> SandboxConfig:
+    name = profile if profile is not None else raw.get("profile", DEFAULT_PROFILE)
+    if not isinstance(name, str):
+        raise ConfigError(f"seed: 'profile' must be one of {', '.join(PROFILES)}; got {name!r}")
+    fragment = profile_seed(name)
     server = str(raw.get("server", "SANDBOX"))
     users = _parse_users(raw["users"], server) if "users" in raw else default_users()
     if "generatedUsers" in raw:
@@ -373,7 +278,19 @@ def config_from_dict(raw: dict[str, Any]) -> SandboxConfig:
             if account.id in seen:
                 raise ConfigError(f"seed: account id {account.id} is used twice")
             seen.add(account.id)
-    config = SandboxConfig(users=users)
+    config = SandboxConfig(users=users, profile=name)
+    _apply(config, fragment, f"profile {name}")
+    config.profile_faults = fragment.get("faults", {})
+    _apply(config, raw, "seed")
+    if "faults" in raw:
+        if not isinstance(raw["faults"], dict):
+            raise ConfigError("seed: 'faults' must be an object (see docs/sandbox.md)")
+        config.faults = raw["faults"]
+    return config
+
+
+def _apply(config: SandboxConfig, raw: dict[str, Any], source: str) -> None:
+    """Set every switch ``raw`` names (a profile fragment or a seed) on ``config``."""
     for key, attr in (
         ("developerApiKey", "developer_api_key"),
         ("jwtSecret", "jwt_secret"),
@@ -389,21 +306,48 @@ def config_from_dict(raw: dict[str, Any]) -> SandboxConfig:
         if key in raw:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"seed: {key!r} must be a non-negative number")
+                raise ConfigError(f"{source}: {key!r} must be a non-negative number")
             setattr(config, attr, float(value))
     if "rngSeed" in raw:
         config.rng_seed = _int(raw, "rngSeed", 0)
     if "rateLimits" in raw:
         config.rate_limits = _parse_rate_limits(raw["rateLimits"], config.rate_limits)
+    if "rateLimitScope" in raw:
+        config.rate_limit_scope = parse_scope(raw["rateLimitScope"])
+    if "instruments" in raw:
+        config.instruments = parse_instruments(raw["instruments"])
+    # execution, marketHours and accountRules over what the profile (or an earlier source) set.
+    config.venue = parse_venue_rules(raw, config.venue)
+    if "clockStart" in raw:
+        config.clock_start = parse_clock_start(raw["clockStart"], f"{source}: clockStart")
     limits = raw.get("limits", {})
     if not isinstance(limits, dict):
-        raise ConfigError("seed: 'limits' must be an object {QUOTES_HISTORY_BARS: n, ...}")
+        raise ConfigError(f"{source}: 'limits' must be an object {{QUOTES_HISTORY_BARS: n, ...}}")
     if "QUOTES_HISTORY_BARS" in limits:
         config.quotes_history_bars = _int(limits, "QUOTES_HISTORY_BARS", 5000)
     if "MAX_ORDERS_COUNT_IN_HISTORY" in limits:
         config.max_orders_in_history = _int(limits, "MAX_ORDERS_COUNT_IN_HISTORY", 1000)
-    if "faults" in raw:
-        if not isinstance(raw["faults"], dict):
-            raise ConfigError("seed: 'faults' must be an object (see docs/sandbox.md)")
-        config.faults = raw["faults"]
-    return config
+
+
+def parse_scope(value: Any) -> str:
+    if value not in RATE_LIMIT_SCOPES:
+        raise ConfigError(
+            f"rateLimitScope must be one of {', '.join(RATE_LIMIT_SCOPES)}; got {value!r}"
+        )
+    return str(value)
+
+
+CLOCK_STARTS = ("wall", "tradingHours")
+
+
+def parse_clock_start(value: Any, where: str = "seed: clockStart") -> str | int:
+    """``clockStart``: wall, tradingHours, or an instant (epoch ms or ISO 8601)."""
+    if value in CLOCK_STARTS:
+        return str(value)
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise ConfigError(
+            f"{where} must be wall, tradingHours, epoch milliseconds or an ISO 8601 time "
+            f"like 2025-01-08T09:00Z; got {value!r}"
+        ) from None

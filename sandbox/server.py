@@ -1,6 +1,7 @@
 """``Sandbox``: start and stop the whole sandbox (REST, admin, Streams API, price timer) in-process.
 
-async with Sandbox() as sb:          # or: sb = Sandbox(); await sb.start(); ...; await sb.stop()
+async with Sandbox() as sb:          # profile realistic; Sandbox(profile="fast") is the kind one
+                                     # or: sb = Sandbox(); await sb.start(); ...; await sb.stop()
     sb.base_url                      # "http://127.0.0.1:<port>" (host root, like TradeLocker's)
     sb.rest_url                      # base_url + "/backend-api"
     sb.state.set_price("EURUSD", bid=1.1, ask=1.1001)   # triggers working orders at once
@@ -19,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.app import build_app
+from sandbox.errors import ConfigError
 from sandbox.faults import Faults
 from sandbox.seed import SandboxConfig, load_seed
 from sandbox.state import SandboxState
@@ -31,13 +33,22 @@ class Sandbox:
         self,
         config: SandboxConfig | None = None,
         *,
+        profile: str | None = None,
         seed_file: str | Path | None = None,
         faults: dict[str, Any] | None = None,
         price_interval_ms: float | None = None,
     ) -> None:
-        """``config`` or ``seed_file`` (defaults when neither); ``faults`` merged over the seed's;
+        """``config``, or ``seed_file`` read over ``profile`` (``realistic`` unless the seed names
+        one; the default users when there is no seed file); ``faults`` merged over the seed's;
         ``price_interval_ms`` overrides the seed's timer (0 = prices move only when told)."""
-        self.config = config if config is not None else load_seed(seed_file)
+        if config is None:
+            config = load_seed(seed_file, profile)
+        elif profile is not None and profile != config.profile:
+            raise ConfigError(
+                f"Sandbox(config, profile={profile!r}): the config was read over profile "
+                f"{config.profile!r}; build it with load_seed(path, profile={profile!r})"
+            )
+        self.config = config
         if price_interval_ms is not None:
             self.config.price_interval_ms = price_interval_ms
         self.state = SandboxState(self.config)

@@ -4,7 +4,7 @@ The streams side (``sandbox.streams``) uses exactly this surface:
 ``verify_stream_token(token) -> (brandId, accountId)`` (raises :class:`TokenError` with
 ``reason`` invalid/expired), ``stream_snapshot(account_id)``, ``add_stream_listener(fn)`` /
 ``remove_stream_listener(fn)`` (``fn(account_id, message)`` is called synchronously, in order, for
-every change), and ``faults`` (``drop_stream_connections``, ``stream_latency_ms``).
+every change), and ``faults`` (``drop_stream_connections``, ``stream_latency_ms``, ``stream_ack``).
 """
 
 from __future__ import annotations
@@ -15,26 +15,52 @@ from typing import Any
 
 from sandbox.auth import Auth
 from sandbox.book import OrderBook
+from sandbox.clock import VenueClock, wall_ms
 from sandbox.faults import Faults
 from sandbox.models import SimAccount
 from sandbox.prices import PriceBook
 from sandbox.ratelimit import RateLimiter
 from sandbox.seed import SandboxConfig, default_users
+from sandbox.sessions import trading_hours_start
 from sandbox.tokens import TokenError
 
 log = logging.getLogger(__name__)
 
 StreamListener = Callable[[str, dict[str, Any]], None]
 
-__all__ = ["SandboxState", "StreamListener", "TokenError"]
+__all__ = ["SandboxState", "StreamListener", "TokenError", "start_clock"]
+
+
+def start_clock(config: SandboxConfig, wall: Callable[[], int] = wall_ms) -> VenueClock:
+    """The venue clock, running from where ``config.clock_start`` says: the wall time, the last
+    trading hours (sandbox.sessions.trading_hours_start) or an instant."""
+    clock = VenueClock(wall)
+    start = config.clock_start
+    if start == "tradingHours":
+        now = clock.now_ms()
+        start = trading_hours_start(config.venue.hours, config.instruments, now)
+        if start == now:
+            return clock
+    if isinstance(start, int):
+        clock.set(start, frozen=False)
+    return clock
 
 
 class SandboxState:
-    def __init__(self, config: SandboxConfig | None = None, faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        faults: Faults | None = None,
+        clock: VenueClock | None = None,
+    ) -> None:
+        """``clock``: the venue clock; by default started as ``config.clock_start`` says."""
         self.config = config or SandboxConfig(users=default_users())
-        self.faults = faults or Faults(rng_seed=self.config.rng_seed)
-        if faults is None and self.config.faults:
-            self.faults.update(self.config.faults)
+        if faults is None:
+            # The profile's faults are the baseline; the seed's come on top of them.
+            faults = Faults(rng_seed=self.config.rng_seed, baseline=self.config.profile_faults)
+            if self.config.faults:
+                faults.update(self.config.faults)
+        self.faults = faults
         self.accounts: dict[str, SimAccount] = {}
         for user in self.config.users:
             for acc_num, spec in enumerate(user.accounts, start=1):
@@ -48,11 +74,21 @@ class SandboxState:
                     balance=spec.balance,
                     status=spec.status,
                 )
-        self.prices = PriceBook(self.config.instruments, self.config.rng_seed)
+        # The venue's clock (sessions, trading day, timestamps): tests move it, nothing sleeps.
+        self.clock = clock or start_clock(self.config)
+        self.prices = PriceBook(self.config.instruments, self.config.rng_seed, self.clock)
         self.instruments = {i.tradable_instrument_id: i for i in self.config.instruments}
         self.auth = Auth(self.config, self.accounts)
-        self.book = OrderBook(self.accounts, self.prices, self.config.rng_seed, self._emit)
-        self.rate_limiter = RateLimiter(dict(self.config.rate_limits))
+        self.book = OrderBook(
+            self.accounts,
+            self.prices,
+            self.config.rng_seed,
+            self._emit,
+            venue=self.config.venue,
+            faults=self.faults,
+            clock=self.clock,
+        )
+        self.rate_limiter = RateLimiter(dict(self.config.rate_limits), self.config.rate_limit_scope)
         self._listeners: list[StreamListener] = []
 
     # -- streams contract -----------------------------------------------------------------------

@@ -3,14 +3,20 @@
 Faithful to docs/api-reference.md section 10.1: namespace ``/streams-api``, path
 ``/streams-api/socket.io``, websocket transport, ``developer-api-key`` header checked on the
 handshake (a bad key gets a ``connection`` event ``{status:"error", code, message}`` and is then
-disconnected), ``subscriptions`` SUBSCRIBE/UNSUBSCRIBE answered through the Socket.IO ack, then a
-snapshot (AccountStatus, Position, OpenOrder) and ``{type:"Property", name:"SyncEnd"}`` on the
-``stream`` event, then deltas as the sandbox state changes.
+disconnected), ``subscriptions`` SUBSCRIBE/UNSUBSCRIBE answered as the ``streamAck`` switch says,
+then a snapshot (AccountStatus, Position, OpenOrder) and ``{type:"Property", name:"SyncEnd"}`` on
+the ``stream`` event, then deltas as the sandbox state changes.
 
-Ordering: every connection has one writer task draining one queue. A SUBSCRIBE puts the snapshot
-and SyncEnd on the queue synchronously, and deltas are queued synchronously by the state's
-listener, so a client sees the snapshot, SyncEnd, then every later delta, in order, never a delta
-that the snapshot already contains followed by an older one.
+``streamAck``: ``event`` answers with a ``subscriptions`` event and sends no Socket.IO ack at all
+(what TradeLocker's own Streams example listens for: it emits SUBSCRIBE without asking for an
+ack); ``ack`` answers only through the ack; ``both`` does both (the default of every profile while
+the engine's stream client waits for the ack).
+
+Ordering: every connection has one writer task draining one queue. A SUBSCRIBE puts its
+``subscriptions`` event, the snapshot and SyncEnd on the queue synchronously, and deltas are queued
+synchronously by the state's listener, so a client sees the answer, the snapshot, SyncEnd, then
+every later delta, in order, never a delta that the snapshot already contains followed by an older
+one.
 
 Faults (for tests): :meth:`StreamsServer.drop_all` aborts every stream TCP connection without a
 close handshake (what a network failure looks like); ``faults.should_drop_stream()`` (the
@@ -39,6 +45,7 @@ SOCKETIO_PATH = "streams-api/socket.io"
 APP_KEY = web.AppKey("tl_streams_server", object)
 
 StreamListener = Callable[[str, dict[str, Any]], None]
+Outgoing = tuple[str, Any]  # (Socket.IO event name, payload)
 
 
 class StreamsState(Protocol):
@@ -56,7 +63,7 @@ class StreamsState(Protocol):
 class _Connection:
     sid: str
     request: web.BaseRequest | None
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)
     accounts: set[str] = field(default_factory=set)
     writer: asyncio.Task[None] | None = None
 
@@ -147,7 +154,7 @@ class StreamsServer:
         """Queue an arbitrary ``stream`` payload (valid or not) to the account's subscribers."""
         for conn in self._conns.values():
             if account_id in conn.accounts:
-                conn.queue.put_nowait(message)
+                conn.queue.put_nowait(("stream", message))
 
     async def close(self) -> None:
         """Stop listening to the state and end every connection (app shutdown)."""
@@ -191,53 +198,78 @@ class StreamsServer:
         if conn is not None:
             self._forget(conn)
 
-    async def _on_subscriptions(self, sid: str, data: Any) -> dict[str, Any]:
+    @property
+    def ack_mode(self) -> str:
+        mode = getattr(self.faults, "stream_ack", "both")
+        return mode if mode in ("ack", "event", "both") else "both"
+
+    async def _on_subscriptions(self, sid: str, data: Any) -> Any:
+        mode = self.ack_mode
         conn = self._conns.get(sid)
         if conn is None:
-            return _error("NOT_CONNECTED", "connection is not accepted")
+            result = _error("NOT_CONNECTED", "connection is not accepted")
+            if mode != "ack":
+                self.sio.start_background_task(
+                    self.sio.emit, "subscriptions", result, to=sid, namespace=NAMESPACE
+                )
+        else:
+            result, snapshot = self._subscriptions(conn, data)
+            # The answer goes ahead of the snapshot on the connection's one queue.
+            if mode != "ack":
+                conn.queue.put_nowait(("subscriptions", result))
+            for msg in snapshot:
+                conn.queue.put_nowait(("stream", msg))
+        # not_handled makes python-socketio send no ack packet at all.
+        return result if mode != "event" else self.sio.not_handled
+
+    def _subscriptions(
+        self, conn: _Connection, data: Any
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The answer to one ``subscriptions`` request and the messages that follow it."""
         if not isinstance(data, dict):
-            return _error("BAD_REQUEST", "subscriptions payload must be an object")
+            return _error("BAD_REQUEST", "subscriptions payload must be an object"), []
         action = data.get("action")  # exact spelling: the venue documents only upper case
         account_id = str(data.get("accountId") or "")
         if not account_id:
-            return _error("BAD_REQUEST", "accountId is required")
+            return _error("BAD_REQUEST", "accountId is required"), []
         if action == "UNSUBSCRIBE":
             conn.accounts.discard(account_id)
-            return {"status": "ok", "action": "UNSUBSCRIBE", "accountId": account_id}
+            return {"status": "ok", "action": "UNSUBSCRIBE", "accountId": account_id}, []
         if action != "SUBSCRIBE":
-            return _error("BAD_REQUEST", f"action must be SUBSCRIBE or UNSUBSCRIBE, got {action!r}")
+            return _error(
+                "BAD_REQUEST", f"action must be SUBSCRIBE or UNSUBSCRIBE, got {action!r}"
+            ), []
         token = data.get("token")
         if not isinstance(token, str) or not token:
-            return _error("invalidJwt", "token is required")
+            return _error("invalidJwt", "token is required"), []
         try:
             brand_id, token_account = self.state.verify_stream_token(token)
         except Exception as exc:  # the state raises its own token error type
-            return _error("invalidJwt", f"token refused: {exc}")
+            return _error("invalidJwt", f"token refused: {exc}"), []
         if str(token_account) != account_id:
-            return _error("invalidJwt", "token does not belong to this accountId")
+            return _error("invalidJwt", "token does not belong to this accountId"), []
         # The venue's SUBSCRIBE names the brand (server) beside the token (section 10.1); a
         # client that leaves it out must learn it here, not in production.
         brand = data.get("brandId")
         if not isinstance(brand, str) or not brand:
-            return _error("BAD_REQUEST", "brandId (the server name) is required")
+            return _error("BAD_REQUEST", "brandId (the server name) is required"), []
         if brand != brand_id:
-            return _error("invalidJwt", "brandId does not match the token")
+            return _error("invalidJwt", "brandId does not match the token"), []
         # Snapshot and subscription are taken together, without yielding, so no delta can fall
         # between them (see the module docstring).
-        snapshot = self.state.stream_snapshot(account_id)
+        snapshot = [
+            m for m in self.state.stream_snapshot(account_id) if m.get("type") != "Property"
+        ]
+        snapshot.append({"type": "Property", "name": "SyncEnd"})
         conn.accounts.add(account_id)
-        for msg in snapshot:
-            if msg.get("type") != "Property":
-                conn.queue.put_nowait(msg)
-        conn.queue.put_nowait({"type": "Property", "name": "SyncEnd"})
-        return {"status": "ok", "action": "SUBSCRIBE", "accountId": account_id}
+        return {"status": "ok", "action": "SUBSCRIBE", "accountId": account_id}, snapshot
 
     # -- delivery -----------------------------------------------------------------------------
 
     def _on_state_change(self, account_id: str, msg: dict[str, Any]) -> None:
         for conn in self._conns.values():
             if account_id in conn.accounts:
-                conn.queue.put_nowait(msg)
+                conn.queue.put_nowait(("stream", msg))
 
     def _latency_s(self) -> float:
         ms = getattr(self.faults, "stream_latency_ms", 0) if self.faults is not None else 0
@@ -250,9 +282,10 @@ class StreamsServer:
 
     async def _write(self, conn: _Connection) -> None:
         while True:
-            msg = await conn.queue.get()
-            if msg is None:
+            item = await conn.queue.get()
+            if item is None:
                 return
+            event, msg = item
             delay = self._latency_s()
             if delay:
                 await asyncio.sleep(delay)
@@ -261,8 +294,9 @@ class StreamsServer:
                 self._abort(conn)
                 return
             try:
-                await self.sio.emit("stream", msg, to=conn.sid, namespace=NAMESPACE)
-                self.emitted += 1
+                await self.sio.emit(event, msg, to=conn.sid, namespace=NAMESPACE)
+                if event == "stream":
+                    self.emitted += 1
             except Exception:  # a dead socket ends this writer; the disconnect handler cleans up
                 log.debug("stream emit to %s failed", conn.sid, exc_info=True)
                 return

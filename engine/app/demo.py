@@ -174,7 +174,7 @@ async def run_demo(
     """The demo; ``bus`` (optional) is the engine's event bus, for a caller to subscribe to."""
     from sandbox import Sandbox
 
-    sandbox = Sandbox(price_interval_ms=0)
+    sandbox = Sandbox(profile="fast", price_interval_ms=0)
     if venue_latency_ms not in ("", "0"):
         sandbox.faults.update({"latency": venue_latency_ms})
     await sandbox.start("127.0.0.1", 0)

@@ -17,7 +17,7 @@ BURST = 6
 async def test_orders_queued_for_rate_budget_expire_when_the_kill_switch_is_engaged(
     tmp_path: Path,
 ) -> None:
-    config = load_seed(None)
+    config = load_seed(None, profile="fast")
     config.rate_limits["PLACE_ORDER"] = RateLimit(2)  # per second: most of the burst must queue
     sandbox = Sandbox(config, price_interval_ms=0)
     await sandbox.start()

@@ -16,7 +16,7 @@ PENDING, MARKET = 40, 10
 async def test_burst_of_ten_times_the_limit_gets_no_429_and_markets_go_first(
     tmp_path: Path,
 ) -> None:
-    config = load_seed(None)
+    config = load_seed(None, profile="fast")
     config.rate_limits["PLACE_ORDER"] = RateLimit(LIMIT)
     sandbox = Sandbox(config, price_interval_ms=0)
     await sandbox.start()

@@ -38,7 +38,9 @@ async def test_config_column_lists_are_exactly_those_of_section_5(wire: Wire) ->
     ]  # fmt: skip
 
 
-async def test_instrument_details_carry_every_section_6_6_field(wire: Wire) -> None:
+async def test_instrument_details_carry_the_section_6_6_fields_a_cfd_has_and_no_null(
+    wire: Wire,
+) -> None:
     status, body = await wire.call(
         "GET", f"/trade/instruments/{US30}", params={"routeId": 9102, "locale": "en"}
     )
@@ -46,14 +48,14 @@ async def test_instrument_details_carry_every_section_6_6_field(wire: Wire) -> N
     documented = {
         "barSource", "baseCurrency", "quotingCurrency", "lotSize", "lotStep", "minLot", "maxLot",
         "tickSize", "tickCost", "leverage", "margin_hedging_type", "symbolStatus",
-        "tradeSessionId", "tradeSessionStatusId", "type", "settlementSystem", "contractMonth",
-        "strikePrice", "strikeType", "exerciseStyle", "firstTradeDate", "lastTradeDate",
-        "noticeDate", "settlementDate", "deliveryStatus", "betSize", "betStep", "bettingCurrency",
-        "name", "description", "isin", "sector", "industry", "marketCap", "country", "logoUrl",
+        "tradeSessionId", "tradeSessionStatusId", "type", "settlementSystem",
+        "name", "description", "country", "logoUrl",
         "localizedName", "hasDaily", "hasIntraday", "tradingExchange", "marketDataExchange",
     }  # fmt: skip
     assert documented <= set(body["d"])
-    assert body["d"]["contractMonth"] is None  # a CFD has no contract month
+    # The official client's InstrumentDetailsType allows no null: what a CFD lacks is absent.
+    assert "contractMonth" not in body["d"]
+    assert all(value is not None for value in body["d"].values())
 
 
 async def test_instrument_details_refuse_a_locale_outside_the_documented_13(wire: Wire) -> None:

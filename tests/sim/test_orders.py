@@ -72,7 +72,7 @@ async def test_business_rejections_are_http_200_with_errmsg(wire: Wire) -> None:
         ({"type": "limit", "validity": "GTC", "price": "1.000001"}, "tick"),
         ({"takeProfit": "1.5"}, "takeProfitType"),
         ({"stopLoss": "1.0"}, "stopLossType"),
-        ({"stopLoss": "10", "stopLossType": "trailingOffset"}, "trStopOffset"),
+        ({"stopLossType": "trailingOffset"}, "trStopOffset"),
         ({"stopLoss": "9.0", "stopLossType": "absolute"}, "stop loss"),
         ({"routeId": "9002"}, "TRADE route"),
         ({"tradableInstrumentId": "1"}, "not found"),
@@ -85,8 +85,8 @@ async def test_business_rejections_are_http_200_with_errmsg(wire: Wire) -> None:
 
 
 async def test_schema_errors_are_http_400(wire: Wire) -> None:
-    status, body = await wire.place(strategyId="x" * 32)
-    assert status == 400 and "31" in body["errmsg"]
+    status, body = await wire.place(strategyId="x" * 33)
+    assert status == 400 and "32" in body["errmsg"]
     status, _ = await wire.place(side="BUY")
     assert status == 400
     status, _ = await wire.place(qty="lots")

@@ -84,7 +84,11 @@ async def test_first_info_route_of_gbpusd_is_dead_and_the_second_quotes(wire: Wi
     status, body = await wire.call(
         "GET", "/trade/quotes", params={"tradableInstrumentId": GBPUSD, "routeId": dead}
     )
-    assert status == 404 and body["s"] != "ok"
+    assert status == 200 and body == {"s": "no_data"}
+    status, body = await wire.call(
+        "GET", "/trade/quotes", params={"tradableInstrumentId": GBPUSD, "routeId": 9102}
+    )
+    assert status == 404 and body["s"] == "error"  # not an INFO route of GBPUSD at all
     status, body = await wire.call(
         "GET", "/trade/quotes", params={"tradableInstrumentId": GBPUSD, "routeId": live}
     )

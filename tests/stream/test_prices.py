@@ -70,7 +70,7 @@ async def test_the_dead_info_route_is_probed_past_and_the_live_one_kept() -> Non
             # GBPUSD's INFO routes as the venue lists them: the first one is dead.
             feed = QuoteFeed(venue.client("acc1"), requests_per_second=100)
             feed.subscribe(GBPUSD, (9199, 9101))
-            assert await feed.poll_once(GBPUSD) is None  # 9199 answers "not found"
+            assert await feed.poll_once(GBPUSD) is None  # 9199 answers no_data
             quote = await feed.poll_once(GBPUSD)
             assert quote is not None and feed.route_for(GBPUSD) == 9101
             assert quote.ask > quote.bid > 0

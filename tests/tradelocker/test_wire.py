@@ -92,17 +92,19 @@ def market(instrument: Instrument, tag: str) -> OrderRequest:
 
 @contextlib.contextmanager
 def counting_finished_orders(sandbox: Sandbox) -> Iterator[list[int]]:
-    """A counter (``[n]``) of order POSTs the sandbox is done with, whether it placed the order
-    (its fault injector is asked about ``dropAfterAccept`` right after the handler ran: scripted
-    here to count that) or failed reading a request whose client had gone (it logs that)."""
+    """A counter (``[n]``) of order POSTs the sandbox is done with, whether its order book was
+    asked to place the order (placed or refused: scripted here to count that; the sandbox asks
+    its fault injector nothing when no fault is armed) or it failed on a request whose client had
+    gone (it logs that)."""
     finished = [0]
-    faults = sandbox.state.faults
-    fires = faults.fires
+    book = sandbox.state.book
+    place = book.place
 
-    def counting(kind: str, op: str) -> bool:
-        if kind == "dropAfterAccept" and op == "PLACE_ORDER":
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return place(*args, **kwargs)
+        finally:
             finished[0] += 1
-        return fires(kind, op)
 
     class FailedOrders(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -110,7 +112,7 @@ def counting_finished_orders(sandbox: Sandbox) -> Iterator[list[int]]:
             if text.startswith("sandbox failed on POST") and text.endswith("/orders"):
                 finished[0] += 1
 
-    faults.fires = counting  # type: ignore[method-assign]
+    book.place = counting  # type: ignore[method-assign]
     handler = FailedOrders()
     sandbox_log = logging.getLogger("sandbox.app")
     sandbox_log.addHandler(handler)
@@ -118,7 +120,7 @@ def counting_finished_orders(sandbox: Sandbox) -> Iterator[list[int]]:
         yield finished
     finally:
         sandbox_log.removeHandler(handler)
-        faults.fires = fires  # type: ignore[method-assign]
+        book.place = place  # type: ignore[method-assign]
 
 
 def order_pool(venue: TradeLockerVenue) -> OrderConnections:
