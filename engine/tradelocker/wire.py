@@ -305,6 +305,10 @@ class OrderConnections:
     def open_count(self) -> int:
         return len(self._open)
 
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self, warm_request: bytes | None = None) -> None:
