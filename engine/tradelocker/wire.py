@@ -414,8 +414,7 @@ class OrderConnections:
             if send_by < until:
                 until, stale_first = send_by, True
         try:
-            async with asyncio.timeout_at(until):
-                return await self._acquire()
+            return await self._acquire(until)
         except TimeoutError:
             waited = loop.time() - waited_from
             if stale_first:
@@ -483,7 +482,12 @@ class OrderConnections:
             self._discard(conn)
         return None
 
-    async def _acquire(self) -> _Connection:
+    async def _acquire(self, until: float) -> _Connection:
+        """A usable connection, waiting (FIFO) until loop time ``until`` at most: TimeoutError.
+
+        The wait ends by a timer failing the waiter, not by ``asyncio.timeout``: the order path
+        may run eagerly in its caller's task (engine.execution.eager) until it first suspends,
+        so a task-bound timeout would cancel the caller instead of this wait."""
         while self._idle:
             conn = self._idle.popleft()
             if await self._usable(conn):
@@ -492,9 +496,11 @@ class OrderConnections:
         if self._closed:
             raise NotSent(f"{self.label}: the order transport is closed")
         self._top_up()
-        fut: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[_Connection] = loop.create_future()
         self._waiters.append(fut)
         self._grow()
+        timer = loop.call_at(until, _give_up, fut)
         try:
             return await fut
         except BaseException:
@@ -504,6 +510,8 @@ class OrderConnections:
             else:
                 fut.cancel()
             raise
+        finally:
+            timer.cancel()
 
     async def _usable(self, conn: _Connection) -> bool:
         if not conn.idle_state_ok():
@@ -615,6 +623,11 @@ class OrderConnections:
         self._open.add(conn)
         if len(self._open) > self.peak_open:
             self.peak_open = len(self._open)
+
+
+def _give_up(fut: asyncio.Future[_Connection]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
 
 
 def _describe(exc: BaseException) -> str:
