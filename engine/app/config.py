@@ -64,8 +64,12 @@ class AdapterSettings:
     order_s: float = 5.0  # order entry: past this the outcome is UNKNOWN and reconciled by tag
     query_s: float = 5.0
     # Pinned keep-alive connections per account for order calls. Each carries one request at a
-    # time, so at 50-100 ms venue latency one connection places at most ~13 orders/s.
+    # time, so at 50-100 ms venue latency one connection places at most ~13 orders/s. These are
+    # the warm minimum; while orders wait for a connection the pool grows to the maximum.
     order_connections: int = 2
+    # Enough for the venue's order limit (100/s) at a slow reply (~150 ms): a burst does not
+    # queue behind the warm ones. Extra connections close after 30 s idle.
+    order_connections_max: int = 16
 
 
 # The names these types had before each component declared its own (kept for callers that still
@@ -138,6 +142,7 @@ ENGINE_KEYS = {
     "unknown_policy": Key(PipelineSettings, "unknown_policy", v.one_of(UnknownPolicy)),
     "stop_limit_poll_ms": Key(StopLimitSettings, "poll_ms", v.whole(10, 60_000)),
     "order_connections": Key(AdapterSettings, "order_connections", v.whole(1, 16)),
+    "order_connections_max": Key(AdapterSettings, "order_connections_max", v.whole(1, 64)),
 }
 TIMEOUT_KEYS = {
     "order_s": Key(AdapterSettings, "order_s", v.positive()),
@@ -291,6 +296,12 @@ def parse_config(data: dict[str, Any]) -> Config:
     sinks = tuple(_sink(i, t) for i, t in enumerate(_array(data, "sinks")))
     if sinks:
         listed["sinks"] = sinks
+    adapter = AdapterSettings(**values.get(AdapterSettings, {}))
+    if adapter.order_connections_max < adapter.order_connections:
+        raise ConfigError(
+            f"engine.order_connections_max ({adapter.order_connections_max}) is below "
+            f"engine.order_connections ({adapter.order_connections}): set it to at least that"
+        )
     return Config(
         logins=logins,
         accounts=accounts,
@@ -300,7 +311,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         reconcile=ReconcileSettings(**values.get(ReconcileSettings, {})),
         stop_limits=StopLimitSettings(**values.get(StopLimitSettings, {})),
         limits=LimitsSettings(**values.get(LimitsSettings, {})),
-        adapter=AdapterSettings(**values.get(AdapterSettings, {})),
+        adapter=adapter,
         control=ControlSettings(**values.get(ControlSettings, {})),
         vault=_vault(_table(data, "vault"), logins),
         **listed,

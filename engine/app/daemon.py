@@ -170,7 +170,10 @@ async def build_engine(
             secrets,
             base_url_override=base_url_override,
             timeouts=Timeouts(order_total=cfg.adapter.order_s, query_total=cfg.adapter.query_s),
-            connection=ConnectionSettings(order_connections=cfg.adapter.order_connections),
+            connection=ConnectionSettings(
+                order_connections=cfg.adapter.order_connections,
+                order_connections_max=cfg.adapter.order_connections_max,
+            ),
             quotes_share=cfg.limits.share,
         )
         venue = await factory.venue()

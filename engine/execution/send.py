@@ -1,12 +1,16 @@
 """Sending: a prepared leg through the rate gate to the venue, and the venue's answer classified.
 
     intent durable ─► circuit breaker ─► rate gate (priority queue; a first attempt waits no
-    longer than its signal's age allows) ─► kill switch ─► the venue call ─► outcome
+    longer than its signal's age allows) ─► kill switch ─► age ─► the venue call ─► outcome
 
 Definitive venue evidence decides (accepted, rejected); a failure that leaves the outcome open
 (a timeout, a dropped connection, a 429 or 5xx after the bytes left) goes to
 engine.execution.ambiguous and is never resent blindly. A failure before the bytes left (breaker
-open, queue shed, journal failed, kill switch) ends ``expired``: not sent.
+open, queue shed, journal failed, kill switch, no connection, too old) ends ``expired``: not sent.
+
+The age rule (max_signal_age_ms) holds until the bytes leave: the deadline is checked after the
+rate gate, and a placement carries it down (``OrderRequest.send_by_ns``) to the venue's
+transport, which compares it just before the write, after any wait for a login or a connection.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from engine.model.errors import (
     OutcomeUnknown,
     RateLimited,
     Shed,
+    TooLateToSend,
+    Unsent,
     ValidationError,
     VenueUnavailable,
 )
@@ -56,26 +62,43 @@ async def send(p: Pipeline, job: Job) -> None:
             await job.durable
         if session.breaker is not None:
             session.breaker.check()
-        await gate(job, queue_deadline(p, job))
+        send_by = queue_deadline(p, job)
+        await gate(job, send_by)
         # Engaged while this order waited for rate budget: it must not go out now. Cancels
         # and closes still do: they reduce risk.
         kill = p.kill_switch
         if kill is not None and kill.engaged and action in _AGE_BOUND_IN_QUEUE:
             await expire_killed(p, job, " while it waited for rate budget")
             return
-        rec.gated_ns = p._now_ns()
+        rec.gated_ns = now = p._now_ns()
+        if send_by:
+            if now > send_by:
+                await expire_stale(p, job, now - (rec.validated_ns or now), "rate budget")
+                return
+            req = job.request
+            if req is not None and req.type is not OrderType.STOP_LIMIT:
+                # The transport checks it again just before the write (a held stop-limit is
+                # placed later, on its trigger: no deadline).
+                req.send_by_ns = send_by
         sent_at = p._now_s()
         rec.on_wire_ns = p._now_ns()
         try:
             await call(p, job)
         except (OutcomeUnknown, RateLimited, TimeoutError) as exc:
             venue_failed(session, action, exc)
+            no_deadline(job)
             await p._unknown(job, exc, sent_at)
             return
         except VenueUnavailable as exc:
             if isinstance(exc, CircuitOpen):
                 raise
             venue_failed(session, action, exc)
+            if isinstance(exc, Unsent) and action is not Action.REVERSE:
+                # Definitively not sent (no connection in time, none could be opened): nothing
+                # to reconcile. (A reverse may have closed before its opening order failed.)
+                await finish(p, job, OutcomeStatus.EXPIRED, reason=f"not sent: {exc}")
+                return
+            no_deadline(job)
             await p._unknown(job, exc, sent_at)
             return
         rec.acked_ns = p._now_ns()
@@ -95,6 +118,8 @@ async def send(p: Pipeline, job: Job) -> None:
             reason=f"not sent: the circuit breaker of {session.alias} is open "
             f"({exc.retry_in:.1f} s to the next probe): {exc}",
         )
+    except TooLateToSend as exc:
+        await expire_stale(p, job, p._now_ns() - (rec.gated_ns or p._now_ns()), exc.waited_for)
     except Shed as exc:
         # The limiter's reasons already end in "not sent" (queue full, waited too long).
         await finish(p, job, OutcomeStatus.EXPIRED, reason=exc.reason)
@@ -191,6 +216,31 @@ async def expire_killed(p: Pipeline, job: Job, when: str) -> None:
         OutcomeStatus.EXPIRED,
         reason=f"not sent: kill switch engaged{when} ({p.kill_switch.reason})",
     )
+
+
+async def expire_stale(p: Pipeline, job: Job, waited_ns: int, waited_for: str) -> None:
+    """The signal passed max_signal_age_ms before its bytes were written: expired, unsent."""
+    rec = job.record
+    ts = job.signal.ts_ns
+    if ts:
+        age_ns = p._wall_ns() - ts
+    else:
+        age_ns = p._now_ns() - (rec.arrived_ns or p._now_ns())
+    await finish(
+        p,
+        job,
+        OutcomeStatus.EXPIRED,
+        reason=f"expired unsent: {age_ns / 1e9:.1f} s old at send time (waited "
+        f"{max(waited_ns, 0) / 1e9:.1f} s for {waited_for}); "
+        f"max_signal_age_ms = {p.max_age_ns // 1_000_000}",
+    )
+
+
+def no_deadline(job: Job) -> None:
+    """After an unknown outcome the request may go again (a resubmission): not as "not sent"
+    (a retry after an unknown outcome is never dropped for its age)."""
+    if job.request is not None:
+        job.request.send_by_ns = 0
 
 
 async def gate(job: Job, deadline_ns: int = 0) -> None:

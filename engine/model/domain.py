@@ -232,6 +232,10 @@ class OrderRequest:
     take_profit: float | None = None
     take_profit_type: ProtectionType | None = None
     trailing_offset: float | None = None  # trStopOffset, for a trailingOffset stop-loss
+    # The last moment its bytes may be written (time.monotonic_ns; 0: none): its signal's
+    # max_signal_age_ms, set by the pipeline for a first attempt. A venue that waits before
+    # writing (a connection, a login) compares it just before the write: past it, TooLateToSend.
+    send_by_ns: int = 0
 
 
 @dataclass(slots=True)

@@ -160,3 +160,28 @@ class CircuitOpen(VenueUnavailable):
     ) -> None:
         super().__init__(message, account=account, route=route)
         self.retry_in = retry_in
+
+
+class Unsent(VenueUnavailable):
+    """Definitive: the request never left the engine (no connection became free in time, none
+    could be opened, or every one tried was found dead before writing). Nothing can have happened
+    at the venue, so the outcome is "not sent", never unknown."""
+
+
+class TooLateToSend(Shed):
+    """The request's signal passed ``max_signal_age_ms`` before a byte of it was written: it was
+    dropped at the last moment and never sent. ``waited_s`` is how long it waited after the rate
+    gate and ``waited_for`` what for (``"a connection"``, ``"the venue session"``)."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        waited_s: float,
+        waited_for: str,
+        account: str | None = None,
+        route: str | None = None,
+    ) -> None:
+        super().__init__(reason, account=account, route=route)
+        self.waited_s = waited_s
+        self.waited_for = waited_for

@@ -36,6 +36,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,11 +50,19 @@ from engine.model.errors import (
     ConfigError,
     OutcomeUnknown,
     RateLimited,
+    TooLateToSend,
+    Unsent,
     VenueUnavailable,
 )
 from engine.tradelocker.auth import TokenManager
 from engine.tradelocker.errors import decode_reply
-from engine.tradelocker.wire import NotSent, OrderConnections, SentNoReply, client_ssl_context
+from engine.tradelocker.wire import (
+    NotSent,
+    OrderConnections,
+    SentNoReply,
+    TooLate,
+    client_ssl_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +104,10 @@ class ConnectionSettings:
     # "lean": order calls on the account's own pinned HTTP/1.1 connections (engine.tradelocker.
     # wire); "aiohttp": on the query session. See docs/tradelocker.md, "Order transport".
     order_transport: str = "lean"
-    order_connections: int = 2  # lean only: pinned order connections per account
+    order_connections: int = 2  # lean only: pinned order connections per account, kept warm
+    # lean only: the most order connections per account while requests wait for one (a burst at
+    # the venue's latency); the extra ones close after keepalive_timeout_s idle
+    order_connections_max: int = 16
     tls_ca_file: str | None = None  # trust this CA bundle instead of the system store
 
 
@@ -126,8 +138,13 @@ class RestClient:
         self._static_headers = {"accNum": str(acc_num), "Content-Type": "application/json"}
         if developer_api_key:
             self._static_headers["developer-api-key"] = developer_api_key
+        # Orders on aiohttp: ``connect`` bounds the wait for a pooled connection plus the
+        # connect (a timeout there is "not sent"); ``total`` the whole call, that wait included.
         self._order_timeout = aiohttp.ClientTimeout(
-            total=self.timeouts.order_total, sock_connect=self.timeouts.connect
+            total=2 * self.timeouts.order_total,
+            connect=self.timeouts.order_total,
+            sock_connect=self.timeouts.connect,
+            sock_read=self.timeouts.order_total,
         )
         self._query_timeout = aiohttp.ClientTimeout(
             total=self.timeouts.query_total, sock_connect=self.timeouts.connect
@@ -157,9 +174,11 @@ class RestClient:
                 self.orders_transport = OrderConnections(
                     self.base_url,
                     size=settings.order_connections,
+                    max_size=settings.order_connections_max,
                     ssl_context=self._ssl,
                     connect_timeout_s=self.timeouts.connect,
                     ping_after_s=settings.keep_warm_every_s,
+                    shrink_after_s=settings.keepalive_timeout_s,
                     label=f"account {alias} orders",
                 )
             except ValueError as exc:
@@ -357,17 +376,22 @@ class RestClient:
         params: Mapping[str, str | int] | None = None,
         *,
         strategy_tag: str | None = None,
+        send_by_ns: int = 0,
     ) -> Any:
-        """Send a non-idempotent call once. Never retried; see the module doc for outcomes."""
+        """Send a non-idempotent call once. Never retried; see the module doc for outcomes.
+
+        ``send_by_ns`` (``time.monotonic_ns``; 0: none): the last moment its bytes may be
+        written, whatever it waited for (a login, a connection); past it :class:`TooLateToSend`.
+        """
         route = f"{method} {path}"
         bearer = await self.tokens.bearer_for_request()
         if self.orders_transport is not None:
             status, raw, headers = await self._submit_lean(
-                route, method, path, params, body, bearer, strategy_tag
+                route, method, path, params, body, bearer, strategy_tag, send_by_ns
             )
         else:
             status, raw, headers = await self._submit_aiohttp(
-                route, method, path, params, body, bearer, strategy_tag
+                route, method, path, params, body, bearer, strategy_tag, send_by_ns
             )
         try:
             return decode_reply(
@@ -390,15 +414,18 @@ class RestClient:
         body: bytes | None,
         bearer: str,
         strategy_tag: str | None,
+        send_by_ns: int,
     ) -> tuple[int, bytes, Mapping[str, str]]:
         assert self.orders_transport is not None
         payload = self._order_request(method, path, params, body, bearer)
         try:
-            reply = await self.orders_transport.round_trip(payload, self.timeouts.order_total)
+            reply = await self.orders_transport.round_trip(
+                payload, self.timeouts.order_total, send_by_ns
+            )
+        except TooLate as exc:
+            raise _too_late(route, self.alias, exc.waited_s) from None
         except NotSent as exc:
-            raise VenueUnavailable(
-                f"{route}: {exc}; not sent", account=self.alias, route=route
-            ) from None
+            raise Unsent(f"{route}: {exc}; not sent", account=self.alias, route=route) from None
         except SentNoReply as exc:
             raise OutcomeUnknown(
                 f"{route}: {exc} after sending; the venue may or may not have acted: reconcile "
@@ -418,13 +445,18 @@ class RestClient:
         body: bytes | None,
         bearer: str,
         strategy_tag: str | None,
+        send_by_ns: int,
     ) -> tuple[int, bytes, Mapping[str, str]]:
+        if send_by_ns and time.monotonic_ns() > send_by_ns:
+            # aiohttp has no hook just before its write: the last moment seen from here.
+            raise _too_late(route, self.alias, 0.0)
         try:
             return await self._send(method, path, params, body, bearer, self._order_timeout)
-        except aiohttp.ClientConnectorError as exc:
-            # TCP connect itself failed: nothing was written, so nothing can have happened.
-            raise VenueUnavailable(
-                f"{route}: could not connect to the venue ({type(exc).__name__}); not sent",
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # TCP connect failed, or no pooled connection came free in time: nothing was
+            # written, so nothing can have happened.
+            raise Unsent(
+                f"{route}: no connection to the venue ({type(exc).__name__}); not sent",
                 account=self.alias,
                 route=route,
             ) from None
@@ -461,3 +493,13 @@ class RestClient:
             timeout=budget,
         ) as response:
             return response.status, await response.read(), response.headers
+
+
+def _too_late(route: str, alias: str, waited_s: float) -> TooLateToSend:
+    return TooLateToSend(
+        f"{route}: too old to send; not sent",
+        waited_s=waited_s,
+        waited_for="a connection" if waited_s else "the venue session",
+        account=alias,
+        route=route,
+    )

@@ -315,7 +315,11 @@ class TradeLockerVenue:
         path = f"/trade/accounts/{acct.client.account_id}/orders"
         try:
             reply = await acct.client.submit(
-                "POST", path, encode_place_order(request), strategy_tag=request.strategy_tag
+                "POST",
+                path,
+                encode_place_order(request),
+                strategy_tag=request.strategy_tag,
+                send_by_ns=request.send_by_ns,
             )
         except NotFound:
             # The instrument or route is unknown to the venue: our cache is stale. Definitive.

@@ -19,6 +19,16 @@ Safety, the reason for most of the code below (docs/architecture.md, policy 1 an
   outcome as unknown and never resend.
 * A dead connection is replaced in the background; the order path only waits for a connect when
   no connection at all is usable.
+* Waiting is not sending: a request still waiting for a connection when its wait ends (the
+  pool's wait budget, or its ``send_by_ns``) raises :class:`NotSent`. The order timeout (the
+  wait for the reply) starts when the request is written.
+* No stale order: a request given ``send_by_ns`` (monotonic ns: its signal's age limit) is
+  compared with the clock just before ``write``; past it, :class:`TooLate` (a :class:`NotSent`).
+
+Size: ``size`` connections are kept open and warm (the minimum); when every one is busy and
+requests wait, more are opened in the background (connected, TLS handshake done, before one
+carries an order), up to ``max_size``. Extra connections idle for ``shrink_after_s`` are closed
+by :meth:`keep_warm`.
 
 Lifetimes: :meth:`OrderConnections.start` opens and warms the pool; :meth:`keep_warm` (called on
 a timer by the owner) pings connections that have idled, on a route the owner chooses (one that
@@ -46,6 +56,15 @@ log = logging.getLogger(__name__)
 
 class NotSent(Exception):
     """No byte of the request reached the network: nothing can have happened at the venue."""
+
+
+class TooLate(NotSent):
+    """The request's ``send_by_ns`` passed before it was written: dropped, never sent.
+    ``waited_s`` is how long it waited for a connection (0.0: it did not wait for one)."""
+
+    def __init__(self, message: str, waited_s: float) -> None:
+        super().__init__(message)
+        self.waited_s = waited_s
 
 
 class SentNoReply(Exception):
@@ -225,17 +244,20 @@ def client_ssl_context(verify: bool = True, ca_file: str | None = None) -> ssl.S
 
 
 class OrderConnections:
-    """A pool of ``size`` pinned keep-alive connections to one origin, one request per connection
-    at a time. Requests beyond ``size`` wait for a connection to come back (FIFO)."""
+    """A pool of pinned keep-alive connections to one origin, one request per connection at a
+    time: ``size`` kept warm, up to ``max_size`` while requests wait. Requests that find every
+    connection busy wait for one (FIFO): a connection coming back or a new one opened for them."""
 
     def __init__(
         self,
         base_url: str,
         *,
         size: int = 2,
+        max_size: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout_s: float = 3.0,
         ping_after_s: float = 10.0,
+        shrink_after_s: float = 30.0,
         label: str = "orders",
     ) -> None:
         parts = urlsplit(base_url)
@@ -243,6 +265,12 @@ class OrderConnections:
             raise ValueError(f"order transport needs an http(s) URL with a host, got {base_url!r}")
         if size < 1:
             raise ValueError(f"order connections: size must be at least 1, got {size}")
+        max_size = size if max_size is None else max_size
+        if max_size < size:
+            raise ValueError(
+                f"order connections: the maximum ({max_size}) is below the warm minimum ({size}); "
+                "set order_connections_max to at least order_connections"
+            )
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.tls = parts.scheme == "https"
@@ -250,17 +278,22 @@ class OrderConnections:
         if self.tls:
             self._ssl = ssl_context or client_ssl_context()
         self.size = size
+        self.max_size = max_size
         self.label = label
         self._connect_timeout = connect_timeout_s
         self._ping_after = ping_after_s
+        self._shrink_after = shrink_after_s
         self._open: set[_Connection] = set()
         self._idle: collections.deque[_Connection] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[_Connection]] = collections.deque()
         self._connecting: set[asyncio.Task[None]] = set()
         self._closed = False
-        # Health and tests: how many were opened, how many replaced after dying.
+        # Health and tests: how many were opened, how many replaced after dying, how many extra
+        # ones were closed for idling, and the most open at once.
         self.opened = 0
         self.discarded = 0
+        self.shrunk = 0
+        self.peak_open = 0
 
     def __repr__(self) -> str:
         return (
@@ -271,6 +304,10 @@ class OrderConnections:
     @property
     def open_count(self) -> int:
         return len(self._open)
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -313,25 +350,31 @@ class OrderConnections:
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def round_trip(self, payload: bytes, timeout_s: float) -> Reply:
+    async def round_trip(self, payload: bytes, timeout_s: float, send_by_ns: int = 0) -> Reply:
         """Send ``payload`` (a complete HTTP/1.1 request) once and return the reply.
 
-        :class:`NotSent`: nothing was written (no connection within ``timeout_s``, or every
-        connection tried was found dead before writing). :class:`SentNoReply`: written, no
-        complete reply within ``timeout_s``: the outcome is unknown. Never resends written bytes.
+        ``timeout_s`` bounds the wait for a connection and, from the moment the request is
+        written, the wait for its reply. ``send_by_ns`` (``time.monotonic_ns``; 0: none) is the
+        last moment the request may be written. :class:`NotSent`: nothing was written (no
+        connection within ``timeout_s``, or every connection tried was found dead before
+        writing); :class:`TooLate` when ``send_by_ns`` passed first. :class:`SentNoReply`:
+        written, no complete reply within ``timeout_s``: the outcome is unknown. Never resends
+        written bytes.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        waited_from = 0.0  # loop time the wait for a connection began (0.0: no wait yet)
         while True:
             conn = self._take_idle()
             if conn is None:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        conn = await self._acquire()
-                except TimeoutError:
-                    raise NotSent(
-                        f"{self.label}: no order connection became free within {timeout_s:g} s"
-                    ) from None
+                if not waited_from:
+                    waited_from = loop.time()
+                conn = await self._wait_for_connection(waited_from, timeout_s, send_by_ns)
+            # The last moment before bytes leave: the one place a stale order is caught
+            # whatever it waited for (rate budget, a login, a connection).
+            if send_by_ns and time.monotonic_ns() > send_by_ns:
+                self._release(conn)
+                waited = loop.time() - waited_from if waited_from else 0.0
+                raise TooLate(f"{self.label}: too old to send", waited)
             try:
                 waiter = conn.send(payload)
             except NotSent:
@@ -340,8 +383,8 @@ class OrderConnections:
                 continue
             break
         # A bare timer rather than asyncio.timeout(): this is the hot path, and expiring only has
-        # to fail the waiter and drop the connection.
-        timer = loop.call_at(deadline, conn.expire, timeout_s)
+        # to fail the waiter and drop the connection. It starts now, with the bytes on the wire.
+        timer = loop.call_later(timeout_s, conn.expire, timeout_s)
         try:
             reply = await waiter
         except SentNoReply:
@@ -358,10 +401,35 @@ class OrderConnections:
         self._release(conn)
         return reply
 
+    async def _wait_for_connection(
+        self, waited_from: float, timeout_s: float, send_by_ns: int
+    ) -> _Connection:
+        """Every connection is busy: wait (FIFO) for one to come back or be opened, until
+        ``timeout_s`` after ``waited_from`` or ``send_by_ns``, whichever is first."""
+        loop = asyncio.get_running_loop()
+        until = waited_from + timeout_s
+        stale_first = False
+        if send_by_ns:
+            send_by = loop.time() + (send_by_ns - time.monotonic_ns()) / 1e9
+            if send_by < until:
+                until, stale_first = send_by, True
+        try:
+            return await self._acquire(until)
+        except TimeoutError:
+            waited = loop.time() - waited_from
+            if stale_first:
+                raise TooLate(f"{self.label}: too old to send", waited) from None
+            raise NotSent(
+                f"{self.label}: no order connection became free within {timeout_s:g} s "
+                f"({len(self._open)} open, at most {self.max_size})"
+            ) from None
+
     async def keep_warm(self, request: bytes, idle_for_s: float | None = None) -> int:
         """Send ``request`` (an idempotent, cheap GET) on each connection idle for at least
         ``idle_for_s`` (default: ``ping_after_s``), one at a time so the others stay free for
-        orders; top the pool up. Returns how many pings were answered."""
+        orders; close extra connections idle for ``shrink_after_s``; top the pool up. Returns
+        how many pings were answered."""
+        self._shrink()
         self._top_up()
         threshold = self._ping_after if idle_for_s is None else idle_for_s
         answered = 0
@@ -414,7 +482,12 @@ class OrderConnections:
             self._discard(conn)
         return None
 
-    async def _acquire(self) -> _Connection:
+    async def _acquire(self, until: float) -> _Connection:
+        """A usable connection, waiting (FIFO) until loop time ``until`` at most: TimeoutError.
+
+        The wait ends by a timer failing the waiter, not by ``asyncio.timeout``: the order path
+        may run eagerly in its caller's task (engine.execution.eager) until it first suspends,
+        so a task-bound timeout would cancel the caller instead of this wait."""
         while self._idle:
             conn = self._idle.popleft()
             if await self._usable(conn):
@@ -423,8 +496,11 @@ class OrderConnections:
         if self._closed:
             raise NotSent(f"{self.label}: the order transport is closed")
         self._top_up()
-        fut: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[_Connection] = loop.create_future()
         self._waiters.append(fut)
+        self._grow()
+        timer = loop.call_at(until, _give_up, fut)
         try:
             return await fut
         except BaseException:
@@ -434,6 +510,8 @@ class OrderConnections:
             else:
                 fut.cancel()
             raise
+        finally:
+            timer.cancel()
 
     async def _usable(self, conn: _Connection) -> bool:
         if not conn.idle_state_ok():
@@ -473,11 +551,35 @@ class OrderConnections:
         if self._closed:
             return
         for _ in range(self.size - len(self._open) - len(self._connecting)):
-            task = asyncio.get_running_loop().create_task(
-                self._replace(), name=f"connect:{self.label}"
-            )
-            self._connecting.add(task)
-            task.add_done_callback(self._connecting.discard)
+            self._start_connect()
+
+    def _grow(self) -> None:
+        """Requests are waiting: open one more connection per waiter not already covered by a
+        connect under way, up to ``max_size``. A new one serves the first waiter, or idles."""
+        if self._closed:
+            return
+        busy = len(self._open) + len(self._connecting)
+        for _ in range(min(len(self._waiters) - len(self._connecting), self.max_size - busy)):
+            self._start_connect()
+
+    def _shrink(self) -> None:
+        """Close idle connections beyond ``size`` that have not carried anything for
+        ``shrink_after_s`` (the longest idle first)."""
+        now = time.monotonic()
+        for conn in sorted(self._idle, key=lambda c: c.last_used):
+            if len(self._open) <= self.size:
+                return
+            if now - conn.last_used < self._shrink_after:
+                return
+            self._idle.remove(conn)
+            self._open.discard(conn)
+            conn.close()
+            self.shrunk += 1
+
+    def _start_connect(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._replace(), name=f"connect:{self.label}")
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
 
     async def _replace(self) -> None:
         try:
@@ -519,6 +621,13 @@ class OrderConnections:
     def _adopt(self, conn: _Connection) -> None:
         self.opened += 1
         self._open.add(conn)
+        if len(self._open) > self.peak_open:
+            self.peak_open = len(self._open)
+
+
+def _give_up(fut: asyncio.Future[_Connection]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
 
 
 def _describe(exc: BaseException) -> str:

@@ -139,6 +139,9 @@ CHECKS: dict[str, Reader] = {
     "engine.order_connections": lambda r, _: {
         r.engine.venue.client(a).orders_transport.size for a in r.enabled()
     },
+    "engine.order_connections_max": lambda r, _: {
+        r.engine.venue.client(a).orders_transport.max_size for a in r.enabled()
+    },
     "logins.<name>.base_url": lambda r, name: {r.login_claims(name)[0]},
     "logins.<name>.server": lambda r, name: {r.login_claims(name)[1]["brand"]},
     # The sandbox signed a token only for the user whose email, password and server were sent.

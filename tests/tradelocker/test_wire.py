@@ -307,7 +307,10 @@ async def test_a_timed_out_order_is_unknown_and_its_connection_is_never_reused()
 
 @on_both_loops
 async def test_concurrent_orders_share_the_pinned_connections_without_opening_more() -> None:
-    async with running_sandbox() as sandbox, started(sandbox.venue(connection=LEAN)) as venue:
+    # The pool at a fixed size (its maximum is its minimum): growth on demand is
+    # tests/tradelocker/test_order_connections_grow.py.
+    fixed = replace(LEAN, order_connections_max=2)
+    async with running_sandbox() as sandbox, started(sandbox.venue(connection=fixed)) as venue:
         instrument = await venue.instrument("acct", "EURUSD")
         pool = order_pool(venue)
         sandbox.state.faults.update({"latency": {"PLACE_ORDER": 10}})
