@@ -187,6 +187,20 @@ class CircuitBreaker:
         self._probe_started = now
         return True
 
+    @property
+    def accepting(self) -> bool:
+        """Whether a request would be let through now, without taking a probe slot: closed, cooled
+        down, or half-open with a probe slot free. A pool picks an account by this, so an account
+        whose cool-down ended gets the call that probes it (by ``state`` alone, it never would)."""
+        if self.state is BreakerState.CLOSED:
+            return True
+        now = self._now_ns()
+        if self.state is BreakerState.OPEN:
+            return now >= self._open_until
+        return (
+            self._probes_out < self.probes or now - self._probe_started >= self._probe_timeout_ns
+        )
+
     def check(self, route: str | None = None) -> None:
         """Raise :class:`CircuitOpen` unless a request may go now."""
         if self.state is BreakerState.CLOSED or self.allow():

@@ -287,3 +287,17 @@ def test_bad_settings_are_config_errors() -> None:
         CircuitBreaker("a", window_s=0)
     with pytest.raises(ConfigError, match="cool-down"):
         CircuitBreaker("a", cool_down_s=10.0, max_cool_down_s=5.0)
+
+
+async def test_accepting_says_whether_a_call_would_go_without_taking_a_probe_slot() -> None:
+    clock = ManualClock()
+    b = breaker(clock, probes=1)
+    assert b.accepting
+    await open_it(clock, b)
+    assert not b.accepting
+    await clock.advance(5.0)
+    assert b.accepting and b.state is BreakerState.OPEN  # cooled down: the next call probes
+    assert b.allow()
+    assert not b.accepting  # the one probe slot is taken
+    b.record_success()
+    assert b.accepting and b.state is BreakerState.CLOSED
