@@ -153,11 +153,18 @@ TIMEOUT_KEYS = {
 LIMIT_KEYS = {
     "share": Key(LimitsSettings, "share", v.positive(1.0, "the share of the venue's limit used")),
     "queue_size": Key(LimitsSettings, "queue_size", v.whole(1, 1_000_000)),
-    "breaker_failures": Key(LimitsSettings, "breaker_failures", v.whole(1, 1_000)),
+    "breaker_failure_rate": Key(
+        LimitsSettings, "breaker_failure_rate", v.positive(1.0, "a share of the calls: 0.5 is half")
+    ),
+    "breaker_min_calls": Key(LimitsSettings, "breaker_min_calls", v.whole(1, 100_000)),
+    "breaker_window_s": Key(
+        LimitsSettings, "breaker_window_s", v.positive(3_600.0, "the window is seconds, not hours")
+    ),
     # The breaker doubles its cool-down after a failed probe up to 60 s, so it starts below.
     "breaker_cooldown_s": Key(
         LimitsSettings, "breaker_cooldown_s", v.positive(60.0, "the breaker's longest cool-down")
     ),
+    "breaker_probes": Key(LimitsSettings, "breaker_probes", v.whole(1, 100)),
 }
 VAULT_KEYS = {
     "address": Key(VaultSettings, "address", v.url(("https://", "http://"), "https://vault:8200")),
@@ -225,6 +232,12 @@ _TOP = {"engine", "logins", "accounts", "groups", "sources", "sinks", "limits", 
 _RENAMED = {
     "limits.margin": "limits.share (the same number: the share of each published rate limit "
     "the engine spends, e.g. 0.9)",
+}
+# Keys whose meaning went away: the old name is refused with what replaces it.
+_REPLACED = {
+    "limits.breaker_failures": "the breaker no longer counts consecutive failures, it opens on "
+    "a failure rate: set limits.breaker_failure_rate, limits.breaker_min_calls and "
+    "limits.breaker_window_s instead (docs/config.md)",
 }
 
 
@@ -452,6 +465,8 @@ def _no_unknown(t: dict[str, Any], where: str, allowed: set[str]) -> None:
             full = _key(where, k)
             if full in _RENAMED:
                 raise ConfigError(f"{full} was renamed: call it {_RENAMED[full]}")
+            if full in _REPLACED:
+                raise ConfigError(f"{full} was replaced: {_REPLACED[full]}")
             raise ConfigError(
                 f"unknown key {full!r}: allowed here are {', '.join(sorted(allowed))}"
             )

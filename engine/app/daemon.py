@@ -131,9 +131,7 @@ def _rate_controls(
     publishes none, like the in-process paper venue by default, is not gated), and its
     breaker."""
     lim = cfg.limits
-    breaker = CircuitBreaker(
-        alias, failure_threshold=lim.breaker_failures, cool_down_s=lim.breaker_cooldown_s
-    )
+    breaker = CircuitBreaker.from_settings(alias, lim)
     published = venue.rate_limits(alias)
     if not published:
         log.warning("account %s: the venue publishes no rate limits; no client-side gate", alias)

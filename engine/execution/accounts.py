@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from engine.execution.breaker import BreakerState, CircuitBreaker
+from engine.execution.breaker import CircuitBreaker
 from engine.execution.limits import AccountLimiter
 from engine.execution.settings import AccountSettings, GroupSettings
 from engine.model.domain import Action, Instrument
@@ -125,7 +125,8 @@ class AccountSession:
         """Read the breaker and the order bucket into :attr:`health` (cheap; no I/O)."""
         h = self.health
         if self.breaker is not None:
-            h.breaker_open = self.breaker.state is BreakerState.OPEN
+            # Refusing now: open and cooling down, or half-open with every probe slot taken.
+            h.breaker_open = not self.breaker.accepting
         if self.gate is not None:
             h.rate_utilisation = self.gate.action_utilisation(Action.PLACE)
         return h

@@ -267,7 +267,9 @@ def queue_deadline(p: Pipeline, job: Job) -> int:
 
 
 def venue_failed(session: AccountSession, action: Action, exc: BaseException) -> None:
-    """Tell the breaker, and on a 429 the rate gate, that the venue failed this call."""
+    """Tell the breaker, and on a 429 the rate gate, how the venue failed this call: a 5xx reply
+    or a request not sent is a failure, a 429 a light one, a written request with no reply
+    ambiguous (docs/execution.md, "The circuit breaker")."""
     if isinstance(exc, RateLimited):
         if session.gate is not None:
             session.gate.on_rate_limited(session.gate.routes_for(action)[-1], exc.retry_after)
@@ -275,7 +277,10 @@ def venue_failed(session: AccountSession, action: Action, exc: BaseException) ->
     elif isinstance(exc, TimeoutError):
         kind = FailureKind.TIMEOUT
     elif isinstance(exc, OutcomeUnknown):
-        kind = FailureKind.CONNECTION
+        status = exc.status
+        kind = FailureKind.NO_REPLY if status is None or status < 500 else FailureKind.SERVER_ERROR
+    elif isinstance(exc, VenueUnavailable):
+        kind = FailureKind.CONNECTION  # not sent, or refused: the venue cannot be reached
     else:
         kind = FailureKind.SERVER_ERROR
     if session.breaker is not None:

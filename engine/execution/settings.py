@@ -53,8 +53,13 @@ class LimitsSettings:
     # rest is headroom for requests the engine does not see (the web terminal, clock skew).
     share: float = 0.9
     queue_size: int = 1_000  # requests waiting for rate budget per account; beyond: shed
-    breaker_failures: int = 5  # consecutive 429/5xx/timeouts that open the breaker
+    # The breaker opens when breaker_failure_rate of at least breaker_min_calls calls failed
+    # within the last breaker_window_s (what counts: engine/execution/breaker.py).
+    breaker_failure_rate: float = 0.5
+    breaker_min_calls: int = 20
+    breaker_window_s: float = 10.0
     breaker_cooldown_s: float = 5.0  # first cool-down once open (doubles on a failed probe)
+    breaker_probes: int = 3  # probe calls at a time once cooled down; this many answered close it
 
 
 @dataclass(frozen=True, slots=True)

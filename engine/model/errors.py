@@ -87,7 +87,11 @@ class VenueUnavailable(VenueError):
 
 
 class OutcomeUnknown(VenueError):
-    """A non-idempotent call may or may not have taken effect: reconcile before anything else."""
+    """A non-idempotent call may or may not have taken effect: reconcile before anything else.
+
+    ``status`` is the HTTP status when the venue did reply (a 5xx on order entry); None when the
+    request was written and no reply came (the circuit breaker counts the two differently).
+    """
 
     def __init__(
         self,
@@ -96,9 +100,11 @@ class OutcomeUnknown(VenueError):
         account: str | None = None,
         route: str | None = None,
         strategy_tag: str | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message, account=account, route=route)
         self.strategy_tag = strategy_tag
+        self.status = status
 
 
 class NotFound(VenueError):

@@ -151,4 +151,5 @@ def decode_reply(
         message + "; the request may or may not have taken effect: reconcile before resending",
         account=account,
         route=route,
+        status=status,
     )

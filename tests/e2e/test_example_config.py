@@ -183,8 +183,17 @@ CHECKS: dict[str, Reader] = {
     "sinks[].topic_prefix": lambda r, i: {r.engine.kafka_sinks[i].config.topic_prefix},
     "limits.share": lambda r, _: _share_spent(r),
     "limits.queue_size": lambda r, _: {r.engine.accounts[a].gate.max_queue for a in r.enabled()},
-    "limits.breaker_failures": lambda r, _: {
-        r.engine.accounts[a].breaker.failure_threshold for a in r.enabled()
+    "limits.breaker_failure_rate": lambda r, _: {
+        r.engine.accounts[a].breaker.failure_rate for a in r.enabled()
+    },
+    "limits.breaker_min_calls": lambda r, _: {
+        r.engine.accounts[a].breaker.min_calls for a in r.enabled()
+    },
+    "limits.breaker_window_s": lambda r, _: {
+        r.engine.accounts[a].breaker.window_s for a in r.enabled()
+    },
+    "limits.breaker_probes": lambda r, _: {
+        r.engine.accounts[a].breaker.probes for a in r.enabled()
     },
     "limits.breaker_cooldown_s": lambda r, _: {
         r.engine.accounts[a].breaker.cool_down_s for a in r.enabled()

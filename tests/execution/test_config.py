@@ -91,6 +91,14 @@ def test_a_password_pasted_into_the_file_is_refused_without_echoing_it() -> None
         ({"limits": {"share": 1.5}}, "limits.share must be at most 1.0"),
         ({"limits": {"margin": 0.9}}, "limits.margin was renamed: call it limits.share"),
         ({"limits": {"breaker_cooldown_s": 120}}, "limits.breaker_cooldown_s must be at most 60"),
+        (
+            {"limits": {"breaker_failures": 5}},
+            "limits.breaker_failures was replaced: the breaker no longer counts consecutive "
+            "failures, it opens on a failure rate: set limits.breaker_failure_rate, "
+            "limits.breaker_min_calls and limits.breaker_window_s instead",
+        ),
+        ({"limits": {"breaker_failure_rate": 1.5}}, "limits.breaker_failure_rate must be at most"),
+        ({"limits": {"breaker_probes": 0}}, "limits.breaker_probes must be an integer from 1"),
         ({"vault": {"address": "vault:8200", "token": "env:T"}}, "vault.address must start with"),
         ({"vault": {"address": "http://v:8200", "token": "vault:kv/t#t"}}, "env: or file:"),
         ({"engine": {"unknown_policy": "retry"}}, "engine.unknown_policy must be one of"),
