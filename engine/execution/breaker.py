@@ -197,9 +197,7 @@ class CircuitBreaker:
         now = self._now_ns()
         if self.state is BreakerState.OPEN:
             return now >= self._open_until
-        return (
-            self._probes_out < self.probes or now - self._probe_started >= self._probe_timeout_ns
-        )
+        return self._probes_out < self.probes or now - self._probe_started >= self._probe_timeout_ns
 
     def check(self, route: str | None = None) -> None:
         """Raise :class:`CircuitOpen` unless a request may go now."""
