@@ -34,6 +34,7 @@ import orjson
 
 from engine.model.errors import AuthFailed, ConfigError, EngineError, VenueUnavailable
 from engine.tradelocker.errors import decode_reply
+from engine.tradelocker.wire import USER_AGENT
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ class TokenManager:
             async with self._session.post(
                 self._base + path,
                 data=orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
                 timeout=self._timeout,
             ) as response:
                 status, raw = response.status, await response.read()
@@ -401,7 +402,7 @@ class TokenManager:
             try:
                 async with self._session.get(
                     self._base + "/auth/jwt/all-accounts",
-                    headers={"Authorization": bearer},
+                    headers={"Authorization": bearer, "User-Agent": USER_AGENT},
                     timeout=self._timeout,
                 ) as response:
                     status, raw = response.status, await response.read()

@@ -53,7 +53,13 @@ from engine.model.errors import (
 )
 from engine.tradelocker.auth import TokenManager
 from engine.tradelocker.errors import decode_reply
-from engine.tradelocker.wire import NotSent, OrderConnections, SentNoReply, client_ssl_context
+from engine.tradelocker.wire import (
+    USER_AGENT,
+    NotSent,
+    OrderConnections,
+    SentNoReply,
+    client_ssl_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +129,11 @@ class RestClient:
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.connection = connection or ConnectionSettings()
-        self._static_headers = {"accNum": str(acc_num), "Content-Type": "application/json"}
+        self._static_headers = {
+            "accNum": str(acc_num),
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         if developer_api_key:
             self._static_headers["developer-api-key"] = developer_api_key
         self._order_timeout = aiohttp.ClientTimeout(
@@ -262,6 +272,7 @@ class RestClient:
             self.tokens.bearer.removeprefix("Bearer "),
             self.acc_num,
             self._developer_key,
+            USER_AGENT,
         )
         return with_body(head, b"")
 
@@ -286,6 +297,7 @@ class RestClient:
                     self.acc_num,
                     self._base_path,
                     self._developer_key,
+                    USER_AGENT,
                 )
                 self._post_head = cached = (token, head)
             return with_body(cached[1], body or b"")
@@ -293,7 +305,7 @@ class RestClient:
         if params:
             target += "?" + urlencode(params)
         head = request_head(
-            method, self._host_header, target, token, self.acc_num, self._developer_key
+            method, self._host_header, target, token, self.acc_num, self._developer_key, USER_AGENT
         )
         return with_body(head, body or b"")
 

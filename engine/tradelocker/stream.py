@@ -31,6 +31,7 @@ import orjson
 from engine.model.domain import Side
 from engine.model.errors import AuthFailed, VenueError, VenueUnavailable
 from engine.tradelocker.socketio import AckTimeout, SocketIOClient, SocketIOError
+from engine.tradelocker.wire import USER_AGENT
 from engine.venue.events import (
     StreamAccountStatus,
     StreamConnectionStatus,
@@ -94,7 +95,10 @@ async def fetch_stream_tokens(
     body = {"email": email, "password": password, "server": server}
     try:
         async with session.post(
-            url, json=body, timeout=aiohttp.ClientTimeout(total=request_timeout)
+            url,
+            json=body,
+            headers={"User-Agent": USER_AGENT},
+            timeout=aiohttp.ClientTimeout(total=request_timeout),
         ) as resp:
             raw = await resp.read()
             status = resp.status
@@ -330,7 +334,7 @@ class StreamSession:
             url.rstrip("/") + SOCKETIO_PATH,
             NAMESPACE,
             self._on_event,
-            headers={"developer-api-key": developer_api_key},
+            headers={"developer-api-key": developer_api_key, "User-Agent": USER_AGENT},
             connect_timeout=connect_timeout,
             stale_after=stale_after,
         )

@@ -28,6 +28,7 @@ from engine.tradelocker.stream import (
     StreamToken,
     SubscribeRefused,
 )
+from engine.tradelocker.wire import USER_AGENT
 
 # Long enough that a subscribe that waited for an ack that never comes would hang the test into
 # the guard below instead of passing.
@@ -45,11 +46,16 @@ class AnsweringServer:
     decoy_first: bool = False
     sio: socketio.AsyncServer = field(init=False)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    user_agents: list[str | None] = field(default_factory=list)
     url: str = ""
 
     def __post_init__(self) -> None:
         self.sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"])
+        self.sio.on("connect", self._connect, namespace=NAMESPACE)
         self.sio.on("subscriptions", self._answer, namespace=NAMESPACE)
+
+    async def _connect(self, sid: str, environ: dict[str, Any]) -> None:
+        self.user_agents.append(environ.get("HTTP_USER_AGENT"))
 
     async def _answer(self, sid: str, data: dict[str, Any]) -> Any:
         self.requests.append(data)
@@ -104,6 +110,7 @@ async def test_subscribe_completes_on_whichever_answer_comes(mode: str) -> None:
                 ("UNSUBSCRIBE", "1"),
             ]
             assert not session.is_closed
+            assert server.user_agents == [USER_AGENT]  # the handshake names the engine too
         finally:
             session.close()
 
