@@ -33,7 +33,7 @@ import aiohttp
 import orjson
 
 from engine.model.errors import AuthFailed, ConfigError, EngineError, VenueUnavailable
-from engine.tradelocker.errors import decode_reply
+from engine.tradelocker.errors import decode_reply, refused_after_refresh
 from engine.tradelocker.wire import USER_AGENT
 
 log = logging.getLogger(__name__)
@@ -223,22 +223,6 @@ class TokenManager:
         self._inline += 1
         await self.refresh()
 
-    def refresh_soon(self, rejected_bearer: str) -> None:
-        """An order got 401 with ``rejected_bearer``: start a refresh without waiting for it."""
-        if self._tokens is not None and "Bearer " + self._tokens.access != rejected_bearer:
-            return
-        if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.create_task(self._refresh_or_login())
-            self._inflight.add_done_callback(self._log_background_failure)
-
-    def _log_background_failure(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.warning(
-                "login %s: refresh after a 401 failed (%s)",
-                self.name,
-                type(task.exception()).__name__,
-            )
-
     async def refresh_settled(self) -> None:
         """Wait for the refresh in flight, if any (its failure is raised here too)."""
         if self._inflight is not None:
@@ -412,7 +396,9 @@ class TokenManager:
                     f"login {self.name!r}: listing accounts failed ({type(exc).__name__})",
                     route=route,
                 ) from None
-            if status == 401 and attempt == 1:
+            if status == 401:
+                if attempt == 2:
+                    raise refused_after_refresh(route, self.name, None)
                 await self.on_unauthorized(bearer)
                 continue
             reply = decode_reply(status, raw, headers, idempotent=True, account=None, route=route)

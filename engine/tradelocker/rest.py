@@ -13,8 +13,9 @@ Two kinds of call, two policies (see docs/tradelocker.md):
   a 401 triggers one token refresh and one retry.
 * :meth:`RestClient.submit` (POST/PATCH/DELETE, order entry): order timeout; NEVER retried. A
   timeout, a dropped connection, a 5xx or an unreadable 2xx raises
-  :class:`engine.model.errors.OutcomeUnknown`; a 401 triggers a background refresh and raises
-  :class:`engine.model.errors.AuthFailed` (the venue refused it before acting, so it is definitive).
+  :class:`engine.model.errors.OutcomeUnknown`. A 401 (the venue refused it before acting) renews
+  the login's token, single-flight, and sends the same call once more; a second 401 raises
+  :class:`engine.model.errors.AuthFailed`, definitive.
 
 Order calls travel on one of two transports (``ConnectionSettings.order_transport``):
 
@@ -52,7 +53,7 @@ from engine.model.errors import (
     VenueUnavailable,
 )
 from engine.tradelocker.auth import TokenManager
-from engine.tradelocker.errors import decode_reply
+from engine.tradelocker.errors import decode_reply, refused_after_refresh
 from engine.tradelocker.wire import (
     USER_AGENT,
     NotSent,
@@ -334,9 +335,9 @@ class RestClient:
                 )
             except AuthFailed:
                 if refreshed:
-                    raise
+                    raise refused_after_refresh(route, self.tokens.name, self.alias) from None
                 refreshed = True
-                await self.tokens.on_unauthorized(bearer)
+                await self._renew_after_401(bearer, route)
                 continue
             except RateLimited as exc:
                 attempt += 1
@@ -370,28 +371,57 @@ class RestClient:
         *,
         strategy_tag: str | None = None,
     ) -> Any:
-        """Send a non-idempotent call once. Never retried; see the module doc for outcomes."""
+        """Send a non-idempotent call once. Never retried; see the module doc for outcomes.
+
+        The one exception is a 401: the venue processed nothing (docs/api-reference.md section
+        9), so after one renewal of the login's token the same bytes (same tag) go once more; a
+        second 401 is final."""
         route = f"{method} {path}"
         bearer = await self.tokens.bearer_for_request()
-        if self.orders_transport is not None:
-            status, raw, headers = await self._submit_lean(
-                route, method, path, params, body, bearer, strategy_tag
+        status, raw, headers = await self._submit_once(
+            route, method, path, params, body, bearer, strategy_tag
+        )
+        if status == 401:
+            await self._renew_after_401(bearer, route)
+            status, raw, headers = await self._submit_once(
+                route, method, path, params, body, self.tokens.bearer, strategy_tag
             )
-        else:
-            status, raw, headers = await self._submit_aiohttp(
-                route, method, path, params, body, bearer, strategy_tag
-            )
+            if status == 401:
+                raise refused_after_refresh(route, self.tokens.name, self.alias)
         try:
             return decode_reply(
                 status, raw, headers, idempotent=False, account=self.alias, route=route
             )
-        except AuthFailed:
-            # Refreshing is the background's job; kick it so the next call finds a fresh token.
-            self.tokens.refresh_soon(bearer)
-            raise
         except OutcomeUnknown as exc:
             exc.strategy_tag = strategy_tag
             raise
+
+    async def _submit_once(
+        self,
+        route: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        body: bytes | None,
+        bearer: str,
+        strategy_tag: str | None,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        if self.orders_transport is not None:
+            return await self._submit_lean(route, method, path, params, body, bearer, strategy_tag)
+        return await self._submit_aiohttp(route, method, path, params, body, bearer, strategy_tag)
+
+    async def _renew_after_401(self, rejected_bearer: str, route: str) -> None:
+        """Renew the login's token (single-flight: concurrent 401s of one login share one
+        refresh, or a password login when the refresh token is refused)."""
+        try:
+            await self.tokens.on_unauthorized(rejected_bearer)
+        except AuthFailed as exc:
+            raise AuthFailed(
+                f"{route}: HTTP 401 and login {self.tokens.name!r} could not renew its token "
+                f"({exc}); not sent again: check the login's credentials and server name",
+                account=self.alias,
+                route=route,
+            ) from None
 
     async def _submit_lean(
         self,
