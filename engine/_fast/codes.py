@@ -44,5 +44,7 @@ class RejectCode(enum.IntEnum):
 # off-grid value (0.305 with step 0.01) through.
 GRID_TOLERANCE = 1e-6
 
-# TradeLocker's strategyId limit: 31 characters per the docs (the client's own test accepts 32).
+# The tag length check_order allows when the caller does not pass the venue's own maximum
+# (engine.venue.protocol.Capabilities.max_tag_length, which the pipeline passes): the most
+# conservative reading of TradeLocker's strategyId limit (docs/api-reference.md section 15, item 7).
 MAX_TAG_LENGTH = 31

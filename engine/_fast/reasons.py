@@ -59,7 +59,11 @@ def _ref(req: OrderRequest, bid: float, ask: float) -> str:
 
 
 def reject_reason(
-    code: int, req: OrderRequest, bid: float = math.nan, ask: float = math.nan
+    code: int,
+    req: OrderRequest,
+    bid: float = math.nan,
+    ask: float = math.nan,
+    max_tag_length: int = MAX_TAG_LENGTH,
 ) -> str:
     """The sentence for ``code`` (from ``check_order`` on the same inputs)."""
     inst = req.instrument
@@ -138,6 +142,6 @@ def reject_reason(
         return "take-profit cannot be trailing: use absolute or offset"
     # RejectCode.TAG_TOO_LONG
     return (
-        f"strategy tag is {len(req.strategy_tag)} characters; TradeLocker accepts at most"
-        f" {MAX_TAG_LENGTH}"
+        f"strategy tag is {len(req.strategy_tag)} characters; the venue accepts at most"
+        f" {max_tag_length}"
     )

@@ -26,6 +26,7 @@ def request_head(
     token: str,
     acc_num: int,
     developer_key: str | None = None,
+    user_agent: str | None = None,
 ) -> bytes: ...
 def order_post_head(
     host: str,
@@ -34,5 +35,6 @@ def order_post_head(
     acc_num: int,
     base_path: str = "/backend-api",
     developer_key: str | None = None,
+    user_agent: str | None = None,
 ) -> bytes: ...
 def with_body(head: bytes, body: bytes) -> bytes: ...

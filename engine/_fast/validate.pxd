@@ -31,4 +31,6 @@ cdef enum:
 
 cdef bint c_on_grid(double value, double step) noexcept nogil
 cdef double c_tick_for(tuple tiers, double price) except? -1.0
-cpdef int check_order(object req, double bid=*, double ask=*, bint account_enabled=*) except -1
+cpdef int check_order(
+    object req, double bid=*, double ask=*, bint account_enabled=*, Py_ssize_t max_tag_length=*
+) except -1

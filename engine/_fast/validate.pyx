@@ -88,7 +88,8 @@ cdef inline int c_price_code(object value, tuple tiers, int missing, int invalid
 
 
 cpdef int check_order(
-    object req, double bid=NAN, double ask=NAN, bint account_enabled=True
+    object req, double bid=NAN, double ask=NAN, bint account_enabled=True,
+    Py_ssize_t max_tag_length=MAX_TAG
 ) except -1:
     """0 when ``req`` may be sent to the venue, else the first rule it breaks (a RejectCode)."""
     cdef double qty, step, slack, sl, tp, tr, ref, limit, stop
@@ -176,7 +177,7 @@ cpdef int check_order(
                 return TP_OFF_TICK
             if ref == ref and ((buy and tp <= ref) or (not buy and tp >= ref)):
                 return TP_WRONG_SIDE
-    if len(<str>req.strategy_tag) > MAX_TAG:
+    if len(<str>req.strategy_tag) > max_tag_length:
         return TAG_TOO_LONG
     return OK
 
@@ -227,7 +228,9 @@ cdef str _wrong_side(object req, str what, str buy_rel, str sell_rel, object val
     )
 
 
-def reject_reason(int code, object req, double bid=NAN, double ask=NAN) -> str:
+def reject_reason(
+    int code, object req, double bid=NAN, double ask=NAN, Py_ssize_t max_tag_length=MAX_TAG
+) -> str:
     """The sentence for ``code`` (from ``check_order`` on the same inputs)."""
     if code < OK or code > TAG_TOO_LONG:
         raise ValueError(f"{code!r} is not a valid RejectCode")
@@ -298,6 +301,6 @@ def reject_reason(int code, object req, double bid=NAN, double ask=NAN) -> str:
     if code == TP_TRAILING_NOT_ALLOWED:
         return "take-profit cannot be trailing: use absolute or offset"
     return (
-        f"strategy tag is {len(req.strategy_tag)} characters; TradeLocker accepts at most"
-        f" {MAX_TAG}"
+        f"strategy tag is {len(req.strategy_tag)} characters; the venue accepts at most"
+        f" {max_tag_length}"
     )

@@ -48,6 +48,7 @@ class AccountSession:
         "in_flight",
         "instruments_by_id",
         "instruments_by_name",
+        "max_tag_length",
         "multiplier",
         "settings",
         "venue",
@@ -65,6 +66,8 @@ class AccountSession:
         self.enabled = settings.enabled
         self.multiplier = settings.multiplier
         self.venue = venue
+        # Read once: pre-validation checks every order's tag against it.
+        self.max_tag_length = venue.capabilities.max_tag_length
         self.gate = gate
         self.breaker = breaker
         self.health = Health()

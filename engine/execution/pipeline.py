@@ -34,7 +34,7 @@ from engine.execution.accounts import Accounts
 from engine.execution.lanes import Lane
 from engine.execution.reconcile import Reconciler
 from engine.execution.stoplimit import StopLimitBook
-from engine.execution.tags import TagMint
+from engine.execution.tags import TAG_LENGTH, TagMint
 from engine.execution.tracker import OrderTracker
 from engine.model.clock import LIVE, Clock
 from engine.model.delivery import SignalSource
@@ -72,7 +72,9 @@ class Pipeline:
         self.reconciler = reconciler
         self.stop_limits = stop_limits
         self.metrics = metrics
-        self.tags = tags or TagMint()
+        self.tags = tags or TagMint(
+            min((s.max_tag_length for s in accounts.sessions.values()), default=TAG_LENGTH)
+        )
         self.tracker = tracker or OrderTracker()
         self.unknown_policy = unknown_policy
         self.max_age_ns = max_signal_age_ms * 1_000_000

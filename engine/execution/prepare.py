@@ -212,9 +212,11 @@ async def order_request(p: Pipeline, job: Job, session: AccountSession) -> Order
         quote = feed.quote_for_order(inst.tradable_instrument_id, inst.info_route_ids)
         if quote is not None:
             bid, ask = quote.bid, quote.ask
-    code = check_order(req, bid, ask, session.enabled)
+    code = check_order(req, bid, ask, session.enabled, session.max_tag_length)
     if code:
-        raise ValidationError(reject_reason(code, req, bid, ask), session.alias)
+        raise ValidationError(
+            reject_reason(code, req, bid, ask, session.max_tag_length), session.alias
+        )
     return req
 
 

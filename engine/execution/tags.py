@@ -7,7 +7,8 @@ in every run, on every engine process of a consumer group. That is what lets a r
 the venue "did an earlier run already send this?" for a re-delivered signal whose journal intent
 was lost to a power failure (engine.state.journal, :meth:`Journal.suspect`).
 
-Layout, 22 characters (the venue documents 31)::
+Layout, 22 characters (TradeLocker accepts 32, docs/api-reference.md section 7.5), shorter only
+for a venue that declares a smaller ``Capabilities.max_tag_length``::
 
     "s" + 21 lower-case hex digits of BLAKE2s(leg key, ts, attempt)
 
@@ -26,23 +27,44 @@ from __future__ import annotations
 
 import hashlib
 
+from engine.model.errors import ConfigError
+
 TAG_PREFIX = "s"
 TAG_LENGTH = 22
+# Below this a tag has fewer than 44 bits of hash: collisions among an account's orders stop being
+# negligible, and a collision makes reconciliation by tag find the wrong order.
+MIN_TAG_LENGTH = 12
 
 
-def strategy_tag(leg_key: str, generated_ns: int = 0, attempt: int = 0) -> str:
-    """The tag of ``leg_key``'s order (``attempt`` 0 = the original, 1 = a resubmission)."""
+def strategy_tag(
+    leg_key: str, generated_ns: int = 0, attempt: int = 0, length: int = TAG_LENGTH
+) -> str:
+    """The tag of ``leg_key``'s order (``attempt`` 0 = the original, 1 = a resubmission),
+    ``length`` characters (at most TAG_LENGTH)."""
     digest = hashlib.blake2s(
         f"{leg_key}\x1f{generated_ns}\x1f{attempt}".encode(), digest_size=11
     ).hexdigest()
-    return TAG_PREFIX + digest[: TAG_LENGTH - 1]
+    return TAG_PREFIX + digest[: length - 1]
 
 
 class TagMint:
     """Derives tags for the pipeline (kept as an object so a test or a deployment can swap the
-    derivation; it holds no state, so nothing grows with the number of orders)."""
+    derivation; it holds no state, so nothing grows with the number of orders).
 
-    __slots__ = ()
+    ``max_length`` is the smallest tag limit among the venues the tags go to
+    (``Capabilities.max_tag_length``): tags are TAG_LENGTH characters, or that limit when it is
+    smaller. A tag is the same in every run only while that limit is, so a venue's limit below
+    TAG_LENGTH must not change between runs with orders in doubt."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, max_length: int = TAG_LENGTH) -> None:
+        if max_length < MIN_TAG_LENGTH:
+            raise ConfigError(
+                f"the venue accepts strategy tags of at most {max_length} characters; the engine "
+                f"needs {MIN_TAG_LENGTH} to tell its orders apart: this venue cannot be used"
+            )
+        self.length = min(TAG_LENGTH, max_length)
 
     def mint(self, leg_key: str, generated_ns: int = 0, attempt: int = 0) -> str:
-        return strategy_tag(leg_key, generated_ns, attempt)
+        return strategy_tag(leg_key, generated_ns, attempt, self.length)

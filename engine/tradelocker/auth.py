@@ -8,8 +8,14 @@ single-use (rotation) and two parallel refreshes would burn each other. When a r
 (revoked or expired refresh token) the manager falls back to a fresh password login, if it has one.
 
 Lifetimes: the access token is used until ``exp``; the next refresh is due at
-``min(issued + refresh_fraction * lifetime, exp - refresh_margin_s)``. Failures retry with
-exponential backoff and jitter until the token expires.
+``min(issued + refresh_fraction * lifetime, exp - margin)`` where the margin scales with the
+lifetime, ``min(refresh_margin_s, MARGIN_FRACTION * lifetime)``: a fixed 300 s would make a 60 s
+token due the moment it arrives, and the manager would refresh in a loop. Whatever the token
+says (a short life, a clock skewed against the venue's), a refresh is never due sooner than
+``min(min_refresh_interval_s, half its remaining life)`` after the token arrived, so no
+combination of lifetimes and clocks becomes a refresh storm. Failures retry with exponential
+backoff and jitter until the token expires. Times come from the injectable clock
+(:mod:`engine.model.clock`).
 
 Secrets: the password, the access token and the refresh token never appear in a log line, an
 exception, :meth:`TokenManager.health` or ``repr``. The ``on_tokens`` hook receives the refresh
@@ -24,7 +30,6 @@ import contextlib
 import inspect
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +37,17 @@ from typing import Any
 import aiohttp
 import orjson
 
+from engine.model.clock import LIVE, Clock
 from engine.model.errors import AuthFailed, ConfigError, EngineError, VenueUnavailable
-from engine.tradelocker.errors import decode_reply
+from engine.tradelocker.errors import decode_reply, refused_after_refresh
+from engine.tradelocker.wire import USER_AGENT
 
 log = logging.getLogger(__name__)
 
 TokensHook = Callable[[str], Awaitable[None] | None]
+
+# The refresh margin is at most this share of the token's lifetime (see the module doc).
+MARGIN_FRACTION = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +92,16 @@ def jwt_claims(token: str) -> dict[str, Any]:
 class _Tokens:
     """The current token pair. Kept in a tiny class whose repr hides everything."""
 
-    __slots__ = ("access", "expires_at", "issued_at", "refresh")
+    __slots__ = ("access", "expires_at", "issued_at", "received_at", "refresh")
 
-    def __init__(self, access: str, refresh: str, issued_at: float, expires_at: float) -> None:
+    def __init__(
+        self, access: str, refresh: str, issued_at: float, expires_at: float, received_at: float
+    ) -> None:
         self.access = access
         self.refresh = refresh
         self.issued_at = issued_at
         self.expires_at = expires_at
+        self.received_at = received_at  # by the local clock
 
     def __repr__(self) -> str:
         return f"<tokens expiring at {self.expires_at:.0f}>"
@@ -114,10 +127,12 @@ class TokenManager:
         on_tokens: TokensHook | None = None,
         refresh_fraction: float = 0.6,
         refresh_margin_s: float = 300.0,
+        min_refresh_interval_s: float = 5.0,
         request_timeout_s: float = 10.0,
         max_backoff_s: float = 30.0,
         verify_tls: bool = True,
         session: aiohttp.ClientSession | None = None,
+        clock: Clock = LIVE,
     ) -> None:
         if not (email and password and server) and not refresh_token:
             raise ConfigError(
@@ -134,6 +149,8 @@ class TokenManager:
         self._on_tokens = on_tokens
         self._fraction = refresh_fraction
         self._margin = refresh_margin_s
+        self._min_interval = min_refresh_interval_s
+        self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._max_backoff = max_backoff_s
         self._verify_tls = verify_tls
@@ -195,7 +212,7 @@ class TokenManager:
     @property
     def fresh(self) -> bool:
         """True when the current access token is still valid by the local clock."""
-        return self._tokens is not None and time.time() < self._tokens.expires_at
+        return self._tokens is not None and self._clock.time() < self._tokens.expires_at
 
     @property
     def bearer(self) -> str:
@@ -221,22 +238,6 @@ class TokenManager:
             return
         self._inline += 1
         await self.refresh()
-
-    def refresh_soon(self, rejected_bearer: str) -> None:
-        """An order got 401 with ``rejected_bearer``: start a refresh without waiting for it."""
-        if self._tokens is not None and "Bearer " + self._tokens.access != rejected_bearer:
-            return
-        if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.create_task(self._refresh_or_login())
-            self._inflight.add_done_callback(self._log_background_failure)
-
-    def _log_background_failure(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.warning(
-                "login %s: refresh after a 401 failed (%s)",
-                self.name,
-                type(task.exception()).__name__,
-            )
 
     async def refresh_settled(self) -> None:
         """Wait for the refresh in flight, if any (its failure is raised here too)."""
@@ -297,7 +298,7 @@ class TokenManager:
             async with self._session.post(
                 self._base + path,
                 data=orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
                 timeout=self._timeout,
             ) as response:
                 status, raw = response.status, await response.read()
@@ -323,13 +324,13 @@ class TokenManager:
             raise AuthFailed(f"login {self.name!r}: {what} reply has no refreshToken")
         access = reply["accessToken"]
         claims = jwt_claims(access)
-        now = time.time()
+        now = self._clock.time()
         exp = claims.get("exp")
         if not isinstance(exp, int | float):
             raise AuthFailed(f"login {self.name!r}: the access token carries no exp claim")
         iat = claims.get("iat")
         issued = float(iat) if isinstance(iat, int | float) and iat <= now else now
-        self._tokens = _Tokens(access, refresh, issued, float(exp))
+        self._tokens = _Tokens(access, refresh, issued, float(exp), now)
         self._failures = 0
         self._last_refresh_at = now
         self._wake.set()
@@ -352,33 +353,42 @@ class TokenManager:
         self._failures += 1
         self._last_error = type(exc).__name__
 
-    def _due_at(self) -> float:
+    @property
+    def refresh_due_at(self) -> float:
+        """When the background refresh of the current token is due (epoch seconds, local clock)."""
         tokens = self._tokens
         if tokens is None:
-            return time.time()
+            return self._clock.time()
         lifetime = max(tokens.expires_at - tokens.issued_at, 0.0)
         by_fraction = tokens.issued_at + self._fraction * lifetime
-        by_margin = tokens.expires_at - self._margin
-        return min(by_fraction, by_margin)
+        by_margin = tokens.expires_at - min(self._margin, MARGIN_FRACTION * lifetime)
+        remaining = max(tokens.expires_at - tokens.received_at, 0.0)
+        floor = tokens.received_at + min(self._min_interval, remaining / 2)
+        return max(min(by_fraction, by_margin), floor)
 
     async def _refresh_loop(self) -> None:
         backoff: float | None = None
         while True:
             self._wake.clear()
-            delay = max(self._due_at() - time.time(), 0.0) if backoff is None else backoff
+            due_in = max(self.refresh_due_at - self._clock.time(), 0.0)
+            delay = due_in if backoff is None else backoff
+            # A login or refresh done by someone else (a 401, a resume) reschedules us.
+            woken = asyncio.ensure_future(self._wake.wait())
+            slept = asyncio.ensure_future(self._clock.sleep(delay))
             try:
-                # A login or refresh done by someone else (a 401, a resume) reschedules us.
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                await asyncio.wait({woken, slept}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+                slept.cancel()
+            if woken.done() and not woken.cancelled():
                 backoff = None
                 continue
-            except TimeoutError:
-                pass
             try:
                 await self.refresh()
                 self._background += 1
                 backoff = None
             except EngineError as exc:
-                remaining = (self._tokens.expires_at if self._tokens else 0.0) - time.time()
+                remaining = (self._tokens.expires_at if self._tokens else 0.0) - self._clock.time()
                 ceiling = min(self._max_backoff, 0.25 * 2 ** min(self._failures, 8))
                 backoff = random.uniform(ceiling / 2, ceiling)
                 if remaining > 0:
@@ -401,7 +411,7 @@ class TokenManager:
             try:
                 async with self._session.get(
                     self._base + "/auth/jwt/all-accounts",
-                    headers={"Authorization": bearer},
+                    headers={"Authorization": bearer, "User-Agent": USER_AGENT},
                     timeout=self._timeout,
                 ) as response:
                     status, raw = response.status, await response.read()
@@ -411,7 +421,9 @@ class TokenManager:
                     f"login {self.name!r}: listing accounts failed ({type(exc).__name__})",
                     route=route,
                 ) from None
-            if status == 401 and attempt == 1:
+            if status == 401:
+                if attempt == 2:
+                    raise refused_after_refresh(route, self.name, None)
                 await self.on_unauthorized(bearer)
                 continue
             reply = decode_reply(status, raw, headers, idempotent=True, account=None, route=route)
@@ -438,7 +450,7 @@ class TokenManager:
         expires = self._tokens.expires_at if self._tokens else 0.0
         return TokenHealth(
             login=self.name,
-            seconds_to_expiry=max(expires - time.time(), 0.0),
+            seconds_to_expiry=max(expires - self._clock.time(), 0.0),
             last_refresh_at=self._last_refresh_at,
             refresh_count=self._refresh_count,
             login_count=self._login_count,

@@ -76,6 +76,17 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return value if value >= 0 else None
 
 
+def refused_after_refresh(route: str, login: str, account: str | None) -> AuthFailed:
+    """The final word on a call the venue answered 401 again with a token just renewed."""
+    return AuthFailed(
+        f"{route}: HTTP 401 again after renewing login {login!r}'s token; the venue does not "
+        "accept this login here: check its credentials, its server name and that the account "
+        "belongs to it",
+        account=account,
+        route=route,
+    )
+
+
 def decode_reply(
     status: int,
     body: bytes,

@@ -9,7 +9,9 @@ from engine._fast import place_order_body
 from engine.model.domain import OrderRequest, OrderType, ProtectionType, Validity
 from engine.model.errors import ValidationError
 
-MAX_TAG_LENGTH = 31  # the documented limit (the official client's test suggests 32; stay under)
+# The venue's strategyId limit: the official client's _MAX_STRATEGY_ID_LEN is 32 and its own test
+# sends 32 characters (docs/api-reference.md sections 7.5 and 15).
+MAX_TAG_LENGTH = 32
 
 
 def encode_place_order(request: OrderRequest) -> bytes:

@@ -13,8 +13,9 @@ Two kinds of call, two policies (see docs/tradelocker.md):
   a 401 triggers one token refresh and one retry.
 * :meth:`RestClient.submit` (POST/PATCH/DELETE, order entry): order timeout; NEVER retried. A
   timeout, a dropped connection, a 5xx or an unreadable 2xx raises
-  :class:`engine.model.errors.OutcomeUnknown`; a 401 triggers a background refresh and raises
-  :class:`engine.model.errors.AuthFailed` (the venue refused it before acting, so it is definitive).
+  :class:`engine.model.errors.OutcomeUnknown`. A 401 (the venue refused it before acting) renews
+  the login's token, single-flight, and sends the same call once more; a second 401 raises
+  :class:`engine.model.errors.AuthFailed`, definitive.
 
 Order calls travel on one of two transports (``ConnectionSettings.order_transport``):
 
@@ -55,8 +56,9 @@ from engine.model.errors import (
     VenueUnavailable,
 )
 from engine.tradelocker.auth import TokenManager
-from engine.tradelocker.errors import decode_reply
+from engine.tradelocker.errors import decode_reply, refused_after_refresh
 from engine.tradelocker.wire import (
+    USER_AGENT,
     NotSent,
     OrderConnections,
     SentNoReply,
@@ -135,7 +137,11 @@ class RestClient:
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self.connection = connection or ConnectionSettings()
-        self._static_headers = {"accNum": str(acc_num), "Content-Type": "application/json"}
+        self._static_headers = {
+            "accNum": str(acc_num),
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         if developer_api_key:
             self._static_headers["developer-api-key"] = developer_api_key
         # Orders on aiohttp: ``connect`` bounds the wait for a pooled connection plus the
@@ -281,6 +287,7 @@ class RestClient:
             self.tokens.bearer.removeprefix("Bearer "),
             self.acc_num,
             self._developer_key,
+            USER_AGENT,
         )
         return with_body(head, b"")
 
@@ -305,6 +312,7 @@ class RestClient:
                     self.acc_num,
                     self._base_path,
                     self._developer_key,
+                    USER_AGENT,
                 )
                 self._post_head = cached = (token, head)
             return with_body(cached[1], body or b"")
@@ -312,7 +320,7 @@ class RestClient:
         if params:
             target += "?" + urlencode(params)
         head = request_head(
-            method, self._host_header, target, token, self.acc_num, self._developer_key
+            method, self._host_header, target, token, self.acc_num, self._developer_key, USER_AGENT
         )
         return with_body(head, body or b"")
 
@@ -341,9 +349,9 @@ class RestClient:
                 )
             except AuthFailed:
                 if refreshed:
-                    raise
+                    raise refused_after_refresh(route, self.tokens.name, self.alias) from None
                 refreshed = True
-                await self.tokens.on_unauthorized(bearer)
+                await self._renew_after_401(bearer, route)
                 continue
             except RateLimited as exc:
                 attempt += 1
@@ -381,29 +389,63 @@ class RestClient:
         """Send a non-idempotent call once. Never retried; see the module doc for outcomes.
 
         ``send_by_ns`` (``time.monotonic_ns``; 0: none): the last moment its bytes may be
-        written, whatever it waited for (a login, a connection); past it :class:`TooLateToSend`.
-        """
+        written, whatever it waited for (a login, a connection, a renewal); past it
+        :class:`TooLateToSend`.
+
+        The one exception to "once" is a 401: the venue processed nothing
+        (docs/api-reference.md section 9), so after one renewal of the login's token the same
+        bytes (same tag) go once more; a second 401 is final."""
         route = f"{method} {path}"
         bearer = await self.tokens.bearer_for_request()
-        if self.orders_transport is not None:
-            status, raw, headers = await self._submit_lean(
-                route, method, path, params, body, bearer, strategy_tag, send_by_ns
+        status, raw, headers = await self._submit_once(
+            route, method, path, params, body, bearer, strategy_tag, send_by_ns
+        )
+        if status == 401:
+            await self._renew_after_401(bearer, route)
+            status, raw, headers = await self._submit_once(
+                route, method, path, params, body, self.tokens.bearer, strategy_tag, send_by_ns
             )
-        else:
-            status, raw, headers = await self._submit_aiohttp(
-                route, method, path, params, body, bearer, strategy_tag, send_by_ns
-            )
+            if status == 401:
+                raise refused_after_refresh(route, self.tokens.name, self.alias)
         try:
             return decode_reply(
                 status, raw, headers, idempotent=False, account=self.alias, route=route
             )
-        except AuthFailed:
-            # Refreshing is the background's job; kick it so the next call finds a fresh token.
-            self.tokens.refresh_soon(bearer)
-            raise
         except OutcomeUnknown as exc:
             exc.strategy_tag = strategy_tag
             raise
+
+    async def _submit_once(
+        self,
+        route: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        body: bytes | None,
+        bearer: str,
+        strategy_tag: str | None,
+        send_by_ns: int,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        if self.orders_transport is not None:
+            return await self._submit_lean(
+                route, method, path, params, body, bearer, strategy_tag, send_by_ns
+            )
+        return await self._submit_aiohttp(
+            route, method, path, params, body, bearer, strategy_tag, send_by_ns
+        )
+
+    async def _renew_after_401(self, rejected_bearer: str, route: str) -> None:
+        """Renew the login's token (single-flight: concurrent 401s of one login share one
+        refresh, or a password login when the refresh token is refused)."""
+        try:
+            await self.tokens.on_unauthorized(rejected_bearer)
+        except AuthFailed as exc:
+            raise AuthFailed(
+                f"{route}: HTTP 401 and login {self.tokens.name!r} could not renew its token "
+                f"({exc}); not sent again: check the login's credentials and server name",
+                account=self.alias,
+                route=route,
+            ) from None
 
     async def _submit_lean(
         self,

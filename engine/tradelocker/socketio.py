@@ -218,20 +218,38 @@ class SocketIOClient:
 
         Raises :class:`AckTimeout` when no ack arrives in ``ack_timeout`` seconds and
         :class:`SocketIOError` when the connection is lost meanwhile."""
-        if self.closed.is_set():
-            raise SocketIOError(f"socket is closed ({self.close_reason})")
-        ack_id = self._next_ack
-        self._next_ack += 1
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._acks[ack_id] = fut
-        self._send(encode_sio(SIO_EVENT, self.namespace, [event, data], ack_id))
+        ack_id, fut = self.emit_expecting_ack(event, data)
         try:
             async with asyncio.timeout(ack_timeout):
                 return await fut
         except TimeoutError:
             raise AckTimeout(f"no ack for {event!r} within {ack_timeout}s") from None
         finally:
-            self._acks.pop(ack_id, None)
+            self.forget_ack(ack_id)
+
+    def emit_expecting_ack(self, event: str, data: Any) -> tuple[int, asyncio.Future[list[Any]]]:
+        """Emit ``event`` with an ack id and return the id and the future of the ack, without
+        waiting: for a caller that also accepts another answer (see StreamSession.subscribe).
+        The future fails with :class:`SocketIOError` when the connection is lost; call
+        :meth:`forget_ack` once the answer is no longer wanted."""
+        if self.closed.is_set():
+            raise SocketIOError(f"socket is closed ({self.close_reason})")
+        ack_id = self._next_ack
+        self._next_ack += 1
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._acks[ack_id] = fut
+        try:
+            self._send(encode_sio(SIO_EVENT, self.namespace, [event, data], ack_id))
+        except SocketIOError:
+            del self._acks[ack_id]
+            raise
+        return ack_id, fut
+
+    def forget_ack(self, ack_id: int) -> None:
+        """Stop waiting for ack ``ack_id``: a late ack is then ignored."""
+        fut = self._acks.pop(ack_id, None)
+        if fut is not None and not fut.done():
+            fut.cancel()
 
     def emit(self, event: str, data: Any) -> None:
         self._send(encode_sio(SIO_EVENT, self.namespace, [event, data]))

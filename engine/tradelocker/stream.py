@@ -15,9 +15,11 @@ is an ISO string. Decoding normalises all of that here so nothing downstream see
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +30,8 @@ import orjson
 
 from engine.model.domain import Side
 from engine.model.errors import AuthFailed, VenueError, VenueUnavailable
-from engine.tradelocker.socketio import SocketIOClient, SocketIOError
+from engine.tradelocker.socketio import AckTimeout, SocketIOClient, SocketIOError
+from engine.tradelocker.wire import USER_AGENT
 from engine.venue.events import (
     StreamAccountStatus,
     StreamConnectionStatus,
@@ -92,7 +95,10 @@ async def fetch_stream_tokens(
     body = {"email": email, "password": password, "server": server}
     try:
         async with session.post(
-            url, json=body, timeout=aiohttp.ClientTimeout(total=request_timeout)
+            url,
+            json=body,
+            headers={"User-Agent": USER_AGENT},
+            timeout=aiohttp.ClientTimeout(total=request_timeout),
         ) as resp:
             raw = await resp.read()
             status = resp.status
@@ -278,9 +284,10 @@ class StreamRefused(VenueError):
     """The server refused the connection itself (e.g. a bad developer-api-key)."""
 
 
-def _ack_error(ack: list[Any]) -> str | None:
-    """The error text of a subscriptions ack, or None when it is a success."""
-    first = ack[0] if ack else None
+def _answer_error(answer: list[Any]) -> str | None:
+    """The error text of a subscriptions answer (the ack's arguments, or the ``subscriptions``
+    event's), or None when it is a success."""
+    first = answer[0] if answer else None
     if isinstance(first, dict):
         status = str(first.get("status", "ok")).lower()
         if status not in ("ok", "success", "subscribed", "unsubscribed"):
@@ -288,6 +295,23 @@ def _ack_error(ack: list[Any]) -> str | None:
             msg = first.get("message") or first.get("error") or status
             return f"{code}: {msg}" if code else str(msg)
     return None
+
+
+@dataclass(slots=True)
+class _Request:
+    """A SUBSCRIBE or UNSUBSCRIBE waiting for its answer, by ack or by ``subscriptions`` event."""
+
+    action: str
+    account_id: str
+    event: asyncio.Future[list[Any]]
+
+    def matches(self, answer: Mapping[str, Any]) -> bool:
+        # An answer names its account and action when the server says them; what it leaves out
+        # cannot rule a request out.
+        action, account = answer.get("action"), answer.get("accountId")
+        if action is not None and str(action).upper() != self.action:
+            return False
+        return account is None or str(account) == self.account_id
 
 
 class StreamSession:
@@ -310,13 +334,17 @@ class StreamSession:
             url.rstrip("/") + SOCKETIO_PATH,
             NAMESPACE,
             self._on_event,
-            headers={"developer-api-key": developer_api_key},
+            headers={"developer-api-key": developer_api_key, "User-Agent": USER_AGENT},
             connect_timeout=connect_timeout,
             stale_after=stale_after,
         )
         self._on_message = on_message
         self.refused: StreamRefused | None = None
         self.malformed_messages = 0
+        self._pending: list[_Request] = []  # awaiting an answer, oldest first
+        # Settled by their ack; a server that answers both ways sends the event too (bounded: a
+        # server that only acks never sends it).
+        self._answered_by_ack: deque[_Request] = deque(maxlen=32)
 
     @property
     def socket(self) -> SocketIOClient:
@@ -326,29 +354,75 @@ class StreamSession:
         await self._sio.connect()
 
     async def subscribe(self, token: StreamToken, ack_timeout: float = 15.0) -> None:
-        """SUBSCRIBE one account. Raises :class:`SubscribeRefused` when the server says no,
-        :class:`engine.tradelocker.socketio.AckTimeout` or ``SocketIOError`` otherwise."""
+        """SUBSCRIBE one account and wait for the answer, a Socket.IO ack or a ``subscriptions``
+        event, whichever comes first (docs/api-reference.md section 10.1: the venue documents the
+        ack, its own example reads the event). Raises :class:`SubscribeRefused` when the server
+        says no, :class:`engine.tradelocker.socketio.AckTimeout` when neither answer comes in
+        ``ack_timeout`` seconds, ``SocketIOError`` when the connection is lost meanwhile."""
         body = {
             "action": "SUBSCRIBE",
             "token": token.token,
             "brandId": token.brand_id,
             "accountId": token.account_id,
         }
-        ack = await self._sio.emit_with_ack("subscriptions", body, ack_timeout)
-        err = _ack_error(ack)
-        if err is not None:
-            raise SubscribeRefused(
-                f"SUBSCRIBE refused for account {token.account_id}: {err}", account=token.account_id
-            )
+        await self._request("SUBSCRIBE", token.account_id, body, ack_timeout)
 
     async def unsubscribe(self, account_id: str, brand_id: str, ack_timeout: float = 15.0) -> None:
         body = {"action": "UNSUBSCRIBE", "brandId": brand_id, "accountId": account_id}
-        ack = await self._sio.emit_with_ack("subscriptions", body, ack_timeout)
-        err = _ack_error(ack)
+        await self._request("UNSUBSCRIBE", account_id, body, ack_timeout)
+
+    async def _request(
+        self, action: str, account_id: str, body: dict[str, Any], answer_within: float
+    ) -> None:
+        request = _Request(action, account_id, asyncio.get_running_loop().create_future())
+        self._pending.append(request)
+        ack_id: int | None = None
+        try:
+            ack_id, ack = self._sio.emit_expecting_ack("subscriptions", body)
+            try:
+                async with asyncio.timeout(answer_within):
+                    await asyncio.wait({ack, request.event}, return_when=asyncio.FIRST_COMPLETED)
+            except TimeoutError:
+                raise AckTimeout(
+                    f"no answer to {action} for account {account_id} within {answer_within}s "
+                    "(neither an ack nor a subscriptions event)"
+                ) from None
+            if request.event.done():
+                answer = request.event.result()
+            else:
+                answer = ack.result()  # raises SocketIOError when the connection was lost
+                # A server that answers both ways may still send the event: it belongs here.
+                self._answered_by_ack.append(request)
+        finally:
+            if request in self._pending:
+                self._pending.remove(request)
+            if ack_id is not None:
+                self._sio.forget_ack(ack_id)
+            if not request.event.done():
+                request.event.cancel()
+        err = _answer_error(answer)
         if err is not None:
             raise SubscribeRefused(
-                f"UNSUBSCRIBE refused for account {account_id}: {err}", account=account_id
+                f"{action} refused for account {account_id}: {err}", account=account_id
             )
+
+    def _on_subscriptions_event(self, args: list[Any]) -> None:
+        answer = args[0] if args else None
+        fields: Mapping[str, Any] = answer if isinstance(answer, dict) else {}
+        for request in self._answered_by_ack:
+            if request.matches(fields):
+                # The second answer to a request its ack already settled.
+                self._answered_by_ack.remove(request)
+                log.debug("subscriptions event after the ack for %s: %r", request.action, answer)
+                return
+        for request in self._pending:
+            if request.matches(fields) and not request.event.done():
+                request.event.set_result(list(args[:1]))
+                return
+        if _answer_error(list(args[:1])) is not None:
+            log.warning("subscriptions error that answers no request: %r", answer)
+        else:
+            log.debug("subscriptions notice that answers no request: %r", answer)
 
     def close(self, reason: str = "closed by client") -> None:
         self._sio.close(reason)
@@ -382,7 +456,7 @@ class StreamSession:
             else:
                 log.debug("stream connection status: %r", payload)
         elif name == "subscriptions":
-            log.debug("stream subscriptions notice: %r", args[:1])
+            self._on_subscriptions_event(args)
         else:
             log.debug("ignored stream event %r", name)
 

@@ -33,7 +33,12 @@ import aiohttp
 
 from engine.model.errors import EngineError
 from engine.tradelocker.socketio import SocketIOError
-from engine.tradelocker.stream import StreamSession, StreamToken, fetch_stream_tokens
+from engine.tradelocker.stream import (
+    StreamSession,
+    StreamToken,
+    SubscribeRefused,
+    fetch_stream_tokens,
+)
 from engine.venue.events import (
     StreamConnectionStatus,
     StreamHealth,
@@ -279,11 +284,13 @@ class LoginStream:
             log.info("stream reconnect #%d in %.2fs", self.reconnects, delay)
             await asyncio.sleep(delay)
 
-    async def _fresh_tokens(self) -> dict[str, StreamToken]:
+    async def _fresh_tokens(self, force: bool = False) -> dict[str, StreamToken]:
         margin = self.settings.token_refresh_margin
         needed = list(self._accounts.values())
-        if not self._tokens or any(
-            a not in self._tokens or self._tokens[a].expires_within(margin) for a in needed
+        if (
+            force
+            or not self._tokens
+            or any(a not in self._tokens or self._tokens[a].expires_within(margin) for a in needed)
         ):
             tokens = await self._tokens_source.stream_tokens()
             missing = [a for a in needed if a not in tokens]
@@ -298,7 +305,7 @@ class LoginStream:
     async def _one_session(self) -> None:
         self._phase = StreamPhase.CONNECTING
         self._live.clear()
-        tokens = await self._fresh_tokens()
+        tokens: Mapping[str, StreamToken] = await self._fresh_tokens()
         s = self.settings
         session = StreamSession(
             s.url,
@@ -309,7 +316,7 @@ class LoginStream:
         )
         self._session = session
         await session.connect()
-        await self._subscribe_all(session, tokens)
+        tokens = await self._subscribe_all(session, tokens)
         self._phase = StreamPhase.LIVE
         self._live.set()
         log.info("stream live: %d account(s) synced", len(self._accounts))
@@ -329,7 +336,7 @@ class LoginStream:
             # The tokens are about to expire: re-subscribe with fresh ones on the same socket.
             # The server replays the snapshot, and the listeners' diff keeps only real changes.
             tokens = await self._fresh_tokens()
-            await self._subscribe_all(session, tokens)
+            tokens = await self._subscribe_all(session, tokens)
 
     def _refresh_in(self, tokens: Mapping[str, StreamToken]) -> float | None:
         exps = [t.expires_at for t in tokens.values() if t.expires_at]
@@ -339,7 +346,9 @@ class LoginStream:
 
     async def _subscribe_all(
         self, session: StreamSession, tokens: Mapping[str, StreamToken]
-    ) -> None:
+    ) -> Mapping[str, StreamToken]:
+        """Subscribe every account; returns the tokens finally used (renewed when the venue
+        refused one)."""
         # One account at a time: SyncEnd carries no accountId on the real venue, so only one
         # subscription may be waiting for it.
         loop = asyncio.get_running_loop()
@@ -351,7 +360,7 @@ class LoginStream:
             self._sync_waiters[aid] = waiter
             self._sync_order.append(aid)
             try:
-                await session.subscribe(tokens[aid], self.settings.ack_timeout)
+                tokens = await self._subscribe(session, tokens, aid)
                 self._phase = StreamPhase.SYNCING
                 closed = asyncio.ensure_future(session.wait_closed())
                 try:
@@ -369,6 +378,26 @@ class LoginStream:
                 self._sync_waiters.pop(aid, None)
                 if aid in self._sync_order:
                     self._sync_order.remove(aid)
+        return tokens
+
+    async def _subscribe(
+        self, session: StreamSession, tokens: Mapping[str, StreamToken], aid: str
+    ) -> Mapping[str, StreamToken]:
+        try:
+            await session.subscribe(tokens[aid], self.settings.ack_timeout)
+            return tokens
+        except SubscribeRefused as exc:
+            # Most often a stream token the venue no longer accepts (expired early, revoked):
+            # fresh tokens and one more SUBSCRIBE. A second refusal ends the session, and the
+            # next one starts from fresh tokens too.
+            log.warning("stream: %s; renewing the stream tokens and subscribing again", exc)
+            fresh = await self._fresh_tokens(force=True)
+            try:
+                await session.subscribe(fresh[aid], self.settings.ack_timeout)
+            except SubscribeRefused:
+                self._tokens = {}
+                raise
+            return fresh
 
     def _end_session(self) -> None:
         session = self._session

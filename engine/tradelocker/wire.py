@@ -51,7 +51,13 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from engine import __version__
+
 log = logging.getLogger(__name__)
+
+# Sent on every request to the venue, lean and aiohttp alike: some gateways refuse a request
+# without one.
+USER_AGENT = f"tl-engine/{__version__}"
 
 
 class NotSent(Exception):

@@ -41,6 +41,19 @@ def test_validation_codes_and_reasons_agree(
     assert c_validate.reject_reason(code, req, bid, ask) == reject_reason(code, req, bid, ask)
 
 
+@SETTINGS
+@given(orders(), st.integers(min_value=0, max_value=40))
+def test_validation_agrees_under_any_declared_tag_limit(
+    case: tuple[OrderRequest, float, float], max_tag_length: int
+) -> None:
+    req, bid, ask = case
+    code = c_validate.check_order(req, bid, ask, True, max_tag_length)
+    assert code == py_validate.check_order(req, bid, ask, True, max_tag_length)
+    assert c_validate.reject_reason(code, req, bid, ask, max_tag_length) == reject_reason(
+        code, req, bid, ask, max_tag_length
+    )
+
+
 def test_the_compiled_reasons_are_an_implementation_of_their_own() -> None:
     # Compared with itself, the test above could never fail.
     assert c_validate.reject_reason is not reject_reason

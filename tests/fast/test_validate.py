@@ -208,6 +208,20 @@ def test_strategy_tag_longer_than_the_venue_accepts_is_rejected(v: ModuleType) -
     assert "at most 31" in v.reject_reason(RejectCode.TAG_TOO_LONG, req)
 
 
+def test_the_tag_limit_is_the_one_the_venue_declares(v: ModuleType) -> None:
+    # TradeLocker declares 32 (engine.tradelocker.order_body.MAX_TAG_LENGTH): 32 passes, 33 not.
+    req = order()
+    req.strategy_tag = "x" * 32
+    assert v.check_order(req, NAN, NAN, True, 32) == RejectCode.OK
+    req.strategy_tag = "x" * 33
+    assert v.check_order(req, NAN, NAN, True, 32) == RejectCode.TAG_TOO_LONG
+    assert "33 characters; the venue accepts at most 32" in v.reject_reason(
+        RejectCode.TAG_TOO_LONG, req, NAN, NAN, 32
+    )
+    req.strategy_tag = "x" * 17
+    assert v.check_order(req, NAN, NAN, True, 16) == RejectCode.TAG_TOO_LONG
+
+
 def test_every_code_has_a_reason_without_placeholders(v: ModuleType) -> None:
     req = order(OrderType.STOP_LIMIT, price=1.09, stop_price=1.09, stop_loss=1.0)
     for code in RejectCode:

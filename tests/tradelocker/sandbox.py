@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue
 from sandbox.app import build_app
@@ -46,10 +47,15 @@ class Sandbox:
 
 @asynccontextmanager
 async def running_sandbox(
-    *, ssl_context: ssl.SSLContext | None = None, keepalive_timeout: float = 75.0, **config: Any
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    keepalive_timeout: float = 75.0,
+    middlewares: Sequence[Middleware] = (),
+    **config: Any,
 ) -> AsyncIterator[Sandbox]:
     """Start the sandbox; ``config`` overrides SandboxConfig fields (token lifetimes, ...);
-    ``ssl_context`` serves it over TLS; ``keepalive_timeout`` is its idle keep-alive limit.
+    ``ssl_context`` serves it over TLS; ``keepalive_timeout`` is its idle keep-alive limit;
+    ``middlewares`` run before the sandbox's own (a test reading what reached the server).
 
     Rate limits are set far above what the tests send unless a test overrides them: these tests
     are about the adapter's behaviour, not the limiter's.
@@ -60,7 +66,9 @@ async def running_sandbox(
         rate_limits={name: RateLimit(100_000) for name in RATE_LIMIT_TYPES},
     )
     state = SandboxState(replace(base, **config))
-    runner = web.AppRunner(build_app(state), access_log=None, keepalive_timeout=keepalive_timeout)
+    app = build_app(state)
+    app.middlewares[:0] = middlewares
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=keepalive_timeout)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()

@@ -12,7 +12,6 @@ import pytest
 
 from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.model.errors import (
-    AuthFailed,
     OrderRejected,
     OutcomeUnknown,
     RateLimited,
@@ -158,23 +157,6 @@ async def test_401_on_a_query_refreshes_once_and_retries(
     sandbox.state.auth.expire_access_tokens()
     assert await venue.positions("acct") == []
     assert tokens.health().refresh_count == refreshes + 1
-
-
-async def test_401_on_order_entry_is_not_retried_and_the_next_order_goes_through(
-    sandbox: Sandbox, venue: TradeLockerVenue
-) -> None:
-    instrument = await venue.instrument("acct", "EURUSD")
-    tokens = venue.tokens["demo"]
-    refreshes = tokens.health().refresh_count
-    sandbox.state.auth.expire_access_tokens()
-    with pytest.raises(AuthFailed):
-        await venue.place_order(_market(instrument, "auth1"))
-    assert sandbox.orders_tagged(ACCOUNT_ID, "auth1") == []
-    # The 401 kicked a background refresh; an order sent after it uses the new token.
-    await tokens.refresh_settled()
-    assert tokens.health().refresh_count == refreshes + 1
-    placed = await venue.place_order(_market(instrument, "auth2"))
-    assert placed.order_id
 
 
 async def test_order_history_is_complete_across_has_more_pages(

@@ -53,12 +53,16 @@ async def test_debug_logs_and_errors_never_carry_a_secret(caplog: pytest.LogCapt
                     await attempt
                 except EngineError as exc:
                     errors.append(exc)
+            # A 401 is recovered by renewing the token; with the refresh token revoked and the
+            # password refused as well, the renewal fails and the order is refused (401 path).
             sandbox.state.auth.expire_access_tokens()
+            sandbox.state.auth.revoke_refresh_tokens()
+            tokens.set_password("not-" + PASSWORD)
             try:
-                await venue.place_order(market("sec4"))  # 401
+                await venue.place_order(market("sec4"))  # 401, renewal refused
             except EngineError as exc:
                 errors.append(exc)
-            sandbox.state.auth.revoke_refresh_tokens()
+            tokens.set_password(PASSWORD)
             await tokens.refresh()  # refused refresh -> fresh password login
             seen_tokens.append(tokens.bearer.removeprefix("Bearer "))
             health = repr(tokens.health()) + repr(tokens) + repr(login) + repr(venue.client("acct"))

@@ -246,6 +246,7 @@ def request_head(
     token: str,
     acc_num: int,
     developer_key: str | None = None,
+    user_agent: str | None = None,
 ) -> bytes:
     """An HTTP/1.1 request head up to and including ``Content-Length: `` (see :func:`with_body`).
 
@@ -268,6 +269,8 @@ def request_head(
     )
     if developer_key:
         head += b"\r\ndeveloper-api-key: " + _header_value("developer key", developer_key)
+    if user_agent:
+        head += b"\r\nUser-Agent: " + _header_value("user agent", user_agent)
     return head + b"\r\nContent-Type: application/json\r\nContent-Length: "
 
 
@@ -278,10 +281,11 @@ def order_post_head(
     acc_num: int,
     base_path: str = "/backend-api",
     developer_key: str | None = None,
+    user_agent: str | None = None,
 ) -> bytes:
     """The head of ``POST {base_path}/trade/accounts/{account_id}/orders``."""
     path = f"{base_path.rstrip('/')}/trade/accounts/{account_id}/orders"
-    return request_head("POST", host, path, token, acc_num, developer_key)
+    return request_head("POST", host, path, token, acc_num, developer_key, user_agent)
 
 
 def with_body(head: bytes, body: bytes) -> bytes:

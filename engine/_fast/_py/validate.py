@@ -68,9 +68,14 @@ def _price_code(
 
 
 def check_order(
-    req: OrderRequest, bid: float = _NAN, ask: float = _NAN, account_enabled: bool = True
+    req: OrderRequest,
+    bid: float = _NAN,
+    ask: float = _NAN,
+    account_enabled: bool = True,
+    max_tag_length: int = MAX_TAG_LENGTH,
 ) -> int:
-    """0 when ``req`` may be sent to the venue, else the first rule it breaks (a RejectCode)."""
+    """0 when ``req`` may be sent to the venue, else the first rule it breaks (a RejectCode).
+    ``max_tag_length`` is the venue's declared strategy tag limit."""
     if not account_enabled:
         return 1
     inst = req.instrument
@@ -145,6 +150,6 @@ def check_order(
                 return 22
             if ref == ref and ((buy and tp <= ref) or (not buy and tp >= ref)):
                 return 23
-    if len(req.strategy_tag) > MAX_TAG_LENGTH:
+    if len(req.strategy_tag) > max_tag_length:
         return 25
     return 0
