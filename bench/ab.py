@@ -1,6 +1,6 @@
-"""A/B of two source trees: ``tl-engine bench --quick`` alternated between them, N runs each.
+"""A/B of source trees: ``tl-engine bench --quick`` alternated between them, N runs each.
 
-    python -m bench.ab --old REV --new REV [--runs 5] [--out DIR]
+    python -m bench.ab --old REV --new REV [--new REV ...] [--runs 5] [--out DIR]
 
 Each revision is checked out into its own git work tree under ``--out`` and its compiled hot path
 is built there; both run on this virtualenv's packages. The runs alternate (old, new, old, new,
@@ -72,23 +72,30 @@ def _summary(runs: list[dict[str, float]], key: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
     p.add_argument("--old", required=True, help="git revision of the baseline")
-    p.add_argument("--new", default="HEAD", help="git revision to compare (default HEAD)")
+    p.add_argument(
+        "--new",
+        action="append",
+        help="git revision to compare (default HEAD); repeat to compare several in one series",
+    )
     p.add_argument("--runs", type=int, default=5, help="runs per tree (default 5)")
     p.add_argument("--out", type=Path, default=None, help="work trees and results (default: tmp)")
     args = p.parse_args(argv)
     root = args.out or Path(tempfile.mkdtemp(prefix="tl-ab-"))
     root.mkdir(parents=True, exist_ok=True)
-    trees = {"old": _tree(args.old, root), "new": _tree(args.new, root)}
-    runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+    news = args.new or ["HEAD"]
+    trees = {"old": _tree(args.old, root)}
+    for j, rev in enumerate(news):
+        trees["new" if len(news) == 1 else f"new{j + 1}"] = _tree(rev, root)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for i in range(args.runs):
-        for name in ("old", "new"):
+        for name in trees:
             figures = _run(trees[name], root / f"{name}-{i}")
             runs[name].append(figures)
             shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
             print(f"run {i + 1} {name} ({trees[name].name}): {shown}", flush=True)
     print(f"\nmedian (min..max) of {args.runs} alternating runs each")
     print(f"{'':6}" + "".join(f"{k:>28}" for k in FIGURES))
-    for name in ("old", "new"):
+    for name in trees:
         print(f"{name:6}" + "".join(f"{_summary(runs[name], k):>28}" for k in FIGURES))
     return 0
 
