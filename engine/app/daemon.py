@@ -20,6 +20,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +32,16 @@ from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.breaker import CircuitBreaker
 from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
+from engine.execution.publish import outcome_event
 from engine.execution.reconcile import Reconciler
+from engine.execution.signals import decode
 from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus, LogSink
 from engine.io.settings import ControlSettings, SinkSettings, SourceSettings
 from engine.io.sources.local import LocalSignalSource
 from engine.model.delivery import SignalSource
-from engine.model.errors import ConfigError, EngineError
+from engine.model.domain import Outcome, OutcomeStatus
+from engine.model.errors import ConfigError, EngineError, SignalError
 from engine.observability.metrics import Metrics
 from engine.secrets.settings import VaultSettings
 from engine.state.journal import Journal
@@ -277,8 +281,52 @@ async def build_engine(
     if with_control:
         await _open_control(engine, cfg.control)
         engine.pipeline.kill_switch = engine.control.kill_switch
+    expired = await _expire_stale_intake(engine)
+    if expired:
+        log.warning("%d signal(s) accepted over HTTP by an earlier run expired unexecuted", expired)
     engine.sources = sources if sources is not None else _sources(engine, cfg.sources)
     return engine
+
+
+async def _expire_stale_intake(engine: Engine) -> int:
+    """Signals an earlier run accepted over HTTP and never executed, with no ``ts`` of their own
+    and accepted longer ago than ``max_signal_age_ms``: expired now, the age in the reason.
+    (A signal with ``ts`` is aged from it by the pipeline itself; an id the journal knows is
+    answered from the journal; bytes that do not decode are refused by the pipeline.)"""
+    store, pipeline = engine.journal.intake, engine.pipeline
+    if not pipeline.max_age_ns or not store.backlog:
+        return 0
+    now = time.time_ns()
+    keep, expired = [], 0
+    for row in store.backlog:
+        age_ns = now - row.received_ns
+        try:
+            sig = decode(row.payload, 0, engine.accounts.targets, pipeline.max_qty)
+            legs = engine.accounts.legs(sig.id, sig.account)
+        except SignalError:
+            keep.append(row)
+            continue
+        if (
+            age_ns <= pipeline.max_age_ns
+            or sig.ts_ns
+            or any(engine.journal.decided(leg.key) is not None for leg in legs)
+        ):
+            keep.append(row)
+            continue
+        reason = (
+            f"signal is {age_ns // 1_000_000} ms old (accepted over HTTP by an earlier run that "
+            "stopped before executing it), over max_signal_age_ms: not traded"
+        )
+        for leg in legs:
+            outcome = Outcome(
+                leg.key, leg.session.alias, OutcomeStatus.EXPIRED, sig.action, reason=reason
+            )
+            engine.bus.publish(outcome_event(outcome), outcome.account)
+            await engine.journal.record(outcome)
+        store.done(row.seq)
+        expired += 1
+    store.backlog = keep
+    return expired
 
 
 async def _apply_events(engine: Engine, events: AsyncIterator[VenueEvent]) -> None:
