@@ -188,10 +188,11 @@ class Daemon:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def _hold_place_orders(http: aiohttp.ClientSession, sandbox_url: str, ms: int) -> None:
-    async with http.post(
-        f"{sandbox_url}/sandbox/faults", json={"latency": {"PLACE_ORDER": ms}}
-    ) as r:
+async def _hold_place_orders(
+    http: aiohttp.ClientSession, sandbox_url: str, ms: int, **more: object
+) -> None:
+    faults = {"latency": {"PLACE_ORDER": ms}, **more}
+    async with http.post(f"{sandbox_url}/sandbox/faults", json=faults) as r:
         assert r.status == 200, await r.text()
 
 
@@ -356,7 +357,10 @@ async def test_sigkill_right_after_a_202_executes_or_answers_the_signal_once_on_
     first = await Daemon.start(config)
     try:
         url = await first.control_url()
-        await _hold_place_orders(http, sandbox_url, 1000)
+        # The order completes at the venue although its client is killed (as a real one does).
+        await _hold_place_orders(
+            http, sandbox_url, 1000, completeAfterHangUpMs={"PLACE_ORDER": 100}
+        )
         async with http.post(f"{url}/signals", data=_signal("k1"), headers=AUTH) as r:
             assert r.status == 202
         first.proc.kill()
