@@ -115,6 +115,8 @@ class Engine:
 
     async def stop(self) -> None:
         """Graceful: no new signals, drain in-flight ones, flush sinks, close everything."""
+        if self.control is not None:
+            self.control.begin_drain()  # a signal POSTed from now on is refused, not stranded
         for source in self.sources:
             with contextlib.suppress(Exception):
                 await source.close()
