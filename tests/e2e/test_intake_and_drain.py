@@ -62,7 +62,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 def _config(tmp_path: Path, sandbox_url: str, *, http_source: bool = True) -> Path:
     path = tmp_path / "engine.toml"
-    sources = '\n[[sources]]\nkind = "http"\n' if http_source else ""
+    sources = '\n[[sources]]\nkind = "http"\n'
+    if not http_source:
+        # A local file, not stdin: a stdin source on /dev/null aborts the process at SIGTERM
+        # (uvloop's pipe reader; not this test's subject).
+        (tmp_path / "none.jsonl").write_text("")
+        sources = f'\n[[sources]]\nkind = "local"\npath = "{tmp_path / "none.jsonl"}"\n'
     path.write_text(
         f"""
 [engine]
