@@ -304,6 +304,10 @@ def parse_config(data: dict[str, Any]) -> Config:
         )
     listed: dict[str, Any] = {}
     sources = tuple(_source(i, t) for i, t in enumerate(_array(data, "sources")))
+    if sum(1 for src in sources if src.kind == "http") > 1:
+        raise ConfigError(
+            'sources: only one [[sources]] kind = "http" is allowed (POST /signals feeds one)'
+        )
     if sources:
         listed["sources"] = sources
     sinks = tuple(_sink(i, t) for i, t in enumerate(_array(data, "sinks")))
@@ -474,6 +478,11 @@ def _no_unknown(t: dict[str, Any], where: str, allowed: set[str]) -> None:
 
 # --- tl-engine check-config -----------------------------------------------------------------------
 
+NO_HTTP_SOURCE = (
+    "note: no http source is configured: POST /signals answers 503; add "
+    '[[sources]] kind = "http" to take signals over HTTP'
+)
+
 
 def cli_check(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     parser.add_argument("file", help="the TOML config file to check")
@@ -491,6 +500,8 @@ def cli_check(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
             f"{', '.join(s.kind for s in cfg.sources)}, "
             f"sinks: {', '.join(s.kind for s in cfg.sinks)}"
         )
+        if not any(s.kind == "http" for s in cfg.sources):
+            print(NO_HTTP_SOURCE)
         return 0
 
     return run

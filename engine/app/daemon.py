@@ -2,8 +2,11 @@
 
 config → secrets → venue (log in, warm connections) → accounts (instruments, rate gates,
 breakers) → journal → pipeline (reconciles the journal's pending rows first) → stop-limit book →
-sinks → control server → sources. Shutdown runs the other way: stop taking signals, drain what is
-in flight, flush sinks, close the journal.
+sinks → control server → sources (the HTTP source first hands over what an earlier run accepted
+and never finished: the journal's intake). Shutdown runs the other way: stop taking signals
+(``POST /signals`` and ``/health`` answer 503 at once), drain what is in flight and every signal
+already answered 202, log how many finished, flush sinks, close the journal
+(docs/operations.md).
 
 :func:`build_engine` is also what the demo and the end-to-end tests use, so they run the same
 wiring as production.
@@ -17,6 +20,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +32,16 @@ from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.breaker import CircuitBreaker
 from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
+from engine.execution.publish import outcome_event
 from engine.execution.reconcile import Reconciler
+from engine.execution.signals import decode
 from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus, LogSink
 from engine.io.settings import ControlSettings, SinkSettings, SourceSettings
 from engine.io.sources.local import LocalSignalSource
 from engine.model.delivery import SignalSource
-from engine.model.errors import ConfigError, EngineError
+from engine.model.domain import Outcome, OutcomeStatus
+from engine.model.errors import ConfigError, EngineError, SignalError
 from engine.observability.metrics import Metrics
 from engine.secrets.settings import VaultSettings
 from engine.state.journal import Journal
@@ -64,6 +71,8 @@ class Engine:
     kafka_sinks: list[Any] = field(default_factory=list)  # engine.io.kafka.sink.KafkaEventSink
     # Account alias -> the venue's quote source for it (shared: TradeLocker has one per login).
     quote_feeds: dict[str, QuoteSource] = field(default_factory=dict)
+    # POST /signals' durable intake (engine.io.sources.http), when something takes HTTP signals.
+    http_intake: Any = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
 
@@ -72,8 +81,42 @@ class Engine:
         await asyncio.gather(*(self.pipeline.run_source(s) for s in self.sources))
         await self.pipeline.drain()
 
+    async def drain(self, feeding: asyncio.Future[Any] | None = None) -> tuple[int, int]:
+        """Stop taking signals and bring every accepted one to its outcome.
+
+        POST /signals answers 503 from the first line on; the requests already past that check
+        are waited for, what they queued is handed to the pipeline here (not left in a queue a
+        cancelled reader would never empty), then ``feeding`` is cancelled and the pipeline
+        drained. Returns (finished, reported): signals answered 202 (or replayed from the
+        intake) whose outcome is recorded, and those with an outcome event but no decision
+        (unknown: kept in the intake, answered again at the next start).
+        """
+        control, intake = self.control, self.http_intake
+        if control is not None:
+            control.begin_drain()
+            await control.intake_settled()
+        finished_before = intake.finished if intake is not None else 0
+        for source in self.sources:
+            remaining = getattr(source, "remaining", None)
+            if remaining is not None:
+                for delivery in remaining():
+                    self.pipeline.submit(delivery)
+        if feeding is not None:
+            feeding.cancel()
+            await asyncio.gather(feeding, return_exceptions=True)
+        await self.pipeline.drain()
+        # A refused (undecodable) signal is acked by a task of its own, outside the legs the
+        # drain counts: let those acks land too.
+        if self.pipeline._tasks:
+            await asyncio.wait(list(self.pipeline._tasks), timeout=5.0)
+        if intake is None:
+            return 0, 0
+        return intake.finished - finished_before, len(intake.outstanding)
+
     async def stop(self) -> None:
         """Graceful: no new signals, drain in-flight ones, flush sinks, close everything."""
+        if self.control is not None:
+            self.control.begin_drain()  # a signal POSTed from now on is refused, not stranded
         for source in self.sources:
             with contextlib.suppress(Exception):
                 await source.close()
@@ -240,8 +283,52 @@ async def build_engine(
     if with_control:
         await _open_control(engine, cfg.control)
         engine.pipeline.kill_switch = engine.control.kill_switch
+    expired = await _expire_stale_intake(engine)
+    if expired:
+        log.warning("%d signal(s) accepted over HTTP by an earlier run expired unexecuted", expired)
     engine.sources = sources if sources is not None else _sources(engine, cfg.sources)
     return engine
+
+
+async def _expire_stale_intake(engine: Engine) -> int:
+    """Signals an earlier run accepted over HTTP and never executed, with no ``ts`` of their own
+    and accepted longer ago than ``max_signal_age_ms``: expired now, the age in the reason.
+    (A signal with ``ts`` is aged from it by the pipeline itself; an id the journal knows is
+    answered from the journal; bytes that do not decode are refused by the pipeline.)"""
+    store, pipeline = engine.journal.intake, engine.pipeline
+    if not pipeline.max_age_ns or not store.backlog:
+        return 0
+    now = time.time_ns()
+    keep, expired = [], 0
+    for row in store.backlog:
+        age_ns = now - row.received_ns
+        try:
+            sig = decode(row.payload, 0, engine.accounts.targets, pipeline.max_qty)
+            legs = engine.accounts.legs(sig.id, sig.account)
+        except SignalError:
+            keep.append(row)
+            continue
+        if (
+            age_ns <= pipeline.max_age_ns
+            or sig.ts_ns
+            or any(engine.journal.decided(leg.key) is not None for leg in legs)
+        ):
+            keep.append(row)
+            continue
+        reason = (
+            f"signal is {age_ns // 1_000_000} ms old (accepted over HTTP by an earlier run that "
+            "stopped before executing it), over max_signal_age_ms: not traded"
+        )
+        for leg in legs:
+            outcome = Outcome(
+                leg.key, leg.session.alias, OutcomeStatus.EXPIRED, sig.action, reason=reason
+            )
+            engine.bus.publish(outcome_event(outcome), outcome.account)
+            await engine.journal.record(outcome)
+        store.done(row.seq)
+        expired += 1
+    store.backlog = keep
+    return expired
 
 
 async def _apply_events(engine: Engine, events: AsyncIterator[VenueEvent]) -> None:
@@ -372,7 +459,11 @@ def _sources(engine: Engine, sources: tuple[SourceSettings, ...]) -> list[Signal
 
             if engine.control is None:
                 raise ConfigError("an http source needs the control server")
-            out.append(HttpSignalSource(engine.control.signals))
+            if engine.http_intake is not None:
+                raise ConfigError('only one [[sources]] kind = "http" is allowed')
+            engine.http_intake = _http_intake(engine)
+            engine.control.open_intake(engine.http_intake)
+            out.append(HttpSignalSource(engine.control.signals, engine.http_intake.backlog()))
         elif src.kind == "kafka":
             from engine.io.kafka.sink import commit_barrier
             from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
@@ -385,7 +476,34 @@ def _sources(engine: Engine, sources: tuple[SourceSettings, ...]) -> list[Signal
                     before_commit=commit_barrier(engine.kafka_sinks),
                 )
             )
+    if engine.http_intake is None and engine.journal.intake.backlog:
+        # Accepted over HTTP by an earlier run and never finished: they still get executed or
+        # answered, though POST /signals takes nothing new without an http source.
+        from engine.io.sources.http import HttpSignalSource
+
+        engine.http_intake = _http_intake(engine)
+        backlog = engine.http_intake.backlog()
+        log.warning(
+            "%d signal(s) accepted over HTTP by an earlier run are executed now, though no "
+            'http source is configured (POST /signals answers 503: add [[sources]] kind = "http")',
+            len(backlog),
+        )
+        out.append(HttpSignalSource(None, backlog))
+    elif engine.http_intake is not None and engine.http_intake.outstanding:
+        log.warning(
+            "%d signal(s) accepted over HTTP by an earlier run and never finished are handed "
+            "to the pipeline first (an id already decided is answered, not executed again)",
+            len(engine.http_intake.outstanding),
+        )
     return out
+
+
+def _http_intake(engine: Engine) -> Any:
+    from engine.io.kafka.sink import commit_barrier
+    from engine.io.sources.http import HttpIntake
+
+    # An intake row goes once the outcome is recorded and, with Kafka sinks, on Kafka.
+    return HttpIntake(engine.journal.intake, before_done=commit_barrier(engine.kafka_sinks))
 
 
 async def _run(cfg: Config) -> int:
@@ -396,16 +514,30 @@ async def _run(cfg: Config) -> int:
         print(f"control server: {engine.control.url}", file=sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        # At once, not when the loop gets round to the drain: a POST from now on is refused.
+        if engine.control is not None:
+            engine.control.begin_drain()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     feeding = asyncio.ensure_future(engine.run_sources())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({feeding, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if feeding.done() and not stop.is_set() and engine.control is not None:
         await stopping  # local input ended but the control server still takes signals
     stopping.cancel()
-    feeding.cancel()
+    log.warning("draining: no new signals; finishing the ones accepted")
+    finished, reported = await engine.drain(feeding)
+    log.warning(
+        "drain done: %d accepted signal(s) finished, %d reported without a decision "
+        "(kept in the intake for the next start)",
+        finished,
+        reported,
+    )
     await engine.stop()
     return 0
 

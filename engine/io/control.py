@@ -2,13 +2,17 @@
 
 An aiohttp server bound to 127.0.0.1 (a free port unless one is configured):
 
-``GET  /health``   per account: auth, stream, breaker, limiter. 200 when every account is healthy
-                   and the kill switch is off, 503 otherwise (the body says which part is not).
+``GET  /health``   per account: auth, stream, breaker, limiter. 200 when every account is healthy,
+                   the kill switch is off and the engine is not draining, 503 otherwise (the body
+                   says which part is not).
 ``GET  /metrics``  Prometheus text exposition (:mod:`engine.observability.metrics`).
 ``GET  /status``   a JSON summary: health, outcome counts, latency percentiles, queue depth.
 ``POST /signals``  bearer API key; body is one JSON signal or JSON lines. Each signal becomes a
-                   :class:`~engine.model.delivery.Delivery` on :attr:`ControlServer.signals`, which
-                   the HTTP source (``engine/io/sources/http.py``) reads. 202 when queued.
+                   row in the journal's intake and then a :class:`~engine.model.delivery.Delivery`
+                   on :attr:`ControlServer.signals`, which the HTTP source
+                   (``engine/io/sources/http.py``) reads. 202 only once every row is committed;
+                   503 with no http source configured, while draining, or when the journal
+                   cannot make the rows durable (docs/operations.md).
 ``POST /kill``     bearer API key; engages the kill switch (no new signals are accepted) and, with
                    ``{"cancel_orders": true}``, runs the kill handler (cancel all working orders).
 ``POST /resume``   bearer API key; releases the kill switch.
@@ -16,6 +20,10 @@ An aiohttp server bound to 127.0.0.1 (a free port unless one is configured):
 The API key is compared in constant time and never echoed, logged or put in a metric label.
 Without a configured key the POST endpoints refuse everything (503): an open order-entry port
 on a trading host is never the default.
+
+Draining (:meth:`ControlServer.begin_drain`, on SIGTERM/SIGINT): from that moment ``POST
+/signals`` answers 503 and ``/health`` 503; :meth:`ControlServer.intake_settled` waits for the
+requests already past that check, so the drain sees every signal answered 202.
 
 Signals that were already queued when the kill switch is engaged are not dropped here: the
 pipeline checks :attr:`KillSwitch.engaged` and records them as expired, so every signal still
@@ -35,8 +43,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from engine.execution.signals import peek_id
+from engine.io.sources.http import HttpIntake
 from engine.model.delivery import Delivery
 from engine.observability.metrics import ALL_ACCOUNTS, Metrics
+from engine.state.writer import JournalError
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +166,13 @@ class ControlServer:
         if self.config.api_key:
             metrics.registry.forbid(self.config.api_key)
         self._started_ns = time.monotonic_ns()
+        # Set by the http source (open_intake): without it POST /signals takes nothing.
+        self.intake: HttpIntake | None = None
+        self.draining = False
+        self._taking = 0  # POST /signals requests past the checks, not yet answered
+        self._reserved = 0  # queue places promised to those requests
+        self._settled = asyncio.Event()
+        self._settled.set()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.port = 0
@@ -206,6 +224,20 @@ class ControlServer:
             await self._runner.cleanup()
             self._runner = None
 
+    def open_intake(self, intake: HttpIntake) -> None:
+        """An http source takes the signals: from now on POST /signals can answer 202."""
+        self.intake = intake
+
+    def begin_drain(self) -> None:
+        """Shutting down: POST /signals answers 503 and /health is not ready, from now on."""
+        if not self.draining:
+            self.draining = True
+            log.warning("control: draining; POST /signals answers 503 from now on")
+
+    async def intake_settled(self) -> None:
+        """Until every POST /signals past the drain check is answered (its signals queued)."""
+        await self._settled.wait()
+
     async def deliveries(self) -> AsyncIterator[Delivery]:
         """The queued signals as a source would yield them (a convenience over ``signals``)."""
         while True:
@@ -245,9 +277,12 @@ class ControlServer:
                 },
                 **({"not_reported": missing} if missing else {}),
             }
-        healthy = board.healthy() and not self.kill_switch.engaged
+        healthy = board.healthy() and not self.kill_switch.engaged and not self.draining
         body: dict[str, Any] = {"healthy": healthy, "accounts": accounts}
-        if not accounts:
+        if self.draining:
+            body["draining"] = True
+            body["reason"] = "the engine is shutting down: draining, not taking signals"
+        elif not accounts:
             body["reason"] = "no account has reported its state yet"
         if self.kill_switch.engaged:
             body["kill_switch"] = {"engaged": True, "reason": self.kill_switch.reason}
@@ -290,6 +325,7 @@ class ControlServer:
                 "reason": self.kill_switch.reason,
             },
             "signal_queue_depth": self.signals.qsize(),
+            "draining": self.draining,
             "outcomes": outcomes,
             "latency": latency,
         }
@@ -306,9 +342,30 @@ class ControlServer:
         if denied is not None:
             self._intake.inc(result="unauthorised")
             return denied
+        intake = self.intake
+        if intake is None:
+            self._intake.inc(result="no_source")
+            return _error(
+                503,
+                'no http source is configured: add [[sources]] kind = "http" to the config',
+            )
+        if self.draining:
+            self._intake.inc(result="draining")
+            return _error(503, "the engine is shutting down (draining); not accepting signals")
         if self.kill_switch.engaged:
             self._intake.inc(result="killed")
             return _error(503, f"kill switch engaged ({self.kill_switch.reason}); not accepting")
+        # From here to the answer the drain waits for this request (intake_settled).
+        self._taking += 1
+        self._settled.clear()
+        try:
+            return await self._take(request, intake)
+        finally:
+            self._taking -= 1
+            if self._taking == 0:
+                self._settled.set()
+
+    async def _take(self, request: web.Request, intake: HttpIntake) -> web.Response:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -320,16 +377,35 @@ class ControlServer:
         except SignalBodyError as exc:
             self._intake.inc(result="bad_body")
             return _error(400, exc.reason, **({"line": exc.line} if exc.line else {}))
-        free = self.signals.maxsize - self.signals.qsize() if self.signals.maxsize else len(lines)
+        if self.draining:  # began while the body was arriving: nothing is taken yet
+            self._intake.inc(float(len(lines)), result="draining")
+            return _error(503, "the engine is shutting down (draining); not accepting signals")
+        queue = self.signals
+        waiting = queue.qsize() + self._reserved
+        free = queue.maxsize - waiting if queue.maxsize else len(lines)
         if len(lines) > free:
             self._intake.inc(float(len(lines)), result="queue_full")
-            return _error(
-                503,
-                f"signal queue full ({self.signals.qsize()} waiting); retry shortly",
-                queued=0,
-            )
-        for line in lines:
-            self.signals.put_nowait(Delivery(payload=line, arrived_ns=arrived, origin="http"))
+            return _error(503, f"signal queue full ({waiting} waiting); retry shortly", queued=0)
+        # Durable before the 202: the rows are committed by the journal's writer thread (the
+        # loop never waits for the disk itself); a restart executes or answers each of them.
+        self._reserved += len(lines)
+        try:
+            seqs, durable = intake.receive([peek_id(line) or "" for line in lines], lines)
+            try:
+                await durable
+            except JournalError as exc:
+                self._intake.inc(float(len(lines)), result="journal_failed")
+                log.error("control: the journal could not record POSTed signals: %s", exc)
+                return _error(
+                    503,
+                    f"the journal could not record the signals ({exc}); resend them later "
+                    "(an id already taken is answered, never executed twice)",
+                    queued=0,
+                )
+        finally:
+            self._reserved -= len(lines)
+        for seq, line in zip(seqs, lines, strict=True):
+            queue.put_nowait(intake.delivery(seq, line, arrived, "http"))
         self._intake.inc(float(len(lines)), result="queued")
         return _json({"queued": len(lines)}, 202)
 

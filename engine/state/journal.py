@@ -41,7 +41,8 @@ after a power loss.
 The writer thread (engine.state.writer) commits in batches: every write waiting when a commit
 starts shares it, so under load many records cost one fsync, and the event loop never touches
 SQLite. The same database and thread keep the held stop-limit orders
-(engine.state.stop_limits, :attr:`Journal.stop_limits`): one durability story. Intent log
+(engine.state.stop_limits, :attr:`Journal.stop_limits`) and the signals accepted over HTTP and
+not yet decided (engine.state.intake, :attr:`Journal.intake`): one durability story. Intent log
 segments (engine.state.intent_log) are deleted once every record in them is committed; at open,
 surviving segments are replayed into SQLite first. Rows older than ``retention_s`` are dropped
 when the journal opens (never a pending row); a signal that old is stale by the pipeline's own
@@ -63,7 +64,7 @@ from typing import Any, Literal
 
 from engine.model.clock import LIVE, Clock
 from engine.model.domain import Outcome, OutcomeStatus
-from engine.state import stop_limits
+from engine.state import intake, stop_limits
 from engine.state.intent_log import IntentLog, IntentRow, encode_intent, intent_frame, read_intents
 from engine.state.run_state import BOOT_ID_PATH, RunState, RunStateFile
 from engine.state.settings import JournalSettings
@@ -203,7 +204,7 @@ class Journal:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={synchronous}")
-            conn.executescript(_SCHEMA + stop_limits.SCHEMA)
+            conn.executescript(_SCHEMA + stop_limits.SCHEMA + intake.SCHEMA)
             replayed = self._replay_intents(conn)
             cutoff = self._wall_ns() - int(retention_s * 1e9)
             # Never prune a pending row: it is unresolved evidence, whatever its age.
@@ -214,6 +215,7 @@ class Journal:
             # Every replayed intent is now a committed (fsynced) row: the segments can go.
             for segment in replayed:
                 segment.unlink(missing_ok=True)
+            backlog = intake.read_backlog(conn)
             self.run_state = self._run.open(suspect_window_s, self._wall_ns())
             self._intents = IntentLog(
                 self.path.parent, self.path.name, intent_segment_bytes, self._wall_ns
@@ -225,6 +227,8 @@ class Journal:
         self._writer = Writer(conn, max_batch=max_batch, on_failure=self._writer_failed)
         self.stop_limits = stop_limits.StopLimitStore(self._writer, clock)
         """The held stop-limit orders, kept in this database by the same writer thread."""
+        self.intake = intake.IntakeStore(self._writer, backlog, clock)
+        """Signals accepted over HTTP and not yet decided (engine.state.intake)."""
 
     @property
     def writer_thread_id(self) -> int | None:

@@ -11,7 +11,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from engine.io.control import ControlConfig, ControlServer
+from engine.io.sources.http import HttpIntake
 from engine.observability.metrics import Metrics
+from engine.state.journal import Journal
 
 SIGNALS = [
     {
@@ -52,6 +54,8 @@ async def _run_send(*args: str, env: dict[str, str] | None = None) -> tuple[int,
 
 async def test_send_over_http_queues_every_signal_on_the_control_server(tmp_path: Path) -> None:
     server = ControlServer(Metrics(), ControlConfig(host="127.0.0.1", port=0, api_key="k-123456"))
+    journal = Journal(tmp_path / "journal.sqlite")
+    server.open_intake(HttpIntake(journal.intake))  # what an http source does
     url = await server.start()
     try:
         code, out, err = await _run_send(
@@ -66,6 +70,7 @@ async def test_send_over_http_queues_every_signal_on_the_control_server(tmp_path
         assert [g["id"] for g in got] == ["s-1", "s-2", "s-3"]
     finally:
         await server.close()
+        await journal.close()
 
 
 async def test_send_over_http_without_the_key_says_which_variable_to_set(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -10,7 +11,9 @@ import orjson
 import pytest
 
 from engine.io.control import ControlConfig, ControlServer, KillSwitch, split_signals
+from engine.io.sources.http import HttpIntake
 from engine.observability.metrics import Metrics
+from engine.state.journal import Journal
 from tests.metrics.promtext import parse
 
 API_KEY = "ctl-key-3f9a1c0d5b7e"
@@ -38,12 +41,20 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-async def server(metrics: Metrics) -> AsyncIterator[ControlServer]:
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    j = Journal(tmp_path / "journal.sqlite")
+    yield j
+    await j.close()
+
+
+@pytest.fixture
+async def server(metrics: Metrics, journal: Journal) -> AsyncIterator[ControlServer]:
     srv = ControlServer(
         metrics,
         ControlConfig(port=0, api_key=API_KEY, queue_size=5),
         on_kill=CancelRecorder(),
     )
+    srv.open_intake(HttpIntake(journal.intake))  # what an http source does
     await srv.start()
     yield srv
     await srv.close()
