@@ -41,7 +41,9 @@ async def _engine(sandbox: Sandbox, tmp_path: Path, **login: Any) -> Engine:
                 }
             },
             "accounts": {"a1": {"login": "sb", "acc_num": 1}, "a2": {"login": "sb", "acc_num": 2}},
-            "sources": [],
+            # An http source: POST /signals is refused below because of the kill switch, not
+            # because nothing would take the signal.
+            "sources": [{"kind": "http"}],
         }
     )
     secrets = await demo_secrets(CTRL=KEY, DEV_KEY=sandbox.state.config.developer_api_key)
@@ -86,6 +88,7 @@ async def test_kill_switch_cancels_working_orders_and_expires_queued_signals(
             await engine.pipeline.drain()
             async with http.post(url + "/signals", data=b"{}", headers=AUTH) as refused:
                 assert refused.status == 503
+                assert "kill switch engaged" in (await refused.text())
         assert account.orders == {}
         late = next(o for o in outcomes if o.id == "late")
         assert late.status == "expired" and "kill switch" in late.reason
