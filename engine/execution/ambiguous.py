@@ -2,7 +2,8 @@
 earlier run left in flight. An unknown outcome is never resent blindly (docs/execution.md).
 
     unknown(job, exc)
-      place / reverse (creates an order) ─► reconcile by its tag (engine.execution.reconcile)
+      place / reverse (creates an order) ─► reconcile by its tag (engine.execution.reconcile,
+        and the stream: an order event carrying the tag, whichever shows it first)
         found ─► its venue status decides; absent (after the settle time, at least the order
         timeout) ─► rejected, or once resubmitted under a new tag (policy ``resubmit_once``),
         and the tag watched for a late order (engine.execution.late); unreadable ─► unknown,
@@ -14,6 +15,7 @@ earlier run left in flight. An unknown outcome is never resent blindly (docs/exe
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from engine.execution.late import start_watch
@@ -25,7 +27,7 @@ from engine.execution.publish import (
     publish_outcome,
     reason_of,
 )
-from engine.execution.reconcile import Verdict
+from engine.execution.reconcile import Resolution, Verdict
 from engine.execution.send import call, gate
 from engine.model.domain import Action, Outcome, OutcomeStatus
 from engine.model.errors import (
@@ -110,11 +112,31 @@ async def unknown(p: Pipeline, job: Job, exc: BaseException, sent_at: float) -> 
     )
 
 
+async def resolve(p: Pipeline, alias: str, tag: str, sent_at: float) -> Resolution:
+    """The reconciler's lookups, or the stream if it shows the order first (an order event
+    carrying the tag, fed to the tracker): whichever gives evidence first decides."""
+    seen = p.tracker.watch_tag(tag)
+    lookup = asyncio.ensure_future(p.reconciler.resolve(alias, tag, sent_at))
+    try:
+        await asyncio.wait((lookup, seen), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        lookup.cancel()
+        raise
+    finally:
+        p.tracker.unwatch_tag(tag, seen)
+    if lookup.done():
+        return lookup.result()
+    lookup.cancel()
+    await asyncio.gather(lookup, return_exceptions=True)
+    order_id, position_id, status = seen.result()
+    return Resolution(Verdict.FOUND, order_id, position_id, status)
+
+
 async def reconcile(p: Pipeline, job: Job, what: str, sent_at: float, resubmitted: bool) -> None:
     rec = job.record
     session = job.leg.session
     assert rec.tag is not None
-    res = await p.reconciler.resolve(session.alias, rec.tag, sent_at)
+    res = await resolve(p, session.alias, rec.tag, sent_at)
     if res.verdict is Verdict.FOUND:
         rec.acked_ns = p._now_ns()
         if res.order_id is not None:

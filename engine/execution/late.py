@@ -5,7 +5,7 @@ load), but a venue may finish an order later still: it carries out a request who
 (docs/execution.md, "Unknown outcomes"). So a tag called absent is watched for
 ``engine.late_order_watch_s``:
 
-    watch(tag)   the stream: the tracker resolves the watch when an event carries the tag
+    watch(tag)   the stream: the tracker resolves its tag watch when an event carries the tag
                  paced lookups: the reconciler, first after settle_s, then doubling (120 s at most)
       found      ─► engine.late_order: "report" leaves the order; "cancel_or_close" cancels it
                     (working) or closes the position it opened (filled)
@@ -46,7 +46,7 @@ _REFUSED = frozenset({"REJECTED", "REFUSED", "UNPLACED"})
 def start_watch(p: Pipeline, signal_id: str, rec: SignalRecord, alias: str, tag: str) -> None:
     """Watch ``tag`` (called absent just now) in the background; ``Pipeline.close`` ends it.
     The stream is watched from now on (before the task first runs)."""
-    seen = p.tracker.watch_late(tag)
+    seen = p.tracker.watch_tag(tag)
     task = asyncio.get_running_loop().create_task(
         watch(p, signal_id, rec, alias, tag, seen), name=f"late-order-{tag}"
     )
@@ -89,7 +89,7 @@ async def watch(
     except Exception:
         log.exception("late-order watch of %s on %s failed", tag, alias)
     finally:
-        p.tracker.unwatch_late(tag)
+        p.tracker.unwatch_tag(tag, seen)
 
 
 async def found(

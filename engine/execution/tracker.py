@@ -5,9 +5,10 @@ the HTTP reply, or an ambiguous failure, always finds its record. Finished recor
 ``linger_s`` so late stream events (a fill after the cancel reply, a position opened by the order)
 still apply. Signals reference earlier ones by id (``ref``): :meth:`by_signal` answers that.
 
-A tag the engine called absent is watched (:meth:`watch_late`): the first stream event carrying it
-resolves the watch's future with what the stream says of the order, so a late completion is
-recognised the moment the venue reports it (engine.execution.late).
+A tag can be watched (:meth:`watch_tag`): the first stream event carrying it resolves the watch's
+future with what the stream says of the order. Reconciliation watches the tag of an unknown
+outcome (the stream may show the order before a lookup does), and a tag called absent is watched
+for a late order (engine.execution.late).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class OrderTracker:
         "_by_signal",
         "_by_tag",
         "_finished",
-        "_late",
+        "_watched",
         "linger_s",
     )
 
@@ -92,7 +93,7 @@ class OrderTracker:
         self._by_position: dict[str, SignalRecord] = {}
         self._by_signal: dict[str, SignalRecord] = {}
         self._finished: OrderedDict[str, SignalRecord] = OrderedDict()
-        self._late: dict[str, asyncio.Future[Sighting]] = {}
+        self._watched: dict[str, asyncio.Future[Sighting]] = {}
 
     def track(self, record: SignalRecord) -> None:
         """Register before sending. The signal id key is the leg key (``id`` or ``id@alias``)."""
@@ -132,16 +133,18 @@ class OrderTracker:
     def by_signal(self, signal_id: str) -> SignalRecord | None:
         return self._by_signal.get(signal_id)
 
-    def watch_late(self, tag: str) -> asyncio.Future[Sighting]:
-        """A future resolved by the first stream event carrying ``tag`` (an order the engine
-        called absent). The watcher ends it with :meth:`unwatch_late`."""
+    def watch_tag(self, tag: str) -> asyncio.Future[Sighting]:
+        """A future resolved by the first stream event carrying ``tag`` (an order whose outcome
+        is unknown, or one the engine called absent). The watcher ends it with
+        :meth:`unwatch_tag`; one watch per tag at a time."""
         fut: asyncio.Future[Sighting] = asyncio.get_running_loop().create_future()
-        self._late[tag] = fut
+        self._watched[tag] = fut
         return fut
 
-    def unwatch_late(self, tag: str) -> None:
-        fut = self._late.pop(tag, None)
-        if fut is not None and not fut.done():
+    def unwatch_tag(self, tag: str, fut: asyncio.Future[Sighting]) -> None:
+        if self._watched.get(tag) is fut:
+            del self._watched[tag]
+        if not fut.done():
             fut.cancel()
 
     def in_flight(self) -> list[SignalRecord]:
@@ -165,8 +168,8 @@ class OrderTracker:
             )
         else:
             return None
-        if tag and self._late:
-            watch = self._late.pop(tag, None)
+        if tag and self._watched:
+            watch = self._watched.pop(tag, None)
             if watch is not None and not watch.done():
                 status = payload.status if isinstance(payload, StreamOrder) else "FILLED"
                 watch.set_result((order_id, position_id, status))

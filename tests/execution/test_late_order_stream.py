@@ -10,6 +10,7 @@ events reach the tracker the way the daemon feeds them (``OrderTracker.apply``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -53,8 +54,16 @@ class HangingUpVenue(PaperVenue):
 
 @pytest.fixture
 async def late(tmp_path: Path) -> AsyncIterator[tuple[Harness, HangingUpVenue]]:
+    async with fed(tmp_path) as both:
+        yield both
+
+
+@contextlib.asynccontextmanager
+async def fed(
+    tmp_path: Path, settle_s: float = 0.05
+) -> AsyncIterator[tuple[Harness, HangingUpVenue]]:
     venue = HangingUpVenue()
-    h = await build(tmp_path, venue=venue)
+    h = await build(tmp_path, venue=venue, settle_s=settle_s)
 
     async def feed() -> None:
         async for event in venue.events():
@@ -131,3 +140,22 @@ def eurusd(h: Harness) -> int:
 def fix_position(h: Harness) -> str:
     record = h.pipeline.tracker.by_signal("x")
     return (record.position_id if record is not None else None) or "none yet"
+
+
+async def test_an_unknown_outcome_is_resolved_by_the_stream_while_lookups_see_nothing(
+    tmp_path: Path,
+) -> None:
+    # REST is blind to the tag and the settle time is long: lookups alone would end "unknown"
+    # when the reconciler gives up (max_s 2 s here), never "accepted".
+    async with fed(tmp_path, settle_s=30.0) as (h, venue):
+        h.send(
+            id="z", account="a1", action="place", symbol="EURUSD", type="limit", side="buy",
+            qty=0.01, price=0.9,
+        )  # fmt: skip
+        await eventually(lambda: venue.kept is not None, "the placement went unanswered")
+        placed = await venue.finish_late()
+        await h.pipeline.drain()
+        out = h.outcome("z")
+        assert out.status == "accepted" and out.resolved_from_unknown, out.reason
+        assert out.order_id == placed.order_id
+        assert corrections(h) == [] and not h.pipeline.late_watches
