@@ -70,12 +70,14 @@ async def fed(
             h.pipeline.tracker.apply(event)
 
     feeding = asyncio.create_task(feed())
-    yield h, venue
-    await h.pipeline.close()
-    feeding.cancel()
-    await asyncio.gather(feeding, return_exceptions=True)
-    await h.book.close()
-    await h.journal.close()
+    try:
+        yield h, venue
+    finally:
+        await h.pipeline.close()
+        feeding.cancel()
+        await asyncio.gather(feeding, return_exceptions=True)
+        await h.book.close()
+        await h.journal.close()
 
 
 def corrections(h: Harness) -> list[OutcomeCorrection]:
