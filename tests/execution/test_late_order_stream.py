@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.model.domain import OrderRequest, OutcomeStatus, PlaceResult
+from engine.model.domain import OrderRequest, OutcomeStatus
 from engine.model.errors import OutcomeUnknown
 from engine.model.events import OutcomeCorrection
 from engine.venue.paper import PaperVenue
-from engine.venue.protocol import TagMatches
+from engine.venue.protocol import PlaceResult, TagMatches
 from tests.execution.conftest import Harness, build
 from tests.fixtures.waiting import eventually
 
