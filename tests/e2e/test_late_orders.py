@@ -83,7 +83,7 @@ async def test_replies_slower_than_the_order_timeout_end_accepted_with_one_order
     await slow_replies_end_accepted(sandbox, tmp_path, 24)
 
 
-async def test_on_the_realistic_profile_too(tmp_path: Path) -> None:
+async def test_slow_replies_end_accepted_on_the_realistic_profile_too(tmp_path: Path) -> None:
     sandbox = Sandbox(profile="realistic", price_interval_ms=0)
     await sandbox.start("127.0.0.1", 0)
     try:
