@@ -31,6 +31,7 @@ from engine.execution.settings import (
     Balancing,
     GroupMode,
     GroupSettings,
+    LateOrderPolicy,
     LimitsSettings,
     PipelineSettings,
     ReconcileSettings,
@@ -140,6 +141,7 @@ ENGINE_KEYS = {
     "max_signal_age_ms": Key(PipelineSettings, "max_signal_age_ms", v.whole(0, 3_600_000)),
     "max_qty_lots": Key(PipelineSettings, "max_qty_lots", v.positive()),
     "unknown_policy": Key(PipelineSettings, "unknown_policy", v.one_of(UnknownPolicy)),
+    "late_order": Key(PipelineSettings, "late_order", v.one_of(LateOrderPolicy)),
     "stop_limit_poll_ms": Key(StopLimitSettings, "poll_ms", v.whole(10, 60_000)),
     "order_connections": Key(AdapterSettings, "order_connections", v.whole(1, 16)),
     "order_connections_max": Key(AdapterSettings, "order_connections_max", v.whole(1, 64)),
@@ -149,6 +151,7 @@ TIMEOUT_KEYS = {
     "query_s": Key(AdapterSettings, "query_s", v.positive()),
     "reconcile_settle_s": Key(ReconcileSettings, "settle_s", v.positive()),
     "reconcile_max_s": Key(ReconcileSettings, "max_s", v.positive()),
+    "late_order_watch_s": Key(PipelineSettings, "late_order_watch_s", v.positive()),
 }
 LIMIT_KEYS = {
     "share": Key(LimitsSettings, "share", v.positive(1.0, "the share of the venue's limit used")),
@@ -319,13 +322,23 @@ def parse_config(data: dict[str, Any]) -> Config:
             f"engine.order_connections_max ({adapter.order_connections_max}) is below "
             f"engine.order_connections ({adapter.order_connections}): set it to at least that"
         )
+    reconcile = ReconcileSettings(**values.get(ReconcileSettings, {}))
+    if reconcile.settle_s < adapter.order_s:
+        # "Absent" believed before the order timeout is a phantom rejection of an order a slow
+        # venue is still finishing (docs/execution.md, "Unknown outcomes").
+        raise ConfigError(
+            f"timeouts.reconcile_settle_s ({reconcile.settle_s:g}) is shorter than "
+            f"timeouts.order_s ({adapter.order_s:g}): an order the venue finishes after the engine "
+            f"stopped waiting would be called absent; set it to at least {adapter.order_s:g} "
+            "(e.g. order_s + 5)"
+        )
     return Config(
         logins=logins,
         accounts=accounts,
         groups=groups,
         journal=JournalSettings(**values.get(JournalSettings, {})),
         pipeline=PipelineSettings(**values.get(PipelineSettings, {})),
-        reconcile=ReconcileSettings(**values.get(ReconcileSettings, {})),
+        reconcile=reconcile,
         stop_limits=StopLimitSettings(**values.get(StopLimitSettings, {})),
         limits=LimitsSettings(**values.get(LimitsSettings, {})),
         adapter=adapter,

@@ -58,7 +58,7 @@ _EMBEDDED = {
         "both": {"members": ["alpha", "beta"]},
         "either": {"members": ["alpha", "beta"], "mode": "pool"},
     },
-    "timeouts": {"order_s": 2.0, "reconcile_settle_s": 0.5, "reconcile_max_s": 10.0},
+    "timeouts": {"order_s": 2.0, "reconcile_settle_s": 2.0, "reconcile_max_s": 10.0},
 }
 
 

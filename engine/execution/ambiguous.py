@@ -2,9 +2,12 @@
 earlier run left in flight. An unknown outcome is never resent blindly (docs/execution.md).
 
     unknown(job, exc)
-      place / reverse (creates an order) ─► reconcile by its tag (engine.execution.reconcile)
-        found ─► its venue status decides; absent ─► rejected, or once resubmitted under a new
-        tag (policy ``resubmit_once``); unreadable ─► unknown, the journal row stays pending
+      place / reverse (creates an order) ─► reconcile by its tag (engine.execution.reconcile,
+        and the stream: an order event carrying the tag, whichever shows it first)
+        found ─► its venue status decides; absent (after the settle time, at least the order
+        timeout) ─► rejected, or once resubmitted under a new tag (policy ``resubmit_once``),
+        and the tag watched for a late order (engine.execution.late); unreadable ─► unknown,
+        the journal row stays pending
       partial close, reverse whose close half is unknown ─► unknown, not repeated
       cancel, modify, full close, SL/TP, bulk ─► one retry (the same end state if done twice)
     recover()   the journal's pending rows, reconciled by tag before new signals run
@@ -12,8 +15,10 @@ earlier run left in flight. An unknown outcome is never resent blindly (docs/exe
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
+from engine.execution.late import start_watch
 from engine.execution.publish import (
     finish,
     leg_done,
@@ -22,7 +27,7 @@ from engine.execution.publish import (
     publish_outcome,
     reason_of,
 )
-from engine.execution.reconcile import Verdict
+from engine.execution.reconcile import Resolution, Verdict
 from engine.execution.send import call, gate
 from engine.model.domain import Action, Outcome, OutcomeStatus
 from engine.model.errors import (
@@ -96,8 +101,9 @@ async def unknown(p: Pipeline, job: Job, exc: BaseException, sent_at: float) -> 
             p,
             job,
             OutcomeStatus.UNKNOWN,
-            reason=f"outcome unknown after one retry ({type(again).__name__}): check the "
-            "account before resending",
+            reason=f"outcome unknown after one retry ({type(again).__name__}): it may have "
+            f"been done; check {job.target or 'the account'} at the venue, the engine does "
+            "not repeat it",
         )
         return
     job.record.acked_ns = p._now_ns()
@@ -106,11 +112,31 @@ async def unknown(p: Pipeline, job: Job, exc: BaseException, sent_at: float) -> 
     )
 
 
+async def resolve(p: Pipeline, alias: str, tag: str, sent_at: float) -> Resolution:
+    """The reconciler's lookups, or the stream if it shows the order first (an order event
+    carrying the tag, fed to the tracker): whichever gives evidence first decides."""
+    seen = p.tracker.watch_tag(tag)
+    lookup = asyncio.ensure_future(p.reconciler.resolve(alias, tag, sent_at))
+    try:
+        await asyncio.wait((lookup, seen), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        lookup.cancel()
+        raise
+    finally:
+        p.tracker.unwatch_tag(tag, seen)
+    if lookup.done():
+        return lookup.result()
+    lookup.cancel()
+    await asyncio.gather(lookup, return_exceptions=True)
+    order_id, position_id, status = seen.result()
+    return Resolution(Verdict.FOUND, order_id, position_id, status)
+
+
 async def reconcile(p: Pipeline, job: Job, what: str, sent_at: float, resubmitted: bool) -> None:
     rec = job.record
     session = job.leg.session
     assert rec.tag is not None
-    res = await p.reconciler.resolve(session.alias, rec.tag, sent_at)
+    res = await resolve(p, session.alias, rec.tag, sent_at)
     if res.verdict is Verdict.FOUND:
         rec.acked_ns = p._now_ns()
         if res.order_id is not None:
@@ -138,6 +164,9 @@ async def reconcile(p: Pipeline, job: Job, what: str, sent_at: float, resubmitte
         p.tracker.finish(rec, OutcomeStatus.UNKNOWN)
         leg_done(p)
         return
+    # Proven absent: the settle time (at least the order timeout) passed since the send. A venue
+    # may still finish it later, so the tag is watched and a late order is corrected.
+    start_watch(p, job.signal.id, rec, session.alias, rec.tag)
     if p.unknown_policy == "resubmit_once" and not resubmitted and job.request is not None:
         await resubmit(p, job, what)
         return
@@ -145,8 +174,10 @@ async def reconcile(p: Pipeline, job: Job, what: str, sent_at: float, resubmitte
         p,
         job,
         OutcomeStatus.REJECTED,
-        reason=f"not placed: {what}, and after {res.waited_s:.1f} s the venue holds no "
-        f"order tagged {rec.tag}; send it again under a new id if it is still wanted",
+        reason=f"not placed: {what}, and {p._now_s() - sent_at:.1f} s after the send the venue "
+        f"held no order tagged {rec.tag}; the engine keeps looking for it for "
+        f"{p.late_watch_s:g} s and reports one that appears late as a correction on outcomes. "
+        "If the signal is still wanted, check the account for that tag first",
         resolved=True,
     )
 
@@ -251,8 +282,9 @@ async def recover(p: Pipeline) -> int:
             else:
                 status = OutcomeStatus.REJECTED
                 reason = (
-                    "not placed: the engine stopped before the venue received it (no order "
-                    f"tagged {row.strategy_tag}); send it again under a new id if still wanted"
+                    "not placed: the engine stopped while it was in flight, and the venue held "
+                    f"no order tagged {row.strategy_tag} when looked up after the restart; if "
+                    "the signal is still wanted, check the account for that tag first"
                 )
         outcome = Outcome(
             key,

@@ -62,6 +62,8 @@ class Pipeline:
         tags: TagMint | None = None,
         tracker: OrderTracker | None = None,
         unknown_policy: str = "reject",
+        late_order: str = "report",
+        late_order_watch_s: float = 600.0,
         max_signal_age_ms: int = 0,
         max_qty_lots: float = 1_000.0,
         clock: Clock = LIVE,
@@ -77,6 +79,10 @@ class Pipeline:
         )
         self.tracker = tracker or OrderTracker()
         self.unknown_policy = unknown_policy
+        # A tag called absent is watched this long for a late order (engine.execution.late).
+        self.late_order = late_order
+        self.late_watch_s = late_order_watch_s
+        self.late_watches: set[asyncio.Task[None]] = set()
         self.max_age_ns = max_signal_age_ms * 1_000_000
         self.max_qty = max_qty_lots
         self.clock = clock
@@ -118,9 +124,14 @@ class Pipeline:
         await self._idle.wait()
 
     async def close(self) -> None:
-        """Drain in-flight work (a lane's runner ends when its lane is empty)."""
+        """Drain in-flight work (a lane's runner ends when its lane is empty), then end the
+        late-order watches (their tags are not looked for after a stop)."""
         self._closing = True
         await self.drain()
+        watches = list(self.late_watches)
+        for task in watches:
+            task.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         """A task the pipeline keeps until it ends (asyncio holds tasks weakly)."""

@@ -93,8 +93,8 @@ async def clear_suspect(p: Pipeline, job: Job) -> bool:
             job,
             OutcomeStatus.UNKNOWN,
             reason="not executed: the engine restarted after an unclean stop and a reboot, "
-            f"and a partial close cannot be looked up by tag; check position {job.target} "
-            "and send it again under a new id if still wanted",
+            f"and a partial close cannot be looked up by tag; check position {job.target}: "
+            "the earlier run may have closed part of it, and the engine does not repeat it",
         )
         return False
     if sig.action not in CREATES_ORDER or not rec.tag:

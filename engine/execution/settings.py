@@ -13,6 +13,11 @@ from typing import Literal
 # What happens to a signal whose order was proven absent after an unknown outcome (policy 1):
 # "reject" reports it not placed; "resubmit_once" sends it once more under a fresh tag.
 UnknownPolicy = Literal["reject", "resubmit_once"]
+# What happens to an order that appears at the venue after its signal was decided without it (a
+# late completion: the venue finished it after the engine called it absent): "report" publishes
+# one correction and leaves the order; "cancel_or_close" also cancels it (working) or closes the
+# position it opened (filled).
+LateOrderPolicy = Literal["report", "cancel_or_close"]
 # "fanout": every member trades; "pool": exactly one healthy member trades.
 GroupMode = Literal["fanout", "pool"]
 # How a fan-out group divides qty: by per-member weights ("multiplier") or evenly ("equal").
@@ -67,6 +72,10 @@ class PipelineSettings:
     """The signal pipeline's policies."""
 
     unknown_policy: UnknownPolicy = "reject"
+    late_order: LateOrderPolicy = "report"
+    # How long after calling an order absent the engine keeps looking for it by its tag (paced
+    # lookups, and the stream while it runs); a late order seen in that time is corrected.
+    late_order_watch_s: float = 600.0
     max_signal_age_ms: int = 0  # older on arrival or while queued: expired, not traded; 0 = off
     max_qty_lots: float = 1_000.0  # fat-finger guard, checked before the venue's own maxLot
 
@@ -75,7 +84,10 @@ class PipelineSettings:
 class ReconcileSettings:
     """How an unknown outcome is looked up by its tag."""
 
-    settle_s: float = 3.0  # the venue's view must be this old before "absent" is believed
+    # The venue's view must be this old (from the send) before "absent" is believed. At least
+    # timeouts.order_s (a config error otherwise): a reply slower than the order timeout is an
+    # order the venue may still be finishing. The default is the default order timeout + 5 s.
+    settle_s: float = 10.0
     max_s: float = 30.0  # give up after this and leave the signal unresolved (pending)
 
 

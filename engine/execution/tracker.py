@@ -4,6 +4,11 @@ An order is registered under its strategy tag before the POST leaves, so a strea
 the HTTP reply, or an ambiguous failure, always finds its record. Finished records are kept for
 ``linger_s`` so late stream events (a fill after the cancel reply, a position opened by the order)
 still apply. Signals reference earlier ones by id (``ref``): :meth:`by_signal` answers that.
+
+A tag can be watched (:meth:`watch_tag`): the first stream event carrying it resolves the watch's
+future with what the stream says of the order. Reconciliation watches the tag of an unknown
+outcome (the stream may show the order before a lookup does), and a tag called absent is watched
+for a late order (engine.execution.late).
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from dataclasses import dataclass
 
 from engine.model.domain import Action, OutcomeStatus
 from engine.venue.events import StreamOrder, StreamPosition, VenueEvent
+
+# What the stream said of a watched tag: (order id, position id, the venue's status; a position
+# is reported "FILLED").
+Sighting = tuple[str | None, str | None, str]
 
 
 @dataclass(slots=True)
@@ -67,7 +76,15 @@ class SignalRecord:
 class OrderTracker:
     """tag → record, order id → record, signal id → record. Not thread-safe: one event loop."""
 
-    __slots__ = ("_by_order", "_by_position", "_by_signal", "_by_tag", "_finished", "linger_s")
+    __slots__ = (
+        "_by_order",
+        "_by_position",
+        "_by_signal",
+        "_by_tag",
+        "_finished",
+        "_watched",
+        "linger_s",
+    )
 
     def __init__(self, linger_s: float = 600.0) -> None:
         self.linger_s = linger_s
@@ -76,6 +93,7 @@ class OrderTracker:
         self._by_position: dict[str, SignalRecord] = {}
         self._by_signal: dict[str, SignalRecord] = {}
         self._finished: OrderedDict[str, SignalRecord] = OrderedDict()
+        self._watched: dict[str, asyncio.Future[Sighting]] = {}
 
     def track(self, record: SignalRecord) -> None:
         """Register before sending. The signal id key is the leg key (``id`` or ``id@alias``)."""
@@ -115,6 +133,20 @@ class OrderTracker:
     def by_signal(self, signal_id: str) -> SignalRecord | None:
         return self._by_signal.get(signal_id)
 
+    def watch_tag(self, tag: str) -> asyncio.Future[Sighting]:
+        """A future resolved by the first stream event carrying ``tag`` (an order whose outcome
+        is unknown, or one the engine called absent). The watcher ends it with
+        :meth:`unwatch_tag`; one watch per tag at a time."""
+        fut: asyncio.Future[Sighting] = asyncio.get_running_loop().create_future()
+        self._watched[tag] = fut
+        return fut
+
+    def unwatch_tag(self, tag: str, fut: asyncio.Future[Sighting]) -> None:
+        if self._watched.get(tag) is fut:
+            del self._watched[tag]
+        if not fut.done():
+            fut.cancel()
+
     def in_flight(self) -> list[SignalRecord]:
         return [r for r in self._by_signal.values() if r.status is None]
 
@@ -136,6 +168,11 @@ class OrderTracker:
             )
         else:
             return None
+        if tag and self._watched:
+            watch = self._watched.pop(tag, None)
+            if watch is not None and not watch.done():
+                status = payload.status if isinstance(payload, StreamOrder) else "FILLED"
+                watch.set_result((order_id, position_id, status))
         record = self._by_order.get(order_id) if order_id else None
         if record is None and tag:
             record = self._by_tag.get(tag)

@@ -28,6 +28,7 @@ __all__ = [
     "EventSink",
     "ExecutionEvent",
     "OrderUpdate",
+    "OutcomeCorrection",
     "OutcomeEvent",
     "PositionUpdate",
     "RejectedSignal",
@@ -85,6 +86,22 @@ class OutcomeEvent(Event, kw_only=True, frozen=True):
     resolved_from_unknown: bool = False  # decided by reconciliation after an ambiguous failure
     replayed: bool = False  # a re-delivered id answered from the journal; nothing executed
     origin: str | None = None  # where undecodable bytes came from (local, http, kafka:...)
+
+
+LateOrderAction = Literal["reported", "cancelled", "closed", "cancel_failed", "close_failed"]
+
+
+class OutcomeCorrection(OutcomeEvent, kw_only=True, frozen=True):
+    """``outcomes``: a correction of a leg's earlier outcome, published once, when the venue shows
+    an order the engine had reported absent (a late completion: found by its tag on the stream
+    or by a later lookup). ``status`` is the truth now (``accepted``: the order was placed);
+    ``corrects`` is the status reported before. The keys are an :class:`OutcomeEvent`'s and
+    three more, so a consumer reading ``outcomes`` as OutcomeEvent sees the new status for the
+    same id; one decoding as OutcomeCorrection tells a correction by ``corrects`` not null."""
+
+    corrects: OutcomeStatusName | None = None  # the status reported before (None: not one)
+    late_order: LateOrderAction | None = None  # what the engine did (engine.late_order)
+    venue_status: str | None = None  # the venue's status of the order when it was found
 
 
 class RejectedSignal(Event, kw_only=True, frozen=True):

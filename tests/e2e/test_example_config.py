@@ -135,6 +135,7 @@ CHECKS: dict[str, Reader] = {
     "engine.max_signal_age_ms": lambda r, _: {r.engine.pipeline.max_age_ns // 1_000_000},
     "engine.max_qty_lots": lambda r, _: {r.engine.pipeline.max_qty},
     "engine.unknown_policy": lambda r, _: {r.engine.pipeline.unknown_policy},
+    "engine.late_order": lambda r, _: {r.engine.pipeline.late_order},
     "engine.stop_limit_poll_ms": lambda r, _: {round(r.engine.stop_limits.poll_s * 1000)},
     "engine.order_connections": lambda r, _: {
         r.engine.venue.client(a).orders_transport.size for a in r.enabled()
@@ -208,6 +209,7 @@ CHECKS: dict[str, Reader] = {
         r.engine.pipeline.reconciler.settle_s,
         r.engine.stop_limits.reconciler.settle_s,
     },
+    "timeouts.late_order_watch_s": lambda r, _: {r.engine.pipeline.late_watch_s},
     "timeouts.reconcile_max_s": lambda r, _: {
         r.engine.pipeline.reconciler.max_s,
         r.engine.stop_limits.reconciler.max_s,

@@ -146,7 +146,7 @@ def test_engine_and_timeouts_keys_fill_the_sections_of_the_components_that_use_t
         with_(
             engine={"journal_path": "/j/journal.sqlite", "stop_limit_poll_ms": 40,
                     "unknown_policy": "resubmit_once", "control_port": 0},
-            timeouts={"order_s": 1.5, "reconcile_settle_s": 0.5},
+            timeouts={"order_s": 1.5, "reconcile_settle_s": 2.5},
         )
     )  # fmt: skip
     assert cfg.journal.path == "/j/journal.sqlite"
@@ -154,7 +154,7 @@ def test_engine_and_timeouts_keys_fill_the_sections_of_the_components_that_use_t
     assert cfg.pipeline.unknown_policy == "resubmit_once"
     assert cfg.control.port == 0
     assert cfg.adapter.order_s == 1.5
-    assert cfg.reconcile.settle_s == 0.5
+    assert cfg.reconcile.settle_s == 2.5
 
 
 def test_state_lives_beside_the_journal_unless_state_dir_is_given() -> None:
@@ -177,3 +177,27 @@ def test_check_config_prints_one_line_naming_the_key_and_the_fix(
     assert out.startswith("config error: limits.margin was renamed: call it limits.share")
     assert check(argparse.Namespace(file=str(ROOT / "config" / "demo.toml"))) == 0
     assert "OK: 1 login(s), 2 account(s) (2 enabled), 2 group(s)" in capsys.readouterr().out
+
+
+def test_a_settle_time_shorter_than_the_order_timeout_is_a_one_line_error() -> None:
+    # "Absent" believed before the order timeout would be a phantom "not placed" on a slow venue.
+    msg = error(with_(timeouts={"order_s": 2.0, "reconcile_settle_s": 0.5}))
+    assert msg.startswith("timeouts.reconcile_settle_s (0.5) is shorter than timeouts.order_s (2)")
+    assert "set it to at least 2" in msg and "\n" not in msg
+
+
+def test_the_default_settle_time_outlasts_the_order_timeout() -> None:
+    cfg = parse_config(with_())
+    assert cfg.reconcile.settle_s > cfg.adapter.order_s
+    equal = parse_config(with_(timeouts={"order_s": 4.0, "reconcile_settle_s": 4.0}))
+    assert equal.reconcile.settle_s == 4.0
+
+
+def test_the_late_order_policy_and_its_watch_are_read_and_checked() -> None:
+    cfg = parse_config(
+        with_(engine={"late_order": "cancel_or_close"}, timeouts={"late_order_watch_s": 30.0})
+    )
+    assert cfg.pipeline.late_order == "cancel_or_close"
+    assert cfg.pipeline.late_order_watch_s == 30.0
+    assert parse_config(with_()).pipeline.late_order == "report"
+    assert "engine.late_order" in error(with_(engine={"late_order": "close"}))

@@ -92,7 +92,8 @@ password = "env:SB_PASSWORD"
 {accounts}
 
 [timeouts]
-reconcile_settle_s = 0.5
+order_s = 2.0
+reconcile_settle_s = 2.0
 
 [[sources]]
 kind = "kafka"
