@@ -77,6 +77,8 @@ class ReconcileSettings:
 
     settle_s: float = 3.0  # the venue's view must be this old before "absent" is believed
     max_s: float = 30.0  # give up after this and leave the signal unresolved (pending)
+    # tag lookups read order history from the send time less this (engine vs venue clock skew)
+    history_skew_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
