@@ -394,13 +394,13 @@ class StopLimitBook:
         gate = self._gate_for(req.account)
         routes = gate.routes_for(Action.PLACE) if gate is not None else ()
         if gate is not None:
-            held = 0
+            taken = 0
             try:
                 for route in routes:
                     await gate.acquire(route, Priority.MARKET)
-                    held += 1
+                    taken += 1
             except Shed as exc:
-                for route in routes[:held]:
+                for route in routes[:taken]:
                     gate.release(route)
                 # Refused before anything was sent: hold it again; the next quote re-triggers it.
                 log.warning("stop-limit %s: no rate budget (%s); held again", held.emulated_id, exc)
