@@ -16,8 +16,10 @@ half of a reverse spend MODIFY_POSITION; a reverse also spends PLACE_ORDER for t
 Which route each read spends (:func:`read_route`): the adapter gates every GET it makes on its own
 on the account's gate (:class:`engine.venue.protocol.RateGate`), by path. ``/trade/config`` (the
 keep-warm ping) has no published type: it goes through the gate on a route of its own,
-:data:`CONFIG_ROUTE`, held only while a 429 pauses it. ``/trade/quotes`` is not gated here: every
-quote request of a login is already paced by its :class:`engine.tradelocker.quotes.QuotePacer`.
+:data:`CONFIG_ROUTE`, held only while a 429 pauses it. ``/trade/quotes`` keeps its pacing per
+login (:class:`engine.tradelocker.quotes.QuotePacer` spaces the login's quote requests evenly) and
+also takes the account's ``QUOTES`` budget: evenly spaced sends can still arrive bunched when one
+reply is slow, and the gate holds each request's token until its reply (the window-edge rule).
 """
 
 from __future__ import annotations
@@ -95,13 +97,13 @@ _TRADE_READS: dict[str, str | None] = {
     "dailyBar": RouteType.DAILY_BAR,
     "depth": RouteType.DEPTH,
     "history": RouteType.QUOTES_HISTORY,
-    "quotes": None,  # paced per login by the QuotePacer, not by the account's gate
+    "quotes": RouteType.QUOTES,  # spaced per login by the QuotePacer, held here in flight
 }
 
 
 def read_route(path: str) -> str | None:
     """The route a GET of ``path`` (under the API base) spends, or None when it is not the
-    account gate's to pace (quotes; the login calls under ``/auth``)."""
+    account gate's to pace (the login calls under ``/auth``)."""
     parts = path.strip("/").split("/")
     if len(parts) < 2 or parts[0] != "trade":
         return None

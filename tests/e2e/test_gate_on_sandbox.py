@@ -89,7 +89,7 @@ async def test_reconciling_many_dropped_replies_earns_no_429(
     live = await start_engine(realistic, tmp_path)
     # Every placement is executed and then its connection cut: each signal is reconciled by
     # tag, three reads a round, against 2 reads per second per route.
-    realistic.faults.update({"dropAfterAccept": {"PLACE_ORDER": 1}})
+    realistic.faults.update({"dropAfterAccept": {"PLACE_ORDER": 1.0}})  # a share: all
     n = 15  # below the breaker's 20 calls: it never opens, every signal is reconciled
     try:
         for i in range(n):
@@ -112,7 +112,9 @@ async def test_reconciling_many_dropped_replies_earns_no_429(
     assert refused == []
     assert_every_signal_says_why(live, {f"r{i}" for i in range(n)})
     # Found by tag, every one (the venue may still have refused one after accepting it).
-    assert all(o.resolved_from_unknown for o in live.outcomes)
+    assert all(o.resolved_from_unknown for o in live.outcomes), [
+        (o.status, o.reason) for o in live.outcomes
+    ]
     assert any(o.status == "accepted" for o in live.outcomes)
     tags = Counter(o.strategy_id for o in live.sim_orders(1) if o.strategy_id)
     assert set(tags) == {o.tag for o in live.outcomes} and set(tags.values()) == {1}
