@@ -56,6 +56,7 @@ cdef class TokenBucket:
         self.capacity = capacity
         self.interval_ns = <long long>interval_ns
         self._head = 0
+        self._in_flight = 0
         self._paused_until = NEVER
         back = ceil(alert_ratio * <double>capacity - 1e-9)
         self._alert_back = <Py_ssize_t>back if back >= 1 else 1
@@ -66,20 +67,46 @@ cdef class TokenBucket:
             self._ring = NULL
 
     cpdef bint try_acquire(self, int64_t now_ns):
-        """Spend a token if one is available at ``now_ns``."""
-        if now_ns < self._paused_until:
+        """Spend a token if one is available at ``now_ns``; it returns one interval later."""
+        if not self.take(now_ns):
+            return False
+        self.give_back(now_ns)
+        return True
+
+    cpdef bint take(self, int64_t now_ns):
+        """Hold a token if one is available at ``now_ns``, until :meth:`give_back`."""
+        if now_ns < self._paused_until or self._in_flight == self.capacity:
             return False
         cdef Py_ssize_t head = self._head
         if now_ns - self._ring[head] < self.interval_ns:
             return False
-        self._ring[head] = now_ns
         head += 1
         self._head = 0 if head == self.capacity else head
+        self._in_flight += 1
         return True
+
+    cpdef void give_back(self, int64_t now_ns):
+        """A held request got its reply at ``now_ns``: its token returns one interval later."""
+        cdef Py_ssize_t held = self._in_flight
+        if held == 0:
+            return
+        cdef Py_ssize_t tail = self._head + self.capacity - held
+        if tail >= self.capacity:
+            tail -= self.capacity
+        self._ring[tail] = now_ns
+        self._in_flight = held - 1
+
+    @property
+    def in_flight(self):
+        return self._in_flight
 
     cpdef int64_t wait_ns(self, int64_t now_ns):
         """Nanoseconds from ``now_ns`` until a token is available (0: one is available now)."""
-        cdef int64_t wait = self._ring[self._head] + self.interval_ns - now_ns
+        cdef int64_t wait
+        if self._in_flight == self.capacity:
+            wait = self.interval_ns
+        else:
+            wait = self._ring[self._head] + self.interval_ns - now_ns
         cdef int64_t pause = self._paused_until - now_ns
         if pause > wait:
             wait = pause
@@ -92,7 +119,7 @@ cdef class TokenBucket:
         # Spend times from the head are oldest first: the available tokens are a prefix, found by
         # binary search (see the twin for why a linear walk is not good enough).
         cdef Py_ssize_t lo = 0
-        cdef Py_ssize_t hi = self.capacity
+        cdef Py_ssize_t hi = self.capacity - self._in_flight
         cdef Py_ssize_t cap = self.capacity
         cdef Py_ssize_t mid, i
         while lo < hi:
@@ -107,10 +134,14 @@ cdef class TokenBucket:
         return lo
 
     cpdef bint near_limit(self, int64_t now_ns):
-        """True when at least alert_ratio of the capacity was spent within the last interval."""
-        cdef Py_ssize_t i = self._head - self._alert_back
-        if i < 0:
-            i += self.capacity
+        """True when no more than capacity - alert_back tokens are available (in flight or
+        returned within the last interval)."""
+        cdef Py_ssize_t k = self.capacity - self._alert_back
+        if k >= self.capacity - self._in_flight:
+            return True
+        cdef Py_ssize_t i = self._head + k
+        if i >= self.capacity:
+            i -= self.capacity
         return now_ns - self._ring[i] < self.interval_ns
 
     cpdef void pause_until(self, int64_t until_ns):
@@ -119,7 +150,7 @@ cdef class TokenBucket:
             self._paused_until = until_ns
 
     cpdef void exhaust(self, int64_t now_ns):
-        """Mark every token spent at ``now_ns`` (a venue 429 without Retry-After)."""
+        """Mark every returned token spent at ``now_ns`` (a venue 429 without Retry-After)."""
         cdef Py_ssize_t i
         for i in range(self.capacity):
             self._ring[i] = now_ns

@@ -172,7 +172,8 @@ def _rate_controls(
 ) -> tuple[AccountLimiter | None, CircuitBreaker | None]:
     """The account's limiter, from the limits the venue publishes for it (a venue that
     publishes none, like the in-process paper venue by default, is not gated), and its
-    breaker."""
+    breaker. The venue gets the limiter too: every read and ping it makes for the account
+    waits there, behind the orders."""
     lim = cfg.limits
     breaker = CircuitBreaker.from_settings(alias, lim)
     published = venue.rate_limits(alias)
@@ -186,6 +187,7 @@ def _rate_controls(
         share=lim.share,
         max_queue=lim.queue_size,
     )
+    venue.use_gate(alias, gate)
     return gate, breaker
 
 

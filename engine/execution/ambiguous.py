@@ -28,7 +28,7 @@ from engine.execution.publish import (
     reason_of,
 )
 from engine.execution.reconcile import Resolution, Verdict
-from engine.execution.send import call, gate
+from engine.execution.send import call, gate, ungate
 from engine.model.domain import Action, Outcome, OutcomeStatus
 from engine.model.errors import (
     NotFound,
@@ -86,7 +86,10 @@ async def unknown(p: Pipeline, job: Job, exc: BaseException, sent_at: float) -> 
     # twice, so one retry after the ambiguity is safe.
     try:
         await gate(job)
-        await call(p, job)
+        try:
+            await call(p, job)
+        finally:
+            ungate(job)
     except (OrderRejected, NotFound) as again:
         # E.g. the first cancel did land and the order is gone now.
         await finish(
@@ -196,7 +199,10 @@ async def resubmit(p: Pipeline, job: Job, what: str) -> None:
     try:
         await gate(job)
         sent_at = p._now_s()
-        result = await job.leg.session.venue.place_order(req)
+        try:
+            result = await job.leg.session.venue.place_order(req)
+        finally:
+            ungate(job)
     except OrderRejected as exc:
         await finish(p, job, OutcomeStatus.REJECTED, reason=exc.reason, errmsg=exc.errmsg)
     except Shed as exc:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from engine.execution.publish import ACTION_NAME, STATUS_NAME
 from engine.execution.reconcile import Verdict
-from engine.model.domain import Action, Outcome, OutcomeStatus, Priority
+from engine.model.domain import Action, Outcome, OutcomeStatus, Priority, RouteKey
 from engine.model.errors import NotFound, VenueError
 from engine.model.events import LateOrderAction, OutcomeCorrection
 
@@ -184,8 +185,10 @@ async def undo(
     cancel_failed = False
     if order_id is not None and venue_status.upper() in _WORKING:
         try:
-            await _gate(session, Action.CANCEL, Priority.CANCEL)
-            await venue.cancel_order(alias, order_id)
+            oid = order_id
+            await _gated(
+                session, Action.CANCEL, Priority.CANCEL, lambda: venue.cancel_order(alias, oid)
+            )
             cancelled = f"order {order_id} cancelled"
         except VenueError as exc:
             # Filled meanwhile (then its position is closed below), or the venue failed.
@@ -202,9 +205,11 @@ async def undo(
         if cancelled:
             return "cancelled", cancelled, None
         return "reported", "it ended at the venue without a position: nothing to undo", None
+    pid = position_id
     try:
-        await _gate(session, Action.CLOSE, Priority.CLOSE)
-        await venue.close_position(alias, position_id, 0.0)
+        await _gated(
+            session, Action.CLOSE, Priority.CLOSE, lambda: venue.close_position(alias, pid, 0.0)
+        )
     except NotFound:
         # No such position (any more): nothing the order opened is left open.
         if cancel_failed:
@@ -220,9 +225,23 @@ async def undo(
     return "closed", f"{cancelled}; {done}" if cancelled else done, position_id
 
 
-async def _gate(session: AccountSession, action: Action, priority: Priority) -> None:
-    """Spend the action's rate budget, like every other call to the venue."""
+async def _gated(
+    session: AccountSession,
+    action: Action,
+    priority: Priority,
+    call: Callable[[], Awaitable[None]],
+) -> None:
+    """One venue call inside the action's rate budget, like every other call: the budget is
+    held while the call is at the venue and given back with its reply (or its failure)."""
     limiter = session.gate
-    if limiter is not None:
-        for route in limiter.routes_for(action):
-            await limiter.acquire(route, priority)
+    taken: list[RouteKey] = []
+    try:
+        if limiter is not None:
+            for route in limiter.routes_for(action):
+                await limiter.acquire(route, priority)
+                taken.append(route)
+        await call()
+    finally:
+        if limiter is not None:
+            for route in taken:
+                limiter.release(route)

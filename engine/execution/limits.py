@@ -9,6 +9,12 @@ requests the engine does not see), and gates every request on the buckets of its
 
 * a token is free and nobody is queued on that route: :meth:`AccountLimiter.acquire` returns a
   pre-completed awaitable: nothing is scheduled, awaited or allocated beyond the call itself;
+* a granted request holds its token while it is in flight: the caller calls
+  :meth:`AccountLimiter.release` when the reply came (or the call failed), and the token returns
+  one interval after that. The venue counts a request when it arrives, somewhere between send and
+  reply; counting it until the reply is what keeps a burst at a window edge (slow replies then
+  fast ones) from putting more than the limit into any venue window (docs/execution.md, "The
+  rate gate");
 * otherwise the request waits in the route's priority queue (:class:`engine.model.domain.Priority`:
   cancels and market orders first, queries last; FIFO within a priority), released by one timer
   per route when the bucket refills;
@@ -106,6 +112,7 @@ class RouteStats:
     rate_limited_events: int
     shed: int
     expired: int = 0  # requests whose deadline passed while they waited for budget
+    in_flight: int = 0  # granted requests not yet answered (they hold their tokens)
 
 
 class _Route:
@@ -215,13 +222,21 @@ class AccountLimiter:
     # -- the gate --------------------------------------------------------------------------
 
     def try_acquire(self, route: RouteKey) -> bool:
-        """Spend a token now if one is free and nobody is queued on the route; never waits."""
+        """Spend a token now if one is free and nobody is queued on the route; never waits. The
+        request is counted at this one instant (nothing to release)."""
         r = self._routes.get(route) or self._route(route)
-        return not r.heap and self._grant(r, self._clock())
+        now = self._clock()
+        if r.heap or not self._grant(r, now):
+            return False
+        for bucket in r.buckets:
+            bucket.give_back(now)
+        return True
 
     def acquire(self, route: RouteKey, priority: Priority, deadline_ns: int = 0) -> Awaitable[None]:
         """Wait for the route's budget. Returns a completed awaitable when a token is free (the
         fast path); otherwise a future resolved in priority order when the bucket refills.
+        The granted token is held until :meth:`release` (call it once the reply came, or the
+        call failed, or it was never sent): a request counts while it is in flight.
 
         ``deadline_ns`` (the limiter's clock; 0: none) bounds the wait: a request still queued
         then fails with :class:`QueuedTooLong` and gives its place up; one that would have to
@@ -241,10 +256,35 @@ class AccountLimiter:
             self._arm_deadline(r, fut, int(priority), now, deadline_ns)
         return fut
 
+    def release(self, route: RouteKey) -> None:
+        """A request granted on ``route`` got its reply (or failed, or was never sent): its token
+        returns one interval from now."""
+        r = self._routes.get(route)
+        if r is None:
+            return
+        b = r.single
+        if b is not None:
+            b.give_back(self._clock())
+        elif r.buckets:
+            now = self._clock()
+            for bucket in r.buckets:
+                bucket.give_back(now)
+        else:
+            return
+        if r.heap and r.timer is None:
+            self._arm(r, self._clock())
+
+    def in_flight(self, route: RouteKey) -> int:
+        """Requests granted on ``route`` and not yet released."""
+        r = self._routes.get(route)
+        if r is None or not r.buckets:
+            return 0
+        return max(b.in_flight for b in r.buckets)
+
     def _grant(self, r: _Route, now: int) -> bool:
         b = r.single
         if b is not None:
-            if not b.try_acquire(now):
+            if not b.take(now):
                 return False
             if b.near_limit(now):
                 if not r.alerting:
@@ -259,7 +299,7 @@ class AccountLimiter:
                 return False
         near = False
         for bucket in r.buckets:
-            bucket.try_acquire(now)
+            bucket.take(now)
             near = near or bucket.near_limit(now)
         if near and not r.alerting:
             self._near_limit(r, now)
@@ -489,6 +529,7 @@ class AccountLimiter:
                     rate_limited_events=r.rate_limited_events,
                     shed=r.shed,
                     expired=r.expired,
+                    in_flight=self.in_flight(route),
                 )
             )
         return out

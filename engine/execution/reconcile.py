@@ -26,6 +26,14 @@ If the venue cannot be read at all before ``max_s`` (every query failed), the re
 The settle time, the backoff and ``max_s`` are measured and slept through the injected ``clock``
 (``engine.model.clock``): a test moves a :class:`~engine.model.clock.ManualClock` instead of
 sleeping.
+
+Each round is one :meth:`~engine.venue.protocol.Venue.find_by_tag`: the venue's reads go through
+the account's rate gate at query priority (below orders and cancels), and its order-history read
+starts at the order's send time less ``history_skew_s`` (the whole history after a restart, when
+the send time is not known, and for the read that would prove the order absent: a narrowed window
+rests on the engine's and the venue's clocks agreeing, and "absent" must not). A read the gate
+refuses (its queue full of more urgent work) is a failed read like any other: retried until
+``max_s``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from dataclasses import dataclass
 
 from engine.execution.settings import ReconcileSettings
 from engine.model.clock import LIVE, Clock
-from engine.model.errors import VenueError
+from engine.model.errors import Shed, VenueError
 from engine.venue.protocol import TagMatches, Venue
 
 log = logging.getLogger(__name__)
@@ -78,27 +86,37 @@ class Reconciler:
         max_s: float = 30.0,
         first_delay_s: float = 0.05,
         max_delay_s: float = 2.0,
+        history_skew_s: float = 300.0,
         clock: Clock = LIVE,
     ) -> None:
         self.venue = venue
+        self._clock = clock
         self._now = clock.monotonic
         self._sleep = clock.sleep
         self.settle_s = settle_s
         self.max_s = max_s
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
+        self.history_skew_s = history_skew_s
 
     @classmethod
     def from_settings(
         cls, venue: Venue, settings: ReconcileSettings, clock: Clock = LIVE
     ) -> Reconciler:
-        return cls(venue, settle_s=settings.settle_s, max_s=settings.max_s, clock=clock)
+        return cls(
+            venue,
+            settle_s=settings.settle_s,
+            max_s=settings.max_s,
+            history_skew_s=settings.history_skew_s,
+            clock=clock,
+        )
 
     async def resolve(self, account: str, tag: str, sent_at: float | None = None) -> Resolution:
         """Find the order tagged ``tag`` on ``account``. ``sent_at`` is the clock's ``monotonic()``
         at which the request went out (None after a restart: the venue has had time already)."""
         now = self._now
         start = now()
+        since_ms = self._history_from_ms(sent_at, start)
         settled_after = (sent_at if sent_at is not None else start - self.settle_s) + self.settle_s
         delay = self.first_delay_s
         absent_reads = 0
@@ -107,8 +125,10 @@ class Reconciler:
             attempts += 1
             read_at = now()
             try:
-                found = await self._look(account, tag)
-            except (TimeoutError, VenueError, OSError) as exc:
+                # The read that would prove the order absent looks at the whole history: the
+                # narrowed window rests on two clocks agreeing, "absent" must not.
+                found = await self._look(account, tag, since_ms if absent_reads == 0 else None)
+            except (TimeoutError, VenueError, OSError, Shed) as exc:
                 # Idempotent reads may be retried: keep going until max_s.
                 log.warning(
                     "reconcile %s on %s: read failed (%s)", tag, account, type(exc).__name__
@@ -132,10 +152,20 @@ class Reconciler:
             await self._sleep(max(wait, 0.0))
             delay = min(delay * 2, self.max_delay_s)
 
-    async def _look(self, account: str, tag: str) -> tuple[str | None, str | None, str] | None:
+    def _history_from_ms(self, sent_at: float | None, now: float) -> int | None:
+        """Where the order-history read starts: the send time on the wall clock, less the skew
+        allowance (None when the send time is unknown: the whole history)."""
+        if sent_at is None:
+            return None
+        sent_wall_s = self._clock.time() - (now - sent_at)
+        return max(0, int((sent_wall_s - self.history_skew_s) * 1000))
+
+    async def _look(
+        self, account: str, tag: str, since_ms: int | None
+    ) -> tuple[str | None, str | None, str] | None:
         # One round reads all three views together (find_by_tag gathers them): an order can move
         # from open orders to history, or become a position, between two sequential reads.
-        matches: TagMatches = await self.venue.find_by_tag(account, tag)
+        matches: TagMatches = await self.venue.find_by_tag(account, tag, since_ms)
         position_id = matches.positions[0].position_id if matches.positions else None
         for order in (*matches.orders, *matches.history):
             return order.order_id, order.position_id or position_id, order.status

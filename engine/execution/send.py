@@ -68,11 +68,13 @@ async def send(p: Pipeline, job: Job) -> None:
         # and closes still do: they reduce risk.
         kill = p.kill_switch
         if kill is not None and kill.engaged and action in _AGE_BOUND_IN_QUEUE:
+            ungate(job)
             await expire_killed(p, job, " while it waited for rate budget")
             return
         rec.gated_ns = now = p._now_ns()
         if send_by:
             if now > send_by:
+                ungate(job)
                 await expire_stale(p, job, now - (rec.validated_ns or now), "rate budget")
                 return
             req = job.request
@@ -83,7 +85,11 @@ async def send(p: Pipeline, job: Job) -> None:
         sent_at = p._now_s()
         rec.on_wire_ns = p._now_ns()
         try:
-            await call(p, job)
+            try:
+                await call(p, job)
+            finally:
+                # The reply came (or the call failed): the request stops counting as in flight.
+                ungate(job)
         except (OutcomeUnknown, RateLimited, TimeoutError) as exc:
             venue_failed(session, action, exc)
             no_deadline(job)
@@ -246,11 +252,28 @@ def no_deadline(job: Job) -> None:
 async def gate(job: Job, deadline_ns: int = 0) -> None:
     """Spend the action's rate budget (every attempt does, retries and resubmissions too).
     Past ``deadline_ns`` (the limiter's clock) a queued request is dropped unsent:
-    QueuedTooLong."""
+    QueuedTooLong. The budget is held until :func:`ungate` (the request counts while it is in
+    flight); when a later route of the action is refused, the earlier ones are given back."""
+    limiter = job.leg.session.gate
+    if limiter is not None:
+        routes = limiter.routes_for(job.signal.action)
+        held = 0
+        try:
+            for route in routes:
+                await limiter.acquire(route, job.priority, deadline_ns)
+                held += 1
+        except BaseException:
+            for route in routes[:held]:
+                limiter.release(route)
+            raise
+
+
+def ungate(job: Job) -> None:
+    """The gated request got its reply, failed, or will not be sent: give its budget back."""
     limiter = job.leg.session.gate
     if limiter is not None:
         for route in limiter.routes_for(job.signal.action):
-            await limiter.acquire(route, job.priority, deadline_ns)
+            limiter.release(route)
 
 
 def queue_deadline(p: Pipeline, job: Job) -> int:

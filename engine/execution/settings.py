@@ -89,6 +89,8 @@ class ReconcileSettings:
     # order the venue may still be finishing. The default is the default order timeout + 5 s.
     settle_s: float = 10.0
     max_s: float = 30.0  # give up after this and leave the signal unresolved (pending)
+    # tag lookups read order history from the send time less this (engine vs venue clock skew)
+    history_skew_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

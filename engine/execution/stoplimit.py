@@ -77,6 +77,7 @@ class Gate(Protocol):
 
     def routes_for(self, action: Action) -> tuple[RouteKey, ...]: ...
     def acquire(self, route: RouteKey, priority: Priority) -> Awaitable[None]: ...
+    def release(self, route: RouteKey) -> None: ...
 
 
 @dataclass(slots=True)
@@ -391,11 +392,16 @@ class StopLimitBook:
         req = held.request
         limit = replace(req, type=OrderType.LIMIT, validity=Validity.GTC, stop_price=None)
         gate = self._gate_for(req.account)
+        routes = gate.routes_for(Action.PLACE) if gate is not None else ()
         if gate is not None:
+            taken = 0
             try:
-                for route in gate.routes_for(Action.PLACE):
+                for route in routes:
                     await gate.acquire(route, Priority.MARKET)
+                    taken += 1
             except Shed as exc:
+                for route in routes[:taken]:
+                    gate.release(route)
                 # Refused before anything was sent: hold it again; the next quote re-triggers it.
                 log.warning("stop-limit %s: no rate budget (%s); held again", held.emulated_id, exc)
                 held.state = "held"
@@ -403,7 +409,13 @@ class StopLimitBook:
                 return
         sent_at = self._monotonic()
         try:
-            result = await self.venue.place_order(limit)
+            try:
+                result = await self.venue.place_order(limit)
+            finally:
+                # Replied or failed: the request no longer counts as in flight.
+                if gate is not None:
+                    for route in routes:
+                        gate.release(route)
         except OrderRejected as exc:
             held.state = "rejected"
             await self._write(held)

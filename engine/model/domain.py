@@ -137,7 +137,9 @@ class Action(enum.IntEnum):
 
 
 class Priority(enum.IntEnum):
-    """Queue priority when a rate bucket is empty: lower value goes first."""
+    """Queue priority when a rate bucket is empty: lower value goes first. Orders and cancels
+    go before every read; reads the engine waits on (reconciliation, snapshots, instrument
+    loads) before background upkeep (keep-warm pings)."""
 
     CANCEL = 0
     MARKET = 1
@@ -145,6 +147,7 @@ class Priority(enum.IntEnum):
     MODIFY = 3
     PENDING = 4
     QUERY = 5
+    BACKGROUND = 6
 
 
 class OutcomeStatus(enum.IntEnum):

@@ -12,6 +12,14 @@ cancel-order, cancel-all, close-position or close-all. We charge them to the nea
 type, so if the venue counts them there we never exceed it, and if it counts them nowhere we were
 only stricter than needed: cancel and cancel-all spend MODIFY_ORDER; close, close-all and the close
 half of a reverse spend MODIFY_POSITION; a reverse also spends PLACE_ORDER for the opposite order.
+
+Which route each read spends (:func:`read_route`): the adapter gates every GET it makes on its own
+on the account's gate (:class:`engine.venue.protocol.RateGate`), by path. ``/trade/config`` (the
+keep-warm ping) has no published type: it goes through the gate on a route of its own,
+:data:`CONFIG_ROUTE`, held only while a 429 pauses it. ``/trade/quotes`` keeps its pacing per
+login (:class:`engine.tradelocker.quotes.QuotePacer` spaces the login's quote requests evenly) and
+also takes the account's ``QUOTES`` budget: evenly spaced sends can still arrive bunched when one
+reply is slow, and the gate holds each request's token until its reply (the window-edge rule).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from engine.model.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RouteType", "parse_rate_limits", "routes_for"]
+__all__ = ["CONFIG_ROUTE", "RouteType", "parse_rate_limits", "read_route", "routes_for"]
 
 
 class RouteType(enum.StrEnum):
@@ -67,6 +75,41 @@ _ROUTES_FOR: dict[Action, tuple[RouteType, ...]] = {
 def routes_for(action: Action) -> tuple[RouteType, ...]:
     """The routes an engine action spends on TradeLocker, in the order its requests are sent."""
     return _ROUTES_FOR[action]
+
+
+CONFIG_ROUTE = "CONFIG"  # GET /trade/config: no published type (docs/api-reference.md section 5)
+
+# GET paths by their last fixed segment: /trade/accounts/{id}/<name>, /trade/<name>[/{id}].
+_ACCOUNT_READS = {
+    "orders": RouteType.GET_ORDERS,
+    "ordersHistory": RouteType.GET_ORDERS_HISTORY,
+    "positions": RouteType.GET_POSITIONS,
+    "state": RouteType.GET_ACCOUNTS_STATE,
+    "executions": RouteType.GET_EXECUTIONS,
+    "instruments": RouteType.GET_INSTRUMENTS,
+}
+_TRADE_READS: dict[str, str | None] = {
+    "config": CONFIG_ROUTE,
+    "accounts": RouteType.GET_ACCOUNTS,
+    "instruments": RouteType.GET_INSTRUMENT_DETAILS,
+    "sessions": RouteType.GET_TRADE_SESSIONS,
+    "sessionStatuses": RouteType.GET_SESSION_STATUSES,
+    "dailyBar": RouteType.DAILY_BAR,
+    "depth": RouteType.DEPTH,
+    "history": RouteType.QUOTES_HISTORY,
+    "quotes": RouteType.QUOTES,  # spaced per login by the QuotePacer, held here in flight
+}
+
+
+def read_route(path: str) -> str | None:
+    """The route a GET of ``path`` (under the API base) spends, or None when it is not the
+    account gate's to pace (the login calls under ``/auth``)."""
+    parts = path.strip("/").split("/")
+    if len(parts) < 2 or parts[0] != "trade":
+        return None
+    if parts[1] == "accounts" and len(parts) == 4:
+        return _ACCOUNT_READS.get(parts[3], RouteType.GET_ACCOUNTS)
+    return _TRADE_READS.get(parts[1], CONFIG_ROUTE)
 
 
 _MEASURE_S = {"SECONDS": 1.0, "MINUTES": 60.0, "HOURS": 3600.0}

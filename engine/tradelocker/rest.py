@@ -10,7 +10,10 @@ Two kinds of call, two policies (see docs/tradelocker.md):
 
 * :meth:`RestClient.query` (GET, idempotent): query timeout; retried with exponential backoff and
   full jitter on 5xx, timeouts, dropped connections and 429 (waiting ``Retry-After`` when given);
-  a 401 triggers one token refresh and one retry.
+  a 401 triggers one token refresh and one retry. Every attempt goes through the account's rate
+  gate (:attr:`RestClient.gate`, once the engine hands one over) on the route its path spends
+  (:func:`engine.tradelocker.rate_limits.read_route`), at ``Priority.QUERY`` (keep-warm pings at
+  ``BACKGROUND``), holding its token until the reply; a 429 pauses that route for everyone.
 * :meth:`RestClient.submit` (POST/PATCH/DELETE, order entry): order timeout; NEVER retried. A
   timeout, a dropped connection, a 5xx or an unreadable 2xx raises
   :class:`engine.model.errors.OutcomeUnknown`. A 401 (the venue refused it before acting) renews
@@ -46,6 +49,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 
 from engine._fast import order_post_head, request_head, with_body
+from engine.model.domain import Priority
 from engine.model.errors import (
     AuthFailed,
     ConfigError,
@@ -57,6 +61,7 @@ from engine.model.errors import (
 )
 from engine.tradelocker.auth import TokenManager
 from engine.tradelocker.errors import decode_reply, refused_after_refresh
+from engine.tradelocker.rate_limits import CONFIG_ROUTE, read_route
 from engine.tradelocker.wire import (
     USER_AGENT,
     NotSent,
@@ -65,6 +70,7 @@ from engine.tradelocker.wire import (
     TooLate,
     client_ssl_context,
 )
+from engine.venue.protocol import RateGate
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +163,8 @@ class RestClient:
         )
         self._session: aiohttp.ClientSession | None = None
         self._keep_warm: asyncio.Task[None] | None = None
+        # The account's rate gate for every read and ping (orders are gated by the engine).
+        self.gate: RateGate | None = None
         self.config: dict[str, Any] = {}
         self.retries = 0  # idempotent retries done (health / tests)
         settings = self.connection
@@ -254,7 +262,10 @@ class RestClient:
             # replaced here, in the background, instead of on the next order.
             n = max(1, self.connection.warm_on_start)
             results = await asyncio.gather(
-                *(self.query("/trade/config", attempts=1) for _ in range(n)),
+                *(
+                    self.query("/trade/config", attempts=1, priority=Priority.BACKGROUND)
+                    for _ in range(n)
+                ),
                 return_exceptions=True,
             )
             for result in results:
@@ -266,7 +277,7 @@ class RestClient:
                     )
             if self.orders_transport is not None:
                 try:
-                    await self.orders_transport.keep_warm(self._ping_request())
+                    await self._keep_orders_warm()
                 except AuthFailed:
                     pass  # no token yet: the token manager is on it; the pings come back later
                 except Exception as exc:
@@ -276,6 +287,19 @@ class RestClient:
                         self.alias,
                         type(exc).__name__,
                     )
+
+    async def _keep_orders_warm(self) -> None:
+        """Ping the idle order connections, through the gate like every other request."""
+        assert self.orders_transport is not None
+        gate = self.gate
+        if gate is None:
+            await self.orders_transport.keep_warm(self._ping_request())
+            return
+        await gate.acquire(CONFIG_ROUTE, Priority.BACKGROUND)
+        try:
+            await self.orders_transport.keep_warm(self._ping_request())
+        finally:
+            gate.release(CONFIG_ROUTE)
 
     def _ping_request(self) -> bytes:
         """GET /trade/config for the order connections: cheap, idempotent, and no order bucket
@@ -332,18 +356,31 @@ class RestClient:
         params: Mapping[str, str | int] | None = None,
         *,
         attempts: int | None = None,
+        priority: Priority = Priority.QUERY,
     ) -> Any:
-        """GET ``path`` and return the envelope payload (None for ``no_data``). Retried."""
+        """GET ``path`` and return the envelope payload (None for ``no_data``). Retried; every
+        attempt waits for the gate's budget on the path's route at ``priority``."""
         route = "GET " + path
         tries = attempts or self.retry.attempts
         refreshed = False
         attempt = 0
+        gate = self.gate
+        budget = read_route(path) if gate is not None else None
         while True:
             bearer = await self.tokens.bearer_for_request()
             try:
-                status, body, headers = await self._send(
-                    "GET", path, params, None, bearer, self._query_timeout
-                )
+                if gate is None or budget is None:
+                    status, body, headers = await self._send(
+                        "GET", path, params, None, bearer, self._query_timeout
+                    )
+                else:
+                    await gate.acquire(budget, priority)
+                    try:
+                        status, body, headers = await self._send(
+                            "GET", path, params, None, bearer, self._query_timeout
+                        )
+                    finally:
+                        gate.release(budget)
                 return decode_reply(
                     status, body, headers, idempotent=True, account=self.alias, route=route
                 )
@@ -356,8 +393,13 @@ class RestClient:
             except RateLimited as exc:
                 attempt += 1
                 wait = exc.retry_after if exc.retry_after is not None else self.retry.delay(attempt)
+                if gate is not None and budget is not None:
+                    # The gate pauses the route for every caller; the next attempt waits there.
+                    gate.on_rate_limited(budget, exc.retry_after)
                 if attempt >= tries or wait > self.retry.max_retry_after_s:
                     raise
+                if gate is not None and budget is not None:
+                    wait = 0.0
             except (aiohttp.ClientError, TimeoutError) as exc:
                 attempt += 1
                 if attempt >= tries:

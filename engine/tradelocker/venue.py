@@ -8,7 +8,9 @@ request of its accounts (:meth:`TradeLockerVenue.quote`, the instrument caches' 
 the login's quote feed) takes a turn of it, so together they stay within the QUOTES limit. The
 login's feed (:mod:`engine.tradelocker.quotes`) is the venue's quote source for its accounts
 (:meth:`TradeLockerVenue.quotes`). Rate limits are the account's ``/trade/config`` ``rateLimits``
-and the routes of :mod:`engine.tradelocker.rate_limits`. Accounts are named by the engine's
+and the routes of :mod:`engine.tradelocker.rate_limits`; every read and keep-warm ping of an
+account goes through the rate gate the engine hands over (:meth:`TradeLockerVenue.use_gate`, see
+:mod:`engine.tradelocker.rest`). Accounts are named by the engine's
 alias; at start-up each alias is resolved to (login, accountId, accNum) through
 ``/auth/jwt/all-accounts``.
 
@@ -68,7 +70,14 @@ from engine.tradelocker.quotes import QUOTES_PATH, QuoteFeed, QuotePacer, login_
 from engine.tradelocker.rate_limits import parse_rate_limits, routes_for
 from engine.tradelocker.rest import ConnectionSettings, RestClient, RetryPolicy, Timeouts
 from engine.tradelocker.settings import AccountSpec, LoginSpec, backend_url
-from engine.venue.protocol import Capabilities, PlaceResult, ReverseResult, TagMatches, VenueEvent
+from engine.venue.protocol import (
+    Capabilities,
+    PlaceResult,
+    RateGate,
+    ReverseResult,
+    TagMatches,
+    VenueEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +285,11 @@ class TradeLockerVenue:
 
     def route_for(self, action: Action) -> tuple[RouteKey, ...]:
         return routes_for(action)
+
+    def use_gate(self, account: str, gate: RateGate) -> None:
+        """Every read and keep-warm ping of the account from now on waits for ``gate``'s budget
+        (the routes of :func:`engine.tradelocker.rate_limits.read_route`)."""
+        self._account(account).client.gate = gate
 
     async def instruments(self, account: str) -> list[Instrument]:
         return await self._account(account).instruments.all()
@@ -501,13 +515,14 @@ class TradeLockerVenue:
                 f"account {acct.alias}: {exc}", account=acct.alias, route=layout.table
             ) from None
 
-    async def find_by_tag(self, account: str, tag: str) -> TagMatches:
+    async def find_by_tag(self, account: str, tag: str, since_ms: int | None = None) -> TagMatches:
         """Everything the venue holds that carries ``tag`` as its strategyId: working orders,
-        final orders and positions. Used by reconciliation after an unknown outcome."""
+        final orders created from ``since_ms`` (None: the whole history) and positions. Used by
+        reconciliation after an unknown outcome; the three reads go through the account's gate."""
         if not tag:
             raise ValidationError("find_by_tag needs a non-empty tag", account)
         working, history, positions = await asyncio.gather(
-            self.orders(account), self.orders_history(account), self.positions(account)
+            self.orders(account), self.orders_history(account, since_ms), self.positions(account)
         )
         return TagMatches(
             orders=tuple(o for o in working if o.strategy_id == tag),

@@ -48,7 +48,13 @@ from engine.venue.paper_book import (
     position_event,
 )
 from engine.venue.paper_quotes import PaperQuotes
-from engine.venue.protocol import Capabilities, PlaceResult, ReverseResult, TagMatches
+from engine.venue.protocol import (
+    Capabilities,
+    PlaceResult,
+    RateGate,
+    ReverseResult,
+    TagMatches,
+)
 
 _EPS = 1e-9
 
@@ -144,6 +150,10 @@ class PaperVenue:
 
     def route_for(self, action: Action) -> tuple[RouteKey, ...]:
         return ROUTES[action]
+
+    def use_gate(self, account: str, gate: RateGate) -> None:
+        """In process: its reads send no request and spend no budget, so none is gated."""
+        self._book(account)
 
     # -- protocol: orders -------------------------------------------------------------------
 
@@ -556,11 +566,13 @@ class PaperVenue:
             details={"balance": balance, "projectedBalance": balance + open_pl},
         )
 
-    async def find_by_tag(self, account: str, tag: str) -> TagMatches:
-        """Working orders, final orders and positions carrying ``tag``."""
+    async def find_by_tag(self, account: str, tag: str, since_ms: int | None = None) -> TagMatches:
+        """Working orders, final orders (created from ``since_ms``) and positions carrying
+        ``tag``."""
+        history = await self.orders_history(account, since_ms)
         return TagMatches(
             orders=tuple(o for o in await self.orders(account) if o.strategy_id == tag),
-            history=tuple(o for o in await self.orders_history(account) if o.strategy_id == tag),
+            history=tuple(o for o in history if o.strategy_id == tag),
             positions=tuple(p for p in await self.positions(account) if p.strategy_id == tag),
         )
 

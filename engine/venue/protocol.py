@@ -9,11 +9,18 @@ execution layer reconciles, by the strategy tag the order carries (:meth:`Venue.
 
 What a venue does not do natively it declares in :class:`Capabilities`; the engine emulates it
 (stop-limit orders) or refuses it.
+
+Rate limits: the engine gates order calls itself (it knows their urgency and deadlines), on the
+routes :meth:`Venue.route_for` names. Every other request a venue makes (reads for
+reconciliation, snapshots, instrument loads, keep-warm pings) it gates on its own, through the
+account's :class:`RateGate` handed to it by :meth:`Venue.use_gate`, on the routes it alone knows,
+at :attr:`~engine.model.domain.Priority.QUERY` or
+:attr:`~engine.model.domain.Priority.BACKGROUND`: below every order and cancel.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -25,6 +32,7 @@ from engine.model.domain import (
     OrderModification,
     OrderRequest,
     Position,
+    Priority,
     ProtectionType,
     Quote,
     QuoteCallback,
@@ -37,6 +45,7 @@ __all__ = [
     "Capabilities",
     "PlaceResult",
     "QuoteSource",
+    "RateGate",
     "ReverseResult",
     "TagMatches",
     "Venue",
@@ -83,6 +92,22 @@ class TagMatches:
     @property
     def order_ids(self) -> frozenset[str]:
         return frozenset(o.order_id for o in (*self.orders, *self.history))
+
+
+class RateGate(Protocol):
+    """One account's rate gate as a venue sees it (the engine's
+    :class:`engine.execution.limits.AccountLimiter`). Route keys are the venue's own.
+
+    A request waits in :meth:`acquire` for its route's budget (queued by priority behind orders
+    and cancels), holds it while it is in flight, and gives it back with :meth:`release` once its
+    reply came or it failed (always: a token never released is budget lost). A 429 is reported
+    with :meth:`on_rate_limited`, which pauses the route for every caller."""
+
+    def acquire(
+        self, route: RouteKey, priority: Priority, deadline_ns: int = 0
+    ) -> Awaitable[None]: ...
+    def release(self, route: RouteKey) -> None: ...
+    def on_rate_limited(self, route: RouteKey, retry_after_s: float | None = None) -> None: ...
 
 
 @runtime_checkable
@@ -188,8 +213,11 @@ class Venue(Protocol):
     async def positions(self, account: str) -> list[Position]: ...
     async def account_state(self, account: str) -> AccountState: ...
 
-    async def find_by_tag(self, account: str, tag: str) -> TagMatches:
-        """Working orders, final orders and positions carrying ``tag``, read together."""
+    async def find_by_tag(self, account: str, tag: str, since_ms: int | None = None) -> TagMatches:
+        """Working orders, final orders and positions carrying ``tag``, read together. Final
+        orders are looked for among those created from ``since_ms`` (epoch ms, the venue's
+        clock; None: the whole history): the caller passes the order's send time less an
+        allowance for clock skew."""
 
     # -- quotes ----------------------------------------------------------------------------------
 
@@ -209,6 +237,10 @@ class Venue(Protocol):
     def route_for(self, action: Action) -> tuple[RouteKey, ...]:
         """The routes one engine action spends, in the order its requests are sent (a reverse
         may be a close then a placement). Empty: the action spends no published budget."""
+
+    def use_gate(self, account: str, gate: RateGate) -> None:
+        """Gate every request the venue makes for the account on its own (everything but the
+        order calls, which the engine gates) through ``gate``, after :meth:`start`."""
 
     # -- stream ----------------------------------------------------------------------------------
 

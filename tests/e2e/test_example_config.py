@@ -214,6 +214,10 @@ CHECKS: dict[str, Reader] = {
         r.engine.pipeline.reconciler.max_s,
         r.engine.stop_limits.reconciler.max_s,
     },
+    "timeouts.reconcile_history_skew_s": lambda r, _: {
+        r.engine.pipeline.reconciler.history_skew_s,
+        r.engine.stop_limits.reconciler.history_skew_s,
+    },
     "vault.address": lambda r, _: {r.engine.secrets.config.address},
     "vault.token": lambda r, _: {r.engine.secrets.config.token.reveal()},
     "vault.kv_mount": lambda r, _: {r.engine.secrets.config.kv_mount},

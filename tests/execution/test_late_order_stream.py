@@ -46,10 +46,10 @@ class HangingUpVenue(PaperVenue):
         assert self.kept is not None
         return await PaperVenue.place_order(self, self.kept)
 
-    async def find_by_tag(self, account: str, tag: str) -> TagMatches:
+    async def find_by_tag(self, account: str, tag: str, since_ms: int | None = None) -> TagMatches:
         if tag in self.hidden:
             return TagMatches()
-        return await super().find_by_tag(account, tag)
+        return await super().find_by_tag(account, tag, since_ms)
 
 
 @pytest.fixture

@@ -117,3 +117,72 @@ def test_available_counts_exactly_the_tokens_returned_on_a_large_lifted_limit(
     bucket.exhaust(t0 + S)
     assert bucket.available(t0 + S) == 0
     assert bucket.available(t0 + S + bucket.interval_ns) == cap
+
+
+def test_a_held_token_returns_one_interval_after_its_reply_not_after_its_send(
+    b: ModuleType,
+) -> None:
+    bucket = b.TokenBucket(2, 1.0, 0.0)
+    assert bucket.take(0) and bucket.take(0)
+    assert bucket.in_flight == 2
+    assert not bucket.take(5 * S)  # both still in flight: no reply, no token back
+    assert bucket.available(5 * S) == 0
+    assert bucket.near_limit(5 * S)
+    bucket.give_back(5 * S)  # the first reply, five seconds late
+    assert bucket.in_flight == 1
+    assert not bucket.take(6 * S - 1)
+    assert bucket.wait_ns(5 * S) == S
+    assert bucket.take(6 * S)
+    bucket.give_back(6 * S)
+    bucket.give_back(6 * S)
+    bucket.give_back(6 * S)  # one more than held: nothing happens
+    assert bucket.in_flight == 0
+    assert bucket.available(7 * S) == 2
+
+
+def test_every_token_in_flight_waits_at_least_an_interval(b: ModuleType) -> None:
+    bucket = b.TokenBucket(3, 1.0, 0.0)
+    for _ in range(3):
+        assert bucket.take(0)
+    assert bucket.wait_ns(10 * S) == S  # unknown until a reply: the least it can be
+
+
+def _arrivals_in_one_window(arrivals: list[int], window: int) -> int:
+    """The most arrivals any sliding window of ``window`` ns holds (the venue's count)."""
+    arrivals = sorted(arrivals)
+    return max(sum(1 for u in arrivals[i:] if u < t + window) for i, t in enumerate(arrivals))
+
+
+def _burst(b: ModuleType, hold: bool) -> list[int]:
+    """A burst at a window edge: the first batch is slow (it reaches the venue just before its
+    reply, 900 ms after it was sent), the next is fast (it arrives 10 ms after it was sent).
+    Returns when each request reached the venue."""
+    bucket = b.TokenBucket(10, 1.0, 0.0)
+    arrivals: list[int] = []
+    replies: list[int] = []
+    now = 0
+    sent = 0
+    while sent < 30:
+        while replies and replies[0] <= now:
+            replies.pop(0)
+            if hold:
+                bucket.give_back(now)
+        granted = bucket.take(now) if hold else bucket.try_acquire(now)
+        if granted:
+            slow = sent < 10
+            arrivals.append(now + (900 if slow else 10) * 1_000_000)
+            replies.append(now + (1000 if slow else 20) * 1_000_000)
+            replies.sort()
+            sent += 1
+        else:
+            now += 1_000_000  # 1 ms steps
+    return arrivals
+
+
+def test_a_burst_at_a_window_edge_never_puts_more_than_the_limit_into_a_venue_window(
+    b: ModuleType,
+) -> None:
+    # Counted only at send time, slow-then-fast replies pack 20 arrivals into one second...
+    assert _arrivals_in_one_window(_burst(b, hold=False), S) > 10
+    # ...counted until the reply, never more than the limit, whatever the latencies.
+    assert _arrivals_in_one_window(_burst(b, hold=True), S) <= 10

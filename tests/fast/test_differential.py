@@ -186,7 +186,19 @@ def test_request_buffers_agree(head: bytes, body: bytes) -> None:
 
 
 _OPS = st.sampled_from(
-    ["acquire", "acquire", "acquire", "wait", "available", "near", "pause", "exhaust"]
+    [
+        "acquire",
+        "acquire",
+        "acquire",
+        "take",
+        "take",
+        "give_back",
+        "wait",
+        "available",
+        "near",
+        "pause",
+        "exhaust",
+    ]
 )
 
 
@@ -213,6 +225,11 @@ def test_bucket_decisions_agree_over_random_time_sequences(
         now += delta  # mostly forward, sometimes a little backward: both must agree anyway
         if op == "acquire":
             assert c.try_acquire(now) == p.try_acquire(now)
+        elif op == "take":
+            assert c.take(now) == p.take(now)
+        elif op == "give_back":
+            c.give_back(now)
+            p.give_back(now)
         elif op == "wait":
             assert c.wait_ns(now) == p.wait_ns(now)
         elif op == "available":
@@ -226,6 +243,7 @@ def test_bucket_decisions_agree_over_random_time_sequences(
             c.exhaust(now)
             p.exhaust(now)
         assert c.paused_until_ns == p.paused_until_ns
+        assert c.in_flight == p.in_flight
 
 
 @settings(max_examples=200, deadline=None)

@@ -38,6 +38,12 @@ def route_stats(lim: AccountLimiter, name: str) -> RouteStats:
     return {s.route: s for s in lim.stats()}[name]
 
 
+async def spend(lim: AccountLimiter, route: str, priority: Priority) -> None:
+    """One request through the gate: granted, sent, answered at once (its token is released)."""
+    await lim.acquire(route, priority)
+    lim.release(route)
+
+
 async def settle() -> None:
     """Let the tasks whose futures were just resolved run (a yield, not a wait for time)."""
     for _ in range(5):
@@ -65,9 +71,9 @@ async def test_the_gate_spends_the_routes_the_venue_names_for_each_action() -> N
     )
     assert lim.routes_for(Action.PLACE) == ("trading",)
     for route in lim.routes_for(Action.PLACE):
-        await lim.acquire(route, Priority.MARKET)
+        await spend(lim, route, Priority.MARKET)
     for route in lim.routes_for(Action.CANCEL):
-        await lim.acquire(route, Priority.CANCEL)
+        await spend(lim, route, Priority.CANCEL)
     assert not lim.try_acquire("trading")  # both spent the one published budget
     assert lim.action_utilisation(Action.PLACE) == 1.0
     # An action the venue charges to no route has one of its own: never gated by a budget...
@@ -96,7 +102,7 @@ async def test_burst_of_ten_times_the_limit_is_spread_at_the_limit() -> None:
     sent: list[int] = []
 
     async def place() -> None:
-        await lim.acquire(PLACE, Priority.MARKET)
+        await spend(lim, PLACE, Priority.MARKET)
         sent.append(t.now_ns)
 
     tasks = [asyncio.create_task(place()) for _ in range(100)]
@@ -119,11 +125,11 @@ async def test_market_orders_overtake_queued_pending_orders() -> None:
     t = ManualTime()
     lim = limiter(t)
     for _ in range(9):
-        await lim.acquire(PLACE, Priority.MARKET)  # drain the bucket
+        await spend(lim, PLACE, Priority.MARKET)  # drain the bucket
     order: list[str] = []
 
     async def place(name: str, prio: Priority) -> None:
-        await lim.acquire(PLACE, prio)
+        await spend(lim, PLACE, prio)
         order.append(name)
 
     tasks = [asyncio.create_task(place(f"pending-{i}", Priority.PENDING)) for i in range(3)]
@@ -142,7 +148,7 @@ async def test_routes_have_independent_budgets() -> None:
     t = ManualTime()
     lim = limiter(t)
     for _ in range(9):
-        await lim.acquire(PLACE, Priority.MARKET)
+        await spend(lim, PLACE, Priority.MARKET)
     assert not lim.try_acquire(PLACE)
     assert lim.try_acquire(RouteType.MODIFY_ORDER)
     assert lim.try_acquire(RouteType.GET_POSITIONS)  # no published limit: not gated
@@ -152,9 +158,9 @@ async def test_full_queue_sheds_the_least_urgent_with_a_clear_reason() -> None:
     t = ManualTime()
     lim = limiter(t, max_queue=2)
     for _ in range(9):
-        await lim.acquire(PLACE, Priority.MARKET)
+        await spend(lim, PLACE, Priority.MARKET)
     for _ in range(5):
-        await lim.acquire(RouteType.MODIFY_ORDER, Priority.MODIFY)
+        await spend(lim, RouteType.MODIFY_ORDER, Priority.MODIFY)
     pending = lim.acquire(PLACE, Priority.PENDING)
     market = lim.acquire(PLACE, Priority.MARKET)
     cancel = lim.acquire(RouteType.MODIFY_ORDER, Priority.CANCEL)  # room made by shedding pending
@@ -174,7 +180,7 @@ async def test_full_queue_sheds_the_least_urgent_with_a_clear_reason() -> None:
 async def test_429_without_retry_after_pauses_the_route_for_a_full_interval() -> None:
     t = ManualTime()
     lim = limiter(t)
-    await lim.acquire(PLACE, Priority.MARKET)
+    await spend(lim, PLACE, Priority.MARKET)
     lim.on_rate_limited(PLACE)
     assert not lim.try_acquire(PLACE)
     assert lim.utilisation(PLACE) == 1.0
@@ -204,16 +210,16 @@ async def test_near_limit_is_counted_per_excursion_and_logged_without_flooding(
     lim = limiter(t)
     with caplog.at_level(logging.WARNING, logger="engine.execution.limits"):
         for _ in range(9):
-            await lim.acquire(PLACE, Priority.MARKET)
+            await spend(lim, PLACE, Priority.MARKET)
         assert lim.near_limit_events == 1
         t.advance(2 * S)
-        await lim.acquire(PLACE, Priority.MARKET)  # back under: the alert re-arms
+        await spend(lim, PLACE, Priority.MARKET)  # back under: the alert re-arms
         for _ in range(8):
-            await lim.acquire(PLACE, Priority.MARKET)
+            await spend(lim, PLACE, Priority.MARKET)
         assert lim.near_limit_events == 2
         t.advance(10 * S)
         for _ in range(9):
-            await lim.acquire(PLACE, Priority.MARKET)
+            await spend(lim, PLACE, Priority.MARKET)
     assert lim.near_limit_events == 3
     warnings = [r.getMessage() for r in caplog.records if "near its PLACE_ORDER" in r.getMessage()]
     assert len(warnings) == 2  # the second excursion came within the log's quiet period
@@ -225,7 +231,7 @@ async def test_cancelled_waiter_gives_up_its_place() -> None:
     t = ManualTime()
     lim = limiter(t)
     for _ in range(9):
-        await lim.acquire(PLACE, Priority.MARKET)
+        await spend(lim, PLACE, Priority.MARKET)
     first = asyncio.ensure_future(lim.acquire(PLACE, Priority.MARKET))
     second = lim.acquire(PLACE, Priority.MARKET)
     first.cancel()
@@ -239,7 +245,7 @@ async def test_cancelled_waiter_gives_up_its_place() -> None:
 async def test_string_route_names_are_accepted() -> None:
     t = ManualTime()
     lim = limiter(t)
-    await lim.acquire("PLACE_ORDER", Priority.MARKET)
+    await spend(lim, "PLACE_ORDER", Priority.MARKET)
     assert route_stats(lim, "PLACE_ORDER").available == 8
 
 
@@ -247,8 +253,72 @@ async def test_close_refuses_every_waiter() -> None:
     t = ManualTime()
     lim = limiter(t)
     for _ in range(9):
-        await lim.acquire(PLACE, Priority.MARKET)
+        await spend(lim, PLACE, Priority.MARKET)
     waiter = lim.acquire(PLACE, Priority.PENDING)
     lim.close()
     with pytest.raises(Shed, match="limiter closed"):
         await waiter
+
+
+async def test_a_granted_request_holds_its_token_until_its_reply() -> None:
+    t = ManualTime()
+    lim = limiter(t)  # PLACE_ORDER: 9 tokens, each back 1 s after it is released
+    for _ in range(9):
+        await lim.acquire(PLACE, Priority.MARKET)  # nine requests in flight
+    assert lim.in_flight(PLACE) == 9
+    assert route_stats(lim, "PLACE_ORDER").in_flight == 9
+    waiter = asyncio.ensure_future(lim.acquire(PLACE, Priority.MARKET))
+    t.advance(5 * S)  # no reply yet: long past the interval, still no token
+    await settle()
+    assert not waiter.done() and lim.queued() == 1
+    lim.release(PLACE)  # the first reply, at 5 s
+    t.advance(S - 1)
+    await settle()
+    assert not waiter.done()  # the token comes back one interval after the reply...
+    t.advance(1)
+    await settle()
+    assert waiter.done()  # ...and not before
+    await waiter
+    assert lim.in_flight(PLACE) == 9  # eight still out, and the waiter's own
+
+
+async def test_releasing_a_route_never_gated_is_harmless() -> None:
+    t = ManualTime()
+    lim = limiter(t)
+    await lim.acquire(RouteType.GET_POSITIONS, Priority.QUERY)  # no published limit
+    lim.release(RouteType.GET_POSITIONS)
+    lim.release("NEVER_SEEN")
+    assert lim.in_flight(RouteType.GET_POSITIONS) == 0
+
+
+async def test_reads_wait_behind_orders_and_background_behind_reads() -> None:
+    t = ManualTime()
+    table = {Action.PLACE: ("shared",)}
+    lim = AccountLimiter(
+        "v-1",
+        [RateLimit("shared", 1, 1.0)],
+        routes=lambda action: table.get(action, ()),
+        share=1.0,
+        clock=t.clock,
+        call_later=t.call_later,
+    )
+    await spend(lim, "shared", Priority.MARKET)
+    order: list[str] = []
+
+    async def request(name: str, prio: Priority) -> None:
+        await lim.acquire("shared", prio)
+        order.append(name)
+        lim.release("shared")
+
+    tasks = [
+        asyncio.create_task(request("ping", Priority.BACKGROUND)),
+        asyncio.create_task(request("read", Priority.QUERY)),
+        asyncio.create_task(request("pending", Priority.PENDING)),
+        asyncio.create_task(request("cancel", Priority.CANCEL)),
+    ]
+    await settle()
+    for _ in range(4):
+        t.advance(S)
+        await settle()
+    await asyncio.gather(*tasks)
+    assert order == ["cancel", "pending", "read", "ping"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from engine.execution.limits import AccountLimiter
 from engine.model.domain import (
     Instrument,
     OrderModification,
@@ -243,3 +246,22 @@ async def test_quantity_above_the_maximum_is_rejected_with_the_venue_text(
         await harness.venue.place_order(bad)
     assert caught.value.errmsg
     assert caught.value.account == harness.account
+
+
+async def test_find_by_tag_through_the_engines_gate_from_the_send_time(harness: Harness) -> None:
+    """Handed the account's gate, the venue's reads wait there and give every token back; a
+    history window from the send time still finds the order, one after it does not."""
+    venue = harness.venue
+    gate = AccountLimiter(
+        harness.account, venue.rate_limits(harness.account), routes=venue.route_for
+    )
+    venue.use_gate(harness.account, gate)
+    tag = harness.tag("gated")
+    instrument = await harness.instrument()
+    before_ms = int(time.time() * 1000) - 60_000
+    placed = await venue.place_order(_request(harness, instrument, Side.BUY, OrderType.MARKET, tag))
+    matches = await venue.find_by_tag(harness.account, tag, since_ms=before_ms)
+    assert placed.order_id in matches.order_ids
+    assert all(s.in_flight == 0 for s in gate.stats())  # every read gave its token back
+    later = await venue.find_by_tag(harness.account, tag, since_ms=int(time.time() * 1000) + 60_000)
+    assert not later.history  # the history window starts after the order was made

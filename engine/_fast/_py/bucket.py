@@ -10,6 +10,20 @@ The safety margin keeps the sustained rate at ``limit * (1 - margin)`` per inter
 smallest burst that allows it: ``capacity = ceil(limit * (1 - margin))`` tokens, each returning
 after ``interval * capacity / (limit * (1 - margin))`` (never shorter than the venue's interval).
 For a limit of 100/min that is 90 tokens per minute; for 2/s, 2 tokens per 1.11 s.
+
+In flight. A venue counts a request when it arrives, somewhere between the moment it was sent and
+the moment its reply came back, and replies come back in a different order, after different
+latencies. A token spent at send time and returned one interval later would let a slow request
+(arriving late) and a fast one (sent one interval after the slow one was sent) land in one venue
+window. So a request can hold its token while it is in flight (:meth:`take`), and the token
+returns one interval after its reply (:meth:`give_back`): the next request on that token is sent
+at least one interval after the previous one arrived, so at most ``capacity`` requests arrive in
+any window of ``interval_ns``, at window edges included. :meth:`try_acquire` is a take and give
+back at one instant (a request counted at one moment).
+
+The ring is a queue of returned tokens, oldest return first: ``capacity - in_flight`` of them
+from ``head``. A take consumes the head; a give-back appends its reply time at the tail. Reply
+times only grow, so the queue stays sorted and the returned tokens stay a prefix of it.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ class TokenBucket:
     __slots__ = (
         "_alert_back",
         "_head",
+        "_in_flight",
         "_paused_until",
         "_ring",
         "capacity",
@@ -66,26 +81,56 @@ class TokenBucket:
         self.interval_ns = interval_ns
         self._ring = [_NEVER] * capacity
         self._head = 0
+        self._in_flight = 0
         self._paused_until = _NEVER
         # near_limit() looks back this many spends: ceil(alert_ratio * capacity), at least 1.
         back = math.ceil(alert_ratio * capacity - 1e-9)
         self._alert_back = back if back >= 1 else 1
 
     def try_acquire(self, now_ns: int) -> bool:
-        """Spend a token if one is available at ``now_ns``."""
-        if now_ns < self._paused_until:
+        """Spend a token if one is available at ``now_ns``; it returns one interval later."""
+        if not self.take(now_ns):
+            return False
+        self.give_back(now_ns)
+        return True
+
+    def take(self, now_ns: int) -> bool:
+        """Hold a token if one is available at ``now_ns``: it stays in flight, spent, until
+        :meth:`give_back`."""
+        if now_ns < self._paused_until or self._in_flight == self.capacity:
             return False
         head = self._head
         if now_ns - self._ring[head] < self.interval_ns:
             return False
-        self._ring[head] = now_ns
         head += 1
         self._head = 0 if head == self.capacity else head
+        self._in_flight += 1
         return True
 
+    def give_back(self, now_ns: int) -> None:
+        """A held request got its reply (or failed) at ``now_ns``: its token returns one interval
+        from now. Without a held token, nothing happens."""
+        held = self._in_flight
+        if held == 0:
+            return
+        tail = self._head + self.capacity - held
+        if tail >= self.capacity:
+            tail -= self.capacity
+        self._ring[tail] = now_ns
+        self._in_flight = held - 1
+
+    @property
+    def in_flight(self) -> int:
+        """Tokens held by requests not yet answered."""
+        return self._in_flight
+
     def wait_ns(self, now_ns: int) -> int:
-        """Nanoseconds from ``now_ns`` until a token is available (0: one is available now)."""
-        wait = self._ring[self._head] + self.interval_ns - now_ns
+        """Nanoseconds from ``now_ns`` until a token is available (0: one is available now).
+        With every token in flight the wait is unknown: one interval, the least it can be."""
+        if self._in_flight == self.capacity:
+            wait = self.interval_ns
+        else:
+            wait = self._ring[self._head] + self.interval_ns - now_ns
         pause = self._paused_until - now_ns
         if pause > wait:
             wait = pause
@@ -95,11 +140,11 @@ class TokenBucket:
         """Tokens available at ``now_ns`` (0 while paused)."""
         if now_ns < self._paused_until:
             return 0
-        # Read from the head, the ring holds spend times oldest first (each spend overwrites the
-        # oldest), so the returned tokens are a prefix: binary search for its length. O(log n):
+        # Read from the head, the queue of returned tokens holds return times oldest first, so
+        # the available tokens are a prefix of it: binary search for its length. O(log n):
         # the health loop calls this for every route once a second, and a linear walk over a
         # large lifted limit stalled the event loop.
-        lo, hi = 0, self.capacity
+        lo, hi = 0, self.capacity - self._in_flight
         cap, head, ring = self.capacity, self._head, self._ring
         while lo < hi:
             mid = (lo + hi) // 2
@@ -113,10 +158,14 @@ class TokenBucket:
         return lo
 
     def near_limit(self, now_ns: int) -> bool:
-        """True when at least alert_ratio of the capacity was spent within the last interval."""
-        i = self._head - self._alert_back
-        if i < 0:
-            i += self.capacity
+        """True when at least alert_ratio of the capacity is in flight or was returned within
+        the last interval: when no more than ``capacity - alert_back`` tokens are available."""
+        k = self.capacity - self._alert_back
+        if k >= self.capacity - self._in_flight:
+            return True
+        i = self._head + k
+        if i >= self.capacity:
+            i -= self.capacity
         return now_ns - self._ring[i] < self.interval_ns
 
     def pause_until(self, until_ns: int) -> None:
@@ -125,8 +174,9 @@ class TokenBucket:
             self._paused_until = until_ns
 
     def exhaust(self, now_ns: int) -> None:
-        """Mark every token spent at ``now_ns`` (a venue 429 without Retry-After): the next token
-        comes back one full interval later."""
+        """Mark every returned token spent at ``now_ns`` (a venue 429 without Retry-After): the
+        next token comes back one full interval later (held ones one interval after their
+        reply, as always)."""
         ring = self._ring
         for i in range(self.capacity):
             ring[i] = now_ns

@@ -1,0 +1,120 @@
+"""Every venue call through the rate gate, on the sandbox's own rate limiter (sliding windows,
+counted when a request arrives) and the ``realistic`` profile (50-100 ms replies with a tail,
+2 reads per second per route): a burst of ten times the order limit, and the reconciliation of
+many dropped replies, earn no HTTP 429 on any route, and every signal ends with a reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import Sandbox
+from sandbox.seed import RateLimit, load_seed
+from tests.fixtures.engine import Live, start_engine
+
+
+def count_refusals(sandbox: Sandbox) -> list[str]:
+    """Every request the sandbox's limiter refuses (a 429), by route type. Observation only:
+    the sandbox still decides exactly as before."""
+    refused: list[str] = []
+    admit = sandbox.state.rate_limiter.admit
+
+    def counting_admit(key: str, rate_type: str, now: float | None = None) -> bool:
+        ok = admit(key, rate_type, now)
+        if not ok:
+            refused.append(rate_type)
+        return ok
+
+    sandbox.state.rate_limiter.admit = counting_admit  # type: ignore[method-assign]
+    return refused
+
+
+@pytest.fixture
+async def realistic() -> AsyncIterator[Sandbox]:
+    sb = Sandbox(load_seed(None, profile="realistic"), price_interval_ms=0)
+    await sb.start("127.0.0.1", 0)
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+def assert_every_signal_says_why(live: Live, ids: set[str]) -> None:
+    per_signal = Counter(o.id for o in live.outcomes)
+    assert set(per_signal) == ids and set(per_signal.values()) == {1}
+    for o in live.outcomes:
+        assert o.status != "unknown", o
+        if o.status != "accepted":
+            assert o.reason, o
+
+
+async def test_a_burst_of_ten_times_the_order_limit_earns_no_429(
+    realistic: Sandbox, tmp_path: Path
+) -> None:
+    realistic.state.rate_limiter.set_limit("PLACE_ORDER", RateLimit(10))  # 10 per second
+    refused = count_refusals(realistic)
+    live = await start_engine(realistic, tmp_path)
+    try:
+        for i in range(100):
+            live.send(
+                id=f"b{i}",
+                account="a1",
+                action="place",
+                symbol="EURUSD",
+                type="market",
+                side="buy",
+                qty=0.01,
+            )
+        await live.engine.pipeline.drain()
+        gate = live.engine.accounts["a1"].gate
+        assert gate is not None
+        assert gate.in_flight("PLACE_ORDER") == 0  # every request gave its budget back
+    finally:
+        await live.engine.stop()
+    assert refused == []
+    assert_every_signal_says_why(live, {f"b{i}" for i in range(100)})
+    accepted = {o.tag for o in live.outcomes if o.status == "accepted"}
+    assert accepted, "the burst traded"
+    tags = Counter(o.strategy_id for o in live.sim_orders(1) if o.strategy_id)
+    assert set(tags) == accepted and set(tags.values()) == {1}
+
+
+async def test_reconciling_many_dropped_replies_earns_no_429(
+    realistic: Sandbox, tmp_path: Path
+) -> None:
+    refused = count_refusals(realistic)
+    live = await start_engine(realistic, tmp_path)
+    # Every placement is executed and then its connection cut: each signal is reconciled by
+    # tag, three reads a round, against 2 reads per second per route.
+    realistic.faults.update({"dropAfterAccept": {"PLACE_ORDER": 1.0}})  # a share: all
+    n = 15  # below the breaker's 20 calls: it never opens, every signal is reconciled
+    try:
+        for i in range(n):
+            live.send(
+                id=f"r{i}",
+                account="a1",
+                action="place",
+                symbol="EURUSD",
+                type="market",
+                side="buy",
+                qty=0.01,
+            )
+        await live.engine.pipeline.drain()
+        gate = live.engine.accounts["a1"].gate
+        assert gate is not None
+        assert all(s.in_flight == 0 for s in gate.stats())
+    finally:
+        realistic.faults.clear()
+        await live.engine.stop()
+    assert refused == []
+    assert_every_signal_says_why(live, {f"r{i}" for i in range(n)})
+    # Found by tag, every one (the venue may still have refused one after accepting it).
+    assert all(o.resolved_from_unknown for o in live.outcomes), [
+        (o.status, o.reason) for o in live.outcomes
+    ]
+    assert any(o.status == "accepted" for o in live.outcomes)
+    tags = Counter(o.strategy_id for o in live.sim_orders(1) if o.strategy_id)
+    assert set(tags) == {o.tag for o in live.outcomes} and set(tags.values()) == {1}
