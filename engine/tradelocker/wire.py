@@ -41,212 +41,36 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
-import socket
 import ssl
 import time
-from dataclasses import dataclass
-from typing import cast
 from urllib.parse import urlsplit
 
-import httptools
-
 from engine import __version__
+from engine.tradelocker.connection import (
+    Connection,
+    NotSent,
+    Reply,
+    SentNoReply,
+    TooLate,
+    client_ssl_context,
+    describe,
+)
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "USER_AGENT",
+    "NotSent",
+    "OrderConnections",
+    "Reply",
+    "SentNoReply",
+    "TooLate",
+    "client_ssl_context",
+]
 
 # Sent on every request to the venue, lean and aiohttp alike: some gateways refuse a request
 # without one.
 USER_AGENT = f"tl-engine/{__version__}"
-
-
-class NotSent(Exception):
-    """No byte of the request reached the network: nothing can have happened at the venue."""
-
-
-class TooLate(NotSent):
-    """The request's ``send_by_ns`` passed before it was written: dropped, never sent.
-    ``waited_s`` is how long it waited for a connection (0.0: it did not wait for one)."""
-
-    def __init__(self, message: str, waited_s: float) -> None:
-        super().__init__(message)
-        self.waited_s = waited_s
-
-
-class SentNoReply(Exception):
-    """The request was (at least partly) written, and no complete reply came back."""
-
-
-@dataclass(slots=True)
-class Reply:
-    """One HTTP response. ``headers`` names are lower-case (a later duplicate wins)."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; :meth:`send` writes a request, its future gets the reply."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.last_used = time.monotonic()
-        self.exchanges = 0
-        self._peek: socket.socket | None = None
-        self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[Reply] | None = None
-        self._headers: dict[str, str] = {}
-        self._body: list[bytes] = []
-        self._keep_alive = True
-
-    # -- asyncio.Protocol -------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses but have the same surface.
-        self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # Transport sockets refuse recv(); a duplicate descriptor of the same socket lets
-            # usable() peek for a FIN or reset the loop has not read yet. Closed with the
-            # connection (until then it keeps the socket open, so it must not outlive it).
-            with contextlib.suppress(OSError):
-                self._peek = socket.socket(fileno=os.dup(sock.fileno()))
-
-    def data_received(self, data: bytes) -> None:
-        if self._waiter is None:
-            # A server never speaks first on HTTP/1.1; whatever this is, the framing is lost.
-            log.warning("%s: %d unsolicited bytes on an idle connection; closing it",
-                        self.label, len(data))  # fmt: skip
-            self.abort()
-            return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(SentNoReply(f"unparsable reply ({type(exc).__name__})"))
-            self.abort()
-
-    def eof_received(self) -> bool | None:
-        return None  # close our side too; connection_lost settles any outstanding request
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._close_peek()
-        self._fail(SentNoReply("the connection closed before a complete reply"))
-
-    # -- httptools callbacks ----------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if 100 <= status < 200:
-            # An interim reply (103 Early Hints, a stray 100): the final one follows.
-            self._headers = {}
-            self._body = []
-            return
-        self._keep_alive = bool(self._parser.should_keep_alive())
-        reply = Reply(status, self._headers, b"".join(self._body))
-        self._headers = {}
-        self._body = []
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(reply)
-
-    # -- the pool's view --------------------------------------------------------------------
-
-    def idle_state_ok(self) -> bool:
-        """Cheap checks: open, not closing, nothing outstanding, nothing left unwritten."""
-        transport = self.transport
-        return (
-            not self.closed
-            and self._keep_alive
-            and self._waiter is None
-            and transport is not None
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() == 0
-        )
-
-    def peek(self) -> str:
-        """``"quiet"`` (nothing pending: usable), ``"pending"`` (bytes the loop has not read) or
-        ``"dead"`` (the peer closed or reset the connection)."""
-        if self._peek is None:
-            return "quiet"
-        try:
-            data = self._peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return "quiet"
-        except OSError:
-            return "dead"
-        return "pending" if data else "dead"
-
-    def send(self, payload: bytes) -> asyncio.Future[Reply]:
-        """Write one request; the future gets the reply or :class:`SentNoReply`.
-
-        Raises :class:`NotSent` when the write failed before any byte left: the transport was
-        open and its buffer empty, so a transport that is closing right after ``write`` means its
-        first ``send`` raised (a reset socket). Only true of plain TCP; on TLS such a failure
-        surfaces later, as :class:`SentNoReply` (the safe direction).
-        """
-        transport = self.transport
-        if transport is None or not self.idle_state_ok():
-            raise NotSent("the connection is not usable")
-        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        self.exchanges += 1
-        transport.write(payload)
-        if transport.is_closing():
-            self._waiter = None
-            waiter.cancel()
-            self.abort()
-            raise NotSent("the connection was reset before the request could be written")
-        return waiter
-
-    def expire(self, timeout_s: float) -> None:
-        """The reply did not come in time: fail the exchange and drop the connection."""
-        self._fail(SentNoReply(f"no reply within {timeout_s:g} s"))
-        self.abort()
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-        self._close_peek()
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def _close_peek(self) -> None:
-        peek, self._peek = self._peek, None
-        if peek is not None:
-            peek.close()
-
-    def _fail(self, exc: Exception) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-
-def client_ssl_context(verify: bool = True, ca_file: str | None = None) -> ssl.SSLContext:
-    """TLS for the order connections: verified against the system store (or ``ca_file``)."""
-    if verify:
-        ctx = ssl.create_default_context(cafile=ca_file)
-    else:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 class OrderConnections:
@@ -289,9 +113,9 @@ class OrderConnections:
         self._connect_timeout = connect_timeout_s
         self._ping_after = ping_after_s
         self._shrink_after = shrink_after_s
-        self._open: set[_Connection] = set()
-        self._idle: collections.deque[_Connection] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future[_Connection]] = collections.deque()
+        self._open: set[Connection] = set()
+        self._idle: collections.deque[Connection] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[Connection]] = collections.deque()
         self._connecting: set[asyncio.Task[None]] = set()
         self._closed = False
         # Health and tests: how many were opened, how many replaced after dying, how many extra
@@ -333,7 +157,7 @@ class OrderConnections:
             await self.close()
             raise NotSent(
                 f"{self.label}: could not open the order connections to {self.host}:"
-                f"{self.port} ({_describe(failed[0])})"
+                f"{self.port} ({describe(failed[0])})"
             ) from None
         if warm_request is not None:
             await self.keep_warm(warm_request, idle_for_s=0.0)
@@ -409,7 +233,7 @@ class OrderConnections:
 
     async def _wait_for_connection(
         self, waited_from: float, timeout_s: float, send_by_ns: int
-    ) -> _Connection:
+    ) -> Connection:
         """Every connection is busy: wait (FIFO) for one to come back or be opened, until
         ``timeout_s`` after ``waited_from`` or ``send_by_ns``, whichever is first."""
         loop = asyncio.get_running_loop()
@@ -456,7 +280,7 @@ class OrderConnections:
                     await waiter
             except (TimeoutError, SentNoReply) as exc:
                 log.warning("%s: keep-warm ping failed (%s); replacing the connection",
-                            self.label, _describe(exc))  # fmt: skip
+                            self.label, describe(exc))  # fmt: skip
                 conn.abort()
                 self._discard(conn)
                 continue
@@ -471,7 +295,7 @@ class OrderConnections:
 
     # -- the pool ---------------------------------------------------------------------------
 
-    def _take_idle(self) -> _Connection | None:
+    def _take_idle(self) -> Connection | None:
         """The first idle connection that is certainly usable, without yielding; None when the
         caller must wait (none idle, or one with unread bytes that the loop must look at)."""
         while self._idle:
@@ -488,7 +312,7 @@ class OrderConnections:
             self._discard(conn)
         return None
 
-    async def _acquire(self, until: float) -> _Connection:
+    async def _acquire(self, until: float) -> Connection:
         """A usable connection, waiting (FIFO) until loop time ``until`` at most: TimeoutError.
 
         The wait ends by a timer failing the waiter, not by ``asyncio.timeout``: the order path
@@ -503,7 +327,7 @@ class OrderConnections:
             raise NotSent(f"{self.label}: the order transport is closed")
         self._top_up()
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_Connection] = loop.create_future()
+        fut: asyncio.Future[Connection] = loop.create_future()
         self._waiters.append(fut)
         self._grow()
         timer = loop.call_at(until, _give_up, fut)
@@ -519,7 +343,7 @@ class OrderConnections:
         finally:
             timer.cancel()
 
-    async def _usable(self, conn: _Connection) -> bool:
+    async def _usable(self, conn: Connection) -> bool:
         if not conn.idle_state_ok():
             return False
         state = conn.peek()
@@ -530,7 +354,7 @@ class OrderConnections:
             state = conn.peek() if conn.idle_state_ok() else "dead"
         return state == "quiet"
 
-    def _release(self, conn: _Connection) -> None:
+    def _release(self, conn: Connection) -> None:
         if self._closed or not conn.idle_state_ok():
             self._discard(conn)
             return
@@ -541,7 +365,7 @@ class OrderConnections:
                 return
         self._idle.append(conn)
 
-    def _discard(self, conn: _Connection) -> None:
+    def _discard(self, conn: Connection) -> None:
         if not conn.closed:
             conn.close()
         if conn in self._open:
@@ -592,7 +416,7 @@ class OrderConnections:
             conn = await self._connect()
         except Exception as exc:
             log.warning("%s: could not open an order connection to %s:%d (%s)",
-                        self.label, self.host, self.port, _describe(exc))  # fmt: skip
+                        self.label, self.host, self.port, describe(exc))  # fmt: skip
             current = asyncio.current_task()
             if not self._open and not any(t is not current for t in self._connecting):
                 # Nothing open, nothing else on the way: waiting orders would only time out.
@@ -602,7 +426,7 @@ class OrderConnections:
                         fut.set_exception(
                             NotSent(
                                 f"{self.label}: could not connect to {self.host}:{self.port} "
-                                f"({_describe(exc)})"
+                                f"({describe(exc)})"
                             )
                         )
             return
@@ -612,11 +436,11 @@ class OrderConnections:
         self._adopt(conn)
         self._release(conn)
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self._connect_timeout):
             _, conn = await loop.create_connection(
-                lambda: _Connection(self.label),
+                lambda: Connection(self.label),
                 self.host,
                 self.port,
                 ssl=self._ssl,
@@ -624,21 +448,13 @@ class OrderConnections:
             )
         return conn
 
-    def _adopt(self, conn: _Connection) -> None:
+    def _adopt(self, conn: Connection) -> None:
         self.opened += 1
         self._open.add(conn)
         if len(self._open) > self.peak_open:
             self.peak_open = len(self._open)
 
 
-def _give_up(fut: asyncio.Future[_Connection]) -> None:
+def _give_up(fut: asyncio.Future[Connection]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError())
-
-
-def _describe(exc: BaseException) -> str:
-    """An error's kind and text; transport errors carry addresses, never request bytes."""
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
