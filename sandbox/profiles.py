@@ -40,25 +40,25 @@ def _per_minute(limit: int) -> dict[str, Any]:
     return {"limit": limit, "intervalNum": 1, "measure": "MINUTES"}
 
 
+# The read routes' rate-limit types (the order routes and QUOTES have limits of their own).
+READ_ROUTES = (
+    "GET_ACCOUNTS",
+    "GET_EXECUTIONS",
+    "GET_INSTRUMENTS",
+    "GET_ORDERS",
+    "GET_ORDERS_HISTORY",
+    "GET_POSITIONS",
+    "GET_ACCOUNTS_STATE",
+    "GET_INSTRUMENT_DETAILS",
+    "GET_TRADE_SESSIONS",
+    "GET_SESSION_STATUSES",
+    "DAILY_BAR",
+    "DEPTH",
+    "TRADES",
+)
+
 _FAST_LIMITS = {
-    **{
-        name: _per_second(20)
-        for name in (
-            "GET_ACCOUNTS",
-            "GET_EXECUTIONS",
-            "GET_INSTRUMENTS",
-            "GET_ORDERS",
-            "GET_ORDERS_HISTORY",
-            "GET_POSITIONS",
-            "GET_ACCOUNTS_STATE",
-            "GET_INSTRUMENT_DETAILS",
-            "GET_TRADE_SESSIONS",
-            "GET_SESSION_STATUSES",
-            "DAILY_BAR",
-            "DEPTH",
-            "TRADES",
-        )
-    },
+    **{name: _per_second(20) for name in READ_ROUTES},
     "PLACE_ORDER": _per_second(100),
     "MODIFY_ORDER": _per_second(100),
     "MODIFY_POSITION": _per_second(100),
@@ -67,24 +67,7 @@ _FAST_LIMITS = {
 }
 
 _REALISTIC_LIMITS = {
-    **{
-        name: _per_second(2)
-        for name in (
-            "GET_ACCOUNTS",
-            "GET_EXECUTIONS",
-            "GET_INSTRUMENTS",
-            "GET_ORDERS",
-            "GET_ORDERS_HISTORY",
-            "GET_POSITIONS",
-            "GET_ACCOUNTS_STATE",
-            "GET_INSTRUMENT_DETAILS",
-            "GET_TRADE_SESSIONS",
-            "GET_SESSION_STATUSES",
-            "DAILY_BAR",
-            "DEPTH",
-            "TRADES",
-        )
-    },
+    **{name: _per_second(2) for name in READ_ROUTES},
     "PLACE_ORDER": _per_second(5),
     "MODIFY_ORDER": _per_second(5),
     "MODIFY_POSITION": _per_second(5),
