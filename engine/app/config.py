@@ -152,6 +152,7 @@ TIMEOUT_KEYS = {
     "reconcile_settle_s": Key(ReconcileSettings, "settle_s", v.positive()),
     "reconcile_max_s": Key(ReconcileSettings, "max_s", v.positive()),
     "late_order_watch_s": Key(PipelineSettings, "late_order_watch_s", v.positive()),
+    "close_wait_s": Key(PipelineSettings, "close_wait_s", v.positive(3600.0, "an hour")),
     "reconcile_history_skew_s": Key(ReconcileSettings, "history_skew_s", v.positive()),
 }
 LIMIT_KEYS = {

@@ -264,6 +264,7 @@ async def build_engine(
         unknown_policy=cfg.pipeline.unknown_policy,
         late_order=cfg.pipeline.late_order,
         late_order_watch_s=cfg.pipeline.late_order_watch_s,
+        close_wait_s=cfg.pipeline.close_wait_s,
         max_signal_age_ms=cfg.pipeline.max_signal_age_ms,
         max_qty_lots=cfg.pipeline.max_qty_lots,
     )

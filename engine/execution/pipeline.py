@@ -64,6 +64,7 @@ class Pipeline:
         unknown_policy: str = "reject",
         late_order: str = "report",
         late_order_watch_s: float = 600.0,
+        close_wait_s: float = 10.0,
         max_signal_age_ms: int = 0,
         max_qty_lots: float = 1_000.0,
         clock: Clock = LIVE,
@@ -83,6 +84,8 @@ class Pipeline:
         self.late_order = late_order
         self.late_watch_s = late_order_watch_s
         self.late_watches: set[asyncio.Task[None]] = set()
+        # A close, reverse or close-all waits this long for the venue to show it done.
+        self.close_wait_s = close_wait_s
         self.max_age_ns = max_signal_age_ms * 1_000_000
         self.max_qty = max_qty_lots
         self.clock = clock

@@ -83,6 +83,9 @@ def publish_outcome(
             errmsg=errmsg,
             tag=rec.tag,
             resolved_from_unknown=resolved,
+            filled_qty=rec.filled_qty,
+            avg_price=rec.avg_price,
+            remaining_qty=rec.remaining_qty,
         ),
         rec.account,
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from engine.execution import closing
 from engine.execution.accounts import AccountSession
 from engine.execution.breaker import FailureKind
 from engine.execution.publish import finish, reason_of
@@ -111,6 +112,15 @@ async def send(p: Pipeline, job: Job) -> None:
         if session.breaker is not None:
             session.breaker.record_success()
         await finish(p, job, OutcomeStatus.ACCEPTED, reason=accepted_reason(job))
+    except closing.CloseNotDone as exc:
+        # The venue took the close; its closing order is still working at the bound. A
+        # reverse did not open the other side (not sent: expired); a close or close-all is
+        # accepted, with what is still open named.
+        rec.acked_ns = p._now_ns()
+        if session.breaker is not None:
+            session.breaker.record_success()
+        status = OutcomeStatus.EXPIRED if action is Action.REVERSE else OutcomeStatus.ACCEPTED
+        await finish(p, job, status, reason=exc.reason)
     except OrderRejected as exc:
         rec.acked_ns = p._now_ns()
         await finish(p, job, OutcomeStatus.REJECTED, reason=exc.reason, errmsg=exc.errmsg)
@@ -198,19 +208,16 @@ async def call(p: Pipeline, job: Job) -> None:
     elif action is Action.CLOSE:
         assert target is not None
         qty = 0.0 if sig.qty is None else round(sig.qty * job.leg.qty_factor, 8)
-        await venue.close_position(alias, target, qty)
-        rec.position_id = target
+        await closing.close(p, job, target, qty)
     elif action is Action.REVERSE:
         assert target is not None and rec.tag is not None
-        result_r = await venue.reverse_position(alias, target, rec.tag)
-        rec.position_id = result_r.closed_position_id
-        p.tracker.bind_order(rec, result_r.order_id)
+        await closing.reverse(p, job, target, rec.tag)
     elif action is Action.CANCEL_ALL:
         await venue.cancel_all_orders(alias, rec.instrument_id)
         if stop_limits is not None:
             await stop_limits.cancel_all(alias, rec.instrument_id)
     elif action is Action.CLOSE_ALL:
-        await venue.close_all_positions(alias, rec.instrument_id)
+        await closing.close_all(p, job, rec.instrument_id)
 
 
 async def expire_killed(p: Pipeline, job: Job, when: str) -> None:

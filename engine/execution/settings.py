@@ -76,6 +76,10 @@ class PipelineSettings:
     # How long after calling an order absent the engine keeps looking for it by its tag (paced
     # lookups, and the stream while it runs); a late order seen in that time is corrected.
     late_order_watch_s: float = 600.0
+    # How long a close, reverse or close-all waits for the venue to show its positions closed
+    # (a close may be an IOC then a working GTC closing order); then its outcome says what is
+    # still open, and a reverse does not open the other side (engine.execution.closing).
+    close_wait_s: float = 10.0
     max_signal_age_ms: int = 0  # older on arrival or while queued: expired, not traded; 0 = off
     max_qty_lots: float = 1_000.0  # fat-finger guard, checked before the venue's own maxLot
 

@@ -38,6 +38,12 @@ class SignalRecord:
     position_id: str | None = None
     instrument_id: int | None = None
     status: OutcomeStatus | None = None  # None while in flight
+    # Fills, where known: lots filled so far (grows with each stream update or history row),
+    # their average price, and the lots still open (of the order; for a close, reverse or
+    # close-all, of the position(s) it closes). None: not known.
+    filled_qty: float | None = None
+    avg_price: float | None = None
+    remaining_qty: float | None = None
     ts_ns: int = 0  # generation time (epoch ns, from the signal)
     arrived_ns: int = 0
     decoded_ns: int = 0
@@ -182,6 +188,17 @@ class OrderTracker:
             return None
         if position_id and record.position_id is None:
             self.bind_position(record, position_id)
+        if isinstance(payload, StreamOrder) and order_id == record.order_id:
+            fill(record, payload)
+        return record
+
+    def filled(self, order_id: str, filled_qty: float, avg_price: float | None,
+               qty: float | None = None) -> SignalRecord | None:  # fmt: skip
+        """A history row or snapshot says how much of a tracked order filled: fold it in (the
+        filled quantity only grows). None when the order is not tracked."""
+        record = self._by_order.get(order_id)
+        if record is not None:
+            grow(record, filled_qty, avg_price, qty)
         return record
 
     def _expire(self, now: float) -> None:
@@ -198,3 +215,38 @@ class OrderTracker:
                 self._by_order.pop(rec.order_id, None)
             if rec.position_id is not None:
                 self._by_position.pop(rec.position_id, None)
+
+
+# The venue's final status of an order filled in full (the stream: EXECUTED; history: Filled).
+_FILLED = frozenset({"EXECUTED", "FILLED"})
+
+
+def fill(record: SignalRecord, order: StreamOrder) -> None:
+    """Fold what a stream update says of the record's order into its fills: a partly filled
+    order carries ``filled_qty``; one reported filled in full filled all of its amount; a
+    final update without a fill (an IOC's rest cancelled before any fill, a rejection) leaves
+    nothing filled."""
+    if order.filled_qty is not None:
+        grow(record, order.filled_qty, order.avg_price, order.amount)
+    elif order.status in _FILLED:
+        grow(record, order.amount, order.price, order.amount)
+    elif record.filled_qty is None and order.status in _NOTHING_FILLED:
+        grow(record, 0.0, None, order.amount)
+    if order.status in _FILLED or order.status in _NOTHING_FILLED:
+        record.remaining_qty = 0.0  # final: what did not fill (an IOC's rest) is cancelled
+
+
+_NOTHING_FILLED = frozenset({"CANCELLED", "REJECTED", "REFUSED", "EXPIRED", "REMOVED"})
+
+
+def grow(record: SignalRecord, filled_qty: float, avg_price: float | None,
+         qty: float | None) -> None:  # fmt: skip
+    """Set the record's fills from a report of ``filled_qty`` lots of an order of ``qty``: the
+    filled quantity never shrinks (reports can arrive out of order)."""
+    if record.filled_qty is not None and filled_qty < record.filled_qty - 1e-9:
+        return
+    record.filled_qty = filled_qty
+    if avg_price is not None:
+        record.avg_price = avg_price
+    if qty is not None:
+        record.remaining_qty = max(0.0, round(qty - filled_qty, 8))

@@ -178,6 +178,9 @@ class Instrument:
     tick_sizes: tuple[tuple[float, float], ...] = ((0.0, 0.00001),)
     type: str = "FOREX"
     status: str = "FULLY_OPEN"
+    # A netting account holds one position per instrument: an opposite order reduces, closes or
+    # reverses it (TradeLocker: the details' margin_hedging_type NETTING).
+    netting: bool = False
 
     def tick_for(self, price: float) -> float:
         tick = self.tick_sizes[0][1]

@@ -86,6 +86,12 @@ class OutcomeEvent(Event, kw_only=True, frozen=True):
     resolved_from_unknown: bool = False  # decided by reconciliation after an ambiguous failure
     replayed: bool = False  # a re-delivered id answered from the journal; nothing executed
     origin: str | None = None  # where undecodable bytes came from (local, http, kafka:...)
+    # What was filled when the outcome was decided, where known (null: not known yet; the
+    # order's later fills go to order_updates): lots filled, their average price, and the lots
+    # of the order (or, for a close, reverse or close-all, of the position) still open.
+    filled_qty: float | None = None
+    avg_price: float | None = None
+    remaining_qty: float | None = None
 
 
 LateOrderAction = Literal["reported", "cancelled", "closed", "cancel_failed", "close_failed"]

@@ -8,6 +8,26 @@ from engine.venue.events import StreamAccountStatus, StreamOrder, StreamPosition
 
 # The statuses of an order still working at the venue (anything else is final).
 OPEN_ORDER_STATUSES = frozenset({"PENDING", "NEW", "WORKING", "PLACED", "ACCEPTED"})
+# The statuses of an order filled in full (stream EXECUTED, history Filled, upper-cased).
+FILLED_ORDER_STATUSES = frozenset({"EXECUTED", "FILLED"})
+
+
+def filled_of(order: StreamOrder) -> float | None:
+    """Lots of ``order`` filled as its stream update says: its ``filled_qty`` when partly
+    filled, all of it when reported filled in full, None when the update does not tell."""
+    if order.filled_qty is not None:
+        return order.filled_qty
+    if order.status in FILLED_ORDER_STATUSES:
+        return order.amount
+    return None
+
+
+def remaining_of(order: StreamOrder) -> float | None:
+    """Lots of a working ``order`` still to fill (None when its fills are not known)."""
+    filled = filled_of(order)
+    if order.status not in OPEN_ORDER_STATUSES:
+        return 0.0
+    return order.amount if filled is None else max(0.0, round(order.amount - filled, 8))
 
 
 @dataclass(slots=True)

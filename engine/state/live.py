@@ -46,7 +46,7 @@ from engine.model.events import (
     OrderUpdate,
     PositionUpdate,
 )
-from engine.state.account_view import OPEN_ORDER_STATUSES, AccountView, Staging
+from engine.state.account_view import OPEN_ORDER_STATUSES, AccountView, Staging, filled_of
 from engine.venue.events import (
     StreamAccountStatus,
     StreamConnectionStatus,
@@ -526,8 +526,8 @@ class LiveState:
                 status=order.status if final is None else final.status,
                 event=event,
                 source=source,
-                filled_qty=None if final is None else final.filled_qty,
-                avg_price=None if final is None else final.avg_price,
+                filled_qty=filled_of(order) if final is None else final.filled_qty,
+                avg_price=order.avg_price if final is None else final.avg_price,
                 resolved_by=None if final is None else "ordersHistory",
                 reason=reason,
             ),

@@ -255,6 +255,8 @@ def decode_message(m: Any) -> StreamMessage | None:
             lot_size=_opt_num(m, "lotSize", 0.0) or 0.0,
             price=_opt_num(m, "price"),
             status=_str(m, "status").upper(),
+            filled_qty=_opt_num(m, "filledQty"),
+            avg_price=_opt_num(m, "avgPrice"),
         )
     if kind == "Property":
         if m.get("name") == "SyncEnd":

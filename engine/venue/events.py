@@ -79,6 +79,10 @@ class StreamOrder:
     status: str  # upper case; open: PENDING, NEW, WORKING, PLACED, ACCEPTED; else final
     strategy_id: str = ""  # the engine's tag, when the venue's stream carries it
     position_id: str | None = None  # the position the order opened or closes, when known
+    # Lots filled so far and their average price, when the venue says (a partly filled order;
+    # an order reported filled in full has filled all of ``amount``).
+    filled_qty: float | None = None
+    avg_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,182 @@
+"""Partial fills and slow closes, end to end: the engine (build_engine, the real TradeLocker
+adapter) against the sandbox's ``realistic`` profile (50-100 ms replies with a tail, realistic
+rate limits and token lifetimes, the depth ladder, closes answered as an IOC then a working GTC
+closing order), account 2 netting.
+
+The random execution shares (partial fills, slippage, rejections after acceptance) are set to 0
+and the partial fills the tests need are asked for one at a time with the sandbox's
+``partialFill`` fault, so each test knows what the venue did. Prices stand still (they move only
+when a test sets one): a GTC closing order fills at the next quote a test sets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.app.config import parse_config
+from engine.app.daemon import build_engine
+from sandbox import Sandbox
+from tests.fixtures.engine import Live, demo_secrets, engine_config_data
+
+EUR = {"symbol": "EURUSD"}
+CLOSE_WAIT_S = 1.5  # the bound the engine waits for a close to show (timeouts.close_wait_s)
+
+
+@pytest.fixture
+async def realistic(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    seed = tmp_path / "seed.json"
+    seed.write_text(
+        json.dumps(
+            {
+                "profile": "realistic",
+                "rngSeed": 7,
+                "execution": {
+                    "partialFillShare": 0,
+                    "rejectAfterAcceptShare": 0,
+                    "slippageShare": 0,
+                },
+                "accountRules": {"accounts": {"700002": {"marginHedgingType": "NETTING"}}},
+            }
+        )
+    )
+    sb = Sandbox(profile="realistic", seed_file=seed, price_interval_ms=0)
+    assert sb.config.venue.execution.close == "iocThenGtc" and sb.config.venue.execution.depth
+    await sb.start("127.0.0.1", 0)
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+@pytest.fixture
+async def live(realistic: Sandbox, tmp_path: Path) -> AsyncIterator[Live]:
+    data = engine_config_data(realistic.base_url, tmp_path)
+    data["timeouts"]["close_wait_s"] = CLOSE_WAIT_S
+    eng = await build_engine(
+        parse_config(data), secrets=await demo_secrets(), with_control=False, sources=[]
+    )
+    lv = Live(realistic, eng)
+
+    def keep(topic: Any, ev: Any) -> None:
+        lv.events.append(ev)
+        if hasattr(ev, "resolved_from_unknown"):
+            lv.outcomes.append(ev)
+
+    eng.bus.subscribe(keep)
+    try:
+        yield lv
+    finally:
+        await eng.stop()
+
+
+def fault(sb: Sandbox, **faults: Any) -> None:
+    sb.state.faults.update(faults)
+
+
+def next_quote(sb: Sandbox) -> None:
+    """A new quote a tick away: the ladder refills and working closing orders fill at it."""
+    quote = sb.state.prices.quote(sb.state.instrument_id("EURUSD"))
+    sb.state.set_price("EURUSD", bid=quote.bid + 0.00001, ask=quote.ask + 0.00001)
+
+
+async def test_a_close_left_working_is_reported_open_then_completes(live: Live) -> None:
+    out = await live.run(
+        id="m1", account="a1", action="place", type="market", side="buy", qty=1.0, **EUR
+    )
+    assert out.status == "accepted", out
+    [pos] = live.sim_positions()
+    fault(live.sandbox, partialFill={"CLOSE_POSITION": 1})  # the IOC closes half
+    closed = await live.run(id="c1", account="a1", action="close", ref="m1", **EUR)
+    # The venue took the close; half of it is a GTC closing order that has not filled.
+    assert closed.status == "accepted", closed
+    assert "not complete" in (closed.reason or "") and pos.id in (closed.reason or "")
+    assert closed.remaining_qty == pytest.approx(0.5)
+    [still] = live.sim_positions()
+    assert still.qty == pytest.approx(0.5)
+    working = [o for o in live.sim_orders() if o.is_open and o.position_id == pos.id]
+    assert len(working) == 1 and working[0].validity == "GTC"
+    next_quote(live.sandbox)  # the closing order fills
+    assert live.sim_positions() == []
+
+
+async def test_a_close_that_completes_in_time_is_accepted_without_remainder(live: Live) -> None:
+    out = await live.run(
+        id="m2", account="a1", action="place", type="market", side="buy", qty=0.4, **EUR
+    )
+    assert out.status == "accepted", out
+    closed = await live.run(id="c2", account="a1", action="close", ref="m2", qty=0.1, **EUR)
+    assert closed.status == "accepted" and closed.reason is None, closed
+    assert closed.filled_qty == pytest.approx(0.1) and closed.remaining_qty == 0.0
+    [pos] = live.sim_positions()
+    assert pos.qty == pytest.approx(0.3)
+
+
+async def test_reverse_waits_for_the_close_and_never_opens_while_it_is_working(
+    live: Live,
+) -> None:
+    out = await live.run(
+        id="m3", account="a1", action="place", type="market", side="buy", qty=1.0, **EUR
+    )
+    assert out.status == "accepted", out
+    fault(live.sandbox, partialFill={"CLOSE_POSITION": 1})
+    rev = await live.run(id="r3", account="a1", action="reverse", ref="m3", **EUR)
+    # Half the position is still open behind a working closing order: no sell was sent.
+    assert rev.status == "expired", rev
+    assert "opposite side was not opened" in (rev.reason or "")
+    assert rev.remaining_qty == pytest.approx(0.5) and rev.filled_qty == pytest.approx(0.5)
+    assert not [o for o in live.sim_orders() if o.strategy_id == rev.tag]
+    assert [p.side for p in live.sim_positions()] == ["buy"]
+    next_quote(live.sandbox)
+    assert live.sim_positions() == []
+    # A reverse whose close completes opens the other side with the closed lots.
+    buy = dict(account="a1", action="place", type="market", side="buy", qty=0.3, **EUR)
+    await live.run(id="m4", **buy)
+    rev = await live.run(id="r4", account="a1", action="reverse", ref="m4", **EUR)
+    assert rev.status == "accepted", rev
+    [opposite] = live.sim_positions()
+    assert opposite.side == "sell" and opposite.qty == pytest.approx(0.3)
+    assert opposite.strategy_id == rev.tag
+
+
+async def test_reverse_on_a_netting_account_is_one_order_of_the_combined_size(
+    live: Live,
+) -> None:
+    out = await live.run(
+        id="n1", account="a2", action="place", type="market", side="buy", qty=0.5, **EUR
+    )
+    assert out.status == "accepted", out
+    rev = await live.run(id="nr1", account="a2", action="reverse", ref="n1", **EUR)
+    assert rev.status == "accepted", rev
+    tagged = [o for o in live.sim_orders(2) if o.strategy_id == rev.tag]
+    assert len(tagged) == 1 and tagged[0].qty == pytest.approx(1.0) and tagged[0].side == "sell"
+    # No close was sent: the one order closed the buy and opened the sell.
+    assert not [o for o in live.sim_orders(2) if o.role == "close"]
+    [pos] = live.sim_positions(2)
+    assert pos.side == "sell" and pos.qty == pytest.approx(0.5)
+
+
+async def test_close_all_waits_for_working_closing_orders(live: Live) -> None:
+    for i, qty in enumerate((1.0, 0.6)):
+        out = await live.run(
+            id=f"a{i}", account="a1", action="place", type="market", side="buy", qty=qty, **EUR
+        )
+        assert out.status == "accepted", out
+    fault(live.sandbox, partialFill={"CLOSE_ALL_POSITIONS": 1})  # the first IOC closes half
+    out = await live.run(id="xa", account="a1", action="close_all", **EUR)
+    assert out.status == "accepted", out
+    [left] = live.sim_positions()
+    assert "not complete" in (out.reason or "") and left.id in (out.reason or "")
+    assert out.remaining_qty == pytest.approx(left.qty)
+    next_quote(live.sandbox)
+    assert live.sim_positions() == []
+    # With nothing left working, close-all reports done and nothing remaining.
+    sell = dict(account="a1", action="place", type="market", side="sell", qty=0.2, **EUR)
+    await live.run(id="a9", **sell)
+    out = await live.run(id="xb", account="a1", action="close_all", **EUR)
+    assert out.status == "accepted" and out.reason is None and out.remaining_qty == 0.0, out
+    assert live.sim_positions() == []
