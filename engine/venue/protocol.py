@@ -196,7 +196,13 @@ class Venue(Protocol):
         """Close ``qty`` lots; 0 closes all of it."""
 
     async def reverse_position(self, account: str, position_id: str, tag: str) -> ReverseResult:
-        """Close the position and open the same qty on the other side, tagged ``tag``."""
+        """Close the position and open the same qty on the other side, tagged ``tag``.
+
+        The engine does not call this: a venue may answer a close before it is done (TradeLocker:
+        an IOC, then a working GTC closing order), so the engine composes a reverse from
+        :meth:`positions`, :meth:`close_position` and :meth:`place_order`, opening the other side
+        only once the close shows (engine.execution.closing). Kept for tools and the venue
+        contract suite."""
 
     async def close_all_positions(self, account: str, instrument_id: int | None = None) -> None: ...
 

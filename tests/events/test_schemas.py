@@ -23,7 +23,8 @@ from engine.model.events import (
 # docs/signals.md's outcome example, key for key (``origin`` is set on undecodable bytes).
 OUTCOME_KEYS = [
     "id", "leg", "account", "status", "action", "order_id", "position_id", "reason", "errmsg",
-    "tag", "resolved_from_unknown", "replayed", "origin",
+    "tag", "resolved_from_unknown", "replayed", "origin", "filled_qty", "avg_price",
+    "remaining_qty",
 ]  # fmt: skip
 
 
