@@ -338,9 +338,10 @@ async def _expire_stale_intake(engine: Engine) -> int:
 
 async def _apply_events(engine: Engine, events: AsyncIterator[VenueEvent]) -> None:
     """Fold venue stream events into the tracker: late fills, the positions orders opened.
-    (Publishing them is the stream's own job: LiveState publishes on the engine's bus.)"""
+    (Publishing them is the stream's own job: LiveState publishes on the engine's bus; the
+    pipeline adds a decided leg's later fills, order_updates kind "fill".)"""
     async for event in events:
-        engine.pipeline.tracker.apply(event)
+        engine.pipeline.apply_venue_event(event)
 
 
 async def _open_streams(engine: Engine, factory: TradeLockerFactory) -> None:

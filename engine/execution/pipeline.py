@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Mapping
 from types import CoroutineType
 from typing import Any
 
-from engine.execution import ambiguous, intake
+from engine.execution import ambiguous, intake, publish
 from engine.execution.accounts import Accounts
 from engine.execution.lanes import Lane
 from engine.execution.reconcile import Reconciler
@@ -114,6 +114,8 @@ class Pipeline:
     recover = ambiguous.recover
     _seen_before = intake.seen_before
     _unknown = ambiguous.unknown
+    # A venue stream event: into the tracker; a decided leg's later fills reported.
+    apply_venue_event = publish.apply_venue_event
 
     async def run_source(self, source: SignalSource) -> None:
         """Feed every delivery of ``source`` into the pipeline until the source ends."""

@@ -15,8 +15,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, cast
 
-from engine.model.domain import Action, Outcome, OutcomeStatus
-from engine.model.events import ActionName, OutcomeEvent, OutcomeStatusName, RejectedSignal
+from engine.model.domain import Action, Outcome, OutcomeStatus, Side
+from engine.model.events import (
+    ActionName,
+    OrderUpdate,
+    OutcomeEvent,
+    OutcomeStatusName,
+    RejectedSignal,
+)
+from engine.venue.events import StreamOrder, VenueEvent
 
 if TYPE_CHECKING:
     from engine.execution.intake import Job
@@ -175,3 +182,41 @@ def leg_done(p: Pipeline) -> None:
     p._open_legs -= 1
     if p._open_legs == 0:
         p._idle.set()
+
+
+def apply_venue_event(p: Pipeline, event: VenueEvent) -> None:
+    """Fold a venue stream event into the tracker. When the fills of a leg's order change after
+    the leg's outcome was published (an order filled in parts, an IOC's rest cancelled after
+    the reply), an ``order_updates`` event of kind ``fill`` names the leg and its tag with the
+    fills now known: the outcome said what was known when it was decided."""
+    tracker = p.tracker
+    payload = event.payload
+    if type(payload) is not StreamOrder:
+        tracker.apply(event)
+        return
+    rec = tracker.by_order(payload.order_id)
+    before = None if rec is None else (rec.filled_qty, rec.avg_price, rec.remaining_qty)
+    rec = tracker.apply(event)
+    if rec is None or rec.status is None or rec.order_id != payload.order_id:
+        return
+    if rec.filled_qty is None or (rec.filled_qty, rec.avg_price, rec.remaining_qty) == before:
+        return
+    p.bus.publish(
+        OrderUpdate(
+            account=rec.account,
+            account_id=payload.account_id,
+            order_id=rec.order_id,
+            instrument=payload.instrument,
+            side="buy" if payload.side is Side.BUY else "sell",
+            qty=payload.amount,
+            price=payload.price,
+            status=payload.status,
+            source="stream",
+            filled_qty=rec.filled_qty,
+            avg_price=rec.avg_price,
+            kind="fill",
+            signal=rec.signal_id,
+            tag=rec.tag,
+        ),
+        rec.account,
+    )

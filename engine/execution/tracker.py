@@ -87,6 +87,7 @@ class OrderTracker:
         "_by_position",
         "_by_signal",
         "_by_tag",
+        "_early",
         "_finished",
         "_watched",
         "linger_s",
@@ -100,6 +101,9 @@ class OrderTracker:
         self._by_signal: dict[str, SignalRecord] = {}
         self._finished: OrderedDict[str, SignalRecord] = OrderedDict()
         self._watched: dict[str, asyncio.Future[Sighting]] = {}
+        # The latest stream update of orders no record is bound to yet: the stream can report
+        # an order's fills before the venue's reply names its id (the stream carries no tag).
+        self._early: OrderedDict[str, StreamOrder] = OrderedDict()
 
     def track(self, record: SignalRecord) -> None:
         """Register before sending. The signal id key is the leg key (``id`` or ``id@alias``)."""
@@ -110,6 +114,10 @@ class OrderTracker:
     def bind_order(self, record: SignalRecord, order_id: str) -> None:
         record.order_id = order_id
         self._by_order[order_id] = record
+        if self._early:
+            early = self._early.pop(order_id, None)
+            if early is not None:
+                fill(record, early)
 
     def bind_position(self, record: SignalRecord, position_id: str) -> None:
         record.position_id = position_id
@@ -185,6 +193,11 @@ class OrderTracker:
             if record is not None and order_id and record.order_id is None:
                 self.bind_order(record, order_id)
         if record is None:
+            if isinstance(payload, StreamOrder) and order_id:
+                self._early[order_id] = payload
+                self._early.move_to_end(order_id)
+                if len(self._early) > _EARLY_KEPT:
+                    self._early.popitem(last=False)
             return None
         if position_id and record.position_id is None:
             self.bind_position(record, position_id)
@@ -216,6 +229,9 @@ class OrderTracker:
             if rec.position_id is not None:
                 self._by_position.pop(rec.position_id, None)
 
+
+# Stream updates of not-yet-bound orders kept (the newest; orders placed elsewhere pass through).
+_EARLY_KEPT = 256
 
 # The venue's final status of an order filled in full (the stream: EXECUTED; history: Filled).
 _FILLED = frozenset({"EXECUTED", "FILLED"})

@@ -11,6 +11,7 @@ when a test sets one): a GTC closing order fills at the next quote a test sets.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,8 +21,10 @@ import pytest
 
 from engine.app.config import parse_config
 from engine.app.daemon import build_engine
+from engine.model.events import OrderUpdate
 from sandbox import Sandbox
 from tests.fixtures.engine import Live, demo_secrets, engine_config_data
+from tests.fixtures.waiting import eventually
 
 EUR = {"symbol": "EURUSD"}
 CLOSE_WAIT_S = 1.5  # the bound the engine waits for a close to show (timeouts.close_wait_s)
@@ -53,14 +56,18 @@ async def realistic(tmp_path: Path) -> AsyncIterator[Sandbox]:
         await sb.stop()
 
 
-@pytest.fixture
-async def live(realistic: Sandbox, tmp_path: Path) -> AsyncIterator[Live]:
-    data = engine_config_data(realistic.base_url, tmp_path)
+async def start(sb: Sandbox, tmp_path: Path, stream: bool = False) -> Live:
+    login = {"email": "env:SB_EMAIL", "password": "env:SB_PASSWORD"}
+    if stream:
+        login |= {
+            "stream_url": sb.base_url.replace("http://", "ws://"),
+            "developer_api_key": "env:DEV_KEY",
+        }
+    data = engine_config_data(sb.base_url, tmp_path, login=login)
     data["timeouts"]["close_wait_s"] = CLOSE_WAIT_S
-    eng = await build_engine(
-        parse_config(data), secrets=await demo_secrets(), with_control=False, sources=[]
-    )
-    lv = Live(realistic, eng)
+    secrets = await demo_secrets(DEV_KEY=sb.state.config.developer_api_key)
+    eng = await build_engine(parse_config(data), secrets=secrets, with_control=False, sources=[])
+    lv = Live(sb, eng)
 
     def keep(topic: Any, ev: Any) -> None:
         lv.events.append(ev)
@@ -68,10 +75,16 @@ async def live(realistic: Sandbox, tmp_path: Path) -> AsyncIterator[Live]:
             lv.outcomes.append(ev)
 
     eng.bus.subscribe(keep)
+    return lv
+
+
+@pytest.fixture
+async def live(realistic: Sandbox, tmp_path: Path) -> AsyncIterator[Live]:
+    lv = await start(realistic, tmp_path)
     try:
         yield lv
     finally:
-        await eng.stop()
+        await lv.engine.stop()
 
 
 def fault(sb: Sandbox, **faults: Any) -> None:
@@ -180,3 +193,74 @@ async def test_close_all_waits_for_working_closing_orders(live: Live) -> None:
     out = await live.run(id="xb", account="a1", action="close_all", **EUR)
     assert out.status == "accepted" and out.reason is None and out.remaining_qty == 0.0, out
     assert live.sim_positions() == []
+
+
+async def test_the_stream_follows_a_partly_filled_order_to_its_end(
+    realistic: Sandbox, tmp_path: Path
+) -> None:
+    """With the Streams API on: an IOC filled in part ends cancelled with its filled part; a GTC
+    limit filled in part keeps working and its filled qty grows to the whole at the next quote.
+    The tracker's record and the ``order_updates`` events say so."""
+    lv = await start(realistic, tmp_path, stream=True)
+    try:
+        [stream] = lv.engine.streams
+        await asyncio.wait_for(stream.wait_live(), 30)
+        fault(realistic, partialFill={"PLACE_ORDER": 1})
+        out = await lv.run(
+            id="p1", account="a1", action="place", type="market", side="buy", qty=1.0, **EUR
+        )
+        assert out.status == "accepted", out
+        rec = lv.engine.pipeline.tracker.by_signal("p1")
+        assert rec is not None
+        await eventually(lambda: rec.remaining_qty == 0.0, "the IOC's final update")
+        assert rec.filled_qty == pytest.approx(0.5) and rec.avg_price is not None
+        [pos] = lv.sim_positions()
+        assert pos.qty == pytest.approx(0.5)
+        # Known on the reply (the stream came first) or reported after it, against the leg.
+        assert out.filled_qty in (None, pytest.approx(0.5))
+        await eventually(lambda: out.filled_qty is not None or leg_fills(lv, "p1"), "p1's fill")
+        known = leg_fills(lv, "p1")[-1] if leg_fills(lv, "p1") else out
+        assert known.filled_qty == pytest.approx(0.5)
+        final = [u for u in updates(lv, out.order_id) if u.event == "cancelled"]
+        assert len(final) == 1 and final[0].filled_qty == pytest.approx(0.5)
+
+        quote = realistic.state.prices.quote(realistic.state.instrument_id("EURUSD"))
+        fault(realistic, partialFill={"PLACE_ORDER": 1})
+        out = await lv.run(
+            id="p2",
+            account="a1",
+            action="place",
+            type="limit",
+            side="buy",
+            qty=0.4,
+            price=round(quote.ask + 0.0001, 5),
+            **EUR,
+        )
+        assert out.status == "accepted", out
+        rec = lv.engine.pipeline.tracker.by_signal("p2")
+        assert rec is not None
+        await eventually(lambda: rec.filled_qty is not None, "the first part's update")
+        assert rec.filled_qty == pytest.approx(0.2) and rec.remaining_qty == pytest.approx(0.2)
+        working = [o for o in lv.sim_orders() if o.id == out.order_id]
+        assert working[0].is_open and working[0].filled_qty == pytest.approx(0.2)
+        next_quote(realistic)  # the rest fills at the next quote
+        await eventually(lambda: rec.remaining_qty == 0.0, "the order's last fill")
+        assert rec.filled_qty == pytest.approx(0.4)
+        fills = [u.filled_qty for u in updates(lv, out.order_id) if u.filled_qty is not None]
+        assert fills == sorted(fills) and fills[-1] == pytest.approx(0.4)
+        await eventually(lambda: leg_fills(lv, "p2"), "p2's fills reported against the leg")
+        assert leg_fills(lv, "p2")[-1].filled_qty == pytest.approx(0.4)
+        assert leg_fills(lv, "p2")[-1].tag == out.tag
+    finally:
+        await lv.engine.stop()
+
+
+def updates(lv: Live, order_id: str | None) -> list[OrderUpdate]:
+    return [e for e in lv.events if isinstance(e, OrderUpdate) and e.order_id == order_id]
+
+
+def leg_fills(lv: Live, leg: str) -> list[OrderUpdate]:
+    """The fills reported against a signal leg after its outcome (order_updates kind fill)."""
+    return [
+        e for e in lv.events if isinstance(e, OrderUpdate) and e.kind == "fill" and e.signal == leg
+    ]

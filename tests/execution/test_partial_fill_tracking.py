@@ -128,3 +128,15 @@ async def test_order_updates_carry_the_fills_of_a_partly_filled_order() -> None:
     live.on_message(wire(order, "EXECUTED", 1.0, 1.1))
     updates = [e for e in bus.events if isinstance(e, OrderUpdate)]
     assert [(u.event, u.filled_qty) for u in updates][-2:] == [("changed", 0.5), ("executed", 1.0)]
+
+
+def test_fills_reported_before_the_reply_names_the_order_are_kept_for_it() -> None:
+    # The stream carries no tag: an update that beats the venue's reply waits for the order id.
+    tracker = OrderTracker()
+    rec = SignalRecord("s1", "a1", Action.PLACE, tag="t1")
+    tracker.track(rec)
+    order = sim_order(1.0, "IOC")
+    assert tracker.apply(VenueEvent("a1", "order", wire(order, "CANCELLED", 0.4, 1.1))) is None
+    assert rec.filled_qty is None
+    tracker.bind_order(rec, "9001")
+    assert (rec.filled_qty, rec.avg_price, rec.remaining_qty) == (0.4, 1.1, 0.0)
