@@ -354,6 +354,7 @@ async def _open_streams(engine: Engine, factory: TradeLockerFactory) -> None:
         live = LiveState(stream, engine.bus, history=engine.venue)
         await live.start()
         engine.streams.append(live)
+        engine.pipeline.live_states.append(live)
 
 
 async def _report_health(engine: Engine, interval_s: float = 1.0) -> None:

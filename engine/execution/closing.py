@@ -2,30 +2,34 @@
 
 TradeLocker answers a close before it is done: it tries an IOC closing order and leaves what that
 did not fill to a working GTC closing order ("the execution might be delayed"). So the engine
-reads the account's positions after a close until the position is gone (or reduced by the closed
-lots), for at most ``engine.close_wait_s``, and the outcome says what it found:
+waits after a close until the position is gone (or reduced by the closed lots), for at most
+``timeouts.close_wait_s``, and the outcome says what it found:
 
     close      ─► DELETE the position (or part of it) ─► wait until reduced ─► accepted; still
                open at the bound: accepted, with the lots still open and the closing order working
     reverse    ─► netting account (one position per instrument): ONE opposite market order of
-               twice the position, tagged ─► accepted
+               twice the position, tagged ─► its outcome
                hedging account: close ─► wait until gone ─► the opposite market order, tagged;
                still open at the bound: the opposite order is not sent (``expired``, the lots
                still open named)
-    close-all  ─► DELETE the positions ─► wait until none of them remains ─► accepted; some
-               left at the bound: accepted, naming each position still open and its lots
+    close-all  ─► DELETE the positions ─► wait until none remains ─► accepted; some left at the
+               bound: accepted, naming each position still open and its lots
 
-The reads go through the account's rate gate below orders and cancels (the venue gates its own
-reads). With ``close_wait_s = 0`` nothing is waited for: the outcome follows the venue's reply.
+How it waits: the live account state from the venue's stream, when it is live and synced and
+already showed the position before the close (a position the stream has not shown yet cannot be
+seen to go), is looked at without any request; otherwise, and always before "not done" (or, for
+close-all, "done") is believed, the venue's positions are read, through the account's rate gate
+below orders and cancels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.model.domain import OrderRequest, OrderType, Position, Validity
+from engine.model.domain import OrderRequest, OrderType, Side, Validity
 from engine.model.errors import EngineError, NotFound
 
 if TYPE_CHECKING:
@@ -36,8 +40,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _EPS = 1e-9
-_FIRST_POLL_S = 0.05  # the first read after the close; then doubling, at most _MAX_POLL_S
-_MAX_POLL_S = 1.0
+# Venue reads: the first 50 ms after the close, then doubling to at most 1 s apart. The stream's
+# view costs nothing to look at: 10 ms, doubling to 200 ms.
+_READ_POLL_S = (0.05, 1.0)
+_VIEW_POLL_S = (0.01, 0.2)
+
+
+class Held:
+    """One open position as the engine sees it (from the venue or the stream's view)."""
+
+    __slots__ = ("instrument_id", "qty", "side")
+
+    def __init__(self, qty: float, side: Side, instrument_id: int | None) -> None:
+        self.qty = qty
+        self.side = side
+        self.instrument_id = instrument_id  # None: the stream named an instrument not loaded
+
+
+Holdings = dict[str, Held]  # position id -> what is held
+Check = Callable[[Holdings], bool]
 
 
 class CloseNotDone(Exception):
@@ -50,54 +71,92 @@ class CloseNotDone(Exception):
         self.open_qty = open_qty
 
 
-async def open_positions(session: AccountSession) -> dict[str, Position]:
-    return {p.position_id: p for p in await session.venue.positions(session.alias)}
+def stream_view(p: Pipeline, session: AccountSession) -> Holdings | None:
+    """The account's positions as the live stream shows them now, or None when no stream can
+    say (none configured, not live, not synced, resyncing)."""
+    for live in p.live_states:
+        positions = live.positions_now(session.alias)
+        if positions is not None:
+            by_name = session.instruments_by_name
+            held: Holdings = {}
+            for pid, pos in positions.items():
+                inst = by_name.get(pos.instrument)
+                held[pid] = Held(pos.lots, pos.side, inst.tradable_instrument_id if inst else None)
+            return held
+    return None
+
+
+async def venue_read(session: AccountSession) -> Holdings:
+    return {
+        pos.position_id: Held(pos.qty, pos.side, pos.instrument_id)
+        for pos in await session.venue.positions(session.alias)
+    }
+
+
+def watchable(p: Pipeline, session: AccountSession, position_id: str, qty: float | None) -> bool:
+    """May the stream's view tell when this position is closed? Only when it shows it now
+    (with ``qty`` lots, when given: the view agrees with the venue's read)."""
+    view = stream_view(p, session)
+    held = None if view is None else view.get(position_id)
+    return held is not None and (qty is None or abs(held.qty - qty) <= _EPS)
 
 
 async def wait_until(
-    session: AccountSession, done: _Check, bound_s: float
-) -> tuple[bool, dict[str, Position]]:
-    """Read the positions until ``done(positions)`` or ``bound_s`` passed: (done, last read)."""
+    p: Pipeline, session: AccountSession, done: Check, bound_s: float, *, watch: bool
+) -> tuple[bool, Holdings]:
+    """Until ``done(holdings)`` or ``bound_s`` passed: (done, what was last seen). With
+    ``watch`` the stream's view may say "done"; "not done" is the venue's word (read at the
+    bound). A read that fails does not end the wait: the close was taken either way."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + bound_s
-    delay = _FIRST_POLL_S
-    positions: dict[str, Position] | None = None
+    view_delay, read_delay = _VIEW_POLL_S[0], _READ_POLL_S[0]
+    last: Holdings | None = None
     while True:
-        try:
-            positions = await open_positions(session)
-        except EngineError as exc:
-            # The close was taken: a read that fails must not turn it into an unknown or a
-            # rejection. Read again until the bound; unconfirmed then is said as such.
-            log.warning("account %s: positions unreadable after a close: %s", session.alias,
-                        type(exc).__name__)  # fmt: skip
+        view = stream_view(p, session) if watch else None
+        if view is not None:
+            if done(view):
+                return True, view
+            delay = view_delay
+            view_delay = min(view_delay * 2, _VIEW_POLL_S[1])
         else:
-            if done(positions):
-                return True, positions
+            try:
+                last = await venue_read(session)
+            except EngineError as exc:
+                log.warning("account %s: positions unreadable after a close: %s",
+                            session.alias, type(exc).__name__)  # fmt: skip
+            else:
+                if done(last):
+                    return True, last
+            delay = read_delay
+            read_delay = min(read_delay * 2, _READ_POLL_S[1])
         left = deadline - loop.time()
         if left <= 0:
-            if positions is None:
+            if view is not None:  # the stream may lag the venue: read it before "not done"
+                try:
+                    last = await venue_read(session)
+                except EngineError:
+                    pass
+                else:
+                    return done(last), last
+            if last is None:
                 raise CloseNotDone(
                     f"the close was accepted but could not be confirmed: the account's "
                     f"positions were unreadable for {bound_s:g} s; check them before "
                     "closing or reversing again",
                     0.0,
                 )
-            return False, positions
+            return False, last
         await asyncio.sleep(min(delay, left))
-        delay = min(delay * 2, _MAX_POLL_S)
 
 
-class _Check:
-    """Is a close complete in this read of the positions? (A class, not a closure: typed.)"""
+def at_most(position_id: str, lots: float) -> Check:
+    """Done when the position holds no more than ``lots`` (0: gone)."""
 
-    def __init__(self, ids: frozenset[str], at_most: float = 0.0) -> None:
-        self.ids = ids
-        self.at_most = at_most  # lots each may still hold (0: gone)
+    def check(held: Holdings) -> bool:
+        pos = held.get(position_id)
+        return pos is None or pos.qty <= lots + _EPS
 
-    def __call__(self, positions: dict[str, Position]) -> bool:
-        return all(
-            (p := positions.get(pid)) is None or p.qty <= self.at_most + _EPS for pid in self.ids
-        )
+    return check
 
 
 def _lots(x: float) -> str:
@@ -105,36 +164,35 @@ def _lots(x: float) -> str:
 
 
 async def close(p: Pipeline, job: Job, position_id: str, qty: float) -> None:
-    """Close ``qty`` lots of the position (0: all of it) and wait until the venue shows it.
-    A full close needs no read before it (done = gone); a partial one reads the position
-    first, to know what "reduced" means."""
+    """Close ``qty`` lots of the position (0: all of it) and wait until the venue shows it."""
     session = job.leg.session
     rec = job.record
     bound = p.close_wait_s
     before = None
-    if bound > 0 and qty > 0:
-        before = (await open_positions(session)).get(position_id)
+    if qty > 0 and bound > 0:
+        # A partial close must know the size (the venue's word) to know when it is done.
+        before = (await venue_read(session)).get(position_id)
         if before is None:
             raise NotFound(
                 f"account {session.alias}: no open position {position_id} to close",
                 account=session.alias,
             )
+    watch = watchable(p, session, position_id, None if before is None else before.qty)
     await session.venue.close_position(session.alias, position_id, qty)
     rec.position_id = position_id
     if bound <= 0:
         return
-    target = 0.0 if before is None else max(0.0, round(before.qty - qty, 8))
-    done, after = await wait_until(session, _Check(frozenset({position_id}), target), bound)
+    target = 0.0 if before is None or qty <= 0 else max(0.0, round(before.qty - qty, 8))
+    done, after = await wait_until(p, session, at_most(position_id, target), bound, watch=watch)
     left = after[position_id].qty if position_id in after else 0.0
     if before is not None:
         rec.filled_qty = max(0.0, round(before.qty - left, 8))
-    elif done:
-        rec.filled_qty = None  # closed in full; its size was not read
     rec.remaining_qty = max(0.0, round(left - target, 8))
     if not done:
         closed = ""
         if before is not None:
-            closed = f"{_lots(rec.filled_qty or 0.0)} of {_lots(qty)} lots closed, "
+            want = before.qty if qty <= 0 else qty
+            closed = f"{_lots(rec.filled_qty or 0.0)} of {_lots(want)} lots closed, "
         raise CloseNotDone(
             f"close accepted but not complete after {bound:g} s: {closed}{_lots(left)} lots "
             f"of position {position_id} still open (the venue's closing order is working; a "
@@ -151,9 +209,11 @@ async def reverse(p: Pipeline, job: Job, position_id: str, tag: str) -> None:
     venue = session.venue
     alias = session.alias
     rec = job.record
-    position = (await open_positions(session)).get(position_id)
-    if position is None:
+    # The venue's word on what is held: the opposite order is sized by it.
+    position = (await venue_read(session)).get(position_id)
+    if position is None or position.instrument_id is None:
         raise NotFound(f"account {alias}: no open position {position_id} to reverse", account=alias)
+    watch = watchable(p, session, position_id, position.qty)
     rec.position_id = position_id
     instrument = await session.instrument(None, position.instrument_id)
     if not instrument.netting:
@@ -162,14 +222,16 @@ async def reverse(p: Pipeline, job: Job, position_id: str, tag: str) -> None:
     qty = position.qty
     if instrument.netting:
         # One position per instrument: the opposite order of twice the lots closes this one
-        # and opens the other side in one step, with no moment holding both or neither.
+        # and opens the other side in one step, never holding both sides or neither.
         order_qty = round(qty * 2, 8)
     else:
         await venue.close_position(alias, position_id, 0.0)
         bound = p.close_wait_s
         if bound > 0:
             try:
-                done, after = await wait_until(session, _Check(frozenset({position_id})), bound)
+                done, after = await wait_until(
+                    p, session, at_most(position_id, 0.0), bound, watch=watch
+                )
             except CloseNotDone as exc:
                 raise CloseNotDone(
                     "reverse: the opposite side was not opened: " + exc.reason, exc.open_qty
@@ -202,25 +264,33 @@ async def reverse(p: Pipeline, job: Job, position_id: str, tag: str) -> None:
 
 
 async def close_all(p: Pipeline, job: Job, instrument_id: int | None) -> None:
-    """Close every position (of one instrument when given) and wait until none is left."""
+    """Close every position (of one instrument when given) and wait until none is left. The
+    stream's view may show a position opened just before later than the venue does, so "none
+    left" is believed only from a read of the venue."""
     session = job.leg.session
     await session.venue.close_all_positions(session.alias, instrument_id)
     bound = p.close_wait_s
     if bound <= 0:
         return
 
-    def ours(positions: dict[str, Position]) -> dict[str, Position]:
+    def ours(held: Holdings) -> Holdings:
         return {
             pid: pos
-            for pid, pos in positions.items()
-            if instrument_id is None or pos.instrument_id == instrument_id
+            for pid, pos in held.items()
+            if instrument_id is None or pos.instrument_id in (instrument_id, None)
         }
 
-    class _NoneLeft(_Check):
-        def __call__(self, positions: dict[str, Position]) -> bool:
-            return not ours(positions)
+    def none_left(held: Holdings) -> bool:
+        return not ours(held)
 
-    done, after = await wait_until(session, _NoneLeft(frozenset()), bound)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound
+    watch = stream_view(p, session) is not None
+    done, after = await wait_until(p, session, none_left, bound, watch=watch)
+    if done and watch:
+        # The view saw none left: the venue confirms (for the rest of the bound if not yet).
+        left_s = max(0.0, deadline - loop.time())
+        done, after = await wait_until(p, session, none_left, left_s, watch=False)
     left = ours(after)
     job.record.remaining_qty = round(sum(pos.qty for pos in left.values()), 8)
     if not done:

@@ -40,6 +40,7 @@ from engine.model.clock import LIVE, Clock
 from engine.model.delivery import SignalSource
 from engine.model.events import EventSink
 from engine.state.journal import Journal
+from engine.state.live import LiveState
 from engine.venue.protocol import QuoteSource
 
 __all__ = ["RESUBMIT_SUFFIX", "Pipeline"]
@@ -86,6 +87,9 @@ class Pipeline:
         self.late_watches: set[asyncio.Task[None]] = set()
         # A close, reverse or close-all waits this long for the venue to show it done.
         self.close_wait_s = close_wait_s
+        # The live account states of the venue's streams (set by the daemon): a close is seen
+        # done there without a request when they can tell (engine.execution.closing).
+        self.live_states: list[LiveState] = []
         self.max_age_ns = max_signal_age_ms * 1_000_000
         self.max_qty = max_qty_lots
         self.clock = clock

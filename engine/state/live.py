@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import replace
 from typing import Literal
 
@@ -144,6 +144,20 @@ class LiveState:
     @property
     def is_live(self) -> bool:
         return self._stream.phase is StreamPhase.LIVE
+
+    def positions_now(self, alias: str) -> Mapping[str, StreamPosition] | None:
+        """The account's open positions as the stream shows them now, or None when it cannot
+        say: an account it does not follow, not synced yet, resyncing, or the stream not live.
+        Read-only: only LiveState writes it."""
+        view = self._views.get(alias)
+        if (
+            view is None
+            or not view.synced
+            or view.account_id in self._staging
+            or self._stream.phase is not StreamPhase.LIVE
+        ):
+            return None
+        return view.positions
 
     async def start(self) -> None:
         """Start the stream in the background; returns at once."""

@@ -78,10 +78,16 @@ async def start(sb: Sandbox, tmp_path: Path, stream: bool = False) -> Live:
     return lv
 
 
-@pytest.fixture
-async def live(realistic: Sandbox, tmp_path: Path) -> AsyncIterator[Live]:
-    lv = await start(realistic, tmp_path)
+@pytest.fixture(params=["rest", "stream"])
+async def live(
+    realistic: Sandbox, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Live]:
+    """The engine REST-only (a close is seen done by reading the venue's positions), and with
+    the Streams API (seen done in the live account state, the venue read before "not done")."""
+    lv = await start(realistic, tmp_path, stream=request.param == "stream")
     try:
+        for stream in lv.engine.streams:
+            await asyncio.wait_for(stream.wait_live(), 30)
         yield lv
     finally:
         await lv.engine.stop()
