@@ -217,6 +217,7 @@ def apply_venue_event(p: Pipeline, event: VenueEvent) -> None:
             kind="fill",
             signal=rec.signal_id,
             tag=rec.tag,
+            remaining_qty=rec.remaining_qty,
         ),
         rec.account,
     )

@@ -206,6 +206,7 @@ class OrderUpdate(Event, kw_only=True, frozen=True):
     bid: float | None = None
     ask: float | None = None
     reason: str | None = None
+    remaining_qty: float | None = None  # lots still to fill (0 once final), when known
 
 
 SCHEMAS: dict[Topic, type[Event]] = {

@@ -46,7 +46,13 @@ from engine.model.events import (
     OrderUpdate,
     PositionUpdate,
 )
-from engine.state.account_view import OPEN_ORDER_STATUSES, AccountView, Staging, filled_of
+from engine.state.account_view import (
+    OPEN_ORDER_STATUSES,
+    AccountView,
+    Staging,
+    filled_of,
+    remaining_of,
+)
 from engine.venue.events import (
     StreamAccountStatus,
     StreamConnectionStatus,
@@ -542,6 +548,9 @@ class LiveState:
                 source=source,
                 filled_qty=filled_of(order) if final is None else final.filled_qty,
                 avg_price=order.avg_price if final is None else final.avg_price,
+                remaining_qty=0.0
+                if final is not None
+                else (None if event == "gone" else remaining_of(order)),
                 resolved_by=None if final is None else "ordersHistory",
                 reason=reason,
             ),

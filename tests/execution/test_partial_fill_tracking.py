@@ -127,7 +127,11 @@ async def test_order_updates_carry_the_fills_of_a_partly_filled_order() -> None:
     live.on_message(wire(order, "PENDING", 0.5, 1.1))
     live.on_message(wire(order, "EXECUTED", 1.0, 1.1))
     updates = [e for e in bus.events if isinstance(e, OrderUpdate)]
-    assert [(u.event, u.filled_qty) for u in updates][-2:] == [("changed", 0.5), ("executed", 1.0)]
+    assert [(u.event, u.filled_qty, u.remaining_qty) for u in updates] == [
+        ("new", None, 1.0),
+        ("changed", 0.5, 0.5),
+        ("executed", 1.0, 0.0),
+    ]
 
 
 def test_fills_reported_before_the_reply_names_the_order_are_kept_for_it() -> None:
