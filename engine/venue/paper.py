@@ -6,8 +6,10 @@ without a sandbox server, and, run through the same suite as the TradeLocker ada
 
 It models TradeLocker's visible behaviour: hedging accounts (every entry fill opens its own
 position), market orders filled at once at the touch, limit and stop orders resting until the
-price crosses, SL/TP as separate working orders referenced by the position, partial closes, final
-orders moving to history, ``strategyId`` tags everywhere. Prices move only when
+price crosses (with ``liquidity``, at most that many lots per execution: a market order's rest is
+cancelled, a resting order fills in parts, a close's rest becomes a working GTC closing order),
+SL/TP as separate working orders referenced by the position, partial closes, final orders moving
+to history, ``strategyId`` tags everywhere. Prices move only when
 :meth:`PaperVenue.set_quote` is called, which also fires whatever the new price crosses and tells
 the quote source's watchers (:mod:`engine.venue.paper_quotes`). Every change is reported on
 :meth:`PaperVenue.events` as it happens. Rate limits are whatever the constructor is given
@@ -80,7 +82,13 @@ class PaperVenue:
         quotes: dict[int, tuple[float, float]] | None = None,
         balance: float = 100_000.0,
         rate_limits: Iterable[RateLimit] = (),
+        liquidity: float | None = None,
     ) -> None:
+        """``liquidity``: the lots one execution fills at most (None: all of it). What an
+        execution leaves: a market order's rest is cancelled (IOC), a limit or stop order's
+        stays working, a close's becomes a working GTC closing order that fills at the next
+        quote (TradeLocker's IOC-then-GTC close)."""
+        self._liquidity = liquidity
         self._rate_limits = list(rate_limits)
         self._books = {alias: Book(balance) for alias in accounts}
         if not self._books:
@@ -246,25 +254,62 @@ class PaperVenue:
         if price is None:
             return
         order = leg.order
-        book.working.pop(order.order_id, None)
-        order.status, order.filled_qty, order.avg_price = "Filled", order.qty, price
-        order.is_open = False
+        if leg.role == "close" and order.position_id not in book.positions:
+            book.working.pop(order.order_id, None)  # its position is gone: nothing left to do
+            self._finish(account, book, order, "Cancelled")
+            return
+        qty = self._executable(round(order.qty - order.filled_qty, 8))
+        filled = round(order.filled_qty + qty, 8)
+        order.avg_price = (
+            price
+            if order.avg_price is None or not order.filled_qty
+            else (order.avg_price * order.filled_qty + price * qty) / filled
+        )
+        order.filled_qty = filled
         order.last_modified_ms = self._now_ms()
+        done = filled >= order.qty - _EPS
         if leg.role == "entry":
-            self._open_position(account, book, order, price, leg.trail)
+            grown = book.positions.get(order.position_id or "")
+            if grown is None:
+                self._open_position(account, book, order, price, leg.trail, qty)
+            else:
+                self._grow(account, book, grown, qty, price)
         elif order.position_id in book.positions:
-            self._reduce(account, book, book.positions[order.position_id], order.qty, price)
-        book.history.append(order)
+            self._reduce(account, book, book.positions[order.position_id], qty, price)
+        if done or order.validity == "IOC":
+            book.working.pop(order.order_id, None)
+            order.status = "Filled" if done else "Cancelled"  # an IOC's rest: cancelled
+            order.is_open = False
+            book.history.append(order)
         self._order_changed(account, order)
 
+    def _executable(self, qty: float) -> float:
+        """What one execution of ``qty`` lots fills (all of it, or the venue's liquidity)."""
+        if self._liquidity is None or qty <= self._liquidity + _EPS:
+            return qty
+        return self._liquidity
+
+    def _grow(self, account: str, book: Book, position: Position, qty: float, price: float) -> None:
+        """Another part of the order that opened ``position`` filled: the position grows."""
+        total = round(position.qty + qty, 8)
+        position.avg_price = (position.avg_price * position.qty + price * qty) / total
+        position.qty = total
+        self._position_changed(account, book, position)
+
     def _open_position(
-        self, account: str, book: Book, order: Order, price: float, trail: float | None
+        self,
+        account: str,
+        book: Book,
+        order: Order,
+        price: float,
+        trail: float | None,
+        qty: float | None = None,
     ) -> None:
         position = Position(
             position_id=self._new_id(),
             instrument_id=order.instrument_id,
             side=order.side,
-            qty=order.qty,
+            qty=order.qty if qty is None else qty,
             avg_price=price,
             open_ms=self._now_ms(),
             strategy_id=order.strategy_id,
@@ -297,12 +342,21 @@ class PaperVenue:
                 leg = book.working.pop(leg_id, None) if leg_id else None
                 if leg is not None:
                     self._finish(account, book, leg.order, "Cancelled")
+            self._cancel_closing(account, book, position.position_id)
         else:
             for leg_id in (position.stop_loss_id, position.take_profit_id):
                 leg = book.working.get(leg_id) if leg_id else None
                 if leg is not None:
                     leg.order.qty = position.qty
             self._position_changed(account, book, position)
+
+    def _cancel_closing(self, account: str, book: Book, position_id: str) -> None:
+        """Closing orders still working for a position that is gone, or that a new close
+        replaces."""
+        for leg in list(book.working.values()):
+            if leg.role == "close" and leg.order.position_id == position_id:
+                del book.working[leg.order.order_id]
+                self._finish(account, book, leg.order, "Cancelled")
 
     def _finish(self, account: str, book: Book, order: Order, status: str) -> None:
         order.status, order.is_open = status, False
@@ -478,17 +532,20 @@ class PaperVenue:
         close_qty = position.qty if qty == 0 else qty
         if qty:
             self._check_qty(account, self._instruments[position.instrument_id], qty)
+        self._cancel_closing(account, book, position_id)  # a new close replaces a working one
         bid, ask = self._quotes[position.instrument_id]
         price = bid if position.side is Side.BUY else ask
         now = self._now_ms()
+        # An IOC closing order first; what the market does not give it goes GTC.
+        first = self._executable(close_qty)
         closing = Order(
             self._new_id(),
             position.instrument_id,
             position.side.opposite,
             "market",
             close_qty,
-            "Filled",
-            filled_qty=close_qty,
+            "Filled" if first >= close_qty - _EPS else "Cancelled",
+            filled_qty=first,
             avg_price=price,
             validity="IOC",
             created_ms=now,
@@ -499,7 +556,24 @@ class PaperVenue:
         )
         book.history.append(closing)
         self._order_changed(account, closing)
-        self._reduce(account, book, position, close_qty, price)
+        self._reduce(account, book, position, first, price)
+        rest = round(close_qty - first, 8)
+        if rest > _EPS and position_id in book.positions:
+            gtc = Order(
+                self._new_id(),
+                position.instrument_id,
+                position.side.opposite,
+                "market",
+                rest,
+                "New",
+                validity="GTC",
+                created_ms=now,
+                last_modified_ms=now,
+                position_id=position_id,
+                strategy_id=position.strategy_id,
+            )
+            book.working[gtc.order_id] = Leg(gtc, role="close")
+            self._order_changed(account, gtc)
 
     async def reverse_position(self, account: str, position_id: str, tag: str) -> ReverseResult:
         _, position = self._position(account, position_id)

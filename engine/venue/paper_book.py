@@ -41,7 +41,7 @@ class Leg:
     """A working order with the role the venue gives it."""
 
     order: Order
-    role: str = "entry"  # entry | sl | tp
+    role: str = "entry"  # entry | sl | tp | close (a close's GTC rest)
     trail: float | None = None  # price distance of a trailing stop-loss
 
 
@@ -68,6 +68,9 @@ def order_event(account: str, order: Order, instrument: Instrument) -> StreamOrd
         order.status.upper(),
         strategy_id=order.strategy_id,
         position_id=order.position_id,
+        # A partly filled order's update says how much (TradeLocker's filledQty, avgPrice).
+        filled_qty=order.filled_qty if 0 < order.filled_qty < order.qty else None,
+        avg_price=order.avg_price if 0 < order.filled_qty < order.qty else None,
     )
 
 
