@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.model.domain import OrderRequest, OrderType, Side, Validity
-from engine.model.errors import EngineError, NotFound
+from engine.model.errors import EngineError, NotFound, ValidationError
 
 if TYPE_CHECKING:
     from engine.execution.accounts import AccountSession
@@ -69,6 +69,26 @@ class CloseNotDone(Exception):
         super().__init__(reason)
         self.reason = reason
         self.open_qty = open_qty
+
+
+class NothingSent(Exception):
+    """The read a close or reverse needs before it failed: nothing was sent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def read_before(session: AccountSession, what: str) -> Holdings:
+    """The venue's positions before a partial close or a reverse sends anything: a failure
+    here is "not sent", never an unknown."""
+    try:
+        return await venue_read(session)
+    except EngineError as exc:
+        raise NothingSent(
+            f"not sent: the account's positions could not be read before the {what} "
+            f"({type(exc).__name__}: {exc}); nothing was sent"
+        ) from None
 
 
 def stream_view(p: Pipeline, session: AccountSession) -> Holdings | None:
@@ -171,7 +191,7 @@ async def close(p: Pipeline, job: Job, position_id: str, qty: float) -> None:
     before = None
     if qty > 0 and bound > 0:
         # A partial close must know the size (the venue's word) to know when it is done.
-        before = (await venue_read(session)).get(position_id)
+        before = (await read_before(session, "partial close")).get(position_id)
         if before is None:
             raise NotFound(
                 f"account {session.alias}: no open position {position_id} to close",
@@ -210,15 +230,23 @@ async def reverse(p: Pipeline, job: Job, position_id: str, tag: str) -> None:
     alias = session.alias
     rec = job.record
     # The venue's word on what is held: the opposite order is sized by it.
-    position = (await venue_read(session)).get(position_id)
+    position = (await read_before(session, "reverse")).get(position_id)
     if position is None or position.instrument_id is None:
         raise NotFound(f"account {alias}: no open position {position_id} to reverse", account=alias)
     watch = watchable(p, session, position_id, position.qty)
     rec.position_id = position_id
-    instrument = await session.instrument(None, position.instrument_id)
-    if not instrument.netting:
-        # The list entry may lack the details that say how the account holds positions.
-        instrument = await venue.instrument(alias, instrument.name)
+    try:
+        instrument = await session.instrument(None, position.instrument_id)
+        if not instrument.netting:
+            # The list entry may lack the details that say how the account holds positions.
+            instrument = await venue.instrument(alias, instrument.name)
+    except (ValidationError, NotFound):
+        raise
+    except EngineError as exc:
+        raise NothingSent(
+            f"not sent: the instrument of position {position_id} could not be read before "
+            f"the reverse ({type(exc).__name__}: {exc}); nothing was sent"
+        ) from None
     qty = position.qty
     if instrument.netting:
         # One position per instrument: the opposite order of twice the lots closes this one

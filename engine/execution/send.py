@@ -121,6 +121,8 @@ async def send(p: Pipeline, job: Job) -> None:
             session.breaker.record_success()
         status = OutcomeStatus.EXPIRED if action is Action.REVERSE else OutcomeStatus.ACCEPTED
         await finish(p, job, status, reason=exc.reason)
+    except closing.NothingSent as exc:
+        await finish(p, job, OutcomeStatus.EXPIRED, reason=exc.reason)
     except OrderRejected as exc:
         rec.acked_ns = p._now_ns()
         await finish(p, job, OutcomeStatus.REJECTED, reason=exc.reason, errmsg=exc.errmsg)

@@ -270,3 +270,23 @@ def leg_fills(lv: Live, leg: str) -> list[OrderUpdate]:
     return [
         e for e in lv.events if isinstance(e, OrderUpdate) and e.kind == "fill" and e.signal == leg
     ]
+
+
+async def test_a_partial_close_whose_position_cannot_be_read_is_not_sent(live: Live) -> None:
+    out = await live.run(
+        id="m5", account="a1", action="place", type="market", side="buy", qty=0.4, **EUR
+    )
+    assert out.status == "accepted", out
+    [pos] = live.sim_positions()
+    fault(live.sandbox, error5xx={"POSITIONS": 1.0})  # every positions read: 503
+    try:
+        closed = await live.run(
+            id="c5", account="a1", action="close", position_id=pos.id, qty=0.1, **EUR
+        )
+    finally:
+        live.sandbox.state.faults.clear()
+    # Nothing was sent: "not sent", never an unknown outcome, and the position is whole.
+    assert closed.status == "expired", closed
+    assert (closed.reason or "").startswith("not sent: the account's positions could not be read")
+    [still] = live.sim_positions()
+    assert still.qty == pytest.approx(0.4)
