@@ -252,7 +252,7 @@ def fill(record: SignalRecord, order: StreamOrder) -> None:
         record.remaining_qty = 0.0  # final: what did not fill (an IOC's rest) is cancelled
 
 
-_NOTHING_FILLED = frozenset({"CANCELLED", "REJECTED", "REFUSED", "EXPIRED", "REMOVED"})
+_NOTHING_FILLED = frozenset({"CANCELLED", "REJECTED", "REFUSED", "EXPIRED", "REMOVED", "UNPLACED"})
 
 
 def grow(record: SignalRecord, filled_qty: float, avg_price: float | None,
