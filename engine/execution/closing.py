@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.model.domain import OrderRequest, OrderType, Side, Validity
-from engine.model.errors import EngineError, NotFound, ValidationError
+from engine.model.errors import EngineError, NotFound, TooLateToSend, ValidationError
 
 if TYPE_CHECKING:
     from engine.execution.accounts import AccountSession
@@ -277,18 +277,67 @@ async def reverse(p: Pipeline, job: Job, position_id: str, tag: str) -> None:
                     left,
                 )
         order_qty = qty
-    placed = await venue.place_order(
-        OrderRequest(
-            account=alias,
-            instrument=instrument,
-            side=position.side.opposite,
-            type=OrderType.MARKET,
-            qty=order_qty,
-            validity=Validity.IOC,
-            strategy_tag=tag,
-        )
+        # The close took time: the opening order is a new placement, under the same rules.
+        blocked = opening_blocked(p, job)
+        if blocked:
+            rec.filled_qty, rec.remaining_qty = qty, 0.0
+            raise CloseNotDone(
+                f"reverse: position {position_id} was closed; the opposite side was not "
+                f"opened: {blocked}",
+                0.0,
+            )
+    request = OrderRequest(
+        account=alias,
+        instrument=instrument,
+        side=position.side.opposite,
+        type=OrderType.MARKET,
+        qty=order_qty,
+        validity=Validity.IOC,
+        strategy_tag=tag,
+        send_by_ns=send_by(p, job),  # the transport checks the age again before the write
     )
+    try:
+        placed = await venue.place_order(request)
+    except TooLateToSend as exc:
+        if instrument.netting:
+            raise  # nothing was sent at all: expired unsent
+        rec.filled_qty, rec.remaining_qty = qty, 0.0
+        raise CloseNotDone(
+            f"reverse: position {position_id} was closed; the opposite side was not opened: "
+            f"the signal passed max_signal_age_ms before its order could be written ({exc})",
+            0.0,
+        ) from None
     p.tracker.bind_order(rec, placed.order_id)
+
+
+def opening_blocked(p: Pipeline, job: Job) -> str:
+    """Why a reverse's opening order may not go out after its close ("" when it may): the
+    kill switch engaged, or the signal past max_signal_age_ms, while the close completed."""
+    kill = p.kill_switch
+    if kill is not None and kill.engaged:
+        return f"the kill switch was engaged while the close completed ({kill.reason})"
+    if p.max_age_ns:
+        ts = job.signal.ts_ns
+        if ts:
+            age_ns = p._wall_ns() - ts
+        else:  # no generation time: the age since arrival
+            age_ns = p._now_ns() - (job.record.arrived_ns or p._now_ns())
+        if age_ns > p.max_age_ns:
+            return (
+                f"the signal is {age_ns // 1_000_000} ms old, over max_signal_age_ms "
+                f"({p.max_age_ns // 1_000_000}), after waiting for the close"
+            )
+    return ""
+
+
+def send_by(p: Pipeline, job: Job) -> int:
+    """The monotonic moment the signal passes max_signal_age_ms (0: no limit)."""
+    ts = job.signal.ts_ns
+    if not p.max_age_ns:
+        return 0
+    if ts:
+        return p._now_ns() + (ts + p.max_age_ns - p._wall_ns())
+    return (job.record.arrived_ns or p._now_ns()) + p.max_age_ns
 
 
 async def close_all(p: Pipeline, job: Job, instrument_id: int | None) -> None:

@@ -115,3 +115,40 @@ async def test_close_all_names_what_remains(thin: Harness) -> None:
     next_quote(thin)
     out = await thin.run(id="x2", account="a1", action="close_all")
     assert out.status == "accepted" and out.reason is None and out.remaining_qty == 0.0, out
+
+
+class _Kill:
+    engaged = False
+    reason = "operator stop"
+
+
+@pytest.mark.parametrize("why", ["kill switch", "age"])
+async def test_a_reverse_opens_nothing_if_its_signal_may_no_longer_trade_once_closed(
+    thin: Harness, why: str
+) -> None:
+    """The close completes (its GTC rest fills at a quote the test sets) while the kill switch
+    engages, or after the signal passed max_signal_age_ms (the limit is lowered to 1 ms while
+    the close works: the signal is then older than it): the opposite order is not sent."""
+    thin.pipeline.close_wait_s = 60.0  # a hang guard: the test completes the close itself
+    kill = _Kill()
+    thin.pipeline.kill_switch = kill
+    position_id = await one_lot_position(thin, "l4")
+    thin.send(id="r4", account="a1", action="reverse", position_id=position_id)
+
+    async def closing_order_working() -> bool:
+        return bool(await thin.venue.orders("a1"))
+
+    await eventually(closing_order_working, "the close's GTC rest working")
+    if why == "kill switch":
+        kill.engaged = True
+    else:
+        thin.pipeline.max_age_ns = 1_000_000
+    next_quote(thin)  # the rest of the close fills
+    await thin.pipeline.drain()
+    out = thin.outcome("r4")
+    assert out.status == "expired", out
+    assert "was closed; the opposite side was not opened" in (out.reason or "")
+    assert ("kill switch" if why == "kill switch" else "max_signal_age_ms") in (out.reason or "")
+    assert (out.filled_qty, out.remaining_qty) == (1.0, 0.0)
+    assert await thin.venue.positions("a1") == []
+    assert not (await thin.venue.find_by_tag("a1", out.tag or "")).found
