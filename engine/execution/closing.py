@@ -30,7 +30,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.model.domain import OrderRequest, OrderType, Side, Validity
-from engine.model.errors import EngineError, NotFound, TooLateToSend, ValidationError
+from engine.model.errors import (
+    EngineError,
+    NotFound,
+    TooLateToSend,
+    Unsent,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from engine.execution.accounts import AccountSession
@@ -305,6 +311,16 @@ async def reverse(p: Pipeline, job: Job, position_id: str, tag: str) -> None:
         raise CloseNotDone(
             f"reverse: position {position_id} was closed; the opposite side was not opened: "
             f"the signal passed max_signal_age_ms before its order could be written ({exc})",
+            0.0,
+        ) from None
+    except Unsent as exc:
+        # Definitively not written (no connection): nothing to reconcile by the tag.
+        if instrument.netting:
+            raise NothingSent(f"not sent: {exc}") from None
+        rec.filled_qty, rec.remaining_qty = qty, 0.0
+        raise CloseNotDone(
+            f"reverse: position {position_id} was closed; the opposite side was not opened: "
+            f"its order was not sent ({exc})",
             0.0,
         ) from None
     p.tracker.bind_order(rec, placed.order_id)
