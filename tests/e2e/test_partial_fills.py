@@ -21,7 +21,7 @@ import pytest
 
 from engine.app.config import parse_config
 from engine.app.daemon import build_engine
-from engine.model.events import OrderUpdate
+from engine.model.events import Event, OrderUpdate, OutcomeEvent
 from sandbox import Sandbox
 from tests.fixtures.engine import Live, demo_secrets, engine_config_data
 from tests.fixtures.waiting import eventually
@@ -69,9 +69,9 @@ async def start(sb: Sandbox, tmp_path: Path, stream: bool = False) -> Live:
     eng = await build_engine(parse_config(data), secrets=secrets, with_control=False, sources=[])
     lv = Live(sb, eng)
 
-    def keep(topic: Any, ev: Any) -> None:
+    def keep(topic: Any, ev: Event) -> None:
         lv.events.append(ev)
-        if hasattr(ev, "resolved_from_unknown"):
+        if isinstance(ev, OutcomeEvent):
             lv.outcomes.append(ev)
 
     eng.bus.subscribe(keep)
