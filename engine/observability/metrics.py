@@ -33,7 +33,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from typing import Any
 
 from engine.model.domain import Outcome, OutcomeStatus
 from engine.observability.health import HEALTH_COMPONENTS, ComponentState, HealthBoard
@@ -54,7 +54,6 @@ from engine.observability.prometheus import (
     LabelValues,
     Registry,
     Sample,
-    format_sample,
 )
 
 __all__ = [
@@ -78,7 +77,6 @@ __all__ = [
     "Sample",
     "StampRecord",
     "Summary",
-    "format_sample",
     "format_table",
     "new_histogram",
 ]
@@ -148,7 +146,14 @@ class Metrics:
             ("account", "bucket"),
         )
         self.health = HealthBoard(self.registry)
-        self.registry.add_collector(self._render_latency)
+        # The stages as Prometheus histograms (fixed buckets, aggregatable across engines); the
+        # HDR histograms above keep the exact percentiles for /status, the demo and the bench.
+        self.latency = self.registry.histogram(
+            "tl_latency_seconds",
+            "pipeline stage latency per account (docs/latency.md names the stages)",
+            ("stage", "account"),
+        )
+        self._latency_children: dict[tuple[str, str], Any] = {}
 
     # -- hot path ------------------------------------------------------------------------------
 
@@ -213,12 +218,17 @@ class Metrics:
         self._folded += n
         return n
 
-    def _hist(self, stage: str, account: str) -> LatencyHistogram:
+    def _record(self, stage: str, account: str, value_ns: int) -> None:
+        """One stage value into its HDR histogram and its Prometheus histogram."""
         key = (stage, account)
         h = self.hists.get(key)
         if h is None:
             h = self.hists[key] = LatencyHistogram()
-        return h
+            self._latency_children[key] = self.latency.labels(
+                stage, self.registry.safe_label(account)
+            )
+        h.record(value_ns)
+        self._latency_children[key].observe(max(value_ns, 0) / 1e9)
 
     def _fold_one(self, rec: StampRecord) -> None:
         account, status, gen_epoch, arrived, validated, gated, on_wire, acked, done = rec
@@ -227,20 +237,20 @@ class Metrics:
             return
         if gen_epoch:
             gen = gen_epoch - self._epoch_minus_mono
-            self._hist("generation_to_arrival", account).record(arrived - gen)
+            self._record("generation_to_arrival", account, arrived - gen)
             if acked:
-                self._hist("signal_to_ack", account).record(acked - gen)
+                self._record("signal_to_ack", account, acked - gen)
         if validated:
-            self._hist("arrival_to_validated", account).record(validated - arrived)
+            self._record("arrival_to_validated", account, validated - arrived)
             if gated:
-                self._hist("validated_to_gated", account).record(gated - validated)
+                self._record("validated_to_gated", account, gated - validated)
         if gated and on_wire:
-            self._hist("gated_to_wire", account).record(on_wire - gated)
+            self._record("gated_to_wire", account, on_wire - gated)
         if on_wire and acked:
-            self._hist("wire_to_ack", account).record(acked - on_wire)
-            self._hist("arrival_to_ack", account).record(acked - arrived)
+            self._record("wire_to_ack", account, acked - on_wire)
+            self._record("arrival_to_ack", account, acked - arrived)
             share = on_wire - arrived + (done - acked if done else 0)
-            self._hist("engine_share", account).record(share)
+            self._record("engine_share", account, share)
 
     async def run_folder(self, interval: float = 0.25, slice_records: int = 256) -> None:
         """Fold forever (run as a task; cancel it to stop). Folds the rest when cancelled."""
@@ -294,20 +304,6 @@ class Metrics:
     def table(self, account: str = ALL_ACCOUNTS, title: str | None = None) -> str:
         """A fixed-width table of the stage percentiles, in microseconds, for the demo."""
         return format_table(self.summaries(account), title or f"latency (account {account})")
-
-    def _render_latency(self) -> Iterator[str]:
-        name = "tl_latency_seconds"
-        yield f"# HELP {name} pipeline stage latency (HDR histogram, exported as a summary)"
-        yield f"# TYPE {name} summary"
-        for (stage, account), h in sorted(self.hists.items()):
-            s = h.summary()
-            if not s.count:
-                continue
-            labels = {"stage": stage, "account": self.registry.safe_label(account)}
-            for q in QUANTILES:
-                yield format_sample(name, {**labels, "quantile": str(q)}, s.quantile(q) / 1e9)
-            yield format_sample(f"{name}_sum", labels, s.total / 1e9)
-            yield format_sample(f"{name}_count", labels, s.count)
 
     def render_prometheus(self) -> str:
         self.fold()
