@@ -35,7 +35,8 @@ configured key the POST endpoints refuse everything (503), and without a read to
 control token) the read endpoints do (503, naming the key to set) unless ``public_reads`` is on:
 an open order-entry port on a trading host, or an open window on its accounts, is never the
 default. A client that fails authentication ``auth_failures_per_minute`` times within a minute
-is answered 429 (with ``Retry-After``) until the minute has passed, whatever it sends. No reply
+is answered 429 (with ``Retry-After``) until the minute has passed, whatever it sends (a request
+with no token at all is refused, not counted). No reply
 carries a version banner (``Server: tl-engine``).
 
 Draining (:meth:`ControlServer.begin_drain`, on SIGTERM/SIGINT): from that moment ``POST
@@ -396,10 +397,10 @@ class ControlServer:
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented:
+            # Not counted as a failure: a page opened before its token was typed in polls
+            # without one; guessing needs a token presented, and those are counted.
             what = "API key" if need == "control" else "token"
-            return self._failed(
-                request, 401, f"missing bearer {what}: send 'Authorization: Bearer <{what}>'"
-            )
+            return _error(401, f"missing bearer {what}: send 'Authorization: Bearer <{what}>'")
         given = presented.strip().encode()
         # Compare against every accepted key, so the time taken says nothing about which.
         ok = False
