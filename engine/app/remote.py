@@ -133,6 +133,9 @@ async def _call(t: Target, method: str, path: str, control: bool, body: Any = No
             async with http.request(method, t.url + path, json=body) as resp:
                 if resp.status == 404 and path.startswith("/outcomes/"):
                     return None
+                if resp.status == 500 and path == "/kill":
+                    # Engaged, but not every account was stopped cleanly: the report says which.
+                    return await resp.json(content_type=None)
                 if resp.status >= 400:
                     raise await _fail(t, resp, control)
                 return await resp.json(content_type=None)
@@ -391,6 +394,9 @@ def cli_kill(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
             print(f"  {account}: {what}")
         if res.get("warning"):
             print(f"warning: {res['warning']}")
+        if res.get("error"):
+            print(f"tl-engine kill: {res['error']}", file=sys.stderr)
+            return 1
         return 0
 
     return _run(body)
