@@ -187,6 +187,12 @@ def test_refresh_tokens_are_kept_beside_the_journal_readable_by_the_owner_only(
     assert saved.read_text().strip() not in daemon.log.read_text()
 
 
+def test_cli_reads_the_token_reference_from_the_config(daemon: Daemon) -> None:
+    # control_token = "env:TEST_CONTROL_TOKEN" in the daemon's config; the env has it.
+    out = daemon.cli("status", "--config", str(daemon.workdir / "engine.toml"), token=None)
+    assert "a1" in out and "rate budget:" in out
+
+
 def test_cli_mistakes_get_one_line_with_the_fix(daemon: Daemon) -> None:
     wrong = daemon.cli_run("status", token="not-the-token")
     assert wrong.returncode == 1
