@@ -33,7 +33,11 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
+
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from engine.model.domain import Outcome, OutcomeStatus
 from engine.observability.health import HEALTH_COMPONENTS, ComponentState, HealthBoard
@@ -146,14 +150,10 @@ class Metrics:
             ("account", "bucket"),
         )
         self.health = HealthBoard(self.registry)
-        # The stages as Prometheus histograms (fixed buckets, aggregatable across engines); the
-        # HDR histograms above keep the exact percentiles for /status, the demo and the bench.
-        self.latency = self.registry.histogram(
-            "tl_latency_seconds",
-            "pipeline stage latency per account (docs/latency.md names the stages)",
-            ("stage", "account"),
-        )
-        self._latency_children: dict[tuple[str, str], Any] = {}
+        # The stages as Prometheus histograms (fixed buckets, aggregatable across engines),
+        # from the bucket counts each LatencyHistogram keeps beside its HDR histogram (which
+        # keeps the exact percentiles for /status, the demo and the bench).
+        self.registry.register_collector(_LatencyExport(self))
 
     # -- hot path ------------------------------------------------------------------------------
 
@@ -219,16 +219,12 @@ class Metrics:
         return n
 
     def _record(self, stage: str, account: str, value_ns: int) -> None:
-        """One stage value into its HDR histogram and its Prometheus histogram."""
+        """One stage value into its histogram (HDR, sum and Prometheus buckets)."""
         key = (stage, account)
         h = self.hists.get(key)
         if h is None:
             h = self.hists[key] = LatencyHistogram()
-            self._latency_children[key] = self.latency.labels(
-                stage, self.registry.safe_label(account)
-            )
         h.record(value_ns)
-        self._latency_children[key].observe(max(value_ns, 0) / 1e9)
 
     def _fold_one(self, rec: StampRecord) -> None:
         account, status, gen_epoch, arrived, validated, gated, on_wire, acked, done = rec
@@ -308,3 +304,22 @@ class Metrics:
     def render_prometheus(self) -> str:
         self.fold()
         return self.registry.render()
+
+
+class _LatencyExport(Collector):
+    """``tl_latency_seconds{stage,account}`` histograms, read at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        m = self._metrics
+        fam = HistogramMetricFamily(
+            "tl_latency_seconds",
+            "pipeline stage latency per account (docs/latency.md names the stages)",
+            labels=["stage", "account"],
+        )
+        for (stage, account), h in sorted(list(m.hists.items())):
+            buckets = [(floatToGoString(b), float(n)) for b, n in h.cumulative()]
+            fam.add_metric([stage, m.registry.safe_label(account)], buckets, h.total / 1e9)
+        yield fam

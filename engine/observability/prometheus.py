@@ -32,6 +32,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from engine.observability.histograms import LATENCY_BUCKETS
+
 log = logging.getLogger(__name__)
 
 # No ``*_created`` series: a scraper gets the counters and histograms it asked for, nothing more.
@@ -44,32 +46,6 @@ _SECRET_LABEL_NAMES = re.compile(r"(token|password|passwd|secret|api_?key|creden
 # Values shaped like a JWT, a bearer header, or a TradeLocker developer key.
 _SECRET_VALUE_RE = re.compile(r"(eyJ[A-Za-z0-9_-]{8,}\.|^bearer\s|^tl-[A-Za-z0-9]{16,})", re.I)
 REDACTED = "[redacted]"
-
-# Latency buckets in seconds: 25 us .. 10 s, dense where the engine's share (tens to hundreds of
-# microseconds) and the venue's round trip (50-150 ms) fall.
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.000025,
-    0.00005,
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.125,
-    0.15,
-    0.2,
-    0.3,
-    0.5,
-    1.0,
-    2.5,
-    10.0,
-)
 
 LabelValues = tuple[str, ...]
 Sample = tuple[Mapping[str, str], float]
@@ -280,6 +256,11 @@ class Registry:
         hist = Histogram(name, help_text, labels, registry=self.collectors, buckets=buckets)
         self._histograms[name] = hist
         return hist
+
+    def register_collector(self, collector: Collector) -> None:
+        """A ``prometheus_client`` custom collector (give its label values through
+        :meth:`safe_label`)."""
+        self.collectors.register(collector)
 
     def set_build_info(self, **labels: str) -> None:
         """Add build facts to ``tl_engine_build_info`` (e.g. whether the hot path is compiled).
