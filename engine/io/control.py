@@ -457,10 +457,8 @@ class ControlServer:
         if denied is not None:
             return denied
         return web.Response(
-            text=self.metrics.render_prometheus(),
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Prometheus-Format": "0.0.4"},
+            body=self.metrics.render_prometheus().encode(),
+            headers={"Content-Type": self.metrics.registry.content_type},
         )
 
     async def _status(self, request: web.Request) -> web.Response:

@@ -272,4 +272,4 @@ class Registry:
     def render(self) -> str:
         return prometheus_client.generate_latest(self.collectors).decode()
 
-    CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+    content_type = prometheus_client.CONTENT_TYPE_LATEST

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine.model.domain import Action, Outcome, OutcomeStatus
 from engine.observability.metrics import (
@@ -172,6 +173,10 @@ def test_prometheus_text_parses_and_latency_is_a_histogram_with_cumulative_bucke
         "account": "acct-1",
         "component": "breaker",
     }
+    # The library's own parser reads it too: buckets, count and sum of each series.
+    official = {f.name: f for f in text_string_to_metric_families(text)}
+    assert official["tl_latency_seconds"].type == "histogram"
+    assert official["tl_outcomes"].type == "counter"
     # The ecosystem's standard series come with it.
     assert fams["process_resident_memory_bytes"].samples[0][2] > 0
     [(_, build, one)] = fams["tl_engine_build_info"].samples
