@@ -337,6 +337,7 @@ class LoginStream:
             # The server replays the snapshot, and the listeners' diff keeps only real changes.
             tokens = await self._fresh_tokens()
             tokens = await self._subscribe_all(session, tokens)
+            self._phase = StreamPhase.LIVE  # _subscribe_all left it at SYNCING
 
     def _refresh_in(self, tokens: Mapping[str, StreamToken]) -> float | None:
         exps = [t.expires_at for t in tokens.values() if t.expires_at]

@@ -292,6 +292,10 @@ async def test_expiring_stream_tokens_are_renewed_and_resubscribed_without_dupli
             sandbox.place("700002", "sell", 0.02)
             await eventually(lambda: len(rec.of("executions")) == 1, "a fill after renewal")
             assert live.health().reconnects == 0  # renewed on the same connection
+            # Live again after each re-subscription, not left "syncing" (which /health and the
+            # status page would report as an unhealthy stream for the rest of the session).
+            await eventually(lambda: live.is_live, "the stream live again after the renewal")
+            assert live.phase is StreamPhase.LIVE
             assert len(rec.of("position_updates", event="opened")) == 2
             assert_matches_sandbox(live, sandbox)
         finally:
