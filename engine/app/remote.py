@@ -26,6 +26,8 @@ import aiohttp
 import orjson
 
 DEFAULT_URL = "http://127.0.0.1:8787"
+# Always shown in the rate budget; other routes only while in use.
+ORDER_ROUTES = frozenset({"PLACE_ORDER", "MODIFY_ORDER", "MODIFY_POSITION", "CANCEL_ORDER"})
 
 
 class RemoteError(Exception):
@@ -188,12 +190,12 @@ def render_status(st: dict[str, Any]) -> str:
         for p in positions:
             pnl = f"  P&L {_num(p['pnl'], True)}" if p.get("pnl") is not None else ""
             pos_lines.append(
-                f"  {a:<10} {p['id']:<14} {p['symbol']:<10} {p['side']:<5}"
+                f"  {a:<10} {p['id']:<20} {p['symbol']:<10} {p['side']:<5}"
                 f"{p['lots']:>8} @ {p.get('open_price')}{pnl}"
             )
         for o in orders:
             ord_lines.append(
-                f"  {a:<10} {o['id']:<14} {o['symbol']:<10} {o['side']:<5}"
+                f"  {a:<10} {o['id']:<20} {o['symbol']:<10} {o['side']:<5}"
                 f"{o['qty']:>8} @ {o.get('price')}  {o.get('status', '')}"
             )
     lines += ["", "positions:", *(pos_lines or ["  none"])]
@@ -208,14 +210,21 @@ def render_status(st: dict[str, Any]) -> str:
                 lines.append(f"  {'':<10}   {c}: {s['detail']}")
     if not haccounts:
         lines.append("  " + h.get("reason", "no account has reported yet"))
-    lines += ["", "rate budget:"]
-    budget = [
-        f"  {a:<10} {r['route']:<20} {r['utilisation']:>6.0%} of {r.get('capacity')}"
-        + (f", {r['queued']} queued" if r.get("queued") else "")
-        for a in names
-        for r in accounts.get(a, {}).get("rate_budget", [])
-    ]
+    lines += ["", "rate budget (order routes, and any other in use):"]
+    budget, idle = [], 0
+    for a in names:
+        for r in accounts.get(a, {}).get("rate_budget", []):
+            if not (r["route"] in ORDER_ROUTES or r["utilisation"] or r.get("queued")):
+                idle += 1
+                continue
+            budget.append(
+                f"  {a:<10} {r['route']:<24} {r['utilisation']:>5.0%} of {r.get('capacity')}"
+                + (f", {r['queued']} queued" if r.get("queued") else "")
+                + (f", {r['shed']} shed" if r.get("shed") else "")
+            )
     lines += budget or ["  none published"]
+    if idle:
+        lines.append(f"  ({idle} other routes idle; --json shows them)")
     lat = st.get("latency", {})
     lines += [
         "",

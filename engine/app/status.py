@@ -82,7 +82,7 @@ class StatusBuilder:
             {
                 "id": p.position_id,
                 "symbol": self._symbol(alias, p.instrument),
-                "side": p.side.value if hasattr(p.side, "value") else str(p.side),
+                "side": p.side.wire,
                 "lots": p.lots,
                 "open_price": p.open_price,
                 "stop_loss": p.stop_loss_limit,
@@ -95,7 +95,7 @@ class StatusBuilder:
             {
                 "id": o.order_id,
                 "symbol": self._symbol(alias, o.instrument),
-                "side": o.side.value if hasattr(o.side, "value") else str(o.side),
+                "side": o.side.wire,
                 "qty": o.amount,
                 "price": o.price,
                 "status": o.status,
@@ -142,7 +142,7 @@ class StatusBuilder:
                         {
                             "id": p.position_id,
                             "symbol": self._symbol(alias, p.instrument_id),
-                            "side": p.side.value,
+                            "side": p.side.wire,
                             "lots": p.qty,
                             "open_price": p.avg_price,
                             "pnl": p.unrealized_pl,
@@ -154,7 +154,7 @@ class StatusBuilder:
                         {
                             "id": o.order_id,
                             "symbol": self._symbol(alias, o.instrument_id),
-                            "side": o.side.value,
+                            "side": o.side.wire,
                             "qty": o.qty,
                             "price": o.price if o.price is not None else o.stop_price,
                             "status": o.status,
