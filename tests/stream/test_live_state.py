@@ -302,6 +302,27 @@ async def test_expiring_stream_tokens_are_renewed_and_resubscribed_without_dupli
             await live.close()
 
 
+async def test_tokens_shorter_than_the_refresh_margin_are_renewed_once_per_lifetime(
+    http: aiohttp.ClientSession,
+) -> None:
+    # 120 s tokens (the realistic profile's) with the default 120 s margin: the renewal is due
+    # a quarter of the lifetime before exp, not at once and every second from then on.
+    config = SandboxConfig(users=default_users(), stream_token_lifetime_s=120)
+    async with run_streams_sandbox(config) as sandbox:
+        live, _ = make_live(sandbox, http)  # token_refresh_margin left at its default (120 s)
+        await live.start()
+        try:
+            async with asyncio.timeout(10):
+                await live.wait_live()
+            stream = live.stream
+            assert isinstance(stream, LoginStream)
+            assert stream._margin() == pytest.approx(30, abs=1)
+            assert stream._refresh_in(stream._tokens) > 60  # was 1.0: re-subscribed every second
+            assert sandbox.token_requests == 1 and live.phase is StreamPhase.LIVE
+        finally:
+            await live.close()
+
+
 async def test_a_bad_developer_key_is_reported_and_retried_without_crashing(
     sandbox: StreamsSandbox, http: aiohttp.ClientSession
 ) -> None:
