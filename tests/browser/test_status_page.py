@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +140,10 @@ def test_page_shows_an_outcome_live_and_engages_the_kill_switch(
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
     print(f"status page screenshot: {shot}")
+
+    # SIGTERM while the page follows the event stream: the daemon ends its streams and exits
+    # cleanly (0), and the page says it lost the engine instead of showing stale figures as live.
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=60) == 0
+    wait.until(lambda b: b.find_element(By.ID, "live").text == "reconnecting")
+    wait.until(lambda b: "unreachable" in b.find_element(By.ID, "engine-state").text)
