@@ -93,6 +93,8 @@ def test_page_shows_an_outcome_live_and_engages_the_kill_switch(
     wait.until(lambda b: "a2" in b.find_element(By.ID, "accounts").text)
     wait.until(lambda b: "stream" in b.find_element(By.ID, "health").text)
     wait.until(lambda b: b.find_element(By.ID, "live").text == "live")
+    # Every account's auth, stream, breaker and limiter reported healthy.
+    wait.until(lambda b: b.find_element(By.ID, "engine-state").text == "healthy")
     before = browser.execute_script("return performance.getEntriesByType('navigation').length")
 
     _post_signal(
