@@ -3,9 +3,10 @@
 An aiohttp server bound to 127.0.0.1 (a free port unless one is configured), optionally over TLS
 (``tls_cert``/``tls_key``):
 
-``GET  /health``   open (for probes): per account: auth, stream, breaker, limiter. 200 when every
-                   account is healthy, the kill switch is off and the engine is not draining, 503
-                   otherwise (the body says which part is not).
+``GET  /health``   open (for probes): 200 when every account is healthy (auth, stream, breaker,
+                   limiter), the kill switch is off and the engine is not draining, 503 otherwise.
+                   With the read token the body names each account's parts and what is wrong;
+                   without it, only a brief reason (no alias, error text or kill-switch reason).
 ``GET  /``         the live status page (``engine/io/page/index.html``: one file, no external
                    asset); it holds no data itself and reads the endpoints below with the token
                    the operator types in.
@@ -367,7 +368,12 @@ class ControlServer:
 
     def _failed(self, request: web.Request, status: int, reason: str) -> web.Response:
         remote = request.remote or "?"
-        self._auth_failures.setdefault(remote, deque()).append(time.monotonic())
+        now = time.monotonic()
+        if len(self._auth_failures) >= 10_000:  # many addresses: forget those past their minute
+            for addr, window in list(self._auth_failures.items()):
+                if not window or now - window[-1] >= 60.0:
+                    del self._auth_failures[addr]
+        self._auth_failures.setdefault(remote, deque()).append(now)
         self._auth_counter.inc(result="refused")
         return _error(status, reason)
 
@@ -445,7 +451,37 @@ class ControlServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         healthy, body = self._health_body()
-        return _json(body, 200 if healthy else 503)
+        if self._may_read(request):
+            return _json(body, 200 if healthy else 503)
+        # Open for probes, but without the read token it names no account, component detail or
+        # kill-switch reason (those can hold error texts and venue addresses).
+        brief: dict[str, Any] = {"healthy": healthy}
+        if self.draining:
+            brief["draining"] = True
+            brief["reason"] = body["reason"]
+        elif not body["accounts"]:
+            brief["reason"] = body["reason"]
+        elif self.kill_switch.engaged:
+            brief["reason"] = "kill switch engaged"
+        elif not healthy:
+            sick = sum(1 for a in body["accounts"].values() if not a["healthy"])
+            brief["reason"] = f"{sick} account(s) not healthy"
+        brief["detail"] = "per-account detail: send the read token"
+        return _json(brief, 200 if healthy else 503)
+
+    def _may_read(self, request: web.Request) -> bool:
+        """Whether the request carries a read (or control) token; never counted or throttled."""
+        if self.config.public_reads:
+            return True
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return False
+        given = presented.strip().encode()
+        ok = False
+        for key in (self._key, self._read_key):
+            if key is not None:
+                ok = hmac.compare_digest(given, key) or ok
+        return ok
 
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -83,7 +83,7 @@ async def test_health_is_503_until_accounts_report_then_200(
         assert r.status == 503
         assert "no account" in (await r.json())["reason"]
     _healthy(metrics, "acct-1")
-    async with http.get(f"{server.url}/health") as r:
+    async with http.get(f"{server.url}/health", headers=AUTH) as r:
         assert r.status == 200
         body = await r.json()
     assert body["accounts"]["acct-1"]["components"]["breaker"] == {
@@ -99,7 +99,11 @@ async def test_health_is_503_and_names_the_broken_component(
     _healthy(metrics, "acct-1")
     _healthy(metrics, "acct-2")
     metrics.health.set("acct-2", "stream", "reconnecting", False, "socket closed; retry in 2 s")
-    async with http.get(f"{server.url}/health") as r:
+    async with http.get(f"{server.url}/health") as r:  # a probe: the status, no names
+        assert r.status == 503
+        brief = await r.json()
+    assert brief["reason"] == "1 account(s) not healthy" and "acct-2" not in str(brief)
+    async with http.get(f"{server.url}/health", headers=AUTH) as r:
         assert r.status == 503
         body = await r.json()
     assert body["accounts"]["acct-1"]["healthy"] is True

@@ -67,8 +67,11 @@ def test_reads_need_a_token_the_read_token_cannot_kill_and_no_banner(
     daemon: Daemon,
 ) -> None:
     assert daemon.url.startswith("https://127.0.0.1:")
-    status, headers, _ = _http(daemon, "/health")  # open for probes
-    assert status in (200, 503)
+    status, headers, brief = _http(daemon, "/health")  # open for probes, but says little
+    assert status in (200, 503) and b'"healthy"' in brief
+    assert b"a1" not in brief and b"components" not in brief
+    status, _, full = _http(daemon, "/health", READ_TOKEN)
+    assert b'"a1"' in full and b"components" in full
     assert headers["Server"] == "tl-engine"  # no "Python/3.x aiohttp/3.x" banner
     for path in ("/status", "/metrics", "/events", "/outcomes/x"):
         status, _, body = _http(daemon, path)
