@@ -223,8 +223,9 @@ class ControlServer:
             if secret:
                 metrics.registry.forbid(secret)
         self.outcome_lookup = outcome_lookup
-        self._recent: deque[dict[str, Any]] = deque(maxlen=self.config.recent_outcomes)
-        self._by_id: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._recent: deque[_Kept] = deque(maxlen=self.config.recent_outcomes)
+        self._by_id: OrderedDict[str, list[_Kept]] = OrderedDict()
+        self._fanout: list[tuple[Topic, Event]] = []
         self._clients: set[_Client] = set()
         self._auth_failures: dict[str, deque[float]] = {}
         if events is not None:
@@ -528,7 +529,7 @@ class ControlServer:
             "draining": self.draining,
             "outcomes": outcomes,
             "latency": latency,
-            "recent_outcomes": list(self._recent)[-50:][::-1],
+            "recent_outcomes": [_row(k) for k in list(self._recent)[-50:][::-1]],
             "tls": bool(self.config.tls_cert),
         }
         if self.status_extra is not None:
@@ -545,27 +546,36 @@ class ControlServer:
     # -- events and outcomes -------------------------------------------------------------------
 
     def _on_event(self, topic: Topic, event: Event) -> None:
-        """A bus subscriber: keeps the last outcomes and fans every event out to /events."""
-        data: bytes | None = None
+        """A bus subscriber: keeps the last outcomes and fans every event out to /events.
+
+        Called inside ``publish``, right after a signal's outcome is decided: it only keeps
+        references (the events are frozen) and schedules the fan-out; encoding happens later,
+        off the outcome's path, and only for someone who asks."""
         if isinstance(event, OutcomeEvent):
-            data = encode(event)
-            row = orjson.loads(data)
-            row["at_ms"] = time.time_ns() // 1_000_000
-            self._recent.append(row)
+            kept = (time.time_ns() // 1_000_000, event)
+            self._recent.append(kept)
             if event.id:
-                legs = self._by_id.pop(event.id, [])
-                legs = [r for r in legs if r.get("leg") != row.get("leg")] + [row]
+                legs = self._by_id.pop(event.id, None) or []
+                legs = [k for k in legs if k[1].leg != event.leg]
+                legs.append(kept)
                 self._by_id[event.id] = legs
-                while len(self._by_id) > self.config.outcome_ids:
+                if len(self._by_id) > self.config.outcome_ids:
                     self._by_id.popitem(last=False)
-        if not self._clients:
-            return
-        if data is None:
-            data = encode(event)
-        chunk = b"event: " + str(topic).encode() + b"\ndata: " + data + b"\n\n"
-        for client in list(self._clients):
-            if client.topics is None or topic in client.topics:
-                client.push(chunk)
+        if self._clients:
+            self._fanout.append((topic, event))
+            if len(self._fanout) == 1:
+                try:
+                    asyncio.get_running_loop().call_soon(self._fan_out)
+                except RuntimeError:  # published outside the loop: fan out now
+                    self._fan_out()
+
+    def _fan_out(self) -> None:
+        pending, self._fanout = self._fanout, []
+        for topic, event in pending:
+            chunk = b"event: " + str(topic).encode() + b"\ndata: " + encode(event) + b"\n\n"
+            for client in list(self._clients):
+                if client.topics is None or topic in client.topics:
+                    client.push(chunk)
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         denied = self._unauthorised(request, "read")
@@ -592,8 +602,8 @@ class ControlServer:
         replay = request.query.get("replay", "20")
         n = int(replay) if replay.isdigit() else 20
         if n and (topics is None or Topic.OUTCOMES.value in topics):
-            for row in list(self._recent)[-n:]:
-                client.push(b"event: outcomes\ndata: " + orjson.dumps(row) + b"\n\n")
+            for kept in list(self._recent)[-n:]:
+                client.push(b"event: outcomes\ndata: " + orjson.dumps(_row(kept)) + b"\n\n")
         client.push(b": live\n\n")
         self._clients.add(client)
         try:
@@ -616,7 +626,7 @@ class ControlServer:
         if denied is not None:
             return denied
         signal_id = request.match_info["signal_id"]
-        legs = list(self._by_id.get(signal_id, []))
+        legs = [_row(k) for k in self._by_id.get(signal_id, [])]
         source = "memory"
         if not legs and self.outcome_lookup is not None:
             legs = self.outcome_lookup(signal_id)
@@ -761,6 +771,17 @@ class ControlServer:
         self.kill_switch.release()
         log.warning("kill switch released via POST /resume")
         return _json({"killed": False, "was_engaged": was})
+
+
+_Kept = tuple[int, OutcomeEvent]  # (wall ms when published, the event)
+
+
+def _row(kept: _Kept) -> dict[str, Any]:
+    """An outcome as JSON-able data, with ``at_ms``: when the engine published it."""
+    at_ms, event = kept
+    row: dict[str, Any] = orjson.loads(encode(event))
+    row["at_ms"] = at_ms
+    return row
 
 
 class _Client:
