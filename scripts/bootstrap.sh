@@ -4,8 +4,9 @@
 #   scripts/bootstrap.sh demo   the engine with its compiled hot path and the sandbox (the demo's
 #                               needs: no Java, no test or benchmark packages)
 #   scripts/bootstrap.sh dev    all of the above plus the test, lint and benchmark packages, and the
-#                               system tools the real Kafka broker needs (Java 17+, Maven),
-#                               installed from Debian's packages when running as root
+#                               system tools the real Kafka broker needs (Java 17+, Maven) and the
+#                               browser test needs (chromium, chromium-driver), installed from
+#                               Debian's packages as root, or with sudo when not root
 #
 # Idempotent: a second run reinstalls only when pyproject.toml, setup.py or a .pyx/.pxd changed,
 # or when the compiled modules are missing. `dev` includes `demo`.
@@ -28,13 +29,20 @@ command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc)
 if [ "$level" = dev ]; then
   command -v java >/dev/null 2>&1 || need_pkgs+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || need_pkgs+=(maven)
+  # The status page's browser test drives Debian's Chromium through Debian's chromedriver
+  # (tests/browser; Selenium is told their paths, it downloads nothing).
+  [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+  [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing system packages: ${need_pkgs[*]} (apt-get)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || { command -v sudo >/dev/null 2>&1 && sudo="sudo"; }
+  if { [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; } && command -v apt-get >/dev/null 2>&1; then
+    say "installing system packages: ${need_pkgs[*]} (${sudo:+sudo }apt-get)"
+    $sudo apt-get update -qq \
+      && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
   else
-    echo "error: missing ${need_pkgs[*]}: install them (a C compiler; for the tests Java 17+ and Maven)" >&2
+    echo "error: missing ${need_pkgs[*]}: install them (a C compiler; for the tests Java 17+, Maven, chromium and chromium-driver)" >&2
     exit 1
   fi
 fi

@@ -24,6 +24,15 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "validate a config file and say what is wrong",
     ),
     "send": ("engine.app.send", "cli", "send signals to a running engine or to Kafka"),
+    "status": ("engine.app.remote", "cli_status", "a running engine: accounts, health, latency"),
+    "tail": ("engine.app.remote", "cli_tail", "follow a running engine's outcomes and events"),
+    "outcome": ("engine.app.remote", "cli_outcome", "a signal's outcome, from a running engine"),
+    "kill": (
+        "engine.app.remote",
+        "cli_kill",
+        "engage the kill switch: stop, cancel orders (--flatten: close positions)",
+    ),
+    "resume": ("engine.app.remote", "cli_resume", "release the kill switch"),
     "bench": (
         "bench.runner",
         "cli",

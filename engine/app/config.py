@@ -138,6 +138,13 @@ ENGINE_KEYS = {
     "control_host": Key(ControlSettings, "host", v.text),
     "control_port": Key(ControlSettings, "port", v.whole(0, 65535)),
     "control_token": Key(ControlSettings, "token", v.secret_ref),
+    "control_read_token": Key(ControlSettings, "read_token", v.secret_ref),
+    "control_public_reads": Key(ControlSettings, "public_reads", v.flag),
+    "control_tls_cert": Key(ControlSettings, "tls_cert", v.text),
+    "control_tls_key": Key(ControlSettings, "tls_key", v.text),
+    "control_auth_failures_per_minute": Key(
+        ControlSettings, "auth_failures_per_minute", v.whole(1, 10_000)
+    ),
     "max_signal_age_ms": Key(PipelineSettings, "max_signal_age_ms", v.whole(0, 3_600_000)),
     "max_qty_lots": Key(PipelineSettings, "max_qty_lots", v.positive()),
     "unknown_policy": Key(PipelineSettings, "unknown_policy", v.one_of(UnknownPolicy)),

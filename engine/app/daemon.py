@@ -392,23 +392,6 @@ async def _report_health(engine: Engine, interval_s: float = 1.0) -> None:
         await asyncio.sleep(interval_s)
 
 
-async def _kill(engine: Engine, cancel_orders: bool) -> dict[str, Any]:
-    """The kill switch's handler: optionally cancel every working order, per account."""
-    report: dict[str, Any] = {}
-    if not cancel_orders:
-        return report
-    for alias, session in engine.accounts.sessions.items():
-        if not session.enabled:
-            continue
-        try:
-            await engine.venue.cancel_all_orders(alias)
-            await engine.stop_limits.cancel_all(alias)
-            report[alias] = "cancelled"
-        except EngineError as exc:
-            report[alias] = f"failed: {type(exc).__name__}: {exc}"
-    return report
-
-
 async def _open_sinks(engine: Engine, sinks: tuple[SinkSettings, ...]) -> None:
     for sink in sinks:
         if sink.kind == "kafka":
@@ -424,34 +407,32 @@ async def _open_sinks(engine: Engine, sinks: tuple[SinkSettings, ...]) -> None:
 
 
 async def _open_control(engine: Engine, settings: ControlSettings) -> None:
+    from engine.app import status
     from engine.io.control import ControlConfig, ControlServer
 
-    api_key = None
-    if settings.token is not None and engine.secrets is not None:
-        api_key = (await engine.secrets.resolve(settings.token)).reveal()
-
-    def status() -> dict[str, Any]:
-        return {
-            "accounts": {
-                alias: {
-                    "in_flight": s.in_flight,
-                    "healthy": s.healthy,
-                    "last_error": s.health.last_error,
-                }
-                for alias, s in engine.accounts.sessions.items()
-            },
-            "stop_limits_held": len(engine.stop_limits.held()),
-        }
-
-    async def on_kill(cancel_orders: bool) -> dict[str, Any]:
-        return await _kill(engine, cancel_orders)
+    async def reveal(ref: str | None) -> str | None:
+        if ref is None or engine.secrets is None:
+            return None
+        return str((await engine.secrets.resolve(ref)).reveal())
 
     server = ControlServer(
         engine.metrics,
-        ControlConfig(settings.host, settings.port, api_key=api_key),
-        on_kill=on_kill,
-        status_extra=status,
+        ControlConfig(
+            settings.host,
+            settings.port,
+            api_key=await reveal(settings.token),
+            read_token=await reveal(settings.read_token),
+            public_reads=settings.public_reads,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+            auth_failures_per_minute=settings.auth_failures_per_minute,
+        ),
+        on_kill=status.kill_handler(engine),
+        status_extra=status.StatusBuilder(engine),
+        events=engine.bus,
+        outcome_lookup=status.outcome_lookup(engine),
     )
+    engine.metrics.registry.set_build_info(hot_path="compiled" if _fast.COMPILED else "pure")
     await server.start()
     engine.control = server
 

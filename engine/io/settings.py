@@ -36,3 +36,10 @@ class ControlSettings:
     host: str = "127.0.0.1"
     port: int = 8787  # 0: a free port
     token: str | None = None  # a secret reference: the bearer token for POST /signals and /kill
+    # A secret reference: the bearer token for /status, /metrics, /events, /outcomes and the
+    # page's data (the control token opens them too). Without either, they answer 503.
+    read_token: str | None = None
+    public_reads: bool = False  # the read endpoints without a token (a trusted network only)
+    tls_cert: str | None = None  # PEM certificate chain: serve https (with tls_key)
+    tls_key: str | None = None  # its unencrypted private key
+    auth_failures_per_minute: int = 10  # failed authentications per client, then 429

@@ -34,8 +34,9 @@ class HealthBoard:
         self._registry = registry
         registry.gauge(
             "tl_component_healthy",
-            "1 when the component is healthy for the account, 0 otherwise",
-            ("account", "component", "state"),
+            "1 when the component is healthy for the account, 0 otherwise (its state and detail "
+            "are in /status: a label whose value changed with load would make a series per value)",
+            ("account", "component"),
             callback=self._samples,
         )
 
@@ -70,6 +71,6 @@ class HealthBoard:
         for account, comps in list(self._states.items()):
             for component, s in comps.items():
                 yield (
-                    {"account": account, "component": component, "state": s.state},
+                    {"account": account, "component": component},
                     (1.0 if s.healthy else 0.0),
                 )

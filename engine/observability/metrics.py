@@ -35,6 +35,10 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
 from engine.model.domain import Outcome, OutcomeStatus
 from engine.observability.health import HEALTH_COMPONENTS, ComponentState, HealthBoard
 from engine.observability.histograms import (
@@ -54,7 +58,6 @@ from engine.observability.prometheus import (
     LabelValues,
     Registry,
     Sample,
-    format_sample,
 )
 
 __all__ = [
@@ -78,7 +81,6 @@ __all__ = [
     "Sample",
     "StampRecord",
     "Summary",
-    "format_sample",
     "format_table",
     "new_histogram",
 ]
@@ -148,7 +150,10 @@ class Metrics:
             ("account", "bucket"),
         )
         self.health = HealthBoard(self.registry)
-        self.registry.add_collector(self._render_latency)
+        # The stages as Prometheus histograms (fixed buckets, aggregatable across engines),
+        # from the bucket counts each LatencyHistogram keeps beside its HDR histogram (which
+        # keeps the exact percentiles for /status, the demo and the bench).
+        self.registry.register_collector(_LatencyExport(self))
 
     # -- hot path ------------------------------------------------------------------------------
 
@@ -213,12 +218,13 @@ class Metrics:
         self._folded += n
         return n
 
-    def _hist(self, stage: str, account: str) -> LatencyHistogram:
+    def _record(self, stage: str, account: str, value_ns: int) -> None:
+        """One stage value into its histogram (HDR, sum and Prometheus buckets)."""
         key = (stage, account)
         h = self.hists.get(key)
         if h is None:
             h = self.hists[key] = LatencyHistogram()
-        return h
+        h.record(value_ns)
 
     def _fold_one(self, rec: StampRecord) -> None:
         account, status, gen_epoch, arrived, validated, gated, on_wire, acked, done = rec
@@ -227,20 +233,20 @@ class Metrics:
             return
         if gen_epoch:
             gen = gen_epoch - self._epoch_minus_mono
-            self._hist("generation_to_arrival", account).record(arrived - gen)
+            self._record("generation_to_arrival", account, arrived - gen)
             if acked:
-                self._hist("signal_to_ack", account).record(acked - gen)
+                self._record("signal_to_ack", account, acked - gen)
         if validated:
-            self._hist("arrival_to_validated", account).record(validated - arrived)
+            self._record("arrival_to_validated", account, validated - arrived)
             if gated:
-                self._hist("validated_to_gated", account).record(gated - validated)
+                self._record("validated_to_gated", account, gated - validated)
         if gated and on_wire:
-            self._hist("gated_to_wire", account).record(on_wire - gated)
+            self._record("gated_to_wire", account, on_wire - gated)
         if on_wire and acked:
-            self._hist("wire_to_ack", account).record(acked - on_wire)
-            self._hist("arrival_to_ack", account).record(acked - arrived)
+            self._record("wire_to_ack", account, acked - on_wire)
+            self._record("arrival_to_ack", account, acked - arrived)
             share = on_wire - arrived + (done - acked if done else 0)
-            self._hist("engine_share", account).record(share)
+            self._record("engine_share", account, share)
 
     async def run_folder(self, interval: float = 0.25, slice_records: int = 256) -> None:
         """Fold forever (run as a task; cancel it to stop). Folds the rest when cancelled."""
@@ -295,20 +301,25 @@ class Metrics:
         """A fixed-width table of the stage percentiles, in microseconds, for the demo."""
         return format_table(self.summaries(account), title or f"latency (account {account})")
 
-    def _render_latency(self) -> Iterator[str]:
-        name = "tl_latency_seconds"
-        yield f"# HELP {name} pipeline stage latency (HDR histogram, exported as a summary)"
-        yield f"# TYPE {name} summary"
-        for (stage, account), h in sorted(self.hists.items()):
-            s = h.summary()
-            if not s.count:
-                continue
-            labels = {"stage": stage, "account": self.registry.safe_label(account)}
-            for q in QUANTILES:
-                yield format_sample(name, {**labels, "quantile": str(q)}, s.quantile(q) / 1e9)
-            yield format_sample(f"{name}_sum", labels, s.total / 1e9)
-            yield format_sample(f"{name}_count", labels, s.count)
-
     def render_prometheus(self) -> str:
         self.fold()
         return self.registry.render()
+
+
+class _LatencyExport(Collector):
+    """``tl_latency_seconds{stage,account}`` histograms, read at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        m = self._metrics
+        fam = HistogramMetricFamily(
+            "tl_latency_seconds",
+            "pipeline stage latency per account (docs/latency.md names the stages)",
+            labels=["stage", "account"],
+        )
+        for (stage, account), h in sorted(list(m.hists.items())):
+            buckets = [(floatToGoString(b), float(n)) for b, n in h.cumulative()]
+            fam.add_metric([stage, m.registry.safe_label(account)], buckets, h.total / 1e9)
+        yield fam

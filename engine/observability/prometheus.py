@@ -1,19 +1,43 @@
-"""Prometheus metrics (counters, gauges) and their text exposition, with secrets kept out.
+"""Prometheus metrics on ``prometheus-client``, with secrets kept out of every label.
 
-Label values pass through :meth:`Registry.safe_label`, which masks every value registered with
-:meth:`Registry.forbid` and anything shaped like a JWT or a bearer header, so a mistake elsewhere
-cannot leak a token through a label; a label *name* that says it holds a secret is refused at
-registration.
+The exposition, the ``process_*`` and ``python_info`` collectors, the build info and the latency
+histograms are ``prometheus-client``'s own (the library Prometheus maintains for Python). What
+this module adds is the engine's discipline around it:
+
+* one :class:`Registry` per engine (a ``CollectorRegistry`` of its own, so two engines in one
+  process, as in the tests, never share a series);
+* counters and gauges keep their values in plain dicts (``metric.values``) that a component
+  updates off the hot path, and are exported by one custom collector at scrape time; a gauge may
+  also pull its samples from a callback;
+* every label value passes through :meth:`Registry.safe_label`, which masks each value
+  registered with :meth:`Registry.forbid` and anything shaped like a JWT or a bearer header, so a
+  mistake elsewhere cannot leak a token through a label; a label *name* that says it holds a
+  secret is refused at registration.
+
+Label values must be stable: an account alias, a route, a stage name. A label whose value changes
+with load (a percentage, an error text) makes a new series at every change; such detail belongs
+in ``/status``, never in a label.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import platform
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from importlib import metadata
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from engine.observability.histograms import LATENCY_BUCKETS
 
 log = logging.getLogger(__name__)
+
+# No ``*_created`` series: a scraper gets the counters and histograms it asked for, nothing more.
+prometheus_client.disable_created_metrics()
 
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -27,18 +51,11 @@ LabelValues = tuple[str, ...]
 Sample = tuple[Mapping[str, str], float]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+def _engine_version() -> str:
+    try:
+        return metadata.version("tl-engine")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class _Metric:
@@ -58,9 +75,14 @@ class _Metric:
             )
         return tuple(self.registry.safe_label(str(label_values[n])) for n in self.labels)
 
-    def samples(self) -> Iterator[tuple[str, Mapping[str, str], float]]:
+    def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        raise NotImplementedError
+
+    def family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        fam = self._family()
         for key, value in list(self.values.items()):
-            yield self.name, dict(zip(self.labels, key, strict=True)), value
+            fam.add_metric(list(key), value)
+        return fam
 
 
 class Counter(_Metric):
@@ -73,6 +95,9 @@ class Counter(_Metric):
             raise ValueError(f"counter {self.name} cannot decrease (got {amount})")
         key = self._key(labels)
         self.values[key] = self.values.get(key, 0.0) + amount
+
+    def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        return CounterMetricFamily(self.name, self.help, labels=list(self.labels))
 
 
 class Gauge(_Metric):
@@ -97,35 +122,63 @@ class Gauge(_Metric):
     def remove(self, **labels: str) -> None:
         self.values.pop(self._key(labels), None)
 
-    def samples(self) -> Iterator[tuple[str, Mapping[str, str], float]]:
-        yield from super().samples()
+    def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        return GaugeMetricFamily(self.name, self.help, labels=list(self.labels))
+
+    def family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        fam = super().family()
         if self.callback is None:
-            return
+            return fam
         try:
             pulled = list(self.callback())
         except Exception:  # a broken collector must not take /metrics down with it
             log.exception("gauge callback for %s failed", self.name)
-            return
+            return fam
         for labels, value in pulled:
-            yield (
-                self.name,
-                {k: self.registry.safe_label(str(labels[k])) for k in self.labels},
-                (float(value)),
-            )
+            fam.add_metric([self.registry.safe_label(str(labels[k])) for k in self.labels], value)
+        return fam
+
+
+class _Owned(Collector):
+    """Exports the registry's own counters and gauges at scrape time."""
+
+    def __init__(self, metrics: Mapping[str, _Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in list(self._metrics.values()):
+            yield metric.family()
 
 
 class Registry:
-    """Named metrics rendered as Prometheus text (format 0.0.4).
+    """The engine's metrics, rendered by ``prometheus-client`` (text format 0.0.4).
 
     Other components register their own gauges and counters here (rate-limit buckets, breakers,
     streams, tokens). Registering the same name twice with the same kind and labels returns the
     existing metric, so a component that restarts does not need to remember it registered.
+    ``process=False`` leaves out the ``process_*`` and ``python_info`` collectors (for registries
+    that are not the engine's own).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, process: bool = True) -> None:
         self._metrics: dict[str, _Metric] = {}
+        self._histograms: dict[str, Histogram] = {}
         self._forbidden: set[str] = set()
-        self._collectors: list[Callable[[], Iterable[str]]] = []
+        self.collectors = CollectorRegistry(auto_describe=False)
+        self.collectors.register(_Owned(self._metrics))
+        if process:
+            prometheus_client.ProcessCollector(registry=self.collectors)
+            prometheus_client.PlatformCollector(registry=self.collectors)
+        self._build: dict[str, str] = {
+            "version": _engine_version(),
+            "python": platform.python_version(),
+        }
+        self.gauge(
+            "tl_engine_build_info",
+            "the running engine's version (value always 1)",
+            tuple(self._build),
+            callback=lambda: [(self._build, 1.0)],
+        )
 
     def forbid(self, secret: str) -> None:
         """Never let this exact value appear in a label (register tokens, keys, passwords)."""
@@ -140,17 +193,22 @@ class Registry:
                 return REDACTED
         return value
 
-    def _register(self, metric: _Metric) -> _Metric:
-        if not _NAME_RE.match(metric.name):
-            raise ValueError(f"invalid metric name {metric.name!r}: use [a-zA-Z_:][a-zA-Z0-9_:]*")
-        for label in metric.labels:
-            if not _LABEL_RE.match(label) or label == "quantile":
-                raise ValueError(f"invalid label name {label!r} on metric {metric.name}")
+    def _check(self, name: str, labels: Sequence[str]) -> None:
+        if not _NAME_RE.match(name):
+            raise ValueError(f"invalid metric name {name!r}: use [a-zA-Z_:][a-zA-Z0-9_:]*")
+        for label in labels:
+            if not _LABEL_RE.match(label) or label in ("quantile", "le"):
+                raise ValueError(f"invalid label name {label!r} on metric {name}")
             if _SECRET_LABEL_NAMES.search(label):
                 raise ValueError(
-                    f"label {label!r} on metric {metric.name} names a secret; "
+                    f"label {label!r} on metric {name} names a secret; "
                     "secrets never go into metrics"
                 )
+
+    def _register(self, metric: _Metric) -> _Metric:
+        self._check(metric.name, metric.labels)
+        if metric.name in self._histograms:
+            raise ValueError(f"metric {metric.name} is already registered as histogram")
         existing = self._metrics.get(metric.name)
         if existing is not None:
             if type(existing) is not type(metric) or existing.labels != metric.labels:
@@ -179,24 +237,39 @@ class Registry:
         assert isinstance(m, Gauge)
         return m
 
-    def add_collector(self, render: Callable[[], Iterable[str]]) -> None:
-        """A function returning already-formatted exposition lines (used for the summaries)."""
-        self._collectors.append(render)
+    def histogram(
+        self,
+        name: str,
+        help_text: str,
+        labels: Iterable[str] = (),
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> Histogram:
+        """A ``prometheus_client.Histogram``; give its label values through :meth:`safe_label`
+        (``child = hist.labels(*map(registry.safe_label, values))``), off the hot path."""
+        labels = tuple(labels)
+        existing = self._histograms.get(name)
+        if existing is not None:
+            return existing
+        self._check(name, labels)
+        if name in self._metrics:
+            raise ValueError(f"metric {name} is already registered as {self._metrics[name].kind}")
+        hist = Histogram(name, help_text, labels, registry=self.collectors, buckets=buckets)
+        self._histograms[name] = hist
+        return hist
+
+    def register_collector(self, collector: Collector) -> None:
+        """A ``prometheus_client`` custom collector (give its label values through
+        :meth:`safe_label`)."""
+        self.collectors.register(collector)
+
+    def set_build_info(self, **labels: str) -> None:
+        """Add build facts to ``tl_engine_build_info`` (e.g. whether the hot path is compiled).
+        Call before the first scrape: the label set is fixed once registered."""
+        metric = self._metrics["tl_engine_build_info"]
+        self._build.update({k: self.safe_label(v) for k, v in labels.items()})
+        metric.labels = tuple(self._build)
 
     def render(self) -> str:
-        lines: list[str] = []
-        for metric in self._metrics.values():
-            lines.append(f"# HELP {metric.name} {_escape(metric.help)}")
-            lines.append(f"# TYPE {metric.name} {metric.kind}")
-            for name, labels, value in metric.samples():
-                lines.append(format_sample(name, labels, value))
-        for render in self._collectors:
-            lines.extend(render())
-        return "\n".join(lines) + "\n"
+        return prometheus_client.generate_latest(self.collectors).decode()
 
-
-def format_sample(name: str, labels: Mapping[str, str], value: float) -> str:
-    if labels:
-        inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-        return f"{name}{{{inner}}} {_fmt(value)}"
-    return f"{name} {_fmt(value)}"
+    content_type = prometheus_client.CONTENT_TYPE_LATEST

@@ -77,7 +77,10 @@ class StreamSettings:
     # No frame (data or server ping) for this long means the stream is dead; None = the
     # server's pingInterval + pingTimeout.
     stale_after: float | None = None
-    token_refresh_margin: float = 120.0  # re-subscribe with fresh tokens this long before exp
+    # Re-subscribe with fresh tokens this long before exp; at most a quarter of the tokens'
+    # lifetime (a venue issuing 120 s tokens with a 120 s margin would otherwise be asked for
+    # new tokens and re-subscribed every second).
+    token_refresh_margin: float = 120.0
 
 
 class StreamTokenSource(Protocol):
@@ -174,6 +177,7 @@ class LoginStream:
         self._sync_waiters: dict[str, asyncio.Future[None]] = {}
         self._sync_order: list[str] = []  # accountIds awaiting a SyncEnd, oldest first
         self._tokens: dict[str, StreamToken] = {}
+        self._tokens_at = 0.0  # wall time the tokens were fetched (their lifetime: exp - this)
         self._session: StreamSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -284,14 +288,23 @@ class LoginStream:
             log.info("stream reconnect #%d in %.2fs", self.reconnects, delay)
             await asyncio.sleep(delay)
 
+    def _margin(self) -> float:
+        """The refresh margin for the tokens held: the configured one, at most a quarter of
+        their lifetime."""
+        lifetimes = [t.expires_at - self._tokens_at for t in self._tokens.values() if t.expires_at]
+        if not lifetimes or not self._tokens_at:
+            return self.settings.token_refresh_margin
+        return min(self.settings.token_refresh_margin, max(1.0, min(lifetimes) / 4))
+
     async def _fresh_tokens(self, force: bool = False) -> dict[str, StreamToken]:
-        margin = self.settings.token_refresh_margin
+        margin = self._margin()
         needed = list(self._accounts.values())
         if (
             force
             or not self._tokens
             or any(a not in self._tokens or self._tokens[a].expires_within(margin) for a in needed)
         ):
+            fetched_at = time.time()
             tokens = await self._tokens_source.stream_tokens()
             missing = [a for a in needed if a not in tokens]
             if missing:
@@ -300,6 +313,7 @@ class LoginStream:
                     "check the account ids in the config belong to this login"
                 )
             self._tokens = tokens
+            self._tokens_at = fetched_at
         return self._tokens
 
     async def _one_session(self) -> None:
@@ -337,12 +351,13 @@ class LoginStream:
             # The server replays the snapshot, and the listeners' diff keeps only real changes.
             tokens = await self._fresh_tokens()
             tokens = await self._subscribe_all(session, tokens)
+            self._phase = StreamPhase.LIVE  # _subscribe_all left it at SYNCING
 
     def _refresh_in(self, tokens: Mapping[str, StreamToken]) -> float | None:
         exps = [t.expires_at for t in tokens.values() if t.expires_at]
         if not exps:
             return None
-        return max(1.0, min(exps) - self.settings.token_refresh_margin - time.time())
+        return max(1.0, min(exps) - self._margin() - time.time())
 
     async def _subscribe_all(
         self, session: StreamSession, tokens: Mapping[str, StreamToken]

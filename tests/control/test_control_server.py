@@ -25,11 +25,11 @@ class CancelRecorder:
     cancel-all itself belongs to the execution engine and is tested there against the sandbox."""
 
     def __init__(self, fail: bool = False) -> None:
-        self.calls: list[bool] = []
+        self.calls: list[tuple[bool, bool]] = []
         self.fail = fail
 
-    async def __call__(self, cancel_orders: bool) -> Mapping[str, Any]:
-        self.calls.append(cancel_orders)
+    async def __call__(self, cancel_orders: bool, flatten: bool) -> Mapping[str, Any]:
+        self.calls.append((cancel_orders, flatten))
         if self.fail:
             raise RuntimeError("venue unreachable for acct-1")
         return {"acct-1": 2}
@@ -83,7 +83,7 @@ async def test_health_is_503_until_accounts_report_then_200(
         assert r.status == 503
         assert "no account" in (await r.json())["reason"]
     _healthy(metrics, "acct-1")
-    async with http.get(f"{server.url}/health") as r:
+    async with http.get(f"{server.url}/health", headers=AUTH) as r:
         assert r.status == 200
         body = await r.json()
     assert body["accounts"]["acct-1"]["components"]["breaker"] == {
@@ -99,7 +99,11 @@ async def test_health_is_503_and_names_the_broken_component(
     _healthy(metrics, "acct-1")
     _healthy(metrics, "acct-2")
     metrics.health.set("acct-2", "stream", "reconnecting", False, "socket closed; retry in 2 s")
-    async with http.get(f"{server.url}/health") as r:
+    async with http.get(f"{server.url}/health") as r:  # a probe: the status, no names
+        assert r.status == 503
+        brief = await r.json()
+    assert brief["reason"] == "1 account(s) not healthy" and "acct-2" not in str(brief)
+    async with http.get(f"{server.url}/health", headers=AUTH) as r:
         assert r.status == 503
         body = await r.json()
     assert body["accounts"]["acct-1"]["healthy"] is True
@@ -188,7 +192,7 @@ async def test_kill_requires_the_key_then_stops_intake_and_cancels_orders(
         body = await r.json()
     assert body["killed"] is True and body["cancelled"] == {"acct-1": 2}
     assert isinstance(server.on_kill, CancelRecorder)
-    assert server.on_kill.calls == [True]
+    assert server.on_kill.calls == [(True, False)]
     async with http.post(f"{server.url}/signals", data=b'{"id":"x"}', headers=AUTH) as r:
         assert r.status == 503
         assert "drawdown" in (await r.json())["error"]
@@ -230,7 +234,7 @@ async def test_without_a_configured_key_post_endpoints_refuse_everything(
     try:
         async with http.post(f"{srv.url}/signals", data=b'{"id":"a"}', headers=AUTH) as r:
             assert r.status == 503
-            assert "api_key" in (await r.json())["error"]
+            assert "control_token" in (await r.json())["error"]
         async with http.post(f"{srv.url}/kill", headers=AUTH) as r:
             assert r.status == 503
         assert srv.signals.qsize() == 0 and not srv.kill_switch.engaged
@@ -238,7 +242,7 @@ async def test_without_a_configured_key_post_endpoints_refuse_everything(
         await srv.close()
 
 
-async def test_metrics_endpoint_serves_parseable_prometheus_without_the_key(
+async def test_metrics_endpoint_serves_parseable_prometheus_and_never_the_key(
     server: ControlServer, metrics: Metrics, http: aiohttp.ClientSession
 ) -> None:
     metrics.record_stamps("acct-1", 0, 0, 1_000, 2_000, 3_000, 4_000, 54_000)
@@ -246,13 +250,13 @@ async def test_metrics_endpoint_serves_parseable_prometheus_without_the_key(
     metrics.health.set(API_KEY, "auth", "ok", True, detail=f"key {API_KEY}")
     async with http.post(f"{server.url}/signals", data=b"{}", headers=AUTH):
         pass
-    async with http.get(f"{server.url}/metrics") as r:
+    async with http.get(f"{server.url}/metrics", headers=AUTH) as r:
         assert r.status == 200
         assert r.content_type == "text/plain"
         text = await r.text()
     assert API_KEY not in text
     fams = parse(text)
-    assert fams["tl_latency_seconds"].kind == "summary"
+    assert fams["tl_latency_seconds"].kind == "histogram"
     assert ("tl_control_signals_total", {"result": "queued"}, 1.0) in fams[
         "tl_control_signals_total"
     ].samples
@@ -268,7 +272,7 @@ async def test_status_summarises_health_outcomes_and_latency(
     await srv.start()
     try:
         metrics.record_stamps("acct-1", 0, 0, 1_000, 2_000, 3_000, 4_000, 54_000)
-        async with http.get(f"{srv.url}/status") as r:
+        async with http.get(f"{srv.url}/status", headers=AUTH) as r:
             assert r.status == 200
             body = await r.json()
     finally:

@@ -134,7 +134,7 @@ async def test_health_reports_each_account_and_the_stream_feeds_the_engine(
         text = ""
         async with aiohttp.ClientSession() as http:
             for _ in range(100):  # until the health task has reported (hang guard only)
-                async with http.get(engine.control.url + "/health") as resp:
+                async with http.get(engine.control.url + "/health", headers=AUTH) as resp:
                     text = orjson.dumps(await resp.json()).decode()
                 if "live" in text:
                     break

@@ -56,6 +56,7 @@ OSP_USER = UserSpec(
     "trader@osp.example", "osp-pass-93b", "OSP-DEMO", "300002", [AccountSpec("712400", "OSP 1")]
 )
 CONTROL_TOKEN = "control-token-5a0"
+READ_TOKEN = "read-token-7c1"
 
 
 # --- the running engine, and how to read each key back from it ----------------------------------
@@ -132,6 +133,7 @@ CHECKS: dict[str, Reader] = {
     },
     "engine.control_port": lambda r, _: {r.engine.control.port},
     "engine.control_token": lambda r, _: {r.engine.control.config.api_key},
+    "engine.control_read_token": lambda r, _: {r.engine.control.config.read_token},
     "engine.max_signal_age_ms": lambda r, _: {r.engine.pipeline.max_age_ns // 1_000_000},
     "engine.max_qty_lots": lambda r, _: {r.engine.pipeline.max_qty},
     "engine.unknown_policy": lambda r, _: {r.engine.pipeline.unknown_policy},
@@ -340,7 +342,9 @@ def provision(vault: VaultServer, tmp_path: Path) -> dict[str, str]:
             "dev_key": SandboxConfig(users=[]).developer_api_key}  # fmt: skip
     root.secrets.kv.v2.create_or_update_secret(path="tl-engine/ftmo", secret=ftmo, mount_point="kv")
     root.secrets.kv.v2.create_or_update_secret(
-        path="tl-engine/control", secret={"token": CONTROL_TOKEN}, mount_point="kv"
+        path="tl-engine/control",
+        secret={"token": CONTROL_TOKEN, "read_token": READ_TOKEN},
+        mount_point="kv",
     )
     (tmp_path / "secrets" / "vault_token").write_text(vault.root_token)
     # No refresh token saved by an earlier test: each login must send its email and password.
@@ -351,6 +355,7 @@ def provision(vault: VaultServer, tmp_path: Path) -> dict[str, str]:
             )
     return {
         "vault:kv/tl-engine/control#token": CONTROL_TOKEN,
+        "vault:kv/tl-engine/control#read_token": READ_TOKEN,
         "vault:kv/tl-engine/ftmo#email": FTMO_USER.email,
         "vault:kv/tl-engine/ftmo#password": FTMO_USER.password,
         "vault:kv/tl-engine/ftmo#dev_key": ftmo["dev_key"],

@@ -82,6 +82,8 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
     token = engine_token(root, layout)
     monkeypatch.setenv(TOKEN_ENV, token)
     secrets = Secrets(PASSWORD, DEV_KEY, token, vault.root_token, layout.secret_id)
+    monkeypatch.setenv("TEST_READ_TOKEN", "read-token-5e0c2a9d7b")
+    secrets.add("read-token-5e0c2a9d7b")
     caplog.set_level(logging.DEBUG)  # the root logger: every engine, aiohttp, hvac record
 
     cfg = vault_engine_config(
@@ -92,6 +94,7 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
         approle=False,
         with_api_key=True,
         control_port=0,
+        control_read_token="env:TEST_READ_TOKEN",  # /status and /metrics need one
     )
     engine = await build_engine(cfg, sources=[])
     events: list[tuple[Topic, Event]] = []
@@ -119,8 +122,9 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
         sandbox.faults.update({"error5xx": {"PLACE_ORDER": 1}})  # a venue error on entry
         await run(engine, events, id="err5xx", account="a1", qty=0.01, **mkt)
         async with aiohttp.ClientSession() as http:
-            for path in ("/metrics", "/health", "/status"):
-                async with http.get(engine.control.url + path) as resp:
+            auth = {"Authorization": "Bearer read-token-5e0c2a9d7b"}
+            for path in ("/metrics", "/health", "/status", "/outcomes/ok1"):
+                async with http.get(engine.control.url + path, headers=auth) as resp:
                     scraped.append(await resp.text())
     finally:
         await engine.stop()

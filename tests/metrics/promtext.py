@@ -1,8 +1,8 @@
 """A strict reader of the Prometheus text exposition format (0.0.4), for tests.
 
-There is no Prometheus client in the environment; this follows the format's grammar closely
-enough to fail on what a real scraper would reject: samples before their TYPE, bad names,
-unescaped quotes, non-numeric values, summaries without quantile labels.
+A second, stricter reading beside ``prometheus_client.parser`` (which is lenient): this follows
+the format's grammar closely enough to fail on what a real scraper would reject: samples before
+their TYPE, bad names, unescaped quotes, non-numeric values, summaries without quantile labels.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine.model.domain import Action, Outcome, OutcomeStatus
 from engine.observability.metrics import (
@@ -140,7 +141,7 @@ async def test_folder_task_folds_in_the_background_and_on_cancel() -> None:
     assert m.summaries("a")["engine_share"].count == 2
 
 
-def test_prometheus_text_parses_and_summaries_carry_quantiles() -> None:
+def test_prometheus_text_parses_and_latency_is_a_histogram_with_cumulative_buckets() -> None:
     m = Metrics()
     for i in range(1, 1001):
         m.record_stamps("acct-1", 0, 0, 1, 2, 3, on_wire=1 + i * 1000, acked=2 + i * 1000 + 50_000)
@@ -149,15 +150,16 @@ def test_prometheus_text_parses_and_summaries_carry_quantiles() -> None:
     text = m.render_prometheus()
     fams = parse(text)
     lat = fams["tl_latency_seconds"]
-    assert lat.kind == "summary"
+    assert lat.kind == "histogram"
     share = {
-        lbl["quantile"]: v
+        lbl["le"]: v
         for name, lbl, v in lat.samples
-        if name == "tl_latency_seconds" and lbl["stage"] == "engine_share"
+        if name == "tl_latency_seconds_bucket" and lbl["stage"] == "engine_share"
     }
-    assert set(share) == {"0.5", "0.9", "0.99", "0.999"}
-    assert share["0.5"] == pytest.approx(500e-6, rel=2e-3)
-    assert share["0.99"] == pytest.approx(990e-6, rel=2e-3)
+    # Engine shares are 1..1000 us, one each: 250 at or under 250 us, 500 at or under 500 us.
+    assert share["0.00025"] == 250
+    assert share["0.0005"] == 500
+    assert share["0.001"] == 1000 and share["+Inf"] == 1000
     counts = [
         v
         for name, lbl, v in lat.samples
@@ -167,7 +169,25 @@ def test_prometheus_text_parses_and_summaries_carry_quantiles() -> None:
     assert fams["tl_outcomes_total"].kind == "counter"
     assert fams["tl_rate_limit_utilisation"].samples[0][2] == pytest.approx(0.9)
     assert fams["tl_rate_limit_near_limit"].samples[0][2] == 1
-    assert fams["tl_component_healthy"].samples[0][1]["component"] == "breaker"
+    assert fams["tl_component_healthy"].samples[0][1] == {
+        "account": "acct-1",
+        "component": "breaker",
+    }
+    # The library's own parser reads it too: buckets, count and sum of each series.
+    official = {f.name: f for f in text_string_to_metric_families(text)}
+    assert official["tl_latency_seconds"].type == "histogram"
+    assert official["tl_outcomes"].type == "counter"
+    # The ecosystem's standard series come with it.
+    assert fams["process_resident_memory_bytes"].samples[0][2] > 0
+    [(_, build, one)] = fams["tl_engine_build_info"].samples
+    assert one == 1 and build["version"] and build["python"]
+
+
+def test_a_health_state_that_changes_with_load_makes_no_new_series() -> None:
+    m = Metrics()
+    for pct in (10, 55, 90):
+        m.health.set("a", "limiter", f"{pct}% of PLACE_ORDER", True)
+    assert len(parse(m.render_prometheus())["tl_component_healthy"].samples) == 1
 
 
 def test_near_limit_alert_counts_each_crossing_once() -> None:

@@ -292,8 +292,33 @@ async def test_expiring_stream_tokens_are_renewed_and_resubscribed_without_dupli
             sandbox.place("700002", "sell", 0.02)
             await eventually(lambda: len(rec.of("executions")) == 1, "a fill after renewal")
             assert live.health().reconnects == 0  # renewed on the same connection
+            # Live again after each re-subscription, not left "syncing" (which /health and the
+            # status page would report as an unhealthy stream for the rest of the session).
+            await eventually(lambda: live.is_live, "the stream live again after the renewal")
+            assert live.phase is StreamPhase.LIVE
             assert len(rec.of("position_updates", event="opened")) == 2
             assert_matches_sandbox(live, sandbox)
+        finally:
+            await live.close()
+
+
+async def test_tokens_shorter_than_the_refresh_margin_are_renewed_once_per_lifetime(
+    http: aiohttp.ClientSession,
+) -> None:
+    # 120 s tokens (the realistic profile's) with the default 120 s margin: the renewal is due
+    # a quarter of the lifetime before exp, not at once and every second from then on.
+    config = SandboxConfig(users=default_users(), stream_token_lifetime_s=120)
+    async with run_streams_sandbox(config) as sandbox:
+        live, _ = make_live(sandbox, http)  # token_refresh_margin left at its default (120 s)
+        await live.start()
+        try:
+            async with asyncio.timeout(10):
+                await live.wait_live()
+            stream = live.stream
+            assert isinstance(stream, LoginStream)
+            assert stream._margin() == pytest.approx(30, abs=1)
+            assert stream._refresh_in(stream._tokens) > 60  # was 1.0: re-subscribed every second
+            assert sandbox.token_requests == 1 and live.phase is StreamPhase.LIVE
         finally:
             await live.close()
 
