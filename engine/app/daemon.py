@@ -17,9 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import gc
 import logging
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,7 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from engine import _fast
-from engine.app.config import Config, load_config
+from engine.app import logs
+from engine.app.config import Config, ConfigErrors, environment_problems, load_config
+from engine.app.notify import Notifier
+from engine.app.settings import LoggingSettings, ProcessSettings
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.breaker import CircuitBreaker
 from engine.execution.limits import AccountLimiter
@@ -73,6 +80,8 @@ class Engine:
     quote_feeds: dict[str, QuoteSource] = field(default_factory=dict)
     # POST /signals' durable intake (engine.io.sources.http), when something takes HTTP signals.
     http_intake: Any = None
+    # One line per outcome (engine.app.logs), and its count of signals refused at intake.
+    outcome_log: logs.OutcomeLog | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
 
@@ -202,11 +211,39 @@ async def build_engine(
     with_control: bool = True,
     sources: list[SignalSource] | None = None,
 ) -> Engine:
-    """Assemble and start an engine; the caller adds sources (or passes them) and runs it."""
+    """Assemble and start an engine; the caller adds sources (or passes them) and runs it.
+
+    When a step fails, what was already opened (the venue's sessions, the journal, the control
+    server, ...) is closed before the error is raised: no unclosed-session warnings."""
     print(_fast.describe(), file=sys.stderr)
+    opened: list[Any] = []
+    try:
+        return await _assemble(
+            cfg, opened, venue, secrets, base_url_override, metrics, bus, with_control, sources
+        )
+    except BaseException:
+        for thing in reversed(opened):
+            with contextlib.suppress(Exception):
+                await (thing.stop() if isinstance(thing, Engine) else thing.close())
+        raise
+
+
+async def _assemble(
+    cfg: Config,
+    opened: list[Any],
+    venue: Venue | None,
+    secrets: Any,
+    base_url_override: str | None,
+    metrics: Metrics | None,
+    bus: EventBus | None,
+    with_control: bool,
+    sources: list[SignalSource] | None,
+) -> Engine:
     factory: TradeLockerFactory | None = None
     if venue is None:
-        secrets = secrets or await open_secrets(cfg.vault, cfg.journal.state_path)
+        if secrets is None:
+            secrets = await open_secrets(cfg.vault, cfg.journal.state_path)
+            opened.append(secrets)
         factory = TradeLockerFactory(
             cfg.logins,
             cfg.accounts.values(),
@@ -220,6 +257,7 @@ async def build_engine(
             quotes_share=cfg.limits.share,
         )
         venue = await factory.venue()
+        opened.append(venue)
     await venue.start()
     metrics = metrics or Metrics()
     bus = bus or EventBus()
@@ -232,6 +270,7 @@ async def build_engine(
     accounts = Accounts(sessions, cfg.groups.values())
     await accounts.start()
     journal = Journal.from_settings(cfg.journal)
+    opened.append(journal)
     reconciler = Reconciler.from_settings(venue, cfg.reconcile)
     feeds = {
         a.alias: feed
@@ -269,7 +308,10 @@ async def build_engine(
     )
     pipeline.quote_feeds = feeds
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
+    opened[:] = [engine]  # from here on, engine.stop() closes everything
     engine.quote_feeds = feeds
+    if cfg.logging.outcomes:
+        _open_outcome_log(engine)
     for feed in {id(f): f for f in feeds.values()}.values():
         await feed.start()
     resolved = await pipeline.recover()
@@ -438,6 +480,7 @@ async def _open_control(engine: Engine, settings: ControlSettings) -> None:
                 for alias, s in engine.accounts.sessions.items()
             },
             "stop_limits_held": len(engine.stop_limits.held()),
+            "refused_at_intake": dict(engine.outcome_log.refused) if engine.outcome_log else {},
         }
 
     async def on_kill(cancel_orders: bool) -> dict[str, Any]:
@@ -449,8 +492,53 @@ async def _open_control(engine: Engine, settings: ControlSettings) -> None:
         on_kill=on_kill,
         status_extra=status,
     )
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        with contextlib.suppress(Exception):
+            await server.close()
+        raise ConfigError(
+            f"the control server cannot listen on {settings.host}:{settings.port} "
+            f"({exc.strerror or exc}): {_listen_fix(exc)}"
+        ) from None
     engine.control = server
+
+
+def _listen_fix(exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            "another process (another tl-engine?) listens there: stop it, or set "
+            "engine.control_port to a free port (0: any free port)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "engine.control_host is not an address of this machine (e.g. 127.0.0.1)"
+    if exc.errno == errno.EACCES:
+        return "ports below 1024 need privileges: set engine.control_port to 1024 or above"
+    return "check engine.control_host and engine.control_port"
+
+
+def _open_outcome_log(engine: Engine) -> None:
+    """One log line per outcome; signals refused at intake counted for /metrics and /status."""
+    tracker = engine.pipeline.tracker
+    refused = engine.metrics.registry.counter(
+        "tl_signals_refused_total",
+        "signals refused at intake (bytes that did not decode), by where they came from",
+        ("origin",),
+    )
+
+    def latency(leg: str) -> int | None:
+        rec = tracker.by_signal(leg)
+        if rec is None or not rec.arrived_ns or not rec.acked_ns:
+            return None
+        return int(rec.acked_ns - rec.arrived_ns)
+
+    def on_refused(origin: str) -> None:
+        refused.inc(origin=origin.split(":", 1)[0])  # kafka:topic/partition -> kafka
+
+    engine.outcome_log = logs.OutcomeLog(latency, on_refused)
+    engine.bus.add_sink(engine.outcome_log)
 
 
 def _sources(engine: Engine, sources: tuple[SourceSettings, ...]) -> list[SignalSource]:
@@ -510,31 +598,179 @@ def _http_intake(engine: Engine) -> Any:
     return HttpIntake(engine.journal.intake, before_done=commit_barrier(engine.kafka_sinks))
 
 
-async def _run(cfg: Config) -> int:
+# --- the process: pinning, the collector, signals, systemd ----------------------------------------
+
+
+def pin(process: ProcessSettings) -> str | None:
+    """Pin the calling (event-loop) thread to ``cpu_affinity``; the journal's writer thread is
+    moved to the other CPUs when there are any. Returns what was done, for the log."""
+    if not process.cpu_affinity:
+        return None
+    cpus = set(process.cpu_affinity)
+    available = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)  # 0: the calling thread (Linux)
+    done = f"event loop pinned to CPU {','.join(map(str, sorted(cpus)))}"
+    others = available - cpus
+    for thread in threading.enumerate():
+        if thread.name == "journal-writer" and thread.native_id is not None and others:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(thread.native_id, others)
+                done += f"; journal writer on CPU {','.join(map(str, sorted(others)))}"
+    return done
+
+
+def freeze_gc(process: ProcessSettings) -> str:
+    """After warm-up: collect once, freeze what survived (never scanned again), set the
+    thresholds."""
+    gc.set_threshold(*process.gc_thresholds)
+    if not process.gc_freeze:
+        return f"gc thresholds {process.gc_thresholds}, not frozen"
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    return f"gc: {frozen} start-up objects frozen, thresholds {process.gc_thresholds}"
+
+
+@dataclass
+class LogOptions:
+    """The ``run`` command's ``--log-*`` options (None: the config file's ``[logging]``)."""
+
+    level: str | None = None
+    format: str | None = None
+    file: str | None = None
+    max_bytes: int | None = None
+    backups: int | None = None
+
+    def over(self, settings: LoggingSettings) -> LoggingSettings:
+        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return dataclasses.replace(settings, **given)
+
+
+def not_reloadable(old: Config, new: Config) -> list[str]:
+    """What differs between two configs that a reload cannot apply (a restart can)."""
+    out = []
+    added = sorted(set(new.accounts) - set(old.accounts))
+    removed = sorted(set(old.accounts) - set(new.accounts))
+    if added:
+        out.append(f"account(s) added: {', '.join(added)}")
+    if removed:
+        out.append(f"account(s) removed: {', '.join(removed)} (set enabled = false instead)")
+    for alias in sorted(set(new.accounts) & set(old.accounts)):
+        a, b = old.accounts[alias], new.accounts[alias]
+        if (a.login, a.account_id, a.acc_num) != (b.login, b.account_id, b.acc_num):
+            out.append(f"accounts.{alias} names another venue account")
+        if b.enabled and not a.enabled:
+            out.append(f"accounts.{alias} enabled (it was not opened at start)")
+    same = ("logins", "accounts", "groups", "logging")
+    for f in dataclasses.fields(Config):
+        if f.name not in same and getattr(old, f.name) != getattr(new, f.name):
+            out.append(f"[{f.name}] changed")
+    if old.logins != new.logins:
+        out.append("[logins] changed")
+    lo, ln = old.logging, new.logging
+    if dataclasses.replace(lo, level=ln.level) != ln:
+        out.append("[logging] changed beyond level")
+    return out
+
+
+def reload(engine: Engine, path: str, options: LogOptions, notifier: Notifier) -> bool:
+    """SIGHUP: read the config file again and apply accounts (enabled, multiplier), groups and
+    log levels to the running engine; connections and signals in flight are untouched. An
+    invalid file, or one that changes what only a restart can, is refused whole: the running
+    config stays and the error is logged. True when applied."""
+    notifier.reloading()
+    try:
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            errors = exc.errors if isinstance(exc, ConfigErrors) else [str(exc)]
+            log.error(
+                "reload refused: %s has %d error(s), the running config is kept: %s",
+                path,
+                len(errors),
+                "; ".join(errors),
+            )
+            return False
+        problems = not_reloadable(engine.config, new)
+        if problems:
+            log.error(
+                "reload refused: these need a restart, the running config is kept: %s",
+                "; ".join(problems),
+            )
+            return False
+        old = engine.config
+        levels = options.level or new.logging.level
+        logs.apply_levels(logs.parse_levels(levels))
+        engine.accounts.reconfigure(new.accounts.values(), new.groups.values())
+        engine.config = dataclasses.replace(
+            old, accounts=new.accounts, groups=new.groups, logging=new.logging
+        )
+        changes = [
+            f"accounts.{a}.{k}: {getattr(old.accounts[a], k)} -> {getattr(s, k)}"
+            for a, s in new.accounts.items()
+            for k in ("multiplier", "enabled")
+            if getattr(old.accounts[a], k) != getattr(s, k)
+        ]
+        if old.groups != new.groups:
+            changes.append(f"groups: {', '.join(sorted(new.groups)) or 'none'}")
+        if options.level is None and old.logging.level != new.logging.level:
+            changes.append(f"log level: {old.logging.level} -> {new.logging.level}")
+        log.warning("reloaded %s: %s", path, "; ".join(changes) or "nothing changed")
+        return True
+    finally:
+        notifier.ready(_ready_status(engine))
+
+
+def _ready_status(engine: Engine) -> str:
+    enabled = sum(1 for s in engine.accounts.sessions.values() if s.enabled)
+    where = f" on {engine.control.url}" if engine.control is not None else ""
+    return f"taking signals: {enabled} account(s){where}"
+
+
+async def _run(cfg: Config, path: str, options: LogOptions) -> int:
+    notifier = Notifier()
+    notifier.status("starting: logging in, warming connections")
     engine = await build_engine(cfg)
-    for source in engine.sources:
-        await source.start()
+    try:
+        for source in engine.sources:
+            await source.start()
+    except BaseException:
+        await engine.stop()
+        raise
     if engine.control is not None:
         print(f"control server: {engine.control.url}", file=sys.stderr)
+    pinned = pin(cfg.process)
+    if pinned:
+        log.info("%s", pinned)
+    log.info("%s", freeze_gc(cfg.process))
     stop = asyncio.Event()
+    why: list[str] = []
     loop = asyncio.get_running_loop()
 
-    def on_signal() -> None:
+    def on_signal(name: str) -> None:
         # At once, not when the loop gets round to the drain: a POST from now on is refused.
         if engine.control is not None:
             engine.control.begin_drain()
+        why.append(name)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: loop.call_soon(reload, engine, path, options, notifier)
+    )
+    watchdog = asyncio.ensure_future(notifier.watchdog())
     feeding = asyncio.ensure_future(engine.run_sources())
     stopping = asyncio.ensure_future(stop.wait())
+    notifier.ready(_ready_status(engine))
+    log.warning("ready: %s", _ready_status(engine))
     await asyncio.wait({feeding, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if feeding.done() and not stop.is_set() and engine.control is not None:
         await stopping  # local input ended but the control server still takes signals
     stopping.cancel()
-    log.warning("draining: no new signals; finishing the ones accepted")
+    cause = why[0] if why else "the signal input ended"
+    notifier.stopping(f"draining ({cause})")
+    log.warning("%s: draining: no new signals; finishing the ones accepted", cause)
     finished, reported = await engine.drain(feeding)
     log.warning(
         "drain done: %d accepted signal(s) finished, %d reported without a decision "
@@ -542,20 +778,44 @@ async def _run(cfg: Config) -> int:
         finished,
         reported,
     )
+    notifier.status("stopping: flushing sinks, closing the journal")
     await engine.stop()
+    watchdog.cancel()
+    log.warning("stopped: sinks flushed, journal closed")
+    notifier.close()
     return 0
 
 
 def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     parser.add_argument("--config", required=True, help="the TOML config file")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level",
+        metavar="SPEC",
+        help="info, debug, ... or per component: engine.tradelocker=debug,info "
+        "(default: [logging] level, else info)",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), help="one line per record")
+    parser.add_argument("--log-file", metavar="PATH", help="log here instead of stderr")
+    parser.add_argument(
+        "--log-max-bytes", type=int, metavar="N", help="rotate the log file at this size"
+    )
+    parser.add_argument("--log-backups", type=int, metavar="N", help="rotated log files kept")
 
     def run(args: argparse.Namespace) -> int:
-        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+        options = LogOptions(
+            args.log_level, args.log_format, args.log_file, args.log_max_bytes, args.log_backups
+        )
         try:
+            if options.level is not None:
+                logs.parse_levels(options.level, "--log-level")
             cfg = load_config(args.config)
+            problems = environment_problems(cfg)
+            if problems:
+                raise ConfigErrors(problems)
+            logs.configure(options.over(cfg.logging))
         except ConfigError as exc:
-            print(f"config error: {exc}", file=sys.stderr)
+            for line in exc.errors if isinstance(exc, ConfigErrors) else [str(exc)]:
+                print(f"config error: {line}", file=sys.stderr)
             return 2
         try:
             import uvloop
@@ -564,9 +824,15 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         except ImportError:
             runner = asyncio.run
         try:
-            return runner(_run(cfg))
+            return runner(_run(cfg, args.config, options))
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return 2
         except EngineError as exc:
             print(f"tl-engine: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("tl-engine: interrupted while starting (before taking signals)", file=sys.stderr)
+            return 130
 
     return run
