@@ -299,7 +299,9 @@ def _toml(value: Any) -> str:
 # --- loading --------------------------------------------------------------------------------------
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, check_environment: bool = False) -> Config:
+    """The file's :class:`Config`. ``check_environment``: also what this machine says (see
+    :func:`environment_problems`), listed with the file's own errors."""
     p = Path(path)
     try:
         text = p.read_bytes().decode("utf-8")
@@ -311,7 +313,7 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return parse_config(data)
+    return parse_config(data, check_environment=check_environment)
 
 
 class ConfigErrors(ConfigError):
@@ -361,12 +363,12 @@ def _each(items: dict[Any, Any], build: Callable[[Any, Any], Any]) -> dict[Any, 
     return out
 
 
-def parse_config(data: dict[str, Any]) -> Config:
+def parse_config(data: dict[str, Any], *, check_environment: bool = False) -> Config:
     """The checked :class:`Config`; raises :class:`ConfigErrors` listing every error found."""
     errors: list[str] = []
     token = _collected.set(errors)
     try:
-        cfg = _parse(data)
+        cfg = _parse(data, check_environment)
     except _Skip:
         cfg = None
     except ConfigError as exc:
@@ -379,7 +381,7 @@ def parse_config(data: dict[str, Any]) -> Config:
     return cfg
 
 
-def _parse(data: dict[str, Any]) -> Config:
+def _parse(data: dict[str, Any], check_environment: bool = False) -> Config:
     _no_unknown(data, "", _TOP)
     # The [engine], [timeouts], [limits] and [logging] keys, by the settings type each fills.
     values: dict[type, dict[str, Any]] = {}
@@ -440,13 +442,19 @@ def _parse(data: dict[str, Any]) -> Config:
             vault = _vault(_table(data, "vault"), logins, control)
     except _Skip:
         pass
+    journal = JournalSettings(**values.get(JournalSettings, {}))
+    logging = LoggingSettings(**values.get(LoggingSettings, {}))
+    if check_environment:
+        # With the keys that passed their checks (a bad key's default is not checked).
+        for problem in environment_problems(journal, control, logging, sources):
+            _error(problem)
     if _collected.get():
         raise _Skip
     return Config(
         logins=logins,
         accounts=accounts,
         groups=groups,
-        journal=JournalSettings(**values.get(JournalSettings, {})),
+        journal=journal,
         pipeline=PipelineSettings(**values.get(PipelineSettings, {})),
         reconcile=reconcile,
         stop_limits=StopLimitSettings(**values.get(StopLimitSettings, {})),
@@ -454,7 +462,7 @@ def _parse(data: dict[str, Any]) -> Config:
         adapter=adapter,
         control=control,
         vault=vault,
-        logging=LoggingSettings(**values.get(LoggingSettings, {})),
+        logging=logging,
         process=ProcessSettings(**values.get(ProcessSettings, {})),
         **listed,
     )
@@ -661,12 +669,17 @@ NO_HTTP_SOURCE = (
 )
 
 
-def environment_problems(cfg: Config) -> list[str]:
+def environment_problems(
+    journal_settings: JournalSettings,
+    control: ControlSettings,
+    logging: LoggingSettings,
+    sources: tuple[SourceSettings, ...],
+) -> list[str]:
     """What this machine says about a valid config: directories that do not exist, a control
     port another process listens on, a signal file that is not there. (``run`` checks these
     too, before it logs in.)"""
     problems: list[str] = []
-    journal = Path(cfg.journal.path)
+    journal = Path(journal_settings.path)
     where = journal.parent if str(journal.parent) else Path(".")
     if not where.is_dir():
         problems.append(
@@ -675,18 +688,18 @@ def environment_problems(cfg: Config) -> list[str]:
         )
     elif not os.access(where, os.W_OK):
         problems.append(f"engine.journal_path: the directory {str(where)!r} is not writable")
-    if cfg.journal.state_dir and Path(cfg.journal.state_dir).exists():
-        if not Path(cfg.journal.state_dir).is_dir():
-            problems.append(f"engine.state_dir {cfg.journal.state_dir!r} is a file, not a folder")
-    if cfg.logging.file and not Path(cfg.logging.file).parent.is_dir():
+    state_dir = journal_settings.state_dir
+    if state_dir and Path(state_dir).exists() and not Path(state_dir).is_dir():
+        problems.append(f"engine.state_dir {state_dir!r} is a file, not a folder")
+    if logging.file and not Path(logging.file).parent.is_dir():
         problems.append(
-            f"logging.file: the directory {str(Path(cfg.logging.file).parent)!r} does not exist: "
+            f"logging.file: the directory {str(Path(logging.file).parent)!r} does not exist: "
             "create it or log elsewhere"
         )
-    for i, src in enumerate(cfg.sources):
+    for i, src in enumerate(sources):
         if src.kind == "local" and src.path not in (None, "-") and not Path(src.path).is_file():
             problems.append(f"sources[{i}].path: {src.path!r} is not a file (use - for stdin)")
-    port_problem = _control_port_problem(cfg.control)
+    port_problem = _control_port_problem(control)
     if port_problem:
         problems.append(port_problem)
     return problems
@@ -734,14 +747,14 @@ def cli_check(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
 
     def run(args: argparse.Namespace) -> int:
         try:
-            cfg = load_config(args.file)
+            cfg = load_config(args.file, check_environment=True)
         except ConfigError as exc:
             errors = exc.errors if isinstance(exc, ConfigErrors) else [str(exc)]
             for line in errors:
                 print(f"config error: {line}")
             print(f"{args.file}: {len(errors)} error(s)")
             return 1
-        problems = environment_problems(cfg)
+        problems: list[str] = []
         online = getattr(args, "online", False)
         if online:
             from engine.app.online import check_online

@@ -32,7 +32,7 @@ from typing import Any
 
 from engine import _fast
 from engine.app import logs
-from engine.app.config import Config, ConfigErrors, environment_problems, load_config
+from engine.app.config import Config, ConfigErrors, load_config
 from engine.app.notify import Notifier
 from engine.app.settings import LoggingSettings, ProcessSettings
 from engine.execution.accounts import Accounts, AccountSession
@@ -808,10 +808,7 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         try:
             if options.level is not None:
                 logs.parse_levels(options.level, "--log-level")
-            cfg = load_config(args.config)
-            problems = environment_problems(cfg)
-            if problems:
-                raise ConfigErrors(problems)
+            cfg = load_config(args.config, check_environment=True)
             logs.configure(options.over(cfg.logging))
         except ConfigError as exc:
             for line in exc.errors if isinstance(exc, ConfigErrors) else [str(exc)]:
