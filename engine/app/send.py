@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -97,6 +98,8 @@ async def _send_kafka(bootstrap: str, topic: str, lines: list[bytes]) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
+    # Its connection errors are logged as well as raised: this command says them once.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=1, request_timeout_ms=15_000
     )
