@@ -165,6 +165,8 @@ async def test_every_outcome_is_a_json_line_in_a_rotated_file_and_refusals_count
         text = daemon.text()
         assert DEMO_PASSWORD not in text and TOKEN not in text and "eyJ" not in text
         assert "SIGTERM: draining" in text and "stopped: sinks flushed, journal closed" in text
+        # No state_dir: the login's refresh token is kept beside the journal (docs/config.md).
+        assert (tmp_path / "sb.refresh_token").is_file()
     finally:
         if daemon.proc.returncode is None:
             daemon.proc.kill()
