@@ -566,7 +566,8 @@ def _vault(
     if not t:
         if users:
             raise ConfigError(
-                f"{', '.join(users)} use(s) a vault: reference but there is no [vault] table: "
+                f"{' and '.join(users)} {'use' if len(users) > 1 else 'uses'} a vault: "
+                "reference but there is no [vault] table: "
                 "add one with address and token (or role_id and secret_id), or use env:/file:"
             )
         return None

@@ -202,10 +202,11 @@ class OutcomeLog:
             self.refused[origin] = self.refused.get(origin, 0) + 1
             if self._on_refused is not None:
                 self._on_refused(origin)
-        if not self._log.isEnabledFor(logging.WARNING):
+        accepted = event.status == "accepted"
+        if not self._log.isEnabledFor(logging.INFO if accepted else logging.WARNING):
             return
         latency = None
-        if self._latency is not None and event.status == "accepted" and event.leg:
+        if accepted and self._latency is not None and event.leg:
             latency = self._latency(event.leg)
         if not self._queued:
             try:

@@ -3,6 +3,7 @@ pass, each on its own line naming the key and the fix; ``--version``."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,7 +74,7 @@ bootstrap = "localhost"
     text = "\n".join(errors)
     assert "logins.a.base_url has no valid host after https://" in text
     assert "engine.control_host is a host only: write '127.0.0.1' and put the port" in text
-    assert "engine.control_token use(s) a vault: reference but there is no [vault] table" in text
+    assert "engine.control_token uses a vault: reference but there is no [vault] table" in text
     assert "accounts.two and accounts.one are the same venue account" in text
     assert "engine.journal_path: the directory" in text and "does not exist" in text
     assert "sinks[0].bootstrap: 'localhost' is not host:port" in text
@@ -136,3 +139,88 @@ acc_num = 1
     assert version.returncode == 0
     assert version.stdout.startswith("tl-engine ") and "hot path:" in version.stdout
     assert version.stdout.count("\n") == 1
+
+
+def test_online_logs_in_finds_each_account_and_names_what_is_wrong(
+    sandbox_process: str, tmp_path: Path
+) -> None:
+    """Against the sandbox subprocess: a good file is OK online; a wrong password, a secret
+    that is not set, an account the login does not have and a Kafka broker that is not there
+    are each one line, in one pass. Nothing is traded."""
+    base = f"""
+[engine]
+journal_path = "{tmp_path}/journal.sqlite"
+control_port = 0
+
+[logins.sb]
+base_url = "{sandbox_process}"
+server = "{DEMO_SERVER}"
+email = "env:SB_EMAIL"
+password = "env:SB_PASSWORD"
+
+[accounts.a1]
+login = "sb"
+acc_num = 1
+"""
+    env = {**os.environ, "SB_EMAIL": DEMO_EMAIL, "SB_PASSWORD": DEMO_PASSWORD}
+    good = tmp_path / "good.toml"
+    good.write_text(base)
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.app.cli", "check-config", "--online", str(good)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK (online): 1 login(s), 1 account(s)" in out.stdout
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        bad = tmp_path / "bad.toml"
+        bad.write_text(
+            base
+            + f"""
+[logins.wrong]
+base_url = "{sandbox_process}"
+server = "{DEMO_SERVER}"
+email = "env:SB_EMAIL_W"
+password = "env:WRONG_PASSWORD"
+
+[accounts.w1]
+login = "wrong"
+acc_num = 1
+
+[logins.unset]
+base_url = "{sandbox_process}"
+server = "{DEMO_SERVER}"
+email = "env:SB_EMAIL_U"
+password = "env:NOT_SET_ANYWHERE"
+
+[accounts.u1]
+login = "unset"
+acc_num = 1
+
+[accounts.a9]
+login = "sb"
+acc_num = 9
+
+[[sinks]]
+kind = "kafka"
+bootstrap = "127.0.0.1:{port}"
+"""
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "engine.app.cli", "check-config", "--online", str(bad)],
+            cwd=REPO, env={**env, "WRONG_PASSWORD": "not-it-4711", "SB_EMAIL_W": DEMO_EMAIL,
+                 "SB_EMAIL_U": DEMO_EMAIL},
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    assert out.returncode == 1
+    errors = [line for line in out.stdout.splitlines() if line.startswith("config error: ")]
+    text = "\n".join(errors)
+    assert "logins.wrong" in text and "email and password" in text and "server name" in text
+    assert "logins.unset.password (env:)" in text
+    assert "logins.sb" in text and "9" in text  # acc_num 9: the login has no such account
+    assert f"sinks[0].bootstrap 127.0.0.1:{port}: Kafka not reachable" in text
+    assert len(errors) == 4, out.stdout
+    assert "not-it-4711" not in out.stdout + out.stderr and DEMO_PASSWORD not in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr and "Unclosed" not in out.stderr

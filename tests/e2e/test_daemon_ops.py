@@ -115,6 +115,16 @@ async def start(cfg: Path, log: Path, *extra: str, env: dict[str, str] | None = 
             return daemon
 
 
+def cpus_allowed(pid: int) -> dict[str, str]:
+    """Thread id -> the CPUs it may run on (Linux /proc)."""
+    return {
+        t.name: line.split(":", 1)[1].strip()
+        for t in Path(f"/proc/{pid}/task").iterdir()
+        for line in (t / "status").read_text().splitlines()
+        if line.startswith("Cpus_allowed_list:")
+    }
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
@@ -177,7 +187,9 @@ async def test_notify_socket_reload_and_drain(
     sandbox_process: str, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     cfg = tmp_path / "engine.toml"
-    cfg.write_text(config(sandbox_process, tmp_path))
+    cpu = max(os.sched_getaffinity(0))
+    pinned = f"cpu_affinity = [{cpu}]"
+    cfg.write_text(config(sandbox_process, tmp_path, engine=pinned))
     notify_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify_path))
@@ -204,11 +216,18 @@ async def test_notify_socket_reload_and_drain(
         assert ready["STATUS"].startswith("taking signals: 1 account(s)")
         assert ready["MAINPID"] == str(daemon.proc.pid)
         await until("WATCHDOG", "1")
+        # Pinned once warm: the loop (main) thread on its CPU, the journal writer elsewhere.
+        allowed = cpus_allowed(daemon.proc.pid)
+        assert allowed[str(daemon.proc.pid)] == str(cpu)
+        await daemon.logged(f"event loop pinned to CPU {cpu}")
+        if len(os.sched_getaffinity(0)) > 1:
+            assert "; journal writer on CPU " in daemon.text()
+            assert any(cpus != str(cpu) for cpus in allowed.values())
         assert await daemon.post(http, place("n1")) == 202
         await daemon.logged("n1 a1 place: accepted, order ")
 
         # An invalid file: refused whole, the running config stays.
-        cfg.write_text(config(sandbox_process, tmp_path, account="multiplier = -1"))
+        cfg.write_text(config(sandbox_process, tmp_path, account="multiplier = -1", engine=pinned))
         daemon.proc.send_signal(signal.SIGHUP)
         await until("RELOADING", "1")
         await until("READY", "1")
@@ -218,7 +237,7 @@ async def test_notify_socket_reload_and_drain(
         await daemon.logged("n2 a1 place: accepted, order ")
 
         # A valid change: applied without a restart (same process, same control server).
-        cfg.write_text(config(sandbox_process, tmp_path, account="enabled = false"))
+        cfg.write_text(config(sandbox_process, tmp_path, account="enabled = false", engine=pinned))
         daemon.proc.send_signal(signal.SIGHUP)
         await until("RELOADING", "1")
         await until("READY", "1")
@@ -228,9 +247,7 @@ async def test_notify_socket_reload_and_drain(
 
         # A change only a restart can make: refused, named.
         cfg.write_text(
-            config(sandbox_process, tmp_path, engine="max_qty_lots = 5.0").replace(
-                "acc_num = 1", "acc_num = 2"
-            )
+            config(sandbox_process, tmp_path, engine=pinned).replace("acc_num = 1", "acc_num = 2")
         )
         daemon.proc.send_signal(signal.SIGHUP)
         await until("READY", "1")
