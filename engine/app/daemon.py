@@ -210,8 +210,10 @@ async def build_engine(
     bus: EventBus | None = None,
     with_control: bool = True,
     sources: list[SignalSource] | None = None,
+    log_outcomes: bool = False,
 ) -> Engine:
     """Assemble and start an engine; the caller adds sources (or passes them) and runs it.
+    ``log_outcomes``: one log line per outcome (the daemon's default; the demo prints its own).
 
     When a step fails, what was already opened (the venue's sessions, the journal, the control
     server, ...) is closed before the error is raised: no unclosed-session warnings."""
@@ -219,7 +221,16 @@ async def build_engine(
     opened: list[Any] = []
     try:
         return await _assemble(
-            cfg, opened, venue, secrets, base_url_override, metrics, bus, with_control, sources
+            cfg,
+            opened,
+            venue,
+            secrets,
+            base_url_override,
+            metrics,
+            bus,
+            with_control,
+            sources,
+            log_outcomes,
         )
     except BaseException:
         for thing in reversed(opened):
@@ -238,6 +249,7 @@ async def _assemble(
     bus: EventBus | None,
     with_control: bool,
     sources: list[SignalSource] | None,
+    log_outcomes: bool,
 ) -> Engine:
     factory: TradeLockerFactory | None = None
     if venue is None:
@@ -310,8 +322,7 @@ async def _assemble(
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
     opened[:] = [engine]  # from here on, engine.stop() closes everything
     engine.quote_feeds = feeds
-    if cfg.logging.outcomes:
-        _open_outcome_log(engine)
+    _open_outcome_log(engine, write=log_outcomes)
     for feed in {id(f): f for f in feeds.values()}.values():
         await feed.start()
     resolved = await pipeline.recover()
@@ -519,8 +530,9 @@ def _listen_fix(exc: OSError) -> str:
     return "check engine.control_host and engine.control_port"
 
 
-def _open_outcome_log(engine: Engine) -> None:
-    """One log line per outcome; signals refused at intake counted for /metrics and /status."""
+def _open_outcome_log(engine: Engine, write: bool) -> None:
+    """Signals refused at intake counted for /metrics and /status; with ``write``, one log line
+    per outcome (``tl-engine run``: ``[logging] outcomes``)."""
     tracker = engine.pipeline.tracker
     refused = engine.metrics.registry.counter(
         "tl_signals_refused_total",
@@ -537,7 +549,7 @@ def _open_outcome_log(engine: Engine) -> None:
     def on_refused(origin: str) -> None:
         refused.inc(origin=origin.split(":", 1)[0])  # kafka:topic/partition -> kafka
 
-    engine.outcome_log = logs.OutcomeLog(latency, on_refused)
+    engine.outcome_log = logs.OutcomeLog(latency, on_refused, write=write)
     engine.bus.add_sink(engine.outcome_log)
 
 
@@ -730,7 +742,7 @@ def _ready_status(engine: Engine) -> str:
 async def _run(cfg: Config, path: str, options: LogOptions) -> int:
     notifier = Notifier()
     notifier.status("starting: logging in, warming connections")
-    engine = await build_engine(cfg)
+    engine = await build_engine(cfg, log_outcomes=cfg.logging.outcomes)
     try:
         for source in engine.sources:
             await source.start()

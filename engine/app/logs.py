@@ -187,8 +187,11 @@ class OutcomeLog:
         self,
         latency: Callable[[str], int | None] | None = None,
         on_refused: Callable[[str], None] | None = None,
+        *,
+        write: bool = True,
     ) -> None:
         self._log = logging.getLogger(OUTCOME_LOGGER)
+        self.write = write  # False: count refusals only (an engine embedded in the demo, tests)
         self._latency = latency
         self._on_refused = on_refused
         self._queued: list[tuple[OutcomeEvent, int | None]] = []
@@ -202,6 +205,8 @@ class OutcomeLog:
             self.refused[origin] = self.refused.get(origin, 0) + 1
             if self._on_refused is not None:
                 self._on_refused(origin)
+        if not self.write:
+            return
         accepted = event.status == "accepted"
         if not self._log.isEnabledFor(logging.INFO if accepted else logging.WARNING):
             return

@@ -103,7 +103,7 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
         with_api_key=True,
         control_port=0,
     )
-    engine = await build_engine(cfg, sources=[])
+    engine = await build_engine(cfg, sources=[], log_outcomes=True)
     events: list[tuple[Topic, Event]] = []
     engine.bus.subscribe(lambda topic, ev: events.append((topic, ev)))
     scraped: list[str] = []
