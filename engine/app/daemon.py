@@ -742,6 +742,10 @@ def _ready_status(engine: Engine) -> str:
 async def _run(cfg: Config, path: str, options: LogOptions) -> int:
     notifier = Notifier()
     notifier.status("starting: logging in, warming connections")
+    loop = asyncio.get_running_loop()
+    # A SIGHUP while starting must not kill the process (its default): it is applied once ready.
+    early_hup: list[bool] = []
+    loop.add_signal_handler(signal.SIGHUP, early_hup.append, True)
     engine = await build_engine(cfg, log_outcomes=cfg.logging.outcomes)
     try:
         for source in engine.sources:
@@ -757,7 +761,6 @@ async def _run(cfg: Config, path: str, options: LogOptions) -> int:
     log.info("%s", freeze_gc(cfg.process))
     stop = asyncio.Event()
     why: list[str] = []
-    loop = asyncio.get_running_loop()
 
     def on_signal(name: str) -> None:
         # At once, not when the loop gets round to the drain: a POST from now on is refused.
@@ -776,6 +779,9 @@ async def _run(cfg: Config, path: str, options: LogOptions) -> int:
     stopping = asyncio.ensure_future(stop.wait())
     notifier.ready(_ready_status(engine))
     log.warning("ready: %s", _ready_status(engine))
+    if early_hup:
+        log.warning("SIGHUP arrived while starting: reloading now")
+        reload(engine, path, options, notifier)
     await asyncio.wait({feeding, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if feeding.done() and not stop.is_set() and engine.control is not None:
         await stopping  # local input ended but the control server still takes signals

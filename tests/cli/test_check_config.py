@@ -3,6 +3,7 @@ pass, each on its own line naming the key and the fix; ``--version``."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -10,9 +11,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import hvac
 import pytest
 
+from engine.app.online import check_online
 from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
+from tests.fixtures.vault import VaultServer
+from tests.vault.engine_vault import SECRET_ID_ENV, provision, vault_engine_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -224,3 +229,32 @@ bootstrap = "127.0.0.1:{port}"
     assert len(errors) == 4, out.stdout
     assert "not-it-4711" not in out.stdout + out.stderr and DEMO_PASSWORD not in out.stdout
     assert "Traceback" not in out.stdout + out.stderr and "Unclosed" not in out.stderr
+
+
+@pytest.mark.vault
+def test_online_reaches_vault_and_resolves_every_reference(
+    vault: VaultServer, sandbox_process: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real OpenBao dev server: the credentials as vault: references through AppRole are
+    resolved and used to log in; a missing field is named (never its value); a Vault that does
+    not answer is one line."""
+    root = hvac.Client(url=vault.address, token=vault.root_token)
+    layout = provision(root)
+    monkeypatch.setenv(SECRET_ID_ENV, layout.secret_id)
+    cfg = vault_engine_config(sandbox_process, tmp_path, vault, layout, approle=True)
+    assert check_online(cfg) == []
+
+    missing = dataclasses.replace(
+        cfg.logins["sb"], developer_api_key=f"vault:secret/{layout.login_path()}#no_such_field"
+    )
+    problems = check_online(dataclasses.replace(cfg, logins={"sb": missing}))
+    assert len(problems) == 1 and problems[0].startswith("logins.sb.developer_api_key (vault:)")
+    assert layout.secret_id not in problems[0]
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        assert cfg.vault is not None
+        gone = dataclasses.replace(cfg, vault=dataclasses.replace(cfg.vault, address=nowhere))
+        problems = check_online(gone)
+    assert len(problems) == 1 and problems[0].startswith("[vault]: cannot open it: ")
