@@ -746,7 +746,25 @@ async def _run(cfg: Config, path: str, options: LogOptions) -> int:
     # A SIGHUP while starting must not kill the process (its default): it is applied once ready.
     early_hup: list[bool] = []
     loop.add_signal_handler(signal.SIGHUP, early_hup.append, True)
-    engine = await build_engine(cfg, log_outcomes=cfg.logging.outcomes)
+    # SIGTERM/SIGINT while starting: the start is cancelled and what it opened is closed (the
+    # journal too), never a process killed half-way through a login or a reconciliation.
+    why: list[str] = []
+    starting = asyncio.ensure_future(build_engine(cfg, log_outcomes=cfg.logging.outcomes))
+
+    def stop_starting(name: str) -> None:
+        why.append(name)
+        starting.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_starting, sig.name)
+    try:
+        engine = await starting
+    except asyncio.CancelledError:
+        if not why:
+            raise
+        notifier.stopping(f"stopped while starting ({why[0]})")
+        log.warning("%s while starting: stopped before taking signals", why[0])
+        return 0
     try:
         for source in engine.sources:
             await source.start()
@@ -760,7 +778,6 @@ async def _run(cfg: Config, path: str, options: LogOptions) -> int:
         log.info("%s", pinned)
     log.info("%s", freeze_gc(cfg.process))
     stop = asyncio.Event()
-    why: list[str] = []
 
     def on_signal(name: str) -> None:
         # At once, not when the loop gets round to the drain: a POST from now on is refused.
@@ -846,7 +863,7 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         except EngineError as exc:
             print(f"tl-engine: {exc}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # before the loop's own handlers were in place
             print("tl-engine: interrupted while starting (before taking signals)", file=sys.stderr)
             return 130
 

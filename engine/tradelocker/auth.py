@@ -305,7 +305,8 @@ class TokenManager:
                 headers = dict(response.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise VenueUnavailable(
-                f"login {self.name!r}: {what} failed to reach the venue ({type(exc).__name__})",
+                f"login {self.name!r}: {what} failed to reach the venue ({type(exc).__name__}): "
+                "check the login's base_url and this machine's network",
                 route=route,
             ) from None
         if status in (400, 401, 403):

@@ -331,3 +331,33 @@ async def test_operator_mistakes_end_in_one_line_with_the_fix(
     assert code == 2 and "does not exist" in one_line_error(out)
     code, out = await run_to_end(cfg, "--log-level", "engine=loud")
     assert code == 2 and "is not a level" in one_line_error(out)
+
+
+async def test_sigterm_while_logging_in_stops_cleanly(
+    sandbox_process: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """The venue holds every reply 3 s; SIGTERM arrives while the daemon is logging in: the start
+    is cancelled, what it opened is closed, exit 0, one line says so."""
+    faults = sandbox_process.split("/backend-api")[0].rstrip("/") + "/sandbox/faults"
+    async with http.post(faults, json={"latency": {"*": "3000-3000"}}) as resp:
+        assert resp.status < 300
+    cfg = tmp_path / "engine.toml"
+    cfg.write_text(config(sandbox_process, tmp_path))
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "engine.app.cli", "run", "--config", str(cfg),
+        cwd=REPO, env={**os.environ, **ENV},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = b""
+    while b"hot path:" not in seen:  # build_engine's first line: the start has begun
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line, seen.decode()
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = await asyncio.wait_for(proc.communicate(), 60)
+    out = (seen + rest).decode()
+    assert proc.returncode == 0, out
+    assert "SIGTERM while starting: stopped before taking signals" in out
+    assert "Traceback" not in out and "Unclosed" not in out, out
+    assert "control server:" not in out  # it never got as far as taking signals
