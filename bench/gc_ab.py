@@ -1,6 +1,10 @@
-"""A/B of the daemon's garbage-collector setting (``[engine] gc_freeze`` and ``gc_thresholds``).
+"""A/B of the daemon's garbage-collector setting (``[engine] gc_freeze`` and ``gc_thresholds``),
+or (``--what outcome-log``) of its one log line per outcome.
 
-    python -m bench.gc_ab [--runs 3] [--signals 3000] [--rate 300]
+    python -m bench.gc_ab [--runs 3] [--signals 1500] [--rate 50] [--what gc|outcome-log]
+
+``--what outcome-log``: both variants frozen as the daemon is; A without the outcome lines, B with
+them written as text to a log file (``[logging] outcomes``, the default of ``tl-engine run``).
 
 Each run is its own process: the engine assembled by ``build_engine`` (as ``tl-engine run``
 does) against the benchmark sandbox in a process of its own (``fast`` profile, limits lifted),
@@ -30,12 +34,13 @@ from typing import Any
 FIELDS = ("p50_us", "p99_us", "p999_us", "max_us", "gc_runs", "gc_max_us", "gc_total_ms")
 
 
-async def _one(variant: str, signals: int, rate: float) -> dict[str, Any]:
+async def _one(variant: str, signals: int, rate: float, what: str) -> dict[str, Any]:
     from bench.engine_path import EPOCH_MINUS_MONO, signal_bytes
     from bench.pipeline_path import OutcomeWaiter, bench_config
     from bench.sandbox import BENCH_EMAIL, BENCH_PASSWORD, BENCH_SERVER, start_sandbox
+    from engine.app import logs
     from engine.app.daemon import build_engine, freeze_gc
-    from engine.app.settings import ProcessSettings
+    from engine.app.settings import LoggingSettings, ProcessSettings
     from engine.model.delivery import Delivery
     from engine.secrets.store import EnvFileStore
 
@@ -49,7 +54,12 @@ async def _one(variant: str, signals: int, rate: float) -> dict[str, Any]:
                 environ={"TL_BENCH_EMAIL": BENCH_EMAIL, "TL_BENCH_PASSWORD": BENCH_PASSWORD}
             )
             await secrets.start()
-            engine = await build_engine(cfg, secrets=secrets, with_control=False, sources=[])
+            outcome_log = what == "outcome-log" and variant == "B"
+            if what == "outcome-log":
+                logs.configure(LoggingSettings(file=str(Path(tmp) / "engine.log")))
+            engine = await build_engine(
+                cfg, secrets=secrets, with_control=False, sources=[], log_outcomes=outcome_log
+            )
             waiter = OutcomeWaiter()
             engine.bus.subscribe(waiter.on_event)
 
@@ -66,7 +76,7 @@ async def _one(variant: str, signals: int, rate: float) -> dict[str, Any]:
 
             try:
                 await asyncio.gather(*(fire(i, "warm") for i in range(200)))
-                if variant == "B":
+                if variant == "B" or what == "outcome-log":
                     freeze_gc(ProcessSettings())
                 pauses: list[int] = []
                 started: list[int] = [0]
@@ -91,6 +101,9 @@ async def _one(variant: str, signals: int, rate: float) -> dict[str, Any]:
                 gc.callbacks.remove(on_gc)
             finally:
                 await engine.stop()
+            log_lines = 0
+            if what == "outcome-log":
+                log_lines = (Path(tmp) / "engine.log").read_text().count("engine.outcomes")
     finally:
         await sandbox.stop()
     latencies.sort()
@@ -107,6 +120,7 @@ async def _one(variant: str, signals: int, rate: float) -> dict[str, Any]:
         "gc_runs": len(pauses),
         "gc_max_us": max(pauses, default=0) / 1000,
         "gc_total_ms": sum(pauses) / 1e6,
+        "outcome_lines": log_lines,
     }
 
 
@@ -115,26 +129,31 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each variant")
     parser.add_argument("--signals", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=300.0, help="signals per second")
+    parser.add_argument("--what", choices=("gc", "outcome-log"), default="gc")
     parser.add_argument("--one", choices=("A", "B"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         import uvloop
 
-        print(json.dumps(uvloop.run(_one(args.one, args.signals, args.rate))))
+        print(json.dumps(uvloop.run(_one(args.one, args.signals, args.rate, args.what))))
         return
     results: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
     for _ in range(args.runs):
         for variant in ("A", "B"):
             out = subprocess.run(
                 [sys.executable, "-m", "bench.gc_ab", "--one", variant,
-                 "--signals", str(args.signals), "--rate", str(args.rate)],
+                 "--signals", str(args.signals), "--rate", str(args.rate), "--what", args.what],
                 check=True, capture_output=True, text=True, env={**os.environ},
             )  # fmt: skip
             row = json.loads(out.stdout.strip().splitlines()[-1])
             results[variant].append(row)
-            print(" ".join(f"{k}={row[k]}" for k in ("variant", *FIELDS)), flush=True)
+            keys = ("variant", *FIELDS, "outcome_lines")
+            print(" ".join(f"{k}={row[k]}" for k in keys), flush=True)
     print("\nmedian (min..max) over runs")
-    print("| figure | A: CPython defaults | B: gc_freeze + 50000/20/100 |")
+    if args.what == "gc":
+        print("| figure | A: CPython defaults | B: gc_freeze + 50000/20/100 |")
+    else:
+        print("| figure | A: no outcome lines | B: one text line per outcome, to a file |")
     print("|---|---|---|")
     for f in FIELDS:
         cells = []
