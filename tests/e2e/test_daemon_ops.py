@@ -361,3 +361,26 @@ async def test_sigterm_while_logging_in_stops_cleanly(
     assert "SIGTERM while starting: stopped before taking signals" in out
     assert "Traceback" not in out and "Unclosed" not in out, out
     assert "control server:" not in out  # it never got as far as taking signals
+
+
+async def test_an_order_whose_reply_was_lost_is_logged_with_its_resolution(
+    sandbox_process: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """The venue executes the order and cuts the connection before replying: the outcome is
+    unknown until the engine finds the order by its tag; the log line says it was resolved
+    from unknown, with the venue's order id."""
+    cfg = tmp_path / "engine.toml"
+    cfg.write_text(config(sandbox_process, tmp_path))
+    daemon = await start(cfg, tmp_path / "engine.log")
+    faults = sandbox_process.split("/backend-api")[0].rstrip("/") + "/sandbox/faults"
+    try:
+        async with http.post(faults, json={"dropAfterAccept": {"PLACE_ORDER": 1}}) as resp:
+            assert resp.status < 300
+        assert await daemon.post(http, place("lost1")) == 202
+        await daemon.logged("lost1 a1 place: accepted (resolved from unknown), order ")
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.proc.wait(), 60) == 0
+    finally:
+        if daemon.proc.returncode is None:
+            daemon.proc.kill()
+            await daemon.proc.wait()
