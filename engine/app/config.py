@@ -398,11 +398,11 @@ def _parse(data: dict[str, Any], check_environment: bool = False) -> Config:
             pass
     login_tables = _tables(data, "logins")
     logins = _each(login_tables, _login)
-    if not login_tables:
+    if not login_tables and isinstance(data.get("logins"), dict):
         _error("[logins] is empty: add at least one [logins.<name>] table")
     account_tables = _tables(data, "accounts")
     accounts = _each(account_tables, lambda a, t: _account(a, t, set(login_tables)))
-    if not account_tables:
+    if not account_tables and isinstance(data.get("accounts"), dict):
         _error("[accounts] is empty: add at least one [accounts.<alias>] table")
     _duplicate_venue_accounts(logins, accounts)
     group_tables = _tables(data, "groups", False)
