@@ -821,6 +821,15 @@ async def _run(cfg: Config, path: str, options: LogOptions) -> int:
     return 0
 
 
+def _whole(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < least:
+            raise argparse.ArgumentTypeError(f"a whole number of at least {least}, got {text!r}")
+        return int(text)
+
+    return parse
+
+
 def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     parser.add_argument("--config", required=True, help="the TOML config file")
     parser.add_argument(
@@ -832,9 +841,9 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     parser.add_argument("--log-format", choices=("text", "json"), help="one line per record")
     parser.add_argument("--log-file", metavar="PATH", help="log here instead of stderr")
     parser.add_argument(
-        "--log-max-bytes", type=int, metavar="N", help="rotate the log file at this size"
+        "--log-max-bytes", type=_whole(1024), metavar="N", help="rotate the log file at this size"
     )
-    parser.add_argument("--log-backups", type=int, metavar="N", help="rotated log files kept")
+    parser.add_argument("--log-backups", type=_whole(0), metavar="N", help="rotated log files kept")
 
     def run(args: argparse.Namespace) -> int:
         options = LogOptions(
