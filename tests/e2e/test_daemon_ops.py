@@ -32,7 +32,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ENV = {"SB_EMAIL": DEMO_EMAIL, "SB_PASSWORD": DEMO_PASSWORD, "CTRL_TOKEN": TOKEN}
 
 
-def config(base_url: str, tmp_path: Path, *, account: str = "", engine: str = "") -> str:
+def config(
+    base_url: str, tmp_path: Path, *, account: str = "", engine: str = "", tail: str = ""
+) -> str:
     return f"""
 [engine]
 journal_path = "{tmp_path / "journal.sqlite"}"
@@ -53,6 +55,7 @@ acc_num = 1
 
 [[sources]]
 kind = "http"
+{tail}
 """
 
 
@@ -237,11 +240,20 @@ async def test_notify_socket_reload_and_drain(
         await daemon.logged("n2 a1 place: accepted, order ")
 
         # A valid change: applied without a restart (same process, same control server).
-        cfg.write_text(config(sandbox_process, tmp_path, account="enabled = false", engine=pinned))
+        cfg.write_text(
+            config(
+                sandbox_process,
+                tmp_path,
+                account="enabled = false",
+                engine=pinned,
+                tail='[logging]\nlevel = "engine.tradelocker=debug,warning"',
+            )
+        )
         daemon.proc.send_signal(signal.SIGHUP)
         await until("RELOADING", "1")
         await until("READY", "1")
         await daemon.logged("accounts.a1.enabled: True -> False")
+        await daemon.logged("log level: info -> engine.tradelocker=debug,warning")
         assert await daemon.post(http, place("n3")) == 202
         await daemon.logged("n3 (http) refused at intake: account 'a1' is disabled")
 
