@@ -466,7 +466,10 @@ async def _open_sinks(engine: Engine, sinks: tuple[SinkSettings, ...]) -> None:
 
             assert sink.bootstrap is not None
             k = KafkaEventSink(KafkaSinkConfig(sink.bootstrap, topic_prefix=sink.topic_prefix))
-            await k.start()
+            try:
+                await k.start()
+            except Exception as exc:
+                raise ConfigError(_kafka_unreachable("a kafka sink", sink.bootstrap, exc)) from None
             engine.bus.add_sink(k)
             engine.kafka_sinks.append(k)
         elif sink.kind == "log":
@@ -513,6 +516,13 @@ async def _open_control(engine: Engine, settings: ControlSettings) -> None:
             f"({exc.strerror or exc}): {_listen_fix(exc)}"
         ) from None
     engine.control = server
+
+
+def _kafka_unreachable(what: str, bootstrap: str, exc: Exception) -> str:
+    return (
+        f"{what}: Kafka at {bootstrap} not reachable ({type(exc).__name__}): check its "
+        "bootstrap (host:port) and that the broker runs; tl-engine check-config --online tries it"
+    )
 
 
 def _listen_fix(exc: OSError) -> str:
@@ -767,7 +777,15 @@ async def _run(cfg: Config, path: str, options: LogOptions) -> int:
         return 0
     try:
         for source in engine.sources:
-            await source.start()
+            try:
+                await source.start()
+            except EngineError:
+                raise
+            except Exception as exc:
+                bootstrap = getattr(getattr(source, "config", None), "bootstrap_servers", None)
+                if bootstrap is None:
+                    raise
+                raise ConfigError(_kafka_unreachable("a kafka source", bootstrap, exc)) from None
     except BaseException:
         await engine.stop()
         raise

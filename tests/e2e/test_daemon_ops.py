@@ -339,6 +339,21 @@ async def test_operator_mistakes_end_in_one_line_with_the_fix(
     assert "email and password" in line and "server name" in line
     assert "not-the-password" not in out
 
+    with socket.socket() as closed:  # bound, never listening: a broker that is not there
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{closed.getsockname()[1]}"
+        cfg = tmp_path / "kafka.toml"
+        cfg.write_text(
+            config(
+                sandbox_process,
+                tmp_path,
+                tail=f'[[sinks]]\nkind = "kafka"\nbootstrap = "{nowhere}"',
+            )
+        )
+        code, out = await run_to_end(cfg)
+    assert code == 2
+    assert f"a kafka sink: Kafka at {nowhere} not reachable" in one_line_error(out)
+
     code, out = await run_to_end(tmp_path / "missing.toml")
     assert code == 2 and "does not exist" in one_line_error(out)
     code, out = await run_to_end(cfg, "--log-level", "engine=loud")
