@@ -39,7 +39,8 @@ async def _one(variant: str, signals: int, rate: float, what: str) -> dict[str, 
     from bench.pipeline_path import OutcomeWaiter, bench_config
     from bench.sandbox import BENCH_EMAIL, BENCH_PASSWORD, BENCH_SERVER, start_sandbox
     from engine.app import logs
-    from engine.app.daemon import build_engine, freeze_gc
+    from engine.app.daemon import build_engine
+    from engine.app.run import freeze_gc
     from engine.app.settings import LoggingSettings, ProcessSettings
     from engine.model.delivery import Delivery
     from engine.secrets.store import EnvFileStore

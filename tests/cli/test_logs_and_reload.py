@@ -15,8 +15,8 @@ import pytest
 
 from engine.app import logs
 from engine.app.config import load_config
-from engine.app.daemon import not_reloadable
 from engine.app.notify import Notifier
+from engine.app.run import not_reloadable
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.settings import GroupSettings
 from engine.model.errors import ConfigError
