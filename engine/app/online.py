@@ -61,6 +61,7 @@ async def _venue(cfg: Config, secrets: Any, unresolved: set[str]) -> list[str]:
     from engine.tradelocker.factory import TradeLockerFactory
 
     problems = []
+    seen: dict[tuple[str, str], str] = {}  # (host, venue account id) -> the first alias on it
     for name, login in cfg.logins.items():
         if name in unresolved:
             continue
@@ -73,7 +74,14 @@ async def _venue(cfg: Config, secrets: Any, unresolved: set[str]) -> list[str]:
             venue = await factory.venue()
             await asyncio.wait_for(venue.start(), TIMEOUT_S)
             for a in accounts:
-                venue.client(a.alias)  # raises for an account the login does not have
+                # Raises for an account the login does not have.
+                key = (login.base_url, str(venue.client(a.alias).account_id))
+                if key in seen:
+                    problems.append(
+                        f"accounts.{a.alias} and accounts.{seen[key]} are the same venue account "
+                        f"({key[1]} on {key[0]}): keep one alias, or group them"
+                    )
+                seen.setdefault(key, a.alias)
         except (EngineError, OSError, TimeoutError) as exc:
             problems.append(f"logins.{name} ({login.base_url}): {_say(exc)}")
         finally:

@@ -15,7 +15,7 @@ import hvac
 import pytest
 
 from engine.app.online import check_online
-from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
+from tests.fixtures.sim import DEMO_ACCOUNT_IDS, DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
 from tests.fixtures.vault import VaultServer
 from tests.vault.engine_vault import SECRET_ID_ENV, provision, vault_engine_config
 
@@ -176,6 +176,30 @@ acc_num = 1
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "OK (online): 1 login(s), 1 account(s)" in out.stdout
+    # The same venue account under a second login (another reference to the same user): only
+    # the venue's account ids show it.
+    twice = tmp_path / "twice.toml"
+    twice.write_text(
+        base
+        + f"""
+[logins.again]
+base_url = "{sandbox_process}"
+server = "{DEMO_SERVER}"
+email = "env:SB_EMAIL_AGAIN"
+password = "env:SB_PASSWORD"
+
+[accounts.again1]
+login = "again"
+account_id = "{DEMO_ACCOUNT_IDS[0]}"
+"""
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.app.cli", "check-config", "--online", str(twice)],
+        cwd=REPO, env={**env, "SB_EMAIL_AGAIN": DEMO_EMAIL}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "accounts.again1 and accounts.a1 are the same venue account" in out.stdout
 
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
