@@ -46,9 +46,29 @@ def _load(name: str) -> Callable[..., object]:
     return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
 
 
+def version() -> str:
+    """``tl-engine X.Y.Z (Python 3.11.x, hot path: compiled|pure Python)``."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        number = installed("tl-engine")
+    except PackageNotFoundError:
+        number = "unknown (not installed)"
+    from engine import _fast
+
+    hot = "compiled" if getattr(_fast, "COMPILED", False) else "pure Python"
+    py = ".".join(map(str, sys.version_info[:3]))
+    return f"tl-engine {number} (Python {py}, hot path: {hot})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"]):
+        print(version())
+        return 0
     parser = argparse.ArgumentParser(prog="tl-engine", description=__doc__)
+    parser.add_argument("--version", "-V", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     for name, (_, _, help_text) in SUBCOMMANDS.items():

@@ -17,14 +17,18 @@ never in the file: a login names a *reference* into the secret store (``env:NAME
 from __future__ import annotations
 
 import argparse
+import contextvars
 import dataclasses
+import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.app import config_values as v
+from engine.app.settings import LogFormat, LoggingSettings, ProcessSettings
 from engine.execution.settings import (
     AccountSettings,
     Allocation,
@@ -52,6 +56,7 @@ __all__ = [
     "LoginConfig",
     "cli_check",
     "documented_defaults",
+    "environment_problems",
     "load_config",
     "parse_config",
 ]
@@ -99,6 +104,8 @@ class Config:
     sources: tuple[SourceSettings, ...] = (SourceSettings("local"),)
     sinks: tuple[SinkSettings, ...] = (SinkSettings("bus"),)
     vault: VaultSettings | None = None
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    process: ProcessSettings = field(default_factory=ProcessSettings)
 
     @property
     def targets(self) -> frozenset[str]:
@@ -135,7 +142,7 @@ ENGINE_KEYS = {
     "state_dir": Key(JournalSettings, "state_dir", v.text),
     "begin_durability": Key(JournalSettings, "begin_durability", v.one_of(BeginDurability)),
     "suspect_window_s": Key(JournalSettings, "suspect_window_s", v.positive()),
-    "control_host": Key(ControlSettings, "host", v.text),
+    "control_host": Key(ControlSettings, "host", v.host),
     "control_port": Key(ControlSettings, "port", v.whole(0, 65535)),
     "control_token": Key(ControlSettings, "token", v.secret_ref),
     "control_read_token": Key(ControlSettings, "read_token", v.secret_ref),
@@ -152,6 +159,17 @@ ENGINE_KEYS = {
     "stop_limit_poll_ms": Key(StopLimitSettings, "poll_ms", v.whole(10, 60_000)),
     "order_connections": Key(AdapterSettings, "order_connections", v.whole(1, 16)),
     "order_connections_max": Key(AdapterSettings, "order_connections_max", v.whole(1, 64)),
+    "cpu_affinity": Key(ProcessSettings, "cpu_affinity", v.cpus),
+    "gc_freeze": Key(ProcessSettings, "gc_freeze", v.flag),
+    "gc_thresholds": Key(ProcessSettings, "gc_thresholds", v.gc_thresholds),
+}
+LOGGING_KEYS = {
+    "level": Key(LoggingSettings, "level", v.log_levels),
+    "format": Key(LoggingSettings, "format", v.one_of(LogFormat)),
+    "file": Key(LoggingSettings, "file", v.text),
+    "max_bytes": Key(LoggingSettings, "max_bytes", v.whole(1024)),
+    "backups": Key(LoggingSettings, "backups", v.whole(0, 1000)),
+    "outcomes": Key(LoggingSettings, "outcomes", v.flag),
 }
 TIMEOUT_KEYS = {
     "order_s": Key(AdapterSettings, "order_s", v.positive()),
@@ -216,13 +234,13 @@ GROUP_KEYS = {
 SOURCE_KEYS = {
     "kind": Key(SourceSettings, "kind", v.one_of(SourceKind)),
     "path": Key(SourceSettings, "path", v.text),
-    "bootstrap": Key(SourceSettings, "bootstrap", v.text),
+    "bootstrap": Key(SourceSettings, "bootstrap", v.bootstrap),
     "topic": Key(SourceSettings, "topic", v.text),
     "group_id": Key(SourceSettings, "group_id", v.text),
 }
 SINK_KEYS = {
     "kind": Key(SinkSettings, "kind", v.one_of(SinkKind)),
-    "bootstrap": Key(SinkSettings, "bootstrap", v.text),
+    "bootstrap": Key(SinkSettings, "bootstrap", v.bootstrap),
     "topic_prefix": Key(SinkSettings, "topic_prefix", v.text),
 }
 
@@ -237,8 +255,20 @@ TABLES: dict[str, dict[str, Key]] = {
     "limits": LIMIT_KEYS,
     "timeouts": TIMEOUT_KEYS,
     "vault": VAULT_KEYS,
+    "logging": LOGGING_KEYS,
 }
-_TOP = {"engine", "logins", "accounts", "groups", "sources", "sinks", "limits", "timeouts", "vault"}
+_TOP = {
+    "engine",
+    "logins",
+    "accounts",
+    "groups",
+    "sources",
+    "sinks",
+    "limits",
+    "timeouts",
+    "vault",
+    "logging",
+}
 
 # Keys that were renamed: the old name is refused with the new one.
 _RENAMED = {
@@ -277,7 +307,9 @@ def _toml(value: Any) -> str:
 # --- loading --------------------------------------------------------------------------------------
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, check_environment: bool = False) -> Config:
+    """The file's :class:`Config`. ``check_environment``: also what this machine says (see
+    :func:`environment_problems`), listed with the file's own errors."""
     p = Path(path)
     try:
         text = p.read_bytes().decode("utf-8")
@@ -289,45 +321,115 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return parse_config(data)
+    return parse_config(data, check_environment=check_environment)
 
 
-def parse_config(data: dict[str, Any]) -> Config:
+class ConfigErrors(ConfigError):
+    """Every error a config file has, found in one pass (``errors``: one sentence each)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class _Skip(Exception):
+    """An item (a login, an account, ...) had errors, already collected: leave it out."""
+
+
+_collected: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "config_errors", default=None
+)
+
+
+def _error(message: str) -> None:
+    """Collect one error (while :func:`parse_config` runs), or raise it."""
+    errors = _collected.get()
+    if errors is None:
+        raise ConfigError(message)
+    if message not in errors:
+        errors.append(message)
+
+
+@contextmanager
+def _item() -> Iterator[None]:
+    """One item's checks: a ConfigError is collected and the item left out."""
+    try:
+        yield
+    except ConfigError as exc:
+        _error(str(exc))
+        raise _Skip from None
+
+
+def _each(items: dict[Any, Any], build: Callable[[Any, Any], Any]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for name, t in items.items():
+        try:
+            with _item():
+                out[name] = build(name, t)
+        except _Skip:
+            pass
+    return out
+
+
+def parse_config(data: dict[str, Any], *, check_environment: bool = False) -> Config:
+    """The checked :class:`Config`; raises :class:`ConfigErrors` listing every error found."""
+    errors: list[str] = []
+    token = _collected.set(errors)
+    try:
+        cfg = _parse(data, check_environment)
+    except _Skip:
+        cfg = None
+    except ConfigError as exc:
+        _error(str(exc))
+        cfg = None
+    finally:
+        _collected.reset(token)
+    if errors or cfg is None:
+        raise ConfigErrors(errors or ["the config is not valid"])
+    return cfg
+
+
+def _parse(data: dict[str, Any], check_environment: bool = False) -> Config:
     _no_unknown(data, "", _TOP)
-    # The [engine], [timeouts] and [limits] keys, by the settings type each one fills.
+    # The [engine], [timeouts], [limits] and [logging] keys, by the settings type each fills.
     values: dict[type, dict[str, Any]] = {}
     for table, keys in (
         ("engine", ENGINE_KEYS),
         ("timeouts", TIMEOUT_KEYS),
         ("limits", LIMIT_KEYS),
+        ("logging", LOGGING_KEYS),
     ):
-        values = _fill(_table(data, table), table, keys, values)
-    logins = {name: _login(name, t) for name, t in _tables(data, "logins").items()}
-    if not logins:
-        raise ConfigError("[logins] is empty: add at least one [logins.<name>] table")
-    accounts = {alias: _account(alias, t, logins) for alias, t in _tables(data, "accounts").items()}
-    if not accounts:
-        raise ConfigError("[accounts] is empty: add at least one [accounts.<alias>] table")
-    groups = {name: _group(name, t, accounts) for name, t in _tables(data, "groups", False).items()}
-    clash = set(groups) & set(accounts)
+        try:
+            with _item():
+                values = _fill(_table(data, table), table, keys, values)
+        except _Skip:
+            pass
+    login_tables = _tables(data, "logins")
+    logins = _each(login_tables, _login)
+    if not login_tables and isinstance(data.get("logins"), dict):
+        _error("[logins] is empty: add at least one [logins.<name>] table")
+    account_tables = _tables(data, "accounts")
+    accounts = _each(account_tables, lambda a, t: _account(a, t, set(login_tables)))
+    if not account_tables and isinstance(data.get("accounts"), dict):
+        _error("[accounts] is empty: add at least one [accounts.<alias>] table")
+    _duplicate_venue_accounts(logins, accounts)
+    group_tables = _tables(data, "groups", False)
+    groups = _each(group_tables, lambda n, t: _group(n, t, set(account_tables)))
+    clash = set(group_tables) & set(account_tables)
     if clash:
-        raise ConfigError(
-            f"groups.{sorted(clash)[0]}: a group cannot have the same name as an account"
-        )
+        _error(f"groups.{sorted(clash)[0]}: a group cannot have the same name as an account")
     listed: dict[str, Any] = {}
-    sources = tuple(_source(i, t) for i, t in enumerate(_array(data, "sources")))
+    sources = tuple(_each(dict(enumerate(_array(data, "sources"))), _source).values())
     if sum(1 for src in sources if src.kind == "http") > 1:
-        raise ConfigError(
-            'sources: only one [[sources]] kind = "http" is allowed (POST /signals feeds one)'
-        )
+        _error('sources: only one [[sources]] kind = "http" is allowed (POST /signals feeds one)')
     if sources:
         listed["sources"] = sources
-    sinks = tuple(_sink(i, t) for i, t in enumerate(_array(data, "sinks")))
+    sinks = tuple(_each(dict(enumerate(_array(data, "sinks"))), _sink).values())
     if sinks:
         listed["sinks"] = sinks
     adapter = AdapterSettings(**values.get(AdapterSettings, {}))
     if adapter.order_connections_max < adapter.order_connections:
-        raise ConfigError(
+        _error(
             f"engine.order_connections_max ({adapter.order_connections_max}) is below "
             f"engine.order_connections ({adapter.order_connections}): set it to at least that"
         )
@@ -335,26 +437,65 @@ def parse_config(data: dict[str, Any]) -> Config:
     if reconcile.settle_s < adapter.order_s:
         # "Absent" believed before the order timeout is a phantom rejection of an order a slow
         # venue is still finishing (docs/execution.md, "Unknown outcomes").
-        raise ConfigError(
+        _error(
             f"timeouts.reconcile_settle_s ({reconcile.settle_s:g}) is shorter than "
             f"timeouts.order_s ({adapter.order_s:g}): an order the venue finishes after the engine "
             f"stopped waiting would be called absent; set it to at least {adapter.order_s:g} "
             "(e.g. order_s + 5)"
         )
+    control = ControlSettings(**values.get(ControlSettings, {}))
+    vault = None
+    try:
+        with _item():
+            vault = _vault(_table(data, "vault"), logins, control)
+    except _Skip:
+        pass
+    journal = JournalSettings(**values.get(JournalSettings, {}))
+    logging = LoggingSettings(**values.get(LoggingSettings, {}))
+    if check_environment:
+        # With the keys that passed their checks (a bad key's default is not checked).
+        for problem in environment_problems(journal, control, logging, sources):
+            _error(problem)
+    if _collected.get():
+        raise _Skip
     return Config(
         logins=logins,
         accounts=accounts,
         groups=groups,
-        journal=JournalSettings(**values.get(JournalSettings, {})),
+        journal=journal,
         pipeline=PipelineSettings(**values.get(PipelineSettings, {})),
         reconcile=reconcile,
         stop_limits=StopLimitSettings(**values.get(StopLimitSettings, {})),
         limits=LimitsSettings(**values.get(LimitsSettings, {})),
         adapter=adapter,
-        control=ControlSettings(**values.get(ControlSettings, {})),
-        vault=_vault(_table(data, "vault"), logins),
+        control=control,
+        vault=vault,
+        logging=logging,
+        process=ProcessSettings(**values.get(ProcessSettings, {})),
         **listed,
     )
+
+
+def _duplicate_venue_accounts(
+    logins: dict[str, LoginConfig], accounts: dict[str, AccountSettings]
+) -> None:
+    """Two aliases on one venue account would trade it twice for one signal each, and share a
+    rate budget each believes is its own."""
+    seen: dict[tuple[str, ...], str] = {}
+    for alias, a in accounts.items():
+        login = logins.get(a.login)
+        if login is None:
+            continue
+        which = f"account_id {a.account_id}" if a.account_id else f"acc_num {a.acc_num}"
+        key = (login.base_url, login.server, login.email, which)
+        if key in seen:
+            _error(
+                f"accounts.{alias} and accounts.{seen[key]} are the same venue account "
+                f"({which} of login {login.name!r} / the same user): keep one alias, or use a "
+                "[groups.*] table to trade it under two names"
+            )
+        else:
+            seen[key] = alias
 
 
 # --- the tables that need more than their keys' checks --------------------------------------------
@@ -368,9 +509,12 @@ def _login(name: str, t: dict[str, Any]) -> LoginConfig:
     return login
 
 
-def _account(alias: str, t: dict[str, Any], logins: dict[str, LoginConfig]) -> AccountSettings:
+def _account(alias: str, t: dict[str, Any], logins: set[str]) -> AccountSettings:
     where = f"accounts.{alias}"
-    account = AccountSettings(alias=alias, **_fields(t, where, ACCOUNT_KEYS))
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where} must be a table ([{where}])")
+    fields = _fields(t, where, ACCOUNT_KEYS)
+    account = AccountSettings(alias=alias, **fields)
     if account.login not in logins:
         raise ConfigError(
             f"{where}.login names {account.login!r}, which is not a [logins.*] table "
@@ -381,7 +525,7 @@ def _account(alias: str, t: dict[str, Any], logins: dict[str, LoginConfig]) -> A
     return account
 
 
-def _group(name: str, t: dict[str, Any], accounts: dict[str, AccountSettings]) -> GroupSettings:
+def _group(name: str, t: dict[str, Any], accounts: set[str]) -> GroupSettings:
     where = f"groups.{name}"
     group = GroupSettings(name=name, **_fields(t, where, GROUP_KEYS))
     for m in group.members:
@@ -414,17 +558,25 @@ def _sink(i: int, t: Any) -> SinkSettings:
     return sink
 
 
-def _vault(t: dict[str, Any], logins: dict[str, LoginConfig]) -> VaultSettings | None:
-    uses_vault = any(
-        ref.startswith("vault:")
+def _vault(
+    t: dict[str, Any], logins: dict[str, LoginConfig], control: ControlSettings
+) -> VaultSettings | None:
+    users = [
+        f"logins.{login.name}"
         for login in logins.values()
-        for ref in (login.email, login.password, login.developer_api_key or "")
-    )
+        if any(
+            ref.startswith("vault:")
+            for ref in (login.email, login.password, login.developer_api_key or "")
+        )
+    ]
+    if control.token and control.token.startswith("vault:"):
+        users.append("engine.control_token")
     if not t:
-        if uses_vault:
+        if users:
             raise ConfigError(
-                "a login uses a vault: reference but there is no [vault] table: add one with "
-                "address and token (or role_id and secret_id)"
+                f"{' and '.join(users)} {'use' if len(users) > 1 else 'uses'} a vault: "
+                "reference but there is no [vault] table: "
+                "add one with address and token (or role_id and secret_id), or use env:/file:"
             )
         return None
     vault = VaultSettings(**_fields(t, "vault", VAULT_KEYS))
@@ -445,13 +597,21 @@ def _fill(
     t: dict[str, Any], where: str, keys: dict[str, Key], into: dict[type, dict[str, Any]]
 ) -> dict[type, dict[str, Any]]:
     """Check every key of table ``t`` into ``into[settings type][field]``; a key left out is
-    left out (its field keeps its default), unless the field has none."""
-    _no_unknown(t, where, set(keys))
+    left out (its field keeps its default), unless the field has none. Every bad key is
+    collected; then the table is left out (:class:`_Skip`)."""
+    bad = not _no_unknown(t, where, set(keys))
     for name, key in keys.items():
         if name in t:
-            into.setdefault(key.settings, {})[key.field] = key.check(_key(where, name), t[name])
+            try:
+                into.setdefault(key.settings, {})[key.field] = key.check(_key(where, name), t[name])
+            except ConfigError as exc:
+                _error(str(exc))
+                bad = True
         elif key.required:
-            raise ConfigError(f"missing {_key(where, name)}: docs/config.md says what it holds")
+            _error(f"missing {_key(where, name)}: docs/config.md says what it holds")
+            bad = True
+    if bad:
+        raise _Skip
     return into
 
 
@@ -470,32 +630,44 @@ def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _tables(data: dict[str, Any], key: str, required: bool = True) -> dict[str, dict[str, Any]]:
     if required and key not in data:
-        raise ConfigError(f"missing [{key}] table: add at least one [{key}.<name>] table")
-    outer = _table(data, key)
+        _error(f"missing [{key}] table: add at least one [{key}.<name>] table")
+        return {}
+    value = data.get(key)
+    if value is not None and not isinstance(value, dict):
+        _error(f"{key} must be a table ([{key}])")
+        return {}
+    outer = value or {}
+    ok = {}
     for name, inner in outer.items():
         if not isinstance(inner, dict):
-            raise ConfigError(f"{key}.{name} must be a table ([{key}.{name}])")
-    return outer
+            _error(f"{key}.{name} must be a table ([{key}.{name}])")
+        else:
+            ok[name] = inner
+    return ok
 
 
 def _array(data: dict[str, Any], key: str) -> list[Any]:
     value = data.get(key, [])
     if not isinstance(value, list):
-        raise ConfigError(f"{key} must be an array of tables ([[{key}]])")
+        _error(f"{key} must be an array of tables ([[{key}]])")
+        return []
     return value
 
 
-def _no_unknown(t: dict[str, Any], where: str, allowed: set[str]) -> None:
+def _no_unknown(t: dict[str, Any], where: str, allowed: set[str]) -> bool:
+    """Collect an error per key not in ``allowed``; True when there was none."""
+    ok = True
     for k in t:
         if k not in allowed:
+            ok = False
             full = _key(where, k)
             if full in _RENAMED:
-                raise ConfigError(f"{full} was renamed: call it {_RENAMED[full]}")
-            if full in _REPLACED:
-                raise ConfigError(f"{full} was replaced: {_REPLACED[full]}")
-            raise ConfigError(
-                f"unknown key {full!r}: allowed here are {', '.join(sorted(allowed))}"
-            )
+                _error(f"{full} was renamed: call it {_RENAMED[full]}")
+            elif full in _REPLACED:
+                _error(f"{full} was replaced: {_REPLACED[full]}")
+            else:
+                _error(f"unknown key {full!r}: allowed here are {', '.join(sorted(allowed))}")
+    return ok
 
 
 # --- tl-engine check-config -----------------------------------------------------------------------
@@ -506,20 +678,107 @@ NO_HTTP_SOURCE = (
 )
 
 
+def environment_problems(
+    journal_settings: JournalSettings,
+    control: ControlSettings,
+    logging: LoggingSettings,
+    sources: tuple[SourceSettings, ...],
+) -> list[str]:
+    """What this machine says about a valid config: directories that do not exist, a control
+    port another process listens on, a signal file that is not there. (``run`` checks these
+    too, before it logs in.)"""
+    problems: list[str] = []
+    journal = Path(journal_settings.path)
+    where = journal.parent if str(journal.parent) else Path(".")
+    if not where.is_dir():
+        problems.append(
+            f"engine.journal_path: the directory {str(where)!r} does not exist: create it "
+            f"(mkdir -p {where}) or point journal_path somewhere that exists"
+        )
+    elif not os.access(where, os.W_OK):
+        problems.append(f"engine.journal_path: the directory {str(where)!r} is not writable")
+    state_dir = journal_settings.state_dir
+    if state_dir and Path(state_dir).exists() and not Path(state_dir).is_dir():
+        problems.append(f"engine.state_dir {state_dir!r} is a file, not a folder")
+    if logging.file and not Path(logging.file).parent.is_dir():
+        problems.append(
+            f"logging.file: the directory {str(Path(logging.file).parent)!r} does not exist: "
+            "create it or log elsewhere"
+        )
+    for i, src in enumerate(sources):
+        if src.kind == "local" and src.path not in (None, "-") and not Path(src.path).is_file():
+            problems.append(f"sources[{i}].path: {src.path!r} is not a file (use - for stdin)")
+    port_problem = _control_port_problem(control)
+    if port_problem:
+        problems.append(port_problem)
+    return problems
+
+
+def _control_port_problem(control: ControlSettings) -> str | None:
+    """Bind the control server's address for a moment, as the server will."""
+    import errno
+    import socket
+
+    if control.port == 0:
+        return None
+    where = f"engine.control_host/control_port {control.host}:{control.port}"
+    try:
+        infos = socket.getaddrinfo(control.host, control.port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return f"engine.control_host {control.host!r} does not resolve: use an address (127.0.0.1)"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"{where}: the port is in use (another tl-engine?): stop that process or "
+                    "set engine.control_port to a free port (0: any free port)"
+                )
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"{where}: {control.host} is not an address of this machine"
+            if exc.errno == errno.EACCES:
+                return f"{where}: ports below 1024 need privileges; use 1024 or above"
+            return f"{where}: cannot listen there ({exc.strerror})"
+    return None
+
+
 def cli_check(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     parser.add_argument("file", help="the TOML config file to check")
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="also resolve every secret, log in to each login, check each account exists, "
+        "reach Kafka and Vault (places no order)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         try:
-            cfg = load_config(args.file)
+            cfg = load_config(args.file, check_environment=True)
         except ConfigError as exc:
-            print(f"config error: {exc}")
+            errors = exc.errors if isinstance(exc, ConfigErrors) else [str(exc)]
+            for line in errors:
+                print(f"config error: {line}")
+            print(f"{args.file}: {len(errors)} error(s)")
+            return 1
+        problems: list[str] = []
+        online = getattr(args, "online", False)
+        if online:
+            from engine.app.online import check_online
+
+            problems += check_online(cfg)
+        if problems:
+            for line in problems:
+                print(f"config error: {line}")
+            print(f"{args.file}: {len(problems)} error(s)")
             return 1
         enabled = sum(1 for a in cfg.accounts.values() if a.enabled)
         print(
-            f"{args.file}: OK: {len(cfg.logins)} login(s), {len(cfg.accounts)} account(s) "
-            f"({enabled} enabled), {len(cfg.groups)} group(s), sources: "
-            f"{', '.join(s.kind for s in cfg.sources)}, "
+            f"{args.file}: OK{' (online)' if online else ''}: {len(cfg.logins)} login(s), "
+            f"{len(cfg.accounts)} account(s) ({enabled} enabled), {len(cfg.groups)} group(s), "
+            f"sources: {', '.join(s.kind for s in cfg.sources)}, "
             f"sinks: {', '.join(s.kind for s in cfg.sinks)}"
         )
         if not any(s.kind == "http" for s in cfg.sources):

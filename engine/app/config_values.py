@@ -4,9 +4,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import os
+import re
 from collections.abc import Callable
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from engine.model.errors import ConfigError
 
@@ -46,13 +50,108 @@ def local_secret_ref(key: str, value: Any) -> str:
     return str(value)
 
 
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def is_host(value: str) -> bool:
+    """A DNS name or an IP address (no port, no scheme)."""
+    if _HOSTNAME.fullmatch(value) and len(value) <= 253:
+        return True
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def url(schemes: tuple[str, ...], example: str) -> Check:
     def check(key: str, value: Any) -> str:
         if not text(key, value).startswith(schemes):
             raise ConfigError(f"{key} must start with {schemes[0]} (e.g. {example})")
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"{key} is not a URL (e.g. {example})") from None
+        host = parts.hostname or ""
+        if not host or not is_host(host):
+            raise ConfigError(f"{key} has no valid host after {parts.scheme}:// (e.g. {example})")
+        del port  # read to check it is a number (0: the demo fills in the sandbox's port)
+        if parts.query or parts.fragment:
+            raise ConfigError(f"{key} must not have a query or fragment (e.g. {example})")
         return str(value).rstrip("/")
 
     return check
+
+
+def host(key: str, value: Any) -> str:
+    """A host to listen on: a name or an address, without a port."""
+    text(key, value)
+    if not is_host(value):
+        if ":" in value and is_host(value.rsplit(":", 1)[0]):
+            raise ConfigError(
+                f"{key} is a host only: write {value.rsplit(':', 1)[0]!r} and put the port "
+                "in control_port"
+            )
+        raise ConfigError(f"{key} must be a host name or an IP address (e.g. 127.0.0.1)")
+    return str(value)
+
+
+def bootstrap(key: str, value: Any) -> str:
+    """Kafka bootstrap servers: host:port, comma-separated."""
+    for part in text(key, value).split(","):
+        name, _, port = part.strip().rpartition(":")
+        if not name or not is_host(name) or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"{key}: {part.strip()!r} is not host:port (e.g. 127.0.0.1:9092; several "
+                "comma-separated)"
+            )
+    return str(value)
+
+
+def cpus(key: str, value: Any) -> tuple[int, ...]:
+    """CPU numbers this process may run on (os.sched_getaffinity at load time)."""
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(c, int) and not isinstance(c, bool) for c in value)
+    ):
+        raise ConfigError(f"{key} must be a non-empty list of CPU numbers, e.g. [2]")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{key} lists a CPU twice")
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        raise ConfigError(f"{key}: CPU pinning needs Linux (os.sched_setaffinity)") from None
+    missing = [c for c in value if c not in allowed]
+    if missing:
+        raise ConfigError(
+            f"{key}: CPU {missing[0]} is not available to this process (available: "
+            f"{', '.join(map(str, allowed))})"
+        )
+    return tuple(value)
+
+
+def gc_thresholds(key: str, value: Any) -> tuple[int, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value)
+    ):
+        raise ConfigError(
+            f"{key} must be three whole numbers [gen0, gen1, gen2] like gc.set_threshold's, "
+            "e.g. [50000, 20, 100]"
+        )
+    if value[0] == 0:
+        raise ConfigError(f"{key}: gen0 = 0 turns the collector off; use at least 700")
+    return tuple(value)
+
+
+def log_levels(key: str, value: Any) -> str:
+    from engine.app.logs import parse_levels
+
+    parse_levels(text(key, value), key)
+    return str(value)
 
 
 def whole(lo: int, hi: int | None = None, hint: str = "") -> Check:

@@ -1,4 +1,5 @@
-"""``tl-engine run --config F``: the daemon, and the one place the engine is assembled.
+"""The one place the engine is assembled (:func:`build_engine`) and stopped (:class:`Engine`); the
+``tl-engine run`` process around it (logs, signals, reload, systemd, pinning) is engine/app/run.py.
 
 config → secrets → venue (log in, warm connections) → accounts (instruments, rate gates,
 breakers) → journal → pipeline (reconciles the journal's pending rows first) → stop-limit book →
@@ -18,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import _fast
-from engine.app.config import Config, load_config
+from engine.app import logs
+from engine.app.config import Config
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.breaker import CircuitBreaker
 from engine.execution.limits import AccountLimiter
@@ -41,7 +42,7 @@ from engine.io.settings import ControlSettings, SinkSettings, SourceSettings
 from engine.io.sources.local import LocalSignalSource
 from engine.model.delivery import SignalSource
 from engine.model.domain import Outcome, OutcomeStatus
-from engine.model.errors import ConfigError, EngineError, SignalError
+from engine.model.errors import ConfigError, SignalError
 from engine.observability.metrics import Metrics
 from engine.secrets.settings import VaultSettings
 from engine.state.journal import Journal
@@ -73,6 +74,8 @@ class Engine:
     quote_feeds: dict[str, QuoteSource] = field(default_factory=dict)
     # POST /signals' durable intake (engine.io.sources.http), when something takes HTTP signals.
     http_intake: Any = None
+    # One line per outcome (engine.app.logs), and its count of signals refused at intake.
+    outcome_log: logs.OutcomeLog | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
 
@@ -201,12 +204,52 @@ async def build_engine(
     bus: EventBus | None = None,
     with_control: bool = True,
     sources: list[SignalSource] | None = None,
+    log_outcomes: bool = False,
 ) -> Engine:
-    """Assemble and start an engine; the caller adds sources (or passes them) and runs it."""
+    """Assemble and start an engine; the caller adds sources (or passes them) and runs it.
+    ``log_outcomes``: one log line per outcome (the daemon's default; the demo prints its own).
+
+    When a step fails, what was already opened (the venue's sessions, the journal, the control
+    server, ...) is closed before the error is raised: no unclosed-session warnings."""
     print(_fast.describe(), file=sys.stderr)
+    opened: list[Any] = []
+    try:
+        return await _assemble(
+            cfg,
+            opened,
+            venue,
+            secrets,
+            base_url_override,
+            metrics,
+            bus,
+            with_control,
+            sources,
+            log_outcomes,
+        )
+    except BaseException:
+        for thing in reversed(opened):
+            with contextlib.suppress(Exception):
+                await (thing.stop() if isinstance(thing, Engine) else thing.close())
+        raise
+
+
+async def _assemble(
+    cfg: Config,
+    opened: list[Any],
+    venue: Venue | None,
+    secrets: Any,
+    base_url_override: str | None,
+    metrics: Metrics | None,
+    bus: EventBus | None,
+    with_control: bool,
+    sources: list[SignalSource] | None,
+    log_outcomes: bool,
+) -> Engine:
     factory: TradeLockerFactory | None = None
     if venue is None:
-        secrets = secrets or await open_secrets(cfg.vault, cfg.journal.state_path)
+        if secrets is None:
+            secrets = await open_secrets(cfg.vault, cfg.journal.state_path)
+            opened.append(secrets)
         factory = TradeLockerFactory(
             cfg.logins,
             cfg.accounts.values(),
@@ -220,6 +263,7 @@ async def build_engine(
             quotes_share=cfg.limits.share,
         )
         venue = await factory.venue()
+        opened.append(venue)
     await venue.start()
     metrics = metrics or Metrics()
     bus = bus or EventBus()
@@ -232,6 +276,7 @@ async def build_engine(
     accounts = Accounts(sessions, cfg.groups.values())
     await accounts.start()
     journal = Journal.from_settings(cfg.journal)
+    opened.append(journal)
     reconciler = Reconciler.from_settings(venue, cfg.reconcile)
     feeds = {
         a.alias: feed
@@ -270,7 +315,9 @@ async def build_engine(
     )
     pipeline.quote_feeds = feeds
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
+    opened[:] = [engine]  # from here on, engine.stop() closes everything
     engine.quote_feeds = feeds
+    _open_outcome_log(engine, write=log_outcomes)
     for feed in {id(f): f for f in feeds.values()}.values():
         await feed.start()
     resolved = await pipeline.recover()
@@ -399,7 +446,10 @@ async def _open_sinks(engine: Engine, sinks: tuple[SinkSettings, ...]) -> None:
 
             assert sink.bootstrap is not None
             k = KafkaEventSink(KafkaSinkConfig(sink.bootstrap, topic_prefix=sink.topic_prefix))
-            await k.start()
+            try:
+                await k.start()
+            except Exception as exc:
+                raise ConfigError(kafka_unreachable("a kafka sink", sink.bootstrap, exc)) from None
             engine.bus.add_sink(k)
             engine.kafka_sinks.append(k)
         elif sink.kind == "log":
@@ -433,8 +483,61 @@ async def _open_control(engine: Engine, settings: ControlSettings) -> None:
         outcome_lookup=status.outcome_lookup(engine),
     )
     engine.metrics.registry.set_build_info(hot_path="compiled" if _fast.COMPILED else "pure")
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        with contextlib.suppress(Exception):
+            await server.close()
+        raise ConfigError(
+            f"the control server cannot listen on {settings.host}:{settings.port} "
+            f"({exc.strerror or exc}): {_listen_fix(exc)}"
+        ) from None
     engine.control = server
+
+
+def kafka_unreachable(what: str, bootstrap: str, exc: Exception) -> str:
+    return (
+        f"{what}: Kafka at {bootstrap} not reachable ({type(exc).__name__}): check its "
+        "bootstrap (host:port) and that the broker runs; tl-engine check-config --online tries it"
+    )
+
+
+def _listen_fix(exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            "another process (another tl-engine?) listens there: stop it, or set "
+            "engine.control_port to a free port (0: any free port)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "engine.control_host is not an address of this machine (e.g. 127.0.0.1)"
+    if exc.errno == errno.EACCES:
+        return "ports below 1024 need privileges: set engine.control_port to 1024 or above"
+    return "check engine.control_host and engine.control_port"
+
+
+def _open_outcome_log(engine: Engine, write: bool) -> None:
+    """Signals refused at intake counted for /metrics and /status; with ``write``, one log line
+    per outcome (``tl-engine run``: ``[logging] outcomes``)."""
+    tracker = engine.pipeline.tracker
+    refused = engine.metrics.registry.counter(
+        "tl_signals_refused_total",
+        "signals refused at intake (bytes that did not decode), by where they came from",
+        ("origin",),
+    )
+
+    def latency(leg: str) -> int | None:
+        rec = tracker.by_signal(leg)
+        if rec is None or not rec.arrived_ns or not rec.acked_ns:
+            return None
+        return int(rec.acked_ns - rec.arrived_ns)
+
+    def on_refused(origin: str) -> None:
+        refused.inc(origin=origin.split(":", 1)[0])  # kafka:topic/partition -> kafka
+
+    engine.outcome_log = logs.OutcomeLog(latency, on_refused, write=write)
+    engine.bus.add_sink(engine.outcome_log)
 
 
 def _sources(engine: Engine, sources: tuple[SourceSettings, ...]) -> list[SignalSource]:
@@ -494,63 +597,8 @@ def _http_intake(engine: Engine) -> Any:
     return HttpIntake(engine.journal.intake, before_done=commit_barrier(engine.kafka_sinks))
 
 
-async def _run(cfg: Config) -> int:
-    engine = await build_engine(cfg)
-    for source in engine.sources:
-        await source.start()
-    if engine.control is not None:
-        print(f"control server: {engine.control.url}", file=sys.stderr)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        # At once, not when the loop gets round to the drain: a POST from now on is refused.
-        if engine.control is not None:
-            engine.control.begin_drain()
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal)
-    feeding = asyncio.ensure_future(engine.run_sources())
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({feeding, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if feeding.done() and not stop.is_set() and engine.control is not None:
-        await stopping  # local input ended but the control server still takes signals
-    stopping.cancel()
-    log.warning("draining: no new signals; finishing the ones accepted")
-    finished, reported = await engine.drain(feeding)
-    log.warning(
-        "drain done: %d accepted signal(s) finished, %d reported without a decision "
-        "(kept in the intake for the next start)",
-        finished,
-        reported,
-    )
-    await engine.stop()
-    return 0
-
-
 def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    parser.add_argument("--config", required=True, help="the TOML config file")
-    parser.add_argument("--log-level", default="INFO")
+    """``tl-engine run``: the process around the engine (engine/app/run.py)."""
+    from engine.app.run import cli as run_cli
 
-    def run(args: argparse.Namespace) -> int:
-        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as exc:
-            print(f"config error: {exc}", file=sys.stderr)
-            return 2
-        try:
-            import uvloop
-
-            runner: Callable[..., int] = uvloop.run
-        except ImportError:
-            runner = asyncio.run
-        try:
-            return runner(_run(cfg))
-        except EngineError as exc:
-            print(f"tl-engine: {exc}", file=sys.stderr)
-            return 1
-
-    return run
+    return run_cli(parser)

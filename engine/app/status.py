@@ -192,7 +192,12 @@ class StatusBuilder:
                 for st in (session.gate.stats() if session.gate is not None else [])
             ]
             accounts[alias] = body
-        return {"accounts": accounts, "stop_limits_held": len(self.engine.stop_limits.held())}
+        refused = self.engine.outcome_log.refused if self.engine.outcome_log else {}
+        return {
+            "accounts": accounts,
+            "stop_limits_held": len(self.engine.stop_limits.held()),
+            "refused_at_intake": dict(refused),
+        }
 
 
 def outcome_lookup(engine: Engine) -> Callable[[str], list[dict[str, Any]]]:

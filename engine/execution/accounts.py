@@ -161,6 +161,24 @@ class Accounts:
     def __getitem__(self, alias: str) -> AccountSession:
         return self.sessions[alias]
 
+    def reconfigure(
+        self, accounts: Iterable[AccountSettings], groups: Iterable[GroupSettings]
+    ) -> None:
+        """A reload (SIGHUP): new multipliers, enabled flags and groups for the same accounts.
+        A leg already built keeps the qty it was given; the next signal sees the new values.
+        The caller has checked that every alias is known and that no account is enabled now
+        that was not running (its session was never opened)."""
+        for settings in accounts:
+            session = self.sessions[settings.alias]
+            session.settings = settings
+            session.multiplier = settings.multiplier
+            session.enabled = settings.enabled
+        self.groups = {g.name: g for g in groups}
+        self._round_robin = {
+            name: self._round_robin.get(name) or itertools.count() for name in self.groups
+        }
+        self.targets = frozenset(self.sessions) | frozenset(self.groups)
+
     async def start(self) -> None:
         for session in self.sessions.values():
             if session.enabled:

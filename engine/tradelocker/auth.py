@@ -305,14 +305,22 @@ class TokenManager:
                 headers = dict(response.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise VenueUnavailable(
-                f"login {self.name!r}: {what} failed to reach the venue ({type(exc).__name__})",
+                f"login {self.name!r}: {what} failed to reach the venue ({type(exc).__name__}): "
+                "check the login's base_url and this machine's network",
                 route=route,
             ) from None
         if status in (400, 401, 403):
             # The venue answers 400 for bad credentials or a bad/used refresh token (doc), 403 when
             # a login is blocked: all mean "this credential will not work as it is".
+            hint = (
+                ": check the login's email and password (the secrets they reference) and its "
+                "server name (the server picked at web login, e.g. OSP-DEMO)"
+                if what == "login"
+                else ""
+            )
             raise AuthFailed(
-                f"login {self.name!r}: {what} refused by the venue (HTTP {status})", route=route
+                f"login {self.name!r}: {what} refused by the venue (HTTP {status}){hint}",
+                route=route,
             )
         return decode_reply(status, raw, headers, idempotent=True, account=None, route=route)
 

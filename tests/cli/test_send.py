@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -123,3 +124,48 @@ async def test_send_to_kafka_keys_each_signal_by_its_account(
         assert seen == {"s-1": b"acc-a", "s-2": b"acc-b", "s-3": b"acc-a"}
     finally:
         await consumer.stop()
+
+
+async def test_every_send_failure_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    signals = _write_signals(tmp_path)
+    key = {"TL_ENGINE_CONTROL_TOKEN": "k-123456"}
+
+    async def fails(*args: str, env: dict[str, str] | None = None) -> str:
+        code, out, err = await _run_send(*args, env=env)
+        assert code != 0
+        assert "Traceback" not in out + err and "Unclosed" not in out + err, err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1, err
+        return lines[0]
+
+    missing = await fails(str(tmp_path / "nope.jsonl"), "--http", "http://127.0.0.1:1", env=key)
+    assert "nope.jsonl: no such file" in missing
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "ok"}\n{not json\n')
+    assert "line 2: not JSON" in await fails(str(bad), "--http", "http://127.0.0.1:1", env=key)
+    # A port nothing listens on (bound, never listening: refused).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        refused = await fails(str(signals), "--http", f"http://127.0.0.1:{port}", env=key)
+    assert f"cannot reach http://127.0.0.1:{port}" in refused and "is the engine running" in refused
+    assert "is not a URL" in await fails(str(signals), "--http", "127.0.0.1:8787", env=key)
+    kafka = await fails(str(signals), "--kafka", f"127.0.0.1:{port}")
+    assert f"cannot reach Kafka at 127.0.0.1:{port}" in kafka
+
+    server = ControlServer(Metrics(), ControlConfig(host="127.0.0.1", port=0, api_key="k-123456"))
+    journal = Journal(tmp_path / "journal.sqlite")
+    server.open_intake(HttpIntake(journal.intake))
+    url = await server.start()
+    try:
+        code, out, err = await _run_send(
+            str(signals), "--http", url, env={"TL_ENGINE_CONTROL_TOKEN": "wrong-key"}
+        )
+        assert code == 1 and out.startswith("401")
+        assert err.strip() == (
+            "tl-engine send: refused: TL_ENGINE_CONTROL_TOKEN does not hold the engine's "
+            "control_token"
+        )
+    finally:
+        await server.close()
+        await journal.close()

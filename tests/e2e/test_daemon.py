@@ -50,13 +50,21 @@ kind = "log"
 
 
 def test_check_config_says_ok_or_names_the_key(tmp_path: Path) -> None:
+    # The example as deployed: its journal directory exists here, its port is free (0).
+    example = tmp_path / "example.toml"
+    example.write_text(
+        (REPO / "config/example.toml")
+        .read_text()
+        .replace("/var/lib/tl-engine/", f"{tmp_path}/")
+        .replace("control_port = 8787", "control_port = 0")
+    )
     good = subprocess.run(
-        [sys.executable, "-m", "engine.app.cli", "check-config", str(REPO / "config/example.toml")],
+        [sys.executable, "-m", "engine.app.cli", "check-config", str(example)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert good.returncode == 0 and "OK" in good.stdout
+    assert good.returncode == 0 and "OK" in good.stdout, good.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text((REPO / "config/demo.toml").read_text().replace("acc_num = 2", "acc_num = 0"))
     out = subprocess.run(

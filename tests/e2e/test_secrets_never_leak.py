@@ -12,6 +12,7 @@ value and for anything JWT-shaped (``eyJ``).
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import orjson
 import pytest
 from msgspec.structs import replace
 
+from engine.app import logs
 from engine.app.daemon import Engine, build_engine
 from engine.model.delivery import Delivery
 from engine.model.events import Event, RejectedSignal, Topic, encode
@@ -85,6 +87,14 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
     monkeypatch.setenv("TEST_READ_TOKEN", "read-token-5e0c2a9d7b")
     secrets.add("read-token-5e0c2a9d7b")
     caplog.set_level(logging.DEBUG)  # the root logger: every engine, aiohttp, hvac record
+    # The daemon's own formats too (engine.app.logs): every record as a text line and as a JSON
+    # line, exceptions with their tracebacks, the outcome lines with their fields.
+    formatted = {"text": io.StringIO(), "json": io.StringIO()}
+    handlers = [logging.StreamHandler(formatted["text"]), logging.StreamHandler(formatted["json"])]
+    handlers[0].setFormatter(logs.TextFormatter())
+    handlers[1].setFormatter(logs.JsonFormatter())
+    for handler in handlers:
+        logging.getLogger().addHandler(handler)
 
     cfg = vault_engine_config(
         sandbox.base_url,
@@ -96,7 +106,7 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
         control_port=0,
         control_read_token="env:TEST_READ_TOKEN",  # /status and /metrics need one
     )
-    engine = await build_engine(cfg, sources=[])
+    engine = await build_engine(cfg, sources=[], log_outcomes=True)
     events: list[tuple[Topic, Event]] = []
     engine.bus.subscribe(lambda topic, ev: events.append((topic, ev)))
     scraped: list[str] = []
@@ -128,6 +138,8 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
                     scraped.append(await resp.text())
     finally:
         await engine.stop()
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
 
     status = {ev.id: ev.status for topic, ev in events if topic == "outcomes"}
     assert status["ok1"] == "accepted" and status["after401"] == "accepted"
@@ -150,6 +162,12 @@ async def test_no_secret_reaches_a_log_line_an_error_a_metric_or_an_event(
         if record.exc_info and record.exc_info[1] is not None:
             text += " " + repr(record.exc_info[1])
         assert not secrets.found_in(text), (record.name, secrets.found_in(text))
+    for form, buffer in formatted.items():
+        written = buffer.getvalue()
+        assert "ok1 a1 place: accepted, order " in written  # really the outcome lines
+        assert not secrets.found_in(written), (form, secrets.found_in(written))
+    for line in formatted["json"].getvalue().splitlines():
+        orjson.loads(line)  # one JSON object per line, tracebacks included
     for page in scraped:
         assert not secrets.found_in(page), secrets.found_in(page)
     for topic, event in events:

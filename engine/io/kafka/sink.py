@@ -113,7 +113,12 @@ class KafkaEventSink:
         return self.config.topic_prefix + name
 
     async def start(self) -> None:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # no "Unclosed AIOKafkaProducer" after a failure
+                await self._producer.stop()
+            raise
         self._sender = asyncio.create_task(self._send_loop(), name="kafka-sink:send")
 
     # -- EventSink ----------------------------------------------------------------------------

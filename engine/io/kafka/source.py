@@ -158,7 +158,12 @@ class KafkaSignalSource:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._consumer.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # no "Unclosed AIOKafkaConsumer" after a failure
+                await self._consumer.stop()
+            raise
         self._consumer.subscribe([self.config.topic], listener=_Listener(self))
         self._committer = asyncio.create_task(self._commit_loop(), name="kafka-source:commit")
 
