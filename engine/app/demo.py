@@ -302,8 +302,15 @@ async def run_demo(
     ``venue_latency_ms`` "profile" keeps the realistic profile's latency (50-100 ms, 1 % tail);
     anything else replaces it (``0``: none, ``20-40``: that range with no tail)."""
     from sandbox import Sandbox
+    from sandbox.seed import load_seed
+    from sandbox.sessions import open_start_ms
 
-    sandbox = Sandbox(profile="realistic", price_interval_ms=0)
+    # The realistic profile, its venue clock started where every market the demo trades is open
+    # (the wall time on a weekday before 21:00 UTC, else the latest weekday noon): the demo's
+    # US30 order would otherwise meet the indices' daily break (22:00-23:00 UTC) or a weekend.
+    seed = load_seed(None, profile="realistic")
+    seed.clock_start = open_start_ms(time.time_ns() // 1_000_000)
+    sandbox = Sandbox(seed, price_interval_ms=0)
     if venue_latency_ms not in ("", "profile"):
         sandbox.faults.update({"latency": venue_latency_ms})
     once = _OnceFilter()
