@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.model.errors import VenueError
 from sandbox import Sandbox
 from sandbox.seed import RateLimit
 from tests.fixtures.engine import Live, start_engine
@@ -120,3 +121,28 @@ async def test_reconciling_many_dropped_replies_earns_no_429(
     assert any(o.status == "accepted" for o in live.outcomes)
     tags = Counter(o.strategy_id for o in live.sim_orders(1) if o.strategy_id)
     assert set(tags) == {o.tag for o in live.outcomes} and set(tags.values()) == {1}
+
+
+async def test_a_failed_read_of_a_tag_lookup_leaves_no_read_in_flight(
+    realistic: Sandbox, tmp_path: Path
+) -> None:
+    # Reconciliation reads working orders, history and positions together. When one fails (a
+    # 503 here; a timeout or a 401 on a slow venue alike), the lookup must not end while the
+    # others are still at the venue holding read budget: the reconciler's next round would
+    # send more reads beside them, and they would outlive the signal's outcome.
+    live = await start_engine(realistic, tmp_path)
+    try:
+        # Working orders answer 503 to every attempt (the client retries a read 4 times, backing
+        # off under a second in all) while positions take 3 s.
+        realistic.faults.update(
+            {"error5xx": {"ORDERS": {"count": 10}}, "latency": {"POSITIONS": 3000}}
+        )
+        with pytest.raises(VenueError):
+            await live.engine.venue.find_by_tag("a1", "s-no-such-tag")
+        gate = live.engine.accounts["a1"].gate
+        assert gate is not None
+        busy = {s.route: s.in_flight for s in gate.stats() if s.in_flight}
+        assert not busy, busy
+    finally:
+        realistic.faults.clear()
+        await live.engine.stop()
