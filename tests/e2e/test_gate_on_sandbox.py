@@ -107,7 +107,9 @@ async def test_reconciling_many_dropped_replies_earns_no_429(
         await live.engine.pipeline.drain()
         gate = live.engine.accounts["a1"].gate
         assert gate is not None
-        busy = {s.route: s.in_flight for s in gate.stats() if s.in_flight}
+        # Every order and reconciliation read gave its budget back. The quote feed polls QUOTES
+        # all along, so on a 50-100 ms venue one of its polls is often at the venue: not counted.
+        busy = {s.route: s.in_flight for s in gate.stats() if s.in_flight and s.route != "QUOTES"}
         assert not busy, busy
     finally:
         realistic.faults.clear()
