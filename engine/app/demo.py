@@ -53,6 +53,7 @@ TAIL_MS = 300  # a venue reply slower than this is the profile's slow tail (300-
 # a venue read takes 50 ms or more on this profile, a wait for budget tens of ms; anything
 # shorter is the engine's own time and counts against "sent at once".
 WAITED_MS = 20
+SLOW_MS = 150  # signal->ack above this without the venue's tail is named, with where it went
 SANDBOX_ENV = {"TL_SANDBOX_EMAIL": "demo@sandbox.local", "TL_SANDBOX_PASSWORD": "demo-password"}
 
 # The same engine settings as config/demo.toml, for an installed copy without the repo's config/.
@@ -233,6 +234,11 @@ class _Timing:
         return (self.gated - self.validated) / 1e6 if self.gated else 0.0
 
     @property
+    def into_engine_ms(self) -> float:
+        """The signal's ts to its arrival: the feeding side's lateness (a stalled loop)."""
+        return (self.arrived - self.signal_ns) / 1e6
+
+    @property
     def venue_ms(self) -> float:
         return (self.acked - self.on_wire) / 1e6
 
@@ -279,6 +285,16 @@ def _timing_summary(timings: list[_Timing]) -> list[str]:
         lines.append(f"  {len(tail)} met the venue's slow tail (reply >= {TAIL_MS} ms): {slow}")
         rest = [t.signal_to_ack_ms for t in at_once if t not in tail]
         lines.append(f"  the other {len(rest)}: {_spread(rest)}")
+    late = [t for t in at_once if t not in tail and t.signal_to_ack_ms > SLOW_MS]
+    if late:
+        lines.append(
+            f"  over {SLOW_MS} ms without the tail: "
+            + ", ".join(
+                f"{t.leg} (into the engine {t.into_engine_ms:.0f} ms after its ts, venue "
+                f"{t.venue_ms:.0f} ms)"
+                for t in late[:5]
+            )
+        )
     lines.append(
         f"read the venue or waited for the account's earlier signals first: {len(reads)} orders"
         f"{_legs(reads)}, signal->ack {_spread([t.signal_to_ack_ms for t in reads])}, of it "
