@@ -32,6 +32,8 @@ LIFTED_LIMIT = 1_000_000
 
 def bench_seed(accounts: int) -> dict[str, object]:
     return {
+        # A micro-benchmark of the engine's own latency: the fast profile, so neither the
+        # realistic venue's 50-100 ms replies nor its 5/s order limit is what gets measured.
         "profile": "fast",
         "server": BENCH_SERVER,
         "users": [

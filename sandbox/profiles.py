@@ -86,8 +86,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "faults": {
             "latency": {"*": {"ms": "50-100", "tail": {"share": 0.01, "ms": "300-1500"}}},
             # TradeLocker's own Streams example reads a `subscriptions` event and asks for no
-            # ack; the engine's stream client still waits for the ack, so both are sent here.
-            "streamAck": "both",
+            # ack: the SUBSCRIBE result arrives as that event only (the engine's stream client
+            # takes the event alone; the `fast` profile still sends both).
+            "streamAck": "event",
         },
         "execution": {"preset": "realistic"},
         "marketHours": {"preset": "realistic"},

@@ -241,6 +241,26 @@ def trading_hours_start(hours: MarketHours, specs: Iterable[InstrumentSpec], wal
     return wall_ms
 
 
+def open_start_ms(wall_ms: int) -> int:
+    """A ``clockStart`` instant for runs that are not about market hours (the demo, the
+    end-to-end tests), so they trade whenever they are started: ``wall_ms`` on a weekday before
+    21:00 UTC (not 25 December or 1 January), when the ``realistic`` hours have every market open
+    for at least the hour before the first daily break (indices 22:00-23:00, FX 22:00-22:05);
+    otherwise 12:00 UTC of the latest such day (a Saturday runs as Friday noon). Never ahead of
+    the wall clock; from there the clock runs at wall speed."""
+    now = datetime.datetime.fromtimestamp(wall_ms / 1000, datetime.UTC)
+    day = now.date()
+    if now.hour < 21 and day.weekday() < 5 and (day.month, day.day) not in ((12, 25), (1, 1)):
+        return wall_ms
+    while True:
+        noon = datetime.datetime.combine(day, datetime.time(12), datetime.UTC)
+        at = int(noon.timestamp() * 1000)
+        holiday = (day.month, day.day) in ((12, 25), (1, 1))
+        if at <= wall_ms and day.weekday() < 5 and not holiday:
+            return at
+        day -= datetime.timedelta(days=1)
+
+
 StatusOverride = Callable[[InstrumentSpec], str | None]
 
 

@@ -521,9 +521,20 @@ class TradeLockerVenue:
         reconciliation after an unknown outcome; the three reads go through the account's gate."""
         if not tag:
             raise ValidationError("find_by_tag needs a non-empty tag", account)
+        # All three end before a failure is raised: a read left running would hold its budget
+        # past the lookup while the reconciler's next round sends more beside it.
         working, history, positions = await asyncio.gather(
-            self.orders(account), self.orders_history(account, since_ms), self.positions(account)
+            self.orders(account),
+            self.orders_history(account, since_ms),
+            self.positions(account),
+            return_exceptions=True,
         )
+        for result in (working, history, positions):
+            if isinstance(result, BaseException):
+                raise result
+        assert not isinstance(working, BaseException)
+        assert not isinstance(history, BaseException)
+        assert not isinstance(positions, BaseException)
         return TagMatches(
             orders=tuple(o for o in working if o.strategy_id == tag),
             history=tuple(o for o in history if o.strategy_id == tag),

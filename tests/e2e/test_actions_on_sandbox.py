@@ -1,13 +1,29 @@
-"""Every action, end to end, through the real adapter against the sandbox over HTTP."""
+"""Every action, end to end, through the real adapter against the sandbox over HTTP (the
+``realistic`` profile: a close is an IOC, then a GTC closing order for what the IOC left, as
+TradeLocker's close_position describes, so a close is not always done when it is accepted)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from sandbox import Sandbox
+from sandbox.models import CLOSE
 from tests.fixtures.engine import Live, start_engine
 
 EUR = {"account": "a1", "symbol": "EURUSD"}
+
+
+def closing_left(lv: Live, acc_num: int = 1) -> float:
+    """Lots still to close in the venue's working GTC closing orders."""
+    return sum(
+        o.qty - o.filled_qty for o in lv.sim_orders(acc_num) if o.role == CLOSE and o.is_open
+    )
+
+
+def next_quote(lv: Live) -> None:
+    """The market's next quote: a working closing order fills on it."""
+    lv.sandbox.state.step_prices(1, "EURUSD")
+    assert closing_left(lv) == 0
 
 
 async def test_every_action_end_to_end(live: Live) -> None:
@@ -42,14 +58,20 @@ async def test_every_action_end_to_end(live: Live) -> None:
     assert out.status == "accepted", out
     out = await lv.run(id="pc1", action="close", ref="m1", qty=0.1, **EUR)
     assert out.status == "accepted", out
+    # Closed now, or partly and the rest working: 0.1 either way, and 0.1 after the next quote.
+    [pos] = lv.sim_positions()
+    assert abs(pos.qty - closing_left(lv) - 0.1) < 1e-9
+    next_quote(lv)
     [pos] = lv.sim_positions()
     assert abs(pos.qty - 0.1) < 1e-9
     out = await lv.run(id="r1", action="reverse", ref="m1", **EUR)
     assert out.status == "accepted", out
+    next_quote(lv)
     [opposite] = lv.sim_positions()
     assert opposite.side == "sell" and opposite.strategy_id == out.tag
     assert (await lv.run(id="ca1", action="cancel_all", **EUR)).status == "accepted"
     assert (await lv.run(id="xa1", action="close_all", **EUR)).status == "accepted"
+    next_quote(lv)
     assert lv.sim_positions() == []
     assert [o.status for o in lv.outcomes].count("accepted") == 10
 
@@ -123,12 +145,14 @@ async def test_stop_limit_triggers_on_the_sandbox_price_and_survives_a_restart(
 async def test_an_accounts_signals_keep_their_order_even_when_the_venue_is_slow(
     live: Live,
 ) -> None:
-    # Order entry is slow (40 ms) and close-all is fast: sent back to back, the close-all must
-    # still act after the orders before it, and the order after it must survive it.
-    live.sandbox.faults.update({"latency": {"PLACE_ORDER": 40}})
+    # Order entry is slow (250 ms) and close-all faster (the profile's 50-100 ms): sent back to
+    # back, the close-all must still act after the orders before it, and the order after it must
+    # survive it.
+    live.sandbox.faults.update({"latency": {"PLACE_ORDER": 250}})
     for i in range(3):
         live.send(id=f"o{i}", action="place", type="market", side="buy", qty=0.01, **EUR)
     live.send(id="flat", action="close_all", **EUR)
     out = await live.run(id="after", action="place", type="market", side="sell", qty=0.01, **EUR)
     assert out.status == "accepted"
+    next_quote(live)  # what close-all's IOCs left fills on the next quote
     assert [p.strategy_id for p in live.sim_positions()] == [out.tag]

@@ -45,10 +45,13 @@ def place(live: Live, n: int, prefix: str) -> None:
 
 
 def assert_no_order_doubled(live: Live) -> None:
-    tags = Counter(o.strategy_id for o in live.sim_orders(1) if o.strategy_id)
+    orders = [o for o in live.sim_orders(1) if o.strategy_id]
+    tags = Counter(o.strategy_id for o in orders)
     assert not tags or max(tags.values()) == 1, "a tag was placed twice"
+    # The realistic venue refuses about 1 % of orders after accepting them: a Rejected row.
+    refused = {o.strategy_id for o in orders if o.status == "Rejected"}
     for o in live.outcomes:
-        assert tags[o.tag] == (1 if o.status == "accepted" else 0), o
+        assert tags[o.tag] == (1 if o.status == "accepted" or o.tag in refused else 0), o
 
 
 async def test_noise_never_opens_the_breaker(sandbox: Sandbox, tmp_path: Path) -> None:

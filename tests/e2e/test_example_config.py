@@ -41,6 +41,7 @@ from engine.io.sources.local import LocalSignalSource
 from engine.tradelocker.rate_limits import RouteType
 from sandbox import Sandbox
 from sandbox.seed import AccountSpec, SandboxConfig, UserSpec
+from tests.fixtures.sim import realistic_config
 from tests.fixtures.vault import VaultServer
 from tests.fixtures.waiting import eventually
 
@@ -103,16 +104,26 @@ class Running:
 Reader = Callable[[Running, Any], object]
 
 
+_SECONDS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600, "DAYS": 86_400}
+
+
 def _share_spent(r: Running) -> set[float]:
-    """Per account, PLACE_ORDER tokens over the published limit; per login, the quote pace
-    over the QUOTES limit."""
+    """Per account, the PLACE_ORDER bucket's rate (tokens per its interval) over the published
+    rate; per login, the quote pace over the QUOTES limit. The rate, not the capacity: under a
+    small limit (the realistic 5/s) the bucket rounds its capacity up to whole tokens and
+    stretches its interval to match (5 per 1.11 s spends 90 % of 5 per second)."""
     seen = set()
     for alias in r.enabled():
         gate = r.engine.accounts[alias].gate
         assert gate is not None
         (place,) = [st for st in gate.stats() if st.route == RouteType.PLACE_ORDER.name]
-        assert place.capacity is not None and place.limit is not None
-        seen.add(place.capacity / place.limit)
+        assert place.capacity is not None and place.interval_s is not None
+        published = next(
+            e for e in r.engine.venue.config(alias)["rateLimits"]
+            if e["rateLimitType"] == "PLACE_ORDER"
+        )  # fmt: skip
+        per_s = published["limit"] / (published["intervalNum"] * _SECONDS[published["measure"]])
+        seen.add(round(place.capacity / place.interval_s / per_s, 6))  # interval in whole ns
         quotes = next(
             e["limit"] for e in r.engine.venue.config(alias)["rateLimits"]
             if e["rateLimitType"] == "QUOTES"
@@ -298,10 +309,12 @@ def free_port() -> int:
 @pytest.fixture
 async def brokers() -> AsyncIterator[dict[str, Sandbox]]:
     """A sandbox per login of the example, each signing with its own key (so a token tells
-    which one issued it)."""
+    which one issued it), on the realistic profile."""
     started = {}
     for login, user in (("ftmo", FTMO_USER), ("demo", OSP_USER)):
-        sb = Sandbox(SandboxConfig(users=[user], jwt_secret=f"{login}-jwt"), price_interval_ms=0)
+        config = realistic_config()
+        config.users, config.jwt_secret = [user], f"{login}-jwt"
+        sb = Sandbox(config, price_interval_ms=0)
         await sb.start("127.0.0.1", 0)
         started[login] = sb
     try:

@@ -37,6 +37,7 @@ from tests.fixtures.sim import (
     PYTHON,
     REPO,
     launch_sandbox_process,
+    open_clock_start,
     stop_process,
 )
 
@@ -47,7 +48,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def sandbox_url(tmp_path: Path) -> Iterator[str]:
-    proc, url = launch_sandbox_process(tmp_path / "sandbox-stderr.log")
+    proc, url = launch_sandbox_process(
+        tmp_path / "sandbox-stderr.log",
+        profile="realistic",
+        extra=["--clock-start", open_clock_start()],  # markets open, whenever the test runs
+    )
     try:
         yield url
     finally:

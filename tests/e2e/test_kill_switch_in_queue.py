@@ -7,8 +7,9 @@ from pathlib import Path
 
 from engine.io.control import KillSwitch
 from sandbox import Sandbox
-from sandbox.seed import RateLimit, load_seed
+from sandbox.seed import RateLimit
 from tests.fixtures.engine import start_engine
+from tests.fixtures.sim import realistic_config
 from tests.fixtures.waiting import eventually
 
 BURST = 6
@@ -17,7 +18,7 @@ BURST = 6
 async def test_orders_queued_for_rate_budget_expire_when_the_kill_switch_is_engaged(
     tmp_path: Path,
 ) -> None:
-    config = load_seed(None, profile="fast")
+    config = realistic_config()
     config.rate_limits["PLACE_ORDER"] = RateLimit(2)  # per second: most of the burst must queue
     sandbox = Sandbox(config, price_interval_ms=0)
     await sandbox.start()

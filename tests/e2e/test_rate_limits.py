@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sandbox import Sandbox
-from sandbox.seed import RateLimit, load_seed
+from sandbox.seed import RateLimit
 from tests.fixtures.engine import start_engine
+from tests.fixtures.sim import realistic_config
 
 LIMIT = 5  # PLACE_ORDER per second on the sandbox
 PENDING, MARKET = 40, 10
@@ -16,7 +17,7 @@ PENDING, MARKET = 40, 10
 async def test_burst_of_ten_times_the_limit_gets_no_429_and_markets_go_first(
     tmp_path: Path,
 ) -> None:
-    config = load_seed(None, profile="fast")
+    config = realistic_config()
     config.rate_limits["PLACE_ORDER"] = RateLimit(LIMIT)
     sandbox = Sandbox(config, price_interval_ms=0)
     await sandbox.start()

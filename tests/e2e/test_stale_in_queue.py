@@ -9,15 +9,16 @@ import time
 from pathlib import Path
 
 from sandbox import Sandbox
-from sandbox.seed import RateLimit, load_seed
+from sandbox.seed import RateLimit
 from tests.fixtures.engine import start_engine
+from tests.fixtures.sim import realistic_config
 
 BURST = 8
 MAX_AGE_MS = 400  # a 2-per-second budget sends about one more order within this
 
 
 async def test_placements_queued_past_max_signal_age_expire_unsent(tmp_path: Path) -> None:
-    config = load_seed(None, profile="fast")
+    config = realistic_config()
     config.rate_limits["PLACE_ORDER"] = RateLimit(2)  # per second
     sandbox = Sandbox(config, price_interval_ms=0)
     await sandbox.start()

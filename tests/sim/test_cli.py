@@ -81,6 +81,15 @@ def test_the_committed_seed_file_loads() -> None:
 
     from sandbox.seed import load_seed
 
-    config = load_seed(Path(__file__).resolve().parents[2] / "config" / "sandbox-seed.json")
+    path = Path(__file__).resolve().parents[2] / "config" / "sandbox-seed.json"
+    config = load_seed(path)
     assert config.users[0].email == "demo@sandbox.local"
     assert [a.id for a in config.users[0].accounts] == ["700001", "700002"]
+    # The seed users run is realistic and leaves every switch to the profile, so --profile fast
+    # over it (micro-benchmarks, tests of the engine's mechanics) is the fast profile whole.
+    realistic, fast = load_seed(None), load_seed(None, profile="fast")
+    assert config.profile == "realistic" and config.rate_limits == realistic.rate_limits
+    assert config.venue == realistic.venue and config.faults == realistic.faults
+    over = load_seed(path, profile="fast")
+    assert over.rate_limits == fast.rate_limits and over.venue == fast.venue
+    assert over.access_token_lifetime_s == fast.access_token_lifetime_s

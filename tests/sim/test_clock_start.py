@@ -14,7 +14,12 @@ from sandbox import Sandbox
 from sandbox.errors import ConfigError
 from sandbox.instruments import default_instruments
 from sandbox.seed import config_from_dict, load_seed
-from sandbox.sessions import fast_market_hours, realistic_market_hours, trading_hours_start
+from sandbox.sessions import (
+    fast_market_hours,
+    open_start_ms,
+    realistic_market_hours,
+    trading_hours_start,
+)
 from sandbox.state import SandboxState, start_clock
 from tests.sim.client import BTCUSD, EURUSD, US30, Wire
 from tests.sim.venue import at
@@ -80,3 +85,23 @@ async def test_a_seed_instant_starts_the_clock_there_even_in_a_closed_market() -
 def test_a_bad_clock_start_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="seed: clockStart must be wall, tradingHours, epoch"):
         config_from_dict({"clockStart": "monday"})
+
+
+@pytest.mark.parametrize(
+    ("wall", "start"),
+    [
+        (at(8, 10), at(8, 10)),  # Wednesday morning: the wall time
+        (at(8, 20, 59), at(8, 20, 59)),  # an hour before the first daily break
+        (at(8, 22, 30), at(8, 12)),  # the indices' daily break: noon the same day
+        (at(4, 10), at(3, 12)),  # Saturday: Friday noon
+        (at(6, 3), at(6, 3)),  # Monday night: open since Sunday evening
+        (christmas_2025(15), christmas_2025(12) - DAY_MS),  # the holiday: Christmas Eve noon
+    ],
+)
+def test_open_start_has_every_realistic_market_open_for_an_hour(wall: int, start: int) -> None:
+    assert open_start_ms(wall) == start
+    hours = realistic_market_hours()
+    for spec in default_instruments():
+        session = hours.sessions[hours.session_id_of(spec)]
+        for minutes in (0, 30, 59):
+            assert session.is_open(start + minutes * 60_000), (spec.name, minutes)

@@ -71,6 +71,7 @@ class Served:
 
 @pytest.fixture(params=[False, True], ids=["handlers-kept", "handlers-cancelled"])
 async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
+    # fast: the only wait is the test's own gate (faults.sleep), no profile latency beside it.
     state = SandboxState(load_seed(None, profile="fast"))
     gate = Gate()
     state.faults.sleep = gate.sleep

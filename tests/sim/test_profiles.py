@@ -51,7 +51,8 @@ async def test_the_default_is_realistic_latency_tight_limits_and_short_tokens() 
             "ms": [50.0, 100.0],
             "tail": {"share": 0.01, "ms": [300.0, 1500.0]},
         }
-        assert state["faults"]["streamAck"] == "both"
+        # As TradeLocker's own Streams example expects: the `subscriptions` event, no ack.
+        assert state["faults"]["streamAck"] == "event"
 
 
 async def test_a_burst_beyond_the_realistic_order_limit_meets_429s_that_change_nothing() -> None:
@@ -176,14 +177,14 @@ def test_an_unknown_profile_is_one_clear_error(tmp_path: Path) -> None:
 async def test_posted_faults_override_the_profile_and_delete_returns_to_it() -> None:
     async with Sandbox(price_interval_ms=0) as sb, aiohttp.ClientSession() as http:
         url = sb.base_url + "/sandbox/faults"
-        async with http.post(url, json={"latency": {"*": 0}, "streamAck": "event"}) as r:
+        async with http.post(url, json={"latency": {"*": 0}, "streamAck": "ack"}) as r:
             posted = await r.json()
-        assert posted["latency"]["*"] == [0.0, 0.0] and posted["streamAck"] == "event"
+        assert posted["latency"]["*"] == [0.0, 0.0] and posted["streamAck"] == "ack"
         assert sb.faults.latency_for("PLACE_ORDER") == 0.0
         async with http.delete(url) as r:
             cleared = await r.json()
         assert cleared["latency"]["*"]["ms"] == [50.0, 100.0]  # the profile's, tail and all
-        assert cleared["streamAck"] == "both"
+        assert cleared["streamAck"] == "event"
 
 
 async def test_the_cli_takes_a_profile_and_flags_over_it(tmp_path: Path) -> None:
@@ -203,7 +204,7 @@ async def test_the_cli_takes_a_profile_and_flags_over_it(tmp_path: Path) -> None
         profile="realistic",
         extra=[
             "--latency-ms", "1-2", "--latency-tail", "0.5:3-4",
-            "--rate-limit-scope", "per_login", "--stream-ack", "event",
+            "--rate-limit-scope", "per_login", "--stream-ack", "ack",
             "--clock-start", "2025-01-08T09:00Z",
         ],
     )  # fmt: skip
@@ -218,6 +219,6 @@ async def test_the_cli_takes_a_profile_and_flags_over_it(tmp_path: Path) -> None
         "ms": [1.0, 2.0],
         "tail": {"share": 0.5, "ms": [3.0, 4.0]},
     }
-    assert state["faults"]["streamAck"] == "event"
+    assert state["faults"]["streamAck"] == "ack"  # the flag over the profile's "event"
     assert at(8, 9) <= state["clock"]["nowMs"] < at(9, 9)  # running from the flag's instant
     assert state["clock"]["frozen"] is False

@@ -1,6 +1,8 @@
 """A sandbox built from a seed dict over the ``fast`` profile, with a logged-in raw client: for
 the tests of execution realism, market hours and account rules, which each switch on the
-behaviour they test."""
+behaviour they test. ``fast`` underneath so that only that behaviour acts: the realistic
+profile's random partial fills, slippage and post-accept rejections would change the exact
+fills these tests assert, and its latency and limits would only add time."""
 
 from __future__ import annotations
 
