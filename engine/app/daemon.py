@@ -30,6 +30,7 @@ from engine import _fast
 from engine.app.config import Config, load_config
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.breaker import CircuitBreaker
+from engine.execution.guards import start_guards
 from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
 from engine.execution.publish import outcome_event
@@ -268,6 +269,10 @@ async def build_engine(
         max_qty_lots=cfg.pipeline.max_qty_lots,
     )
     pipeline.quote_feeds = feeds
+    pipeline.guards, pipeline.symbols = await start_guards(
+        cfg.guards, cfg.accounts.values(), cfg.groups.values(), cfg.rules, accounts, bus,
+        metrics=metrics,
+    )  # fmt: skip
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
     engine.quote_feeds = feeds
     for feed in {id(f): f for f in feeds.values()}.values():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from engine._fast import check_order, reject_reason
 from engine.execution.accounts import AccountSession, scale_qty
 from engine.execution.ambiguous import CREATES_ORDER
+from engine.execution.guards import GuardRefused
 from engine.execution.limits import default_priority
 from engine.execution.publish import (
     finish,
@@ -70,6 +71,9 @@ async def prepare(p: Pipeline, job: Job) -> bool:
             job.request = await order_request(p, job, job.leg.session)
         else:
             await resolve(p, job)
+    except GuardRefused as exc:  # not bad input: a rule of the account's (docs/guards.md)
+        await finish(p, job, OutcomeStatus.REJECTED, reason=reason_of(exc))
+        return False
     except (ValidationError, NotFound) as exc:
         publish_invalid(p, job, reason_of(exc))  # Policies 7: invalid input is reported
         await finish(p, job, OutcomeStatus.REJECTED, reason=reason_of(exc))
@@ -165,7 +169,10 @@ async def resolve(p: Pipeline, job: Job) -> None:
         job.record.tag = p.tags.mint(job.record.signal_id, sig.ts_ns)
         p.tracker.track(job.record)
     elif sig.symbol is not None or sig.instrument_id is not None:  # cancel_all / close_all
-        inst = await session.instrument(sig.symbol, sig.instrument_id)
+        symbol = sig.symbol
+        if symbol is not None and p.symbols is not None:
+            symbol = p.symbols.map(session.alias, symbol)
+        inst = await session.instrument(symbol, sig.instrument_id)
         job.record.instrument_id = inst.tradable_instrument_id
 
 
@@ -173,12 +180,15 @@ async def order_request(p: Pipeline, job: Job, session: AccountSession) -> Order
     sig = job.signal
     assert sig.side is not None and sig.type is not None and sig.qty is not None
     # A dict hit for an instrument loaded at start; the venue is asked only for an unknown one.
+    symbol = sig.symbol
+    if symbol is not None and p.symbols is not None:
+        symbol = p.symbols.map(session.alias, symbol)
     if sig.instrument_id is not None:
         inst = session.instruments_by_id.get(sig.instrument_id)
     else:
-        inst = session.instruments_by_name.get(sig.symbol) if sig.symbol is not None else None
+        inst = session.instruments_by_name.get(symbol) if symbol is not None else None
     if inst is None:
-        inst = await session.instrument(sig.symbol, sig.instrument_id)
+        inst = await session.instrument(symbol, sig.instrument_id)
     qty = scale_qty(sig.qty, job.leg.qty_factor, inst.lot_step)
     if qty <= 0.0:
         raise ValidationError(
@@ -217,6 +227,11 @@ async def order_request(p: Pipeline, job: Job, session: AccountSession) -> Order
         raise ValidationError(
             reject_reason(code, req, bid, ask, session.max_tag_length), session.alias
         )
+    guards = p.guards
+    if guards is not None and session.alias in guards.accounts:
+        why = guards.check(req, bid, ask)
+        if why is not None:
+            raise GuardRefused(why, session.alias)
     return req
 
 

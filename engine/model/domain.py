@@ -178,6 +178,9 @@ class Instrument:
     tick_sizes: tuple[tuple[float, float], ...] = ((0.0, 0.00001),)
     type: str = "FOREX"
     status: str = "FULLY_OPEN"
+    # The currency prices are quoted in (TradeLocker quotingCurrency; "" when not given): what
+    # one point of price is worth in, converted to the account's currency by risk sizing.
+    quote_currency: str = ""
 
     def tick_for(self, price: float) -> float:
         tick = self.tick_sizes[0][1]
@@ -215,6 +218,10 @@ class Signal:
     ref: str | None = None
     priority: Priority | None = None
     raw: bytes = b""
+    # Sizing by risk (engine.execution.sizing): with a stop loss instead of qty, the lots that
+    # lose this percent of the account's equity, or this amount of its currency, at the stop.
+    risk_pct: float | None = None
+    risk_amount: float | None = None
 
 
 @dataclass(slots=True)

@@ -27,6 +27,7 @@ __all__ = [
     "Event",
     "EventSink",
     "ExecutionEvent",
+    "GuardEvent",
     "OrderUpdate",
     "OutcomeCorrection",
     "OutcomeEvent",
@@ -47,6 +48,7 @@ class Topic(enum.StrEnum):
     POSITION_UPDATES = "position_updates"
     ORDER_UPDATES = "order_updates"
     REJECTED_SIGNALS = "rejected_signals"
+    GUARDS = "guards"
 
 
 TOPICS: tuple[str, ...] = tuple(t.value for t in Topic)
@@ -202,6 +204,25 @@ class OrderUpdate(Event, kw_only=True, frozen=True):
     reason: str | None = None
 
 
+GuardKind = Literal["warning", "halted", "resumed", "refused"]
+
+
+class GuardEvent(Event, kw_only=True, frozen=True):
+    """``guards``: a prop-firm guard acting on an account (docs/guards.md): a warning level
+    crossed, the account halted or resumed, an order refused by a rule."""
+
+    topic: ClassVar[Topic] = Topic.GUARDS
+
+    account: str
+    kind: GuardKind
+    rule: str | None = None  # daily_loss, drawdown, lots_per_order, ..., weekend, manual
+    level: float | None = None  # the warning level crossed (a share of the limit)
+    used: float | None = None  # the share of the limit in use (1 = the firm's limit)
+    limit: float | None = None  # the limit, in the account currency
+    equity: float | None = None
+    reason: str  # one sentence: the rule and the numbers
+
+
 SCHEMAS: dict[Topic, type[Event]] = {
     cls.topic: cls
     for cls in (
@@ -211,6 +232,7 @@ SCHEMAS: dict[Topic, type[Event]] = {
         AccountUpdate,
         PositionUpdate,
         OrderUpdate,
+        GuardEvent,
     )
 }
 

@@ -82,6 +82,7 @@ def merge_details(instrument: Instrument, details: Mapping[str, Any]) -> Instrum
         tick_sizes=tuple(ticks) or instrument.tick_sizes,
         type=str(details.get("type") or instrument.type),
         status=str(details.get("symbolStatus") or instrument.status),
+        quote_currency=str(details.get("quotingCurrency") or instrument.quote_currency),
     )
 
 

@@ -18,6 +18,7 @@ from engine.model.events import (
     AccountUpdate,
     Event,
     ExecutionEvent,
+    GuardEvent,
     OrderUpdate,
     OutcomeEvent,
     PositionUpdate,
@@ -43,6 +44,7 @@ SAMPLES: dict[Topic, Event] = {
         qty=0.1, avg_price=1.1, open_ms=1, event="opened", source="stream",
     ),
     Topic.ORDER_UPDATES: OrderUpdate(account="acct-a", order_id="o1", event="new", source="stream"),
+    Topic.GUARDS: GuardEvent(account="acct-a", kind="warning", rule="daily_loss", reason="50 %"),
 }  # fmt: skip
 
 
