@@ -182,6 +182,7 @@ class AccountGuard:
     window_until: float = -_INF  # wall s: the window verdict below holds until then
     window_reason: str = ""
     used: dict[str, float] = field(default_factory=dict)  # rule -> share of its limit used
+    last_price: dict[int, float] = field(default_factory=dict)  # instrument -> a recent price
 
 
 def _guard_for(alias: str, rules: RuleSettings, margin: float) -> AccountGuard:
@@ -324,20 +325,21 @@ class GuardBook:
         vpp = g.vpp.get(inst.tradable_instrument_id)
         if vpp is None:
             vpp = self._value_per_point(g, inst)
+        iid = inst.tradable_instrument_id
         if req.type is OrderType.MARKET:
             entry = ask if req.side is Side.BUY else bid
             if not math.isfinite(entry):
                 entry = bid if req.side is Side.BUY else ask
+            if math.isfinite(entry):
+                g.last_price[iid] = entry
+            else:  # no fresh quote: the last price the guard saw (start-up, positions, orders)
+                entry = g.last_price.get(iid, _NAN)
         elif req.type is OrderType.STOP:
             entry = req.stop_price if req.stop_price is not None else _NAN
         else:
             entry = req.price if req.price is not None else _NAN
         sl = req.stop_loss
         if sl is not None and req.stop_loss_type is ProtectionType.ABSOLUTE:
-            if not math.isfinite(entry):
-                # A market order without a quote: the stop's distance is unknown; the move
-                # without a stop loss from the stop itself is the conservative stand-in.
-                return worst_loss(sl * g.no_sl_move, req.qty, vpp) if sl > 0 else _NAN
             return worst_loss(entry - sl, req.qty, vpp)
         if sl is not None:  # offset or trailing: a distance from the entry, in price units
             return worst_loss(sl, req.qty, vpp)
@@ -468,7 +470,25 @@ class GuardBook:
         reading them in the background."""
         self._venue = venue
         await asyncio.gather(*(self.refresh(a) for a in self.accounts))
+        await asyncio.gather(*(self._warm_prices(g) for g in self.accounts.values()))
         self._task = asyncio.create_task(self.run(), name="guards")
+
+    async def _warm_prices(self, g: AccountGuard) -> None:
+        """A price for each allowed instrument, so the first market order on one has an entry
+        to measure its stop loss from (a later fresh quote replaces it)."""
+        venue = self._venue
+        if venue is None or not g.allowed:
+            return
+        for name in sorted(g.allowed):
+            try:
+                inst = await venue.instrument(g.alias, name)
+                quote = await venue.quote(g.alias, inst)
+            except Exception as exc:
+                log.warning("guards: no start-up price of %s on %s: %s", name, g.alias, exc)
+                continue
+            if quote is not None:
+                g.last_price[inst.tradable_instrument_id] = (quote[0] + quote[1]) / 2
+                self._value_per_point(g, inst)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -547,6 +567,7 @@ class GuardBook:
         count = 0
         seen: set[str] = set()
         for p in positions:
+            g.last_price[p.instrument_id] = p.avg_price
             count += 1
             lots += p.qty
             by_inst[p.instrument_id] = by_inst.get(p.instrument_id, 0.0) + p.qty

@@ -125,7 +125,7 @@ class GuardSettings:
     halt_level: float = 0.85
     flatten_on_halt: bool = True
     # How often each guarded account's state, positions and orders are read from the venue.
-    poll_ms: int = 250
+    poll_ms: int = 1000
     # A file of blackout windows (news): one per line, "START END [name]", ISO 8601 times.
     blackout_file: str | None = None
     partial_fanout: PartialFanout = "keep"
