@@ -273,6 +273,7 @@ async def build_engine(
         cfg.guards, cfg.accounts.values(), cfg.groups.values(), cfg.rules, accounts, bus,
         metrics=metrics,
     )  # fmt: skip
+    pipeline.partial_fanout = cfg.guards.partial_fanout
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
     engine.quote_feeds = feeds
     for feed in {id(f): f for f in feeds.values()}.values():

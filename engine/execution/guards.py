@@ -24,11 +24,12 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from engine._fast import GuardCode, GuardState, check_guard, worst_loss
+from engine.execution import sizing
 from engine.execution.accounts import Accounts
 from engine.execution.settings import AccountSettings, GroupSettings, GuardSettings, RuleSettings
 from engine.execution.symbols import SymbolMap
 from engine.model.clock import LIVE, Clock
-from engine.model.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side
+from engine.model.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Signal
 from engine.model.errors import ValidationError
 from engine.model.events import EventSink, GuardEvent
 from engine.venue.protocol import Venue
@@ -347,6 +348,29 @@ class GuardBook:
             return _NAN
         return worst_loss(entry * g.no_sl_move, req.qty, vpp)
 
+    # -- sizing by risk ----------------------------------------------------------------------------
+
+    def size(self, alias: str, inst: Instrument, sig: Signal, bid: float, ask: float) -> float:
+        """The lots ``sig`` (risk_pct or risk_amount) risks on ``alias``, from its own equity;
+        a ValidationError with the numbers when it cannot be sized or is below the minimum."""
+        g = self.accounts[alias]
+        iid = inst.tradable_instrument_id
+        entry = sizing.entry_price(sig, bid, ask)
+        if not math.isfinite(entry) and sig.type is OrderType.MARKET:
+            entry = g.last_price.get(iid, _NAN)
+        vpp = g.vpp.get(iid)
+        if vpp is None:
+            vpp = self._value_per_point(g, inst)
+        return sizing.risk_lots(
+            sig,
+            inst,
+            equity=g.state.equity,
+            vpp=vpp,
+            entry=entry,
+            currency=g.currency,
+            account=alias,
+        )
+
     # -- value of a point --------------------------------------------------------------------------
 
     def _value_per_point(self, g: AccountGuard, inst: Instrument) -> float:
@@ -488,7 +512,31 @@ class GuardBook:
                 continue
             if quote is not None:
                 g.last_price[inst.tradable_instrument_id] = (quote[0] + quote[1]) / 2
-                self._value_per_point(g, inst)
+            if inst.quote_currency and inst.quote_currency != g.currency:
+                await self._warm_rate(g, inst.quote_currency)
+            self._value_per_point(g, inst)
+
+    async def _warm_rate(self, g: AccountGuard, ccy: str) -> None:
+        """One ``ccy`` in the account currency, from the venue's quote of the pair (either way
+        round, named as the account names it)."""
+        venue = self._venue
+        if venue is None or (ccy, g.currency) in self._rates:
+            return
+        mids: dict[str, float] = {}
+        for pair in (ccy + g.currency, g.currency + ccy):
+            try:
+                inst = await venue.instrument(g.alias, map_symbol(g.rules, pair))
+                quote = await venue.quote(g.alias, inst)
+            except Exception:
+                continue
+            if quote is not None:
+                mids[pair] = (quote[0] + quote[1]) / 2
+                break
+        rate = sizing.conversion(ccy, g.currency, mids.get)
+        if math.isfinite(rate):
+            self.set_rate(ccy, g.currency, rate)
+        else:
+            log.warning("guards: no quote converts %s to %s for %s", ccy, g.currency, g.alias)
 
     async def close(self) -> None:
         if self._task is not None:

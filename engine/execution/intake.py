@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from engine.execution.accounts import Leg
+from engine.execution.fanout import FanoutReport
 from engine.execution.lanes import enqueue
 from engine.execution.publish import (
     ACTION_NAME,
@@ -38,13 +39,15 @@ if TYPE_CHECKING:
 
 
 class Latch:
-    """Acks a delivery once every leg's outcome is durable."""
+    """Acks a delivery once every leg's outcome is durable; a fan-out signal's ``fanout``
+    collects its legs for the one group outcome (engine.execution.fanout)."""
 
-    __slots__ = ("ack", "left")
+    __slots__ = ("ack", "fanout", "left")
 
     def __init__(self, ack: Callable[[], Awaitable[None]], left: int) -> None:
         self.ack = ack
         self.left = left
+        self.fanout: FanoutReport | None = None
 
 
 class Job:
@@ -91,6 +94,8 @@ def submit(p: Pipeline, delivery: Delivery) -> None:
         refuse(p, delivery, SignalError("the group has no enabled member", signal.id))
         return
     latch = Latch(delivery.ack, len(legs))
+    if group is not None and group.mode == "fanout":
+        latch.fanout = FanoutReport(signal.id, group.name)
     for leg in legs:
         rec = SignalRecord(leg.key, leg.session.alias, signal.action)
         rec.ts_ns = signal.ts_ns

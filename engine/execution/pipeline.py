@@ -34,6 +34,7 @@ from engine.execution.accounts import Accounts
 from engine.execution.guards import GuardBook
 from engine.execution.lanes import Lane
 from engine.execution.reconcile import Reconciler
+from engine.execution.settings import PartialFanout
 from engine.execution.stoplimit import StopLimitBook
 from engine.execution.symbols import SymbolMap
 from engine.execution.tags import TAG_LENGTH, TagMint
@@ -111,6 +112,9 @@ class Pipeline:
         # (engine.execution.symbols.SymbolMap), set by the daemon when [rules.*] are configured.
         self.guards: GuardBook | None = None
         self.symbols: SymbolMap | None = None
+        # A fan-out that went through on some members only: "keep" or "close" those legs
+        # (engine.execution.fanout; guards.partial_fanout).
+        self.partial_fanout: PartialFanout = "keep"
 
     # The parts' entry points, as methods: the function itself, no delegating frame.
     submit = intake.submit

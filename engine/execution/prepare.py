@@ -178,21 +178,38 @@ async def resolve(p: Pipeline, job: Job) -> None:
 
 async def order_request(p: Pipeline, job: Job, session: AccountSession) -> OrderRequest:
     sig = job.signal
-    assert sig.side is not None and sig.type is not None and sig.qty is not None
-    # A dict hit for an instrument loaded at start; the venue is asked only for an unknown one.
+    assert sig.side is not None and sig.type is not None
     symbol = sig.symbol
     if symbol is not None and p.symbols is not None:
         symbol = p.symbols.map(session.alias, symbol)
+    # A dict hit for an instrument loaded at start; the venue is asked only for an unknown one.
     if sig.instrument_id is not None:
         inst = session.instruments_by_id.get(sig.instrument_id)
     else:
         inst = session.instruments_by_name.get(symbol) if symbol is not None else None
     if inst is None:
         inst = await session.instrument(symbol, sig.instrument_id)
-    qty = scale_qty(sig.qty, job.leg.qty_factor, inst.lot_step)
+    bid = ask = _NAN  # unknown never blocks an order
+    feed = p.quote_feeds.get(session.alias)
+    if feed is not None:
+        quote = feed.quote_for_order(inst.tradable_instrument_id, inst.info_route_ids)
+        if quote is not None:
+            bid, ask = quote.bid, quote.ask
+    if sig.qty is not None:
+        base = sig.qty
+    else:  # sizing by risk, from this account's own equity (engine.execution.sizing)
+        if p.guards is None or session.alias not in p.guards.accounts:
+            raise ValidationError(
+                f"risk_pct / risk_amount on {session.alias}: sizing by risk reads the account's "
+                "equity through its guards; give it a [rules.*] table (an empty "
+                "[rules.default] is enough) or send qty",
+                session.alias,
+            )
+        base = p.guards.size(session.alias, inst, sig, bid, ask)
+    qty = scale_qty(base, job.leg.qty_factor, inst.lot_step)
     if qty <= 0.0:
         raise ValidationError(
-            f"{sig.qty:g} lots x allocation {job.leg.qty_factor:g} is less than one lot step "
+            f"{base:g} lots x allocation {job.leg.qty_factor:g} is less than one lot step "
             f"({inst.lot_step:g}) on {session.alias}: nothing to trade",
             session.alias,
         )
@@ -216,12 +233,6 @@ async def order_request(p: Pipeline, job: Job, session: AccountSession) -> Order
         take_profit_type=sig.take_profit_type,
         trailing_offset=sig.trailing_offset,
     )
-    bid = ask = _NAN  # unknown never blocks an order
-    feed = p.quote_feeds.get(session.alias)
-    if feed is not None:
-        quote = feed.quote_for_order(inst.tradable_instrument_id, inst.info_route_ids)
-        if quote is not None:
-            bid, ask = quote.bid, quote.ask
     code = check_order(req, bid, ask, session.enabled, session.max_tag_length)
     if code:
         raise ValidationError(

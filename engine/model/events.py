@@ -27,7 +27,9 @@ __all__ = [
     "Event",
     "EventSink",
     "ExecutionEvent",
+    "GroupOutcome",
     "GuardEvent",
+    "LegResult",
     "OrderUpdate",
     "OutcomeCorrection",
     "OutcomeEvent",
@@ -49,6 +51,7 @@ class Topic(enum.StrEnum):
     ORDER_UPDATES = "order_updates"
     REJECTED_SIGNALS = "rejected_signals"
     GUARDS = "guards"
+    GROUP_OUTCOMES = "group_outcomes"
 
 
 TOPICS: tuple[str, ...] = tuple(t.value for t in Topic)
@@ -223,6 +226,38 @@ class GuardEvent(Event, kw_only=True, frozen=True):
     reason: str  # one sentence: the rule and the numbers
 
 
+class LegResult(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """One member's part of a fan-out signal, as its own ``outcomes`` event reported it."""
+
+    account: str
+    status: OutcomeStatusName
+    reason: str | None = None
+    order_id: str | None = None
+    position_id: str | None = None
+    tag: str | None = None
+
+
+GroupStatus = Literal["accepted", "partial", "rejected", "unknown"]
+
+
+class GroupOutcome(Event, kw_only=True, frozen=True):
+    """``group_outcomes``: a fan-out signal reported as one, once every leg has its outcome
+    (docs/guards.md, "Fan-out"): each leg, and what ``guards.partial_fanout`` did about a
+    partial one. ``status``: accepted (every leg), rejected (none, none unknown), unknown (none
+    accepted, some unknown), partial (some accepted, some not)."""
+
+    topic: ClassVar[Topic] = Topic.GROUP_OUTCOMES
+
+    id: str
+    group: str
+    status: GroupStatus
+    legs: tuple[LegResult, ...]
+    policy: Literal["keep", "close"] = "keep"
+    closed: tuple[str, ...] = ()  # accounts whose accepted leg the "close" policy undid
+    close_failed: tuple[str, ...] = ()  # "alias: why" where undoing it failed
+    reason: str
+
+
 SCHEMAS: dict[Topic, type[Event]] = {
     cls.topic: cls
     for cls in (
@@ -233,6 +268,7 @@ SCHEMAS: dict[Topic, type[Event]] = {
         PositionUpdate,
         OrderUpdate,
         GuardEvent,
+        GroupOutcome,
     )
 }
 

@@ -36,6 +36,7 @@ def test_topic_names_are_the_kafka_topic_suffixes_unchanged() -> None:
         "order_updates",
         "rejected_signals",
         "guards",
+        "group_outcomes",
     ]
     assert TOPICS == tuple(t.value for t in Topic)
     assert Topic.OUTCOMES == "outcomes"  # str-valued: a plain name compares equal

@@ -18,7 +18,9 @@ from engine.model.events import (
     AccountUpdate,
     Event,
     ExecutionEvent,
+    GroupOutcome,
     GuardEvent,
+    LegResult,
     OrderUpdate,
     OutcomeEvent,
     PositionUpdate,
@@ -45,6 +47,10 @@ SAMPLES: dict[Topic, Event] = {
     ),
     Topic.ORDER_UPDATES: OrderUpdate(account="acct-a", order_id="o1", event="new", source="stream"),
     Topic.GUARDS: GuardEvent(account="acct-a", kind="warning", rule="daily_loss", reason="50 %"),
+    Topic.GROUP_OUTCOMES: GroupOutcome(
+        id="s1", group="g", status="accepted", reason="1 of 1",
+        legs=(LegResult(account="acct-a", status="accepted"),),
+    ),
 }  # fmt: skip
 
 
