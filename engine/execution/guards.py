@@ -278,6 +278,11 @@ class GuardBook:
     def __contains__(self, alias: str) -> bool:
         return alias in self.accounts
 
+    def measures(self, alias: str) -> bool:
+        """True when ``alias`` has a loss limit: its orders' worst cases need an entry price."""
+        g = self.accounts.get(alias)
+        return g is not None and _has_money_rules(g.rules)
+
     # -- the hot path ------------------------------------------------------------------------------
 
     def check(self, req: OrderRequest, bid: float, ask: float) -> str | None:

@@ -28,7 +28,7 @@ from engine.execution.publish import (
 from engine.execution.reconcile import Verdict
 from engine.execution.send import expire_killed
 from engine.execution.tracker import SignalRecord
-from engine.model.domain import Action, OrderRequest, OutcomeStatus, Validity
+from engine.model.domain import Action, OrderRequest, OrderType, OutcomeStatus, Validity
 from engine.model.errors import NotFound, ValidationError
 from engine.state.journal import JournalRecord
 
@@ -195,17 +195,28 @@ async def order_request(p: Pipeline, job: Job, session: AccountSession) -> Order
         quote = feed.quote_for_order(inst.tradable_instrument_id, inst.info_route_ids)
         if quote is not None:
             bid, ask = quote.bid, quote.ask
+    guards = p.guards
+    if (
+        sig.type is OrderType.MARKET
+        and bid != bid  # NaN: no fresh quote (the first order on an instrument)
+        and (sig.qty is None or (guards is not None and guards.measures(session.alias)))
+    ):
+        # Sizing by risk, or a loss guard, measures the stop from the entry: one quote read
+        # rather than a refusal (the feed has this instrument from now on).
+        quote_now = await session.venue.quote(session.alias, inst)
+        if quote_now is not None:
+            bid, ask = quote_now
     if sig.qty is not None:
         base = sig.qty
     else:  # sizing by risk, from this account's own equity (engine.execution.sizing)
-        if p.guards is None or session.alias not in p.guards.accounts:
+        if guards is None or session.alias not in guards.accounts:
             raise ValidationError(
                 f"risk_pct / risk_amount on {session.alias}: sizing by risk reads the account's "
                 "equity through its guards; give it a [rules.*] table (an empty "
                 "[rules.default] is enough) or send qty",
                 session.alias,
             )
-        base = p.guards.size(session.alias, inst, sig, bid, ask)
+        base = guards.size(session.alias, inst, sig, bid, ask)
     qty = scale_qty(base, job.leg.qty_factor, inst.lot_step)
     if qty <= 0.0:
         raise ValidationError(
@@ -238,7 +249,6 @@ async def order_request(p: Pipeline, job: Job, session: AccountSession) -> Order
         raise ValidationError(
             reject_reason(code, req, bid, ask, session.max_tag_length), session.alias
         )
-    guards = p.guards
     if guards is not None and session.alias in guards.accounts:
         why = guards.check(req, bid, ask)
         if why is not None:
