@@ -30,7 +30,7 @@ from engine.execution.settings import AccountSettings, GroupSettings, GuardSetti
 from engine.execution.symbols import SymbolMap
 from engine.model.clock import LIVE, Clock
 from engine.model.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Signal
-from engine.model.errors import ValidationError
+from engine.model.errors import ConfigError, ValidationError
 from engine.model.events import EventSink, GuardEvent
 from engine.venue.protocol import Venue
 
@@ -122,22 +122,31 @@ class Blackout:
 
 def read_blackouts(path: str) -> list[Blackout]:
     """A blackout file: one window per line, ``START END [name]`` in ISO 8601 (with an offset or
-    Z; naive times are UTC); ``#`` starts a comment. A bad line is a one-line ValueError."""
+    Z; naive times are UTC); ``#`` starts a comment. A bad line or file is a one-line
+    ConfigError naming it."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            parts = text.split(None, 2)
-            try:
-                start, end = (_utc(dt.datetime.fromisoformat(p)) for p in parts[:2])
-            except (ValueError, IndexError):
-                raise ValueError(
-                    f"{path}:{n}: a blackout is 'START END [name]' in ISO 8601, e.g. "
-                    "2026-11-27T13:25Z 2026-11-27T13:45Z NFP"
-                ) from None
-            out.append(Blackout(start, end, parts[2] if len(parts) > 2 else "blackout"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except OSError as exc:
+        raise ConfigError(
+            f"guards.blackout_file {path!r} cannot be read ({exc.strerror or exc})"
+        ) from None
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.split(None, 2)
+        try:
+            start, end = (_utc(dt.datetime.fromisoformat(p)) for p in parts[:2])
+            if end <= start:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ConfigError(
+                f"guards.blackout_file {path}:{n}: a blackout is 'START END [name]' in ISO "
+                "8601 with END after START, e.g. 2026-11-27T13:25Z 2026-11-27T13:45Z NFP"
+            ) from None
+        out.append(Blackout(start, end, parts[2] if len(parts) > 2 else "blackout"))
     return out
 
 
@@ -551,7 +560,7 @@ class GuardBook:
     async def run(self) -> None:
         interval = self.settings.poll_ms / 1000.0
         while True:
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
             await asyncio.gather(*(self.refresh(a) for a in self.accounts))
 
     async def refresh(self, alias: str) -> None:
