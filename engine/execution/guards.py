@@ -49,6 +49,8 @@ _NAN = math.nan
 # may still be on its way); after it, an order the venue never showed is forgotten.
 RESERVE_GRACE_S = 15.0
 DEFAULT_NO_SL_MOVE_PCT = 2.0
+# A price the guard saw is used as a market order's entry (when no fresh quote) this long.
+PRICE_FRESH_S = 60.0
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -179,6 +181,7 @@ class AccountGuard:
     weekend_min: int | None  # Friday minute-of-week after which the account goes flat
     no_sl_move: float  # fraction of the price
     currency: str
+    measures: bool  # a loss limit: orders' worst cases are measured
     daily: float = _INF  # amounts, resolved once the starting balance is known
     drawdown: float = _INF
     starting_balance: float = _NAN
@@ -192,7 +195,9 @@ class AccountGuard:
     window_until: float = -_INF  # wall s: the window verdict below holds until then
     window_reason: str = ""
     used: dict[str, float] = field(default_factory=dict)  # rule -> share of its limit used
-    last_price: dict[int, float] = field(default_factory=dict)  # instrument -> a recent price
+    # instrument -> (a recent price, monotonic s): from the quotes orders were checked with and
+    # the start-up reads; older than PRICE_FRESH_S it is not used.
+    last_price: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 def _guard_for(alias: str, rules: RuleSettings, margin: float) -> AccountGuard:
@@ -219,6 +224,7 @@ def _guard_for(alias: str, rules: RuleSettings, margin: float) -> AccountGuard:
         weekend_min=weekend,
         no_sl_move=(rules.no_sl_move_pct or DEFAULT_NO_SL_MOVE_PCT) / 100.0,
         currency=rules.currency or "USD",
+        measures=_has_money_rules(rules),
     )
 
 
@@ -287,10 +293,13 @@ class GuardBook:
     def __contains__(self, alias: str) -> bool:
         return alias in self.accounts
 
-    def measures(self, alias: str) -> bool:
-        """True when ``alias`` has a loss limit: its orders' worst cases need an entry price."""
+    def needs_quote(self, alias: str, instrument_id: int, sizing: bool) -> bool:
+        """True when a market order on ``alias`` needs an entry price the guard does not have:
+        sized by risk, or under a loss limit, with no recent price of the instrument."""
         g = self.accounts.get(alias)
-        return g is not None and _has_money_rules(g.rules)
+        if g is None or math.isfinite(self._price(g, instrument_id)):
+            return False
+        return sizing or g.measures
 
     # -- the hot path ------------------------------------------------------------------------------
 
@@ -333,6 +342,12 @@ class GuardBook:
         )
         return None
 
+    def _price(self, g: AccountGuard, instrument_id: int) -> float:
+        seen = g.last_price.get(instrument_id)
+        if seen is None or self.clock.monotonic() - seen[1] > PRICE_FRESH_S:
+            return _NAN
+        return seen[0]
+
     def _worst(self, g: AccountGuard, req: OrderRequest, bid: float, ask: float) -> float:
         """What the order loses at its stop loss (or at the configured move without one), in
         the account currency."""
@@ -346,9 +361,9 @@ class GuardBook:
             if not math.isfinite(entry):
                 entry = bid if req.side is Side.BUY else ask
             if math.isfinite(entry):
-                g.last_price[iid] = entry
+                g.last_price[iid] = (entry, self.clock.monotonic())
             else:  # no fresh quote: the last price the guard saw (start-up, positions, orders)
-                entry = g.last_price.get(iid, _NAN)
+                entry = self._price(g, iid)
         elif req.type is OrderType.STOP:
             entry = req.stop_price if req.stop_price is not None else _NAN
         else:
@@ -371,7 +386,7 @@ class GuardBook:
         iid = inst.tradable_instrument_id
         entry = sizing.entry_price(sig, bid, ask)
         if not math.isfinite(entry) and sig.type is OrderType.MARKET:
-            entry = g.last_price.get(iid, _NAN)
+            entry = self._price(g, iid)
         vpp = g.vpp.get(iid)
         if vpp is None:
             vpp = self._value_per_point(g, inst)
@@ -525,7 +540,8 @@ class GuardBook:
                 log.warning("guards: no start-up price of %s on %s: %s", name, g.alias, exc)
                 continue
             if quote is not None:
-                g.last_price[inst.tradable_instrument_id] = (quote[0] + quote[1]) / 2
+                mid = (quote[0] + quote[1]) / 2
+                g.last_price[inst.tradable_instrument_id] = (mid, self.clock.monotonic())
             if inst.quote_currency and inst.quote_currency != g.currency:
                 await self._warm_rate(g, inst.quote_currency)
             self._value_per_point(g, inst)
@@ -629,7 +645,6 @@ class GuardBook:
         count = 0
         seen: set[str] = set()
         for p in positions:
-            g.last_price[p.instrument_id] = p.avg_price
             count += 1
             lots += p.qty
             by_inst[p.instrument_id] = by_inst.get(p.instrument_id, 0.0) + p.qty

@@ -197,12 +197,13 @@ async def order_request(p: Pipeline, job: Job, session: AccountSession) -> Order
             bid, ask = quote.bid, quote.ask
     guards = p.guards
     if (
-        sig.type is OrderType.MARKET
-        and bid != bid  # NaN: no fresh quote (the first order on an instrument)
-        and (sig.qty is None or (guards is not None and guards.measures(session.alias)))
+        bid != bid  # NaN: no fresh quote (the first order on an instrument)
+        and sig.type is OrderType.MARKET
+        and guards is not None
+        and guards.needs_quote(session.alias, inst.tradable_instrument_id, sig.qty is None)
     ):
-        # Sizing by risk, or a loss guard, measures the stop from the entry: one quote read
-        # rather than a refusal (the feed has this instrument from now on).
+        # Sizing by risk, or a loss guard, measures the stop from the entry, and the guard has
+        # no recent price of this instrument: one quote read rather than a refusal.
         quote_now = await session.venue.quote(session.alias, inst)
         if quote_now is not None:
             bid, ask = quote_now
