@@ -4,6 +4,7 @@ engine/_fast/_py/guards.py (read that for the rules); tests/guards/test_differen
 two together. Every comparison runs on C doubles of a cdef class; the accept path allocates
 nothing but the float written into the rate ring."""
 
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY, NAN, fabs, floor, isfinite
 
 __all__ = ["GuardState", "check_guard", "lots_for_risk", "worst_loss"]
@@ -30,9 +31,23 @@ cdef class GuardState:
     cdef public double equity, day_ref, dd_top, daily_limit, dd_limit, margin, open_risk
     cdef public double max_lots_order, max_lots_instrument, max_lots_account, open_lots
     cdef public dict inst_lots
-    cdef public long max_positions, open_positions, max_per_minute, ring_head
+    cdef public long max_positions, open_positions
+    cdef readonly long ring_head
+    cdef readonly long max_per_minute
     cdef public long max_per_day, day_count
-    cdef public list ring
+    # The times of the last max_per_minute orders, a C ring (the twin's list): no allocation
+    # when an order is counted.
+    cdef double* _ring
+
+    def __cinit__(self, *args, **kwargs):
+        self._ring = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self._ring)
+
+    @property
+    def ring(self):
+        return [self._ring[i] for i in range(self.max_per_minute)]
 
     def __init__(
         self,
@@ -61,8 +76,15 @@ cdef class GuardState:
         self.inst_lots = {}
         self.max_positions = max_positions
         self.open_positions = 0
+        if max_per_minute < 0:
+            max_per_minute = 0
         self.max_per_minute = max_per_minute
-        self.ring = [-INFINITY] * max_per_minute if max_per_minute > 0 else []
+        PyMem_Free(self._ring)
+        self._ring = <double*>PyMem_Malloc((max_per_minute or 1) * sizeof(double))
+        if self._ring is NULL:
+            raise MemoryError()
+        for i in range(max_per_minute):
+            self._ring[i] = -INFINITY
         self.ring_head = 0
         self.max_per_day = max_per_day
         self.day_count = 0
@@ -110,9 +132,9 @@ cpdef int check_guard(
     n = st.max_per_minute
     if n > 0:
         head = st.ring_head
-        if <double>st.ring[head] > now_s - 60.0:
+        if st._ring[head] > now_s - 60.0:
             return ORDERS_PER_MINUTE
-        st.ring[head] = now_s
+        st._ring[head] = now_s
         head += 1
         st.ring_head = 0 if head == n else head
     st.day_count += 1
