@@ -271,7 +271,7 @@ async def build_engine(
     pipeline.quote_feeds = feeds
     pipeline.guards, pipeline.symbols = await start_guards(
         cfg.guards, cfg.accounts.values(), cfg.groups.values(), cfg.rules, accounts, bus,
-        metrics=metrics,
+        metrics=metrics, stop_limits=book,
     )  # fmt: skip
     pipeline.partial_fanout = cfg.guards.partial_fanout
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)

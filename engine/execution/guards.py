@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import math
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -27,6 +27,7 @@ from engine._fast import GuardCode, GuardState, check_guard, worst_loss
 from engine.execution import sizing
 from engine.execution.accounts import Accounts
 from engine.execution.settings import AccountSettings, GroupSettings, GuardSettings, RuleSettings
+from engine.execution.stoplimit import StopLimitBook
 from engine.execution.symbols import SymbolMap
 from engine.model.clock import LIVE, Clock
 from engine.model.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Signal
@@ -271,6 +272,10 @@ class GuardBook:
         self._task: asyncio.Task[None] | None = None
         self._rates: dict[tuple[str, str], float] = {}  # (from, to) currency -> rate
         self.instrument_for: Callable[[str, int], Instrument | None] = lambda a, i: None
+        # Cancels the stop-limit orders the engine holds for an account (they are not at the
+        # venue, so the venue's cancel-all does not reach them).
+        self.cancel_held: Callable[[str], Awaitable[None]] | None = None
+        self._read_waiters: dict[str, asyncio.Event] = {}
 
     @classmethod
     def from_config(
@@ -631,6 +636,13 @@ class GuardBook:
         st.dd_top = g.peak if (r.drawdown_mode or "static") == "trailing" else g.starting_balance
         self._exposure(g, positions, orders)
         await self._levels(g)
+        waiter = self._read_waiters.pop(alias, None)
+        if waiter is not None:
+            waiter.set()
+
+    async def next_read(self, alias: str) -> None:
+        """Until the next reading of ``alias`` has been applied (and acted on)."""
+        await self._read_waiters.setdefault(alias, asyncio.Event()).wait()
 
     def _day_key(self, g: AccountGuard) -> str:
         t = dt.datetime.fromtimestamp(self.clock.time_ns() / 1e9, g.tz)
@@ -748,6 +760,8 @@ class GuardBook:
         if venue is not None:
             try:
                 await venue.cancel_all_orders(alias)
+                if self.cancel_held is not None:
+                    await self.cancel_held(alias)
                 done.append("working orders cancelled")
             except Exception as exc:
                 done.append(f"cancelling working orders failed ({exc})")
@@ -797,6 +811,7 @@ async def start_guards(
     *,
     metrics: Any = None,
     clock: Clock = LIVE,
+    stop_limits: StopLimitBook | None = None,
 ) -> tuple[GuardBook | None, SymbolMap | None]:
     """The guards and symbol map of a started set of accounts (None, None without [rules.*]):
     symbol mappings checked against each account's instruments, every guarded account read
@@ -807,6 +822,8 @@ async def start_guards(
         settings, account_settings, groups, rules, bus, metrics=metrics, clock=clock
     )
     book.instrument_for = lambda alias, iid: accounts[alias].instruments_by_id.get(iid)
+    if stop_limits is not None:
+        book.cancel_held = stop_limits.cancel_all
     symbols = SymbolMap(book.rules)
     symbols.check({a: list(s.instruments_by_name) for a, s in accounts.sessions.items()})
     venue = next(iter(accounts.sessions.values())).venue

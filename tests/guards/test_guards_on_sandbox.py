@@ -9,6 +9,7 @@ sandbox records no breach, and the engine's ``guards`` events show each guard ac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 
 from engine.app.config import parse_config
 from engine.app.daemon import Engine, build_engine
+from engine.app.guards_scene import run_guards_scene
 from engine.model.delivery import Delivery
 from engine.model.events import Event, GuardEvent, OutcomeEvent, Topic
 from sandbox import Sandbox
@@ -166,7 +168,9 @@ async def test_a_strategy_that_would_breach_both_limits_unguarded_breaches_neith
     naked = await run.order("a2-1", "a2")
     assert naked.status == "accepted", naked.reason
     run.price(1.10300)  # equity ~100,290: the new high
-    await eventually(lambda: book.accounts["a2"].peak > 100_250, "a2's new equity high seen")
+    for _ in range(2):  # a read that began after the move: the guard has seen the new high
+        await asyncio.wait_for(book.next_read("a2"), 20.0)
+    assert book.accounts["a2"].peak > 100_250
     run.price(1.09900)  # ~400 below the high: 40 %, the warning level
     await eventually(lambda: run.guard("a2", "warning", "drawdown"), "a drawdown warning")
     run.price(1.09600)  # ~700 below the high: 70 %, the halt level
@@ -192,3 +196,13 @@ async def test_a_strategy_that_would_breach_both_limits_unguarded_breaches_neith
     warned = run.guard("a2", "warning")[0]
     assert warned.level == 0.4 and warned.used is not None and warned.used >= 0.4
     assert [t for t in Topic if t == "guards"] == [Topic.GUARDS]
+
+
+async def test_the_demo_scene_ends_without_a_breach() -> None:
+    """engine.app.guards_scene, the scene the lead's demo may call, on its own sandbox."""
+    lines: list[str] = []
+    assert await run_guards_scene(lines.append) == 0, "\n".join(lines)
+    text = "\n".join(lines)
+    assert "g-2 on funded1: rejected: daily loss guard:" in text
+    assert "guard halted: funded2 halted: drawdown at" in text
+    assert lines[-1] == "sandbox: no account breached its firm's rules"
