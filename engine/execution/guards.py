@@ -220,7 +220,12 @@ def _guard_for(alias: str, rules: RuleSettings, margin: float) -> AccountGuard:
         state=st,
         tz=zoneinfo.ZoneInfo(rules.timezone or "UTC"),
         reset_min=_minutes(rules.reset_time or "00:00"),
-        allowed=frozenset(rules.instruments) if rules.instruments is not None else None,
+        # As the account names them (a signal's symbol is mapped before the check).
+        allowed=(
+            frozenset(map_symbol(rules, s) for s in rules.instruments)
+            if rules.instruments is not None
+            else None
+        ),
         windows=_windows(rules.sessions or ()),
         weekend_min=weekend,
         no_sl_move=(rules.no_sl_move_pct or DEFAULT_NO_SL_MOVE_PCT) / 100.0,

@@ -185,6 +185,17 @@ def test_rules_inherit_default_then_groups_then_the_account() -> None:
     assert symbols.map("a1", "EURUSD") == "EURUSD.pro" and symbols.map("a3", "EURUSD") == "EURUSD"
 
 
+def test_allowed_instruments_are_named_as_signals_name_them() -> None:
+    rules = RuleSettings(instruments=("EURUSD",), symbol_suffix=".pro")
+    b = GuardBook(GuardSettings(), {"a1": rules}, Bus(), clock=at("2026-11-25T10:00:00"))
+    pro = order()
+    pro.instrument = Instrument(501, 501, "EURUSD.pro", 9001, (9101,))
+    assert b.check(pro, 1.1, 1.1001) is None  # EURUSD, mapped for this account
+    assert b.check(order(tag="t2"), 1.1, 1.1001) == (
+        "instrument guard: EURUSD is not in the instruments allowed on a1 (EURUSD.pro)"
+    )
+
+
 BASE = {
     "logins": {"s": {"base_url": "http://x", "server": "S", "email": "env:A", "password": "env:B"}},
     "accounts": {"a1": {"login": "s", "acc_num": 1}},
