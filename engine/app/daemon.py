@@ -274,6 +274,8 @@ async def build_engine(
         metrics=metrics, stop_limits=book,
     )  # fmt: skip
     pipeline.partial_fanout = cfg.guards.partial_fanout
+    if pipeline.guards is not None:  # the stream's account status moves the guards' equity
+        bus.subscribe(pipeline.guards.on_event)
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
     engine.quote_feeds = feeds
     for feed in {id(f): f for f in feeds.values()}.values():

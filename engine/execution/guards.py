@@ -32,7 +32,7 @@ from engine.execution.symbols import SymbolMap
 from engine.model.clock import LIVE, Clock
 from engine.model.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Signal
 from engine.model.errors import ConfigError, ValidationError
-from engine.model.events import EventSink, GuardEvent
+from engine.model.events import AccountUpdate, Event, EventSink, GuardEvent
 from engine.venue.protocol import Venue
 
 __all__ = [
@@ -281,6 +281,7 @@ class GuardBook:
         # venue, so the venue's cancel-all does not reach them).
         self.cancel_held: Callable[[str], Awaitable[None]] | None = None
         self._read_waiters: dict[str, asyncio.Event] = {}
+        self._acting: dict[str, asyncio.Task[None]] = {}  # a stream update's halt in progress
 
     @classmethod
     def from_config(
@@ -579,9 +580,10 @@ class GuardBook:
             log.warning("guards: no quote converts %s to %s for %s", ccy, g.currency, g.alias)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._acting.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self) -> None:
         interval = self.settings.poll_ms / 1000.0
@@ -644,6 +646,25 @@ class GuardBook:
         waiter = self._read_waiters.pop(alias, None)
         if waiter is not None:
             waiter.set()
+
+    def on_event(self, topic: str, event: Event) -> None:
+        """A bus subscriber: the Streams API's account status (``account_updates``) moves the
+        equity between reads, so a fall is acted on when the venue reports it, not at the next
+        ``poll_ms``. Sync and cheap; a halt it calls for runs as a task."""
+        if not isinstance(event, AccountUpdate) or event.equity is None:
+            return
+        g = self.accounts.get(event.account)
+        if g is None or not math.isfinite(g.starting_balance):
+            return  # not guarded, or not read yet (the first read sets the references)
+        st = g.state
+        st.equity = event.equity
+        if event.equity > g.peak:
+            g.peak = event.equity
+            if (g.rules.drawdown_mode or "static") == "trailing":
+                st.dd_top = g.peak
+        running = self._acting.get(g.alias)
+        if running is None or running.done():
+            self._acting[g.alias] = asyncio.get_running_loop().create_task(self._levels(g))
 
     async def next_read(self, alias: str) -> None:
         """Until the next reading of ``alias`` has been applied (and acted on)."""

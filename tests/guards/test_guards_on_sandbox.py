@@ -206,3 +206,40 @@ async def test_the_demo_scene_ends_without_a_breach() -> None:
     assert "g-2 on funded1: rejected: daily loss guard:" in text
     assert "guard halted: funded2 halted: drawdown at" in text
     assert lines[-1] == "sandbox: no account breached its firm's rules"
+
+
+async def test_with_the_streams_api_a_fall_is_acted_on_without_waiting_for_a_read(
+    tmp_path: Path,
+) -> None:
+    """guards.poll_ms a minute: only the stream's account status can tell the guard in time."""
+    sb = Sandbox(config_from_dict(LIMITS, "realistic"), price_interval_ms=0)
+    await sb.start("127.0.0.1", 0)
+    sb.state.set_price(EURUSD, bid=1.10000, ask=1.10010)
+    data = engine_config_data(
+        sb.base_url,
+        tmp_path,
+        login={
+            "email": "env:SB_EMAIL",
+            "password": "env:SB_PASSWORD",
+            "stream_url": sb.base_url.replace("http://", "ws://"),
+            "developer_api_key": "env:DEV_KEY",
+        },
+    )
+    data["timeouts"] = {"order_s": 5.0, "reconcile_settle_s": 6.0}
+    data |= {"rules": RULES, "guards": {**GUARDS, "poll_ms": 60_000}}
+    secrets = await demo_secrets(DEV_KEY=sb.state.config.developer_api_key)
+    engine = await build_engine(parse_config(data), secrets=secrets, with_control=False, sources=[])
+    run = Run(sb, engine)
+    try:
+        [live] = engine.streams
+        await asyncio.wait_for(live.wait_live(), 30)
+        assert (await run.order("s-1", "a2")).status == "accepted"
+        await eventually(lambda: run.positions("700002") == 1, "a2's position open")
+        run.price(1.09300)  # ~710 below the start: 71 %, over the 70 % halt level
+        await eventually(lambda: run.guard("a2", "halted", "drawdown"), "a2 halted by the stream")
+        await eventually(lambda: run.positions("700002") == 0, "a2 flattened")
+        run.price(1.08500)
+        assert run.breaches() == {}
+    finally:
+        await engine.stop()
+        await sb.stop()
