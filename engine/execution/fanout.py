@@ -12,14 +12,18 @@ reconciliation decides it (policy 1), and the group's status says ``partial`` or
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
+from engine.model.domain import Action, Priority
 from engine.model.events import GroupOutcome, GroupStatus, LegResult
 
 if TYPE_CHECKING:
+    from engine.execution.accounts import AccountSession
     from engine.execution.pipeline import Pipeline
 
-__all__ = ["FanoutReport", "report"]
+__all__ = ["FanoutReport", "gated", "report"]
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +93,39 @@ async def report(p: Pipeline, rep: FanoutReport) -> None:
 async def undo(p: Pipeline, leg: LegResult) -> None:
     """Cancel the leg's working order and close the position it opened (found by its tag)."""
     assert leg.tag is not None
-    venue = p.accounts[leg.account].venue
-    found = await venue.find_by_tag(leg.account, leg.tag)
+    session = p.accounts[leg.account]
+    venue = session.venue
+    alias = leg.account
+    found = await venue.find_by_tag(alias, leg.tag)
     for order in found.orders:
-        await venue.cancel_order(leg.account, order.order_id)
+        cancel = partial(venue.cancel_order, alias, order.order_id)
+        await gated(session, Action.CANCEL, Priority.CANCEL, cancel)
     for position in found.positions:
-        await venue.close_position(leg.account, position.position_id)
+        close = partial(venue.close_position, alias, position.position_id)
+        await gated(session, Action.CLOSE, Priority.CLOSE, close)
     if not found.orders and not found.positions and leg.order_id:
         # Not readable yet by tag: the order the venue acknowledged.
-        await venue.cancel_order(leg.account, leg.order_id)
+        oid = leg.order_id
+        await gated(session, Action.CANCEL, Priority.CANCEL, lambda: venue.cancel_order(alias, oid))
+
+
+async def gated(
+    session: AccountSession,
+    action: Action,
+    priority: Priority,
+    call: Callable[[], Awaitable[None]],
+) -> None:
+    """One venue call inside the account's rate budget for ``action``, held while the call is
+    at the venue (like every other call: docs/execution.md, "The rate gate")."""
+    limiter = session.gate
+    taken: list[str] = []
+    try:
+        if limiter is not None:
+            for route in limiter.routes_for(action):
+                await limiter.acquire(route, priority)
+                taken.append(route)
+        await call()
+    finally:
+        if limiter is not None:
+            for route in taken:
+                limiter.release(route)

@@ -25,12 +25,22 @@ from typing import Any
 
 from engine._fast import GuardCode, GuardState, check_guard, worst_loss
 from engine.execution import sizing
-from engine.execution.accounts import Accounts
+from engine.execution.accounts import Accounts, AccountSession
+from engine.execution.fanout import gated
 from engine.execution.settings import AccountSettings, GroupSettings, GuardSettings, RuleSettings
 from engine.execution.stoplimit import StopLimitBook
 from engine.execution.symbols import SymbolMap
 from engine.model.clock import LIVE, Clock
-from engine.model.domain import Instrument, OrderRequest, OrderType, ProtectionType, Side, Signal
+from engine.model.domain import (
+    Action,
+    Instrument,
+    OrderRequest,
+    OrderType,
+    Priority,
+    ProtectionType,
+    Side,
+    Signal,
+)
 from engine.model.errors import ConfigError, ValidationError
 from engine.model.events import AccountUpdate, Event, EventSink, GuardEvent
 from engine.venue.protocol import Venue
@@ -277,6 +287,8 @@ class GuardBook:
         self._task: asyncio.Task[None] | None = None
         self._rates: dict[tuple[str, str], float] = {}  # (from, to) currency -> rate
         self.instrument_for: Callable[[str, int], Instrument | None] = lambda a, i: None
+        # The account's session (its rate gate): the halt's cancels and closes spend its budget.
+        self.session_for: Callable[[str], AccountSession | None] = lambda alias: None
         # Cancels the stop-limit orders the engine holds for an account (they are not at the
         # venue, so the venue's cancel-all does not reach them).
         self.cancel_held: Callable[[str], Awaitable[None]] | None = None
@@ -783,9 +795,15 @@ class GuardBook:
         g.halt_until_reset = until_reset
         done = []
         venue = self._venue
-        if venue is not None:
+        session = self.session_for(alias)
+        if venue is not None and session is not None:
             try:
-                await venue.cancel_all_orders(alias)
+                await gated(
+                    session,
+                    Action.CANCEL_ALL,
+                    Priority.CANCEL,
+                    lambda: venue.cancel_all_orders(alias),
+                )
                 if self.cancel_held is not None:
                     await self.cancel_held(alias)
                 done.append("working orders cancelled")
@@ -793,7 +811,12 @@ class GuardBook:
                 done.append(f"cancelling working orders failed ({exc})")
             if self.settings.flatten_on_halt:
                 try:
-                    await venue.close_all_positions(alias)
+                    await gated(
+                        session,
+                        Action.CLOSE_ALL,
+                        Priority.CLOSE,
+                        lambda: venue.close_all_positions(alias),
+                    )
                     done.append("positions closed")
                 except Exception as exc:
                     done.append(f"closing positions failed ({exc})")
@@ -848,6 +871,7 @@ async def start_guards(
         settings, account_settings, groups, rules, bus, metrics=metrics, clock=clock
     )
     book.instrument_for = lambda alias, iid: accounts[alias].instruments_by_id.get(iid)
+    book.session_for = accounts.sessions.get
     if stop_limits is not None:
         book.cancel_held = stop_limits.cancel_all
     symbols = SymbolMap(book.rules)
