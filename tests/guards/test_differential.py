@@ -131,3 +131,28 @@ def test_a_halted_account_and_each_limit_are_refused_by_both() -> None:
             GuardCode.ORDERS_PER_MINUTE,
             0,
         ]
+
+
+@SETTINGS
+@given(
+    st.floats(min_value=100.0, max_value=1e5),  # the limit
+    st.floats(min_value=0.0, max_value=0.5),  # the margin
+    st.floats(min_value=0.0, max_value=1.0),  # share already lost
+    st.lists(st.floats(min_value=0.0, max_value=5e4), min_size=1, max_size=30),
+)
+def test_what_passes_never_adds_up_past_the_limit_less_the_margin(
+    limit: float, margin: float, lost_share: float, worsts: list[float]
+) -> None:
+    """The guard's promise: whatever sequence of orders it lets through, today's loss plus every
+    passed order's worst case stays within the limit less the safety margin."""
+    for mod in (c_guards, py_guards):
+        s = mod.GuardState(daily_limit=limit, dd_limit=limit, margin=margin)
+        s.day_ref = s.dd_top = 100_000.0
+        s.equity = 100_000.0 - limit * (1 - margin) * lost_share
+        passed = 0.0
+        for worst in worsts:
+            if mod.check_guard(s, 1, 0.01, worst, 0.0) == GuardCode.OK:
+                passed += worst
+        lost = s.day_ref - s.equity
+        assert lost + passed <= limit * (1 - margin) * (1 + 1e-12)
+        assert s.open_risk == passed
