@@ -222,6 +222,8 @@ GUARD_KEYS = {
     "flatten_on_halt": Key(GuardSettings, "flatten_on_halt", v.flag),
     "poll_ms": Key(GuardSettings, "poll_ms", v.whole(20, 60_000)),
     "blackout_file": Key(GuardSettings, "blackout_file", v.text),
+    "blackout_topic": Key(GuardSettings, "blackout_topic", v.text),
+    "blackout_bootstrap": Key(GuardSettings, "blackout_bootstrap", v.text),
     "partial_fanout": Key(GuardSettings, "partial_fanout", v.one_of(PartialFanout)),
 }
 RULE_KEYS = {
@@ -440,6 +442,11 @@ def _group(name: str, t: dict[str, Any], accounts: dict[str, AccountSettings]) -
 
 def _guards(t: dict[str, Any]) -> GuardSettings:
     guards = GuardSettings(**_fields(t, "guards", GUARD_KEYS))
+    if (guards.blackout_topic is None) != (guards.blackout_bootstrap is None):
+        raise ConfigError(
+            "guards.blackout_topic and guards.blackout_bootstrap go together: give both "
+            "(the topic and its brokers' host:port) or neither"
+        )
     low = [x for x in guards.warn_levels if x >= guards.halt_level]
     if low:
         raise ConfigError(

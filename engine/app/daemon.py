@@ -276,8 +276,18 @@ async def build_engine(
     pipeline.partial_fanout = cfg.guards.partial_fanout
     if pipeline.guards is not None:  # the stream's account status moves the guards' equity
         bus.subscribe(pipeline.guards.on_event)
+    blackouts = None
+    if pipeline.guards is not None and cfg.guards.blackout_topic and cfg.guards.blackout_bootstrap:
+        from engine.io.kafka.blackouts import BlackoutFeed
+
+        blackouts = BlackoutFeed(
+            pipeline.guards, cfg.guards.blackout_topic, cfg.guards.blackout_bootstrap
+        )
+        await blackouts.start()
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
     engine.quote_feeds = feeds
+    if blackouts is not None:
+        engine._closers.append(blackouts)
     for feed in {id(f): f for f in feeds.values()}.values():
         await feed.start()
     resolved = await pipeline.recover()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import math
 import zoneinfo
@@ -161,6 +162,26 @@ def read_blackouts(path: str) -> list[Blackout]:
             ) from None
         out.append(Blackout(start, end, parts[2] if len(parts) > 2 else "blackout"))
     return out
+
+
+def blackout_from(data: bytes) -> Blackout:
+    """One blackout from a message ``{"start": ISO 8601, "end": ISO 8601, "name": "NFP"}``; a
+    ValueError with one line saying what is wrong."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise ValueError("a blackout message must be JSON") from None
+    if not isinstance(obj, dict):
+        raise ValueError("a blackout message must be a JSON object with start, end and name")
+    try:
+        start, end = (_utc(dt.datetime.fromisoformat(str(obj[k]))) for k in ("start", "end"))
+    except (KeyError, ValueError):
+        raise ValueError(
+            'a blackout needs "start" and "end" in ISO 8601, e.g. "2026-11-27T13:25Z"'
+        ) from None
+    if end <= start:
+        raise ValueError(f"a blackout's end ({obj['end']}) must be after its start")
+    return Blackout(start, end, str(obj.get("name") or "blackout"))
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -658,6 +679,15 @@ class GuardBook:
         waiter = self._read_waiters.pop(alias, None)
         if waiter is not None:
             waiter.set()
+
+    def add_blackout(self, blackout: Blackout) -> None:
+        """A blackout window from a feed (guards.blackout_topic): every account's window verdict
+        is decided again at its next order."""
+        self.blackouts.append(blackout)
+        now = dt.datetime.fromtimestamp(self.clock.time_ns() / 1e9, dt.UTC)
+        self.blackouts = [b for b in self.blackouts if b.end > now]
+        for g in self.accounts.values():
+            g.window_until = -_INF
 
     def on_event(self, topic: str, event: Event) -> None:
         """A bus subscriber: the Streams API's account status (``account_updates``) moves the

@@ -128,6 +128,10 @@ class GuardSettings:
     poll_ms: int = 1000
     # A file of blackout windows (news): one per line, "START END [name]", ISO 8601 times.
     blackout_file: str | None = None
+    # A Kafka topic of blackout windows, read from its beginning and followed while the engine
+    # runs: each message {"start": ISO 8601, "end": ISO 8601, "name": "NFP"}.
+    blackout_topic: str | None = None
+    blackout_bootstrap: str | None = None  # host:port of its brokers
     partial_fanout: PartialFanout = "keep"
 
 

@@ -226,6 +226,10 @@ BASE = {
             "guards.warn_levels has 0.9, not below guards.halt_level (0.8)",
         ),
         ({"guards": {"safety_margin": 1.5}}, "guards.safety_margin must be a share from 0 to"),
+        (
+            {"guards": {"blackout_topic": "news"}},
+            "guards.blackout_topic and guards.blackout_bootstrap go together",
+        ),
     ],
 )
 def test_bad_guard_config_is_one_line_naming_the_key(section: dict[str, Any], message: str) -> None:
