@@ -305,6 +305,8 @@ async def build_engine(
     if with_control:
         await _open_control(engine, cfg.control)
         engine.pipeline.kill_switch = engine.control.kill_switch
+        if pipeline.guards is not None:
+            engine.control.on_guard_resume = pipeline.guards.resume
     expired = await _expire_stale_intake(engine)
     if expired:
         log.warning("%d signal(s) accepted over HTTP by an earlier run expired unexecuted", expired)
