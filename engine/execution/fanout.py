@@ -53,11 +53,15 @@ def _status(legs: list[LegResult]) -> GroupStatus:
 async def report(p: Pipeline, rep: FanoutReport) -> None:
     """Apply the partial-fan-out policy, then publish the group's one outcome."""
     legs = rep.legs
+    if not legs:
+        return
     status = _status(legs)
     policy = p.partial_fanout
     closed: list[str] = []
     failed: list[str] = []
-    if status == "partial" and policy == "close":
+    # A re-delivery executed nothing: the policy acted (or not) on the first delivery.
+    replay = any(leg.replayed for leg in legs)
+    if status == "partial" and policy == "close" and not replay:
         for leg in legs:
             if leg.status != "accepted" or not leg.tag:
                 continue

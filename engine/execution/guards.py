@@ -364,7 +364,10 @@ class GuardBook:
         if g.window_reason and not g.state.halted:
             return g.window_reason
         worst = self._worst(g, req, bid, ask)
-        code = check_guard(g.state, req.instrument.tradable_instrument_id, req.qty, worst, now)
+        # The order-rate ring counts on the monotonic clock (a wall clock step moves no order).
+        code = check_guard(
+            g.state, req.instrument.tradable_instrument_id, req.qty, worst, self.clock.monotonic()
+        )
         if code:
             reason = self.reason(g, code, req, worst)
             self.bus.publish(

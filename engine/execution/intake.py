@@ -31,7 +31,7 @@ from engine.execution.tracker import SignalRecord
 from engine.model.delivery import Delivery
 from engine.model.domain import OrderRequest, OutcomeStatus, Priority, Signal
 from engine.model.errors import SignalError
-from engine.model.events import OutcomeEvent, RejectedSignal
+from engine.model.events import LegResult, OutcomeEvent, RejectedSignal
 from engine.state.journal import JournalRecord
 
 if TYPE_CHECKING:
@@ -161,12 +161,26 @@ async def seen_before(p: Pipeline, job: Job, earlier: JournalRecord | None) -> N
 
 async def replay(p: Pipeline, job: Job, earlier: JournalRecord) -> None:
     """A decided id seen again: answer with the recorded outcome, execute nothing."""
+    status = STATUS_NAME[earlier.status] if earlier.status is not None else "unknown"
+    report = job.latch.fanout
+    if report is not None:  # a fan-out leg: its group's outcome says it was a replay
+        report.legs.append(
+            LegResult(
+                account=earlier.account,
+                status=status,
+                reason=earlier.reason,
+                order_id=earlier.order_id,
+                position_id=earlier.position_id,
+                tag=earlier.strategy_tag or None,
+                replayed=True,
+            )
+        )
     p.bus.publish(
         OutcomeEvent(
             id=job.signal.id,
             leg=earlier.signal_id,
             account=earlier.account,
-            status=STATUS_NAME[earlier.status] if earlier.status is not None else "unknown",
+            status=status,
             action=ACTION_NAME[job.signal.action],
             order_id=earlier.order_id,
             position_id=earlier.position_id,

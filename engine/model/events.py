@@ -235,6 +235,7 @@ class LegResult(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     order_id: str | None = None
     position_id: str | None = None
     tag: str | None = None
+    replayed: bool = False  # answered from the journal: a re-delivery, nothing executed
 
 
 GroupStatus = Literal["accepted", "partial", "rejected", "unknown"]

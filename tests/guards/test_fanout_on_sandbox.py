@@ -62,11 +62,11 @@ class Run:
         self.engine.pipeline.submit(Delivery(orjson.dumps(body), 0))
         await self.engine.pipeline.drain()
 
-        def group() -> list[GroupOutcome]:
-            return [e for e in self.events if isinstance(e, GroupOutcome) and e.id == sid]
+        await eventually(lambda: self.groups(sid), f"the group outcome of {sid}")
+        return self.groups(sid)[0]
 
-        await eventually(group, f"the group outcome of {sid}")
-        return group()[0]
+    def groups(self, sid: str) -> list[GroupOutcome]:
+        return [e for e in self.events if isinstance(e, GroupOutcome) and e.id == sid]
 
     def positions(self, account_id: str) -> list[tuple[int, float]]:
         account = self.sb.state.accounts[account_id]
@@ -100,6 +100,16 @@ async def test_one_signal_sized_per_member_from_its_own_equity_and_symbol(run: R
         ("a2", "accepted"),
     ]
     assert out.reason.startswith("2 of 2 legs went through")
+    assert run.positions("700001") == [(EURUSD, 1.0)]
+    assert run.positions("700002") == [(EURUSD_PRO, 0.5)]
+    # The same signal delivered again: answered from the journal, nothing executed.
+    run.engine.pipeline.submit(Delivery(orjson.dumps({"id": "g1", "account": "both",
+        "action": "place", "symbol": "EURUSD", "side": "buy", "type": "market",
+        "risk_pct": 0.5, "stop_loss": 1.09510, "sl_type": "absolute"}), 0))  # fmt: skip
+    await run.engine.pipeline.drain()
+    await eventually(lambda: len(run.groups("g1")) == 2, "the replay's group outcome")
+    again = run.groups("g1")[1]
+    assert again.status == "accepted" and all(leg.replayed for leg in again.legs)
     assert run.positions("700001") == [(EURUSD, 1.0)]
     assert run.positions("700002") == [(EURUSD_PRO, 0.5)]
 
