@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import math
 import zoneinfo
@@ -31,6 +30,7 @@ from engine.execution.fanout import gated
 from engine.execution.settings import AccountSettings, GroupSettings, GuardSettings, RuleSettings
 from engine.execution.stoplimit import StopLimitBook
 from engine.execution.symbols import SymbolMap
+from engine.execution.windows import Blackout, minutes_of, read_blackouts, week_windows
 from engine.model.clock import LIVE, Clock
 from engine.model.domain import (
     Action,
@@ -42,7 +42,7 @@ from engine.model.domain import (
     Side,
     Signal,
 )
-from engine.model.errors import ConfigError, ValidationError
+from engine.model.errors import ValidationError
 from engine.model.events import AccountUpdate, Event, EventSink, GuardEvent
 from engine.venue.protocol import Venue
 
@@ -63,7 +63,6 @@ RESERVE_GRACE_S = 15.0
 DEFAULT_NO_SL_MOVE_PCT = 2.0
 # A price the guard saw is used as a market order's entry (when no fresh quote) this long.
 PRICE_FRESH_S = 60.0
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class GuardRefused(ValidationError):
@@ -102,90 +101,6 @@ def map_symbol(rules: RuleSettings | None, symbol: str) -> str:
         if name == symbol:
             return mapped
     return f"{rules.symbol_prefix or ''}{symbol}{rules.symbol_suffix or ''}"
-
-
-def _minutes(hhmm: str) -> int:
-    h, m = hhmm.split(":")
-    return int(h) * 60 + int(m)
-
-
-def _windows(sessions: Iterable[str]) -> list[tuple[int, int]]:
-    """The sessions as minute-of-week ranges [start, end) (Monday 00:00 = 0)."""
-    out = []
-    for text in sessions:
-        days, times = text.split(" ")
-        d1, _, d2 = days.partition("-")
-        first, last = _DAYS.index(d1), _DAYS.index(d2 or d1)
-        t1, t2 = times.split("-")
-        start, end = _minutes(t1), 24 * 60 if t2 == "24:00" else _minutes(t2)
-        day = first
-        while True:
-            out.append((day * 1440 + start, day * 1440 + end))
-            if day == last:
-                break
-            day = (day + 1) % 7
-    return out
-
-
-@dataclass(slots=True)
-class Blackout:
-    start: dt.datetime
-    end: dt.datetime
-    name: str
-
-
-def read_blackouts(path: str) -> list[Blackout]:
-    """A blackout file: one window per line, ``START END [name]`` in ISO 8601 (with an offset or
-    Z; naive times are UTC); ``#`` starts a comment. A bad line or file is a one-line
-    ConfigError naming it."""
-    out = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
-    except OSError as exc:
-        raise ConfigError(
-            f"guards.blackout_file {path!r} cannot be read ({exc.strerror or exc})"
-        ) from None
-    for n, line in enumerate(lines, 1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        parts = text.split(None, 2)
-        try:
-            start, end = (_utc(dt.datetime.fromisoformat(p)) for p in parts[:2])
-            if end <= start:
-                raise ValueError
-        except (ValueError, IndexError):
-            raise ConfigError(
-                f"guards.blackout_file {path}:{n}: a blackout is 'START END [name]' in ISO "
-                "8601 with END after START, e.g. 2026-11-27T13:25Z 2026-11-27T13:45Z NFP"
-            ) from None
-        out.append(Blackout(start, end, parts[2] if len(parts) > 2 else "blackout"))
-    return out
-
-
-def blackout_from(data: bytes) -> Blackout:
-    """One blackout from a message ``{"start": ISO 8601, "end": ISO 8601, "name": "NFP"}``; a
-    ValueError with one line saying what is wrong."""
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        raise ValueError("a blackout message must be JSON") from None
-    if not isinstance(obj, dict):
-        raise ValueError("a blackout message must be a JSON object with start, end and name")
-    try:
-        start, end = (_utc(dt.datetime.fromisoformat(str(obj[k]))) for k in ("start", "end"))
-    except (KeyError, ValueError):
-        raise ValueError(
-            'a blackout needs "start" and "end" in ISO 8601, e.g. "2026-11-27T13:25Z"'
-        ) from None
-    if end <= start:
-        raise ValueError(f"a blackout's end ({obj['end']}) must be after its start")
-    return Blackout(start, end, str(obj.get("name") or "blackout"))
-
-
-def _utc(t: dt.datetime) -> dt.datetime:
-    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
 # -- one account ---------------------------------------------------------------------------------
@@ -244,20 +159,20 @@ def _guard_for(alias: str, rules: RuleSettings, margin: float) -> AccountGuard:
     )
     weekend = None
     if rules.flat_before_weekend:
-        weekend = 4 * 1440 + _minutes(rules.flat_before_weekend)
+        weekend = 4 * 1440 + minutes_of(rules.flat_before_weekend)
     return AccountGuard(
         alias=alias,
         rules=rules,
         state=st,
         tz=zoneinfo.ZoneInfo(rules.timezone or "UTC"),
-        reset_min=_minutes(rules.reset_time or "00:00"),
+        reset_min=minutes_of(rules.reset_time or "00:00"),
         # As the account names them (a signal's symbol is mapped before the check).
         allowed=(
             frozenset(map_symbol(rules, s) for s in rules.instruments)
             if rules.instruments is not None
             else None
         ),
-        windows=_windows(rules.sessions or ()),
+        windows=week_windows(rules.sessions or ()),
         weekend_min=weekend,
         no_sl_move=(rules.no_sl_move_pct or DEFAULT_NO_SL_MOVE_PCT) / 100.0,
         currency=rules.currency or "USD",

@@ -15,7 +15,8 @@ import logging
 
 from aiokafka import AIOKafkaConsumer
 
-from engine.execution.guards import GuardBook, blackout_from
+from engine.execution.guards import GuardBook
+from engine.execution.windows import blackout_from
 
 __all__ = ["BlackoutFeed"]
 
