@@ -2,42 +2,18 @@
 """Prop-firm guard arithmetic, compiled. Behaviour is defined by the twin
 engine/_fast/_py/guards.py (read that for the rules); tests/guards/test_differential.py holds the
 two together. Every comparison runs on C doubles of a cdef class; the accept path allocates
-nothing but the float written into the rate ring."""
+nothing (the per-minute ring is C memory). guards.pxd declares the state and the codes for
+other Cython modules."""
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY, NAN, fabs, floor, isfinite
 
 __all__ = ["GuardState", "check_guard", "lots_for_risk", "worst_loss"]
 
-cdef enum:
-    OK = 0
-    HALTED = 1
-    NO_EQUITY = 2
-    DAILY_LOSS = 3
-    DRAWDOWN = 4
-    LOTS_PER_ORDER = 5
-    LOTS_PER_INSTRUMENT = 6
-    LOTS_PER_ACCOUNT = 7
-    OPEN_POSITIONS = 8
-    ORDERS_PER_MINUTE = 9
-    ORDERS_PER_DAY = 10
-    WORST_UNKNOWN = 11
-
-
 cdef class GuardState:
     """One account's limits and live figures (see the twin)."""
 
-    cdef public bint halted
-    cdef public double equity, day_ref, dd_top, daily_limit, dd_limit, margin, open_risk
-    cdef public double max_lots_order, max_lots_instrument, max_lots_account, open_lots
-    cdef public dict inst_lots
-    cdef public long max_positions, open_positions
-    cdef readonly long ring_head
-    cdef readonly long max_per_minute
-    cdef public long max_per_day, day_count
-    # The times of the last max_per_minute orders, a C ring (the twin's list): no allocation
-    # when an order is counted.
-    cdef double* _ring
+    # Its fields are declared in guards.pxd (the C ring of order times among them).
 
     def __cinit__(self, *args, **kwargs):
         self._ring = NULL

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -110,6 +112,9 @@ def test_risk_sizing_agrees(
 def test_the_codes_agree_with_the_enum() -> None:
     for code in GuardCode:
         assert getattr(py_guards, code.name) == code.value
+    pxd = (Path(__file__).parents[2] / "engine" / "_fast" / "guards.pxd").read_text()
+    pairs = dict(re.findall(r"^\s+([A-Z_]+) = (\d+)$", pxd, flags=re.M))
+    assert {name: int(val) for name, val in pairs.items()} == {c.name: c.value for c in GuardCode}
 
 
 def test_a_halted_account_and_each_limit_are_refused_by_both() -> None:
