@@ -44,6 +44,7 @@ from engine.execution.settings import (
     StopLimitSettings,
     UnknownPolicy,
 )
+from engine.execution.windows import read_blackouts
 from engine.io.settings import ControlSettings, SinkKind, SinkSettings, SourceKind, SourceSettings
 from engine.model.errors import ConfigError
 from engine.secrets.settings import VaultSettings
@@ -442,6 +443,8 @@ def _group(name: str, t: dict[str, Any], accounts: dict[str, AccountSettings]) -
 
 def _guards(t: dict[str, Any]) -> GuardSettings:
     guards = GuardSettings(**_fields(t, "guards", GUARD_KEYS))
+    if guards.blackout_file is not None:
+        read_blackouts(guards.blackout_file)  # a missing file or a bad line: one line, now
     if (guards.blackout_topic is None) != (guards.blackout_bootstrap is None):
         raise ConfigError(
             "guards.blackout_topic and guards.blackout_bootstrap go together: give both "
