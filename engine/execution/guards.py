@@ -140,6 +140,8 @@ class AccountGuard:
     halt_until_reset: bool = False
     vpp: dict[int, float] = field(default_factory=dict)  # instrument -> value per point per lot
     window_until: float = -_INF  # wall s: the window verdict below holds until then
+    fresh_at: float = -_INF  # monotonic s of the last reading (or stream update) of equity
+    read_error: str = ""  # why the last read failed ("" after a good one)
     window_reason: str = ""
     used: dict[str, float] = field(default_factory=dict)  # rule -> share of its limit used
     # instrument -> (a recent price, monotonic s): from the quotes orders were checked with and
@@ -229,6 +231,9 @@ class GuardBook:
         # venue, so the venue's cancel-all does not reach them).
         self.cancel_held: Callable[[str], Awaitable[None]] | None = None
         self._read_waiters: dict[str, asyncio.Event] = {}
+        # Figures older than this refuse orders on accounts with a loss limit: five missed
+        # reads, and never less than 10 s.
+        self.stale_s = max(10.0, 5 * settings.poll_ms / 1000.0)
         self._acting: dict[str, asyncio.Task[None]] = {}  # a stream update's halt in progress
 
     @classmethod
@@ -278,10 +283,19 @@ class GuardBook:
             self._window(g, now)
         if g.window_reason and not g.state.halted:
             return g.window_reason
+        mono = self.clock.monotonic()
+        if g.measures and mono - g.fresh_at > self.stale_s and math.isfinite(g.fresh_at):
+            # Equity this old may hide a loss: no order goes out on it (policy: fail closed).
+            age = mono - g.fresh_at
+            why = f" (the last read failed: {g.read_error})" if g.read_error else ""
+            return (
+                f"loss guard: the figures of {g.alias} are {age:.0f} s old{why}; no order goes "
+                "out on stale equity until a read succeeds"
+            )
         worst = self._worst(g, req, bid, ask)
         # The order-rate ring counts on the monotonic clock (a wall clock step moves no order).
         code = check_guard(
-            g.state, req.instrument.tradable_instrument_id, req.qty, worst, self.clock.monotonic()
+            g.state, req.instrument.tradable_instrument_id, req.qty, worst, mono
         )
         if code:
             reason = self.reason(g, code, req, worst)
@@ -552,6 +566,7 @@ class GuardBook:
                 venue.account_state(alias), venue.positions(alias), venue.orders(alias)
             )
         except Exception as exc:  # the figures stay as they were; the next read tries again
+            self.accounts[alias].read_error = f"{type(exc).__name__}: {exc}"
             log.warning("guards: reading %s failed: %s", alias, exc)
             return
         await self.apply(alias, state.balance, state.equity, positions, orders, state.details)
@@ -591,6 +606,8 @@ class GuardBook:
                 self._resume(g, "the trading day was reset")
         g.peak = max(g.peak, equity)
         st.equity = equity
+        g.fresh_at = self.clock.monotonic()
+        g.read_error = ""
         st.dd_top = g.peak if (r.drawdown_mode or "static") == "trailing" else g.starting_balance
         self._exposure(g, positions, orders)
         await self._levels(g)
@@ -618,6 +635,7 @@ class GuardBook:
             return  # not guarded, or not read yet (the first read sets the references)
         st = g.state
         st.equity = event.equity
+        g.fresh_at = self.clock.monotonic()
         if event.equity > g.peak:
             g.peak = event.equity
             if (g.rules.drawdown_mode or "static") == "trailing":

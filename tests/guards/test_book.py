@@ -237,3 +237,17 @@ def test_bad_guard_config_is_one_line_naming_the_key(section: dict[str, Any], me
         parse_config({**BASE, **section})
     assert str(err.value).startswith(message), str(err.value)
     assert "\n" not in str(err.value)
+
+
+async def test_stale_figures_refuse_orders_until_a_read_succeeds() -> None:
+    clock = at("2026-11-25T10:00:00")
+    b = book(clock, Bus(), daily_loss=1000.0)  # poll_ms 1000: stale after 10 s
+    await b.apply("a1", 100_000.0, 100_000.0, [], [])
+    assert b.check(order(0.1, sl=1.0990, tag="t1"), 1.1, 1.1001) is None
+    await clock.advance(11.0)  # no reading for 11 s (the venue unreachable, say)
+    assert b.check(order(0.1, sl=1.0990, tag="t2"), 1.1, 1.1001) == (
+        "loss guard: the figures of a1 are 11 s old; no order goes out on stale equity until a "
+        "read succeeds"
+    )
+    await b.apply("a1", 100_000.0, 100_000.0, [], [])
+    assert b.check(order(0.1, sl=1.0990, tag="t3"), 1.1, 1.1001) is None
