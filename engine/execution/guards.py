@@ -230,6 +230,9 @@ class GuardBook:
         # Cancels the stop-limit orders the engine holds for an account (they are not at the
         # venue, so the venue's cancel-all does not reach them).
         self.cancel_held: Callable[[str], Awaitable[None]] | None = None
+        # The tags of the stop-limit orders the engine holds per account: not at the venue, but
+        # their worst case counts while they are held (they may trigger at any quote).
+        self.held_tags: Callable[[str], set[str]] = lambda alias: set()
         self._read_waiters: dict[str, asyncio.Event] = {}
         # Figures older than this refuse orders on accounts with a loss limit: five missed
         # reads, and never less than 10 s.
@@ -294,9 +297,7 @@ class GuardBook:
             )
         worst = self._worst(g, req, bid, ask)
         # The order-rate ring counts on the monotonic clock (a wall clock step moves no order).
-        code = check_guard(
-            g.state, req.instrument.tradable_instrument_id, req.qty, worst, mono
-        )
+        code = check_guard(g.state, req.instrument.tradable_instrument_id, req.qty, worst, mono)
         if code:
             reason = self.reason(g, code, req, worst)
             self.bus.publish(
@@ -688,10 +689,11 @@ class GuardBook:
             if res is not None:
                 seen.add(o.strategy_id)
                 risk += res.risk
+        held = self.held_tags(g.alias)
         for tag, res in list(g.reserved.items()):
             if tag in seen:
                 continue
-            if now - res.since > RESERVE_GRACE_S:
+            if now - res.since > RESERVE_GRACE_S and tag not in held:
                 del g.reserved[tag]  # closed, or never placed
                 continue
             # Sent and not shown yet (or filled and closed since): counted until the grace ends,
@@ -840,6 +842,9 @@ async def start_guards(
     book.session_for = accounts.sessions.get
     if stop_limits is not None:
         book.cancel_held = stop_limits.cancel_all
+        book.held_tags = lambda alias: {
+            h.request.strategy_tag for h in stop_limits.held() if h.request.account == alias
+        }
     symbols = SymbolMap(book.rules)
     symbols.check({a: list(s.instruments_by_name) for a, s in accounts.sessions.items()})
     venue = next(iter(accounts.sessions.values())).venue

@@ -251,3 +251,21 @@ async def test_stale_figures_refuse_orders_until_a_read_succeeds() -> None:
     )
     await b.apply("a1", 100_000.0, 100_000.0, [], [])
     assert b.check(order(0.1, sl=1.0990, tag="t3"), 1.1, 1.1001) is None
+
+
+async def test_a_held_stop_limit_keeps_its_worst_case_counted_until_it_goes() -> None:
+    """An emulated stop-limit is not at the venue while held; it may trigger at any quote, so its
+    worst case stays in the open risk past the grace an unseen order gets."""
+    clock = at("2026-11-25T10:00:00")
+    b = book(clock, Bus(), daily_loss=2000.0)
+    held = {"held-1"}
+    b.held_tags = lambda alias: held
+    await b.apply("a1", 100_000.0, 100_000.0, [], [])
+    for tag in ("held-1", "sent-1"):
+        assert b.check(order(1.0, sl=1.0951, tag=tag), 1.1, 1.1001) is None  # 500 each
+    await clock.advance(20.0)  # past the grace for an order the venue never showed
+    await b.apply("a1", 100_000.0, 100_000.0, [], [])
+    assert b.accounts["a1"].state.open_risk == pytest.approx(500.0)  # the held one only
+    held.clear()  # triggered or cancelled: no longer held, and not at the venue
+    await b.apply("a1", 100_000.0, 100_000.0, [], [])
+    assert b.accounts["a1"].state.open_risk == 0.0
