@@ -14,19 +14,23 @@ import importlib
 import os
 from typing import TYPE_CHECKING
 
-from engine._fast.codes import GRID_TOLERANCE, MAX_TAG_LENGTH, RejectCode
+from engine._fast.codes import GRID_TOLERANCE, MAX_TAG_LENGTH, GuardCode, RejectCode
 
 __all__ = [
     "COMPILED",
     "GRID_TOLERANCE",
     "MAX_TAG_LENGTH",
+    "GuardCode",
+    "GuardState",
     "RejectCode",
     "TokenBucket",
+    "check_guard",
     "check_order",
     "close_position_body",
     "decode_signal",
     "describe",
     "format_number",
+    "lots_for_risk",
     "modify_order_body",
     "modify_position_body",
     "order_post_head",
@@ -36,6 +40,7 @@ __all__ = [
     "request_head",
     "require_compiled",
     "with_body",
+    "worst_loss",
 ]
 
 PURE_REQUESTED: bool = os.environ.get("TL_ENGINE_PURE", "").strip() not in ("", "0")
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
     from engine._fast.bucket import TokenBucket
     from engine._fast.decode import decode as decode_signal
     from engine._fast.decode import peek_id as peek_signal_id
+    from engine._fast.guards import GuardState, check_guard, lots_for_risk, worst_loss
     from engine._fast.serialize import (
         close_position_body,
         format_number,
@@ -64,6 +70,7 @@ else:
             raise ImportError("TL_ENGINE_PURE is set")
         _bucket = importlib.import_module("engine._fast.bucket")
         _decode = importlib.import_module("engine._fast.decode")
+        _guards = importlib.import_module("engine._fast.guards")
 
         _serialize = importlib.import_module("engine._fast.serialize")
         _validate = importlib.import_module("engine._fast.validate")
@@ -73,6 +80,7 @@ else:
     except ImportError as exc:
         from engine._fast._py import bucket as _bucket
         from engine._fast._py import decode as _decode
+        from engine._fast._py import guards as _guards
         from engine._fast._py import serialize as _serialize
         from engine._fast._py import validate as _validate
 
@@ -84,6 +92,10 @@ else:
     decode_signal = _decode.decode
     peek_signal_id = _decode.peek_id
     check_order = _validate.check_order
+    GuardState = _guards.GuardState
+    check_guard = _guards.check_guard
+    lots_for_risk = _guards.lots_for_risk
+    worst_loss = _guards.worst_loss
     reject_reason = _validate.reject_reason
     place_order_body = _serialize.place_order_body
     modify_order_body = _serialize.modify_order_body

@@ -48,3 +48,20 @@ GRID_TOLERANCE = 1e-6
 # (engine.venue.protocol.Capabilities.max_tag_length, which the pipeline passes): the most
 # conservative reading of TradeLocker's strategyId limit (docs/api-reference.md section 15, item 7).
 MAX_TAG_LENGTH = 31
+
+
+class GuardCode(enum.IntEnum):
+    """What ``check_guard`` returns (engine/_fast/guards.pyx and its twin): 0 = allowed."""
+
+    OK = 0
+    HALTED = 1
+    NO_EQUITY = 2
+    DAILY_LOSS = 3
+    DRAWDOWN = 4
+    LOTS_PER_ORDER = 5
+    LOTS_PER_INSTRUMENT = 6
+    LOTS_PER_ACCOUNT = 7
+    OPEN_POSITIONS = 8
+    ORDERS_PER_MINUTE = 9
+    ORDERS_PER_DAY = 10
+    WORST_UNKNOWN = 11

@@ -64,12 +64,14 @@ cdef enum:  # field index (a slot in _build)
     F_POSITION_ID
     F_REF
     F_PRIORITY
+    F_RISK_PCT
+    F_RISK_AMOUNT
     N_FIELDS
 
 cdef tuple _FIELD_NAMES = (
     "id", "ts", "account", "action", "symbol", "instrument_id", "side", "type", "qty", "price",
     "stop_price", "stop_loss", "take_profit", "sl_type", "tp_type", "trailing_offset",
-    "order_id", "position_id", "ref", "priority",
+    "order_id", "position_id", "ref", "priority", "risk_pct", "risk_amount",
 )
 cdef dict _FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
 assert len(_FIELD_NAMES) == N_FIELDS and frozenset(_FIELD_NAMES) == _KNOWN_FIELDS
@@ -295,7 +297,7 @@ cdef object _build(dict obj, object payload, object arrived_ns, object targets, 
     cdef bint unknown = False
     cdef int i
     cdef double qty = 0.0, price = 0.0, stop_price = 0.0, stop_loss = 0.0, take_profit = 0.0
-    cdef double trailing = 0.0
+    cdef double trailing = 0.0, risk_pct = 0.0, risk_amount = 0.0
     for i in range(N_FIELDS):
         slots[i] = NULL
     while PyDict_Next(obj, &pos, &key, &value):
@@ -348,6 +350,10 @@ cdef object _build(dict obj, object payload, object arrived_ns, object targets, 
     position_id = _venue_id_field(_slot(slots[F_POSITION_ID]), "position_id", sid)
     ref = _str_field(_slot(slots[F_REF]), "ref", False, sid)
     priority = _priority_field(_slot(slots[F_PRIORITY]), sid)
+    risk_pct_obj = _number_field(_slot(slots[F_RISK_PCT]), "risk_pct", &risk_pct, sid)
+    risk_amount_obj = _number_field(
+        _slot(slots[F_RISK_AMOUNT]), "risk_amount", &risk_amount, sid
+    )
 
     cdef bint has_qty = qty_obj is not None
     cdef bint has_price = price_obj is not None
@@ -371,6 +377,23 @@ cdef object _build(dict obj, object payload, object arrived_ns, object targets, 
         raise SignalError("'stop_loss' must be a positive price or offset", sid)
     if has_tp and take_profit <= 0.0:
         raise SignalError("'take_profit' must be a positive price or offset", sid)
+    cdef bint has_risk_pct = risk_pct_obj is not None
+    cdef bint has_risk_amount = risk_amount_obj is not None
+    cdef bint has_risk = has_risk_pct or has_risk_amount
+    if has_risk_pct and not 0.0 < risk_pct <= 100.0:
+        raise SignalError(
+            f"'risk_pct' must be a percentage of equity above 0 and at most 100, got "
+            f"{risk_pct:g}",
+            sid,
+        )
+    if has_risk_amount and risk_amount <= 0.0:
+        raise SignalError(
+            f"'risk_amount' must be a positive amount of the account currency, got "
+            f"{risk_amount:g}",
+            sid,
+        )
+    if has_risk and action is not PLACE:
+        raise SignalError("'risk_pct' and 'risk_amount' size a place signal only", sid)
 
     # The twin's per-action checks.
     if action is PLACE:
@@ -380,8 +403,20 @@ cdef object _build(dict obj, object payload, object arrived_ns, object targets, 
             raise SignalError("place needs 'side' (buy or sell)", sid)
         if otype is None:
             raise SignalError("place needs 'type' (market, limit, stop or stop_limit)", sid)
-        if not has_qty:
+        if has_risk_pct and has_risk_amount:
+            raise SignalError("give 'risk_pct' or 'risk_amount', not both", sid)
+        if has_qty and has_risk:
+            raise SignalError(
+                "give 'qty' (lots) or a risk ('risk_pct' or 'risk_amount'), not both", sid
+            )
+        if not has_qty and not has_risk:
             raise SignalError("place needs 'qty' (lots)", sid)
+        if has_risk and (not has_sl or sl_type is TRAILING):
+            raise SignalError(
+                "sizing by risk needs an absolute or offset 'stop_loss': the loss is measured "
+                "to it",
+                sid,
+            )
         if (otype is LIMIT or otype is STOP_LIMIT) and not has_price:
             raise SignalError(f"a {otype.wire} order needs 'price' (the limit price)", sid)
         if (otype is STOP or otype is STOP_LIMIT) and not has_stop_price:
@@ -441,6 +476,8 @@ cdef object _build(dict obj, object payload, object arrived_ns, object targets, 
         ref,
         priority,
         payload,
+        risk_pct_obj,
+        risk_amount_obj,
     )
 
 

@@ -27,21 +27,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.app import config_guards as g
 from engine.app import config_values as v
 from engine.app.settings import LogFormat, LoggingSettings, ProcessSettings
 from engine.execution.settings import (
     AccountSettings,
     Allocation,
     Balancing,
+    DailyBasis,
+    DrawdownMode,
     GroupMode,
     GroupSettings,
+    GuardSettings,
     LateOrderPolicy,
     LimitsSettings,
+    PartialFanout,
     PipelineSettings,
     ReconcileSettings,
+    RuleSettings,
     StopLimitSettings,
     UnknownPolicy,
 )
+from engine.execution.windows import read_blackouts
 from engine.io.settings import ControlSettings, SinkKind, SinkSettings, SourceKind, SourceSettings
 from engine.model.errors import ConfigError
 from engine.secrets.settings import VaultSettings
@@ -106,6 +113,10 @@ class Config:
     vault: VaultSettings | None = None
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     process: ProcessSettings = field(default_factory=ProcessSettings)
+    guards: GuardSettings = field(default_factory=GuardSettings)
+    # [rules.<target>] by target (default, a group or an account): engine.execution.guards
+    # merges them per account.
+    rules: dict[str, RuleSettings] = field(default_factory=dict)
 
     @property
     def targets(self) -> frozenset[str]:
@@ -231,6 +242,42 @@ GROUP_KEYS = {
     "weights": Key(GroupSettings, "weights", v.weights),
     "balancing": Key(GroupSettings, "balancing", v.one_of(Balancing)),
 }
+GUARD_KEYS = {
+    "safety_margin": Key(GuardSettings, "safety_margin", g.share),
+    "warn_levels": Key(GuardSettings, "warn_levels", g.levels),
+    "halt_level": Key(GuardSettings, "halt_level", g.share),
+    "flatten_on_halt": Key(GuardSettings, "flatten_on_halt", v.flag),
+    "poll_ms": Key(GuardSettings, "poll_ms", v.whole(20, 60_000)),
+    "blackout_file": Key(GuardSettings, "blackout_file", v.text),
+    "blackout_topic": Key(GuardSettings, "blackout_topic", v.text),
+    "blackout_bootstrap": Key(GuardSettings, "blackout_bootstrap", v.text),
+    "partial_fanout": Key(GuardSettings, "partial_fanout", v.one_of(PartialFanout)),
+}
+RULE_KEYS = {
+    "starting_balance": Key(RuleSettings, "starting_balance", v.positive()),
+    "currency": Key(RuleSettings, "currency", g.currency),
+    "daily_loss": Key(RuleSettings, "daily_loss", v.positive()),
+    "daily_loss_pct": Key(RuleSettings, "daily_loss_pct", g.percent),
+    "daily_basis": Key(RuleSettings, "daily_basis", v.one_of(DailyBasis)),
+    "reset_time": Key(RuleSettings, "reset_time", g.hhmm),
+    "timezone": Key(RuleSettings, "timezone", g.timezone),
+    "max_drawdown": Key(RuleSettings, "max_drawdown", v.positive()),
+    "max_drawdown_pct": Key(RuleSettings, "max_drawdown_pct", g.percent),
+    "drawdown_mode": Key(RuleSettings, "drawdown_mode", v.one_of(DrawdownMode)),
+    "max_lots_order": Key(RuleSettings, "max_lots_order", v.positive()),
+    "max_lots_instrument": Key(RuleSettings, "max_lots_instrument", v.positive()),
+    "max_lots_account": Key(RuleSettings, "max_lots_account", v.positive()),
+    "max_positions": Key(RuleSettings, "max_positions", v.whole(1)),
+    "max_orders_per_minute": Key(RuleSettings, "max_orders_per_minute", v.whole(1, 10_000)),
+    "max_orders_per_day": Key(RuleSettings, "max_orders_per_day", v.whole(1)),
+    "instruments": Key(RuleSettings, "instruments", g.names),
+    "sessions": Key(RuleSettings, "sessions", g.sessions),
+    "flat_before_weekend": Key(RuleSettings, "flat_before_weekend", g.hhmm),
+    "no_sl_move_pct": Key(RuleSettings, "no_sl_move_pct", g.percent),
+    "symbol_prefix": Key(RuleSettings, "symbol_prefix", g.affix),
+    "symbol_suffix": Key(RuleSettings, "symbol_suffix", g.affix),
+    "symbols": Key(RuleSettings, "symbols", g.symbol_map),
+}
 SOURCE_KEYS = {
     "kind": Key(SourceSettings, "kind", v.one_of(SourceKind)),
     "path": Key(SourceSettings, "path", v.text),
@@ -256,6 +303,8 @@ TABLES: dict[str, dict[str, Key]] = {
     "timeouts": TIMEOUT_KEYS,
     "vault": VAULT_KEYS,
     "logging": LOGGING_KEYS,
+    "guards": GUARD_KEYS,
+    "rules.<target>": RULE_KEYS,
 }
 _TOP = {
     "engine",
@@ -268,6 +317,8 @@ _TOP = {
     "timeouts",
     "vault",
     "logging",
+    "guards",
+    "rules",
 }
 
 # Keys that were renamed: the old name is refused with the new one.
@@ -433,6 +484,13 @@ def _parse(data: dict[str, Any], check_environment: bool = False) -> Config:
             f"engine.order_connections_max ({adapter.order_connections_max}) is below "
             f"engine.order_connections ({adapter.order_connections}): set it to at least that"
         )
+    rules = _each(_tables(data, "rules", False), lambda n, t: _rules(n, t, accounts, groups))
+    guards = GuardSettings()
+    try:
+        with _item():
+            guards = _guards(_table(data, "guards"))
+    except _Skip:
+        pass
     reconcile = ReconcileSettings(**values.get(ReconcileSettings, {}))
     if reconcile.settle_s < adapter.order_s:
         # "Absent" believed before the order timeout is a phantom rejection of an order a slow
@@ -472,6 +530,8 @@ def _parse(data: dict[str, Any], check_environment: bool = False) -> Config:
         vault=vault,
         logging=logging,
         process=ProcessSettings(**values.get(ProcessSettings, {})),
+        guards=guards,
+        rules=rules,
         **listed,
     )
 
@@ -536,6 +596,43 @@ def _group(name: str, t: dict[str, Any], accounts: set[str]) -> GroupSettings:
             f"{where}.weights must list one positive number per member ({len(group.members)})"
         )
     return group
+
+
+def _guards(t: dict[str, Any]) -> GuardSettings:
+    guards = GuardSettings(**_fields(t, "guards", GUARD_KEYS))
+    if guards.blackout_file is not None:
+        read_blackouts(guards.blackout_file)  # a missing file or a bad line: one line, now
+    if (guards.blackout_topic is None) != (guards.blackout_bootstrap is None):
+        raise ConfigError(
+            "guards.blackout_topic and guards.blackout_bootstrap go together: give both "
+            "(the topic and its brokers' host:port) or neither"
+        )
+    low = [x for x in guards.warn_levels if x >= guards.halt_level]
+    if low:
+        raise ConfigError(
+            f"guards.warn_levels has {low[0]:g}, not below guards.halt_level "
+            f"({guards.halt_level:g}): a warning must come before the halt"
+        )
+    return guards
+
+
+def _rules(
+    name: str,
+    t: dict[str, Any],
+    accounts: dict[str, AccountSettings],
+    groups: dict[str, GroupSettings],
+) -> RuleSettings:
+    where = f"rules.{name}"
+    if name != "default" and name not in accounts and name not in groups:
+        raise ConfigError(
+            f"[{where}] names no account or group: use default, an [accounts.*] alias or a "
+            "[groups.*] name"
+        )
+    rules = RuleSettings(**_fields(t, where, RULE_KEYS))
+    for amount, pct in (("daily_loss", "daily_loss_pct"), ("max_drawdown", "max_drawdown_pct")):
+        if getattr(rules, amount) is not None and getattr(rules, pct) is not None:
+            raise ConfigError(f"{where}: give {amount} (an amount) or {pct}, not both")
+    return rules
 
 
 def _source(i: int, t: Any) -> SourceSettings:

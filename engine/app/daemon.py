@@ -31,6 +31,7 @@ from engine.app import logs
 from engine.app.config import Config
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.breaker import CircuitBreaker
+from engine.execution.guards import start_guards
 from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
 from engine.execution.publish import outcome_event
@@ -314,10 +315,27 @@ async def _assemble(
         max_qty_lots=cfg.pipeline.max_qty_lots,
     )
     pipeline.quote_feeds = feeds
+    pipeline.guards, pipeline.symbols = await start_guards(
+        cfg.guards, cfg.accounts.values(), cfg.groups.values(), cfg.rules, accounts, bus,
+        metrics=metrics, stop_limits=book,
+    )  # fmt: skip
+    pipeline.partial_fanout = cfg.guards.partial_fanout
+    if pipeline.guards is not None:  # the stream's account status moves the guards' equity
+        bus.subscribe(pipeline.guards.on_event)
+    blackouts = None
+    if pipeline.guards is not None and cfg.guards.blackout_topic and cfg.guards.blackout_bootstrap:
+        from engine.io.kafka.blackouts import BlackoutFeed
+
+        blackouts = BlackoutFeed(
+            pipeline.guards, cfg.guards.blackout_topic, cfg.guards.blackout_bootstrap
+        )
+        await blackouts.start()
     engine = Engine(cfg, venue, accounts, journal, bus, metrics, pipeline, book, secrets)
     opened[:] = [engine]  # from here on, engine.stop() closes everything
     engine.quote_feeds = feeds
     _open_outcome_log(engine, write=log_outcomes)
+    if blackouts is not None:
+        engine._closers.append(blackouts)
     for feed in {id(f): f for f in feeds.values()}.values():
         await feed.start()
     resolved = await pipeline.recover()
@@ -335,6 +353,8 @@ async def _assemble(
     if with_control:
         await _open_control(engine, cfg.control)
         engine.pipeline.kill_switch = engine.control.kill_switch
+        if pipeline.guards is not None:
+            engine.control.on_guard_resume = pipeline.guards.resume
     expired = await _expire_stale_intake(engine)
     if expired:
         log.warning("%d signal(s) accepted over HTTP by an earlier run expired unexecuted", expired)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from engine.execution.accounts import Leg
+from engine.execution.fanout import FanoutReport
 from engine.execution.lanes import enqueue
 from engine.execution.publish import (
     ACTION_NAME,
@@ -30,7 +31,7 @@ from engine.execution.tracker import SignalRecord
 from engine.model.delivery import Delivery
 from engine.model.domain import OrderRequest, OutcomeStatus, Priority, Signal
 from engine.model.errors import SignalError
-from engine.model.events import OutcomeEvent, RejectedSignal
+from engine.model.events import LegResult, OutcomeEvent, RejectedSignal
 from engine.state.journal import JournalRecord
 
 if TYPE_CHECKING:
@@ -38,13 +39,15 @@ if TYPE_CHECKING:
 
 
 class Latch:
-    """Acks a delivery once every leg's outcome is durable."""
+    """Acks a delivery once every leg's outcome is durable; a fan-out signal's ``fanout``
+    collects its legs for the one group outcome (engine.execution.fanout)."""
 
-    __slots__ = ("ack", "left")
+    __slots__ = ("ack", "fanout", "left")
 
     def __init__(self, ack: Callable[[], Awaitable[None]], left: int) -> None:
         self.ack = ack
         self.left = left
+        self.fanout: FanoutReport | None = None
 
 
 class Job:
@@ -91,6 +94,8 @@ def submit(p: Pipeline, delivery: Delivery) -> None:
         refuse(p, delivery, SignalError("the group has no enabled member", signal.id))
         return
     latch = Latch(delivery.ack, len(legs))
+    if group is not None and group.mode == "fanout":
+        latch.fanout = FanoutReport(signal.id, group.name)
     for leg in legs:
         rec = SignalRecord(leg.key, leg.session.alias, signal.action)
         rec.ts_ns = signal.ts_ns
@@ -156,12 +161,26 @@ async def seen_before(p: Pipeline, job: Job, earlier: JournalRecord | None) -> N
 
 async def replay(p: Pipeline, job: Job, earlier: JournalRecord) -> None:
     """A decided id seen again: answer with the recorded outcome, execute nothing."""
+    status = STATUS_NAME[earlier.status] if earlier.status is not None else "unknown"
+    report = job.latch.fanout
+    if report is not None:  # a fan-out leg: its group's outcome says it was a replay
+        report.legs.append(
+            LegResult(
+                account=earlier.account,
+                status=status,
+                reason=earlier.reason,
+                order_id=earlier.order_id,
+                position_id=earlier.position_id,
+                tag=earlier.strategy_tag or None,
+                replayed=True,
+            )
+        )
     p.bus.publish(
         OutcomeEvent(
             id=job.signal.id,
             leg=earlier.signal_id,
             account=earlier.account,
-            status=STATUS_NAME[earlier.status] if earlier.status is not None else "unknown",
+            status=status,
             action=ACTION_NAME[job.signal.action],
             order_id=earlier.order_id,
             position_id=earlier.position_id,

@@ -31,9 +31,12 @@ from typing import Any
 
 from engine.execution import ambiguous, intake, publish
 from engine.execution.accounts import Accounts
+from engine.execution.guards import GuardBook
 from engine.execution.lanes import Lane
 from engine.execution.reconcile import Reconciler
+from engine.execution.settings import PartialFanout
 from engine.execution.stoplimit import StopLimitBook
+from engine.execution.symbols import SymbolMap
 from engine.execution.tags import TAG_LENGTH, TagMint
 from engine.execution.tracker import OrderTracker
 from engine.model.clock import LIVE, Clock
@@ -112,6 +115,13 @@ class Pipeline:
         # Account alias -> its login's quote feed (set by the daemon): a fresh quote lets
         # pre-validation catch SL/TP on the wrong side of the market before the venue.
         self.quote_feeds: Mapping[str, QuoteSource] = {}
+        # Prop-firm guards (engine.execution.guards.GuardBook) and per-account symbol names
+        # (engine.execution.symbols.SymbolMap), set by the daemon when [rules.*] are configured.
+        self.guards: GuardBook | None = None
+        self.symbols: SymbolMap | None = None
+        # A fan-out that went through on some members only: "keep" or "close" those legs
+        # (engine.execution.fanout; guards.partial_fanout).
+        self.partial_fanout: PartialFanout = "keep"
 
     # The parts' entry points, as methods: the function itself, no delegating frame.
     submit = intake.submit
@@ -137,6 +147,8 @@ class Pipeline:
         late-order watches (their tags are not looked for after a stop)."""
         self._closing = True
         await self.drain()
+        if self.guards is not None:
+            await self.guards.close()
         watches = list(self.late_watches)
         for task in watches:
             task.cancel()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from engine._fast import check_order, reject_reason
 from engine.execution.accounts import AccountSession, scale_qty
 from engine.execution.ambiguous import CREATES_ORDER
+from engine.execution.guards import GuardRefused
 from engine.execution.limits import default_priority
 from engine.execution.publish import (
     finish,
@@ -27,7 +28,7 @@ from engine.execution.publish import (
 from engine.execution.reconcile import Verdict
 from engine.execution.send import expire_killed
 from engine.execution.tracker import SignalRecord
-from engine.model.domain import Action, OrderRequest, OutcomeStatus, Validity
+from engine.model.domain import Action, OrderRequest, OrderType, OutcomeStatus, Validity
 from engine.model.errors import NotFound, ValidationError
 from engine.state.journal import JournalRecord
 
@@ -70,6 +71,9 @@ async def prepare(p: Pipeline, job: Job) -> bool:
             job.request = await order_request(p, job, job.leg.session)
         else:
             await resolve(p, job)
+    except GuardRefused as exc:  # not bad input: a rule of the account's (docs/guards.md)
+        await finish(p, job, OutcomeStatus.REJECTED, reason=reason_of(exc))
+        return False
     except (ValidationError, NotFound) as exc:
         publish_invalid(p, job, reason_of(exc))  # Policies 7: invalid input is reported
         await finish(p, job, OutcomeStatus.REJECTED, reason=reason_of(exc))
@@ -165,24 +169,59 @@ async def resolve(p: Pipeline, job: Job) -> None:
         job.record.tag = p.tags.mint(job.record.signal_id, sig.ts_ns)
         p.tracker.track(job.record)
     elif sig.symbol is not None or sig.instrument_id is not None:  # cancel_all / close_all
-        inst = await session.instrument(sig.symbol, sig.instrument_id)
+        symbol = sig.symbol
+        if symbol is not None and p.symbols is not None:
+            symbol = p.symbols.map(session.alias, symbol)
+        inst = await session.instrument(symbol, sig.instrument_id)
         job.record.instrument_id = inst.tradable_instrument_id
 
 
 async def order_request(p: Pipeline, job: Job, session: AccountSession) -> OrderRequest:
     sig = job.signal
-    assert sig.side is not None and sig.type is not None and sig.qty is not None
+    assert sig.side is not None and sig.type is not None
+    symbol = sig.symbol
+    if symbol is not None and p.symbols is not None:
+        symbol = p.symbols.map(session.alias, symbol)
     # A dict hit for an instrument loaded at start; the venue is asked only for an unknown one.
     if sig.instrument_id is not None:
         inst = session.instruments_by_id.get(sig.instrument_id)
     else:
-        inst = session.instruments_by_name.get(sig.symbol) if sig.symbol is not None else None
+        inst = session.instruments_by_name.get(symbol) if symbol is not None else None
     if inst is None:
-        inst = await session.instrument(sig.symbol, sig.instrument_id)
-    qty = scale_qty(sig.qty, job.leg.qty_factor, inst.lot_step)
+        inst = await session.instrument(symbol, sig.instrument_id)
+    bid = ask = _NAN  # unknown never blocks an order
+    feed = p.quote_feeds.get(session.alias)
+    if feed is not None:
+        quote = feed.quote_for_order(inst.tradable_instrument_id, inst.info_route_ids)
+        if quote is not None:
+            bid, ask = quote.bid, quote.ask
+    guards = p.guards
+    if (
+        bid != bid  # NaN: no fresh quote (the first order on an instrument)
+        and sig.type is OrderType.MARKET
+        and guards is not None
+        and guards.needs_quote(session.alias, inst.tradable_instrument_id, sig.qty is None)
+    ):
+        # Sizing by risk, or a loss guard, measures the stop from the entry, and the guard has
+        # no recent price of this instrument: one quote read rather than a refusal.
+        quote_now = await session.venue.quote(session.alias, inst)
+        if quote_now is not None:
+            bid, ask = quote_now
+    if sig.qty is not None:
+        base = sig.qty
+    else:  # sizing by risk, from this account's own equity (engine.execution.sizing)
+        if guards is None or session.alias not in guards.accounts:
+            raise ValidationError(
+                f"risk_pct / risk_amount on {session.alias}: sizing by risk reads the account's "
+                "equity through its guards; give it a [rules.*] table (an empty "
+                "[rules.default] is enough) or send qty",
+                session.alias,
+            )
+        base = guards.size(session.alias, inst, sig, bid, ask)
+    qty = scale_qty(base, job.leg.qty_factor, inst.lot_step)
     if qty <= 0.0:
         raise ValidationError(
-            f"{sig.qty:g} lots x allocation {job.leg.qty_factor:g} is less than one lot step "
+            f"{base:g} lots x allocation {job.leg.qty_factor:g} is less than one lot step "
             f"({inst.lot_step:g}) on {session.alias}: nothing to trade",
             session.alias,
         )
@@ -206,17 +245,15 @@ async def order_request(p: Pipeline, job: Job, session: AccountSession) -> Order
         take_profit_type=sig.take_profit_type,
         trailing_offset=sig.trailing_offset,
     )
-    bid = ask = _NAN  # unknown never blocks an order
-    feed = p.quote_feeds.get(session.alias)
-    if feed is not None:
-        quote = feed.quote_for_order(inst.tradable_instrument_id, inst.info_route_ids)
-        if quote is not None:
-            bid, ask = quote.bid, quote.ask
     code = check_order(req, bid, ask, session.enabled, session.max_tag_length)
     if code:
         raise ValidationError(
             reject_reason(code, req, bid, ask, session.max_tag_length), session.alias
         )
+    if guards is not None and session.alias in guards.accounts:
+        why = guards.check(req, bid, ask)
+        if why is not None:
+            raise GuardRefused(why, session.alias)
     return req
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, cast
 
+from engine.execution import fanout
 from engine.model.domain import Action, Outcome, OutcomeStatus, Side
 from engine.model.events import (
     ActionName,
+    LegResult,
     OrderUpdate,
     OutcomeEvent,
     OutcomeStatusName,
@@ -96,6 +98,18 @@ def publish_outcome(
         ),
         rec.account,
     )
+    report = job.latch.fanout
+    if report is not None:  # a fan-out leg: kept for the group's one outcome
+        report.legs.append(
+            LegResult(
+                account=rec.account,
+                status=STATUS_NAME[status],
+                reason=reason,
+                order_id=rec.order_id,
+                position_id=rec.position_id,
+                tag=rec.tag,
+            )
+        )
     metrics = p.metrics
     if metrics is not None:
         metrics.record_stamps(
@@ -175,6 +189,8 @@ async def leg_done_and_ack(p: Pipeline, job: Job) -> None:
             await latch.ack()
         except Exception:
             log.exception("ack of signal %s failed", job.signal.id)
+        if latch.fanout is not None:
+            p._spawn(fanout.report(p, latch.fanout))
     leg_done(p)
 
 

@@ -102,3 +102,68 @@ class StopLimitSettings:
     """The book of stop-limit orders the engine emulates."""
 
     poll_ms: int = 250  # quote polling for held orders (spends the QUOTES rate limit)
+
+
+# -- prop-firm guards (engine/execution/guards.py, docs/guards.md) --------------------------------
+
+# What a partial fan-out does with the legs that went through: "keep" them, or "close" them
+# (cancel the order, close the position) so the group stays all or nothing.
+PartialFanout = Literal["keep", "close"]
+# The daily loss counts from the balance or the equity at the day's reset.
+DailyBasis = Literal["balance", "equity"]
+# Drawdown from the starting balance ("static") or from the highest equity seen ("trailing").
+DrawdownMode = Literal["static", "trailing"]
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    """How the guards act, engine-wide ([guards])."""
+
+    # Share of each loss limit kept free: an order whose worst case would use more than
+    # (1 - safety_margin) of the limit is refused.
+    safety_margin: float = 0.1
+    # Shares of a loss limit used at which a warning event is published (once per level per day).
+    warn_levels: tuple[float, ...] = (0.5, 0.75)
+    # Share of a loss limit used at which the account is halted: working orders cancelled,
+    # positions closed when flatten_on_halt, no new orders until the next reset or a resume.
+    halt_level: float = 0.85
+    flatten_on_halt: bool = True
+    # How often each guarded account's state, positions and orders are read from the venue.
+    poll_ms: int = 1000
+    # A file of blackout windows (news): one per line, "START END [name]", ISO 8601 times.
+    blackout_file: str | None = None
+    # A Kafka topic of blackout windows, read from its beginning and followed while the engine
+    # runs: each message {"start": ISO 8601, "end": ISO 8601, "name": "NFP"}.
+    blackout_topic: str | None = None
+    blackout_bootstrap: str | None = None  # host:port of its brokers
+    partial_fanout: PartialFanout = "keep"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    """One account's rules ([rules.<target>]: ``default``, a group or an account; an account
+    takes ``default``, then each of its groups in config order, then its own). None: not set."""
+
+    starting_balance: float | None = None  # the firm's starting balance; default: first seen
+    currency: str | None = None  # the account currency (for sizing); default USD
+    daily_loss: float | None = None  # an amount of the account currency
+    daily_loss_pct: float | None = None  # percent of the starting balance
+    daily_basis: DailyBasis | None = None  # default balance
+    reset_time: str | None = None  # "HH:MM" in timezone; default 00:00
+    timezone: str | None = None  # an IANA zone; default UTC
+    max_drawdown: float | None = None
+    max_drawdown_pct: float | None = None
+    drawdown_mode: DrawdownMode | None = None  # default static
+    max_lots_order: float | None = None
+    max_lots_instrument: float | None = None
+    max_lots_account: float | None = None
+    max_positions: int | None = None
+    max_orders_per_minute: int | None = None
+    max_orders_per_day: int | None = None
+    instruments: tuple[str, ...] | None = None  # allowed symbols (as the signal names them)
+    sessions: tuple[str, ...] | None = None  # "mon-fri 08:00-20:00" in timezone
+    flat_before_weekend: str | None = None  # "HH:MM" on Friday: flatten and stop till Monday
+    no_sl_move_pct: float | None = None  # worst adverse move without a stop loss; default 2 %
+    symbol_prefix: str | None = None
+    symbol_suffix: str | None = None
+    symbols: tuple[tuple[str, str], ...] | None = None  # explicit map, before prefix/suffix

@@ -233,6 +233,9 @@ class ControlServer:
         self._started_ns = time.monotonic_ns()
         # Set by the http source (open_intake): without it POST /signals takes nothing.
         self.intake: HttpIntake | None = None
+        # Set by the daemon when prop-firm guards run (engine.execution.guards.GuardBook.resume):
+        # POST /guards/resume lets a halted account trade again.
+        self.on_guard_resume: Callable[[str], bool] | None = None
         self.draining = False
         self._taking = 0  # POST /signals requests past the checks, not yet answered
         self._reserved = 0  # queue places promised to those requests
@@ -281,6 +284,7 @@ class ControlServer:
         app.router.add_post("/signals", self._signals)
         app.router.add_post("/kill", self._kill)
         app.router.add_post("/resume", self._resume)
+        app.router.add_post("/guards/resume", self._guard_resume)
         return app
 
     def _tls(self) -> ssl.SSLContext | None:
@@ -762,6 +766,24 @@ class ControlServer:
             except Exception:
                 log.exception("kill handler failed")
         return _json(body, 200)
+
+    async def _guard_resume(self, request: web.Request) -> web.Response:
+        """``{"account": "alias"}``: a halted account trades again before the day's reset."""
+        denied = self._unauthorised(request)
+        if denied is not None:
+            return denied
+        if self.on_guard_resume is None:
+            return _error(404, "no prop-firm guards run here (no [rules.*] in the config)")
+        try:
+            opts = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            opts = None
+        account = opts.get("account") if isinstance(opts, dict) else None
+        if not isinstance(account, str) or not account:
+            return _error(400, 'body must be JSON naming the account, e.g. {"account": "ftmo1"}')
+        resumed = self.on_guard_resume(account)
+        log.warning("guards: POST /guards/resume %s: %s", account, resumed)
+        return _json({"account": account, "resumed": resumed})
 
     async def _resume(self, request: web.Request) -> web.Response:
         denied = self._unauthorised(request)

@@ -181,6 +181,9 @@ class Instrument:
     # A netting account holds one position per instrument: an opposite order reduces, closes or
     # reverses it (TradeLocker: the details' margin_hedging_type NETTING).
     netting: bool = False
+    # The currency prices are quoted in (TradeLocker quotingCurrency; "" when not given): what
+    # one point of price is worth in, converted to the account's currency by risk sizing.
+    quote_currency: str = ""
 
     def tick_for(self, price: float) -> float:
         tick = self.tick_sizes[0][1]
@@ -218,6 +221,10 @@ class Signal:
     ref: str | None = None
     priority: Priority | None = None
     raw: bytes = b""
+    # Sizing by risk (engine.execution.sizing): with a stop loss instead of qty, the lots that
+    # lose this percent of the account's equity, or this amount of its currency, at the stop.
+    risk_pct: float | None = None
+    risk_amount: float | None = None
 
 
 @dataclass(slots=True)

@@ -27,6 +27,9 @@ __all__ = [
     "Event",
     "EventSink",
     "ExecutionEvent",
+    "GroupOutcome",
+    "GuardEvent",
+    "LegResult",
     "OrderUpdate",
     "OutcomeCorrection",
     "OutcomeEvent",
@@ -47,6 +50,8 @@ class Topic(enum.StrEnum):
     POSITION_UPDATES = "position_updates"
     ORDER_UPDATES = "order_updates"
     REJECTED_SIGNALS = "rejected_signals"
+    GUARDS = "guards"
+    GROUP_OUTCOMES = "group_outcomes"
 
 
 TOPICS: tuple[str, ...] = tuple(t.value for t in Topic)
@@ -209,6 +214,58 @@ class OrderUpdate(Event, kw_only=True, frozen=True):
     remaining_qty: float | None = None  # lots still to fill (0 once final), when known
 
 
+GuardKind = Literal["warning", "halted", "resumed", "refused"]
+
+
+class GuardEvent(Event, kw_only=True, frozen=True):
+    """``guards``: a prop-firm guard acting on an account (docs/guards.md): a warning level
+    crossed, the account halted or resumed, an order refused by a rule."""
+
+    topic: ClassVar[Topic] = Topic.GUARDS
+
+    account: str
+    kind: GuardKind
+    rule: str | None = None  # daily_loss, drawdown, lots_per_order, ..., weekend, manual
+    level: float | None = None  # the warning level crossed (a share of the limit)
+    used: float | None = None  # the share of the limit in use (1 = the firm's limit)
+    limit: float | None = None  # the limit, in the account currency
+    equity: float | None = None
+    reason: str  # one sentence: the rule and the numbers
+
+
+class LegResult(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """One member's part of a fan-out signal, as its own ``outcomes`` event reported it."""
+
+    account: str
+    status: OutcomeStatusName
+    reason: str | None = None
+    order_id: str | None = None
+    position_id: str | None = None
+    tag: str | None = None
+    replayed: bool = False  # answered from the journal: a re-delivery, nothing executed
+
+
+GroupStatus = Literal["accepted", "partial", "rejected", "unknown"]
+
+
+class GroupOutcome(Event, kw_only=True, frozen=True):
+    """``group_outcomes``: a fan-out signal reported as one, once every leg has its outcome
+    (docs/guards.md, "Fan-out"): each leg, and what ``guards.partial_fanout`` did about a
+    partial one. ``status``: accepted (every leg), rejected (none, none unknown), unknown (none
+    accepted, some unknown), partial (some accepted, some not)."""
+
+    topic: ClassVar[Topic] = Topic.GROUP_OUTCOMES
+
+    id: str
+    group: str
+    status: GroupStatus
+    legs: tuple[LegResult, ...]
+    policy: Literal["keep", "close"] = "keep"
+    closed: tuple[str, ...] = ()  # accounts whose accepted leg the "close" policy undid
+    close_failed: tuple[str, ...] = ()  # "alias: why" where undoing it failed
+    reason: str
+
+
 SCHEMAS: dict[Topic, type[Event]] = {
     cls.topic: cls
     for cls in (
@@ -218,6 +275,8 @@ SCHEMAS: dict[Topic, type[Event]] = {
         AccountUpdate,
         PositionUpdate,
         OrderUpdate,
+        GuardEvent,
+        GroupOutcome,
     )
 }
 

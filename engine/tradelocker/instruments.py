@@ -83,6 +83,7 @@ def merge_details(instrument: Instrument, details: Mapping[str, Any]) -> Instrum
         type=str(details.get("type") or instrument.type),
         status=str(details.get("symbolStatus") or instrument.status),
         netting=str(details.get("margin_hedging_type") or "").upper() == "NETTING",
+        quote_currency=str(details.get("quotingCurrency") or instrument.quote_currency),
     )
 
 

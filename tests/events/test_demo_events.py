@@ -26,7 +26,9 @@ async def test_the_demos_events_decode_strictly_as_their_topics_schema() -> None
     lines: list[str] = []
     assert await run_demo(0, "0", lines.append, bus=bus) == 0
     assert mismatches == []
-    # The demo places, refuses bad input, and triggers an emulated stop-limit; it opens no
-    # Streams API session, so account, position and execution updates are not among them.
-    assert set(decoded) == {Topic.OUTCOMES, Topic.REJECTED_SIGNALS, Topic.ORDER_UPDATES}, decoded
+    # The demo places, refuses bad input, fans out to a group (one group outcome each) and
+    # triggers an emulated stop-limit; it opens no Streams API session, so account, position
+    # and execution updates are not among them.
+    expected = {Topic.OUTCOMES, Topic.REJECTED_SIGNALS, Topic.ORDER_UPDATES, Topic.GROUP_OUTCOMES}
+    assert set(decoded) == expected, decoded
     assert decoded[Topic.OUTCOMES] >= 16

@@ -36,6 +36,8 @@ def test_topic_names_are_the_kafka_topic_suffixes_unchanged() -> None:
         "position_updates",
         "order_updates",
         "rejected_signals",
+        "guards",
+        "group_outcomes",
     ]
     assert TOPICS == tuple(t.value for t in Topic)
     assert Topic.OUTCOMES == "outcomes"  # str-valued: a plain name compares equal

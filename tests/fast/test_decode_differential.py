@@ -142,6 +142,8 @@ FIELD_VALUES: dict[str, st.SearchStrategy[str]] = {
         _words("absolute", "offset", "ABSOLUTE"), st.one_of(_words("trailingOffset", "pips"), JUNK)
     ),
     "trailing_offset": NUMBER,
+    "risk_pct": NUMBER,
+    "risk_amount": NUMBER,
     "order_id": VENUE_ID,
     "position_id": VENUE_ID,
     "ref": TEXT,

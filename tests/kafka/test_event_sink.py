@@ -18,6 +18,9 @@ from engine.model.events import (
     AccountUpdate,
     Event,
     ExecutionEvent,
+    GroupOutcome,
+    GuardEvent,
+    LegResult,
     OrderUpdate,
     OutcomeEvent,
     PositionUpdate,
@@ -43,6 +46,11 @@ SAMPLES: dict[Topic, Event] = {
         qty=0.1, avg_price=1.1, open_ms=1, event="opened", source="stream",
     ),
     Topic.ORDER_UPDATES: OrderUpdate(account="acct-a", order_id="o1", event="new", source="stream"),
+    Topic.GUARDS: GuardEvent(account="acct-a", kind="warning", rule="daily_loss", reason="50 %"),
+    Topic.GROUP_OUTCOMES: GroupOutcome(
+        id="s1", group="g", status="accepted", reason="1 of 1",
+        legs=(LegResult(account="acct-a", status="accepted"),),
+    ),
 }  # fmt: skip
 
 

@@ -31,7 +31,8 @@ _KNOWN_FIELDS = frozenset(
     {
         "id", "ts", "account", "action", "symbol", "instrument_id", "side", "type", "qty",
         "price", "stop_price", "stop_loss", "take_profit", "sl_type", "tp_type",
-        "trailing_offset", "order_id", "position_id", "ref", "priority",
+        "trailing_offset", "order_id", "position_id", "ref", "priority", "risk_pct",
+        "risk_amount",
     }
 )  # fmt: skip
 
@@ -129,6 +130,8 @@ def _build(
     sig.position_id = _opt_venue_id(obj, "position_id")
     sig.ref = _opt_str(obj, "ref")
     sig.priority = _priority(obj.get("priority"))
+    sig.risk_pct = _opt_number(obj, "risk_pct")
+    sig.risk_amount = _opt_number(obj, "risk_amount")
     _check_numbers(sig, max_qty)
     _CHECKS[action](sig)
     return sig
@@ -248,6 +251,18 @@ def _check_numbers(sig: Signal, max_qty: float) -> None:
         raise SignalError("'stop_loss' must be a positive price or offset")
     if sig.take_profit is not None and sig.take_profit <= 0:
         raise SignalError("'take_profit' must be a positive price or offset")
+    if sig.risk_pct is not None and not 0 < sig.risk_pct <= 100:
+        raise SignalError(
+            f"'risk_pct' must be a percentage of equity above 0 and at most 100, got "
+            f"{sig.risk_pct:g}"
+        )
+    if sig.risk_amount is not None and sig.risk_amount <= 0:
+        raise SignalError(
+            f"'risk_amount' must be a positive amount of the account currency, got "
+            f"{sig.risk_amount:g}"
+        )
+    if (sig.risk_pct is not None or sig.risk_amount is not None) and sig.action is not Action.PLACE:
+        raise SignalError("'risk_pct' and 'risk_amount' size a place signal only")
 
 
 # --- per-action requirements ---------------------------------------------------------------------
@@ -285,8 +300,17 @@ def _check_place(sig: Signal) -> None:
         raise SignalError("place needs 'side' (buy or sell)")
     if sig.type is None:
         raise SignalError("place needs 'type' (market, limit, stop or stop_limit)")
-    if sig.qty is None:
+    risk = sig.risk_pct is not None or sig.risk_amount is not None
+    if sig.risk_pct is not None and sig.risk_amount is not None:
+        raise SignalError("give 'risk_pct' or 'risk_amount', not both")
+    if sig.qty is not None and risk:
+        raise SignalError("give 'qty' (lots) or a risk ('risk_pct' or 'risk_amount'), not both")
+    if sig.qty is None and not risk:
         raise SignalError("place needs 'qty' (lots)")
+    if risk and (sig.stop_loss is None or sig.stop_loss_type is ProtectionType.TRAILING_OFFSET):
+        raise SignalError(
+            "sizing by risk needs an absolute or offset 'stop_loss': the loss is measured to it"
+        )
     if sig.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and sig.price is None:
         raise SignalError(f"a {sig.type.wire} order needs 'price' (the limit price)")
     if sig.type in (OrderType.STOP, OrderType.STOP_LIMIT) and sig.stop_price is None:
