@@ -456,8 +456,9 @@ class Venue:
     async def faults(self, spec: dict[str, Any]) -> None:
         await self._json("POST", "/sandbox/faults", spec)
 
-    async def earned_429(self) -> int:
-        return int((await self._json("GET", "/sandbox/counters"))["earned429Total"])
+    async def earned_429(self) -> dict[str, int]:
+        """The HTTP 429s the sandbox's rate limits answered so far, per rateLimitType."""
+        return dict((await self._json("GET", "/sandbox/counters"))["earned429"])
 
     async def orders(self) -> list[dict[str, Any]]:
         """Every order (working and final) of every account; ``wall_ms`` is its creation on the
@@ -495,6 +496,7 @@ class Tally:
     unattributed_orders: int = 0
     corrections: int = 0
     earned_429: int = 0
+    earned_429_by_type: dict[str, int] = field(default_factory=dict)
     statuses: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     lost_ids: list[str] = field(default_factory=list)
@@ -507,9 +509,11 @@ def tally(
     accepted: Iterable[str],
     outcomes: OutcomeLog,
     orders: list[dict[str, Any]],
-    earned_429: int,
+    earned_429: dict[str, int],
 ) -> Tally:
-    t = Tally(signals=len(signals), earned_429=earned_429)
+    t = Tally(
+        signals=len(signals), earned_429=sum(earned_429.values()), earned_429_by_type=earned_429
+    )
     owner: dict[str, str] = {}
     for s in signals.values():
         for tag in s.tags():

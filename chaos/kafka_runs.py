@@ -183,7 +183,7 @@ async def run_kafka_kill(size: Size, bootstrap: str, workdir: Path | None = None
             d.start()
             await d.ready(st.http)
             ready = now_ms()
-            done = await st.outcomes.wait(st.sender.accepted, limit_s=300)
+            done = await st.outcomes.wait(st.sender.accepted, limit_s=900)
         finally:
             await producer.kafka.stop()
         t = await st.tally(settle_s=3.0)

@@ -79,6 +79,7 @@ class Result:
             out.append(
                 f"   duplicates {t.duplicates}, lost {t.lost}, phantom {t.phantom}, "
                 f"unknown at the end {t.unknown}, HTTP 429 earned {t.earned_429}"
+                + (f" {t.earned_429_by_type}" if t.earned_429 else "")
             )
             for reason, n in t.reasons.most_common(6):
                 out.append(f"   {n:5d} x {reason}")
@@ -229,7 +230,7 @@ async def run_burst(size: Size, workdir: Path | None = None) -> Result:
     started = time.monotonic()
     async with stage(workdir, accounts) as st:
         d = await st.daemon("engine", EngineConfig(accounts=accounts, max_signal_age_ms=2000))
-        before = await st.venue.earned_429()
+        before = sum((await st.venue.earned_429()).values())
         signals = make_signals("burst", n, aliases(accounts))
         await st.sender.paced(lambda: d.control, signals, float(accounts * per_account))
         await st.outcomes.wait(st.sender.accepted, limit_s=120)
@@ -324,9 +325,9 @@ async def run_venue_down(size: Size, stream: bool, workdir: Path | None = None) 
                 samples.append((time.monotonic(), (await health(st.http, d.control))[0]))
                 await asyncio.sleep(0.25)
 
-        await send_for(3.0)
         stop = asyncio.Event()
         watcher = asyncio.create_task(watch_health(stop))
+        await send_for(3.0)
         down_at = time.monotonic()
         await st.venue.faults({"error5xx": {"*": 1.0}, "dropStreamConnections": True})
         await send_for(down_s)
@@ -352,6 +353,10 @@ async def run_venue_down(size: Size, stream: bool, workdir: Path | None = None) 
     back = next((at - up_at for at, code in samples if at > up_at and code == 200), None)
     r.figures["orders at the venue, signal age at creation max (ms)"] = max(ages, default=0)
     r.figures[f"orders created past max_signal_age_ms + {slack_ms} ms latency"] = len(stale)
+    before = [code for at, code in samples if at < down_at]
+    r.figures["/health before the outage (200 / all samples)"] = (
+        f"{before.count(200)} / {len(before)}"
+    )
     r.figures["/health samples while down (200 / all)"] = (
         f"{sum(1 for _, c in during if c == 200)} / {len(during)}"
     )
