@@ -481,10 +481,11 @@ class Venue:
 class Tally:
     """The figures every run reports, from the signals, the outcomes and the venue's orders.
 
-    duplicate: a signal with more than one order at the sandbox; lost: accepted by intake with no
-    outcome; phantom: reported rejected/expired while an order with its tag exists at the venue
-    (whenever it appeared: a later correction does not undo the report); unknown: the last
-    outcome is ``unknown``."""
+    duplicate: a signal with more than one order at the sandbox (whatever their status); lost:
+    accepted by intake with no outcome; phantom: reported rejected/expired while an order with its
+    tag exists at the venue, other than one the venue itself refused after accepting it (status
+    ``Rejected``: the realistic profile does that to 1 %), whenever it appeared (a later
+    correction does not undo the report); unknown: the last outcome is ``unknown``."""
 
     signals: int = 0
     accepted: int = 0
@@ -494,6 +495,7 @@ class Tally:
     phantom: int = 0
     unknown: int = 0
     unattributed_orders: int = 0
+    venue_rejected_orders: int = 0
     corrections: int = 0
     earned_429: int = 0
     earned_429_by_type: dict[str, int] = field(default_factory=dict)
@@ -519,6 +521,7 @@ def tally(
         for tag in s.tags():
             owner[tag] = s.id
     per_signal: Counter[str] = Counter()
+    live: set[str] = set()  # signals with an order the venue did not refuse
     for order in orders:
         tagged = order.get("strategy_id")
         if not tagged:
@@ -529,6 +532,10 @@ def tally(
             continue
         per_signal[sid] += 1
         t.orders += 1
+        if order.get("status") == "Rejected":
+            t.venue_rejected_orders += 1  # accepted, then refused by the venue: no order stands
+        else:
+            live.add(sid)
     t.duplicate_ids = sorted(s for s, n in per_signal.items() if n > 1)
     t.duplicates = len(t.duplicate_ids)
     accepted = set(accepted)
@@ -547,7 +554,7 @@ def tally(
             t.unknown += 1
         if final.status in ("rejected", "expired"):
             t.reasons[_reason_kind(final.event)] += 1
-        if per_signal[sid] and any(
+        if sid in live and any(
             o.status in ("rejected", "expired") and not o.event.get("corrects") for o in seen
         ):
             t.phantom_ids.append(sid)

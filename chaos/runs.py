@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from chaos.harness import (
     Daemon,
     EngineConfig,
@@ -73,7 +75,8 @@ class Result:
         if t is not None:
             out.append(
                 f"   signals {t.signals}, accepted by intake {t.accepted}, orders at the venue "
-                f"{t.orders} (unattributed {t.unattributed_orders}); final outcomes "
+                f"{t.orders} (refused by the venue after accepting {t.venue_rejected_orders}, "
+                f"unattributed {t.unattributed_orders}); final outcomes "
                 f"{dict(sorted(t.statuses.items()))}; corrections {t.corrections}"
             )
             out.append(
@@ -122,6 +125,7 @@ class Stage:
         if settle_s:
             await asyncio.sleep(settle_s)  # let replies slower than the timeout land first
         orders = await self.venue.orders()
+        (self.workdir / "venue-orders.json").write_bytes(orjson.dumps(orders))
         return tally(
             self.sender.signals,
             self.sender.accepted,
