@@ -303,7 +303,7 @@ async def test_accepting_says_whether_a_call_would_go_without_taking_a_probe_slo
     assert b.accepting and b.state is BreakerState.CLOSED
 
 
-async def test_failing_says_down_after_a_few_failures_in_a_row_before_the_breaker_can_open() -> None:
+async def test_failing_says_the_venue_is_down_before_the_breaker_can_open() -> None:
     """/health reads ``failing()``: three 5xx/unreachable calls in a row with none answered since
     mean the venue is down, though far fewer calls than ``min_calls`` were made; an answer, a
     429, a dropped reply or a quiet window longer than the window says nothing of the kind."""
