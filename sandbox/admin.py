@@ -4,6 +4,8 @@ Unauthenticated by design: the sandbox binds to 127.0.0.1 and holds no real mone
   GET  /sandbox/state                    accounts, positions, working orders, prices, faults,
                                          profile, rate-limit scope, the venue clock
   GET  /sandbox/orders?accountId=        every order of an account (working and final) as objects
+  GET  /sandbox/counters                 HTTP 429s earned (rate limits exceeded, not injected) per
+                                         rateLimitType and in total, since the start
   POST /sandbox/faults                   merge a fault spec (see sandbox.faults); returns all
   DELETE /sandbox/faults                 clear every fault set since: back to the profile's own
   POST /sandbox/prices                   {instrument, bid?, ask?, mid?} or {steps, instrument?}
@@ -104,6 +106,10 @@ def add_routes(app: web.Application, state: SandboxState) -> None:
         orders += [asdict(o) for o in account.history]
         return _json({"orders": orders})
 
+    async def get_counters(request: web.Request) -> web.Response:
+        earned = dict(state.rate_limiter.refused)
+        return _json({"earned429": earned, "earned429Total": sum(earned.values())})
+
     async def post_faults(request: web.Request) -> web.Response:
         body = await _body(request)
         try:
@@ -184,6 +190,7 @@ def add_routes(app: web.Application, state: SandboxState) -> None:
     for method, path, handler in (
         ("GET", "/sandbox/state", get_state),
         ("GET", "/sandbox/orders", get_orders),
+        ("GET", "/sandbox/counters", get_counters),
         ("POST", "/sandbox/faults", post_faults),
         ("DELETE", "/sandbox/faults", delete_faults),
         ("POST", "/sandbox/prices", post_prices),

@@ -4,7 +4,9 @@ window). TradeLocker does not document which; the scope is a switch so a client 
 against both.
 
 A request that is refused (429) does not count against the window, so a client that backs off
-recovers as soon as the window slides.
+recovers as soon as the window slides. Each refusal is counted per ``rateLimitType``
+(``refused``, served by ``GET /sandbox/counters``): the 429s a client earned, as opposed to the
+ones a ``burst429`` fault injected.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class RateLimiter:
         self.limits = limits
         self.scope = parse_scope(scope)
         self._windows: dict[tuple[str, str], deque[float]] = {}
+        self.refused: dict[str, int] = {}  # rateLimitType -> 429s earned (never reset)
 
     def set_limit(self, rate_limit_type: str, limit: RateLimit) -> None:
         self.limits[rate_limit_type] = limit
@@ -49,6 +52,7 @@ class RateLimiter:
         while window and window[0] <= horizon:
             window.popleft()
         if len(window) >= limit.limit:
+            self.refused[rate_limit_type] = self.refused.get(rate_limit_type, 0) + 1
             return False
         window.append(t)
         return True

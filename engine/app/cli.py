@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "cli",
         "latency benchmark, side by side with the floor and the official client",
     ),
+    "chaos": ("chaos.cli", "cli", "the chaos suite: the daemon under injected faults, figures"),
 }
 
 

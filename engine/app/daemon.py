@@ -30,7 +30,7 @@ from engine import _fast
 from engine.app import logs
 from engine.app.config import Config
 from engine.execution.accounts import Accounts, AccountSession
-from engine.execution.breaker import CircuitBreaker
+from engine.execution.breaker import BreakerState, CircuitBreaker
 from engine.execution.guards import start_guards
 from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
@@ -442,7 +442,11 @@ async def _report_health(engine: Engine, interval_s: float = 1.0) -> None:
                 board.set(alias, "stream", live.phase.value, h.stream_ok, live.last_error)
             breaker = session.breaker
             state = breaker.state.wire if breaker is not None else "none"
-            board.set(alias, "breaker", state, not h.breaker_open)
+            failing = _all_failing(breaker)
+            if failing:
+                board.set(alias, "breaker", f"{state}, calls failing", False, failing)
+            else:
+                board.set(alias, "breaker", state, not h.breaker_open)
             board.set(
                 alias,
                 "limiter",
@@ -457,6 +461,18 @@ async def _report_health(engine: Engine, interval_s: float = 1.0) -> None:
                             alias, st.route, st.utilisation * st.capacity, st.capacity
                         )
         await asyncio.sleep(interval_s)
+
+
+def _all_failing(breaker: CircuitBreaker | None) -> str:
+    """Why the venue looks down while the breaker is still closed (too few calls to open it):
+    the last calls all failed and none was answered since; "" otherwise. A REST-only engine with
+    light traffic would otherwise say healthy through a whole outage."""
+    if breaker is None or breaker.state is not BreakerState.CLOSED:
+        return ""
+    failed = breaker.failing()
+    if not failed:
+        return ""
+    return f"the last {failed} venue calls failed and none was answered since"
 
 
 async def _open_sinks(engine: Engine, sinks: tuple[SinkSettings, ...]) -> None:

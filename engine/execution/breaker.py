@@ -134,6 +134,10 @@ class CircuitBreaker:
         self._cool_ns = self._base_cool_ns
         self._open_until = 0
         self._last_failure: FailureKind | None = None
+        # Failures (5xx, unreachable) since the last answered call, and when the last one was:
+        # what /health reads to say "down" before enough calls were made to open the breaker.
+        self.failing_streak = 0
+        self._streak_ns = 0
         self._reason: str | None = None
         # The window: per bucket, calls, answered calls, failures (weighted) and ambiguous
         # calls; the totals are their sums, kept so reading the rate costs nothing.
@@ -217,6 +221,7 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """The venue answered (including a business rejection)."""
+        self.failing_streak = 0
         state = self.state
         if state is BreakerState.CLOSED:
             now = self._now_ns()
@@ -238,6 +243,9 @@ class CircuitBreaker:
     def record_failure(self, kind: FailureKind = FailureKind.SERVER_ERROR) -> None:
         """The venue did not answer this call well; ``kind`` says how (and how much it counts)."""
         self._last_failure = kind
+        if kind is FailureKind.SERVER_ERROR or kind is FailureKind.CONNECTION:
+            self.failing_streak += 1
+            self._streak_ns = self._now_ns()
         if self.state is BreakerState.CLOSED:
             now = self._now_ns()
             if now // self._bucket_ns != self._bucket:
@@ -290,6 +298,15 @@ class CircuitBreaker:
         if self._n_answered:
             return self._n_failed
         return self._n_failed + self._n_ambiguous
+
+    def failing(self, at_least: int = 3) -> int:
+        """The number of calls that failed in a row (5xx or unreachable, none answered since),
+        when at least ``at_least`` did and the last one is within the window; else 0."""
+        if self.failing_streak < at_least:
+            return 0
+        if self._now_ns() - self._streak_ns > self.window_s * 1e9:
+            return 0
+        return self.failing_streak
 
     def retry_in_s(self) -> float:
         if self.state is not BreakerState.OPEN:

@@ -274,6 +274,16 @@ class AccountLimiter:
         if r.heap and r.timer is None:
             self._arm(r, self._clock())
 
+    def release_later(self, route: RouteKey, delay_s: float) -> None:
+        """:meth:`release` in ``delay_s``: for a request written that got no reply, which the
+        venue may still receive, and count, after the caller stopped waiting."""
+        if delay_s <= 0:
+            self.release(route)
+        elif self._call_later is not None:
+            self._call_later(delay_s, self.release, route)
+        else:
+            asyncio.get_running_loop().call_later(delay_s, self.release, route)
+
     def in_flight(self, route: RouteKey) -> int:
         """Requests granted on ``route`` and not yet released."""
         r = self._routes.get(route)

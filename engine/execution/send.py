@@ -86,11 +86,22 @@ async def send(p: Pipeline, job: Job) -> None:
         sent_at = p._now_s()
         rec.on_wire_ns = p._now_ns()
         try:
+            written_no_reply = False
             try:
                 await call(p, job)
+            except (OutcomeUnknown, TimeoutError) as exc:
+                written_no_reply = not isinstance(exc, OutcomeUnknown) or exc.status is None
+                raise
             finally:
-                # The reply came (or the call failed): the request stops counting as in flight.
-                ungate(job)
+                if written_no_reply:
+                    # No reply: the venue may receive the request, and count it in its window,
+                    # after the engine stopped waiting (a slow venue). Its budget stays held as
+                    # long again as the engine waited, so a request arriving up to twice the
+                    # order timeout after the send earns no 429 for the ones after it.
+                    ungate_later(job, p._now_s() - sent_at)
+                else:
+                    # The reply came (or the call failed): the request stops counting.
+                    ungate(job)
         except (OutcomeUnknown, RateLimited, TimeoutError) as exc:
             venue_failed(session, action, exc)
             no_deadline(job)
@@ -283,6 +294,14 @@ def ungate(job: Job) -> None:
     if limiter is not None:
         for route in limiter.routes_for(job.signal.action):
             limiter.release(route)
+
+
+def ungate_later(job: Job, delay_s: float) -> None:
+    """:func:`ungate` in ``delay_s`` (a request written with no reply: it may still count)."""
+    limiter = job.leg.session.gate
+    if limiter is not None:
+        for route in limiter.routes_for(job.signal.action):
+            limiter.release_later(route, delay_s)
 
 
 def queue_deadline(p: Pipeline, job: Job) -> int:

@@ -301,3 +301,25 @@ async def test_accepting_says_whether_a_call_would_go_without_taking_a_probe_slo
     assert not b.accepting  # the one probe slot is taken
     b.record_success()
     assert b.accepting and b.state is BreakerState.CLOSED
+
+
+async def test_failing_says_the_venue_is_down_before_the_breaker_can_open() -> None:
+    """/health reads ``failing()``: three 5xx/unreachable calls in a row with none answered since
+    mean the venue is down, though far fewer calls than ``min_calls`` were made; an answer, a
+    429, a dropped reply or a quiet window longer than the window says nothing of the kind."""
+    clock = ManualClock()
+    b = breaker(clock)
+    for kind in (FailureKind.SERVER_ERROR, FailureKind.CONNECTION):
+        result(b, kind)
+    assert b.failing() == 0  # two in a row: not yet
+    result(b, FailureKind.RATE_LIMITED)
+    result(b, FailureKind.NO_REPLY)
+    assert b.failing() == 0  # load and silence do not count
+    result(b, FailureKind.SERVER_ERROR)
+    assert b.failing() == 3 and b.state is BreakerState.CLOSED
+    await clock.advance(10.5)
+    assert b.failing() == 0  # nothing heard for longer than the window: no verdict
+    result(b, FailureKind.SERVER_ERROR)
+    assert b.failing() == 4
+    result(b, OK)
+    assert b.failing() == 0

@@ -126,3 +126,22 @@ async def test_admin_prices_endpoint_triggers_working_orders(wire: Wire) -> None
     ) as r:
         orders = (await r.json())["orders"]
     assert [o["status"] for o in orders] == ["Filled"]
+
+
+async def test_counters_count_the_429s_earned_not_the_injected_ones(wire: Wire) -> None:
+    async def earned() -> dict[str, object]:
+        async with wire.http.get(wire.sb.base_url + "/sandbox/counters") as r:
+            assert r.status == 200
+            return dict(await r.json())
+
+    assert await earned() == {"earned429": {}, "earned429Total": 0}
+    wire.sb.faults.update({"burst429": {"*": 2}})
+    assert [(await wire.place())[0] for _ in range(2)] == [429, 429]  # injected: not earned
+    assert (await earned())["earned429Total"] == 0
+    wire.sb.state.rate_limiter.limits["GET_POSITIONS"].limit = 1
+    wire.sb.state.rate_limiter.limits["GET_POSITIONS"].interval_num = 3600
+    statuses = [
+        (await wire.call("GET", f"/trade/accounts/{ACCOUNT}/positions"))[0] for _ in range(3)
+    ]
+    assert statuses == [200, 429, 429]
+    assert await earned() == {"earned429": {"GET_POSITIONS": 2}, "earned429Total": 2}
