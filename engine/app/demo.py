@@ -551,6 +551,29 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         "~1%% of replies in 300-1500 ms), or ms / a range like 20-40 (no tail), 0 for none",
     )
 
+    parser.add_argument(
+        "--no-guards-scene",
+        action="store_true",
+        help="skip the last scene: the prop-firm guards keeping two funded accounts inside their "
+        "daily loss and drawdown limits (docs/guards.md)",
+    )
+
+    async def both(args: argparse.Namespace) -> int:
+        status = await run_demo(args.burst, args.venue_latency_ms, print)
+        if status or args.no_guards_scene:
+            return status
+        from engine.app.guards_scene import run_guards_scene
+
+        print("\n== prop-firm guards: a strategy that would breach the firm's limits unguarded")
+        once = _OnceFilter()  # each rate-limit warning once, as in the scenes before
+        for name in _RATE_LIMIT_LOGGERS:
+            logging.getLogger(name).addFilter(once)
+        try:
+            return await run_guards_scene(print)
+        finally:
+            for name in _RATE_LIMIT_LOGGERS:
+                logging.getLogger(name).removeFilter(once)
+
     def run(args: argparse.Namespace) -> int:
         if args.burst < 0:
             print("--burst must be 0 or more", file=sys.stderr)
@@ -558,8 +581,8 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         try:
             import uvloop
 
-            return uvloop.run(run_demo(args.burst, args.venue_latency_ms, print))
+            return uvloop.run(both(args))
         except ImportError:
-            return asyncio.run(run_demo(args.burst, args.venue_latency_ms, print))
+            return asyncio.run(both(args))
 
     return run
