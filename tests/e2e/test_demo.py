@@ -63,3 +63,6 @@ def test_tl_engine_demo_command_exits_zero() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "latency, all accounts" in proc.stdout
+    # The last scene: the guards keep both funded accounts inside the firm's rules.
+    assert "guard halted: funded2 halted" in proc.stdout, proc.stdout[-3000:]
+    assert "sandbox: no account breached its firm's rules" in proc.stdout
