@@ -4,13 +4,15 @@
    venue's rate limits lifted; build the engine with ``engine.app.daemon.build_engine`` (the
    daemon's own wiring: accounts, rate gates, journal, pipeline, in-process bus; no control server)
    around the TradeLocker adapter pointed at it.
-2. For each venue latency (0 ms, then 50-100 ms): constant-rate load, measured from the intended
-   send time, of (a) the floor, a bare keep-alive HTTP/1.1 round trip with a pre-built request to
-   the same order endpoint, and (b) the engine: each signal handed to ``Pipeline.submit`` as a
-   ``Delivery`` at its intended send time, done when its outcome is on the bus; stage stamps are
-   the pipeline's own. At 0 ms the same signals also go straight to the adapter ("adapter only":
-   decode, tag, ``place_order``; no lanes, journal or gate), so the pipeline's own cost is visible.
-   Positions are flattened before each series, so no series pays for the one before it.
+2. For each venue latency (0 ms, then 50-100 ms): ONE constant-rate series, measured from the
+   intended send time, in which (a) the floor, a bare keep-alive HTTP/1.1 round trip with a
+   pre-built request to the same order endpoint, (b) the engine: each signal handed to
+   ``Pipeline.submit`` as a ``Delivery`` at its intended send time, done when its outcome is on
+   the bus (stage stamps are the pipeline's own), and at 0 ms (c) the same signals straight to the
+   adapter ("adapter only": decode, tag, ``place_order``; no lanes, journal or gate) are drawn in
+   random order (``bench.load.interleaved_rate``), so every comparison meets the same sandbox and
+   machine at the same moments. Each ratio is also taken per tenth of the series: its spread.
+   Positions are flattened before each series.
 3. (c) The official ``tradelocker`` client placing a few of the same orders (at 0 ms).
 4. Capacity: orders/s with many in flight against the 0 ms sandbox, and with no network: the
    pipeline around the in-process PaperVenue, and the adapter-only path around a null venue.
@@ -31,6 +33,7 @@ import dataclasses
 import datetime as dt
 import math
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -44,7 +47,7 @@ import uvloop
 from bench.engine_path import EnginePath, NullVenue, null_instruments
 from bench.floor import FloorClient
 from bench.kafka_mode import KafkaResult, add_kafka, kafka_series
-from bench.load import LoadResult, closed_loop, constant_rate
+from bench.load import Fire, Interleaved, LoadResult, closed_loop, interleaved_rate
 from bench.official import OfficialResult, official_orders
 from bench.pipeline_path import PipelinePath, pipeline_engine
 from bench.plot import write_percentile_plot
@@ -117,6 +120,7 @@ class Scenario:
     # The same signals straight to the adapter (no pipeline), when measured: the pipeline's cost.
     adapter: LoadResult | None = None
     adapter_metrics: Metrics | None = None
+    mixed: Interleaved | None = None
 
 
 def _pct(s: Summary) -> dict[str, float]:
@@ -221,33 +225,43 @@ async def _scenario(
     engine: PipelinePath,
     say: Callable[[str], None],
     adapter: EnginePath | None = None,
+    seed: int = 1,
 ) -> Scenario:
+    """Floor, engine (and adapter-only) requests drawn in random order within ONE constant-rate
+    series, ``rate`` per second of each kind, so every comparison meets the same sandbox and
+    machine at the same moments (``bench.load.interleaved_rate``)."""
     venue = engine.engine.venue
     aliases = engine.accounts
     await _flatten(venue, aliases)
     await sandbox.set_latency(latency)
-    say(f"  venue latency {latency} ms: floor, {count} requests at {rate:g}/s ...")
 
     async def fire_floor(i: int, intended: int) -> int:
         return await floor.round_trip(i)
 
-    floor_result = await constant_rate(f"floor @{latency}ms", count, rate, fire_floor)
-    await _flatten(venue, aliases)
-    say(f"  venue latency {latency} ms: engine (pipeline), {count} signals at {rate:g}/s ...")
     metrics = Metrics()
     engine.series(f"engine-{latency}ms", metrics)
-    engine_result = await constant_rate(f"engine @{latency}ms", count, rate, engine.fire)
-    metrics.fold()
-    scenario = Scenario(latency, floor_result, engine_result, metrics)
+    fires: dict[str, Fire] = {"floor": fire_floor, "engine": engine.fire}
+    adapter_metrics: Metrics | None = None
     if adapter is not None:
-        await _flatten(venue, aliases)
-        say(f"  venue latency {latency} ms: adapter only, {count} signals at {rate:g}/s ...")
-        adapter.metrics = scenario.adapter_metrics = Metrics()
-        scenario.adapter = await constant_rate(
-            f"adapter only @{latency}ms", count, rate, adapter.fire
-        )
-        scenario.adapter_metrics.fold()
-    return scenario
+        adapter.metrics = adapter_metrics = Metrics()
+        fires["adapter"] = adapter.fire
+    say(
+        f"  venue latency {latency} ms: {' / '.join(fires)} interleaved, {count} each at "
+        f"{rate:g}/s each ({rate * len(fires):g}/s in all) ..."
+    )
+    mixed = await interleaved_rate(f"@{latency}ms", count, rate, fires, seed=seed)
+    metrics.fold()
+    if adapter_metrics is not None:
+        adapter_metrics.fold()
+    return Scenario(
+        latency,
+        mixed.results["floor"],
+        mixed.results["engine"],
+        metrics,
+        mixed.results.get("adapter"),
+        adapter_metrics,
+        mixed,
+    )
 
 
 async def _flatten(venue: Any, aliases: list[str]) -> None:
@@ -439,6 +453,37 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("inf")
 
 
+RATIO_PAIRS = (("engine", "floor"), ("adapter", "floor"), ("engine", "adapter"))
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min, max and the largest distance from the median in % of it."""
+    if not values:
+        return {"n": 0, "median": math.nan, "min": math.nan, "max": math.nan, "pm_pct": math.nan}
+    med = statistics.median(values)
+    worst = max(abs(v - med) for v in values)
+    return {
+        "n": len(values),
+        "median": med,
+        "min": min(values),
+        "max": max(values),
+        "pm_pct": 100.0 * worst / med if med else math.inf,
+    }
+
+
+def _ratio_spreads(scenario: Scenario) -> dict[str, dict[str, float]]:
+    """Each ratio's spread over the tenths of its interleaved series, at p50 and p99."""
+    out: dict[str, dict[str, float]] = {}
+    mixed = scenario.mixed
+    if mixed is None:
+        return out
+    for num, den in RATIO_PAIRS:
+        if num in mixed.latencies and den in mixed.latencies:
+            for q, qn in ((0.5, "p50"), (0.99, "p99")):
+                out[f"{num}/{den} {qn}"] = spread(mixed.block_ratios(num, den, 10, q))
+    return out
+
+
 def _assemble(
     plan: Plan,
     started: dt.datetime,
@@ -545,6 +590,8 @@ def _assemble(
             "engine_slow": slow.engine.late_starts,
         },
         "ratios": ratios,
+        "ratio_spread_0ms": _ratio_spreads(fast),
+        f"ratio_spread_{slow.latency}ms": _ratio_spreads(slow),
         "targets": verdicts,
     }
 
@@ -591,6 +638,15 @@ def render_report(results: dict[str, Any]) -> str:
         r["official_engine_ratio_p50"]
     ):
         lines.append(f"  official client / engine, p50: {r['official_engine_ratio_p50']:.0f}x")
+    for key in (k for k in results if k.startswith("ratio_spread_")):
+        at = key.removeprefix("ratio_spread_")
+        for name, sp in results[key].items():
+            if sp["n"]:
+                lines.append(
+                    f"  {name} round trip at {at}, per tenth of the interleaved series: "
+                    f"median {sp['median']:.2f} ({sp['min']:.2f}..{sp['max']:.2f}, "
+                    f"+-{sp['pm_pct']:.0f} %)"
+                )
     errors = {k: v for k, v in results["errors"].items() if v}
     if errors:
         lines.append(f"  errors: {errors}")

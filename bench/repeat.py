@@ -1,0 +1,77 @@
+"""``tl-engine bench --quick`` N times in a row on this tree, and each figure's spread.
+
+    python -m bench.repeat [--runs 5] [--out DIR] [-- extra bench arguments]
+
+Each run is its own process (a fresh sandbox, engine and interpreter), as a user would run it.
+From each run's JSON it collects the engine/floor and adapter/floor round-trip ratios (p50, from
+the interleaved series), the engine share p50/p99 and the capacities, then prints every run and,
+per figure, the median, min..max and the largest distance from the median in % of it (the
+"within +-10 % of the median" check of the latency issue). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIGURES = (
+    "engine_floor_rt_ratio_p50",
+    "adapter_floor_rt_ratio_p50",
+    "engine_share_p50_us",
+    "engine_share_p99_us",
+    "capacity_sandbox_orders_per_s",
+    "capacity_null_venue_orders_per_s",
+)
+
+
+def spread_line(name: str, values: list[float]) -> str:
+    med = statistics.median(values)
+    worst = max(abs(v - med) for v in values)
+    pct = 100.0 * worst / med if med else float("inf")
+    return f"{name:<36} median {med:10.2f}  ({min(values):.2f}..{max(values):.2f}, +-{pct:.1f} %)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.repeat", description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=5, help="runs in a row (default 5)")
+    p.add_argument("--out", type=Path, default=None, help="where each run's JSON goes (tmp)")
+    p.add_argument("extra", nargs="*", help="more arguments for tl-engine bench (after --)")
+    args = p.parse_args(argv)
+    if args.runs < 1:
+        print("--runs must be at least 1", file=sys.stderr)
+        return 2
+    root = args.out or Path(tempfile.mkdtemp(prefix="tl-repeat-"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    runs: list[dict[str, float]] = []
+    for i in range(args.runs):
+        out = root / f"run-{i + 1}"
+        command = [sys.executable, "-m", "engine.app.cli", "bench", "--quick", "--out", str(out)]
+        subprocess.run(
+            [*command, *args.extra],
+            cwd=REPO,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        ratios = json.loads((out / "latest.json").read_text())["ratios"]
+        figures = {k: float(ratios[k]) for k in FIGURES if k in ratios}
+        runs.append(figures)
+        print(f"run {i + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
+    print(f"\n{args.runs} runs in a row, median (min..max, largest distance from the median)")
+    for k in FIGURES:
+        values = [r[k] for r in runs if k in r]
+        if values:
+            print(spread_line(k, values))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
