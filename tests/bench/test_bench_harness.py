@@ -213,3 +213,22 @@ def test_bench_cli_runs_end_to_end_at_tiny_scale_and_prints_the_two_lines(
     assert not results["errors"]["adapter_only_0ms"], results["errors"]
     assert (tmp_path / "latency-percentiles.png").stat().st_size > 0
     assert "bench-password" not in proc.stdout + proc.stderr
+
+
+def test_micro_suite_compares_only_once_a_run_is_saved_and_fails_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    from bench.micro.__main__ import pytest_args
+
+    first = pytest_args(True, 10.0, [], storage=tmp_path)
+    assert "--benchmark-autosave" in first and f"--benchmark-storage=file://{tmp_path}" in first
+    assert not any(a.startswith("--benchmark-compare") for a in first)
+    saved = tmp_path / "Linux-CPython-3.11-64bit" / "0001_abc_20261126_133534.json"
+    saved.parent.mkdir()
+    saved.write_text("{}")
+    later = pytest_args(False, None, ["-k", "decode"], storage=tmp_path)
+    assert "--benchmark-compare" in later and "--benchmark-autosave" not in later
+    assert not any(a.startswith("--benchmark-compare-fail") for a in later)
+    assert later[-2:] == ["-k", "decode"]
+    strict = pytest_args(True, 25.0, [], storage=tmp_path)
+    assert "--benchmark-compare-fail=mean:25%" in strict
