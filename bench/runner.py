@@ -31,7 +31,9 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import gc
 import math
+import os
 import platform
 import statistics
 import sys
@@ -58,6 +60,7 @@ from bench.sandbox import (
     Sandbox,
     start_sandbox,
 )
+from bench.warm import KeepWarm
 from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.observability.metrics import LatencyHistogram, Metrics, Summary, format_table
 from engine.tradelocker.rest import ConnectionSettings
@@ -150,7 +153,6 @@ def machine() -> dict[str, Any]:
                 mem_gb = int(line.split()[1]) / 1024 / 1024
     except OSError:
         pass
-    import os
 
     return {
         "nproc": os.cpu_count(),
@@ -295,12 +297,29 @@ async def _null_capacity(plan: Plan) -> tuple[LoadResult, Metrics, LoadResult]:
     return result, metrics, adapter_result
 
 
+@dataclass(frozen=True, slots=True)
+class Harness:
+    """How the benchmark process itself is run (recorded with the results): what a pinned daemon
+    would provide (one CPU, ``gc.freeze``), and the keep-warm experiment (``bench/warm.py``)."""
+
+    cpu: int | None = None
+    gc_freeze: bool = False
+    keep_warm_us: float = 0.0
+
+
 async def run_suite(
-    plan: Plan, out_dir: Path, say: Callable[[str], None], kafka: bool = False
+    plan: Plan,
+    out_dir: Path,
+    say: Callable[[str], None],
+    kafka: bool = False,
+    harness: Harness = Harness(),
 ) -> dict[str, Any]:
     started = dt.datetime.now(dt.UTC)
     say(f"starting the sandbox (own process) with {plan.accounts} accounts ...")
     sandbox = await start_sandbox(plan.accounts)
+    if harness.cpu is not None:  # after the sandbox started: it does not inherit the pin
+        os.sched_setaffinity(0, {harness.cpu})
+    harness_out: dict[str, Any] = dataclasses.asdict(harness)
     floor: _RoundRobinFloor | None = None
     kafka_result: KafkaResult | None = None
     try:
@@ -331,10 +350,19 @@ async def run_suite(
             for i in range(4 * plan.accounts):
                 await engine.fire(i, time.monotonic_ns())
                 await adapter.fire(i, time.monotonic_ns())
-
+            if harness.gc_freeze:
+                gc.collect()
+                gc.freeze()
+            warm = KeepWarm(harness.keep_warm_us).start() if harness.keep_warm_us > 0 else None
+            cpu0 = time.process_time()
             fast = await _scenario(
                 sandbox, "0", plan.rate_0ms, plan.count_0ms, floor, engine, say, adapter
             )
+            harness_out["process_cpu_s_0ms_series"] = time.process_time() - cpu0
+            if warm is not None:
+                passes, cpu_s = warm.stop()
+                harness_out["keep_warm_passes"] = passes
+                harness_out["keep_warm_cpu_s"] = cpu_s
             slow = await _scenario(
                 sandbox, plan.slow_latency, plan.rate_slow, plan.count_slow, floor, engine, say
             )
@@ -397,6 +425,7 @@ async def run_suite(
     null_result, null_metrics, null_adapter = await _null_capacity(plan)
 
     results = _assemble(plan, started, fast, slow, official, capacity, null_result, null_metrics)
+    results["harness"] = harness_out
     results["series"]["capacity_null_venue_adapter_only"] = {
         **_pct(null_adapter.summary),
         "orders_per_s": null_adapter.rate,
@@ -671,6 +700,16 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         help="also measure through a real Kafka broker (scripts/kafka.sh; ignored with --quick)",
     )
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", type=int, help="pin the benchmark process to this CPU")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() after the warm-up (as a daemon would)"
+    )
+    parser.add_argument(
+        "--keep-warm-us",
+        type=float,
+        default=0.0,
+        help="run the hot path's pure steps on a template every N us (bench/warm.py)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         plan = Plan.tiny() if args.tiny else Plan.quick() if args.quick else Plan.full()
@@ -686,7 +725,14 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         kafka = args.kafka and not args.quick
         if args.kafka and args.quick:
             say("--kafka is off in --quick (starting a broker alone takes most of a minute)")
-        results = uvloop.run(run_suite(plan, args.out, say, kafka=kafka))
+        harness = Harness(args.cpu, args.gc_freeze, args.keep_warm_us)
+        if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
+            say(
+                f"--cpu {args.cpu}: not one of this process's CPUs "
+                f"{sorted(os.sched_getaffinity(0))}"
+            )
+            return 2
+        results = uvloop.run(run_suite(plan, args.out, say, kafka=kafka, harness=harness))
         print(render_report(results), flush=True)
         return 0
 
