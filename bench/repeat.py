@@ -74,14 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         for name, vargs in variants.items():
             out = root / f"run-{i + 1}{'-' + name if name else ''}"
             command = [sys.executable, "-m", "engine.app.cli", "bench", "--quick"]
-            subprocess.run(
+            done = subprocess.run(
                 [*command, "--out", str(out), *vargs, *args.extra],
                 cwd=REPO,
                 env=env,
-                check=True,
+                check=False,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
+            if done.returncode != 0:  # reported and left out; the spread says how many ran
+                tail = done.stderr.strip().splitlines()[-3:]
+                print(f"run {i + 1} {name}: FAILED (exit {done.returncode}): {tail}", flush=True)
+                continue
             ratios = json.loads((out / "latest.json").read_text())["ratios"]
             figures = {k: float(ratios[k]) for k in FIGURES if k in ratios}
             runs[name].append(figures)
@@ -89,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {i + 1}{' ' + name if name else ''}: {shown}", flush=True)
     for name in variants:
         title = f"variant {name}: " if name else ""
-        print(f"\n{title}{args.runs} runs, median (min..max, largest distance from the median)")
+        print(
+            f"\n{title}{len(runs[name])} runs, median (min..max, largest distance from the median)"
+        )
         for k in FIGURES:
             values = [r[k] for r in runs[name] if k in r]
             if values:

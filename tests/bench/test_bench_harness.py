@@ -232,3 +232,15 @@ def test_micro_suite_compares_only_once_a_run_is_saved_and_fails_only_when_asked
     assert later[-2:] == ["-k", "decode"]
     strict = pytest_args(True, 25.0, [], storage=tmp_path)
     assert "--benchmark-compare-fail=mean:25%" in strict
+
+
+def test_bench_seed_lifts_rate_limits_only_when_asked() -> None:
+    from bench.sandbox import LIFTED_LIMIT, bench_seed
+
+    lifted = bench_seed(3)
+    limits = lifted["rateLimits"]
+    assert isinstance(limits, dict) and limits
+    assert all(v == {"limit": LIFTED_LIMIT} for v in limits.values())
+    venue_like = bench_seed(3, lifted=False)
+    assert "rateLimits" not in venue_like
+    assert venue_like["users"] == lifted["users"]
