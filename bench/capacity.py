@@ -151,7 +151,7 @@ async def memory_mode(accounts: int, positions: int) -> dict[str, Any]:
 
 
 async def soak_mode(minutes: float, rate: float, accounts: int) -> dict[str, Any]:
-    sandbox = await start_sandbox(accounts)
+    sandbox = await start_sandbox(accounts, lifted=False)  # as memory_mode: venue-like limits
     samples: list[tuple[float, float]] = []
     try:
         venue, ids = _bench_venue(sandbox)
@@ -162,10 +162,9 @@ async def soak_mode(minutes: float, rate: float, accounts: int) -> dict[str, Any
             errors: dict[str, int] = {}
             sent = 0
             while time.monotonic() - t0 < minutes * 60:
-                metrics = Metrics()
-                path.series(f"soak{minute}", metrics)
-                # One minute in six 10 s slices, RSS after each.
-                for _ in range(6):
+                # One minute in six 10 s slices, RSS after each; fresh signal ids per slice.
+                for part in range(6):
+                    path.series(f"soak{minute}-{part}", Metrics())
                     result = await constant_rate("soak", int(rate * 10), rate, path.fire)
                     sent += result.sent
                     for k, n in result.error_kinds.items():
