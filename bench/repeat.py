@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                 tail = done.stderr.strip().splitlines()[-3:]
                 print(f"run {i + 1} {name}: FAILED (exit {done.returncode}): {tail}", flush=True)
                 continue
-            ratios = json.loads((out / "latest.json").read_text())["ratios"]
+            data = json.loads((out / "latest.json").read_text())
+            ratios = data["ratios"]
+            if data.get("saturated_0ms"):
+                print(f"run {i + 1} {name}: SATURATED (floor p50 > 10 ms at 0 ms), left out")
+                continue
             figures = {k: float(ratios[k]) for k in FIGURES if k in ratios}
             runs[name].append(figures)
             shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
