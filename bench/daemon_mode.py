@@ -76,15 +76,18 @@ def daemon_toml(
     port: int,
     sandbox: Sandbox,
     kafka: tuple[str, str] | None,
+    connections: int = FLOOR_CONNECTIONS,
+    sink: str | None = None,
 ) -> str:
-    """The daemon's config: the sandbox's accounts, the control server, one intake."""
+    """The daemon's config: the sandbox's accounts, the control server, one intake (and, with
+    ``sink`` = a bootstrap, its events on Kafka topics ``tl.*``)."""
     lines = [
         "[engine]",
         f'journal_path = "{journal}"',
         'control_host = "127.0.0.1"',
         f"control_port = {port}",
         'control_token = "env:TL_BENCH_CONTROL_TOKEN"',
-        f"order_connections = {FLOOR_CONNECTIONS}",
+        f"order_connections = {connections}",
         "",
         "[logins.bench]",
         f'base_url = "{sandbox.host_url}"',
@@ -106,6 +109,8 @@ def daemon_toml(
             f'group_id = "{topic}"',
             "",
         ]
+    if sink is not None:
+        lines += ["[[sinks]]", 'kind = "kafka"', f'bootstrap = "{sink}"', ""]
     return "\n".join(lines)
 
 

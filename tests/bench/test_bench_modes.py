@@ -68,3 +68,28 @@ def test_memory_mode_opens_the_positions_it_reports(tmp_path: Path) -> None:
     assert not result["order_errors"]
     assert result["open_positions_at_venue"] == 9
     assert 0 < result["rss_mb_before_engine"] <= result["rss_mb_engine_started"]
+
+
+def test_scaleout_report_counts_lost_twice_and_the_gap_across_the_kill() -> None:
+    from bench.scaleout import Outcomes, _kill_report
+
+    ms = 1_000_000
+    kill = 10_000 * ms
+    produced = {
+        "s1": (9_000 * ms, "acct1"),  # before the kill, answered at once
+        "s2": (10_500 * ms, "acct1"),  # after it: its account trades again 4 s later
+        "s3": (10_600 * ms, "acct2"),  # never answered: lost
+        "s4": (9_500 * ms, "acct2"),
+    }
+    out = Outcomes()
+    out.by_id["s1"].append(("accepted", "acct1", 9_010 * ms))
+    out.by_id["s2"].append(("accepted", "acct1", 14_500 * ms))
+    out.by_id["s4"].append(("unknown", "acct2", 9_600 * ms))
+    report = _kill_report(produced, out, kill, positions=3, processes=3)
+    assert report["lost_no_outcome"] == 1
+    assert report["statuses"] == {"accepted": 2, "unknown": 1}
+    # 3 positions at the venue for 2 accepted signals: one order beyond them (or the unknown one).
+    assert report["twice_positions_beyond_accepted"] == 1
+    assert report["after_kill_count"] == 1
+    assert report["after_kill_produced_to_outcome_max_ms"] == 4_000
+    assert report["longest_gap_across_kill_ms"] == 14_500 - 9_010
