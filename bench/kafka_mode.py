@@ -115,6 +115,15 @@ class KafkaFire:
         return acked
 
 
+async def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
 async def kafka_series(
     venue: Any,
     account_ids: dict[str, str],
@@ -132,12 +141,7 @@ async def kafka_series(
     aliases = list(account_ids)
     async with broker() as bootstrap:
         say(f"  kafka: broker at {bootstrap}, topic {topic} ({PARTITIONS} partitions)")
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-        finally:
-            await admin.close()
+        await create_topic(bootstrap, topic)
         joined = asyncio.Event()
         source = KafkaSignalSource(
             KafkaSourceConfig(bootstrap, topic=topic, group_id=topic),

@@ -40,7 +40,11 @@ class OrderNotAccepted(Exception):
 
 
 def bench_config(
-    journal_dir: Path, account_ids: dict[str, str], base_url: str, server: str
+    journal_dir: Path,
+    account_ids: dict[str, str],
+    base_url: str,
+    server: str,
+    groups: dict[str, list[str]] | None = None,
 ) -> Config:
     """The engine's config for the benchmark: one login, the given accounts, default limits.
 
@@ -61,6 +65,10 @@ def bench_config(
             "accounts": {
                 alias: {"login": "bench", "account_id": acc_id}
                 for alias, acc_id in account_ids.items()
+            },
+            "groups": {
+                name: {"members": members, "mode": "fanout"}
+                for name, members in (groups or {}).items()
             },
         }
     )
@@ -124,11 +132,12 @@ async def pipeline_engine(
     base_url: str,
     server: str,
     sources: list[SignalSource] | None = None,
+    groups: dict[str, list[str]] | None = None,
 ) -> AsyncIterator[tuple[Engine, OutcomeWaiter]]:
     """An engine from ``build_engine`` around ``venue`` (started by it, closed with it), its
     journal in a throw-away directory; yields it with an outcome waiter on its bus."""
     with tempfile.TemporaryDirectory(prefix="tl-bench-journal-") as tmp:
-        cfg = bench_config(Path(tmp), account_ids, base_url, server)
+        cfg = bench_config(Path(tmp), account_ids, base_url, server, groups)
         engine = await build_engine(cfg, venue=venue, with_control=False, sources=sources or [])
         waiter = OutcomeWaiter()
         engine.bus.subscribe(waiter.on_event)

@@ -4,13 +4,15 @@
    venue's rate limits lifted; build the engine with ``engine.app.daemon.build_engine`` (the
    daemon's own wiring: accounts, rate gates, journal, pipeline, in-process bus; no control server)
    around the TradeLocker adapter pointed at it.
-2. For each venue latency (0 ms, then 50-100 ms): constant-rate load, measured from the intended
-   send time, of (a) the floor, a bare keep-alive HTTP/1.1 round trip with a pre-built request to
-   the same order endpoint, and (b) the engine: each signal handed to ``Pipeline.submit`` as a
-   ``Delivery`` at its intended send time, done when its outcome is on the bus; stage stamps are
-   the pipeline's own. At 0 ms the same signals also go straight to the adapter ("adapter only":
-   decode, tag, ``place_order``; no lanes, journal or gate), so the pipeline's own cost is visible.
-   Positions are flattened before each series, so no series pays for the one before it.
+2. For each venue latency (0 ms, then 50-100 ms): ONE constant-rate series, measured from the
+   intended send time, in which (a) the floor, a bare keep-alive HTTP/1.1 round trip with a
+   pre-built request to the same order endpoint, (b) the engine: each signal handed to
+   ``Pipeline.submit`` as a ``Delivery`` at its intended send time, done when its outcome is on
+   the bus (stage stamps are the pipeline's own), and at 0 ms (c) the same signals straight to the
+   adapter ("adapter only": decode, tag, ``place_order``; no lanes, journal or gate) are drawn in
+   random order (``bench.load.interleaved_rate``), so every comparison meets the same sandbox and
+   machine at the same moments. Each ratio is also taken per tenth of the series: its spread.
+   Positions are flattened before each series.
 3. (c) The official ``tradelocker`` client placing a few of the same orders (at 0 ms).
 4. Capacity: orders/s with many in flight against the 0 ms sandbox, and with no network: the
    pipeline around the in-process PaperVenue, and the adapter-only path around a null venue.
@@ -29,8 +31,11 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import gc
 import math
+import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -44,7 +49,7 @@ import uvloop
 from bench.engine_path import EnginePath, NullVenue, null_instruments
 from bench.floor import FloorClient
 from bench.kafka_mode import KafkaResult, add_kafka, kafka_series
-from bench.load import LoadResult, closed_loop, constant_rate
+from bench.load import Fire, Interleaved, LoadResult, closed_loop, interleaved_rate
 from bench.official import OfficialResult, official_orders
 from bench.pipeline_path import PipelinePath, pipeline_engine
 from bench.plot import write_percentile_plot
@@ -55,6 +60,7 @@ from bench.sandbox import (
     Sandbox,
     start_sandbox,
 )
+from bench.warm import KeepWarm
 from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.observability.metrics import LatencyHistogram, Metrics, Summary, format_table
 from engine.tradelocker.rest import ConnectionSettings
@@ -72,6 +78,9 @@ TARGET_SHARE_P99_US = 250.0
 TARGET_RT_RATIO = 1.3
 TARGET_SIGNAL_TO_ACK_P99_MS = 150.0
 TARGET_CAPACITY = 5_000.0
+# A loopback round trip to the 0 ms sandbox takes ~0.5-1.5 ms; a floor p50 above this means the
+# sandbox or the machine could not keep up with the series: queues, not latencies, were measured.
+SATURATED_FLOOR_P50_MS = 10.0
 
 
 FLOOR_CONNECTIONS = 4  # keep-alive connections per account, for the floor and the engine
@@ -117,6 +126,7 @@ class Scenario:
     # The same signals straight to the adapter (no pipeline), when measured: the pipeline's cost.
     adapter: LoadResult | None = None
     adapter_metrics: Metrics | None = None
+    mixed: Interleaved | None = None
 
 
 def _pct(s: Summary) -> dict[str, float]:
@@ -146,7 +156,6 @@ def machine() -> dict[str, Any]:
                 mem_gb = int(line.split()[1]) / 1024 / 1024
     except OSError:
         pass
-    import os
 
     return {
         "nproc": os.cpu_count(),
@@ -172,7 +181,12 @@ def _bench_venue(sandbox: Sandbox) -> tuple[TradeLockerVenue, dict[str, str]]:
     # As many pinned order connections per account as the floor has (FLOOR_CONNECTIONS): with
     # 50-100 ms venue latency each connection carries at most ~13 orders/s, so unequal pools
     # would measure connection queueing, not the engine.
-    connection = ConnectionSettings(order_connections=FLOOR_CONNECTIONS)
+    # And no more: the floor's pool is fixed, so an engine pool growing on demand (up to
+    # order_connections_max) would let the engine dodge the queueing the floor meets whenever
+    # the sandbox stalls (engine/floor p50 0.59 in a run at load average 8).
+    connection = ConnectionSettings(
+        order_connections=FLOOR_CONNECTIONS, order_connections_max=FLOOR_CONNECTIONS
+    )
     return TradeLockerVenue([login], specs, connection=connection), account_ids
 
 
@@ -221,33 +235,43 @@ async def _scenario(
     engine: PipelinePath,
     say: Callable[[str], None],
     adapter: EnginePath | None = None,
+    seed: int = 1,
 ) -> Scenario:
+    """Floor, engine (and adapter-only) requests drawn in random order within ONE constant-rate
+    series, ``rate`` per second of each kind, so every comparison meets the same sandbox and
+    machine at the same moments (``bench.load.interleaved_rate``)."""
     venue = engine.engine.venue
     aliases = engine.accounts
     await _flatten(venue, aliases)
     await sandbox.set_latency(latency)
-    say(f"  venue latency {latency} ms: floor, {count} requests at {rate:g}/s ...")
 
     async def fire_floor(i: int, intended: int) -> int:
         return await floor.round_trip(i)
 
-    floor_result = await constant_rate(f"floor @{latency}ms", count, rate, fire_floor)
-    await _flatten(venue, aliases)
-    say(f"  venue latency {latency} ms: engine (pipeline), {count} signals at {rate:g}/s ...")
     metrics = Metrics()
     engine.series(f"engine-{latency}ms", metrics)
-    engine_result = await constant_rate(f"engine @{latency}ms", count, rate, engine.fire)
-    metrics.fold()
-    scenario = Scenario(latency, floor_result, engine_result, metrics)
+    fires: dict[str, Fire] = {"floor": fire_floor, "engine": engine.fire}
+    adapter_metrics: Metrics | None = None
     if adapter is not None:
-        await _flatten(venue, aliases)
-        say(f"  venue latency {latency} ms: adapter only, {count} signals at {rate:g}/s ...")
-        adapter.metrics = scenario.adapter_metrics = Metrics()
-        scenario.adapter = await constant_rate(
-            f"adapter only @{latency}ms", count, rate, adapter.fire
-        )
-        scenario.adapter_metrics.fold()
-    return scenario
+        adapter.metrics = adapter_metrics = Metrics()
+        fires["adapter"] = adapter.fire
+    say(
+        f"  venue latency {latency} ms: {' / '.join(fires)} interleaved, {count} each at "
+        f"{rate:g}/s each ({rate * len(fires):g}/s in all) ..."
+    )
+    mixed = await interleaved_rate(f"@{latency}ms", count, rate, fires, seed=seed)
+    metrics.fold()
+    if adapter_metrics is not None:
+        adapter_metrics.fold()
+    return Scenario(
+        latency,
+        mixed.results["floor"],
+        mixed.results["engine"],
+        metrics,
+        mixed.results.get("adapter"),
+        adapter_metrics,
+        mixed,
+    )
 
 
 async def _flatten(venue: Any, aliases: list[str]) -> None:
@@ -281,12 +305,29 @@ async def _null_capacity(plan: Plan) -> tuple[LoadResult, Metrics, LoadResult]:
     return result, metrics, adapter_result
 
 
+@dataclass(frozen=True, slots=True)
+class Harness:
+    """How the benchmark process itself is run (recorded with the results): what a pinned daemon
+    would provide (one CPU, ``gc.freeze``), and the keep-warm experiment (``bench/warm.py``)."""
+
+    cpu: int | None = None
+    gc_freeze: bool = False
+    keep_warm_us: float = 0.0
+
+
 async def run_suite(
-    plan: Plan, out_dir: Path, say: Callable[[str], None], kafka: bool = False
+    plan: Plan,
+    out_dir: Path,
+    say: Callable[[str], None],
+    kafka: bool = False,
+    harness: Harness = Harness(),
 ) -> dict[str, Any]:
     started = dt.datetime.now(dt.UTC)
     say(f"starting the sandbox (own process) with {plan.accounts} accounts ...")
     sandbox = await start_sandbox(plan.accounts)
+    if harness.cpu is not None:  # after the sandbox started: it does not inherit the pin
+        os.sched_setaffinity(0, {harness.cpu})
+    harness_out: dict[str, Any] = dataclasses.asdict(harness)
     floor: _RoundRobinFloor | None = None
     kafka_result: KafkaResult | None = None
     try:
@@ -317,10 +358,19 @@ async def run_suite(
             for i in range(4 * plan.accounts):
                 await engine.fire(i, time.monotonic_ns())
                 await adapter.fire(i, time.monotonic_ns())
-
+            if harness.gc_freeze:
+                gc.collect()
+                gc.freeze()
+            warm = KeepWarm(harness.keep_warm_us).start() if harness.keep_warm_us > 0 else None
+            cpu0 = time.process_time()
             fast = await _scenario(
                 sandbox, "0", plan.rate_0ms, plan.count_0ms, floor, engine, say, adapter
             )
+            harness_out["process_cpu_s_0ms_series"] = time.process_time() - cpu0
+            if warm is not None:
+                passes, cpu_s = warm.stop()
+                harness_out["keep_warm_passes"] = passes
+                harness_out["keep_warm_cpu_s"] = cpu_s
             slow = await _scenario(
                 sandbox, plan.slow_latency, plan.rate_slow, plan.count_slow, floor, engine, say
             )
@@ -383,6 +433,7 @@ async def run_suite(
     null_result, null_metrics, null_adapter = await _null_capacity(plan)
 
     results = _assemble(plan, started, fast, slow, official, capacity, null_result, null_metrics)
+    results["harness"] = harness_out
     results["series"]["capacity_null_venue_adapter_only"] = {
         **_pct(null_adapter.summary),
         "orders_per_s": null_adapter.rate,
@@ -437,6 +488,37 @@ def _write_outputs(
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("inf")
+
+
+RATIO_PAIRS = (("engine", "floor"), ("adapter", "floor"), ("engine", "adapter"))
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min, max and the largest distance from the median in % of it."""
+    if not values:
+        return {"n": 0, "median": math.nan, "min": math.nan, "max": math.nan, "pm_pct": math.nan}
+    med = statistics.median(values)
+    worst = max(abs(v - med) for v in values)
+    return {
+        "n": len(values),
+        "median": med,
+        "min": min(values),
+        "max": max(values),
+        "pm_pct": 100.0 * worst / med if med else math.inf,
+    }
+
+
+def _ratio_spreads(scenario: Scenario) -> dict[str, dict[str, float]]:
+    """Each ratio's spread over the tenths of its interleaved series, at p50 and p99."""
+    out: dict[str, dict[str, float]] = {}
+    mixed = scenario.mixed
+    if mixed is None:
+        return out
+    for num, den in RATIO_PAIRS:
+        if num in mixed.latencies and den in mixed.latencies:
+            for q, qn in ((0.5, "p50"), (0.99, "p99")):
+                out[f"{num}/{den} {qn}"] = spread(mixed.block_ratios(num, den, 10, q))
+    return out
 
 
 def _assemble(
@@ -545,6 +627,9 @@ def _assemble(
             "engine_slow": slow.engine.late_starts,
         },
         "ratios": ratios,
+        "saturated_0ms": ff.p50 / 1e6 > SATURATED_FLOOR_P50_MS,
+        "ratio_spread_0ms": _ratio_spreads(fast),
+        f"ratio_spread_{slow.latency}ms": _ratio_spreads(slow),
         "targets": verdicts,
     }
 
@@ -591,10 +676,25 @@ def render_report(results: dict[str, Any]) -> str:
         r["official_engine_ratio_p50"]
     ):
         lines.append(f"  official client / engine, p50: {r['official_engine_ratio_p50']:.0f}x")
+    for key in (k for k in results if k.startswith("ratio_spread_")):
+        at = key.removeprefix("ratio_spread_")
+        for name, sp in results[key].items():
+            if sp["n"]:
+                lines.append(
+                    f"  {name} round trip at {at}, per tenth of the interleaved series: "
+                    f"median {sp['median']:.2f} ({sp['min']:.2f}..{sp['max']:.2f}, "
+                    f"+-{sp['pm_pct']:.0f} %)"
+                )
     errors = {k: v for k, v in results["errors"].items() if v}
     if errors:
         lines.append(f"  errors: {errors}")
     lines.append(f"  plot: {results['plot']}")
+    if results.get("saturated_0ms"):
+        lines.append(
+            f"  WARNING: the floor's p50 at 0 ms was {results['series']['floor_0ms']['p50_us']:.0f}"
+            f" us (> {SATURATED_FLOOR_P50_MS:g} ms): the sandbox or the machine was saturated and "
+            "the ratios below measure queues; rerun on a quieter machine"
+        )
     lines.append("")
     lines.append(f"engine/floor round-trip ratio: {r['engine_floor_rt_ratio_p50']:.2f}")
     lines.append(f"engine share p99: {r['engine_share_p99_us']:.0f} us")
@@ -615,6 +715,16 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         help="also measure through a real Kafka broker (scripts/kafka.sh; ignored with --quick)",
     )
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", type=int, help="pin the benchmark process to this CPU")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() after the warm-up (as a daemon would)"
+    )
+    parser.add_argument(
+        "--keep-warm-us",
+        type=float,
+        default=0.0,
+        help="run the hot path's pure steps on a template every N us (bench/warm.py)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         plan = Plan.tiny() if args.tiny else Plan.quick() if args.quick else Plan.full()
@@ -630,7 +740,14 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
         kafka = args.kafka and not args.quick
         if args.kafka and args.quick:
             say("--kafka is off in --quick (starting a broker alone takes most of a minute)")
-        results = uvloop.run(run_suite(plan, args.out, say, kafka=kafka))
+        harness = Harness(args.cpu, args.gc_freeze, args.keep_warm_us)
+        if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
+            say(
+                f"--cpu {args.cpu}: not one of this process's CPUs "
+                f"{sorted(os.sched_getaffinity(0))}"
+            )
+            return 2
+        results = uvloop.run(run_suite(plan, args.out, say, kafka=kafka, harness=harness))
         print(render_report(results), flush=True)
         return 0
 

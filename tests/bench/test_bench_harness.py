@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bench.engine_path import EnginePath, NullVenue, null_instruments
 from bench.floor import FloorClient
-from bench.load import closed_loop, constant_rate
+from bench.load import closed_loop, constant_rate, interleaved_rate, interleaved_schedule
 from bench.pipeline_path import OrderNotAccepted, PipelinePath, pipeline_engine
 from engine.observability.metrics import Metrics
 from engine.venue.paper import PaperVenue
@@ -102,6 +102,46 @@ async def test_constant_rate_counts_failures_and_records_only_successes() -> Non
     assert result.summary.count == 35 - 11
 
 
+def test_interleaved_schedule_gives_each_kind_one_place_in_every_block() -> None:
+    kinds = ["floor", "engine", "adapter"]
+    order = interleaved_schedule(kinds, 50, seed=7)
+    assert len(order) == 150
+    for b in range(50):
+        block = order[3 * b : 3 * b + 3]
+        assert sorted(k for k, _ in block) == sorted(kinds)
+        assert {i for _, i in block} == {b}
+    # Random order within blocks: not the same position for a kind every time.
+    assert len({[k for k, _ in order[3 * b : 3 * b + 3]].index("engine") for b in range(50)}) == 3
+    assert order == interleaved_schedule(kinds, 50, seed=7)  # reproducible from its seed
+
+
+async def test_interleaved_rate_measures_each_kind_apart_and_ratios_per_stretch() -> None:
+    seen: list[str] = []
+
+    def kind(name: str, cost_ns: int, fail_every: int = 0):  # type: ignore[no-untyped-def]
+        async def fire(i: int, intended: int) -> int:
+            seen.append(name)
+            await asyncio.sleep(0)
+            if fail_every and i % fail_every == 0:
+                raise ConnectionResetError("dropped")
+            return intended + cost_ns
+
+        return fire
+
+    mixed = await interleaved_rate(
+        "t", 40, 2_000, {"slow": kind("slow", 3_000, fail_every=10), "fast": kind("fast", 1_000)}
+    )
+    # Launched interleaved: every consecutive pair of launches holds one of each kind.
+    assert len(seen) == 80
+    assert all(sorted(seen[2 * b : 2 * b + 2]) == ["fast", "slow"] for b in range(40))
+    slow, fast = mixed.results["slow"], mixed.results["fast"]
+    assert slow.errors == 4 and slow.error_kinds == {"ConnectionResetError": 4}
+    assert slow.summary.count == 36 and fast.summary.count == 40 and fast.errors == 0
+    ratios = mixed.block_ratios("slow", "fast", blocks=4)
+    assert len(ratios) == 4
+    assert all(abs(r - 3.0) < 0.01 for r in ratios), ratios
+
+
 async def test_engine_path_against_the_null_venue_stamps_every_stage() -> None:
     accounts = ["a1", "a2", "a3"]
     metrics = Metrics()
@@ -173,3 +213,34 @@ def test_bench_cli_runs_end_to_end_at_tiny_scale_and_prints_the_two_lines(
     assert not results["errors"]["adapter_only_0ms"], results["errors"]
     assert (tmp_path / "latency-percentiles.png").stat().st_size > 0
     assert "bench-password" not in proc.stdout + proc.stderr
+
+
+def test_micro_suite_compares_only_once_a_run_is_saved_and_fails_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    from bench.micro.__main__ import pytest_args
+
+    first = pytest_args(True, 10.0, [], storage=tmp_path)
+    assert "--benchmark-autosave" in first and f"--benchmark-storage=file://{tmp_path}" in first
+    assert not any(a.startswith("--benchmark-compare") for a in first)
+    saved = tmp_path / "Linux-CPython-3.11-64bit" / "0001_abc_20261126_133534.json"
+    saved.parent.mkdir()
+    saved.write_text("{}")
+    later = pytest_args(False, None, ["-k", "decode"], storage=tmp_path)
+    assert "--benchmark-compare" in later and "--benchmark-autosave" not in later
+    assert not any(a.startswith("--benchmark-compare-fail") for a in later)
+    assert later[-2:] == ["-k", "decode"]
+    strict = pytest_args(True, 25.0, [], storage=tmp_path)
+    assert "--benchmark-compare-fail=mean:25%" in strict
+
+
+def test_bench_seed_lifts_rate_limits_only_when_asked() -> None:
+    from bench.sandbox import LIFTED_LIMIT, bench_seed
+
+    lifted = bench_seed(3)
+    limits = lifted["rateLimits"]
+    assert isinstance(limits, dict) and limits
+    assert all(v == {"limit": LIFTED_LIMIT} for v in limits.values())
+    venue_like = bench_seed(3, lifted=False)
+    assert "rateLimits" not in venue_like
+    assert venue_like["users"] == lifted["users"]
