@@ -123,35 +123,65 @@ class QuotePacer:
     """One login's QUOTES budget: quote requests go out one at a time, evenly spaced.
 
     Whoever sends a quote request awaits :meth:`turn` right before sending it. Turns are granted
-    first come, first served, and the next one is scheduled an interval after the moment this one
-    is granted (never from its planned time), so a late wake-up on a busy loop cannot let two
+    first come, first served, and the next one no sooner than an interval after the moment this
+    one is granted (never from its planned time), so a late wake-up on a busy loop cannot let two
     requests out back to back to "catch up". Sharing one pacer is what keeps several callers of
-    one login inside one limit; a caller that sends without a turn breaks that promise."""
+    one login inside one limit; a caller that sends without a turn breaks that promise.
+
+    Several engine processes on one login (a Kafka consumer group) each hold a ``fraction`` of
+    it (:meth:`set_fraction`, docs/kafka.md "Per-login budgets"): the pace is the rate times the
+    fraction, and at fraction 0 no turn is granted until it rises again."""
 
     def __init__(self, requests_per_second: float) -> None:
         self.interval = 0.0
+        self._rate = 0.0
+        self.fraction = 1.0
+        self._open = asyncio.Event()
+        self._open.set()
         self.set_rate(requests_per_second)
-        self._next = 0.0  # monotonic s before which no turn is granted
+        self._last = -1e18  # monotonic s of the last turn granted
         self._lock = asyncio.Lock()
         self.turns = 0
 
     @property
     def requests_per_second(self) -> float:
-        return 1.0 / self.interval
+        """The pace now (0 while this process holds no share of the login)."""
+        return self._rate * self.fraction
 
     def set_rate(self, requests_per_second: float) -> None:
         """Change the pace (e.g. once ``/trade/config`` is known); applies from the next turn."""
         if not requests_per_second > 0:
             raise ConfigError(f"requests_per_second must be positive, got {requests_per_second}")
-        self.interval = 1.0 / requests_per_second
+        self._rate = requests_per_second
+        self._apply()
+
+    def set_fraction(self, fraction: float) -> None:
+        """This process's share of the login's budget (0..1); applies from the next turn, and a
+        lower one at once: the next turn waits a full new interval after the last one."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"a quote budget fraction must be in [0, 1], got {fraction}")
+        self.fraction = fraction
+        self._apply()
+
+    def _apply(self) -> None:
+        if self.fraction > 0:
+            self.interval = 1.0 / (self._rate * self.fraction)
+            self._open.set()
+        else:
+            self.interval = 1.0 / self._rate  # for freshness arithmetic; no turn is granted
+            self._open.clear()
 
     async def turn(self) -> None:
         """Wait until one quote request may go out now; the caller sends it at once."""
         async with self._lock:
-            delay = self._next - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next = time.monotonic() + self.interval
+            while True:
+                await self._open.wait()
+                delay = self._last + self.interval - time.monotonic()
+                if delay <= 0 and self._open.is_set():
+                    break
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            self._last = time.monotonic()
             self.turns += 1
 
 
