@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,12 @@ def quotes_rate(config: Mapping[str, Any], share: float = 0.9) -> float:
     """Requests per second allowed by ``rateLimits`` QUOTES in a ``/trade/config`` payload,
     times ``share`` (the share of the limit used). Raises :class:`ConfigError` when the venue
     publishes none."""
+    limit, window = quotes_limit(config)
+    return limit / window * share
+
+
+def quotes_limit(config: Mapping[str, Any]) -> tuple[float, float]:
+    """(requests, window in seconds) of ``rateLimits`` QUOTES; ConfigError when none."""
     for entry in config.get("rateLimits") or ():
         if isinstance(entry, dict) and entry.get("rateLimitType") == "QUOTES":
             try:
@@ -100,7 +107,7 @@ def quotes_rate(config: Mapping[str, Any], share: float = 0.9) -> float:
                 raise ConfigError(f"rateLimits QUOTES entry is not understood: {entry!r}") from None
             if limit <= 0 or window <= 0:
                 raise ConfigError(f"rateLimits QUOTES must be positive, got {entry!r}")
-            return limit / window * share
+            return limit, window
     raise ConfigError("/trade/config publishes no QUOTES rate limit; pass requests_per_second")
 
 
@@ -136,6 +143,7 @@ class QuotePacer:
         self.interval = 0.0
         self._rate = 0.0
         self.fraction = 1.0
+        self.window_s = 1.0  # the venue's QUOTES window (set with the rate from /trade/config)
         self._open = asyncio.Event()
         self._open.set()
         self.set_rate(requests_per_second)
@@ -146,7 +154,7 @@ class QuotePacer:
     @property
     def requests_per_second(self) -> float:
         """The pace now (0 while this process holds no share of the login)."""
-        return self._rate * self.fraction
+        return 1.0 / self.interval if self.fraction > 0 else 0.0
 
     def set_rate(self, requests_per_second: float) -> None:
         """Change the pace (e.g. once ``/trade/config`` is known); applies from the next turn."""
@@ -165,7 +173,15 @@ class QuotePacer:
 
     def _apply(self) -> None:
         if self.fraction > 0:
-            self.interval = 1.0 / (self._rate * self.fraction)
+            rate = self._rate * self.fraction
+            if self.fraction < 1.0:
+                # Evenly spaced at r per second, a process can land ceil(r x window) requests
+                # in one venue window, so shares of 2.25/s each put 3 + 3 into a window of 5:
+                # a share is a whole number of requests per window (when it is at least one).
+                per_window = math.floor(rate * self.window_s + 1e-9)
+                if per_window >= 1:
+                    rate = per_window / self.window_s
+            self.interval = 1.0 / rate
             self._open.set()
         else:
             self.interval = 1.0 / self._rate  # for freshness arithmetic; no turn is granted
@@ -241,6 +257,7 @@ class QuoteFeed:
         shared pacer is set to this rate and used."""
         rate = quotes_rate(config, share)
         if pacer is not None:
+            pacer.window_s = quotes_limit(config)[1]
             pacer.set_rate(rate)
         return cls(
             rest,

@@ -148,6 +148,7 @@ async def one_run(args: argparse.Namespace, work: Path, run: int) -> dict[str, f
         {"id": str(700001 + n), "name": f"T {n}", "currency": "USD", "balance": 100000}
         for n in range(ACCOUNTS)
     ]
+    seed.pop("rateLimits", None)  # the profile's limits (realistic: 5 orders/s, 2 reads/s)
     (work / "seed.json").write_text(json.dumps(seed))
     extra = ["--latency-ms", args.latency_ms] if args.latency_ms else []
     sandbox, url = launch_sandbox_process(
@@ -265,7 +266,107 @@ async def one_run(args: argparse.Namespace, work: Path, run: int) -> dict[str, f
     }
 
 
+async def catch_up(args: argparse.Namespace, work: Path) -> None:
+    """``--restart N``: one daemon killed, N signals produced while it is down (spread over the
+    accounts), the daemon started again: how fast the backlog is decided, against the orders per
+    second the accounts' PLACE_ORDER limits allow."""
+    topic = f"catchup-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    seed = json.loads((REPO / "config" / "sandbox-seed.json").read_text())
+    seed["users"][0]["accounts"] = [
+        {"id": str(700001 + n), "name": f"T {n}", "currency": "USD", "balance": 100000}
+        for n in range(ACCOUNTS)
+    ]
+    seed.pop("rateLimits", None)  # the profile's limits (realistic: 5 orders/s, 2 reads/s)
+    (work / "seed.json").write_text(json.dumps(seed))
+    extra = ["--latency-ms", args.latency_ms] if args.latency_ms else []
+    sandbox, url = launch_sandbox_process(
+        work / "sandbox-c.log", seed_file=work / "seed.json", profile=args.profile, extra=extra
+    )
+    watcher = Watcher(args.bootstrap, f"{topic}.p1.outcomes")
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
+    accts = aliases()
+    proc = None
+    try:
+        write_config(work / "c.toml", url, args.bootstrap, topic, "p1", timeouts(args))
+        await watcher.start()
+        await producer.start()
+
+        def signal_(n: int) -> tuple[str, bytes]:
+            account = accts[n % ACCOUNTS]
+            body = {
+                "id": f"c{n}",
+                "ts": time.time_ns() // 1_000_000,
+                "account": account,
+                "action": "place",
+                "symbol": "EURUSD",
+                "type": "market",
+                "side": "buy" if n % 2 == 0 else "sell",
+                "qty": 0.01,
+            }
+            return account, orjson.dumps(body)
+
+        proc = start_engine(work / "c.toml", work / "c1.log")
+        for n in range(ACCOUNTS):
+            account, body = signal_(n)
+            await producer.send(topic, body, key=account.encode())
+        await until(lambda: len(watcher.events) >= ACCOUNTS, "the engine trading")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for n in range(ACCOUNTS, ACCOUNTS + args.restart):
+            account, body = signal_(n)
+            await producer.send(topic, body, key=account.encode())
+        await producer.flush()
+        restarted_ms = time.time_ns() // 1_000_000
+        proc = start_engine(work / "c.toml", work / "c2.log")
+        want = {f"c{n}" for n in range(ACCOUNTS, ACCOUNTS + args.restart)}
+        await until(
+            lambda: want <= {e["id"] for _, e in watcher.events}, "the backlog decided", 300
+        )
+    finally:
+        if proc is not None:
+            stop_process(proc, signal.SIGKILL)
+        stop_process(sandbox)
+        await producer.stop()
+        await watcher.stop()
+    backlog = [(ts, e) for ts, e in watcher.events if e["id"] in want and ts >= restarted_ms]
+    first = {}
+    for ts, e in backlog:
+        first.setdefault(e["id"], (ts, e))
+    stamps = sorted(ts for ts, _ in first.values())
+    placed = sum(1 for _, e in first.values() if e["status"] == "accepted")
+    span_s = (stamps[-1] - stamps[0]) / 1000 if len(stamps) > 1 else 0.0
+    rate = (len(stamps) - 1) / span_s if span_s else float("inf")
+    limit = 5.0 if args.profile == "realistic" else 100.0
+    published = limit * ACCOUNTS
+    print(
+        f"catch-up: {args.restart} signals produced while down; restart -> first decision "
+        f"{(stamps[0] - restarted_ms) / 1000:.2f} s, all decided "
+        f"{(stamps[-1] - restarted_ms) / 1000:.2f} s after the restart; from the first decision "
+        f"to the last {span_s:.2f} s = {rate:.1f} signals/s ({placed} placed) against "
+        f"{published:g} orders/s published ({ACCOUNTS} accounts x {limit:g}/s): "
+        f"{rate / published:.0%}; HTTP 429s earned: {earned_429(work)}"
+    )
+
+
+def earned_429(work: Path) -> int:
+    """429s the engines met, by their own log lines (each 429 pauses a route and says so)."""
+    return sum(
+        log.read_text(errors="replace").count("(429)")
+        for log in work.glob("*.log")
+        if not log.name.startswith("sandbox")
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.restart:
+        await catch_up(args, Path(tempfile.mkdtemp(prefix="tl-catchup-")))
+        return
     work = Path(tempfile.mkdtemp(prefix="tl-takeover-"))
     print(
         f"takeover: 2 daemons, {ACCOUNTS} accounts, {PARTITIONS} partitions, {args.rate:g} "
@@ -287,7 +388,8 @@ async def main(args: argparse.Namespace) -> None:
             f"({r['dead_accounts']:.0f} accounts taken over), last signal decided "
             f"{r['after_feed_ms'] / 1000:.2f} s after the last was produced; "
             f"{r['found_at_venue']:.0f} found at the venue "
-            f"(sent by the dead engine), {r['signals']:.0f} signals",
+            f"(sent by the dead engine), {r['signals']:.0f} signals; HTTP 429s earned: "
+            f"{earned_429(work)}",
             flush=True,
         )
     print(f"kill -> first order: median {statistics.median(firsts) / 1000:.2f} s, max "
@@ -303,4 +405,5 @@ if __name__ == "__main__":
     parser.add_argument("--latency-ms", default="")
     parser.add_argument("--order-s", type=float, help="timeouts.order_s (default: the engine's)")
     parser.add_argument("--settle-s", type=float, help="timeouts.reconcile_settle_s")
+    parser.add_argument("--restart", type=int, default=0, help="catch-up: N signals while down")
     asyncio.run(main(parser.parse_args()))
