@@ -593,6 +593,12 @@ async def _run(cfg: Config) -> int:
     feeding = asyncio.ensure_future(engine.run_sources())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({feeding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    failed = feeding.exception() if feeding.done() and not feeding.cancelled() else None
+    if isinstance(failed, EngineError):
+        # A source that cannot go on (a broker refusing the consumer's settings): one line.
+        stopping.cancel()
+        await engine.stop()
+        raise failed
     if feeding.done() and not stop.is_set() and engine.control is not None:
         await stopping  # local input ended but the control server still takes signals
     stopping.cancel()

@@ -4,6 +4,9 @@ consumer the daemon builds."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,10 @@ from engine.app.config import parse_config
 from engine.app.daemon import kafka_source_config
 from engine.io.kafka.source import KafkaSignalSource
 from engine.model.errors import ConfigError
+from sandbox import Sandbox
 from tests.fixtures.engine import engine_config_data
+from tests.fixtures.kafka import TopicFactory
+from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER, REPO
 
 
 def with_source(tmp_path: Path, **keys: Any) -> dict[str, Any]:
@@ -71,3 +77,59 @@ async def test_the_daemon_gives_the_consumer_the_configured_values(tmp_path: Pat
     assert consumer._fetch_max_wait_ms == 20
     assert source.config.revoke_grace_s == 2.5
     assert [a.name for a in consumer._partition_assignment_strategy] == ["sticky"]
+
+
+@pytest.mark.kafka
+async def test_a_session_timeout_the_broker_refuses_stops_the_daemon_with_one_line(
+    kafka_broker: str, kafka_topic: TopicFactory, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The test broker's floor is 1000 ms (scripts/kafka.sh); 500 passes the config's own check
+    and is refused by the broker when the engine joins: `tl-engine run` ends with the fix in one
+    line, not a traceback and not a daemon that silently consumes nothing."""
+    topic = await kafka_topic(partitions=1, prefix="badsession")
+    config = tmp_path / "engine.toml"
+    config.write_text(
+        f"""
+[engine]
+journal_path = "{tmp_path / "journal.sqlite"}"
+control_port = 0
+
+[logins.sb]
+base_url = "{sandbox.base_url}"
+server = "{DEMO_SERVER}"
+email = "env:SB_EMAIL"
+password = "env:SB_PASSWORD"
+
+[accounts.a1]
+login = "sb"
+acc_num = 1
+
+[[sources]]
+kind = "kafka"
+bootstrap = "{kafka_broker}"
+topic = "{topic}"
+group_id = "{topic}"
+session_timeout_ms = 500
+heartbeat_interval_ms = 100
+"""
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine.app.cli",
+        "run",
+        "--config",
+        str(config),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "SB_EMAIL": DEMO_EMAIL, "SB_PASSWORD": DEMO_PASSWORD},
+    )
+    async with asyncio.timeout(90):  # a hang guard: the join is refused at once
+        _out, err = await proc.communicate()
+    text = err.decode()
+    assert proc.returncode == 1, text[-2000:]
+    [line] = [ln for ln in text.splitlines() if ln.startswith("tl-engine: ")]
+    assert "refuses session_timeout_ms = 500" in line
+    assert "group.min.session.timeout.ms" in line
+    assert "Traceback" not in text

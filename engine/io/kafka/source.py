@@ -44,7 +44,12 @@ from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    InvalidSessionTimeoutError,
+    KafkaError,
+)
 from aiokafka.partitioner import murmur2
 
 from engine.model.delivery import Delivery
@@ -232,6 +237,14 @@ class KafkaSignalSource:
                 )
             except IllegalStateError:
                 return  # the consumer was stopped by close()
+            except InvalidSessionTimeoutError:
+                raise ConfigError(
+                    f"kafka source: the broker refuses session_timeout_ms = "
+                    f"{self.config.session_timeout_ms} (outside its group.min.session.timeout.ms "
+                    "and group.max.session.timeout.ms; Kafka's default floor is 6000): lower "
+                    "group.min.session.timeout.ms on the broker, or raise session_timeout_ms "
+                    "(and with it the takeover time)"
+                ) from None
             arrived = time.monotonic_ns()
             epochs = {p: ledger.epoch for p, ledger in self._ledgers.items()}
             for tp, records in batches.items():
