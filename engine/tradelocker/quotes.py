@@ -137,12 +137,14 @@ class QuotePacer:
 
     Several engine processes on one login (a Kafka consumer group) each hold a ``fraction`` of
     it (:meth:`set_fraction`, docs/kafka.md "Per-login budgets"): the pace is the rate times the
-    fraction, and at fraction 0 no turn is granted until it rises again."""
+    fraction (whole requests per window); at fraction 0 the feed does not poll and a one-off
+    request gets one turn per window."""
 
     def __init__(self, requests_per_second: float) -> None:
         self.interval = 0.0
         self._rate = 0.0
         self.fraction = 1.0
+        self._shared = False  # set_fraction called: several processes share the login
         self.window_s = 1.0  # the venue's QUOTES window (set with the rate from /trade/config)
         self._open = asyncio.Event()
         self._open.set()
@@ -169,12 +171,13 @@ class QuotePacer:
         if not 0.0 <= fraction <= 1.0:
             raise ConfigError(f"a quote budget fraction must be in [0, 1], got {fraction}")
         self.fraction = fraction
+        self._shared = True
         self._apply()
 
     def _apply(self) -> None:
         if self.fraction > 0:
             rate = self._rate * self.fraction
-            if self.fraction < 1.0:
+            if self._shared:
                 # Evenly spaced at r per second, a process can land ceil(r x window) requests
                 # in one venue window, so shares of 2.25/s each put 3 + 3 into a window of 5:
                 # a share is a whole number of requests per window (when it is at least one).
@@ -184,19 +187,27 @@ class QuotePacer:
             self.interval = 1.0 / rate
             self._open.set()
         else:
-            self.interval = 1.0 / self._rate  # for freshness arithmetic; no turn is granted
+            # No share: the feed stops polling (it waits for resumed()); a one-off request of a
+            # signal this process is still finishing (an instrument probe, a stop-limit quote)
+            # still gets a turn, one per window, within the headroom the shares leave (each
+            # share is rounded down to whole requests per window of 0.9 of the limit), so no
+            # signal waits for a rebalance that may never give this process a share again.
+            self.interval = max(self.window_s, 1.0 / self._rate)
             self._open.clear()
+
+    async def resumed(self) -> None:
+        """Until this process holds a share of the login's budget again."""
+        await self._open.wait()
 
     async def turn(self) -> None:
         """Wait until one quote request may go out now; the caller sends it at once."""
         async with self._lock:
-            while True:
-                await self._open.wait()
+            # A lower pace set while waiting applies too: sleep again until a full interval
+            # after the last turn.
+            delay = self._last + self.interval - time.monotonic()
+            while delay > 0:
+                await asyncio.sleep(delay)
                 delay = self._last + self.interval - time.monotonic()
-                if delay <= 0 and self._open.is_set():
-                    break
-                if delay > 0:
-                    await asyncio.sleep(delay)
             self._last = time.monotonic()
             self.turns += 1
 
@@ -400,6 +411,9 @@ class QuoteFeed:
             if not self._order:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                continue
+            if self.pacer.fraction == 0:
+                await self.pacer.resumed()  # the login's budget is other engines' for now
                 continue
             await self.pacer.turn()
             # Chosen after the turn, so a turn is never spent on an instrument dropped meanwhile.
