@@ -65,7 +65,7 @@ def write_config(
     path.write_text(
         f"""
 [engine]
-journal_path = "{path.parent / (name + ".journal.sqlite")}"
+journal_path = "{path.with_suffix(".journal.sqlite")}"
 control_port = 0
 
 [logins.sb]
