@@ -170,6 +170,11 @@ class QuotePacer:
         lower one at once: the next turn waits a full new interval after the last one."""
         if not 0.0 <= fraction <= 1.0:
             raise ConfigError(f"a quote budget fraction must be in [0, 1], got {fraction}")
+        if self.fraction == 0 < fraction:
+            # A share given (every rebalance passes through 0: eager, revoked first): the venue's
+            # window may still hold the others' requests from before it, so the first turn
+            # under the new share waits a full interval instead of going at once.
+            self._last = max(self._last, time.monotonic())
         self.fraction = fraction
         self._shared = True
         self._apply()
@@ -194,6 +199,13 @@ class QuotePacer:
             # signal waits for a rebalance that may never give this process a share again.
             self.interval = max(self.window_s, 1.0 / self._rate)
             self._open.clear()
+
+    def done(self) -> None:
+        """The request of the last turn has its reply: the next turn waits a full interval from
+        now. The venue counts a request when it arrives, somewhere before its reply, so spacing
+        turns from replies (not from grants) keeps arrivals an interval apart however late a
+        request left or how long it travelled (the window-edge rule the rate gate also keeps)."""
+        self._last = max(self._last, time.monotonic())
 
     async def resumed(self) -> None:
         """Until this process holds a share of the login's budget again."""
@@ -426,6 +438,8 @@ class QuoteFeed:
                 raise
             except Exception:  # one bad answer must not stop the feed
                 log.exception("quote poll for instrument %s failed", sub.instrument_id)
+            finally:
+                self.pacer.done()
 
     async def _poll(self, sub: _Subscription) -> Quote | None:
         route = sub.routes[sub.route_index]
