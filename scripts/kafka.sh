@@ -114,6 +114,9 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# The engine's default session timeout is 1.5 s (takeover in seconds, docs/kafka.md); the
+# broker's default floor is 6 s.
+group.min.session.timeout.ms=1000
 auto.create.topics.enable=true
 num.network.threads=2
 num.io.threads=2

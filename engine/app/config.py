@@ -49,7 +49,14 @@ from engine.execution.settings import (
     UnknownPolicy,
 )
 from engine.execution.windows import read_blackouts
-from engine.io.settings import ControlSettings, SinkKind, SinkSettings, SourceKind, SourceSettings
+from engine.io.settings import (
+    AssignmentStrategy,
+    ControlSettings,
+    SinkKind,
+    SinkSettings,
+    SourceKind,
+    SourceSettings,
+)
 from engine.model.errors import ConfigError
 from engine.secrets.settings import VaultSettings
 from engine.state.settings import BeginDurability, JournalSettings
@@ -284,6 +291,13 @@ SOURCE_KEYS = {
     "bootstrap": Key(SourceSettings, "bootstrap", v.bootstrap),
     "topic": Key(SourceSettings, "topic", v.text),
     "group_id": Key(SourceSettings, "group_id", v.text),
+    "session_timeout_ms": Key(SourceSettings, "session_timeout_ms", v.whole(500, 300_000)),
+    "heartbeat_interval_ms": Key(SourceSettings, "heartbeat_interval_ms", v.whole(50, 100_000)),
+    "rebalance_timeout_ms": Key(SourceSettings, "rebalance_timeout_ms", v.whole(500, 600_000)),
+    "max_poll_interval_ms": Key(SourceSettings, "max_poll_interval_ms", v.whole(1_000)),
+    "fetch_max_wait_ms": Key(SourceSettings, "fetch_max_wait_ms", v.whole(1, 5_000)),
+    "revoke_grace_ms": Key(SourceSettings, "revoke_grace_ms", v.whole(0, 600_000)),
+    "assignment_strategy": Key(SourceSettings, "assignment_strategy", v.one_of(AssignmentStrategy)),
 }
 SINK_KEYS = {
     "kind": Key(SinkSettings, "kind", v.one_of(SinkKind)),
@@ -642,6 +656,8 @@ def _source(i: int, t: Any) -> SourceSettings:
     src = SourceSettings(**_fields(t, where, SOURCE_KEYS))
     if src.kind == "kafka" and not (src.bootstrap and src.topic and src.group_id):
         raise ConfigError(f"{where}: a kafka source needs bootstrap, topic and group_id")
+    if src.kind == "kafka":
+        src.check_kafka(where)
     return src
 
 

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,9 @@ class Engine:
     http_intake: Any = None
     # One line per outcome (engine.app.logs), and its count of signals refused at intake.
     outcome_log: logs.OutcomeLog | None = None
+    # The per-login budgets' share of this process, given the accounts it serves (a Kafka group
+    # splits them): TradeLockerFactory.share_login_budgets; None for an in-process venue.
+    share_budgets: Callable[[Collection[str] | None], Any] | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
 
@@ -358,6 +361,8 @@ async def _assemble(
     expired = await _expire_stale_intake(engine)
     if expired:
         log.warning("%d signal(s) accepted over HTTP by an earlier run expired unexecuted", expired)
+    if factory is not None:
+        engine.share_budgets = factory.share_login_budgets
     engine.sources = sources if sources is not None else _sources(engine, cfg.sources)
     return engine
 
@@ -593,16 +598,29 @@ def _sources(engine: Engine, sources: tuple[SourceSettings, ...]) -> list[Signal
             out.append(HttpSignalSource(engine.control.signals, engine.http_intake.backlog()))
         elif src.kind == "kafka":
             from engine.io.kafka.sink import commit_barrier
-            from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
+            from engine.io.kafka.source import KafkaSignalSource
 
             assert src.bootstrap and src.topic and src.group_id
             # Outcome events on Kafka before the signal's offset is committed (Policies 2).
+            # The only source: the accounts this process serves are its partitions' accounts,
+            # and the per-login budgets follow them (docs/kafka.md, "Per-login budgets").
+            follow = _budget_follower(engine) if len(sources) == 1 else None
+            if follow is None and engine.share_budgets is not None:
+                log.warning(
+                    "a kafka source beside other sources: this engine takes each login's whole "
+                    "quote budget; engines sharing a login in one group may earn HTTP 429s"
+                )
             out.append(
                 KafkaSignalSource(
-                    KafkaSourceConfig(src.bootstrap, src.topic, src.group_id),
+                    kafka_source_config(src),
                     before_commit=commit_barrier(engine.kafka_sinks),
+                    on_assign=follow,
+                    on_revoke=follow,
                 )
             )
+            if follow is not None:
+                follow.source = out[-1]
+                follow(frozenset())  # no partition yet: no share of any login's budget
     if engine.http_intake is None and engine.journal.intake.backlog:
         # Accepted over HTTP by an earlier run and never finished: they still get executed or
         # answered, though POST /signals takes nothing new without an http source.
@@ -623,6 +641,50 @@ def _sources(engine: Engine, sources: tuple[SourceSettings, ...]) -> list[Signal
             len(engine.http_intake.outstanding),
         )
     return out
+
+
+def kafka_source_config(src: SourceSettings) -> Any:
+    """The Kafka consumer's settings (engine.io.kafka.source.KafkaSourceConfig) from the TOML's."""
+    from engine.io.kafka.source import KafkaSourceConfig
+
+    assert src.bootstrap and src.topic and src.group_id
+    return KafkaSourceConfig(
+        src.bootstrap,
+        src.topic,
+        src.group_id,
+        fetch_max_wait_ms=src.fetch_max_wait_ms,
+        session_timeout_ms=src.session_timeout_ms,
+        heartbeat_interval_ms=src.heartbeat_interval_ms,
+        rebalance_timeout_ms=src.rebalance_timeout_ms,
+        max_poll_interval_ms=src.max_poll_interval_ms,
+        assignment_strategy=src.assignment_strategy,
+        revoke_grace_s=src.revoke_grace_ms / 1000,
+    )
+
+
+class _BudgetFollower:
+    """After every assignment and revocation: the accounts of the Kafka source's partitions
+    are the ones this process serves, and its share of each login's budget follows them."""
+
+    def __init__(self, engine: Engine, share: Callable[[Collection[str] | None], Any]) -> None:
+        self.engine = engine
+        self.share = share
+        self.source: Any = None  # engine.io.kafka.source.KafkaSignalSource, set once built
+
+    def __call__(self, _partitions: frozenset[int]) -> None:
+        src = self.source
+        served = (
+            [a for a in self.engine.config.accounts if src.owns(a)]
+            if src is not None and src.assigned
+            else []
+        )
+        self.share(served)
+
+
+def _budget_follower(engine: Engine) -> _BudgetFollower | None:
+    if engine.share_budgets is None:
+        return None
+    return _BudgetFollower(engine, engine.share_budgets)
 
 
 def _http_intake(engine: Engine) -> Any:

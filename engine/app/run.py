@@ -225,6 +225,12 @@ async def _run(cfg: Config, path: str, options: LogOptions) -> int:
         log.warning("SIGHUP arrived while starting: reloading now")
         reload(engine, path, options, notifier)
     await asyncio.wait({feeding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    failed = feeding.exception() if feeding.done() and not feeding.cancelled() else None
+    if isinstance(failed, EngineError):
+        # A source that cannot go on (a broker refusing the consumer's settings): one line.
+        stopping.cancel()
+        await engine.stop()
+        raise failed
     if feeding.done() and not stop.is_set() and engine.control is not None:
         await stopping  # local input ended but the control server still takes signals
     stopping.cancel()

@@ -54,14 +54,7 @@ async def prepare(p: Pipeline, job: Job) -> bool:
         await expire_killed(p, job, "")
         return False
     if p.max_age_ns and sig.ts_ns and p._wall_ns() - sig.ts_ns > p.max_age_ns:
-        age_ms = (p._wall_ns() - sig.ts_ns) // 1_000_000
-        await finish(
-            p,
-            job,
-            OutcomeStatus.EXPIRED,
-            reason=f"signal is {age_ms} ms old, over max_signal_age_ms: not traded",
-        )
-        return False
+        return await expire_old(p, job)
     job.priority = (
         sig.priority if sig.priority is not None else default_priority(sig.action, sig.type)
     )
@@ -141,6 +134,31 @@ async def clear_suspect(p: Pipeline, job: Job) -> bool:
             return False
     rec.validated_ns = p._now_ns()
     return True
+
+
+async def expire_old(p: Pipeline, job: Job) -> bool:
+    """A signal older than max_signal_age_ms when its turn comes: expired, its age in the
+    reason, counted per account. One that another engine (a Kafka partition taken over) or an
+    earlier run may have sent while it was young is looked up by its tag first: found, it is
+    reported as the order it is; "expired, not traded" only once the venue shows none (Policies
+    1, 2). Always False: the signal is not traded now."""
+    sig = job.signal
+    rec = job.record
+    if job.recheck or p.journal.suspect(sig.ts_ns):
+        rec.tag = p.tags.mint(rec.signal_id, sig.ts_ns)
+        p.tracker.track(rec)
+        if not await clear_suspect(p, job):
+            return False  # found (or undecidable), and reported so
+    age_ms = (p._wall_ns() - sig.ts_ns) // 1_000_000
+    if p.metrics is not None:
+        p.metrics.expired_on_arrival.inc(1.0, account=rec.account)
+    await finish(
+        p,
+        job,
+        OutcomeStatus.EXPIRED,
+        reason=f"signal is {age_ms} ms old, over max_signal_age_ms: not traded",
+    )
+    return False
 
 
 def accounts_that_may_hold(p: Pipeline, job: Job) -> list[str]:

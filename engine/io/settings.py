@@ -6,11 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from engine.model.errors import ConfigError
+
 # "local": JSON lines from a file or stdin; "http": the control server's POST /signals;
 # "kafka": a consumer group on a topic.
 SourceKind = Literal["local", "http", "kafka"]
 # "bus": in-process subscribers only; "kafka": one topic per event kind; "log": the log.
 SinkKind = Literal["bus", "kafka", "log"]
+# How a consumer group splits partitions among its members (aiokafka's assignors).
+AssignmentStrategy = Literal["roundrobin", "range", "sticky"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,35 @@ class SourceSettings:
     bootstrap: str | None = None  # kafka: host:port
     topic: str | None = None  # kafka
     group_id: str | None = None  # kafka
+    # kafka consumer: the defaults take a killed engine's accounts over in about 2 s (docs/kafka.md,
+    # "Takeover"); the broker's group.min.session.timeout.ms must allow session_timeout_ms.
+    session_timeout_ms: int = 1_500  # no heartbeat for this long: the member is dead
+    heartbeat_interval_ms: int = 300  # at most a third of session_timeout_ms
+    rebalance_timeout_ms: int = 3_000  # how long the broker waits for members to rejoin
+    max_poll_interval_ms: int = 300_000  # no poll for this long: the member leaves
+    fetch_max_wait_ms: int = 100  # an idle fetch's longest wait at the broker
+    revoke_grace_ms: int = 1_000  # in-flight signals' time to finish before a partition moves
+    assignment_strategy: AssignmentStrategy = "roundrobin"
+
+    def check_kafka(self, where: str) -> None:
+        """The consumer settings' relations (each key's own range is checked by the loader)."""
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ConfigError(
+                f"{where}.heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be at most a "
+                f"third of session_timeout_ms ({self.session_timeout_ms}), so two lost heartbeats "
+                "do not end the session"
+            )
+        if self.max_poll_interval_ms < self.session_timeout_ms:
+            raise ConfigError(
+                f"{where}.max_poll_interval_ms must be at least session_timeout_ms "
+                f"({self.session_timeout_ms})"
+            )
+        if self.revoke_grace_ms >= self.rebalance_timeout_ms:
+            raise ConfigError(
+                f"{where}.revoke_grace_ms ({self.revoke_grace_ms}) must be below "
+                f"rebalance_timeout_ms ({self.rebalance_timeout_ms}), or a rebalance that waits "
+                "for in-flight signals gets this engine thrown out of the group"
+            )
 
 
 @dataclass(frozen=True, slots=True)

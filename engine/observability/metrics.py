@@ -130,6 +130,12 @@ class Metrics:
         self.outcomes = self.registry.counter(
             "tl_outcomes_total", "signal outcomes by account and status", ("account", "status")
         )
+        # A backlog's signals expired by age (a Kafka catch-up, a restart): docs/kafka.md.
+        self.expired_on_arrival = self.registry.counter(
+            "tl_signals_expired_on_arrival_total",
+            "signals older than max_signal_age_ms when their turn came, not traded, by account",
+            ("account",),
+        )
         self.dropped = self.registry.counter(
             "tl_latency_records_dropped_total",
             "latency records dropped because the folder fell behind (the outcomes still count)",

@@ -20,7 +20,7 @@ is anything with the methods of :class:`SecretResolver`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Protocol
 
 from engine.model.errors import EngineError
@@ -129,6 +129,37 @@ class TradeLockerFactory:
         self._follow_password_changes(venue)
         self._venue = venue
         return venue
+
+    def share_login_budgets(self, served: Collection[str] | None) -> dict[str, float]:
+        """Engines in one Kafka consumer group share each login's QUOTES budget in proportion to
+        the login's accounts each one serves (``served``: this process's aliases; None: all):
+        ownership of partitions is disjoint, so the fractions of all live engines add up to at
+        most 1 at every moment of a rebalance (an eager rebalance revokes everywhere before it
+        assigns anywhere). Returns the fraction set per login (docs/kafka.md, "Per-login
+        budgets")."""
+        venue = self._venue
+        if venue is None:
+            raise RuntimeError("TradeLockerFactory.share_login_budgets() before venue()")
+        fractions: dict[str, float] = {}
+        for name in self.logins:
+            aliases = [a.alias for a in self.accounts if a.login == name]
+            if not aliases:
+                continue
+            mine = len(aliases) if served is None else sum(1 for a in aliases if a in served)
+            fraction = mine / len(aliases)
+            pacer = venue.quote_pacer(aliases[0])
+            if pacer.fraction != fraction:
+                pacer.set_fraction(fraction)
+                log.info(
+                    "login %s: this engine serves %d of its %d account(s): %.0f%% of its "
+                    "quote budget",
+                    name,
+                    mine,
+                    len(aliases),
+                    fraction * 100,
+                )
+            fractions[name] = fraction
+        return fractions
 
     async def _saved_refresh_token(self, login: str) -> str | None:
         try:

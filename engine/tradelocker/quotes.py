@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,12 @@ def quotes_rate(config: Mapping[str, Any], share: float = 0.9) -> float:
     """Requests per second allowed by ``rateLimits`` QUOTES in a ``/trade/config`` payload,
     times ``share`` (the share of the limit used). Raises :class:`ConfigError` when the venue
     publishes none."""
+    limit, window = quotes_limit(config)
+    return limit / window * share
+
+
+def quotes_limit(config: Mapping[str, Any]) -> tuple[float, float]:
+    """(requests, window in seconds) of ``rateLimits`` QUOTES; ConfigError when none."""
     for entry in config.get("rateLimits") or ():
         if isinstance(entry, dict) and entry.get("rateLimitType") == "QUOTES":
             try:
@@ -100,7 +107,7 @@ def quotes_rate(config: Mapping[str, Any], share: float = 0.9) -> float:
                 raise ConfigError(f"rateLimits QUOTES entry is not understood: {entry!r}") from None
             if limit <= 0 or window <= 0:
                 raise ConfigError(f"rateLimits QUOTES must be positive, got {entry!r}")
-            return limit / window * share
+            return limit, window
     raise ConfigError("/trade/config publishes no QUOTES rate limit; pass requests_per_second")
 
 
@@ -123,35 +130,97 @@ class QuotePacer:
     """One login's QUOTES budget: quote requests go out one at a time, evenly spaced.
 
     Whoever sends a quote request awaits :meth:`turn` right before sending it. Turns are granted
-    first come, first served, and the next one is scheduled an interval after the moment this one
-    is granted (never from its planned time), so a late wake-up on a busy loop cannot let two
+    first come, first served, and the next one no sooner than an interval after the moment this
+    one is granted (never from its planned time), so a late wake-up on a busy loop cannot let two
     requests out back to back to "catch up". Sharing one pacer is what keeps several callers of
-    one login inside one limit; a caller that sends without a turn breaks that promise."""
+    one login inside one limit; a caller that sends without a turn breaks that promise.
+
+    Several engine processes on one login (a Kafka consumer group) each hold a ``fraction`` of
+    it (:meth:`set_fraction`, docs/kafka.md "Per-login budgets"): the pace is the rate times the
+    fraction (whole requests per window); at fraction 0 the feed does not poll and a one-off
+    request gets one turn per window."""
 
     def __init__(self, requests_per_second: float) -> None:
         self.interval = 0.0
+        self._rate = 0.0
+        self.fraction = 1.0
+        self._shared = False  # set_fraction called: several processes share the login
+        self.window_s = 1.0  # the venue's QUOTES window (set with the rate from /trade/config)
+        self._open = asyncio.Event()
+        self._open.set()
         self.set_rate(requests_per_second)
-        self._next = 0.0  # monotonic s before which no turn is granted
+        self._last = -1e18  # monotonic s of the last turn granted
         self._lock = asyncio.Lock()
         self.turns = 0
 
     @property
     def requests_per_second(self) -> float:
-        return 1.0 / self.interval
+        """The pace now (0 while this process holds no share of the login)."""
+        return 1.0 / self.interval if self.fraction > 0 else 0.0
 
     def set_rate(self, requests_per_second: float) -> None:
         """Change the pace (e.g. once ``/trade/config`` is known); applies from the next turn."""
         if not requests_per_second > 0:
             raise ConfigError(f"requests_per_second must be positive, got {requests_per_second}")
-        self.interval = 1.0 / requests_per_second
+        self._rate = requests_per_second
+        self._apply()
+
+    def set_fraction(self, fraction: float) -> None:
+        """This process's share of the login's budget (0..1); applies from the next turn, and a
+        lower one at once: the next turn waits a full new interval after the last one."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"a quote budget fraction must be in [0, 1], got {fraction}")
+        if self.fraction == 0 < fraction:
+            # A share given (every rebalance passes through 0: eager, revoked first): the venue's
+            # window may still hold the others' requests from before it, so the first turn
+            # under the new share waits a full interval instead of going at once.
+            self._last = max(self._last, time.monotonic())
+        self.fraction = fraction
+        self._shared = True
+        self._apply()
+
+    def _apply(self) -> None:
+        if self.fraction > 0:
+            rate = self._rate * self.fraction
+            if self._shared:
+                # Evenly spaced at r per second, a process can land ceil(r x window) requests
+                # in one venue window, so shares of 2.25/s each put 3 + 3 into a window of 5:
+                # a share is a whole number of requests per window (when it is at least one).
+                per_window = math.floor(rate * self.window_s + 1e-9)
+                if per_window >= 1:
+                    rate = per_window / self.window_s
+            self.interval = 1.0 / rate
+            self._open.set()
+        else:
+            # No share: the feed stops polling (it waits for resumed()); a one-off request of a
+            # signal this process is still finishing (an instrument probe, a stop-limit quote)
+            # still gets a turn, one per window, within the headroom the shares leave (each
+            # share is rounded down to whole requests per window of 0.9 of the limit), so no
+            # signal waits for a rebalance that may never give this process a share again.
+            self.interval = max(self.window_s, 1.0 / self._rate)
+            self._open.clear()
+
+    def done(self) -> None:
+        """The request of the last turn has its reply: the next turn waits a full interval from
+        now. The venue counts a request when it arrives, somewhere before its reply, so spacing
+        turns from replies (not from grants) keeps arrivals an interval apart however late a
+        request left or how long it travelled (the window-edge rule the rate gate also keeps)."""
+        self._last = max(self._last, time.monotonic())
+
+    async def resumed(self) -> None:
+        """Until this process holds a share of the login's budget again."""
+        await self._open.wait()
 
     async def turn(self) -> None:
         """Wait until one quote request may go out now; the caller sends it at once."""
         async with self._lock:
-            delay = self._next - time.monotonic()
-            if delay > 0:
+            # A lower pace set while waiting applies too: sleep again until a full interval
+            # after the last turn.
+            delay = self._last + self.interval - time.monotonic()
+            while delay > 0:
                 await asyncio.sleep(delay)
-            self._next = time.monotonic() + self.interval
+                delay = self._last + self.interval - time.monotonic()
+            self._last = time.monotonic()
             self.turns += 1
 
 
@@ -211,6 +280,7 @@ class QuoteFeed:
         shared pacer is set to this rate and used."""
         rate = quotes_rate(config, share)
         if pacer is not None:
+            pacer.window_s = quotes_limit(config)[1]
             pacer.set_rate(rate)
         return cls(
             rest,
@@ -354,6 +424,9 @@ class QuoteFeed:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if self.pacer.fraction == 0:
+                await self.pacer.resumed()  # the login's budget is other engines' for now
+                continue
             await self.pacer.turn()
             # Chosen after the turn, so a turn is never spent on an instrument dropped meanwhile.
             sub = self._next_wanted()
@@ -365,6 +438,8 @@ class QuoteFeed:
                 raise
             except Exception:  # one bad answer must not stop the feed
                 log.exception("quote poll for instrument %s failed", sub.instrument_id)
+            finally:
+                self.pacer.done()
 
     async def _poll(self, sub: _Subscription) -> Quote | None:
         route = sub.routes[sub.route_index]

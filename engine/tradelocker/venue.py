@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,7 @@ from engine.venue.protocol import (
     ReverseResult,
     TagMatches,
     VenueEvent,
+    group_by_tag,
 )
 
 log = logging.getLogger(__name__)
@@ -521,6 +522,14 @@ class TradeLockerVenue:
         reconciliation after an unknown outcome; the three reads go through the account's gate."""
         if not tag:
             raise ValidationError("find_by_tag needs a non-empty tag", account)
+        return (await self.find_by_tags(account, (tag,), since_ms)).get(tag, TagMatches())
+
+    async def find_by_tags(
+        self, account: str, tags: Collection[str] | None = None, since_ms: int | None = None
+    ) -> dict[str, TagMatches]:
+        """One read each of working orders, final orders created from ``since_ms`` and
+        positions (together, through the account's gate), grouped by strategyId: the matches of
+        every tag of ``tags`` found (None: every tag found)."""
         # All three end before a failure is raised: a read left running would hold its budget
         # past the lookup while the reconciler's next round sends more beside it.
         working, history, positions = await asyncio.gather(
@@ -535,11 +544,7 @@ class TradeLockerVenue:
         assert not isinstance(working, BaseException)
         assert not isinstance(history, BaseException)
         assert not isinstance(positions, BaseException)
-        return TagMatches(
-            orders=tuple(o for o in working if o.strategy_id == tag),
-            history=tuple(o for o in history if o.strategy_id == tag),
-            positions=tuple(p for p in positions if p.strategy_id == tag),
-        )
+        return group_by_tag(tags, working, history, positions)
 
     # -- events -----------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import replace
 
 from engine.model.domain import (
@@ -56,6 +56,7 @@ from engine.venue.protocol import (
     RateGate,
     ReverseResult,
     TagMatches,
+    group_by_tag,
 )
 
 _EPS = 1e-9
@@ -643,12 +644,15 @@ class PaperVenue:
     async def find_by_tag(self, account: str, tag: str, since_ms: int | None = None) -> TagMatches:
         """Working orders, final orders (created from ``since_ms``) and positions carrying
         ``tag``."""
+        return (await self.find_by_tags(account, (tag,), since_ms)).get(tag, TagMatches())
+
+    async def find_by_tags(
+        self, account: str, tags: Collection[str] | None = None, since_ms: int | None = None
+    ) -> dict[str, TagMatches]:
+        """The three views read once, grouped by tag (every tag of ``tags`` found; None: all)."""
         history = await self.orders_history(account, since_ms)
-        return TagMatches(
-            orders=tuple(o for o in await self.orders(account) if o.strategy_id == tag),
-            history=tuple(o for o in history if o.strategy_id == tag),
-            positions=tuple(p for p in await self.positions(account) if p.strategy_id == tag),
-        )
+        working = await self.orders(account)
+        return group_by_tag(tags, working, history, await self.positions(account))
 
     async def events(self) -> AsyncIterator[VenueEvent]:
         while True:

@@ -20,7 +20,7 @@ at :attr:`~engine.model.domain.Priority.QUERY` or
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -92,6 +92,36 @@ class TagMatches:
     @property
     def order_ids(self) -> frozenset[str]:
         return frozenset(o.order_id for o in (*self.orders, *self.history))
+
+
+def group_by_tag(
+    tags: Collection[str] | None,
+    working: Iterable[Order],
+    history: Iterable[Order],
+    positions: Iterable[Position],
+) -> dict[str, TagMatches]:
+    """Three complete reads grouped by strategy tag: every tag in ``tags`` that appears (None:
+    every tag that appears), for :meth:`Venue.find_by_tags`. Untagged items are left out."""
+    grouped: dict[str, tuple[list[Order], list[Order], list[Position]]] = {}
+
+    def slot(tag: str | None) -> tuple[list[Order], list[Order], list[Position]] | None:
+        if not tag or (tags is not None and tag not in tags):
+            return None
+        got = grouped.get(tag)
+        if got is None:
+            got = grouped[tag] = ([], [], [])
+        return got
+
+    for o in working:
+        if (g := slot(o.strategy_id)) is not None:
+            g[0].append(o)
+    for o in history:
+        if (g := slot(o.strategy_id)) is not None:
+            g[1].append(o)
+    for p in positions:
+        if (g := slot(p.strategy_id)) is not None:
+            g[2].append(p)
+    return {t: TagMatches(tuple(w), tuple(h), tuple(p)) for t, (w, h, p) in grouped.items()}
 
 
 class RateGate(Protocol):
@@ -224,6 +254,16 @@ class Venue(Protocol):
         orders are looked for among those created from ``since_ms`` (epoch ms, the venue's
         clock; None: the whole history): the caller passes the order's send time less an
         allowance for clock skew."""
+
+    async def find_by_tags(
+        self, account: str, tags: Collection[str] | None = None, since_ms: int | None = None
+    ) -> Mapping[str, TagMatches]:
+        """The batch form of :meth:`find_by_tag`: one read of working orders, of final orders
+        created from ``since_ms`` and of positions (read together) answers for many tags at
+        once: each tag of ``tags`` the venue holds (None: every tag it holds) with its matches;
+        a tag it does not hold is absent from the mapping (:func:`group_by_tag` does the
+        grouping). Reconciliation reads this way so that a backlog of lookups on one account
+        costs a few rounds, not three reads per signal."""
 
     # -- quotes ----------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 import pytest
@@ -46,10 +46,11 @@ class HangingUpVenue(PaperVenue):
         assert self.kept is not None
         return await PaperVenue.place_order(self, self.kept)
 
-    async def find_by_tag(self, account: str, tag: str, since_ms: int | None = None) -> TagMatches:
-        if tag in self.hidden:
-            return TagMatches()
-        return await super().find_by_tag(account, tag, since_ms)
+    async def find_by_tags(
+        self, account: str, tags: Collection[str] | None = None, since_ms: int | None = None
+    ) -> dict[str, TagMatches]:
+        found = await super().find_by_tags(account, tags, since_ms)
+        return {tag: m for tag, m in found.items() if tag not in self.hidden}
 
 
 @pytest.fixture

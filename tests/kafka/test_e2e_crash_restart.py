@@ -1,6 +1,6 @@
 """Issue 6 end to end: ``tl-engine run`` on Kafka, SIGKILLed mid-stream and restarted.
 
-The venue is the sandbox in its own process (50 ms per REST call, like TradeLocker), so orders
+The venue is the sandbox in its own process (150 ms per REST call, a slow TradeLocker), so orders
 are really in flight when the engine dies. Proven: every signal gets one decision, published at
 least once and never contradicted (a redelivered, already decided signal is answered with its
 recorded outcome, marked ``replayed``, and executes nothing); the sandbox holds exactly one order
@@ -42,7 +42,9 @@ async def test_engine_killed_mid_stream_resumes_with_one_outcome_and_one_order_p
 ) -> None:
     topic = await kafka_topic(partitions=2, prefix="signals")
     prefix = f"{topic}."
-    sandbox, url = launch_sandbox_process(tmp_path / "sandbox.log", latency_ms=50)
+    # 150 ms per call: 60 signals over two lanes take about 4.5 s, so the kill after the first
+    # quarter lands mid-stream even when the outcome watcher lags on a loaded machine.
+    sandbox, url = launch_sandbox_process(tmp_path / "sandbox.log", latency_ms=150)
     config = tmp_path / "engine.toml"
     write_config(
         config,
@@ -74,7 +76,7 @@ async def test_engine_killed_mid_stream_resumes_with_one_outcome_and_one_order_p
         await producer.flush()
 
         await watcher.wait(lambda: len(watcher.ids()) >= SIGNALS // 4, "the first outcomes")
-        engine.send_signal(signal.SIGKILL)  # mid-stream: orders are in flight at 50 ms each
+        engine.send_signal(signal.SIGKILL)  # mid-stream: orders are in flight at 150 ms each
         engine.wait()
         killed_at = len(watcher.ids())
         assert killed_at < SIGNALS, "the engine finished before it was killed: nothing proven"

@@ -1,10 +1,11 @@
 """Reconciliation's reads: the order history is read from the send time less the skew allowance,
 and the read that would prove an order absent reads all of it. Driven by a ManualClock on the
-in-process paper venue (its find_by_tag recorded: what the reconciler asks is the subject)."""
+in-process paper venue (its find_by_tags recorded: what the reconciler asks is the subject)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 from engine.execution.reconcile import Reconciler, Resolution, Verdict
 from engine.model.clock import ManualClock
@@ -19,9 +20,11 @@ class RecordingVenue(PaperVenue):
         super().__init__(["a1"])
         self.windows: list[int | None] = []
 
-    async def find_by_tag(self, account: str, tag: str, since_ms: int | None = None) -> TagMatches:
+    async def find_by_tags(
+        self, account: str, tags: Collection[str] | None = None, since_ms: int | None = None
+    ) -> dict[str, TagMatches]:
         self.windows.append(since_ms)
-        return await super().find_by_tag(account, tag, since_ms)
+        return await super().find_by_tags(account, tags, since_ms)
 
 
 async def drive(clock: ManualClock, task: asyncio.Task[Resolution]) -> Resolution:

@@ -236,6 +236,32 @@ async def test_find_by_tag_returns_exactly_the_tagged_order_and_its_position(
     assert len(matches.positions) == 1
 
 
+async def test_find_by_tags_answers_for_many_tags_in_one_round(harness: Harness) -> None:
+    """The batch lookup: one call answers for a filled order, a working one and a tag the venue
+    never saw (absent from the answer); with no tags it names every tag the account holds."""
+    instrument = await harness.instrument()
+    filled, working, never = harness.tag("bfill"), harness.tag("bwork"), harness.tag("bnever")
+    market = await harness.venue.place_order(
+        _request(harness, instrument, Side.BUY, OrderType.MARKET, filled)
+    )
+    bid, _ask = await harness.touch(instrument)
+    far = harness.on_tick(instrument, bid * 0.8)
+    limit = await harness.venue.place_order(
+        _request(harness, instrument, Side.BUY, OrderType.LIMIT, working, price=far)
+    )
+    found = await harness.venue.find_by_tags(harness.account, (filled, working, never))
+    assert set(found) == {filled, working}
+    assert market.order_id in found[filled].order_ids
+    assert len(found[filled].positions) == 1
+    assert found[working].order_ids == {limit.order_id}
+    assert [o.order_id for o in found[working].orders] == [limit.order_id]  # still working
+    every = await harness.venue.find_by_tags(harness.account)
+    assert {filled, working} <= set(every)
+    assert never not in every
+    assert every[working].order_ids == {limit.order_id}
+    await harness.venue.cancel_order(harness.account, limit.order_id)
+
+
 async def test_quantity_above_the_maximum_is_rejected_with_the_venue_text(
     harness: Harness,
 ) -> None:

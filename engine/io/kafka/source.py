@@ -40,7 +40,16 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    InvalidSessionTimeoutError,
+    KafkaError,
+)
 from aiokafka.partitioner import murmur2
 
 from engine.model.delivery import Delivery
@@ -54,6 +63,9 @@ CommitBarrier = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class KafkaSourceConfig:
+    """The consumer's settings; the defaults are ``engine.io.settings.SourceSettings``'s (the
+    trade-offs: docs/kafka.md, "Takeover")."""
+
     bootstrap_servers: str
     topic: str = "signals"
     group_id: str = "tl-engine"
@@ -62,12 +74,14 @@ class KafkaSourceConfig:
     # bounds an idle poll, so it is kept short for fast reaction to rebalances, not for latency.
     fetch_max_wait_ms: int = 100
     max_poll_records: int = 500
-    session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 1_000
+    session_timeout_ms: int = 1_500
+    heartbeat_interval_ms: int = 300
+    rebalance_timeout_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
+    assignment_strategy: str = "roundrobin"
     # A new group starts from the oldest signal: nothing is lost; stale ones expire by policy.
     auto_offset_reset: str = "earliest"
-    revoke_grace_s: float = 5.0
+    revoke_grace_s: float = 1.0
     extra: dict[str, object] = field(default_factory=dict)  # passed through to AIOKafkaConsumer
 
     def __post_init__(self) -> None:
@@ -75,6 +89,17 @@ class KafkaSourceConfig:
             raise ConfigError("kafka source: bootstrap (host:port) is required")
         if self.auto_offset_reset not in ("earliest", "latest"):
             raise ConfigError("kafka source: auto_offset_reset must be earliest or latest")
+        if self.assignment_strategy not in _ASSIGNORS:
+            raise ConfigError(
+                f"kafka source: assignment_strategy must be one of {', '.join(_ASSIGNORS)}"
+            )
+
+
+_ASSIGNORS: dict[str, type[AbstractPartitionAssignor]] = {
+    "roundrobin": RoundRobinPartitionAssignor,
+    "range": RangePartitionAssignor,
+    "sticky": StickyPartitionAssignor,
+}
 
 
 class _PartitionLedger:
@@ -142,6 +167,8 @@ class KafkaSignalSource:
             session_timeout_ms=config.session_timeout_ms,
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             max_poll_interval_ms=config.max_poll_interval_ms,
+            rebalance_timeout_ms=config.rebalance_timeout_ms,
+            partition_assignment_strategy=(_ASSIGNORS[config.assignment_strategy],),
             **config.extra,  # type: ignore[arg-type]
         )
         self._ledgers: dict[int, _PartitionLedger] = {}
@@ -215,6 +242,14 @@ class KafkaSignalSource:
                 )
             except IllegalStateError:
                 return  # the consumer was stopped by close()
+            except InvalidSessionTimeoutError:
+                raise ConfigError(
+                    f"kafka source: the broker refuses session_timeout_ms = "
+                    f"{self.config.session_timeout_ms} (outside its group.min.session.timeout.ms "
+                    "and group.max.session.timeout.ms; Kafka's default floor is 6000): lower "
+                    "group.min.session.timeout.ms on the broker, or raise session_timeout_ms "
+                    "(and with it the takeover time)"
+                ) from None
             arrived = time.monotonic_ns()
             epochs = {p: ledger.epoch for p, ledger in self._ledgers.items()}
             for tp, records in batches.items():

@@ -1,0 +1,171 @@
+"""Per-login budgets across processes (docs/kafka.md, "Per-login budgets"): 2 and 3 engines in one
+consumer group, every one on the same login, against the sandbox counting its rate limits per
+login. Each engine takes the share of the login's QUOTES budget that its partitions' accounts are
+of the login's accounts, so together they stay inside the login's limit: the sandbox refuses no
+request (0 HTTP 429), while every engine that serves accounts does poll quotes.
+
+Real components: the Kafka broker, the sandbox (REST, per-login rate-limit windows), and each
+engine assembled by ``build_engine`` as ``tl-engine run`` does (in this process, one event loop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from engine.app.config import parse_config
+from engine.app.daemon import Engine
+from engine.model.events import Event, OutcomeEvent, Topic
+from sandbox import Sandbox
+from sandbox.seed import AccountSpec, RateLimit, UserSpec, load_seed
+from tests.fixtures.engine import demo_secrets, engine_config_data
+from tests.fixtures.kafka import TopicFactory
+from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
+from tests.kafka.inprocess import running_engine, wait_until
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 6
+QUOTES_LIMIT = 5  # per second, per login
+
+
+def aliases_one_per_partition() -> list[str]:
+    """Six account aliases whose keys land in six different partitions (murmur2, as producers
+    key them), so every engine of the group serves some of the login's accounts."""
+    chosen: dict[int, str] = {}
+    n = 0
+    while len(chosen) < PARTITIONS:
+        alias = f"acct{n}"
+        chosen.setdefault((murmur2(alias.encode()) & 0x7FFFFFFF) % PARTITIONS, alias)
+        n += 1
+    return [chosen[p] for p in range(PARTITIONS)]
+
+
+class CountingSandbox:
+    """The sandbox with six accounts on one login, its limits counted per login, and a count
+    of the requests its rate limiter refused (each became an HTTP 429) and admitted, by type."""
+
+    def __init__(self) -> None:
+        config = load_seed(None, profile="fast")
+        config.users = [
+            UserSpec(
+                DEMO_EMAIL,
+                DEMO_PASSWORD,
+                DEMO_SERVER,
+                "100001",
+                [AccountSpec(str(700001 + i), f"Sandbox {i + 1}") for i in range(PARTITIONS)],
+            )
+        ]
+        config.rate_limit_scope = "per_login"
+        # TradeLocker's own QUOTES limit is small (the realistic profile's 5/s): shares of it
+        # must be whole requests per window, or 2.25/s + 2.25/s lands 3 + 3 in one window.
+        config.rate_limits["QUOTES"] = RateLimit(QUOTES_LIMIT, 1, "SECONDS")
+        self.sandbox = Sandbox(config, price_interval_ms=0)
+        self.refused: Counter[str] = Counter()
+        self.admitted: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        await self.sandbox.start("127.0.0.1", 0)
+        limiter = self.sandbox.state.rate_limiter
+        admit = limiter.admit
+
+        def counted(key: str, rate_limit_type: str, now: float | None = None) -> bool:
+            ok = admit(key, rate_limit_type, now)
+            (self.admitted if ok else self.refused)[rate_limit_type] += 1
+            return ok
+
+        limiter.admit = counted  # type: ignore[method-assign]
+
+
+def config(sandbox_url: str, tmp: Path, bootstrap: str, topic: str, group: str, i: int) -> Any:
+    data = engine_config_data(sandbox_url, tmp, groups=False)
+    data["accounts"] = {
+        alias: {"login": "sb", "acc_num": n + 1}
+        for n, alias in enumerate(aliases_one_per_partition())
+    }
+    data["sources"] = [{"kind": "kafka", "bootstrap": bootstrap, "topic": topic, "group_id": group}]
+    data["sinks"] = [{"kind": "kafka", "bootstrap": bootstrap, "topic_prefix": f"{topic}.e{i}."}]
+    return parse_config(data)
+
+
+@pytest.mark.parametrize("engines", [2, 3])
+async def test_engines_on_one_login_share_its_quote_budget_and_earn_no_429(
+    engines: int, kafka_broker: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    sim = CountingSandbox()
+    await sim.start()
+    topic = await kafka_topic(partitions=PARTITIONS, prefix="budget")
+    group = f"{topic}-group"
+    aliases = aliases_one_per_partition()
+    secrets = await demo_secrets()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            running: list[Engine] = []
+            for i in range(engines):
+                (tmp_path / f"e{i}").mkdir()
+                cfg = config(
+                    sim.sandbox.base_url, tmp_path / f"e{i}", kafka_broker, topic, group, i
+                )
+                running.append(await stack.enter_async_context(running_engine(cfg, secrets)))
+            sources = [e.sources[0] for e in running]
+            outcomes: list[OutcomeEvent] = []
+
+            def keep(_topic: Topic, ev: Event) -> None:
+                if isinstance(ev, OutcomeEvent):
+                    outcomes.append(ev)
+
+            for e in running:
+                e.bus.subscribe(keep)
+
+            def split() -> bool:
+                owned = [frozenset(a for a in aliases if s.owns(a)) for s in sources if s.assigned]
+                return len(owned) == engines and all(owned) and sum(map(len, owned)) == len(aliases)
+
+            await wait_until(split, f"the {engines} engines split the 6 accounts")
+            # An order on every account: each engine's login feed now polls EURUSD (its lease).
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
+            await producer.start()
+            try:
+                for n, alias in enumerate(aliases):
+                    signal = {
+                        "id": f"b{engines}-{n}",
+                        "ts": time.time_ns() // 1_000_000,
+                        "account": alias,
+                        "action": "place",
+                        "symbol": "EURUSD",
+                        "type": "market",
+                        "side": "buy",
+                        "qty": 0.01,
+                    }
+                    await producer.send(topic, orjson.dumps(signal), key=alias.encode())
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+            def all_placed() -> bool:
+                return sum(1 for o in outcomes if o.status == "accepted") == len(aliases)
+
+            await wait_until(all_placed, "every account's order placed")
+            # Let the feeds poll together for eight of the venue's QUOTES windows' worth of the
+            # whole login limit: 40 admitted quote requests.
+            start = sim.admitted["QUOTES"]
+            await wait_until(
+                lambda: sim.admitted["QUOTES"] - start >= 8 * QUOTES_LIMIT,
+                "40 quote requests polled",
+            )
+            pacers = [e.venue.quote_pacer(aliases[0]) for e in running]  # type: ignore[attr-defined]
+            fractions = [p.fraction for p in pacers]
+            turns = [p.turns for p in pacers]
+    finally:
+        await sim.sandbox.stop()
+    assert not sim.refused, f"HTTP 429s earned: {dict(sim.refused)}"
+    assert sum(fractions) == pytest.approx(1.0), fractions
+    assert all(t > 0 for t in turns), f"every engine polled quotes: {turns}"
