@@ -128,8 +128,8 @@ heartbeat_interval_ms = 100
     async with asyncio.timeout(90):  # a hang guard: the join is refused at once
         _out, err = await proc.communicate()
     text = err.decode()
-    assert proc.returncode == 1, text[-2000:]
-    [line] = [ln for ln in text.splitlines() if ln.startswith("tl-engine: ")]
+    assert proc.returncode == 2, text[-2000:]  # a config error: exit status 2, as every other
+    [line] = [ln for ln in text.splitlines() if ln.startswith("config error: ")]
     assert "refuses session_timeout_ms = 500" in line
     assert "group.min.session.timeout.ms" in line
     assert "Traceback" not in text
