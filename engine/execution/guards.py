@@ -819,10 +819,11 @@ class GuardBook:
             else:
                 vpp = self._vpp(g, p.instrument_id)
                 sl = getattr(p, "stop_loss", None)
-                if streamed and sl is not None:
+                tag = self._match(g, p, seen) if streamed else None
+                if sl is not None:  # its own stop loss (the stream's view): exact
                     dist = p.avg_price - sl if p.side is Side.BUY else sl - p.avg_price
                     worst = max(0.0, dist) * p.qty * vpp
-                elif streamed and (tag := self._match(g, p, seen)) is not None:
+                elif tag is not None:
                     worst = g.reserved[tag].risk
                 else:
                     worst = p.avg_price * g.no_sl_move * p.qty * vpp
