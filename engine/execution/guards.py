@@ -179,6 +179,7 @@ class AccountGuard:
     interval_s: float = 1.0
     stale_s: float = STALE_MIN_S
     source: str = ""  # where the last figures came from: "read" or "stream"
+    reads: int = 0  # reads of the account's state, positions and orders sent (three requests)
 
 
 def _guard_for(alias: str, rules: RuleSettings, margin: float) -> AccountGuard:
@@ -643,6 +644,7 @@ class GuardBook:
         if venue is None:
             return
         bg = Priority.BACKGROUND
+        self.accounts[alias].reads += 1
         try:
             state, positions, orders = await asyncio.gather(
                 venue.account_state(alias, priority=bg),
