@@ -255,7 +255,6 @@ class GuardBook:
                 ("account", "rule"),
             )
         self._venue: Venue | None = None
-        self._task: asyncio.Task[None] | None = None
         self._rates: dict[tuple[str, str], float] = {}  # (from, to) currency -> rate
         self.instrument_for: Callable[[str, int], Instrument | None] = lambda a, i: None
         # The venue's id of an instrument a stream names by name (None: unknown).
@@ -637,8 +636,7 @@ class GuardBook:
         """Take the account's figures (from its live stream, else three reads at BACKGROUND
         priority) and act on what they show (never raises)."""
         view = self.live_view(alias)
-        if view is not None:
-            await self._apply_view(alias, view)
+        if view is not None and await self._apply_view(alias, view):
             return
         venue = self._venue
         if venue is None:
@@ -658,9 +656,10 @@ class GuardBook:
         self.accounts[alias].source = "read"
         await self.apply(alias, state.balance, state.equity, positions, orders, state.details)
 
-    async def _apply_view(self, alias: str, view: AccountView) -> None:
+    async def _apply_view(self, alias: str, view: AccountView) -> bool:
         """Fold the stream's view of the account (balance, equity, positions, working orders)
-        into its guard, as a read would be."""
+        into its guard, as a read would be. False (nothing applied: read instead) when a row
+        names an instrument the account does not know."""
         g = self.accounts[alias]
         status = view.status
         assert status is not None and status.equity is not None
@@ -674,7 +673,7 @@ class GuardBook:
         for p in view.positions.values():
             iid = self._instrument_id(alias, p.instrument)
             if iid is None:
-                continue
+                return False
             positions.append(
                 _Held(
                     p.lots, iid, p.strategy_id, p.open_price, 0.0, None, p.stop_loss_limit, p.side
@@ -685,8 +684,10 @@ class GuardBook:
             if o.status not in OPEN_ORDER_STATUSES or o.order_id in legs:
                 continue
             iid = self._instrument_id(alias, o.instrument)
+            if iid is None:
+                return False
             left = remaining_of(o)
-            if iid is None or not left:
+            if not left:
                 continue
             orders.append(_Held(left, iid, o.strategy_id, o.price or _NAN, 0.0, o.position_id))
         g.source = "stream"
@@ -699,6 +700,7 @@ class GuardBook:
             orders,
             open_pl=status.equity - status.balance,
         )
+        return True
 
     def _instrument_id(self, alias: str, instrument: str) -> int | None:
         if instrument.isdigit():
