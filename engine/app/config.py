@@ -255,6 +255,7 @@ GUARD_KEYS = {
     "halt_level": Key(GuardSettings, "halt_level", g.share),
     "flatten_on_halt": Key(GuardSettings, "flatten_on_halt", v.flag),
     "poll_ms": Key(GuardSettings, "poll_ms", v.whole(20, 60_000)),
+    "read_share": Key(GuardSettings, "read_share", g.budget_share),
     "blackout_file": Key(GuardSettings, "blackout_file", v.text),
     "blackout_topic": Key(GuardSettings, "blackout_topic", v.text),
     "blackout_bootstrap": Key(GuardSettings, "blackout_bootstrap", v.text),

@@ -25,6 +25,15 @@ def share(key: str, value: Any) -> float:
     return float(value)
 
 
+def budget_share(key: str, value: Any) -> float:
+    """A share of a budget above 0, up to 1 (all of it): 0.25 is 25 %."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ConfigError(
+            f"{key} must be a share above 0 and up to 1 (0.25 is 25 %), got {value!r}"
+        )
+    return float(value)
+
+
 def levels(key: str, value: Any) -> tuple[float, ...]:
     if not isinstance(value, list) or not all(
         isinstance(x, int | float) and not isinstance(x, bool) and 0 < x < 1 for x in value

@@ -320,7 +320,7 @@ async def _assemble(
     pipeline.quote_feeds = feeds
     pipeline.guards, pipeline.symbols = await start_guards(
         cfg.guards, cfg.accounts.values(), cfg.groups.values(), cfg.rules, accounts, bus,
-        metrics=metrics, stop_limits=book,
+        metrics=metrics, stop_limits=book, live_states=pipeline.live_states,
     )  # fmt: skip
     pipeline.partial_fanout = cfg.guards.partial_fanout
     if pipeline.guards is not None:  # the stream's account status moves the guards' equity

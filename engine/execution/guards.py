@@ -3,7 +3,10 @@ stopped before the firm stops it (docs/guards.md).
 
     config [rules.default] -> [rules.<group>] ... -> [rules.<alias>]   merged per account
     hot path   prepare.order_request -> GuardBook.check -> compiled check_guard (engine._fast)
-    off it     GuardBook.run: every guards.poll_ms, per account, read state, positions, orders
+    off it     GuardBook.run, per account: with a live stream, its live state (no read); else
+               every read interval (guards.poll_ms, lengthened to keep within guards.read_share
+               of each read route's published limit) read state, positions, orders at
+               BACKGROUND priority
                -> equity, the day's reference, the drawdown top, open risk, lots, positions
                -> warning levels (events ``guards``, gauge tl_guard_limit_used), halt at
                   guards.halt_level: cancel working orders, flatten, refuse until reset/resume
@@ -44,6 +47,8 @@ from engine.model.domain import (
 )
 from engine.model.errors import ValidationError
 from engine.model.events import AccountUpdate, Event, EventSink, GuardEvent
+from engine.state.account_view import OPEN_ORDER_STATUSES, AccountView, remaining_of
+from engine.state.live import LiveState
 from engine.venue.protocol import Venue
 
 __all__ = [
@@ -63,6 +68,14 @@ RESERVE_GRACE_S = 15.0
 DEFAULT_NO_SL_MOVE_PCT = 2.0
 # A price the guard saw is used as a market order's entry (when no fresh quote) this long.
 PRICE_FRESH_S = 60.0
+# The routes the guards' three reads (account state, positions, working orders) spend, by the
+# names TradeLocker publishes their limits under (rateLimitType); a venue publishing none of them
+# is read every guards.poll_ms.
+READ_ROUTES = frozenset({"GET_ACCOUNTS_STATE", "GET_POSITIONS", "GET_ORDERS"})
+# Figures older than this many read intervals (and at least STALE_MIN_S) refuse orders on an
+# account with a loss limit.
+STALE_READS = 5
+STALE_MIN_S = 10.0
 
 
 class GuardRefused(ValidationError):
@@ -116,6 +129,20 @@ class Reserved:
     since: float  # monotonic s
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A position or working order from the stream's view, shaped as a read's row."""
+
+    qty: float
+    instrument_id: int
+    strategy_id: str
+    avg_price: float
+    unrealized_pl: float
+    position_id: str | None = None
+    stop_loss: float | None = None
+    side: Side = Side.BUY
+
+
 @dataclass(slots=True)
 class AccountGuard:
     alias: str
@@ -147,6 +174,12 @@ class AccountGuard:
     # instrument -> (a recent price, monotonic s): from the quotes orders were checked with and
     # the start-up reads; older than PRICE_FRESH_S it is not used.
     last_price: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # Seconds between two reads of the account while its stream is not live (read_interval),
+    # and the age of figures that refuses orders (STALE_READS of them, at least STALE_MIN_S).
+    interval_s: float = 1.0
+    stale_s: float = STALE_MIN_S
+    source: str = ""  # where the last figures came from: "read" or "stream"
+    reads: int = 0  # reads of the account's state, positions and orders sent (three requests)
 
 
 def _guard_for(alias: str, rules: RuleSettings, margin: float) -> AccountGuard:
@@ -222,9 +255,10 @@ class GuardBook:
                 ("account", "rule"),
             )
         self._venue: Venue | None = None
-        self._task: asyncio.Task[None] | None = None
         self._rates: dict[tuple[str, str], float] = {}  # (from, to) currency -> rate
         self.instrument_for: Callable[[str, int], Instrument | None] = lambda a, i: None
+        # The venue's id of an instrument a stream names by name (None: unknown).
+        self.instrument_id_of: Callable[[str, str], int | None] = lambda a, name: None
         # The account's session (its rate gate): the halt's cancels and closes spend its budget.
         self.session_for: Callable[[str], AccountSession | None] = lambda alias: None
         # Cancels the stop-limit orders the engine holds for an account (they are not at the
@@ -234,9 +268,12 @@ class GuardBook:
         # their worst case counts while they are held (they may trigger at any quote).
         self.held_tags: Callable[[str], set[str]] = lambda alias: set()
         self._read_waiters: dict[str, asyncio.Event] = {}
-        # Figures older than this refuse orders on accounts with a loss limit: five missed
-        # reads, and never less than 10 s.
-        self.stale_s = max(10.0, 5 * settings.poll_ms / 1000.0)
+        # The live states of the venue's streams (the daemon's list, filled once they open): an
+        # account one of them follows live is taken from it, not read.
+        self.live_states: list[LiveState] = []
+        for g in self.accounts.values():
+            self._set_interval(g, settings.poll_ms / 1000.0)
+        self._tasks: list[asyncio.Task[None]] = []
         self._acting: dict[str, asyncio.Task[None]] = {}  # a stream update's halt in progress
 
     @classmethod
@@ -287,7 +324,7 @@ class GuardBook:
         if g.window_reason and not g.state.halted:
             return g.window_reason
         mono = self.clock.monotonic()
-        if g.measures and mono - g.fresh_at > self.stale_s and math.isfinite(g.fresh_at):
+        if g.measures and mono - g.fresh_at > g.stale_s and math.isfinite(g.fresh_at):
             # Equity this old may hide a loss: no order goes out on it (policy: fail closed).
             age = mono - g.fresh_at
             why = f" (the last read failed: {g.read_error})" if g.read_error else ""
@@ -499,9 +536,32 @@ class GuardBook:
         """Read every guarded account once (no order goes out on an unknown equity), then keep
         reading them in the background."""
         self._venue = venue
+        for g in self.accounts.values():
+            self._set_interval(g, self.read_interval(g.alias))
         await asyncio.gather(*(self.refresh(a) for a in self.accounts))
         await asyncio.gather(*(self._warm_prices(g) for g in self.accounts.values()))
-        self._task = asyncio.create_task(self.run(), name="guards")
+        self._tasks = [
+            asyncio.create_task(self.run(alias), name=f"guards-{alias}") for alias in self.accounts
+        ]
+
+    def read_interval(self, alias: str) -> float:
+        """Seconds between two reads of ``alias``: guards.poll_ms, lengthened until one read per
+        interval on each read route is at most guards.read_share of every limit the venue
+        publishes for it (2 per second at 25 %: one read every 2 s)."""
+        interval = self.settings.poll_ms / 1000.0
+        venue = self._venue
+        if venue is None:
+            return interval
+        share = self.settings.read_share
+        for lim in venue.rate_limits(alias):
+            if lim.route in READ_ROUTES and lim.limit > 0:
+                interval = max(interval, lim.interval_s / (share * lim.limit))
+        return interval
+
+    @staticmethod
+    def _set_interval(g: AccountGuard, interval_s: float) -> None:
+        g.interval_s = interval_s
+        g.stale_s = max(STALE_MIN_S, STALE_READS * interval_s)
 
     async def _warm_prices(self, g: AccountGuard) -> None:
         """A price for each allowed instrument, so the first market order on one has an entry
@@ -546,31 +606,106 @@ class GuardBook:
             log.warning("guards: no quote converts %s to %s for %s", ccy, g.currency, g.alias)
 
     async def close(self) -> None:
-        tasks = [t for t in (self._task, *self._acting.values()) if t is not None]
+        tasks = [*self._tasks, *self._acting.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def run(self) -> None:
-        interval = self.settings.poll_ms / 1000.0
+    async def run(self, alias: str) -> None:
+        """Keep ``alias``'s figures: from its live state while its stream is live, else a read
+        every read interval."""
+        g = self.accounts[alias]
+        poll_s = self.settings.poll_ms / 1000.0
         while True:
-            await self.clock.sleep(interval)
-            await asyncio.gather(*(self.refresh(a) for a in self.accounts))
+            # From the stream (no request): every poll_ms; a read: every read interval.
+            await self.clock.sleep(poll_s if self.live_view(alias) is not None else g.interval_s)
+            await self.refresh(alias)
+
+    def live_view(self, alias: str) -> AccountView | None:
+        """The account as its stream shows it now, or None when no stream can say (none
+        configured, not live, not synced, resyncing, or no equity in its account status)."""
+        for live in self.live_states:
+            if live.positions_now(alias) is None:
+                continue
+            view = live.account(alias)
+            if view.status is not None and view.status.equity is not None:
+                return view
+        return None
 
     async def refresh(self, alias: str) -> None:
-        """Read the account from the venue and act on what it shows (never raises)."""
+        """Take the account's figures (from its live stream, else three reads at BACKGROUND
+        priority) and act on what they show (never raises)."""
+        view = self.live_view(alias)
+        if view is not None and await self._apply_view(alias, view):
+            return
         venue = self._venue
         if venue is None:
             return
+        bg = Priority.BACKGROUND
+        self.accounts[alias].reads += 1
         try:
             state, positions, orders = await asyncio.gather(
-                venue.account_state(alias), venue.positions(alias), venue.orders(alias)
+                venue.account_state(alias, priority=bg),
+                venue.positions(alias, priority=bg),
+                venue.orders(alias, priority=bg),
             )
         except Exception as exc:  # the figures stay as they were; the next read tries again
             self.accounts[alias].read_error = f"{type(exc).__name__}: {exc}"
             log.warning("guards: reading %s failed: %s", alias, exc)
             return
+        self.accounts[alias].source = "read"
         await self.apply(alias, state.balance, state.equity, positions, orders, state.details)
+
+    async def _apply_view(self, alias: str, view: AccountView) -> bool:
+        """Fold the stream's view of the account (balance, equity, positions, working orders)
+        into its guard, as a read would be. False (nothing applied: read instead) when a row
+        names an instrument the account does not know."""
+        g = self.accounts[alias]
+        status = view.status
+        assert status is not None and status.equity is not None
+        legs = {
+            leg
+            for p in view.positions.values()
+            for leg in (p.stop_loss_order_id, p.take_profit_order_id)
+            if leg
+        }
+        positions = []
+        for p in view.positions.values():
+            iid = self._instrument_id(alias, p.instrument)
+            if iid is None:
+                return False
+            positions.append(
+                _Held(
+                    p.lots, iid, p.strategy_id, p.open_price, 0.0, None, p.stop_loss_limit, p.side
+                )
+            )
+        orders = []
+        for o in view.orders.values():
+            if o.status not in OPEN_ORDER_STATUSES or o.order_id in legs:
+                continue
+            iid = self._instrument_id(alias, o.instrument)
+            if iid is None:
+                return False
+            left = remaining_of(o)
+            if not left:
+                continue
+            orders.append(_Held(left, iid, o.strategy_id, o.price or _NAN, 0.0, o.position_id))
+        g.source = "stream"
+        # Open P&L: the stream gives it for the account, not per position.
+        await self.apply(
+            alias,
+            status.balance,
+            status.equity,
+            positions,
+            orders,
+            open_pl=status.equity - status.balance,
+        )
+        return True
+
+    def _instrument_id(self, alias: str, instrument: str) -> int | None:
+        if instrument.isdigit():
+            return int(instrument)
+        return self.instrument_id_of(alias, instrument)
 
     async def apply(
         self,
@@ -580,8 +715,11 @@ class GuardBook:
         positions: Iterable[Any],
         orders: Iterable[Any],
         details: Mapping[str, float] | None = None,
+        *,
+        open_pl: float | None = None,
     ) -> None:
-        """Fold one reading of the account into its guard, then act on the levels."""
+        """Fold one reading of the account into its guard, then act on the levels. ``open_pl``:
+        the account's open P&L when the positions do not carry theirs (the stream's)."""
         g = self.accounts[alias]
         st = g.state
         r = g.rules
@@ -610,7 +748,7 @@ class GuardBook:
         g.fresh_at = self.clock.monotonic()
         g.read_error = ""
         st.dd_top = g.peak if (r.drawdown_mode or "static") == "trailing" else g.starting_balance
-        self._exposure(g, positions, orders)
+        self._exposure(g, positions, orders, open_pl)
         await self._levels(g)
         waiter = self._read_waiters.pop(alias, None)
         if waiter is not None:
@@ -653,12 +791,25 @@ class GuardBook:
         t = dt.datetime.fromtimestamp(self.clock.time_ns() / 1e9, g.tz)
         return (t - dt.timedelta(minutes=g.reset_min)).date().isoformat()
 
-    def _exposure(self, g: AccountGuard, positions: Iterable[Any], orders: Iterable[Any]) -> None:
+    def _exposure(
+        self,
+        g: AccountGuard,
+        positions: Iterable[Any],
+        orders: Iterable[Any],
+        open_pl: float | None = None,
+    ) -> None:
+        """Open lots, positions and risk from a reading. ``open_pl`` is given for the stream's
+        view (untagged rows, the account's open P&L only): a row without a tag is matched to an
+        order the guard passed by instrument and lots, a position's worst case is measured to
+        its own stop loss when it has one, and a working order nobody matches counts the
+        ``no_sl_move_pct`` move from its price."""
         st = g.state
         now = self.clock.monotonic()
+        streamed = open_pl is not None
         lots = 0.0
         by_inst: dict[int, float] = {}
         risk = 0.0
+        at_entry = 0.0  # the positions' worst cases at entry (the stream's view)
         count = 0
         seen: set[str] = set()
         for p in positions:
@@ -670,16 +821,26 @@ class GuardBook:
                 seen.add(p.strategy_id)
                 worst = res.risk
             else:
-                inst = self.instrument_for(g.alias, p.instrument_id)
-                vpp = g.vpp.get(p.instrument_id) or (
-                    self._value_per_point(g, inst) if inst is not None else _NAN
-                )
-                worst = p.avg_price * g.no_sl_move * p.qty * vpp
+                vpp = self._vpp(g, p.instrument_id)
+                sl = getattr(p, "stop_loss", None)
+                tag = self._match(g, p, seen) if streamed else None
+                if sl is not None:  # its own stop loss (the stream's view): exact
+                    dist = p.avg_price - sl if p.side is Side.BUY else sl - p.avg_price
+                    worst = max(0.0, dist) * p.qty * vpp
+                elif tag is not None:
+                    worst = g.reserved[tag].risk
+                else:
+                    worst = p.avg_price * g.no_sl_move * p.qty * vpp
                 if not math.isfinite(worst):
                     worst = 0.0
-            # From here to the stop: the worst case at entry, plus what the position has gained
-            # (or less what it has lost: equity already shows that).
-            risk += max(0.0, worst + p.unrealized_pl)
+            if streamed:
+                at_entry += worst
+            else:
+                # From here to the stop: the worst case at entry, plus what the position has
+                # gained (or less what it has lost: equity already shows that).
+                risk += max(0.0, worst + p.unrealized_pl)
+        if open_pl is not None:
+            risk += max(0.0, at_entry + open_pl)
         for o in orders:
             if o.position_id:  # a position's stop loss or take profit, not new exposure
                 continue
@@ -689,6 +850,13 @@ class GuardBook:
             if res is not None:
                 seen.add(o.strategy_id)
                 risk += res.risk
+            elif streamed:
+                tag = self._match(g, o, seen)
+                if tag is not None:
+                    risk += g.reserved[tag].risk
+                else:
+                    worst = o.avg_price * g.no_sl_move * o.qty * self._vpp(g, o.instrument_id)
+                    risk += worst if math.isfinite(worst) else 0.0
         held = self.held_tags(g.alias)
         for tag, res in list(g.reserved.items()):
             if tag in seen:
@@ -706,6 +874,27 @@ class GuardBook:
         st.inst_lots = by_inst
         st.open_risk = risk
         st.open_positions = count
+
+    def _vpp(self, g: AccountGuard, instrument_id: int) -> float:
+        vpp = g.vpp.get(instrument_id)
+        if vpp:
+            return vpp
+        inst = self.instrument_for(g.alias, instrument_id)
+        return self._value_per_point(g, inst) if inst is not None else _NAN
+
+    @staticmethod
+    def _match(g: AccountGuard, row: Any, seen: set[str]) -> str | None:
+        """The tag of an order the guard passed that an untagged row of the stream is: the same
+        instrument and lots, not matched yet (marked seen)."""
+        for tag, res in g.reserved.items():
+            if (
+                tag not in seen
+                and res.instrument_id == row.instrument_id
+                and abs(res.qty - row.qty) < 1e-9
+            ):
+                seen.add(tag)
+                return tag
+        return None
 
     async def _levels(self, g: AccountGuard) -> None:
         st = g.state
@@ -829,6 +1018,7 @@ async def start_guards(
     metrics: Any = None,
     clock: Clock = LIVE,
     stop_limits: StopLimitBook | None = None,
+    live_states: list[LiveState] | None = None,
 ) -> tuple[GuardBook | None, SymbolMap | None]:
     """The guards and symbol map of a started set of accounts (None, None without [rules.*]):
     symbol mappings checked against each account's instruments, every guarded account read
@@ -839,6 +1029,13 @@ async def start_guards(
         settings, account_settings, groups, rules, bus, metrics=metrics, clock=clock
     )
     book.instrument_for = lambda alias, iid: accounts[alias].instruments_by_id.get(iid)
+    book.instrument_id_of = lambda alias, name: (
+        inst.tradable_instrument_id
+        if (inst := accounts[alias].instruments_by_name.get(name)) is not None
+        else None
+    )
+    if live_states is not None:
+        book.live_states = live_states
     book.session_for = accounts.sessions.get
     if stop_limits is not None:
         book.cancel_held = stop_limits.cancel_all

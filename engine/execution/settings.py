@@ -128,8 +128,12 @@ class GuardSettings:
     # positions closed when flatten_on_halt, no new orders until the next reset or a resume.
     halt_level: float = 0.85
     flatten_on_halt: bool = True
-    # How often each guarded account's state, positions and orders are read from the venue.
+    # How often each guarded account's state, positions and orders are read from the venue
+    # while its stream is not live (at least: read_share may make it longer).
     poll_ms: int = 1000
+    # The most of each read route's published budget the guards' reads may spend: the read
+    # interval is lengthened until three reads per interval stay within it.
+    read_share: float = 0.25
     # A file of blackout windows (news): one per line, "START END [name]", ISO 8601 times.
     blackout_file: str | None = None
     # A Kafka topic of blackout windows, read from its beginning and followed while the engine

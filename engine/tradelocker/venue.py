@@ -44,6 +44,7 @@ from engine.model.domain import (
     OrderRequest,
     OrderType,
     Position,
+    Priority,
     ProtectionType,
     RateLimit,
     RouteKey,
@@ -451,9 +452,10 @@ class TradeLockerVenue:
 
     # -- snapshots --------------------------------------------------------------------------
 
-    async def orders(self, account: str) -> list[Order]:
+    async def orders(self, account: str, *, priority: Priority = Priority.QUERY) -> list[Order]:
         acct = self._account(account)
-        reply = await acct.client.query(f"/trade/accounts/{acct.client.account_id}/orders")
+        path = f"/trade/accounts/{acct.client.account_id}/orders"
+        reply = await acct.client.query(path, priority=priority)
         rows = reply.get("orders", []) if isinstance(reply, Mapping) else []
         return self._decode(acct, decode_orders, self._layouts(acct).orders, rows)
 
@@ -491,15 +493,21 @@ class TradeLockerVenue:
         await self._history_window(acct, lo, mid, found)
         await self._history_window(acct, mid + 1, hi, found)
 
-    async def positions(self, account: str) -> list[Position]:
+    async def positions(
+        self, account: str, *, priority: Priority = Priority.QUERY
+    ) -> list[Position]:
         acct = self._account(account)
-        reply = await acct.client.query(f"/trade/accounts/{acct.client.account_id}/positions")
+        path = f"/trade/accounts/{acct.client.account_id}/positions"
+        reply = await acct.client.query(path, priority=priority)
         rows = reply.get("positions", []) if isinstance(reply, Mapping) else []
         return self._decode(acct, decode_positions, self._layouts(acct).positions, rows)
 
-    async def account_state(self, account: str) -> AccountState:
+    async def account_state(
+        self, account: str, *, priority: Priority = Priority.QUERY
+    ) -> AccountState:
         acct = self._account(account)
-        reply = await acct.client.query(f"/trade/accounts/{acct.client.account_id}/state")
+        path = f"/trade/accounts/{acct.client.account_id}/state"
+        reply = await acct.client.query(path, priority=priority)
         values = reply.get("accountDetailsData") if isinstance(reply, Mapping) else None
         try:
             return decode_account_state(self._layouts(acct).account_details, values, account)

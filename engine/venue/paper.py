@@ -33,6 +33,7 @@ from engine.model.domain import (
     OrderRequest,
     OrderType,
     Position,
+    Priority,
     ProtectionType,
     RateLimit,
     RouteKey,
@@ -601,7 +602,8 @@ class PaperVenue:
 
     # -- protocol: snapshots ----------------------------------------------------------------
 
-    async def orders(self, account: str) -> list[Order]:
+    async def orders(self, account: str, *, priority: Priority = Priority.QUERY) -> list[Order]:
+        # In process: no request, no budget, so the priority changes nothing.
         return [replace(leg.order) for leg in self._book(account).working.values()]
 
     async def orders_history(
@@ -611,7 +613,9 @@ class PaperVenue:
         hi = to_ms if to_ms is not None else 1 << 62
         return [replace(o) for o in self._book(account).history if lo <= o.created_ms <= hi]
 
-    async def positions(self, account: str) -> list[Position]:
+    async def positions(
+        self, account: str, *, priority: Priority = Priority.QUERY
+    ) -> list[Position]:
         book = self._book(account)
         result = []
         for position in book.positions.values():
@@ -626,7 +630,9 @@ class PaperVenue:
             )
         return result
 
-    async def account_state(self, account: str) -> AccountState:
+    async def account_state(
+        self, account: str, *, priority: Priority = Priority.QUERY
+    ) -> AccountState:
         book = self._book(account)
         open_pl = sum(p.unrealized_pl for p in await self.positions(account))
         balance = book.balance + book.realized

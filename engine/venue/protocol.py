@@ -238,16 +238,22 @@ class Venue(Protocol):
 
     # -- snapshots, history, reconciliation ------------------------------------------------------
 
-    async def orders(self, account: str) -> list[Order]:
-        """Working orders, SL/TP legs included."""
+    async def orders(self, account: str, *, priority: Priority = Priority.QUERY) -> list[Order]:
+        """Working orders, SL/TP legs included. ``priority``: the read's place in the account's
+        rate gate (``BACKGROUND`` for upkeep that must never delay a read the engine waits on);
+        a venue whose reads spend no budget ignores it. The same for positions and state."""
 
     async def orders_history(
         self, account: str, from_ms: int | None = None, to_ms: int | None = None
     ) -> list[Order]:
         """Final orders created in [from_ms, to_ms] (None: unbounded), complete or an error."""
 
-    async def positions(self, account: str) -> list[Position]: ...
-    async def account_state(self, account: str) -> AccountState: ...
+    async def positions(
+        self, account: str, *, priority: Priority = Priority.QUERY
+    ) -> list[Position]: ...
+    async def account_state(
+        self, account: str, *, priority: Priority = Priority.QUERY
+    ) -> AccountState: ...
 
     async def find_by_tag(self, account: str, tag: str, since_ms: int | None = None) -> TagMatches:
         """Working orders, final orders and positions carrying ``tag``, read together. Final

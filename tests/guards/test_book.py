@@ -22,11 +22,13 @@ from engine.model.domain import (
     OrderRequest,
     OrderType,
     ProtectionType,
+    RateLimit,
     Side,
     Validity,
 )
 from engine.model.errors import ConfigError
 from engine.model.events import Event, GuardEvent
+from engine.venue.paper import PaperVenue
 
 EURUSD = Instrument(278, 315, "EURUSD", 9001, (9101,), quote_currency="USD")
 
@@ -226,6 +228,7 @@ BASE = {
             "guards.warn_levels has 0.9, not below guards.halt_level (0.8)",
         ),
         ({"guards": {"safety_margin": 1.5}}, "guards.safety_margin must be a share from 0 to"),
+        ({"guards": {"read_share": 0}}, "guards.read_share must be a share above 0 and up to 1"),
         (
             {"guards": {"blackout_topic": "news"}},
             "guards.blackout_topic and guards.blackout_bootstrap go together",
@@ -269,3 +272,42 @@ async def test_a_held_stop_limit_keeps_its_worst_case_counted_until_it_goes() ->
     held.clear()  # triggered or cancelled: no longer held, and not at the venue
     await b.apply("a1", 100_000.0, 100_000.0, [], [])
     assert b.accounts["a1"].state.open_risk == 0.0
+
+
+async def test_the_read_interval_keeps_within_read_share_of_every_published_read_limit() -> None:
+    """guards.poll_ms is lengthened until one read per interval is at most guards.read_share of
+    each limit the venue publishes on a read route; the stale-figures age follows it."""
+    limits = [
+        RateLimit("GET_POSITIONS", 2, 1.0),  # 25 % of 2/s: one read per 2 s
+        RateLimit("GET_ORDERS", 10, 1.0),  # 25 % of 10/s: 0.4 s, under poll_ms
+        RateLimit("GET_ACCOUNTS_STATE", 100, 60.0),  # 25 % of 100/min: one read per 2.4 s
+        RateLimit("PLACE_ORDER", 1, 1.0),  # not a read: no bearing
+    ]
+    venue = PaperVenue(["a1"], rate_limits=limits)
+    await venue.start()
+    clock = at("2026-11-25T10:00:00")
+    b = book(clock, Bus(), daily_loss=1000.0)
+    assert b.accounts["a1"].stale_s == 10.0  # before a venue: poll_ms 1 s, the 10 s floor
+    try:
+        await b.start(venue)
+        g = b.accounts["a1"]
+        assert b.read_interval("a1") == pytest.approx(2.4)
+        assert g.interval_s == pytest.approx(2.4)
+        assert g.stale_s == pytest.approx(12.0)  # five intervals
+        assert g.source == "read"
+        assert b.check(order(0.1, sl=1.0990, tag="t1"), 1.1, 1.1001) is None
+        # 11 s old: stale at 1 s reads (10 s), not at 2.4 s reads (12 s); 13 s old is.
+        b.accounts["a1"].fresh_at = clock.monotonic() - 11.0
+        assert b.check(order(0.1, sl=1.0990, tag="t2"), 1.1, 1.1001) is None
+        b.accounts["a1"].fresh_at = clock.monotonic() - 13.0
+        reason = b.check(order(0.1, sl=1.0990, tag="t3"), 1.1, 1.1001)
+        assert reason is not None and reason.startswith("loss guard: the figures of a1 are 13 s")
+    finally:
+        await b.close()
+        await venue.close()
+    # A bigger share: poll_ms wins again.
+    wide = GuardBook(
+        GuardSettings(read_share=1.0, poll_ms=1000), {"a1": RuleSettings()}, Bus(), clock=clock
+    )
+    wide._venue = venue
+    assert wide.read_interval("a1") == pytest.approx(1.0)

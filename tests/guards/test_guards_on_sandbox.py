@@ -205,6 +205,9 @@ async def test_the_demo_scene_ends_without_a_breach() -> None:
     text = "\n".join(lines)
     assert "g-2 on funded1: rejected: daily loss guard:" in text
     assert "guard halted: funded2 halted: drawdown at" in text
+    # With the Streams API live the guards spend none of the accounts' read budget.
+    for alias in ("funded1", "funded2"):
+        assert f"guards: {alias}'s figures from the Streams API; 0 reads" in text, text
     assert lines[-1] == "sandbox: no account breached its firm's rules"
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 
 import pytest
 
@@ -12,7 +14,10 @@ from engine.model.domain import (
     OrderModification,
     OrderRequest,
     OrderType,
+    Priority,
     ProtectionType,
+    RateLimit,
+    RouteKey,
     Side,
     Validity,
 )
@@ -291,3 +296,52 @@ async def test_find_by_tag_through_the_engines_gate_from_the_send_time(harness: 
     assert all(s.in_flight == 0 for s in gate.stats())  # every read gave its token back
     later = await venue.find_by_tag(harness.account, tag, since_ms=int(time.time() * 1000) + 60_000)
     assert not later.history  # the history window starts after the order was made
+
+
+class _RecordingGate(AccountLimiter):
+    """The engine's gate, noting each read's route and priority as the venue asks for it."""
+
+    asked: list[tuple[str, Priority]]
+
+    def acquire(self, route: RouteKey, priority: Priority, deadline_ns: int = 0) -> Awaitable[None]:
+        self.asked.append((str(route), priority))
+        return super().acquire(route, priority, deadline_ns)
+
+
+async def test_reads_take_a_priority_and_a_background_read_waits_behind_a_query(
+    harness: Harness,
+) -> None:
+    """``priority=`` on the snapshot reads reaches the account's gate: with one positions read
+    per second, a BACKGROUND read queued first is still served after a QUERY read queued after
+    it. A venue whose reads spend no budget (paper) gates none and answers the same."""
+    venue = harness.venue
+    account = harness.account
+    one_per_s = [RateLimit(r, 1, 1.0) for r in ("GET_POSITIONS", "positions")]
+    gate = _RecordingGate(account, one_per_s, routes=venue.route_for, share=1.0)
+    gate.asked = []
+    venue.use_gate(account, gate)
+    _, position_id = await _open_buy(harness, harness.tag("prio"))
+    gate.asked.clear()
+    state = await venue.account_state(account, priority=Priority.BACKGROUND)
+    orders = await venue.orders(account, priority=Priority.BACKGROUND)
+    assert state.orders_count == len([o for o in orders if o.is_open])
+    await venue.positions(account)  # takes the route's one token for the next second
+    done: list[str] = []
+
+    async def read(name: str, priority: Priority) -> list[str]:
+        rows = await venue.positions(account, priority=priority)
+        done.append(name)
+        return [p.position_id for p in rows]
+
+    background = asyncio.create_task(read("background", Priority.BACKGROUND))
+    await asyncio.sleep(0)  # queued first
+    query = asyncio.create_task(read("query", Priority.QUERY))
+    assert position_id in await background and position_id in await query
+    routes = {route for route, _ in gate.asked}
+    if not gate.asked:  # paper: in process, no budget spent, nothing queued
+        assert done == ["background", "query"]
+        return
+    assert ("GET_ACCOUNTS_STATE", Priority.BACKGROUND) in gate.asked
+    assert ("GET_ORDERS", Priority.BACKGROUND) in gate.asked
+    assert ("GET_POSITIONS", Priority.BACKGROUND) in gate.asked and "GET_POSITIONS" in routes
+    assert done == ["query", "background"]
