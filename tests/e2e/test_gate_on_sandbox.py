@@ -16,6 +16,7 @@ from sandbox import Sandbox
 from sandbox.seed import RateLimit
 from tests.fixtures.engine import Live, start_engine
 from tests.fixtures.sim import realistic_config
+from tests.fixtures.waiting import eventually
 
 
 def count_refusals(sandbox: Sandbox) -> list[str]:
@@ -107,10 +108,18 @@ async def test_reconciling_many_dropped_replies_earns_no_429(
         await live.engine.pipeline.drain()
         gate = live.engine.accounts["a1"].gate
         assert gate is not None
+
         # Every order and reconciliation read gave its budget back. The quote feed polls QUOTES
         # all along, so on a 50-100 ms venue one of its polls is often at the venue: not counted.
-        busy = {s.route: s.in_flight for s in gate.stats() if s.in_flight and s.route != "QUOTES"}
-        assert not busy, busy
+        # A placement whose reply was dropped keeps its budget as long again as the engine
+        # waited for it (the venue may count it late: docs/execution.md), so the last ones are
+        # given back a little after the drain, and must be, within that bound.
+        def busy() -> dict[str, int]:
+            return {
+                s.route: s.in_flight for s in gate.stats() if s.in_flight and s.route != "QUOTES"
+            }
+
+        await eventually(lambda: not busy(), "every order and read budget given back", 15.0)
     finally:
         realistic.faults.clear()
         await live.engine.stop()
