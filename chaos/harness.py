@@ -139,6 +139,7 @@ class EngineConfig:
     max_signal_age_ms: int = 0
     order_s: float = 2.0
     reconcile_settle_s: float = 4.0
+    reconcile_max_s: float = 30.0
     http: bool = True
     kafka: tuple[str, str, str] | None = None  # bootstrap, topic, group
     names: list[str] | None = None  # the account aliases (default c0, c1, ...)
@@ -178,6 +179,7 @@ password = "env:CHAOS_PASSWORD"
 [timeouts]
 order_s = {self.order_s}
 reconcile_settle_s = {self.reconcile_settle_s}
+reconcile_max_s = {self.reconcile_max_s}
 
 {sources}[[sinks]]
 kind = "log"

@@ -305,9 +305,12 @@ async def run_venue_down(size: Size, stream: bool, workdir: Path | None = None) 
     )
     started = time.monotonic()
     async with stage(workdir, accounts, extra=("--latency-ms", "50-100")) as st:
-        d = await st.daemon(
-            "engine", EngineConfig(accounts=accounts, stream=stream, max_signal_age_ms=max_age)
-        )
+        # The short run's outage (8 s) outlasts its reconcile_max_s, as the full run's (60 s)
+        # outlasts the default 30 s: order calls of the outage end unknown, then are resolved.
+        reconcile_max_s = size.pick(30.0, 5.0)
+        config = EngineConfig(accounts=accounts, stream=stream, max_signal_age_ms=max_age,
+                              reconcile_max_s=reconcile_max_s)  # fmt: skip
+        d = await st.daemon("engine", config)
         names = aliases(accounts)
         counter = iter(range(10**6))
 
@@ -369,6 +372,13 @@ async def run_venue_down(size: Size, stream: bool, workdir: Path | None = None) 
     )
     r.figures["/health ready again after the venue came back (s)"] = (
         None if back is None else round(back, 2)
+    )
+    reported_unknown = [
+        seen for seen in st.outcomes.by_id.values() if any(o.status == "unknown" for o in seen)
+    ]
+    r.figures["signals reported unknown, then corrected"] = (
+        f"{sum(1 for seen in reported_unknown if seen[-1].status != 'unknown')} of "
+        f"{len(reported_unknown)}"
     )
     r.goal("0 orders sent past max_signal_age_ms", not stale)
     r.goal(

@@ -173,7 +173,7 @@ async def reconcile(p: Pipeline, job: Job, what: str, sent_at: float, resubmitte
         also = (rec.signal_id + RESUBMIT_SUFFIX,) if resubmitted else ()
         p.pending.add(
             Entry(job.signal.id, rec.signal_id, session.alias, rec.tag, rec.action, sent_at,
-                  rec, also)
+                  rec, also, job.latch)
         )  # fmt: skip
         leg_done(p)
         return

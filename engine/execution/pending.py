@@ -35,6 +35,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.execution import fanout
 from engine.execution.late import start_watch
 from engine.execution.publish import ACTION_NAME, STATUS_NAME
 from engine.model.domain import Action, Outcome, OutcomeStatus
@@ -43,6 +44,7 @@ from engine.model.events import OutcomeCorrection
 from engine.venue.protocol import Venue
 
 if TYPE_CHECKING:
+    from engine.execution.intake import Latch
     from engine.execution.pipeline import Pipeline
     from engine.execution.tracker import SignalRecord
 
@@ -75,6 +77,9 @@ class Entry:
     record: SignalRecord | None = None  # this run's record of the leg (None: from recovery)
     # More journal rows decided with the leg's (a resubmission's own row, ``key#resubmit``).
     also: tuple[str, ...] = ()
+    # The delivery's ack, held since the unknown (this run's legs): given once the correction is
+    # durable, so a Kafka offset or an HTTP intake row is not held until the next start.
+    latch: Latch | None = None
     absent_rounds: int = 0
 
 
@@ -226,12 +231,22 @@ class PendingSet:
             if position_id is not None:
                 p.tracker.bind_position(rec, position_id)
             rec.status = status
-        await correct(
+        durable = await correct(
             p, e.signal_id, e.leg, e.alias, e.tag, e.action, status, OutcomeStatus.UNKNOWN,
             order_id, position_id, reason, venue_status, e.also,
         )  # fmt: skip
         self.resolved += 1
         self._gauge()
+        latch = e.latch
+        if latch is not None and durable:
+            latch.left -= 1
+            if latch.left == 0:
+                try:
+                    await latch.ack()
+                except Exception:
+                    log.exception("ack of signal %s failed", e.signal_id)
+                if latch.fanout is not None:
+                    p._spawn(fanout.report(p, latch.fanout))
 
     def _gauge(self) -> None:
         metrics = self._p.metrics
@@ -253,8 +268,9 @@ async def correct(
     reason: str,
     venue_status: str | None,
     also: tuple[str, ...] = (),
-) -> None:
-    """Publish one correction, log it, count it, and decide the leg's journal row(s)."""
+) -> bool:
+    """Publish one correction, log it, count it, and decide the leg's journal row(s); False
+    when the journal could not record it."""
     p.bus.publish(
         OutcomeCorrection(
             id=signal_id,
@@ -289,6 +305,8 @@ async def correct(
             )  # fmt: skip
     except Exception:
         log.exception("journal could not record the correction of %s", leg)
+        return False
+    return True
 
 
 def refused_after_accept(p: Pipeline, rec: SignalRecord) -> None:
@@ -305,10 +323,15 @@ def refused_after_accept(p: Pipeline, rec: SignalRecord) -> None:
         "is left of this signal"
     )
     signal_id = rec.signal_id.split("@", 1)[0]
-    fix = correct(
-        p, signal_id, rec.signal_id, rec.account, rec.tag, rec.action, OutcomeStatus.REJECTED,
-        OutcomeStatus.ACCEPTED, rec.order_id, rec.position_id, reason, rec.venue_final,
-    )  # fmt: skip
-    task = asyncio.get_running_loop().create_task(fix, name=f"refused-{rec.tag}")
+
+    async def fix() -> None:
+        await correct(
+            p, signal_id, rec.signal_id, rec.account, rec.tag, rec.action,
+            OutcomeStatus.REJECTED, OutcomeStatus.ACCEPTED, rec.order_id, rec.position_id,
+            reason, venue_final,
+        )  # fmt: skip
+
+    venue_final = rec.venue_final
+    task = asyncio.get_running_loop().create_task(fix(), name=f"refused-{rec.tag}")
     p.late_watches.add(task)
     task.add_done_callback(p.late_watches.discard)
