@@ -29,6 +29,7 @@ from chaos.harness import (
     aliases,
     health,
     make_signals,
+    now_ms,
     percentile,
     session,
     tally,
@@ -76,6 +77,7 @@ class Result:
             out.append(
                 f"   signals {t.signals}, accepted by intake {t.accepted}, orders at the venue "
                 f"{t.orders} (refused by the venue after accepting {t.venue_rejected_orders}, "
+                f"of those reported rejected in the end {t.venue_rejected_reported}, "
                 f"unattributed {t.unattributed_orders}); final outcomes "
                 f"{dict(sorted(t.statuses.items()))}; corrections {t.corrections}"
             )
@@ -339,6 +341,7 @@ async def run_venue_down(size: Size, stream: bool, workdir: Path | None = None) 
         await st.venue.faults({"error5xx": {"*": 1.0}, "dropStreamConnections": True})
         await send_for(down_s)
         up_at = time.monotonic()
+        up_ms = now_ms()
         await st.venue.faults({"error5xx": {"*": 0.0}, "dropStreamConnections": False})
         await send_for(size.pick(15.0, 6.0))
         stop.set()
@@ -376,6 +379,11 @@ async def run_venue_down(size: Size, stream: bool, workdir: Path | None = None) 
     reported_unknown = [
         seen for seen in st.outcomes.by_id.values() if any(o.status == "unknown" for o in seen)
     ]
+    corrected_ms = [o.logged_ms for seen in reported_unknown for o in seen
+                    if o.event.get("corrects") == "unknown"]  # fmt: skip
+    r.figures["last correction of an unknown, after the venue came back (s)"] = (
+        round((max(corrected_ms) - up_ms) / 1000, 1) if corrected_ms else None
+    )
     r.figures["signals reported unknown, then corrected"] = (
         f"{sum(1 for seen in reported_unknown if seen[-1].status != 'unknown')} of "
         f"{len(reported_unknown)}"

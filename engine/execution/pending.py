@@ -13,7 +13,7 @@ tells, and accepted orders the venue refused afterwards (docs/execution.md, "Cor
                           ``reconcile.settle_s`` after the send ─► rejected "not placed", and
                           the tag watched for a late order (engine.execution.late)
           unreadable   ─► the venue is still down: the next round after a pause that doubles
-                          (PAUSE_S to MAX_PAUSE_S); a round that reads resets it
+                          (1 s to MAX_PAUSE_S, 10 s); a round that reads resets it
         each resolution ─► one OutcomeCorrection on ``outcomes`` (corrects "unknown"), the
         journal row decided (a restart neither repeats it nor looks again), a log line, and
         ``tl_outcome_corrections_total`` in /metrics
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 # The pause between two rounds of an account's lookups: PAUSE_S while the venue answers,
 # doubling up to MAX_PAUSE_S while it does not.
 PAUSE_S = 1.0
-MAX_PAUSE_S = 30.0
+MAX_PAUSE_S = 10.0
 # The stream's final statuses of an order the venue refused after accepting it (upper case).
 REFUSED = frozenset({"REJECTED", "REFUSED", "UNPLACED"})
 # The venue's statuses (history, lower case) of an order it refused.

@@ -107,14 +107,16 @@ async def test_undecided_orders_are_looked_up_in_paced_rounds_then_corrected_onc
         pending.add(Entry(sid, sid, alias, tag, Action.PLACE, sent_at))
     await clock.until_sleeping()
 
-    # 60 s of outage: one round (3 reads) per account, the pause doubling from 1 s to 30 s:
-    # rounds at 0, 1, 3, 7, 15 and 31 s, whatever the number of orders pending on the account.
+    # 60 s of outage: one round (3 reads) per account, the pause doubling from 1 s to 10 s:
+    # rounds at 0, 1, 3, 7, 15, 25, 35, 45 and 55 s, whatever the number of orders pending.
     await seconds(clock, 60)
-    assert venue.reads == {"a1": 6 * 3, "a2": 6 * 3}
+    assert MAX_PAUSE_S == 10.0
+    assert venue.reads == {"a1": 9 * 3, "a2": 9 * 3}
     assert len(pending) == 3 and not corrections(h)
-    assert MAX_PAUSE_S == 30.0
 
-    venue.down = False  # back: the next round is at 61 s, then one every second
+    venue.down = False  # back: the next round is at 65 s, then one every second
+    await seconds(clock, 4)
+    assert not corrections(h)
     await seconds(clock, 1)
     fixed = corrections(h)
     assert set(fixed) == {"made"}, "found in the first round the venue answers"
