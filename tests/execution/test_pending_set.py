@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.execution.intake import Latch
 from engine.execution.pending import MAX_PAUSE_S, Entry
 from engine.model.clock import ManualClock
 from engine.model.domain import (
@@ -31,6 +32,7 @@ from engine.model.errors import VenueUnavailable
 from engine.model.events import OutcomeCorrection
 from engine.venue.paper import PaperVenue
 from tests.execution.conftest import Harness, build
+from tests.fixtures.waiting import eventually
 
 
 class OutageVenue(PaperVenue):
@@ -127,7 +129,9 @@ async def test_undecided_orders_are_looked_up_in_paced_rounds_then_corrected_onc
     assert set(fixed) == {"made", "never", "other"}, "absent in two complete rounds"
     for sid in ("never", "other"):
         assert fixed[sid].status == "rejected" and "not placed" in (fixed[sid].reason or "")
-    assert len(pending) == 0 and pending.resolved == 3
+    assert len(pending) == 0
+    # Each is journalled (real I/O) before it counts as resolved.
+    await eventually(lambda: pending.resolved == 3, "the three corrections journalled")
     reads = dict(venue.reads)
     await seconds(clock, 30, then_asleep=False)
     assert venue.reads == reads, "an empty set reads nothing"
@@ -142,12 +146,19 @@ async def test_a_failed_round_between_two_absent_ones_does_not_prove_absence(
 ) -> None:
     h, venue, clock = outage
     pending = h.pipeline.pending
-    pending.add(Entry("x", "x", "a1", "tag-x", Action.PLACE, None))
+    acked: list[str] = []
+
+    async def ack() -> None:
+        acked.append("x")
+
+    # The delivery's ack, held since its unknown outcome, is given with the correction.
+    pending.add(Entry("x", "x", "a1", "tag-x", Action.PLACE, None, latch=Latch(ack, 1)))
     await clock.until_sleeping()  # round 1 at 0 s: absent (1)
     venue.down = True
     await seconds(clock, 1)  # round 2 at 1 s: failed, the count starts again
     venue.down = False
     await seconds(clock, 1)  # round 3 at 2 s: absent (1)
-    assert "tag-x" in pending and not corrections(h)
+    assert "tag-x" in pending and not corrections(h) and not acked
     await seconds(clock, 1, then_asleep=False)  # round 4 at 3 s: absent (2)
     assert corrections(h)["x"].status == "rejected"
+    await eventually(lambda: acked == ["x"], "the ack, once the correction is journalled")
