@@ -151,9 +151,13 @@ class PendingSet:
                 await p.clock.sleep(max(0.0, min(ready_at[a] for a in accounts) - now))
                 continue
             # The accounts' rounds run side by side: each waits in its own account's gate.
-            results = await asyncio.gather(*(self._round(a) for a in due))
+            results = await asyncio.gather(*(self._round(a) for a in due), return_exceptions=True)
             now = p._now_s()
             for alias, read in zip(due, results, strict=True):
+                if isinstance(read, BaseException):
+                    # A bug must not end the re-checks: the round counts as failed.
+                    log.error("undecided orders on %s: a round failed", alias, exc_info=read)
+                    read = False
                 wait = pause.get(alias, PAUSE_S)
                 pause[alias] = PAUSE_S if read else min(wait * 2, MAX_PAUSE_S)
                 ready_at[alias] = now + (PAUSE_S if read else wait)
