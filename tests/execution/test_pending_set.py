@@ -162,3 +162,28 @@ async def test_a_failed_round_between_two_absent_ones_does_not_prove_absence(
     await seconds(clock, 1, then_asleep=False)  # round 4 at 3 s: absent (2)
     assert corrections(h)["x"].status == "rejected"
     await eventually(lambda: acked == ["x"], "the ack, once the correction is journalled")
+
+
+async def test_a_journal_row_recovery_cannot_read_joins_the_set_and_is_decided_once(
+    outage: tuple[Harness, OutageVenue, ManualClock],
+) -> None:
+    h, venue, clock = outage
+    # An earlier run journalled the intent and stopped before the outcome; the venue is down at
+    # the start (the reconciler gives up after its max_s, 2 s here, on the live clock).
+    await h.journal.begin("old", "a1", "tag-old")
+    venue.down = True
+    assert await h.pipeline.recover() == 0
+    assert "tag-old" in h.pipeline.pending
+    row = h.journal.decided("old")
+    assert row is not None and row.pending
+    await clock.until_sleeping()
+
+    venue.down = False
+    await seconds(clock, 1)  # absent (1), a settle time after the send
+    assert not corrections(h)
+    await seconds(clock, 1, then_asleep=False)  # absent (2)
+    fix = corrections(h)["old"]
+    assert fix.status == "rejected" and fix.corrects == "unknown" and fix.tag == "tag-old"
+    await eventually(lambda: not h.journal.pending(), "the row decided")
+    row = h.journal.decided("old")
+    assert row is not None and row.status is OutcomeStatus.REJECTED
