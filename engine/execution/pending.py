@@ -59,6 +59,8 @@ REFUSED = frozenset({"REJECTED", "REFUSED", "UNPLACED"})
 # The venue's statuses (history, lower case) of an order it refused.
 _REFUSED_LOWER = frozenset({"rejected", "refused", "unplaced"})
 
+# The legs whose order is the outcome (a placement; a reverse's opening order).
+_CREATES_ORDER = frozenset({Action.PLACE, Action.REVERSE})
 # What one round finds of a tag: (order id, position id, the venue's status).
 Found = tuple[str | None, str | None, str]
 
@@ -318,6 +320,8 @@ def refused_after_accept(p: Pipeline, rec: SignalRecord) -> None:
     filled: correct it once (the record's status turns rejected, so a later event does not)."""
     if rec.status is not OutcomeStatus.ACCEPTED or rec.venue_final not in REFUSED:
         return
+    if rec.action not in _CREATES_ORDER:
+        return  # a close's closing order: closing.py decided it from the positions, not this
     if rec.filled_qty:
         return  # part of it filled: the position exists, the acceptance stands
     rec.status = OutcomeStatus.REJECTED
