@@ -139,6 +139,7 @@ class EngineConfig:
     max_signal_age_ms: int = 0
     order_s: float = 2.0
     reconcile_settle_s: float = 4.0
+    reconcile_max_s: float = 30.0
     http: bool = True
     kafka: tuple[str, str, str] | None = None  # bootstrap, topic, group
     names: list[str] | None = None  # the account aliases (default c0, c1, ...)
@@ -178,6 +179,7 @@ password = "env:CHAOS_PASSWORD"
 [timeouts]
 order_s = {self.order_s}
 reconcile_settle_s = {self.reconcile_settle_s}
+reconcile_max_s = {self.reconcile_max_s}
 
 {sources}[[sinks]]
 kind = "log"
@@ -496,6 +498,9 @@ class Tally:
     unknown: int = 0
     unattributed_orders: int = 0
     venue_rejected_orders: int = 0
+    # Of those, the signals whose last outcome is rejected (the engine corrected its "accepted":
+    # only with the stream; docs/execution.md).
+    venue_rejected_reported: int = 0
     corrections: int = 0
     earned_429: int = 0
     earned_429_by_type: dict[str, int] = field(default_factory=dict)
@@ -522,6 +527,7 @@ def tally(
             owner[tag] = s.id
     per_signal: Counter[str] = Counter()
     live: set[str] = set()  # signals with an order the venue did not refuse
+    refused: set[str] = set()  # signals with an order the venue refused after accepting it
     for order in orders:
         tagged = order.get("strategy_id")
         if not tagged:
@@ -534,6 +540,7 @@ def tally(
         t.orders += 1
         if order.get("status") == "Rejected":
             t.venue_rejected_orders += 1  # accepted, then refused by the venue: no order stands
+            refused.add(sid)
         else:
             live.add(sid)
     t.duplicate_ids = sorted(s for s, n in per_signal.items() if n > 1)
@@ -550,6 +557,8 @@ def tally(
         final = seen[-1]
         t.statuses[final.status] += 1
         t.corrections += sum(1 for o in seen if o.event.get("corrects"))
+        if sid in refused and sid not in live and final.status == "rejected":
+            t.venue_rejected_reported += 1
         if final.status == "unknown":
             t.unknown += 1
         if final.status in ("rejected", "expired"):

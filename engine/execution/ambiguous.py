@@ -7,10 +7,12 @@ earlier run left in flight. An unknown outcome is never resent blindly (docs/exe
         found ─► its venue status decides; absent (after the settle time, at least the order
         timeout) ─► rejected, or once resubmitted under a new tag (policy ``resubmit_once``),
         and the tag watched for a late order (engine.execution.late); unreadable ─► unknown,
-        the journal row stays pending
+        the journal row stays pending and the leg joins the pending set (engine.execution.
+        pending), re-checked until the venue tells, then corrected
       partial close, reverse whose close half is unknown ─► unknown, not repeated
       cancel, modify, full close, SL/TP, bulk ─► one retry (the same end state if done twice)
-    recover()   the journal's pending rows, reconciled by tag before new signals run
+    recover()   the journal's pending rows, reconciled by tag before new signals run; the
+                unreadable ones join the pending set
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from engine.execution.late import start_watch
+from engine.execution.pending import Entry
 from engine.execution.publish import (
     finish,
     leg_done,
@@ -156,15 +159,22 @@ async def reconcile(p: Pipeline, job: Job, what: str, sent_at: float, resubmitte
         )
         return
     if res.verdict is Verdict.UNRESOLVED:
-        # Leave the journal row pending: the next start-up reconciles it again.
+        # Leave the journal row pending (a stop now: the next start-up reconciles it) and keep
+        # looking in the background: a correction follows once the venue tells.
         publish_outcome(
             p,
             job,
             OutcomeStatus.UNKNOWN,
             f"outcome unknown ({what}) and the venue could not be read for "
-            f"{res.waited_s:.1f} s; the order tagged {rec.tag} is reconciled at next start",
+            f"{res.waited_s:.1f} s; the engine keeps looking for the order tagged {rec.tag} "
+            "and reports what it finds as a correction on outcomes (or at the next start)",
         )
         p.tracker.finish(rec, OutcomeStatus.UNKNOWN)
+        also = (rec.signal_id + RESUBMIT_SUFFIX,) if resubmitted else ()
+        p.pending.add(
+            Entry(job.signal.id, rec.signal_id, session.alias, rec.tag, rec.action, sent_at,
+                  rec, also, job.latch)
+        )  # fmt: skip
         leg_done(p)
         return
     # Proven absent: the settle time (at least the order timeout) passed since the send. A venue
@@ -277,6 +287,13 @@ async def recover(p: Pipeline) -> int:
             sent_at = p._now_s() - max(0.0, (p._wall_ns() - row.begun_ns) / 1e9)
             res = await p.reconciler.resolve(row.account, row.strategy_tag, sent_at)
             if res.verdict is Verdict.UNRESOLVED:
+                # Re-checked in the background with this run's undecided legs (a correction
+                # follows); the row stays pending until then.
+                also = (row.signal_id,) if key != row.signal_id else ()
+                p.pending.add(
+                    Entry(key.split("@", 1)[0], key, row.account, row.strategy_tag,
+                          Action.PLACE, sent_at, None, also)
+                )  # fmt: skip
                 continue
             order_id, position_id = res.order_id, res.position_id
             if res.verdict is Verdict.FOUND:

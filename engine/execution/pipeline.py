@@ -33,6 +33,7 @@ from engine.execution import ambiguous, intake, publish
 from engine.execution.accounts import Accounts
 from engine.execution.guards import GuardBook
 from engine.execution.lanes import Lane
+from engine.execution.pending import PendingSet
 from engine.execution.reconcile import Reconciler
 from engine.execution.settings import PartialFanout
 from engine.execution.stoplimit import StopLimitBook
@@ -88,6 +89,8 @@ class Pipeline:
         self.late_order = late_order
         self.late_watch_s = late_order_watch_s
         self.late_watches: set[asyncio.Task[None]] = set()
+        # Undecided legs re-checked in the background until the venue tells (ends with them).
+        self.pending = PendingSet(self)
         # A close, reverse or close-all waits this long for the venue to show it done.
         self.close_wait_s = close_wait_s
         # The live account states of the venue's streams (set by the daemon): a close is seen

@@ -64,6 +64,12 @@ async def finish(
         leg_done(p)
         return
     await leg_done_and_ack(p, job)
+    if job.record.venue_final is not None and status is OutcomeStatus.ACCEPTED:
+        # The stream showed the order ended before the reply was folded in (refused after
+        # acceptance, the reply still said accepted): corrected once (engine.execution.pending).
+        from engine.execution.pending import refused_after_accept  # here: rare, and a cycle
+
+        refused_after_accept(p, job.record)
 
 
 def publish_outcome(
@@ -215,6 +221,10 @@ def apply_venue_event(p: Pipeline, event: VenueEvent) -> None:
     rec = tracker.apply(event)
     if rec is None or rec.status is None or rec.order_id != payload.order_id:
         return
+    if rec.venue_final is not None and rec.status is OutcomeStatus.ACCEPTED:
+        from engine.execution.pending import refused_after_accept  # here: rare, and a cycle
+
+        refused_after_accept(p, rec)
     if rec.filled_qty is None or (rec.filled_qty, rec.avg_price, rec.remaining_qty) == before:
         return
     p.bus.publish(

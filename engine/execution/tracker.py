@@ -44,6 +44,10 @@ class SignalRecord:
     filled_qty: float | None = None
     avg_price: float | None = None
     remaining_qty: float | None = None
+    # The venue's final status of the record's order as the stream reported it (upper case;
+    # None until final): an order accepted, then refused, is corrected from it
+    # (engine.execution.pending).
+    venue_final: str | None = None
     ts_ns: int = 0  # generation time (epoch ns, from the signal)
     arrived_ns: int = 0
     decoded_ns: int = 0
@@ -250,6 +254,7 @@ def fill(record: SignalRecord, order: StreamOrder) -> None:
         grow(record, 0.0, None, order.amount)
     if order.status in _FILLED or order.status in _NOTHING_FILLED:
         record.remaining_qty = 0.0  # final: what did not fill (an IOC's rest) is cancelled
+        record.venue_final = order.status
 
 
 _NOTHING_FILLED = frozenset({"CANCELLED", "REJECTED", "REFUSED", "EXPIRED", "REMOVED", "UNPLACED"})

@@ -155,6 +155,16 @@ class Metrics:
             "times a bucket crossed into the near-limit zone",
             ("account", "bucket"),
         )
+        self.corrections = self.registry.counter(
+            "tl_outcome_corrections_total",
+            "outcomes corrected after they were reported (an unknown resolved; an accepted "
+            "order the venue refused afterwards), by account, status before and status now",
+            ("account", "corrects", "status"),
+        )
+        self.undecided = self.registry.gauge(
+            "tl_undecided_orders",
+            "signals reported unknown whose orders are still being looked up at the venue",
+        )
         self.health = HealthBoard(self.registry)
         # The stages as Prometheus histograms (fixed buckets, aggregatable across engines),
         # from the bucket counts each LatencyHistogram keeps beside its HDR histogram (which

@@ -17,6 +17,7 @@ from engine.execution.reconcile import Reconciler
 from engine.execution.settings import AccountSettings, GroupSettings
 from engine.execution.stoplimit import StopLimitBook
 from engine.io.bus import EventBus
+from engine.model.clock import LIVE, Clock
 from engine.model.delivery import Delivery
 from engine.model.events import Event, OutcomeEvent, RejectedSignal, Topic
 from engine.state.journal import Journal
@@ -71,6 +72,7 @@ async def build(
     unknown_policy: str = "reject",
     settle_s: float = 0.05,
     stop_limit_store: Callable[[Journal], StopLimitStore] | None = None,
+    clock: Clock = LIVE,
 ) -> Harness:
     venue = venue or PaperVenue(aliases)
     sessions = [
@@ -101,6 +103,7 @@ async def build(
         reconciler=reconciler,
         stop_limits=book,
         unknown_policy=unknown_policy,
+        clock=clock,
     )
     h = Harness(venue, pipeline, journal, bus, book)
 
