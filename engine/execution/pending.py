@@ -86,31 +86,21 @@ class Entry:
 
 
 async def look_up(venue: Venue, alias: str, tags: set[str]) -> dict[str, Found]:
-    """One round of lookups for every tag in ``tags`` on ``alias``: working orders, the whole
-    order history and positions, read together (each read through the account's rate gate).
-    Raises when a read fails. The one call site to switch to a batched ``Venue.find_by_tags``
-    when the venue offers it."""
-    working, history, positions = await asyncio.gather(
-        venue.orders(alias),
-        venue.orders_history(alias, None),
-        venue.positions(alias),
-        return_exceptions=True,
-    )
-    for result in (working, history, positions):
-        if isinstance(result, BaseException):
-            raise result
-    assert not isinstance(working, BaseException)
-    assert not isinstance(history, BaseException)
-    assert not isinstance(positions, BaseException)
-    opened = {p.strategy_id: p.position_id for p in positions if p.strategy_id in tags}
+    """One round of lookups for every tag in ``tags`` on ``alias``: ``Venue.find_by_tags``
+    (working orders, the whole order history and positions, read together through the
+    account's rate gate: three reads for any number of tags). Raises when a read fails."""
+    matches = await venue.find_by_tags(alias, tags, None)
     found: dict[str, Found] = {}
-    for order in (*working, *history):
-        tag = order.strategy_id
-        if tag in tags and tag not in found:
-            found[tag] = (order.order_id, order.position_id or opened.get(tag), order.status)
-    for tag, position_id in opened.items():
-        if tag not in found:
-            found[tag] = (None, position_id, "Filled")
+    for tag, m in matches.items():
+        if tag not in tags:
+            continue
+        opened = m.positions[0].position_id if m.positions else None
+        orders = (*m.orders, *m.history)
+        if orders:
+            order = orders[0]
+            found[tag] = (order.order_id, order.position_id or opened, order.status)
+        elif opened is not None:
+            found[tag] = (None, opened, "Filled")
     return found
 
 

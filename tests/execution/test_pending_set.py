@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ from engine.model.domain import (
 from engine.model.errors import VenueUnavailable
 from engine.model.events import OutcomeCorrection
 from engine.venue.paper import PaperVenue
+from engine.venue.protocol import TagMatches, group_by_tag
 from tests.execution.conftest import Harness, build
 from tests.fixtures.waiting import eventually
 
@@ -61,6 +62,21 @@ class OutageVenue(PaperVenue):
     async def positions(self, account: str) -> list[Position]:
         self._read(account)
         return await super().positions(account)
+
+    async def find_by_tags(
+        self, account: str, tags: Collection[str] | None = None, since_ms: int | None = None
+    ) -> dict[str, TagMatches]:
+        # One round: the three views read together, as the TradeLocker venue does (all three
+        # are sent even when one fails), so a round costs three reads up or down.
+        self.reads[account] += 3
+        if self.down:
+            raise VenueUnavailable("HTTP 503 from the venue", account=account, route="ORDERS")
+        return group_by_tag(
+            tags,
+            await PaperVenue.orders(self, account),
+            await PaperVenue.orders_history(self, account, since_ms),
+            await PaperVenue.positions(self, account),
+        )
 
 
 @pytest.fixture
