@@ -351,10 +351,17 @@ class Journal:
 
         Completes once the row is committed and fsynced; only then may the signal be acked.
         """
-        prior = self.decided(outcome.signal_id)
+        # The raw entry: a begun row is still its (id, account, tag, begun_ns) tuple, read as
+        # such rather than built into a frozen record that this call replaces at once.
+        prior = self._index.get(outcome.signal_id)
         now = self._wall_ns()
-        begun = prior.begun_ns if prior else now
-        tag = outcome.strategy_tag or (prior.strategy_tag if prior else "")
+        if prior is None:
+            begun, prior_tag = now, ""
+        elif isinstance(prior, tuple):
+            begun, prior_tag = prior[3], prior[2]
+        else:
+            begun, prior_tag = prior.begun_ns, prior.strategy_tag
+        tag = outcome.strategy_tag or prior_tag
         rec = JournalRecord(
             outcome.signal_id,
             outcome.account,
