@@ -151,12 +151,16 @@ async def memory_mode(accounts: int, positions: int) -> dict[str, Any]:
         await sandbox.stop()
 
 
-async def soak_mode(minutes: float, rate: float, accounts: int) -> dict[str, Any]:
+async def soak_mode(
+    minutes: float, rate: float, accounts: int, retention_s: float | None = None
+) -> dict[str, Any]:
     sandbox = await start_sandbox(accounts, lifted=False)  # as memory_mode: venue-like limits
     samples: list[tuple[float, float]] = []
     try:
         venue, ids = _bench_venue(sandbox)
         async with pipeline_engine(venue, ids, sandbox.host_url, BENCH_SERVER) as (eng, waiter):
+            if retention_s is not None:  # engine.journal_retention_s, shortened for a short soak
+                eng.pipeline.journal.retention_ns = int(retention_s * 1e9)
             path = PipelinePath(eng, list(ids), waiter)
             t0 = time.monotonic()
             minute = 0
@@ -184,6 +188,7 @@ async def soak_mode(minutes: float, rate: float, accounts: int) -> dict[str, Any
         "minutes": minutes,
         "rate": rate,
         "accounts": accounts,
+        "journal_retention_s": retention_s,
         "signals": sent,
         "errors": errors,
         "rss_mb_samples": samples,
@@ -208,6 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--minutes", type=float, default=30.0)
     s.add_argument("--rate", type=float, default=50.0)
     s.add_argument("--accounts", type=int, default=20)
+    s.add_argument(
+        "--journal-retention-s",
+        type=float,
+        default=None,
+        help="the journal's retention for this soak (default: the engine's, 7 days), so that a "
+        "short soak shows decided ids being forgotten while running",
+    )
     for q in (o, m, s):
         q.add_argument("--out", type=Path, default=None, help="write the JSON here too")
     args = p.parse_args(argv)
@@ -232,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             f"positions (errors {out['order_errors']})"
         )
     else:
-        out = uvloop.run(soak_mode(args.minutes, args.rate, args.accounts))
+        retention = args.journal_retention_s
+        out = uvloop.run(soak_mode(args.minutes, args.rate, args.accounts, retention))
         print(
             f"soak {args.minutes:g} min at {args.rate:g}/s: RSS {out['rss_mb_first_minute']:.1f}"
             f" -> {out['rss_mb_last_minute']:.1f} MB ({out['growth_mb']:+.1f} MB), "

@@ -1,6 +1,6 @@
 """Fan-out: one signal to a group of N accounts, from its arrival to the LAST leg's bytes written.
 
-    python -m bench.fanout [--legs 50] [--rate 10] [--count 300] [--out FILE]
+    python -m bench.fanout [--legs 50] [--rate 10] [--count 300] [--gc daemon|default] [--out FILE]
 
 The sandbox (own process, ``fast`` profile, 0 ms, rate limits lifted) holds ``--legs`` accounts;
 the engine (``build_engine``, as the daemon builds it) has them all in one ``fanout`` group, and
@@ -14,6 +14,11 @@ signal this reports:
 
 Signals are paced (``--rate``; each is ``--legs`` orders) and measured from their arrival, as the
 engine's own stamps are. Positions are flattened before the series. Nothing is asserted.
+
+``--gc daemon`` (the default) sets up the garbage collector after the warm-up as ``tl-engine run``
+does with its default ``[engine]`` keys (``gc_thresholds``, ``gc_freeze``: engine.app.run); with
+``--gc default`` the interpreter's own thresholds stay (the figures recorded before 2026-11-26
+15:00 were taken that way).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from bench.load import constant_rate
 from bench.pipeline_path import pipeline_engine
 from bench.runner import _flatten, machine
 from bench.sandbox import BENCH_EMAIL, BENCH_PASSWORD, BENCH_SERVER, start_sandbox
+from engine.app.run import freeze_gc
+from engine.app.settings import ProcessSettings
 from engine.model.delivery import Delivery
 from engine.model.domain import OutcomeStatus
 from engine.observability.metrics import LatencyHistogram, Metrics, Summary
@@ -89,7 +96,7 @@ def _pct(s: Summary) -> dict[str, float]:
             "p99_us": s.p99 / 1e3, "max_us": s.max / 1e3}  # fmt: skip
 
 
-async def run(legs: int, rate: float, count: int) -> dict[str, Any]:
+async def run(legs: int, rate: float, count: int, gc_mode: str = "daemon") -> dict[str, Any]:
     sandbox = await start_sandbox(legs)
     try:
         login = LoginSpec(
@@ -131,6 +138,7 @@ async def run(legs: int, rate: float, count: int) -> dict[str, Any]:
                 await fire(i, time.monotonic_ns())
             hist = {"wire": LatencyHistogram(), "ack": LatencyHistogram()}
             await _flatten(venue, aliases)
+            gc_setup = freeze_gc(ProcessSettings()) if gc_mode == "daemon" else "interpreter's"
             result = await constant_rate(f"fan-out x{legs}", count, rate, fire)
             stamps.fold()
             await _flatten(venue, aliases)
@@ -141,6 +149,7 @@ async def run(legs: int, rate: float, count: int) -> dict[str, Any]:
                 "rate_signals_per_s": rate,
                 "signals": count,
                 "errors": result.error_kinds,
+                "gc": gc_setup,
                 "arrival_to_last_leg_on_wire": _pct(hist["wire"].summary()),
                 "arrival_to_last_leg_acked": _pct(hist["ack"].summary()),
                 "per_leg_stages": {k: _pct(v) for k, v in stamps.summaries().items()},
@@ -154,14 +163,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--legs", type=int, default=50)
     p.add_argument("--rate", type=float, default=10.0, help="signals per second (default 10)")
     p.add_argument("--count", type=int, default=300)
+    p.add_argument(
+        "--gc",
+        choices=("daemon", "default"),
+        default="daemon",
+        help="daemon: the collector set up as tl-engine run does (default); default: as is",
+    )
     p.add_argument("--out", default=None, help="write the JSON here too")
     args = p.parse_args(argv)
     if args.legs < 1 or args.rate <= 0 or args.count < 1:
         print("--legs, --rate and --count must be positive", file=sys.stderr)
         return 2
-    out = uvloop.run(run(args.legs, args.rate, args.count))
+    out = uvloop.run(run(args.legs, args.rate, args.count, args.gc))
     w, a = out["arrival_to_last_leg_on_wire"], out["arrival_to_last_leg_acked"]
-    print(f"{out['mode']}: {out['signals']} signals at {args.rate:g}/s, errors {out['errors']}")
+    print(f"{out['mode']}: {out['signals']} signals at {args.rate:g}/s, errors {out['errors']},"
+          f" gc {out['gc']}")  # fmt: skip
     print(f"arrival -> last leg on the wire: p50 {w['p50_us']:.0f} us, p99 {w['p99_us']:.0f} us,"
           f" max {w['max_us']:.0f} us")  # fmt: skip
     print(f"arrival -> last leg acknowledged: p50 {a['p50_us']:.0f} us, p99 {a['p99_us']:.0f} us")

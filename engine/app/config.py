@@ -160,6 +160,7 @@ ENGINE_KEYS = {
     "state_dir": Key(JournalSettings, "state_dir", v.text),
     "begin_durability": Key(JournalSettings, "begin_durability", v.one_of(BeginDurability)),
     "suspect_window_s": Key(JournalSettings, "suspect_window_s", v.positive()),
+    "journal_retention_s": Key(JournalSettings, "retention_s", v.positive()),
     "control_host": Key(ControlSettings, "host", v.host),
     "control_port": Key(ControlSettings, "port", v.whole(0, 65535)),
     "control_token": Key(ControlSettings, "token", v.secret_ref),

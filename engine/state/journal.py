@@ -44,9 +44,17 @@ SQLite. The same database and thread keep the held stop-limit orders
 (engine.state.stop_limits, :attr:`Journal.stop_limits`) and the signals accepted over HTTP and
 not yet decided (engine.state.intake, :attr:`Journal.intake`): one durability story. Intent log
 segments (engine.state.intent_log) are deleted once every record in them is committed; at open,
-surviving segments are replayed into SQLite first. Rows older than ``retention_s`` are dropped
-when the journal opens (never a pending row); a signal that old is stale by the pipeline's own
-policy long before it could be replayed. The run-state file is engine.state.run_state.
+surviving segments are replayed into SQLite first. The run-state file is
+engine.state.run_state.
+
+Retention (docs/execution.md, "How long a signal id is remembered"): a decided id is remembered
+for ``retention_s`` after its decision, exactly: within that window :meth:`Journal.decided` finds
+it, so it is never executed twice. Older decided ids are forgotten, at open (rows whose decision
+is older) and while running, so memory stays flat however long the engine runs: every
+:meth:`Journal.record` appends the id to a queue in decision order and drops at most two expired
+ids from its head (amortised O(1), after the venue's reply, never on the way to the wire); every
+``_DELETE_EVERY`` ids forgotten, one ``DELETE`` of those rows rides the writer thread. A pending
+row (begun, undecided) is never forgotten, whatever its age: it is unresolved evidence.
 
 Time (row stamps, the suspect window, retention) is read through the injected ``clock``.
 """
@@ -57,6 +65,7 @@ import enum
 import fcntl
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +161,14 @@ _RECORD_SQL = (
     " order_id = excluded.order_id, position_id = excluded.position_id,"
     " reason = excluded.reason, errmsg = excluded.errmsg, decided_ns = excluded.decided_ns"
 )
+# Decided rows older than the retention (by their decision; rows from before decided_ns was
+# always set fall back to begun_ns). Never a pending row.
+_PRUNE_SQL = "DELETE FROM signals WHERE state = 1 AND COALESCE(decided_ns, begun_ns) < ?"
+# Ids forgotten in memory between two DELETEs of their rows (one statement on the writer thread).
+_DELETE_EVERY = 4096
+# Expired ids dropped per record(): more than the one it adds, so the queue catches up after
+# a pause, and bounded, so one call never does a long sweep.
+_PRUNE_PER_RECORD = 2
 
 
 class Journal:
@@ -192,6 +209,12 @@ class Journal:
         # the frozen record cost more than the rest of ``begin`` on the order path.
         self._index: dict[str, JournalRecord | IntentRow] = {}
         self._begins: list[IntentRow] = []
+        # Decided ids in decision order, (decided_ns, signal_id), for pruning while running.
+        # An id decided again (an unknown outcome resolved) has a later entry too; the earlier
+        # one is skipped when it expires (its record's decided_ns is newer).
+        self.retention_ns = int(retention_s * 1e9)
+        self._expiry: deque[tuple[int, str]] = deque()
+        self._forgotten = 0  # ids dropped in memory since the last DELETE was queued
         self._closed = False
         self._failure: BaseException | None = None
         self._run = RunStateFile(self.path.with_name(self.path.name + ".run"), boot_id_path)
@@ -208,10 +231,15 @@ class Journal:
             replayed = self._replay_intents(conn)
             cutoff = self._wall_ns() - int(retention_s * 1e9)
             # Never prune a pending row: it is unresolved evidence, whatever its age.
-            conn.execute("DELETE FROM signals WHERE state = 1 AND begun_ns < ?", (cutoff,))
+            conn.execute(_PRUNE_SQL, (cutoff,))
+            decided: list[tuple[int, str]] = []
             for row in conn.execute("SELECT * FROM signals"):
                 rec = _from_row(row)
                 self._index[rec.signal_id] = rec
+                if rec.state is EntryState.DECIDED:
+                    decided.append((rec.decided_ns or rec.begun_ns, rec.signal_id))
+            decided.sort()
+            self._expiry.extend(decided)
             # Every replayed intent is now a committed (fsynced) row: the segments can go.
             for segment in replayed:
                 segment.unlink(missing_ok=True)
@@ -242,6 +270,7 @@ class Journal:
             settings.path,
             begin_durability=settings.begin_durability,
             suspect_window_s=settings.suspect_window_s,
+            retention_s=settings.retention_s,
             clock=clock,
         )
 
@@ -322,10 +351,17 @@ class Journal:
 
         Completes once the row is committed and fsynced; only then may the signal be acked.
         """
-        prior = self.decided(outcome.signal_id)
+        # The raw entry: a begun row is still its (id, account, tag, begun_ns) tuple, read as
+        # such rather than built into a frozen record that this call replaces at once.
+        prior = self._index.get(outcome.signal_id)
         now = self._wall_ns()
-        begun = prior.begun_ns if prior else now
-        tag = outcome.strategy_tag or (prior.strategy_tag if prior else "")
+        if prior is None:
+            begun, prior_tag = now, ""
+        elif isinstance(prior, tuple):
+            begun, prior_tag = prior[3], prior[2]
+        else:
+            begun, prior_tag = prior.begun_ns, prior.strategy_tag
+        tag = outcome.strategy_tag or prior_tag
         rec = JournalRecord(
             outcome.signal_id,
             outcome.account,
@@ -340,6 +376,9 @@ class Journal:
             decided_ns=now,
         )
         self._index[outcome.signal_id] = rec
+        self._expiry.append((now, outcome.signal_id))
+        if self._expiry[0][0] < now - self.retention_ns:
+            self._prune(now)
         self._flush_begins()
         return self._writer.write(
             _RECORD_SQL,
@@ -375,6 +414,28 @@ class Journal:
         os.close(self._lock_fd)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _prune(self, now: int) -> None:
+        """Forget at most ``_PRUNE_PER_RECORD`` decided ids older than the retention."""
+        cutoff = now - self.retention_ns
+        expiry = self._expiry
+        index = self._index
+        for _ in range(_PRUNE_PER_RECORD):
+            if not expiry or expiry[0][0] >= cutoff:
+                break
+            decided_ns, signal_id = expiry.popleft()
+            rec = index.get(signal_id)
+            # Only the id's latest decision expires it; a pending row is never forgotten.
+            if (
+                type(rec) is JournalRecord
+                and rec.state is EntryState.DECIDED
+                and (rec.decided_ns or rec.begun_ns) <= decided_ns
+            ):
+                del index[signal_id]
+                self._forgotten += 1
+        if self._forgotten >= _DELETE_EVERY:
+            self._forgotten = 0
+            self._writer.put(_PRUNE_SQL, (cutoff,))
 
     def _replay_intents(self, conn: sqlite3.Connection) -> list[Path]:
         """Turn intents left by an earlier run into pending rows (committed before returning)."""

@@ -22,6 +22,8 @@ class JournalSettings:
     state_dir: str | None = None
     begin_durability: BeginDurability = "process"
     suspect_window_s: float = 3600.0  # after an unclean reboot: how far back to look up by tag
+    # How long a decided signal id is remembered (never executed again) after its decision.
+    retention_s: float = 7 * 86400.0
 
     @property
     def state_path(self) -> Path:
