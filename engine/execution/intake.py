@@ -4,12 +4,6 @@
       decode (engine.execution.signals) ─► legs (account / group / pool) ─► a job per leg
       ─► the lane of each leg's account (engine.execution.lanes.enqueue)
 
-A fan-out signal (a ``fanout`` group, one leg per member) is prepared as a group: every leg runs
-in its lane up to its write (seen before?, guards, tag, intent record, rate gate) and waits
-there on the signal's ``hold``; when the last leg is prepared, :func:`submit` releases the hold
-and the legs are written one after another, in lane order, before any waits for a reply
-(docs/execution.md, "Fan-out: prepared together, then written").
-
 Bytes that do not decode, and a group with no enabled member, are refused: a ``rejected`` outcome
 and a ``rejected_signals`` event, then the delivery is acked. An id the journal has decided is
 answered with its recorded outcome (``replayed``) and executed again never; an id still in flight
@@ -19,7 +13,6 @@ called by preparation when the journal or the tracker knows the id).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -61,8 +54,8 @@ class Job:
     """One leg of a signal on its way through the pipeline."""
 
     __slots__ = (
-        "durable", "hold", "latch", "leg", "owned_ns", "priority", "recheck", "record", "request",
-        "signal", "target",
+        "durable", "latch", "leg", "owned_ns", "priority", "recheck", "record", "request", "signal",
+        "target",
     )  # fmt: skip
 
     def __init__(self, signal: Signal, leg: Leg, latch: Latch, record: SignalRecord) -> None:
@@ -80,9 +73,6 @@ class Job:
         # tag up at the venue before executing, like after an unclean stop.
         self.recheck = False
         self.owned_ns = 0  # epoch ns since which this process owns the signal's partition
-        # A fan-out leg waits on this after its rate gate until every leg of its signal is
-        # prepared (released by ``submit``); a later job of the same lane waits behind it.
-        self.hold: asyncio.Event | None = None
 
 
 def submit(p: Pipeline, delivery: Delivery) -> None:
@@ -104,30 +94,18 @@ def submit(p: Pipeline, delivery: Delivery) -> None:
         refuse(p, delivery, SignalError("the group has no enabled member", signal.id))
         return
     latch = Latch(delivery.ack, len(legs))
-    hold: asyncio.Event | None = None
     if group is not None and group.mode == "fanout":
         latch.fanout = FanoutReport(signal.id, group.name)
-        if len(legs) > 1:
-            # Prepare every leg first, then write them all (released below).
-            hold = asyncio.Event()
-    owned = delivery.owned_since_ns
-    recheck = bool(owned) and (not signal.ts_ns or signal.ts_ns < owned)
-    try:
-        for leg in legs:
-            rec = SignalRecord(leg.key, leg.session.alias, signal.action)
-            rec.ts_ns = signal.ts_ns
-            rec.arrived_ns = arrived
-            rec.decoded_ns = decoded
-            job = Job(signal, leg, latch, rec)
-            job.recheck = recheck
-            job.owned_ns = owned
-            job.hold = hold
-            enqueue(p, job)
-    finally:
-        if hold is not None:
-            # Every leg is prepared (or waits for rate budget, or has its outcome): the held
-            # ones resume in the order they were held and write their requests.
-            hold.set()
+    for leg in legs:
+        rec = SignalRecord(leg.key, leg.session.alias, signal.action)
+        rec.ts_ns = signal.ts_ns
+        rec.arrived_ns = arrived
+        rec.decoded_ns = decoded
+        job = Job(signal, leg, latch, rec)
+        owned = delivery.owned_since_ns
+        job.recheck = bool(owned) and (not signal.ts_ns or signal.ts_ns < owned)
+        job.owned_ns = owned
+        enqueue(p, job)
 
 
 def pinned_account(p: Pipeline, signal_id: str) -> str | None:

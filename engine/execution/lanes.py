@@ -7,11 +7,9 @@
     issued in lane order) ─► a send task (engine.execution.send); the last job waiting is sent by
     the runner itself.
 
-Ordering: an account's signals enter the rate gate, and reach the wire, in arrival order;
-different accounts run in parallel (a fan-out's legs are held after the gate until all are
-prepared, and a later job of the lane waits behind its held leg). A bulk action (cancel_all /
-close_all) is a barrier: it runs after everything before it has its outcome, and nothing after
-it starts until it has its own.
+Ordering: an account's signals enter the rate gate in arrival order; different accounts run in
+parallel. A bulk action (cancel_all / close_all) is a barrier: it runs after everything before it
+has its outcome, and nothing after it starts until it has its own.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING
 from engine.execution.eager import start_eagerly
 from engine.execution.prepare import prepare
 from engine.execution.publish import finish
-from engine.execution.send import AFTER_HELD, send
+from engine.execution.send import send
 from engine.model.domain import Action, OutcomeStatus
 
 if TYPE_CHECKING:
@@ -45,7 +43,6 @@ class Lane:
     A runner task drains it (:func:`run_lane`); ``running`` says one is active."""
 
     __slots__ = (
-        "held",
         "jobs",
         "last_begin",
         "released_eagerly",
@@ -68,10 +65,6 @@ class Lane:
         # cannot reach the gate before an earlier order's intent is written.
         self.last_begin: Awaitable[None] | None = None
         self.sending: set[asyncio.Task[None]] = set()
-        # A fan-out leg of this lane held until its signal's legs are all prepared
-        # (engine.execution.intake), until it passes its hold: a job prepared behind it
-        # waits its turn, so it cannot reach the wire first.
-        self.held: Job | None = None
 
     def track(self, task: asyncio.Task[None]) -> None:
         self.sending.add(task)
@@ -114,25 +107,6 @@ def enqueue(p: Pipeline, job: Job) -> None:
         lane.runner = task
 
 
-def hold_in_order(lane: Lane, job: Job) -> None:
-    """Keep the lane's order to the wire around a held fan-out leg (engine.execution.intake)."""
-    held = lane.held
-    if held is not None and held.hold is None:  # it passed its hold: on the wire already
-        held = lane.held = None
-    hold = job.hold
-    if hold is not None:
-        if hold.is_set():  # its signal's legs were all prepared before this one was
-            job.hold = None
-        else:
-            lane.held = job
-        if held is None:
-            return
-    if held is not None:
-        hold = held.hold
-        # Behind a leg still held: wait for the same release, then yield once more.
-        job.hold = hold if hold is not None and not hold.is_set() else AFTER_HELD
-
-
 async def run_lane(p: Pipeline, lane: Lane) -> None:
     """Prepare the lane's signals one by one in arrival order and start their sends.
 
@@ -165,8 +139,6 @@ async def run_lane(p: Pipeline, lane: Lane) -> None:
                 # keep the account's arrival order; awaited by the send, before the gate.
                 lane.last_begin = p.journal.begin(rec.signal_id, rec.account, rec.tag or "")
             job.durable = lane.last_begin
-            if job.hold is not None or lane.held is not None:
-                hold_in_order(lane, job)
             if rec.action in _BULK:
                 # ... and nothing sent after them may land before them.
                 await send(p, job)

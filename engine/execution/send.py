@@ -1,8 +1,7 @@
 """Sending: a prepared leg through the rate gate to the venue, and the venue's answer classified.
 
     intent durable ─► circuit breaker ─► rate gate (priority queue; a first attempt waits no
-    longer than its signal's age allows) ─► [a fan-out leg: held until its signal's legs are all
-    prepared] ─► kill switch ─► age ─► the venue call ─► outcome
+    longer than its signal's age allows) ─► kill switch ─► age ─► the venue call ─► outcome
 
 Definitive venue evidence decides (accepted, rejected); a failure that leaves the outcome open
 (a timeout, a dropped connection, a 429 or 5xx after the bytes left) goes to
@@ -16,7 +15,6 @@ transport, which compares it just before the write, after any wait for a login o
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -52,11 +50,6 @@ _AGE_BOUND_IN_QUEUE = frozenset(
     {Action.PLACE, Action.MODIFY, Action.MODIFY_POSITION, Action.REVERSE}
 )
 
-# A job behind a held fan-out leg of its lane whose hold is already released: set, so it never
-# waits on it; it yields once instead, so the held leg, woken first, writes first.
-AFTER_HELD = asyncio.Event()
-AFTER_HELD.set()
-
 
 async def send(p: Pipeline, job: Job) -> None:
     session = job.leg.session
@@ -72,21 +65,6 @@ async def send(p: Pipeline, job: Job) -> None:
             session.breaker.check()
         send_by = queue_deadline(p, job)
         await gate(job, send_by)
-        hold = job.hold
-        if hold is not None:
-            # A fan-out leg: its signal's other legs are prepared before any is written
-            # (engine.execution.intake); or a job behind such a leg in its lane, waiting its
-            # turn (engine.execution.lanes.hold_in_order). Kill switch and age come after.
-            try:
-                if not hold.is_set():
-                    await hold.wait()
-                elif hold is AFTER_HELD:
-                    await asyncio.sleep(0)  # the held leg, woken first, writes first
-            except BaseException:
-                ungate(job)
-                raise
-            finally:
-                job.hold = None
         # Engaged while this order waited for rate budget: it must not go out now. Cancels
         # and closes still do: they reduce risk.
         kill = p.kill_switch
