@@ -18,6 +18,7 @@ from engine.execution.publish import leg_done
 if TYPE_CHECKING:
     from engine.execution.intake import Job
     from engine.execution.pipeline import Pipeline
+    from engine.execution.tracker import SignalRecord
 
 
 def withdrawn(p: Pipeline, job: Job) -> bool:
@@ -30,8 +31,27 @@ def drop(p: Pipeline, job: Job) -> None:
     """End a withdrawn job without a trace an outcome would leave: the tracker and the journal
     forget its id (if the partition comes back, its redelivery is looked up by tag and decided
     afresh), the leg stops counting as open, and the delivery is never acked."""
-    rec = job.record
-    p.tracker.forget(rec)
-    p.journal.forget_intent(rec.signal_id)
+    forget(p, job.record)
     p.withdrawn_total += 1
     leg_done(p)
+
+
+def forget(p: Pipeline, rec: SignalRecord) -> None:
+    """The tracker and the journal index forget a withdrawn record; the journal's intent only
+    when no later delivery of the same signal has taken the id over since."""
+    current = p.tracker.by_signal(rec.signal_id)
+    p.tracker.forget(rec)
+    if current is None or current is rec:
+        p.journal.forget_intent(rec.signal_id)
+
+
+def superseded(p: Pipeline, job: Job, earlier: SignalRecord) -> bool:
+    """Whether ``earlier`` (the tracker's record of the job's id, still undecided) belongs to a
+    delivery withdrawn at a handover and not yet dropped: the partition came back and this is its
+    redelivery, not a duplicate to wait for. Then the earlier one is forgotten now (it is dropped
+    when it reaches its check) and the job goes on."""
+    stamp = p.withdrawn_ns.get(job.signal.account)
+    if stamp is None or earlier.arrived_ns > stamp or earlier.on_wire_ns:
+        return False
+    forget(p, earlier)
+    return True

@@ -159,3 +159,98 @@ async def test_a_backlog_queued_at_a_handover_is_decided_once_with_no_429(
     assert set(by_tag.values()) == {1}, by_tag.most_common(3)
     assert set(by_tag) == {o.tag for _, o in outcomes}
     assert counters["earned429Total"] == 0, counters
+
+
+async def test_a_partition_given_back_mid_lookup_is_decided_once(
+    kafka_broker: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """The backlog is produced before A starts, so A looks every signal up by its tag first
+    (a 10 s settle: A is still looking when B joins). The eager rebalance revokes both
+    partitions from A and gives one back: A's withdrawn lookups must neither block the
+    redelivery of the partition it got back (it was waiting on the withdrawn record, for ever)
+    nor report a signal B placed meanwhile. Every signal: one outcome, one order."""
+    sandbox = sandbox_with(profile="realistic")
+    await sandbox.start("127.0.0.1", 0)
+    limiter = sandbox.state.rate_limiter
+    admit = limiter.admit
+    admitted: Counter[str] = Counter()
+
+    def counted(key: str, rate_limit_type: str, now: float | None = None) -> bool:
+        ok = admit(key, rate_limit_type, now)
+        if ok:
+            admitted[rate_limit_type] += 1
+        return ok
+
+    limiter.admit = counted  # type: ignore[method-assign]
+    topic = await kafka_topic(partitions=PARTITIONS, prefix="handover-lookup")
+    aliases = two_aliases()
+    secrets = await demo_secrets()
+    outcomes: list[tuple[str, OutcomeEvent]] = []
+
+    def keeper(name: str) -> Any:
+        def keep(_topic: Topic, ev: Event) -> None:
+            if isinstance(ev, OutcomeEvent):
+                outcomes.append((name, ev))
+
+        return keep
+
+    count = 8 * len(aliases)
+    want = {f"r{n}" for n in range(count)}
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
+    await producer.start()
+    try:
+        for n in range(count):
+            alias = aliases[n % len(aliases)]
+            signal = {
+                "id": f"r{n}",
+                "ts": time.time_ns() // 1_000_000,
+                "account": alias,
+                "action": "place",
+                "symbol": "EURUSD",
+                "type": "market",
+                "side": "buy",
+                "qty": 0.01,
+            }
+            await producer.send(topic, orjson.dumps(signal), key=alias.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            (tmp_path / "a").mkdir()
+            (tmp_path / "b").mkdir()
+            cfg_a = config(sandbox.base_url, tmp_path / "a", kafka_broker, topic, "a", 10.0)
+            a: Engine = await stack.enter_async_context(running_engine(cfg_a, secrets))
+            a.bus.subscribe(keeper("a"))
+            src_a = a.sources[0]
+            await wait_until(lambda: len(src_a.assigned) == PARTITIONS, "A owns both partitions")
+            reads = sum(admitted.values())
+            await wait_until(lambda: sum(admitted.values()) >= reads + 4, "A reading the venue")
+            cfg_b = config(sandbox.base_url, tmp_path / "b", kafka_broker, topic, "b", 3.0)
+            b: Engine = await stack.enter_async_context(running_engine(cfg_b, secrets))
+            b.bus.subscribe(keeper("b"))
+            src_b = b.sources[0]
+            await wait_until(
+                lambda: len(src_a.assigned) == 1 and len(src_b.assigned) == 1,
+                "B takes one partition over",
+            )
+            await wait_until(lambda: want <= {o.id for _, o in outcomes}, "every outcome", 120)
+            withdrawn = a.pipeline.withdrawn_total
+            orders = [
+                o
+                for acct in sandbox.state.accounts.values()
+                for o in [*acct.orders.values(), *acct.history]
+            ]
+    finally:
+        await sandbox.stop()
+
+    assert withdrawn > 0, "A withdrew nothing: the case was not exercised"
+    assert {name for name, _ in outcomes} == {"a", "b"}, "B decided nothing: no handover"
+    per_signal = Counter(o.id for _, o in outcomes)
+    assert set(per_signal.values()) == {1}, [
+        (name, o.id, o.status) for name, o in outcomes if per_signal[o.id] > 1
+    ]
+    assert {o.status for _, o in outcomes} == {"accepted"}, Counter(o.status for _, o in outcomes)
+    by_tag = Counter(str(o.strategy_id) for o in orders if o.strategy_id)
+    assert set(by_tag.values()) == {1}, by_tag.most_common(3)
+    assert set(by_tag) == {o.tag for _, o in outcomes}
