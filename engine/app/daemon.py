@@ -610,14 +610,18 @@ def _sources(engine: Engine, sources: tuple[SourceSettings, ...]) -> list[Signal
                     "a kafka source beside other sources: this engine takes each login's whole "
                     "quote budget; engines sharing a login in one group may earn HTTP 429s"
                 )
+            # A partition moving between engines: unsent signals withdrawn, budgets spent.
+            hand = _Handover(engine, follow)
             out.append(
                 KafkaSignalSource(
                     kafka_source_config(src),
                     before_commit=commit_barrier(engine.kafka_sinks),
-                    on_assign=follow,
+                    on_assign=hand.assigned,
                     on_revoke=follow,
+                    on_revoking=hand.revoking,
                 )
             )
+            hand.source = out[-1]
             if follow is not None:
                 follow.source = out[-1]
                 follow(frozenset())  # no partition yet: no share of any login's budget
@@ -679,6 +683,37 @@ class _BudgetFollower:
             else []
         )
         self.share(served)
+
+
+class _Handover:
+    """A Kafka partition moving between engines (docs/kafka.md, "Handover"). On revocation the
+    signals of its accounts not yet written to the venue are withdrawn (the next owner decides
+    them); an account this process did not serve at its previous assignment starts with its
+    rate budget spent for one window (the venue's window may still hold the last owner's
+    requests). Then the per-login budget shares follow (``follow``)."""
+
+    def __init__(self, engine: Engine, follow: _BudgetFollower | None) -> None:
+        self.engine = engine
+        self.follow = follow
+        self.source: Any = None  # engine.io.kafka.source.KafkaSignalSource, set once built
+        self.served: frozenset[str] = frozenset()  # accounts at the last assignment
+
+    def revoking(self, partitions: frozenset[int]) -> None:
+        src = self.source
+        keys = [t for t in self.engine.accounts.targets if src.partition_of(t) in partitions]
+        self.engine.pipeline.withdraw(keys)
+
+    def assigned(self, partitions: frozenset[int]) -> None:
+        src = self.source
+        sessions = self.engine.accounts.sessions
+        served = frozenset(a for a in sessions if src.owns(a))
+        for alias in served - self.served:
+            gate = sessions[alias].gate
+            if gate is not None:
+                gate.spend_window()
+        self.served = served
+        if self.follow is not None:
+            self.follow(partitions)
 
 
 def _budget_follower(engine: Engine) -> _BudgetFollower | None:

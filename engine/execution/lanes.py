@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+from engine.execution import handover
 from engine.execution.eager import start_eagerly
 from engine.execution.prepare import prepare
 from engine.execution.publish import finish
@@ -119,6 +120,9 @@ async def run_lane(p: Pipeline, lane: Lane) -> None:
     try:
         while jobs:
             job = jobs.popleft()
+            if p.withdrawn_ns and handover.withdrawn(p, job):
+                handover.drop(p, job)  # its account moved to another engine: never sent
+                continue
             if job.signal.action in _BULK and lane.sending:
                 # cancel_all / close_all act on everything sent before them: let it land.
                 await asyncio.wait(lane.sending)

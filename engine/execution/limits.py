@@ -490,6 +490,20 @@ class AccountLimiter:
         if r.heap:
             self._arm(r, now)
 
+    def spend_window(self) -> None:
+        """Count every route's budget as spent now, for one window: the account was just taken
+        over from another engine process (a Kafka handover), whose last requests the venue's
+        window may still hold while this gate's buckets are full (docs/kafka.md, "Handover")."""
+        now = self._clock()
+        for r in self._routes.values():
+            for b in r.buckets:
+                b.exhaust(now)
+            if r.timer is not None:
+                r.timer.cancel()
+                r.timer = None
+            if r.heap:
+                self._arm(r, now)
+
     # -- observation -----------------------------------------------------------------------------
 
     def _utilisation(self, r: _Route, now: int) -> float:

@@ -25,7 +25,7 @@ limiter's own clock, so a test that moves time by hand gives both the same clock
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from types import CoroutineType
 from typing import Any
 
@@ -125,6 +125,10 @@ class Pipeline:
         # A fan-out that went through on some members only: "keep" or "close" those legs
         # (engine.execution.fanout; guards.partial_fanout).
         self.partial_fanout: PartialFanout = "keep"
+        # Signal key (account or group) -> when its unsent signals were withdrawn (a Kafka
+        # partition revoked: engine.execution.handover); how many legs were dropped so.
+        self.withdrawn_ns: dict[str, int] = {}
+        self.withdrawn_total = 0
 
     # The parts' entry points, as methods: the function itself, no delegating frame.
     submit = intake.submit
@@ -133,6 +137,13 @@ class Pipeline:
     _unknown = ambiguous.unknown
     # A venue stream event: into the tracker; a decided leg's later fills reported.
     apply_venue_event = publish.apply_venue_event
+
+    def withdraw(self, keys: Collection[str]) -> None:
+        """Never send the signals of these keys submitted so far and not yet written to the venue:
+        no outcome, no ack (engine.execution.handover). Later submissions run as usual."""
+        now = self._now_ns()
+        for key in keys:
+            self.withdrawn_ns[key] = now
 
     async def run_source(self, source: SignalSource) -> None:
         """Feed every delivery of ``source`` into the pipeline until the source ends."""

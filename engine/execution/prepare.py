@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine._fast import check_order, reject_reason
+from engine.execution import handover
 from engine.execution.accounts import AccountSession, scale_qty
 from engine.execution.ambiguous import CREATES_ORDER
 from engine.execution.guards import GuardRefused
@@ -44,6 +45,13 @@ async def prepare(p: Pipeline, job: Job) -> bool:
     rec = job.record
     key = rec.signal_id
     earlier = p.journal.decided(key)
+    if (
+        p.withdrawn_ns
+        and (undecided := p.tracker.by_signal(key)) is not None
+        and undecided.status is None
+        and handover.superseded(p, job, undecided)
+    ):
+        earlier = p.journal.decided(key)  # a Kafka partition given back: its redelivery
     if earlier is not None or (
         (in_flight := p.tracker.by_signal(key)) is not None and in_flight.status is None
     ):
@@ -104,6 +112,9 @@ async def clear_suspect(p: Pipeline, job: Job) -> bool:
         sent_at = max(sent_at, p._now_s() - max(0.0, (p._wall_ns() - job.owned_ns) / 1e9))
     for alias in accounts_that_may_hold(p, job):
         res = await p.reconciler.resolve(alias, rec.tag, sent_at)
+        if p.withdrawn_ns and handover.withdrawn(p, job):
+            handover.drop(p, job)  # its account moved to another engine meanwhile
+            return False
         if res.verdict is Verdict.FOUND:
             rec.account = alias
             rec.acked_ns = p._now_ns()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from engine.execution import closing
+from engine.execution import closing, handover
 from engine.execution.accounts import AccountSession
 from engine.execution.breaker import FailureKind
 from engine.execution.publish import finish, reason_of
@@ -65,6 +65,10 @@ async def send(p: Pipeline, job: Job) -> None:
             session.breaker.check()
         send_by = queue_deadline(p, job)
         await gate(job, send_by)
+        if p.withdrawn_ns and handover.withdrawn(p, job):
+            ungate(job)  # its account moved to another engine while it waited: never sent
+            handover.drop(p, job)
+            return
         # Engaged while this order waited for rate budget: it must not go out now. Cancels
         # and closes still do: they reduce risk.
         kill = p.kill_switch

@@ -115,6 +115,13 @@ class OrderTracker:
         if record.tag is not None:
             self._by_tag[record.tag] = record
 
+    def forget(self, record: SignalRecord) -> None:
+        """Drop a record never sent (withdrawn at a handover: engine.execution.handover)."""
+        if self._by_signal.get(record.signal_id) is record:
+            del self._by_signal[record.signal_id]
+        if record.tag is not None and self._by_tag.get(record.tag) is record:
+            del self._by_tag[record.tag]
+
     def bind_order(self, record: SignalRecord, order_id: str) -> None:
         record.order_id = order_id
         self._by_order[order_id] = record

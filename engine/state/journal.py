@@ -346,6 +346,14 @@ class Journal:
         self._begins.append(params)
         return _READY
 
+    def forget_intent(self, signal_id: str) -> None:
+        """An intent that was never sent (a signal withdrawn at a Kafka handover): this run no
+        longer knows the id, so a redelivery is looked up by tag and decided afresh. The intent
+        stays written: after an unclean stop it is reconciled by tag like any other."""
+        rec = self._index.get(signal_id)
+        if isinstance(rec, tuple) or (rec is not None and rec.pending):
+            del self._index[signal_id]
+
     def record(self, outcome: Outcome) -> Awaitable[None]:
         """Record the final outcome of a signal (with or without an earlier ``begin``).
 

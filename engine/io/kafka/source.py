@@ -22,9 +22,10 @@ Kafka), nothing is committed and every owned partition is rewound to its last co
 signals are delivered again and the journal answers them with their recorded outcome, published
 anew.
 
-``on_assign`` / ``on_revoke`` receive the partition numbers, and :meth:`KafkaSignalSource.owns`
-says whether an account's partition is currently ours, so the engine can open or close account
-sessions as partitions move.
+``on_assign`` / ``on_revoke`` receive the partition numbers (``on_revoking`` too, called when a
+revocation begins, before the grace: the engine withdraws what it has not sent of them), and
+:meth:`KafkaSignalSource.owns` says whether an account's partition is currently ours, so the
+engine can open or close account sessions as partitions move.
 """
 
 from __future__ import annotations
@@ -149,11 +150,13 @@ class KafkaSignalSource:
         *,
         on_assign: PartitionsHook | None = None,
         on_revoke: PartitionsHook | None = None,
+        on_revoking: PartitionsHook | None = None,
         before_commit: CommitBarrier | None = None,
     ) -> None:
         self.config = config
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._on_revoking = on_revoking
         self._before_commit = before_commit
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=config.bootstrap_servers,
@@ -353,6 +356,9 @@ class KafkaSignalSource:
     async def _revoked(self, revoked: frozenset[int]) -> None:
         if not revoked:
             return
+        # First the engine withdraws the signals of these partitions it has not written to the
+        # venue yet: the next owner decides them (docs/kafka.md, "Handover").
+        await _call(self._on_revoking, revoked)
         # Give in-flight signals a moment to finish, so their offsets go with this commit.
         await self._settle(revoked)
         await self._commit_now(revoked)

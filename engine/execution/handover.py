@@ -1,0 +1,57 @@
+"""Withdrawing the unsent signals of accounts this process no longer serves (a Kafka handover).
+
+When a partition is revoked, the signals of its accounts that this process consumed but has not
+written to the venue must never be sent: the partition's next owner gets them again from the
+last committed offset and decides them itself (looked up by tag, then sent or found). So
+:meth:`engine.execution.pipeline.Pipeline.withdraw` stamps the accounts (the signals' keys), and
+a job of such an account that arrived before the stamp is dropped at the last point before the
+wire (after the rate gate) or before it is prepared: no venue call, no outcome event, no journal
+outcome, no ack (its offset is not committed here). A signal already written finishes as always.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.execution.publish import leg_done
+
+if TYPE_CHECKING:
+    from engine.execution.intake import Job
+    from engine.execution.pipeline import Pipeline
+    from engine.execution.tracker import SignalRecord
+
+
+def withdrawn(p: Pipeline, job: Job) -> bool:
+    """Whether the job's account was withdrawn after the job arrived."""
+    stamp = p.withdrawn_ns.get(job.signal.account)
+    return stamp is not None and job.record.arrived_ns <= stamp
+
+
+def drop(p: Pipeline, job: Job) -> None:
+    """End a withdrawn job without a trace an outcome would leave: the tracker and the journal
+    forget its id (if the partition comes back, its redelivery is looked up by tag and decided
+    afresh), the leg stops counting as open, and the delivery is never acked."""
+    forget(p, job.record)
+    p.withdrawn_total += 1
+    leg_done(p)
+
+
+def forget(p: Pipeline, rec: SignalRecord) -> None:
+    """The tracker and the journal index forget a withdrawn record; the journal's intent only
+    when no later delivery of the same signal has taken the id over since."""
+    current = p.tracker.by_signal(rec.signal_id)
+    p.tracker.forget(rec)
+    if current is None or current is rec:
+        p.journal.forget_intent(rec.signal_id)
+
+
+def superseded(p: Pipeline, job: Job, earlier: SignalRecord) -> bool:
+    """Whether ``earlier`` (the tracker's record of the job's id, still undecided) belongs to a
+    delivery withdrawn at a handover and not yet dropped: the partition came back and this is its
+    redelivery, not a duplicate to wait for. Then the earlier one is forgotten now (it is dropped
+    when it reaches its check) and the job goes on."""
+    stamp = p.withdrawn_ns.get(job.signal.account)
+    if stamp is None or earlier.arrived_ns > stamp or earlier.on_wire_ns:
+        return False
+    forget(p, earlier)
+    return True
