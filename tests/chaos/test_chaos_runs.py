@@ -76,11 +76,6 @@ async def test_kafka_two_engines_one_killed_survivor_takes_over_without_doubling
 ) -> None:
     result = await kafka_runs.run_kafka_two(SHORT, kafka_broker, tmp_path)
     assert result.tally is not None
-    by_type = result.tally.earned_429_by_type
-    if set(by_type) == {"QUOTES"}:
-        # Known (issue 15 item 1): each engine paces its quote polling at 0.9x the login's whole
-        # QUOTES budget, so two engines on one login exceed it. Every other count must hold.
-        result.goals = [g for g in result.goals if not g[0].startswith("0 HTTP 429")]
-        check(result)
-        pytest.xfail(f"two engines on one login earned {by_type['QUOTES']} QUOTES 429s (issue 15)")
+    # Two engines on one login share its QUOTES budget by the accounts each serves (issue 15
+    # item 1, docs/kafka.md): 0 HTTP 429 is one of the counts asserted.
     check(result)
