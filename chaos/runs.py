@@ -286,8 +286,16 @@ async def run_tokens(size: Size, workdir: Path | None = None) -> Result:
     r.tally = t
     r.seconds = time.monotonic() - started
     r.figures["token invalidations"] = fired
+    # The realistic venue refuses ~1 % of orders after accepting them, whatever the tokens; the
+    # engine reports those rejected (a correction from the stream): not a rejection for the
+    # tokens. Every other rejected or expired signal counts against the goal.
     refused = t.statuses.get("rejected", 0) + t.statuses.get("expired", 0)
-    r.goal("0 signals rejected for it (0 rejected or expired in all)", refused == 0)
+    refused -= t.venue_rejected_reported
+    r.goal(
+        "0 signals rejected for it (0 rejected or expired but the venue's own refusals after "
+        "accepting)",
+        refused == 0,
+    )
     _count_goals(r, t, e429=False)
     return r
 
