@@ -413,9 +413,23 @@ def cli_kill(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
 
 def cli_resume(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     _common(parser)
+    parser.add_argument(
+        "--account",
+        help="let this account trade again after a prop-firm guard halted it (POST "
+        "/guards/resume), instead of releasing the kill switch",
+    )
 
     def body(args: argparse.Namespace) -> int:
-        res = asyncio.run(_call(target(args, True), "POST", "/resume", True, {}))
+        t = target(args, True)
+        if args.account:
+            res = asyncio.run(_call(t, "POST", "/guards/resume", True, {"account": args.account}))
+            print(
+                f"{args.account}: resumed, trading again"
+                if res.get("resumed")
+                else f"{args.account}: was not halted by a guard (nothing to resume)"
+            )
+            return 0
+        res = asyncio.run(_call(t, "POST", "/resume", True, {}))
         print("kill switch released" if res.get("was_engaged") else "kill switch was not engaged")
         return 0
 

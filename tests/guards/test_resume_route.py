@@ -3,8 +3,13 @@ day's reset; a bad body is a one-line 400; without guards, 404."""
 
 from __future__ import annotations
 
-import aiohttp
+import asyncio
+import threading
 
+import aiohttp
+import pytest
+
+from engine.app import cli
 from engine.execution.guards import GuardBook
 from engine.execution.settings import GuardSettings, RuleSettings
 from engine.io.bus import EventBus
@@ -45,3 +50,39 @@ async def test_resume_a_halted_account_over_http() -> None:
     assert not book.accounts["a1"].state.halted
     kinds = [e.kind for e in seen if isinstance(e, GuardEvent)]
     assert kinds == ["halted", "resumed"]
+
+
+def test_cli_resume_account(capsys: pytest.CaptureFixture[str]) -> None:
+    """``tl-engine resume --account`` on the same server: resumes a halted account, says so when
+    it was not halted, and a server without guards is one line naming why."""
+    book = GuardBook(GuardSettings(), {"a1": RuleSettings(daily_loss=1000.0)}, EventBus())
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    server = ControlServer(Metrics(), ControlConfig(port=0, api_key=KEY))
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(book.apply("a1", 100_000.0, 99_000.0, [], []))
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    args = ["resume", "--url", server.url, "--token", KEY, "--account", "a1"]
+    try:
+        assert cli.main(args) == 1  # no guards wired on this server yet
+        assert "no prop-firm guards run here" in capsys.readouterr().err
+        server.on_guard_resume = book.resume
+        assert book.accounts["a1"].state.halted
+        assert cli.main(args) == 0
+        assert capsys.readouterr().out.strip() == "a1: resumed, trading again"
+        assert not book.accounts["a1"].state.halted
+        assert cli.main(args) == 0
+        assert "was not halted" in capsys.readouterr().out
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
