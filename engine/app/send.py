@@ -59,7 +59,11 @@ def _read_lines(path: str) -> list[bytes]:
     return lines
 
 
-async def _send_http(url: str, key: str, lines: list[bytes], key_env: str) -> int:
+async def _send_http(
+    url: str, key: str, lines: list[bytes], key_env: str, cafile: str | None = None
+) -> int:
+    import ssl
+
     import aiohttp
     from yarl import URL
 
@@ -72,12 +76,27 @@ async def _send_http(url: str, key: str, lines: list[bytes], key_env: str) -> in
     endpoint = url.rstrip("/") + "/signals"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
     timeout = aiohttp.ClientTimeout(total=30)
+    connector = None
+    if cafile:
+        try:
+            ctx = ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise SendError(
+                f"--cafile {cafile}: cannot load it ({getattr(exc, 'strerror', None) or exc}): "
+                "give the PEM file of the CA that signed the engine's control certificate"
+            ) from None
+        connector = aiohttp.TCPConnector(ssl=ctx)
     try:
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
+            aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
             session.post(endpoint, data=b"\n".join(lines), headers=headers) as resp,
         ):
             body = (await resp.text()).strip()
+    except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+        raise SendError(
+            f"TLS to {url} failed ({type(exc).__name__}): for a self-signed certificate give "
+            "its CA with --cafile (or TL_ENGINE_CAFILE); nothing was sent"
+        ) from None
     except aiohttp.ClientConnectorError as exc:
         raise SendError(
             f"cannot reach {url} ({exc.os_error.strerror or exc.os_error}): is the engine "
@@ -136,6 +155,11 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     target.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka bootstrap, e.g. 127.0.0.1:9092")
     parser.add_argument("--topic", default="tl.signals", help="signals topic (with --kafka)")
     parser.add_argument(
+        "--cafile",
+        help="CA certificate of a self-signed TLS control server (with --http; default: "
+        "TL_ENGINE_CAFILE)",
+    )
+    parser.add_argument(
         "--key-env",
         default="TL_ENGINE_CONTROL_TOKEN",
         help="environment variable holding the control server's API key (with --http)",
@@ -152,7 +176,8 @@ def cli(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
                 if not key:
                     print(f"set {args.key_env} to the control server's API key", file=sys.stderr)
                     return 2
-                return asyncio.run(_send_http(args.http, key, lines, args.key_env))
+                cafile = args.cafile or os.environ.get("TL_ENGINE_CAFILE")
+                return asyncio.run(_send_http(args.http, key, lines, args.key_env, cafile))
             return asyncio.run(_send_kafka(args.kafka, args.topic, lines))
         except SendError as exc:
             print(f"tl-engine send: {exc}", file=sys.stderr)

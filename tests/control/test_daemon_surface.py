@@ -133,8 +133,17 @@ def test_cli_follows_an_outcome_reports_positions_and_the_kill_switch_flattens(
              "type": "limit", "side": "buy", "qty": 0.01, "price": 0.5}
         ) + "\n"
     )  # fmt: skip
-    status, _, body = _http(daemon, "/signals", CONTROL_TOKEN, signals.read_bytes())
-    assert status == 202 and json.loads(body) == {"queued": 2}
+    # Sent the way an operator would: tl-engine send over TLS, with the CA of the self-signed cert.
+    send = [PYTHON, "-m", "engine.app.cli", "send", str(signals), "--http", daemon.url]
+    env = {**daemon.env, "TL_ENGINE_CONTROL_TOKEN": CONTROL_TOKEN}
+    untrusted = subprocess.run(send, cwd=REPO, env=env, capture_output=True, text=True)
+    assert untrusted.returncode == 1 and "give its CA with --cafile" in untrusted.stderr
+    assert len(untrusted.stderr.strip().splitlines()) == 1  # one line, no traceback
+    sent = subprocess.run(
+        [*send, "--cafile", str(daemon.cafile)], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout.split(" ", 1)[1]) == {"queued": 2}
     lines = [tail.stdout.readline().strip(), tail.stdout.readline().strip()]
     assert tail.wait(timeout=60) == 0
     by_id = {line.split()[2]: line for line in lines}
