@@ -31,7 +31,7 @@ from engine.app import logs
 from engine.app.config import Config
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.breaker import BreakerState, CircuitBreaker
-from engine.execution.guards import start_guards
+from engine.execution.guard_setup import start_guards
 from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
 from engine.execution.publish import outcome_event
