@@ -26,7 +26,7 @@ from bench.pipeline_path import PipelinePath, pipeline_engine
 from bench.runner import _bench_venue, _flatten
 from bench.sandbox import BENCH_SERVER, start_sandbox
 from engine._fast import COMPILED, GuardState, check_guard
-from engine.execution.guards import start_guards
+from engine.execution.guard_setup import start_guards
 from engine.execution.settings import GuardSettings, RuleSettings
 from engine.observability.metrics import Metrics
 

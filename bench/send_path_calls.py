@@ -22,12 +22,12 @@ from typing import Any
 
 import orjson
 
-from engine.app.config import AccountConfig
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.breaker import CircuitBreaker
 from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
 from engine.execution.reconcile import Reconciler
+from engine.execution.settings import AccountSettings
 from engine.io.bus import EventBus
 from engine.model.delivery import Delivery
 from engine.model.domain import Action, OrderRequest, RateLimit
@@ -75,7 +75,7 @@ async def count(orders: int) -> list[_Calls]:
     venue = _MarkedVenue(["a1"])
     gate = AccountLimiter("a1", LIMITS, routes=venue.route_for)
     session = AccountSession(
-        AccountConfig("a1", "paper", acc_num=1), venue, gate, CircuitBreaker("a1")
+        AccountSettings("a1", "paper", acc_num=1), venue, gate, CircuitBreaker("a1")
     )
     accounts = Accounts([session], ())
     await accounts.start()

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from engine.execution.fanout import gated
 from engine.execution.publish import ACTION_NAME, STATUS_NAME
 from engine.execution.reconcile import Verdict
-from engine.model.domain import Action, Outcome, OutcomeStatus, Priority, RouteKey
+from engine.model.domain import Action, Outcome, OutcomeStatus, Priority
 from engine.model.errors import NotFound, VenueError
 from engine.model.events import LateOrderAction, OutcomeCorrection
 
@@ -186,7 +186,7 @@ async def undo(
     if order_id is not None and venue_status.upper() in _WORKING:
         try:
             oid = order_id
-            await _gated(
+            await gated(
                 session, Action.CANCEL, Priority.CANCEL, lambda: venue.cancel_order(alias, oid)
             )
             cancelled = f"order {order_id} cancelled"
@@ -207,7 +207,7 @@ async def undo(
         return "reported", "it ended at the venue without a position: nothing to undo", None
     pid = position_id
     try:
-        await _gated(
+        await gated(
             session, Action.CLOSE, Priority.CLOSE, lambda: venue.close_position(alias, pid, 0.0)
         )
     except NotFound:
@@ -223,25 +223,3 @@ async def undo(
         return "close_failed", f"{cancelled}; {done}" if cancelled else done, position_id
     done = f"position {position_id} closed"
     return "closed", f"{cancelled}; {done}" if cancelled else done, position_id
-
-
-async def _gated(
-    session: AccountSession,
-    action: Action,
-    priority: Priority,
-    call: Callable[[], Awaitable[None]],
-) -> None:
-    """One venue call inside the action's rate budget, like every other call: the budget is
-    held while the call is at the venue and given back with its reply (or its failure)."""
-    limiter = session.gate
-    taken: list[RouteKey] = []
-    try:
-        if limiter is not None:
-            for route in limiter.routes_for(action):
-                await limiter.acquire(route, priority)
-                taken.append(route)
-        await call()
-    finally:
-        if limiter is not None:
-            for route in taken:
-                limiter.release(route)

@@ -101,7 +101,7 @@ async def test_close_ends_a_followed_event_stream(bus: EventBus) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{srv.url}/events", headers=bearer(READ)) as resp:
             await resp.content.readuntil(b": live\n\n")
-            await eventually(lambda: srv._clients, "the client registered")
+            await eventually(lambda: srv.feed.clients, "the client registered")
             closing = asyncio.ensure_future(srv.close())
             assert await resp.content.read() == b""  # the stream ended, not hung
             await closing

@@ -7,7 +7,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from engine.app.config import TABLES, documented_defaults
+from engine.app.config_keys import TABLES, documented_defaults
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 ROW = re.compile(r"^\| `(?P<key>[^`]+)` \| (?P<default>[^|]+?) \| `(?P<field>[^`]+)` \| .+ \|$")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import orjson
 
-from engine.app.config import AccountConfig
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.pipeline import Pipeline
 from engine.execution.reconcile import Reconciler
+from engine.execution.settings import AccountSettings
 from engine.io.bus import EventBus
 from engine.model.clock import ManualClock
 from engine.model.delivery import Delivery
@@ -30,7 +30,7 @@ def signal(signal_id: str, ts_ms: int) -> Delivery:
 async def test_age_and_stamps_come_from_the_injected_clock(tmp_path: Path) -> None:
     clock = ManualClock(start_s=5_000.0, wall_offset_s=WALL_S)
     venue = PaperVenue(["a1"])
-    accounts = Accounts([AccountSession(AccountConfig("a1", "paper", acc_num=1), venue)], ())
+    accounts = Accounts([AccountSession(AccountSettings("a1", "paper", acc_num=1), venue)], ())
     await accounts.start()
     journal = Journal(tmp_path / "journal.sqlite", synchronous="NORMAL")
     bus = EventBus()

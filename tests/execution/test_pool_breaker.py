@@ -4,9 +4,9 @@ The paper venue stands in for the venue: only the breaker's state decides the pi
 
 from __future__ import annotations
 
-from engine.app.config import AccountConfig, GroupConfig
 from engine.execution.accounts import Accounts, AccountSession
 from engine.execution.breaker import BreakerState, CircuitBreaker, FailureKind
+from engine.execution.settings import AccountSettings, GroupSettings
 from engine.model.clock import ManualClock
 from engine.venue.paper import PaperVenue
 
@@ -19,10 +19,10 @@ async def test_a_pool_skips_an_open_breaker_and_returns_to_it_after_the_cool_dow
     breakers = {a: CircuitBreaker(a, min_calls=5, cool_down_s=5.0, clock=clock) for a in ALIASES}
     accounts = Accounts(
         [
-            AccountSession(AccountConfig(a, "paper", acc_num=i + 1), venue, breaker=breakers[a])
+            AccountSession(AccountSettings(a, "paper", acc_num=i + 1), venue, breaker=breakers[a])
             for i, a in enumerate(ALIASES)
         ],
-        [GroupConfig("pool", ("a1", "a2"), mode="pool", balancing="round_robin")],
+        [GroupSettings("pool", ("a1", "a2"), mode="pool", balancing="round_robin")],
     )
     for _ in range(5):
         breakers["a1"].record_failure(FailureKind.CONNECTION)

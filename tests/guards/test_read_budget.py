@@ -24,7 +24,8 @@ import pytest
 
 from engine.app.config import parse_config
 from engine.app.daemon import Engine, build_engine
-from engine.execution.guards import READ_ROUTES, GuardBook
+from engine.execution.guard_rules import READ_ROUTES
+from engine.execution.guards import GuardBook
 from sandbox import Sandbox
 from sandbox.seed import config_from_dict
 from tests.fixtures.engine import demo_secrets, engine_config_data

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine.app.config import parse_config
-from engine.app.daemon import kafka_source_config
+from engine.app.daemon_sources import kafka_source_config
 from engine.io.kafka.source import KafkaSignalSource
 from engine.model.errors import ConfigError
 from sandbox import Sandbox

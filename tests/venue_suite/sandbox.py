@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from engine.app.config import AccountConfig
+from engine.execution.settings import AccountSettings
 from engine.secrets.store import EnvFileStore
 from engine.tradelocker.factory import TradeLockerFactory
 from engine.tradelocker.rest import ConnectionSettings
@@ -39,7 +39,7 @@ async def sandbox_venue(order_transport: str) -> AsyncIterator[Harness]:
         )
         factory = TradeLockerFactory(
             {"demo": login},
-            [AccountConfig("acct", "demo", account_id=DEMO_ACCOUNT_IDS[0])],
+            [AccountSettings("acct", "demo", account_id=DEMO_ACCOUNT_IDS[0])],
             secrets,
             connection=ConnectionSettings(order_transport=order_transport),
         )
