@@ -54,7 +54,7 @@ class SecretResolver(Protocol):
 
 
 class AccountSettings(Protocol):
-    """One configured account (the app's AccountConfig fits)."""
+    """One configured account (the app's AccountSettings fits)."""
 
     @property
     def alias(self) -> str: ...
