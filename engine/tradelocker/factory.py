@@ -54,7 +54,7 @@ class SecretResolver(Protocol):
 
 
 class AccountSettings(Protocol):
-    """One configured account (the app's AccountSettings fits)."""
+    """One configured account (`engine.tradelocker.settings.AccountSpec` fits)."""
 
     @property
     def alias(self) -> str: ...
