@@ -54,7 +54,12 @@ async def finish(
     resolved: bool = False,
 ) -> None:
     """The leg's outcome: published, recorded, and the delivery acked once all legs are."""
-    outcome = publish_outcome(p, job, status, reason, errmsg, resolved)
+    await record(p, job, publish_outcome(p, job, status, reason, errmsg, resolved), status)
+
+
+async def record(p: Pipeline, job: Job, outcome: Outcome, status: OutcomeStatus) -> None:
+    """The rest of :func:`finish` after the publication: the tracker, the journal row, the ack
+    (an accepted order's send calls it itself, so the breaker is told after the publication)."""
     p.tracker.finish(job.record, status)
     try:
         await p.journal.record(outcome)

@@ -81,6 +81,7 @@ from engine.state.writer import WRITE, JournalError, Writer
 
 __all__ = [
     "BOOT_ID_PATH",
+    "READY",
     "EntryState",
     "IntentLog",
     "Journal",
@@ -148,7 +149,9 @@ class _Settled:
         yield from ()
 
 
-_READY = _Settled()
+# The begin that is written already (no error): the order path compares against it instead of
+# awaiting it (engine.execution.send).
+READY = _READY = _Settled()
 
 _BEGIN_SQL = (
     "INSERT INTO signals (signal_id, account, strategy_tag, state, begun_ns) VALUES (?, ?, ?, 0, ?)"
