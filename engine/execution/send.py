@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from engine.execution import closing, handover
 from engine.execution.accounts import AccountSession
-from engine.execution.breaker import FailureKind
+from engine.execution.breaker import BreakerState, FailureKind
 from engine.execution.publish import finish, publish_outcome, reason_of, record
 from engine.model.domain import Action, OrderModification, OrderType, OutcomeStatus
 from engine.model.errors import (
@@ -63,10 +63,12 @@ async def send(p: Pipeline, job: Job) -> None:
             # wire: the venue counts its window at arrival, the gate at grant. (READY, the
             # usual begin, is written already: no await frame for it.)
             await durable
-        if session.breaker is not None:
-            session.breaker.check()
+        breaker = session.breaker
+        if breaker is not None and breaker.state is not BreakerState.CLOSED:
+            breaker.check()  # (closed: nothing to check, no call)
         send_by = queue_deadline(p, job) if p.max_age_ns else 0
-        await gate(job, send_by)
+        if session.gate is not None:
+            await gate(job, send_by)
         if p.withdrawn_ns and handover.withdrawn(p, job):
             ungate(job)  # its account moved to another engine while it waited: never sent
             handover.drop(p, job)
@@ -94,7 +96,12 @@ async def send(p: Pipeline, job: Job) -> None:
         try:
             written_no_reply = False
             try:
-                await call(p, job)
+                req = job.request
+                if action is Action.PLACE and req is not None and req.type is not STOP_LIMIT:
+                    # The common case without call()'s frame: the order, its id bound.
+                    p.tracker.bind_order(rec, (await session.venue.place_order(req)).order_id)
+                else:
+                    await call(p, job)
             except (OutcomeUnknown, TimeoutError) as exc:
                 written_no_reply = not isinstance(exc, OutcomeUnknown) or exc.status is None
                 raise
@@ -353,4 +360,5 @@ def venue_failed(session: AccountSession, action: Action, exc: BaseException) ->
         session.breaker.record_failure(kind)
 
 
+STOP_LIMIT = OrderType.STOP_LIMIT
 _HELD = "held by the engine: stop-limit is emulated (limit order placed on trigger)"
