@@ -67,8 +67,13 @@ async def send(p: Pipeline, job: Job) -> None:
         if breaker is not None and breaker.state is not BreakerState.CLOSED:
             breaker.check()  # (closed: nothing to check, no call)
         send_by = queue_deadline(p, job) if p.max_age_ns else 0
-        if session.gate is not None:
-            await gate(job, send_by)
+        limiter = session.gate
+        if limiter is not None:
+            routes = limiter.routes_for(action)
+            if len(routes) == 1:  # a placement's one route: gate()'s frame saved
+                await limiter.acquire(routes[0], job.priority, send_by)
+            else:
+                await gate(job, send_by)
         if p.withdrawn_ns and handover.withdrawn(p, job):
             ungate(job)  # its account moved to another engine while it waited: never sent
             handover.drop(p, job)
