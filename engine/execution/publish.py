@@ -54,7 +54,12 @@ async def finish(
     resolved: bool = False,
 ) -> None:
     """The leg's outcome: published, recorded, and the delivery acked once all legs are."""
-    outcome = publish_outcome(p, job, status, reason, errmsg, resolved)
+    await record(p, job, publish_outcome(p, job, status, reason, errmsg, resolved), status)
+
+
+async def record(p: Pipeline, job: Job, outcome: Outcome, status: OutcomeStatus) -> None:
+    """The rest of :func:`finish` after the publication: the tracker, the journal row, the ack
+    (an accepted order's send calls it itself, so the breaker is told after the publication)."""
     p.tracker.finish(job.record, status)
     try:
         await p.journal.record(outcome)
@@ -64,12 +69,13 @@ async def finish(
         leg_done(p)
         return
     await leg_done_and_ack(p, job)
-    if job.record.venue_final is not None and status is OutcomeStatus.ACCEPTED:
+    rec = job.record
+    if rec.venue_final is not None and status is OutcomeStatus.ACCEPTED and not rec.filled_qty:
         # The stream showed the order ended before the reply was folded in (refused after
         # acceptance, the reply still said accepted): corrected once (engine.execution.pending).
         from engine.execution.pending import refused_after_accept  # here: rare, and a cycle
 
-        refused_after_accept(p, job.record)
+        refused_after_accept(p, rec)
 
 
 def publish_outcome(
@@ -104,6 +110,9 @@ def publish_outcome(
         ),
         rec.account,
     )
+    # The publication is where the engine's share ends: stamped before anything else.
+    metrics = p.metrics
+    done = p._now_ns() if rec.acked_ns and metrics is not None else 0
     report = job.latch.fanout
     if report is not None:  # a fan-out leg: kept for the group's one outcome
         report.legs.append(
@@ -116,7 +125,6 @@ def publish_outcome(
                 tag=rec.tag,
             )
         )
-    metrics = p.metrics
     if metrics is not None:
         metrics.record_stamps(
             rec.account,
@@ -127,7 +135,7 @@ def publish_outcome(
             rec.gated_ns,
             rec.on_wire_ns,
             rec.acked_ns,
-            p._now_ns() if rec.acked_ns else 0,
+            done,
         )
     return outcome_of(job, status, reason, errmsg)
 
@@ -221,7 +229,8 @@ def apply_venue_event(p: Pipeline, event: VenueEvent) -> None:
     rec = tracker.apply(event)
     if rec is None or rec.status is None or rec.order_id != payload.order_id:
         return
-    if rec.venue_final is not None and rec.status is OutcomeStatus.ACCEPTED:
+    # (Filled: the acceptance stands, refused_after_accept would return at once: no call.)
+    if rec.venue_final is not None and rec.status is OutcomeStatus.ACCEPTED and not rec.filled_qty:
         from engine.execution.pending import refused_after_accept  # here: rare, and a cycle
 
         refused_after_accept(p, rec)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from engine.execution import closing, handover
 from engine.execution.accounts import AccountSession
-from engine.execution.breaker import FailureKind
-from engine.execution.publish import finish, reason_of
+from engine.execution.breaker import BreakerState, FailureKind
+from engine.execution.publish import finish, publish_outcome, reason_of, record
 from engine.model.domain import Action, OrderModification, OrderType, OutcomeStatus
 from engine.model.errors import (
     AuthFailed,
@@ -36,7 +36,7 @@ from engine.model.errors import (
     ValidationError,
     VenueUnavailable,
 )
-from engine.state.journal import JournalError
+from engine.state.journal import READY, JournalError
 
 if TYPE_CHECKING:
     from engine.execution.intake import Job
@@ -57,14 +57,23 @@ async def send(p: Pipeline, job: Job) -> None:
     action = job.signal.action
     session.in_flight += 1
     try:
-        if job.durable is not None:
+        durable = job.durable
+        if durable is not None and durable is not READY:
             # Before the gate, so nothing (a batched fsync) sits between the gate and the
-            # wire: the venue counts its window at arrival, the gate at grant.
-            await job.durable
-        if session.breaker is not None:
-            session.breaker.check()
-        send_by = queue_deadline(p, job)
-        await gate(job, send_by)
+            # wire: the venue counts its window at arrival, the gate at grant. (READY, the
+            # usual begin, is written already: no await frame for it.)
+            await durable
+        breaker = session.breaker
+        if breaker is not None and breaker.state is not BreakerState.CLOSED:
+            breaker.check()  # (closed: nothing to check, no call)
+        send_by = queue_deadline(p, job) if p.max_age_ns else 0
+        limiter = session.gate
+        if limiter is not None:
+            routes = limiter.routes_for(action)
+            if len(routes) == 1:  # a placement's one route: gate()'s frame saved
+                await limiter.acquire(routes[0], job.priority, send_by)
+            else:
+                await gate(job, send_by)
         if p.withdrawn_ns and handover.withdrawn(p, job):
             ungate(job)  # its account moved to another engine while it waited: never sent
             handover.drop(p, job)
@@ -92,7 +101,12 @@ async def send(p: Pipeline, job: Job) -> None:
         try:
             written_no_reply = False
             try:
-                await call(p, job)
+                req = job.request
+                if action is Action.PLACE and req is not None and req.type is not STOP_LIMIT:
+                    # The common case without call()'s frame: the order, its id bound.
+                    p.tracker.bind_order(rec, (await session.venue.place_order(req)).order_id)
+                else:
+                    await call(p, job)
             except (OutcomeUnknown, TimeoutError) as exc:
                 written_no_reply = not isinstance(exc, OutcomeUnknown) or exc.status is None
                 raise
@@ -124,9 +138,18 @@ async def send(p: Pipeline, job: Job) -> None:
             await p._unknown(job, exc, sent_at)
             return
         rec.acked_ns = p._now_ns()
+        # The outcome is published first (the end of the engine's share); the breaker's note
+        # and the journal row follow in the same step, before anything else may run.
+        req = job.request
+        outcome = publish_outcome(
+            p,
+            job,
+            OutcomeStatus.ACCEPTED,
+            _HELD if req is not None and req.type is OrderType.STOP_LIMIT else None,
+        )
         if session.breaker is not None:
             session.breaker.record_success()
-        await finish(p, job, OutcomeStatus.ACCEPTED, reason=accepted_reason(job))
+        await record(p, job, outcome, OutcomeStatus.ACCEPTED)
     except closing.CloseNotDone as exc:
         # The venue took the close; its closing order is still working at the bound. A
         # reverse did not open the other side (not sent: expired); a close or close-all is
@@ -342,8 +365,5 @@ def venue_failed(session: AccountSession, action: Action, exc: BaseException) ->
         session.breaker.record_failure(kind)
 
 
-def accepted_reason(job: Job) -> str | None:
-    req = job.request
-    if req is not None and req.type is OrderType.STOP_LIMIT:
-        return "held by the engine: stop-limit is emulated (limit order placed on trigger)"
-    return None
+STOP_LIMIT = OrderType.STOP_LIMIT
+_HELD = "held by the engine: stop-limit is emulated (limit order placed on trigger)"

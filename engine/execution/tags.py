@@ -34,6 +34,7 @@ TAG_LENGTH = 22
 # Below this a tag has fewer than 44 bits of hash: collisions among an account's orders stop being
 # negligible, and a collision makes reconciliation by tag find the wrong order.
 MIN_TAG_LENGTH = 12
+_blake2s = hashlib.blake2s
 
 
 def strategy_tag(
@@ -67,4 +68,8 @@ class TagMint:
         self.length = min(TAG_LENGTH, max_length)
 
     def mint(self, leg_key: str, generated_ns: int = 0, attempt: int = 0) -> str:
-        return strategy_tag(leg_key, generated_ns, attempt, self.length)
+        # strategy_tag's body, not a call to it: one Python frame less per order.
+        digest = _blake2s(
+            f"{leg_key}\x1f{generated_ns}\x1f{attempt}".encode(), digest_size=11
+        ).hexdigest()
+        return TAG_PREFIX + digest[: self.length - 1]

@@ -115,6 +115,10 @@ class OrderTracker:
         if record.tag is not None:
             self._by_tag[record.tag] = record
 
+    def track_tag(self, record: SignalRecord, tag: str) -> None:
+        """Register the tag of a record tracked already (its tag derived after :meth:`track`)."""
+        self._by_tag[tag] = record
+
     def forget(self, record: SignalRecord) -> None:
         """Drop a record never sent (withdrawn at a handover: engine.execution.handover)."""
         if self._by_signal.get(record.signal_id) is record:

@@ -28,7 +28,7 @@ IntentRow = tuple[str, str, str, int]  # signal_id, account, strategy_tag, begun
 # [signal_id, account, strategy_tag, begun_ns]. A torn or corrupt frame ends the replay of its
 # segment: frames are appended in call order by one thread, so a torn frame is the last one,
 # the one whose ``begin`` never returned.
-_FRAME = struct.Struct("<II")
+_FRAME = FRAME_HEAD = struct.Struct("<II")
 
 
 def intent_frame(signal_id: str, account: str, strategy_tag: str, begun_ns: int) -> bytes:

@@ -47,3 +47,12 @@ def test_pre_validation_reads_the_limit_of_the_accounts_venue() -> None:
     venue = demo_venue("http://127.0.0.1:9/backend-api")  # never started: only its declaration
     session = AccountSession(AccountSettings("acct", "demo", acc_num=1), venue)
     assert session.max_tag_length == 32
+
+
+@pytest.mark.parametrize("limit", [MIN_TAG_LENGTH, 16, 22, 32])
+def test_the_mint_derives_the_same_tag_as_strategy_tag(limit: int) -> None:
+    # TagMint.mint computes the tag itself (a frame less per order): the same bytes as the
+    # documented derivation, for every length and attempt.
+    mint = TagMint(limit)
+    for key, ts, attempt in [("a", 0, 0), ("sig-9@acct2", 1_700_000_000_123_456_789, 1)]:
+        assert mint.mint(key, ts, attempt) == strategy_tag(key, ts, attempt, min(limit, 22))

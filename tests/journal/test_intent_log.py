@@ -174,3 +174,21 @@ def test_a_second_engine_process_on_the_same_journal_is_refused(tmp_path: Path) 
         timeout=60,
     )
     assert again.returncode == 0, again.stderr
+
+
+async def test_begin_writes_exactly_the_intent_frame_of_its_row(tmp_path: Path) -> None:
+    # Journal.begin builds the frame inline (the order path saves encode_intent's call): its
+    # bytes in the segment must be the documented frame, or a restart could not replay them.
+    clock = ManualClock()
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path, clock=clock)
+    await journal.begin("s-1", "acct", "s0123456789abcdef01234")
+    await journal.begin("s-2@b", "b", "tag-\u00e9")  # non-ASCII: orjson's UTF-8, as before
+    # The segment in use (the other one, if any, is the zero-filled spare).
+    written = [
+        d for d in (s.read_bytes() for s in IntentLog.segments(tmp_path, path.name)) if any(d[:8])
+    ]
+    frames = intent_frame("s-1", "acct", "s0123456789abcdef01234", clock.time_ns())
+    frames += intent_frame("s-2@b", "b", "tag-\u00e9", clock.time_ns())
+    assert [d[: len(frames)] for d in written] == [frames]
+    await journal.close()
