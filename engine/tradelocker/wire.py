@@ -9,9 +9,15 @@ Safety, the reason for most of the code below (docs/architecture.md, policy 1 an
 
 * One request at a time per connection (no pipelining): a connection with a reply outstanding is
   never written to. A connection leaves the idle set for exactly one exchange.
-* A connection that might have been closed by the venue is never written to: before a write the
-  transport's state is checked and the socket is peeked (one non-blocking ``recv(MSG_PEEK)``)
-  for a FIN or reset the event loop has not processed yet.
+* A connection that might have been closed by the venue is never written to. Before a write the
+  transport's state is checked (the loop's ``eof_received``/``connection_lost`` callbacks mark a
+  connection the venue closed), and a connection idle for ``probe_after_s`` or longer is also
+  peeked (one non-blocking ``recv(MSG_PEEK)``) for a FIN or reset the loop has not processed yet.
+  The peek is what closes the race with a server's idle keep-alive timeout; a connection that
+  carried a reply less than ``probe_after_s`` ago cannot have reached that timeout (the margin
+  must stay below the venue's keep-alive timeout: by default half of ``ping_after_s``, which is
+  itself below it), so it goes without the system call. A server closing a connection for any
+  other reason says so in its last reply (``Connection: close``), which is honoured.
 * :class:`NotSent` means no byte of the request reached the network (no usable connection, the
   connect failed, or the very first ``send`` failed on a reset socket); the caller may send it
   elsewhere. :class:`SentNoReply` means bytes were written and no complete reply came back
@@ -88,6 +94,7 @@ class OrderConnections:
         connect_timeout_s: float = 3.0,
         ping_after_s: float = 10.0,
         shrink_after_s: float = 30.0,
+        probe_after_s: float | None = None,
         label: str = "orders",
     ) -> None:
         parts = urlsplit(base_url)
@@ -113,6 +120,8 @@ class OrderConnections:
         self._connect_timeout = connect_timeout_s
         self._ping_after = ping_after_s
         self._shrink_after = shrink_after_s
+        # Idle this long (seconds since its last reply), a connection is peeked before a write.
+        self._probe_after = ping_after_s / 2 if probe_after_s is None else probe_after_s
         self._open: set[Connection] = set()
         self._idle: collections.deque[Connection] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[Connection]] = collections.deque()
@@ -124,6 +133,7 @@ class OrderConnections:
         self.discarded = 0
         self.shrunk = 0
         self.peak_open = 0
+        self.probes = 0  # pre-write peeks made (connections idle for probe_after_s or longer)
 
     def __repr__(self) -> str:
         return (
@@ -297,12 +307,19 @@ class OrderConnections:
 
     def _take_idle(self) -> Connection | None:
         """The first idle connection that is certainly usable, without yielding; None when the
-        caller must wait (none idle, or one with unread bytes that the loop must look at)."""
-        while self._idle:
-            conn = self._idle.popleft()
+        caller must wait (none idle, or one with unread bytes that the loop must look at).
+
+        A connection whose last reply came less than ``probe_after_s`` ago is taken on the
+        loop's word (its callbacks mark a closed connection); one idle longer is peeked."""
+        idle = self._idle
+        while idle:
+            conn = idle.popleft()
             if not conn.idle_state_ok():
                 self._discard(conn)
                 continue
+            if time.monotonic() - conn.last_used < self._probe_after:
+                return conn
+            self.probes += 1
             state = conn.peek()
             if state == "quiet":
                 return conn

@@ -428,9 +428,10 @@ async def test_an_unparsable_reply_is_sent_no_reply(
 async def test_a_connection_closed_by_the_server_unnoticed_is_not_written_to(
     scripted: Callable[..., ScriptedServer],
 ) -> None:
-    # Each connection answers one request, then the server closes it without saying so.
+    # Each connection answers one request, then the server closes it without saying so: an idle
+    # keep-alive timeout of 50 ms. The probe margin must be below it: 0, every write is probed.
     server = scripted(lambda conn, n: (OK_REPLY, "close-later"))
-    pool = OrderConnections(server.url, size=1)
+    pool = OrderConnections(server.url, size=1, probe_after_s=0.0)
     await pool.start()
     try:
         assert (await pool.round_trip(ORDER, 2.0)).status == 200
