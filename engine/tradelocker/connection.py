@@ -67,6 +67,10 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.last_used = time.monotonic()
         self.exchanges = 0
+        # Loop time by which the outstanding request's reply must have come (0.0: none), and
+        # its timeout: the pool's one timer expires it (OrderConnections._expire_overdue).
+        self.deadline = 0.0
+        self.timeout_s = 0.0
         self._peek: socket.socket | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Reply] | None = None

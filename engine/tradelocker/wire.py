@@ -127,6 +127,9 @@ class OrderConnections:
         self._waiters: collections.deque[asyncio.Future[Connection]] = collections.deque()
         self._connecting: set[asyncio.Task[None]] = set()
         self._closed = False
+        # One timer for every outstanding reply's deadline, armed for the earliest one.
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
         # Health and tests: how many were opened, how many replaced after dying, how many extra
         # ones were closed for idling, and the most open at once.
         self.opened = 0
@@ -174,6 +177,9 @@ class OrderConnections:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for task in list(self._connecting):
             task.cancel()
         for task in list(self._connecting):
@@ -222,9 +228,15 @@ class OrderConnections:
                 self._discard(conn)
                 continue
             break
-        # A bare timer rather than asyncio.timeout(): this is the hot path, and expiring only has
-        # to fail the waiter and drop the connection. It starts now, with the bytes on the wire.
-        timer = loop.call_later(timeout_s, conn.expire, timeout_s)
+        # The reply's deadline starts now, with the bytes on the wire. Not asyncio.timeout() nor
+        # a timer per request: this is the hot path, and expiring only has to fail the waiter
+        # and drop the connection, so the pool's one timer, armed for the earliest deadline,
+        # does it (_expire_overdue).
+        deadline = loop.time() + timeout_s
+        conn.deadline = deadline
+        conn.timeout_s = timeout_s
+        if self._sweep is None or deadline < self._sweep_at:
+            self._arm(loop, deadline)
         try:
             reply = await waiter
         except SentNoReply:
@@ -236,10 +248,37 @@ class OrderConnections:
             self._discard(conn)
             raise
         finally:
-            timer.cancel()
+            conn.deadline = 0.0
         conn.last_used = time.monotonic()
         self._release(conn)
         return reply
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep = loop.call_at(at, self._expire_overdue)
+        self._sweep_at = at
+
+    def _expire_overdue(self) -> None:
+        """The pool's reply timer: expire every request past its deadline (a loop timer may
+        fire up to a millisecond early, so within 1 ms counts), re-arm for the next one."""
+        self._sweep = None
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time() + 0.001
+        earliest = 0.0
+        for conn in list(self._open):
+            due = conn.deadline
+            if not due:
+                continue
+            if due <= now:
+                conn.deadline = 0.0
+                conn.expire(conn.timeout_s)
+            elif not earliest or due < earliest:
+                earliest = due
+        if earliest:
+            self._arm(loop, earliest)
 
     async def _wait_for_connection(
         self, waited_from: float, timeout_s: float, send_by_ns: int

@@ -448,6 +448,36 @@ async def test_a_connection_closed_by_the_server_unnoticed_is_not_written_to(
 
 
 @on_both_loops
+async def test_each_reply_times_out_by_its_own_deadline_on_the_pools_one_timer(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    # The server holds every reply until released; the pool's timer was armed for the first
+    # request's far deadline when the second, with a near one, is written.
+    released = threading.Event()
+
+    def reply(conn: int, n: int) -> tuple[bytes, str]:
+        released.wait(10)
+        return OK_REPLY, "keep"
+
+    server = scripted(reply)
+    pool = OrderConnections(server.url, size=2)
+    await pool.start()
+    try:
+        slow = asyncio.ensure_future(pool.round_trip(ORDER, 30.0))
+        await eventually(lambda: len(server.requests) == 1, "the first request at the server")
+        with pytest.raises(SentNoReply, match=r"no reply within 0\.2 s"):
+            await pool.round_trip(ORDER, 0.2)
+        assert not slow.done(), "the far deadline is not expired with the near one"
+        released.set()
+        assert (await slow).status == 200
+        assert len(server.requests) == 2
+        assert pool.discarded == 1
+    finally:
+        released.set()
+        await pool.close()
+
+
+@on_both_loops
 async def test_requests_are_never_pipelined_on_one_connection(
     scripted: Callable[..., ScriptedServer],
 ) -> None:
