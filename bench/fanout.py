@@ -29,8 +29,8 @@ engine's own stamps are. Positions are flattened before the series. Nothing is a
 
 ``--ab`` alternates the signals of one series between the order transport as it is and as it
 was before 2026-11-26 16:30 (every write probed with ``MSG_PEEK``, place-order through
-``RestClient.submit``), so both meet the same machine at the same moments; each gets its own
-figures ("now" and "before").
+``RestClient.submit``, a loop timer per request for the reply), so both meet the same machine
+at the same moments; each gets its own figures ("now" and "before").
 
 ``--gc daemon`` (the default) sets up the garbage collector after the warm-up as ``tl-engine run``
 does with its default ``[engine]`` keys (``gc_thresholds``, ``gc_freeze``: engine.app.run); with
@@ -150,13 +150,54 @@ async def _place_order_before(self: TradeLockerVenue, request: OrderRequest) -> 
     return PlaceResult(order_id=str(order_id))
 
 
+async def _round_trip_before(
+    self: wire.OrderConnections, payload: bytes, timeout_s: float, send_by_ns: int = 0
+) -> Reply:
+    """``OrderConnections.round_trip`` as it was before 2026-11-26 16:40 (``--ab``'s "before"):
+    a loop timer per request for the reply's deadline."""
+    loop = asyncio.get_running_loop()
+    waited_from = 0.0
+    while True:
+        conn = self._take_idle()
+        if conn is None:
+            if not waited_from:
+                waited_from = loop.time()
+            conn = await self._wait_for_connection(waited_from, timeout_s, send_by_ns)
+        if send_by_ns and time.monotonic_ns() > send_by_ns:
+            self._release(conn)
+            raise wire.TooLate(f"{self.label}: too old to send", 0.0)
+        try:
+            waiter = conn.send(payload)
+        except wire.NotSent:
+            self._discard(conn)
+            continue
+        break
+    timer = loop.call_later(timeout_s, conn.expire, timeout_s)
+    try:
+        reply = await waiter
+    except wire.SentNoReply:
+        self._discard(conn)
+        raise
+    except BaseException:
+        conn.abort()
+        self._discard(conn)
+        raise
+    finally:
+        timer.cancel()
+    conn.last_used = time.monotonic()
+    self._release(conn)
+    return reply
+
+
 PLACE_NOW = TradeLockerVenue.place_order
+ROUND_TRIP_NOW = wire.OrderConnections.round_trip
 
 
 def _variant(venue: TradeLockerVenue, aliases: list[str], before: bool) -> None:
-    """``--ab``: the transport as it was (every write probed, place-order through ``submit``)
-    or as it is."""
+    """``--ab``: the transport as it was (every write probed, place-order through ``submit``,
+    a timer per request) or as it is."""
     TradeLockerVenue.place_order = _place_order_before if before else PLACE_NOW  # type: ignore[method-assign]
+    wire.OrderConnections.round_trip = _round_trip_before if before else ROUND_TRIP_NOW  # type: ignore[method-assign]
     for alias in aliases:
         pool = venue.client(alias).orders_transport
         assert pool is not None
@@ -285,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         "--ab",
         action="store_true",
         help="alternate signals between the order transport as it is and as it was before "
-        "2026-11-26 16:30 (every write probed, place-order through RestClient.submit)",
+        "2026-11-26 16:30 (every write probed, place-order through RestClient.submit, a timer "
+        "per request)",
     )
     p.add_argument("--out", default=None, help="write the JSON here too")
     args = p.parse_args(argv)
