@@ -4,9 +4,11 @@ A :class:`Connection` carries one request at a time and hands its reply, parsed 
 ``httptools``, to the waiting future. It knows the difference that decides every order's
 outcome: :class:`NotSent` (no byte of the request reached the network) against
 :class:`SentNoReply` (bytes were written and no complete reply came back: the venue may have
-acted). Before a write it peeks the socket for a FIN or reset the event loop has not processed
-yet, so a connection the venue closed is never written to. The pool that owns connections, and
-the rules for when a request may be written, are in :mod:`engine.tradelocker.wire`.
+acted). The loop's own callbacks mark a connection the venue closed (``eof_received``,
+``connection_lost``); :meth:`Connection.peek` asks the kernel for a FIN or reset the loop has not
+processed yet, which the pool does before writing on a connection that idled long enough for a
+server's keep-alive timeout to be near. The pool that owns connections, and the rules for when a
+request may be written, are in :mod:`engine.tradelocker.wire`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from typing import cast
 import httptools
 
 log = logging.getLogger(__name__)
+
+# recv() flags of the peek, as a plain int: ``socket.MSG_PEEK | socket.MSG_DONTWAIT`` is an
+# IntFlag operation (Python code in the enum module) on every call otherwise.
+_PEEK_FLAGS = int(socket.MSG_PEEK) | int(socket.MSG_DONTWAIT)
 
 
 class NotSent(Exception):
@@ -61,6 +67,10 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.last_used = time.monotonic()
         self.exchanges = 0
+        # Loop time by which the outstanding request's reply must have come (0.0: none), and
+        # its timeout: the pool's one timer expires it (OrderConnections._expire_overdue).
+        self.deadline = 0.0
+        self.timeout_s = 0.0
         self._peek: socket.socket | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Reply] | None = None
@@ -147,7 +157,7 @@ class Connection(asyncio.Protocol):
         if self._peek is None:
             return "quiet"
         try:
-            data = self._peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            data = self._peek.recv(1, _PEEK_FLAGS)
         except (BlockingIOError, InterruptedError):
             return "quiet"
         except OSError:

@@ -13,6 +13,9 @@ from engine.model.errors import ValidationError
 # sends 32 characters (docs/api-reference.md sections 7.5 and 15).
 MAX_TAG_LENGTH = 32
 
+# Validity.required_for per order type, looked up once here rather than per order.
+_REQUIRED_VALIDITY = {t: Validity.required_for(t) for t in OrderType}
+
 
 def encode_place_order(request: OrderRequest) -> bytes:
     """The place-order JSON body: the ONE place it is built, by ``engine._fast`` (compiled).
@@ -20,7 +23,7 @@ def encode_place_order(request: OrderRequest) -> bytes:
     The venue requires IOC for market orders and GTC for everything that rests, so the validity
     is forced to that whatever the request says.
     """
-    required = Validity.required_for(request.type)
+    required = _REQUIRED_VALIDITY[request.type]
     if request.validity is not required:
         request = replace(request, validity=required)
     return place_order_body(request)

@@ -117,6 +117,10 @@ class ConnectionSettings:
     # the venue's latency); the extra ones close after keepalive_timeout_s idle
     order_connections_max: int = 16
     tls_ca_file: str | None = None  # trust this CA bundle instead of the system store
+    # lean only: an order connection idle this long (since its last reply) is peeked for a FIN
+    # before an order is written on it; one used more recently is not (no system call). Must be
+    # below the venue's idle keep-alive timeout. None: half of keep_warm_every_s (5 s).
+    order_probe_after_s: float | None = None
 
 
 class RestClient:
@@ -177,8 +181,12 @@ class RestClient:
         self._host_header = parts.netloc.rpartition("@")[2]
         self._base_path = parts.path.rstrip("/")
         self._developer_key = developer_api_key
-        self._orders_path = f"/trade/accounts/{account_id}/orders"
-        self._post_head: tuple[str, bytes] | None = None  # (token, head): rebuilt on refresh
+        self.orders_path = f"/trade/accounts/{account_id}/orders"
+        self._place_route = "POST " + self.orders_path
+        # The place-order request template: (the Authorization value it was built with, the
+        # head: request line, Host, accNum, Authorization, ...). Built once per token; an
+        # order only appends its Content-Length and body (engine._fast.with_body).
+        self._post_head: tuple[str, bytes] | None = None
         self._ssl: ssl.SSLContext | None = None
         if parts.scheme == "https" and (settings.tls_ca_file or settings.order_transport == "lean"):
             self._ssl = client_ssl_context(settings.verify_tls, settings.tls_ca_file)
@@ -193,6 +201,7 @@ class RestClient:
                     connect_timeout_s=self.timeouts.connect,
                     ping_after_s=settings.keep_warm_every_s,
                     shrink_after_s=settings.keepalive_timeout_s,
+                    probe_after_s=settings.order_probe_after_s,
                     label=f"account {alias} orders",
                 )
             except ValueError as exc:
@@ -325,21 +334,9 @@ class RestClient:
     ) -> bytes:
         """The complete request bytes for the lean transport. The place-order head (the hot one)
         is built once per token; the others per call (they carry ids in the path)."""
+        if method == "POST" and path == self.orders_path and not params:
+            return with_body(self._place_head(bearer), body or b"")
         token = bearer.removeprefix("Bearer ")
-        if method == "POST" and path == self._orders_path and not params:
-            cached = self._post_head
-            if cached is None or cached[0] != token:
-                head = order_post_head(
-                    self._host_header,
-                    self.account_id,
-                    token,
-                    self.acc_num,
-                    self._base_path,
-                    self._developer_key,
-                    USER_AGENT,
-                )
-                self._post_head = cached = (token, head)
-            return with_body(cached[1], body or b"")
         target = self._base_path + path
         if params:
             target += "?" + urlencode(params)
@@ -347,6 +344,23 @@ class RestClient:
             method, self._host_header, target, token, self.acc_num, self._developer_key, USER_AGENT
         )
         return with_body(head, body or b"")
+
+    def _place_head(self, bearer: str) -> bytes:
+        """The place-order head for ``bearer`` (the ``Authorization`` value): the cached one
+        unless the token changed since it was built."""
+        cached = self._post_head
+        if cached is None or cached[0] != bearer:
+            head = order_post_head(
+                self._host_header,
+                self.account_id,
+                bearer.removeprefix("Bearer "),
+                self.acc_num,
+                self._base_path,
+                self._developer_key,
+                USER_AGENT,
+            )
+            self._post_head = cached = (bearer, head)
+        return cached[1]
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -442,6 +456,57 @@ class RestClient:
         status, raw, headers = await self._submit_once(
             route, method, path, params, body, bearer, strategy_tag, send_by_ns
         )
+        return await self._conclude(
+            route, method, path, params, body, bearer, strategy_tag, send_by_ns, status, raw,
+            headers,
+        )  # fmt: skip
+
+    async def place_order(
+        self, body: bytes, strategy_tag: str | None = None, send_by_ns: int = 0
+    ) -> Any:
+        """POST ``body`` to the account's orders: :meth:`submit` for the one hot call, with the
+        same outcomes, in one coroutine down to the transport's.
+
+        On the lean transport with a fresh token, the request is the account's place-order
+        template (built once per token) plus the body, handed straight to the transport; a
+        token that needs renewing first, and the aiohttp transport, take :meth:`submit`."""
+        transport = self.orders_transport
+        tokens = self.tokens
+        if transport is None or not tokens.fresh:
+            return await self.submit(
+                "POST", self.orders_path, body, strategy_tag=strategy_tag, send_by_ns=send_by_ns
+            )
+        bearer = tokens.bearer
+        try:
+            reply = await transport.round_trip(
+                with_body(self._place_head(bearer), body), self.timeouts.order_total, send_by_ns
+            )
+        except (NotSent, SentNoReply) as exc:
+            raise self._lean_failure(self._place_route, strategy_tag, exc) from None
+        if reply.status == 401:
+            return await self._conclude(
+                self._place_route, "POST", self.orders_path, None, body, bearer, strategy_tag,
+                send_by_ns, reply.status, reply.body, reply.headers,
+            )  # fmt: skip
+        return self._decoded(self._place_route, reply.status, reply.body, reply.headers,
+                             strategy_tag)  # fmt: skip
+
+    async def _conclude(
+        self,
+        route: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        body: bytes | None,
+        bearer: str,
+        strategy_tag: str | None,
+        send_by_ns: int,
+        status: int,
+        raw: bytes,
+        headers: Mapping[str, str],
+    ) -> Any:
+        """The first attempt's reply decided: a 401 renews the token and sends once more (the
+        venue processed nothing); otherwise the shared classifier."""
         if status == 401:
             await self._renew_after_401(bearer, route)
             status, raw, headers = await self._submit_once(
@@ -449,6 +514,18 @@ class RestClient:
             )
             if status == 401:
                 raise refused_after_refresh(route, self.tokens.name, self.alias)
+        return self._decoded(route, status, raw, headers, strategy_tag)
+
+    def _decoded(
+        self,
+        route: str,
+        status: int,
+        raw: bytes,
+        headers: Mapping[str, str],
+        strategy_tag: str | None,
+    ) -> Any:
+        """A non-idempotent call's reply through the shared classifier; an unknown outcome
+        carries the order's tag."""
         try:
             return decode_reply(
                 status, raw, headers, idempotent=False, account=self.alias, route=route
@@ -506,19 +583,26 @@ class RestClient:
             reply = await self.orders_transport.round_trip(
                 payload, self.timeouts.order_total, send_by_ns
             )
-        except TooLate as exc:
-            raise _too_late(route, self.alias, exc.waited_s) from None
-        except NotSent as exc:
-            raise Unsent(f"{route}: {exc}; not sent", account=self.alias, route=route) from None
-        except SentNoReply as exc:
-            raise OutcomeUnknown(
-                f"{route}: {exc} after sending; the venue may or may not have acted: reconcile "
-                "by tag before resending",
-                account=self.alias,
-                route=route,
-                strategy_tag=strategy_tag,
-            ) from None
+        except (NotSent, SentNoReply) as exc:
+            raise self._lean_failure(route, strategy_tag, exc) from None
         return reply.status, reply.body, reply.headers
+
+    def _lean_failure(
+        self, route: str, strategy_tag: str | None, exc: NotSent | SentNoReply
+    ) -> Exception:
+        """The engine's error for a lean transport failure: not sent (too late, or no byte
+        written) or, once bytes were written, an unknown outcome carrying the order's tag."""
+        if isinstance(exc, TooLate):
+            return _too_late(route, self.alias, exc.waited_s)
+        if isinstance(exc, NotSent):
+            return Unsent(f"{route}: {exc}; not sent", account=self.alias, route=route)
+        return OutcomeUnknown(
+            f"{route}: {exc} after sending; the venue may or may not have acted: reconcile "
+            "by tag before resending",
+            account=self.alias,
+            route=route,
+            strategy_tag=strategy_tag,
+        )
 
     async def _submit_aiohttp(
         self,

@@ -327,15 +327,11 @@ class TradeLockerVenue:
 
     async def place_order(self, request: OrderRequest) -> PlaceResult:
         check_request(request)
-        acct = self._account(request.account)
-        path = f"/trade/accounts/{acct.client.account_id}/orders"
+        acct = self._accounts.get(request.account) or self._account(request.account)
+        client = acct.client
         try:
-            reply = await acct.client.submit(
-                "POST",
-                path,
-                encode_place_order(request),
-                strategy_tag=request.strategy_tag,
-                send_by_ns=request.send_by_ns,
+            reply = await client.place_order(
+                encode_place_order(request), request.strategy_tag, request.send_by_ns
             )
         except NotFound:
             # The instrument or route is unknown to the venue: our cache is stale. Definitive.
@@ -344,6 +340,7 @@ class TradeLockerVenue:
         order_id = reply.get("orderId") if isinstance(reply, Mapping) else None
         if order_id is None:
             # 2xx and s=ok but no id: the venue accepted *something*; only a search can tell.
+            path = client.orders_path
             raise OutcomeUnknown(
                 f"POST {path}: accepted without an orderId; reconcile by tag",
                 account=acct.alias,

@@ -9,9 +9,15 @@ Safety, the reason for most of the code below (docs/architecture.md, policy 1 an
 
 * One request at a time per connection (no pipelining): a connection with a reply outstanding is
   never written to. A connection leaves the idle set for exactly one exchange.
-* A connection that might have been closed by the venue is never written to: before a write the
-  transport's state is checked and the socket is peeked (one non-blocking ``recv(MSG_PEEK)``)
-  for a FIN or reset the event loop has not processed yet.
+* A connection that might have been closed by the venue is never written to. Before a write the
+  transport's state is checked (the loop's ``eof_received``/``connection_lost`` callbacks mark a
+  connection the venue closed), and a connection idle for ``probe_after_s`` or longer is also
+  peeked (one non-blocking ``recv(MSG_PEEK)``) for a FIN or reset the loop has not processed yet.
+  The peek is what closes the race with a server's idle keep-alive timeout; a connection that
+  carried a reply less than ``probe_after_s`` ago cannot have reached that timeout (the margin
+  must stay below the venue's keep-alive timeout: by default half of ``ping_after_s``, which is
+  itself below it), so it goes without the system call. A server closing a connection for any
+  other reason says so in its last reply (``Connection: close``), which is honoured.
 * :class:`NotSent` means no byte of the request reached the network (no usable connection, the
   connect failed, or the very first ``send`` failed on a reset socket); the caller may send it
   elsewhere. :class:`SentNoReply` means bytes were written and no complete reply came back
@@ -88,6 +94,7 @@ class OrderConnections:
         connect_timeout_s: float = 3.0,
         ping_after_s: float = 10.0,
         shrink_after_s: float = 30.0,
+        probe_after_s: float | None = None,
         label: str = "orders",
     ) -> None:
         parts = urlsplit(base_url)
@@ -113,17 +120,23 @@ class OrderConnections:
         self._connect_timeout = connect_timeout_s
         self._ping_after = ping_after_s
         self._shrink_after = shrink_after_s
+        # Idle this long (seconds since its last reply), a connection is peeked before a write.
+        self._probe_after = ping_after_s / 2 if probe_after_s is None else probe_after_s
         self._open: set[Connection] = set()
         self._idle: collections.deque[Connection] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[Connection]] = collections.deque()
         self._connecting: set[asyncio.Task[None]] = set()
         self._closed = False
+        # One timer for every outstanding reply's deadline, armed for the earliest one.
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
         # Health and tests: how many were opened, how many replaced after dying, how many extra
         # ones were closed for idling, and the most open at once.
         self.opened = 0
         self.discarded = 0
         self.shrunk = 0
         self.peak_open = 0
+        self.probes = 0  # pre-write peeks made (connections idle for probe_after_s or longer)
 
     def __repr__(self) -> str:
         return (
@@ -164,6 +177,9 @@ class OrderConnections:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for task in list(self._connecting):
             task.cancel()
         for task in list(self._connecting):
@@ -212,9 +228,15 @@ class OrderConnections:
                 self._discard(conn)
                 continue
             break
-        # A bare timer rather than asyncio.timeout(): this is the hot path, and expiring only has
-        # to fail the waiter and drop the connection. It starts now, with the bytes on the wire.
-        timer = loop.call_later(timeout_s, conn.expire, timeout_s)
+        # The reply's deadline starts now, with the bytes on the wire. Not asyncio.timeout() nor
+        # a timer per request: this is the hot path, and expiring only has to fail the waiter
+        # and drop the connection, so the pool's one timer, armed for the earliest deadline,
+        # does it (_expire_overdue).
+        deadline = loop.time() + timeout_s
+        conn.deadline = deadline
+        conn.timeout_s = timeout_s
+        if self._sweep is None or deadline < self._sweep_at:
+            self._arm(loop, deadline)
         try:
             reply = await waiter
         except SentNoReply:
@@ -226,10 +248,37 @@ class OrderConnections:
             self._discard(conn)
             raise
         finally:
-            timer.cancel()
+            conn.deadline = 0.0
         conn.last_used = time.monotonic()
         self._release(conn)
         return reply
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep = loop.call_at(at, self._expire_overdue)
+        self._sweep_at = at
+
+    def _expire_overdue(self) -> None:
+        """The pool's reply timer: expire every request past its deadline (a loop timer may
+        fire up to a millisecond early, so within 1 ms counts), re-arm for the next one."""
+        self._sweep = None
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time() + 0.001
+        earliest = 0.0
+        for conn in list(self._open):
+            due = conn.deadline
+            if not due:
+                continue
+            if due <= now:
+                conn.deadline = 0.0
+                conn.expire(conn.timeout_s)
+            elif not earliest or due < earliest:
+                earliest = due
+        if earliest:
+            self._arm(loop, earliest)
 
     async def _wait_for_connection(
         self, waited_from: float, timeout_s: float, send_by_ns: int
@@ -297,12 +346,19 @@ class OrderConnections:
 
     def _take_idle(self) -> Connection | None:
         """The first idle connection that is certainly usable, without yielding; None when the
-        caller must wait (none idle, or one with unread bytes that the loop must look at)."""
-        while self._idle:
-            conn = self._idle.popleft()
+        caller must wait (none idle, or one with unread bytes that the loop must look at).
+
+        A connection whose last reply came less than ``probe_after_s`` ago is taken on the
+        loop's word (its callbacks mark a closed connection); one idle longer is peeked."""
+        idle = self._idle
+        while idle:
+            conn = idle.popleft()
             if not conn.idle_state_ok():
                 self._discard(conn)
                 continue
+            if time.monotonic() - conn.last_used < self._probe_after:
+                return conn
+            self.probes += 1
             state = conn.peek()
             if state == "quiet":
                 return conn

@@ -57,6 +57,27 @@ def test_fanout_mode_times_the_last_of_each_signals_legs(tmp_path: Path) -> None
     )
     # Every leg of every signal (3 warm-up signals and 6 measured) went through the pipeline.
     assert result["per_leg_stages"]["engine_share"]["count"] == 3 * (3 + 6)
+    # The transport's write stamp of each signal's last leg: after the pipeline's stamp (taken
+    # before the venue call), before the acknowledgement.
+    written = result["arrival_to_last_leg_written"]
+    assert written["count"] == 6
+    assert result["arrival_to_last_leg_on_wire"]["max_us"] <= written["max_us"]
+    assert written["max_us"] <= result["arrival_to_last_leg_acked"]["max_us"]
+    assert result["submit_cpu"]["count"] == 6
+
+
+def test_fanout_ab_mode_splits_the_series_between_the_transport_now_and_before(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "fanout-ab.json"
+    proc = _run("bench.fanout", "--legs", "3", "--rate", "20", "--count", "6", "--ab",
+                "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert not result["errors"]
+    assert result["arrival_to_last_leg_written"]["count"] == 3
+    assert result["before"]["arrival_to_last_leg_written"]["count"] == 3
+    assert "before: arrival -> last leg's bytes written" in proc.stdout
 
 
 def test_memory_mode_opens_the_positions_it_reports(tmp_path: Path) -> None:

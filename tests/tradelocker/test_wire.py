@@ -428,9 +428,10 @@ async def test_an_unparsable_reply_is_sent_no_reply(
 async def test_a_connection_closed_by_the_server_unnoticed_is_not_written_to(
     scripted: Callable[..., ScriptedServer],
 ) -> None:
-    # Each connection answers one request, then the server closes it without saying so.
+    # Each connection answers one request, then the server closes it without saying so: an idle
+    # keep-alive timeout of 50 ms. The probe margin must be below it: 0, every write is probed.
     server = scripted(lambda conn, n: (OK_REPLY, "close-later"))
-    pool = OrderConnections(server.url, size=1)
+    pool = OrderConnections(server.url, size=1, probe_after_s=0.0)
     await pool.start()
     try:
         assert (await pool.round_trip(ORDER, 2.0)).status == 200
@@ -443,6 +444,36 @@ async def test_a_connection_closed_by_the_server_unnoticed_is_not_written_to(
         # The second order went out once, on a new connection; the dead one got nothing.
         assert [(c, n) for c, n, _ in server.requests] == [(1, 1), (2, 1)]
     finally:
+        await pool.close()
+
+
+@on_both_loops
+async def test_each_reply_times_out_by_its_own_deadline_on_the_pools_one_timer(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    # The server holds every reply until released; the pool's timer was armed for the first
+    # request's far deadline when the second, with a near one, is written.
+    released = threading.Event()
+
+    def reply(conn: int, n: int) -> tuple[bytes, str]:
+        released.wait(10)
+        return OK_REPLY, "keep"
+
+    server = scripted(reply)
+    pool = OrderConnections(server.url, size=2)
+    await pool.start()
+    try:
+        slow = asyncio.ensure_future(pool.round_trip(ORDER, 30.0))
+        await eventually(lambda: len(server.requests) == 1, "the first request at the server")
+        with pytest.raises(SentNoReply, match=r"no reply within 0\.2 s"):
+            await pool.round_trip(ORDER, 0.2)
+        assert not slow.done(), "the far deadline is not expired with the near one"
+        released.set()
+        assert (await slow).status == 200
+        assert len(server.requests) == 2
+        assert pool.discarded == 1
+    finally:
+        released.set()
         await pool.close()
 
 
