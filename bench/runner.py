@@ -63,7 +63,7 @@ from bench.sandbox import (
 from bench.warm import KeepWarm
 from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.observability.metrics import LatencyHistogram, Metrics, Summary, format_table
-from engine.tradelocker.rest import ConnectionSettings
+from engine.tradelocker.settings import ConnectionSettings
 from engine.tradelocker.venue import (
     AccountSpec,
     LoginSpec,

@@ -57,7 +57,7 @@ from bench.engine_path import signal_bytes
 from bench.kafka_mode import broker, create_topic
 from bench.runner import machine
 from bench.sandbox import BENCH_EMAIL, BENCH_PASSWORD, BENCH_SERVER, Sandbox, start_sandbox
-from engine.tradelocker.rest import ConnectionSettings
+from engine.tradelocker.settings import ConnectionSettings
 from engine.tradelocker.venue import AccountSpec, LoginSpec, TradeLockerVenue
 
 PARTITIONS = 12

@@ -45,7 +45,7 @@ from engine.secrets.settings import VaultSettings
 from engine.state.journal import Journal
 from engine.state.live import LiveState
 from engine.tradelocker.factory import TradeLockerFactory
-from engine.tradelocker.rest import ConnectionSettings, Timeouts
+from engine.tradelocker.settings import ConnectionSettings, Timeouts
 from engine.venue.events import VenueEvent
 from engine.venue.protocol import QuoteSource, Venue
 

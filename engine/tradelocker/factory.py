@@ -25,8 +25,14 @@ from typing import Protocol
 
 from engine.model.errors import EngineError
 from engine.tradelocker.auth import TokensHook
-from engine.tradelocker.rest import ConnectionSettings, Timeouts
-from engine.tradelocker.settings import AccountSpec, LoginConfig, LoginSpec, backend_url
+from engine.tradelocker.settings import (
+    AccountSpec,
+    ConnectionSettings,
+    LoginConfig,
+    LoginSpec,
+    Timeouts,
+    backend_url,
+)
 from engine.tradelocker.stream_session import (
     LoginStream,
     PasswordStreamTokens,

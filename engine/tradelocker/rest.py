@@ -38,11 +38,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -61,7 +59,14 @@ from engine.model.errors import (
 )
 from engine.tradelocker.auth import TokenManager
 from engine.tradelocker.errors import decode_reply, refused_after_refresh
-from engine.tradelocker.rate_limits import CONFIG_ROUTE, read_route
+from engine.tradelocker.keep_warm import keep_warm_loop
+from engine.tradelocker.rate_limits import read_route
+from engine.tradelocker.settings import (
+    ORDER_TRANSPORTS,
+    ConnectionSettings,
+    RetryPolicy,
+    Timeouts,
+)
 from engine.tradelocker.wire import (
     USER_AGENT,
     NotSent,
@@ -73,54 +78,6 @@ from engine.tradelocker.wire import (
 from engine.venue.protocol import RateGate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds. Orders get a short total budget: a slow answer is an unknown outcome anyway."""
-
-    order_total: float = 5.0
-    query_total: float = 10.0
-    connect: float = 3.0
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Backoff for idempotent calls: attempt n waits uniform(0, min(cap, base * 2**n))."""
-
-    attempts: int = 4
-    base_s: float = 0.05
-    cap_s: float = 2.0
-    # A Retry-After longer than this is not waited for: RateLimited goes to the caller instead.
-    max_retry_after_s: float = 5.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0.0, min(self.cap_s, self.base_s * 2**attempt))
-
-
-ORDER_TRANSPORTS = ("lean", "aiohttp")
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionSettings:
-    pool_size: int = 4  # keep-alive connections per account (aiohttp: queries, and orders on it)
-    warm_on_start: int = 2  # parallel GET /trade/config at start-up
-    keep_warm_every_s: float = 10.0  # below the venue's (and aiohttp's) idle keep-alive timeout
-    keepalive_timeout_s: float = 30.0
-    dns_ttl_s: int = 300
-    verify_tls: bool = True
-    # "lean": order calls on the account's own pinned HTTP/1.1 connections (engine.tradelocker.
-    # wire); "aiohttp": on the query session. See docs/tradelocker.md, "Order transport".
-    order_transport: str = "lean"
-    order_connections: int = 2  # lean only: pinned order connections per account, kept warm
-    # lean only: the most order connections per account while requests wait for one (a burst at
-    # the venue's latency); the extra ones close after keepalive_timeout_s idle
-    order_connections_max: int = 16
-    tls_ca_file: str | None = None  # trust this CA bundle instead of the system store
-    # lean only: an order connection idle this long (since its last reply) is peeked for a FIN
-    # before an order is written on it; one used more recently is not (no system call). Must be
-    # below the venue's idle keep-alive timeout. None: half of keep_warm_every_s (5 s).
-    order_probe_after_s: float | None = None
 
 
 class RestClient:
@@ -243,13 +200,13 @@ class RestClient:
             self.config = configs[0]
         if self.orders_transport is not None:
             try:
-                await self.orders_transport.start(self._ping_request())
+                await self.orders_transport.start(self.ping_request())
             except NotSent as exc:
                 await self.close()
                 raise VenueUnavailable(str(exc), account=self.alias, route="orders") from None
         if self._keep_warm is None:
             self._keep_warm = asyncio.create_task(
-                self._keep_warm_loop(), name=f"keep-warm:{self.alias}"
+                keep_warm_loop(self), name=f"keep-warm:{self.alias}"
             )
 
     async def close(self) -> None:
@@ -264,53 +221,7 @@ class RestClient:
         if self.orders_transport is not None:
             await self.orders_transport.close()
 
-    async def _keep_warm_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.connection.keep_warm_every_s)
-            # Touch as many connections as the pool holds so none idles out; a dead one is
-            # replaced here, in the background, instead of on the next order.
-            n = max(1, self.connection.warm_on_start)
-            results = await asyncio.gather(
-                *(
-                    self.query("/trade/config", attempts=1, priority=Priority.BACKGROUND)
-                    for _ in range(n)
-                ),
-                return_exceptions=True,
-            )
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, Exception):
-                    raise result
-                if isinstance(result, Exception):
-                    log.warning(
-                        "account %s: keep-warm call failed (%s)", self.alias, type(result).__name__
-                    )
-            if self.orders_transport is not None:
-                try:
-                    await self._keep_orders_warm()
-                except AuthFailed:
-                    pass  # no token yet: the token manager is on it; the pings come back later
-                except Exception as exc:
-                    # The pings must outlive a bad moment; the next round tries again.
-                    log.warning(
-                        "account %s: order connections keep-warm failed (%s)",
-                        self.alias,
-                        type(exc).__name__,
-                    )
-
-    async def _keep_orders_warm(self) -> None:
-        """Ping the idle order connections, through the gate like every other request."""
-        assert self.orders_transport is not None
-        gate = self.gate
-        if gate is None:
-            await self.orders_transport.keep_warm(self._ping_request())
-            return
-        await gate.acquire(CONFIG_ROUTE, Priority.BACKGROUND)
-        try:
-            await self.orders_transport.keep_warm(self._ping_request())
-        finally:
-            gate.release(CONFIG_ROUTE)
-
-    def _ping_request(self) -> bytes:
+    def ping_request(self) -> bytes:
         """GET /trade/config for the order connections: cheap, idempotent, and no order bucket
         (the venue lists no rate-limit type for it)."""
         head = request_head(

@@ -3,13 +3,25 @@ resolved specs the adapter runs on (secrets already read from the secret store).
 
 ``LoginConfig`` is what the config file says (secret *references*); ``LoginSpec`` and
 ``AccountSpec`` are what :class:`~engine.tradelocker.venue.TradeLockerVenue` takes.
+``Timeouts``, ``RetryPolicy`` and ``ConnectionSettings`` are each account's REST client's
+(:class:`~engine.tradelocker.rest.RestClient`).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
-__all__ = ["AccountSpec", "LoginConfig", "LoginSpec", "backend_url"]
+__all__ = [
+    "ORDER_TRANSPORTS",
+    "AccountSpec",
+    "ConnectionSettings",
+    "LoginConfig",
+    "LoginSpec",
+    "RetryPolicy",
+    "Timeouts",
+    "backend_url",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +66,51 @@ class AccountSpec:
     login: str
     account_id: str | None = None
     acc_num: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. Orders get a short total budget: a slow answer is an unknown outcome anyway."""
+
+    order_total: float = 5.0
+    query_total: float = 10.0
+    connect: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff for idempotent calls: attempt n waits uniform(0, min(cap, base * 2**n))."""
+
+    attempts: int = 4
+    base_s: float = 0.05
+    cap_s: float = 2.0
+    # A Retry-After longer than this is not waited for: RateLimited goes to the caller instead.
+    max_retry_after_s: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0.0, min(self.cap_s, self.base_s * 2**attempt))
+
+
+ORDER_TRANSPORTS = ("lean", "aiohttp")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    pool_size: int = 4  # keep-alive connections per account (aiohttp: queries, and orders on it)
+    warm_on_start: int = 2  # parallel GET /trade/config at start-up
+    keep_warm_every_s: float = 10.0  # below the venue's (and aiohttp's) idle keep-alive timeout
+    keepalive_timeout_s: float = 30.0
+    dns_ttl_s: int = 300
+    verify_tls: bool = True
+    # "lean": order calls on the account's own pinned HTTP/1.1 connections (engine.tradelocker.
+    # wire); "aiohttp": on the query session. See docs/tradelocker.md, "Order transport".
+    order_transport: str = "lean"
+    order_connections: int = 2  # lean only: pinned order connections per account, kept warm
+    # lean only: the most order connections per account while requests wait for one (a burst at
+    # the venue's latency); the extra ones close after keepalive_timeout_s idle
+    order_connections_max: int = 16
+    tls_ca_file: str | None = None  # trust this CA bundle instead of the system store
+    # lean only: an order connection idle this long (since its last reply) is peeked for a FIN
+    # before an order is written on it; one used more recently is not (no system call). Must be
+    # below the venue's idle keep-alive timeout. None: half of keep_warm_every_s (5 s).
+    order_probe_after_s: float | None = None

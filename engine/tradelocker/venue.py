@@ -69,8 +69,15 @@ from engine.tradelocker.instruments import InstrumentCache
 from engine.tradelocker.order_body import MAX_TAG_LENGTH, check_request, encode_place_order
 from engine.tradelocker.quotes import QUOTES_PATH, QuoteFeed, QuotePacer, login_feed
 from engine.tradelocker.rate_limits import parse_rate_limits, routes_for
-from engine.tradelocker.rest import ConnectionSettings, RestClient, RetryPolicy, Timeouts
-from engine.tradelocker.settings import AccountSpec, LoginSpec, backend_url
+from engine.tradelocker.rest import RestClient
+from engine.tradelocker.settings import (
+    AccountSpec,
+    ConnectionSettings,
+    LoginSpec,
+    RetryPolicy,
+    Timeouts,
+    backend_url,
+)
 from engine.venue.protocol import (
     Capabilities,
     PlaceResult,

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.model.errors import AuthFailed
-from engine.tradelocker.rest import ConnectionSettings
+from engine.tradelocker.settings import ConnectionSettings
 from tests.fixtures.tradelocker import started
 from tests.tradelocker.sandbox import ACCOUNT_IDS, running_sandbox
 

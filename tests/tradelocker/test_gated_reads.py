@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from engine.execution.limits import AccountLimiter
 from engine.model.domain import Priority, RouteKey
 from engine.tradelocker.rate_limits import CONFIG_ROUTE, RouteType
-from engine.tradelocker.rest import ConnectionSettings, RetryPolicy
+from engine.tradelocker.settings import ConnectionSettings, RetryPolicy
 from sandbox.seed import RateLimit
 from tests.fixtures.tradelocker import started
 from tests.tradelocker.sandbox import Sandbox, running_sandbox

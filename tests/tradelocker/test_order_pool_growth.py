@@ -21,7 +21,7 @@ import pytest
 
 from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.model.errors import TooLateToSend
-from engine.tradelocker.rest import ConnectionSettings
+from engine.tradelocker.settings import ConnectionSettings
 from engine.tradelocker.venue import TradeLockerVenue
 from engine.tradelocker.wire import NotSent, OrderConnections, SentNoReply, TooLate
 from tests.fixtures.tradelocker import started

@@ -17,7 +17,7 @@ from engine.model.errors import (
     RateLimited,
     VenueUnavailable,
 )
-from engine.tradelocker.rest import ConnectionSettings, RetryPolicy
+from engine.tradelocker.settings import ConnectionSettings, RetryPolicy
 from engine.tradelocker.venue import TradeLockerVenue
 from tests.tradelocker.sandbox import ACCOUNT_IDS, Sandbox, running_sandbox
 

@@ -8,7 +8,7 @@ import pytest
 
 from engine.model.domain import OrderRequest, OrderType, Side, Validity
 from engine.model.errors import EngineError
-from engine.tradelocker.rest import RetryPolicy
+from engine.tradelocker.settings import RetryPolicy
 from engine.tradelocker.venue import AccountSpec, TradeLockerVenue
 from tests.tradelocker.sandbox import PASSWORD, running_sandbox
 

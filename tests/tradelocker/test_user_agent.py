@@ -11,7 +11,7 @@ from aiohttp import web
 
 from engine import __version__
 from engine.model.domain import OrderRequest, OrderType, Side, Validity
-from engine.tradelocker.rest import ConnectionSettings
+from engine.tradelocker.settings import ConnectionSettings
 from engine.tradelocker.stream import fetch_stream_tokens
 from tests.fixtures.tradelocker import started
 from tests.tradelocker.sandbox import EMAIL, PASSWORD, SERVER, running_sandbox

@@ -31,7 +31,8 @@ import uvloop
 from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
 from engine.model.errors import ConfigError, OutcomeUnknown, RateLimited
 from engine.tradelocker.auth import TokenManager
-from engine.tradelocker.rest import ConnectionSettings, RestClient, Timeouts
+from engine.tradelocker.rest import RestClient
+from engine.tradelocker.settings import ConnectionSettings, Timeouts
 from engine.tradelocker.venue import AccountSpec, TradeLockerVenue
 from engine.tradelocker.wire import NotSent, OrderConnections, SentNoReply, client_ssl_context
 from tests.fixtures.tradelocker import started

@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from engine.execution.settings import AccountSettings
 from engine.secrets.store import EnvFileStore
 from engine.tradelocker.factory import TradeLockerFactory
-from engine.tradelocker.rest import ConnectionSettings
-from engine.tradelocker.settings import LoginConfig
+from engine.tradelocker.settings import ConnectionSettings, LoginConfig
 from sandbox.seed import RATE_LIMIT_TYPES, RateLimit, SandboxConfig, default_users
 from tests.fixtures.sim import DEMO_ACCOUNT_IDS, DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
 from tests.stream.sandbox import run_streams_sandbox
