@@ -124,6 +124,8 @@ class Reconciler:
         self._rounds: dict[str, deque[_Round]] = {}  # per account: its last two rounds
         self._locks: dict[str, asyncio.Lock] = {}  # per account: one round at a time
         self.rounds_read = 0  # complete rounds read (for tests and the catch-up figures)
+        # Rounds begun per account (a withdrawal ends an account's lookups: none begins after).
+        self.rounds_begun: dict[str, int] = {}
 
     @classmethod
     def from_settings(
@@ -160,6 +162,7 @@ class Reconciler:
                     if known is None and not self._just_read(account, settled_after):
                         attempts += 1
                         read_at = now()
+                        self.rounds_begun[account] = self.rounds_begun.get(account, 0) + 1
                         await self._read(account, tag, read_at, read_at >= settled_after, since_ms)
                         known = self._known(account, tag, settled_after, fresh_from)
             if known is not None:
