@@ -79,7 +79,7 @@ async def look_up(
     withdrawn meanwhile (the lookup ended at the withdrawal, reading nothing more)."""
     key = job.signal.account
     task = asyncio.get_running_loop().create_task(
-        p.reconciler.resolve(alias, tag, sent_at), name=f"lookup-{tag}"
+        p.reconciler.resolve(alias, tag, sent_at, quiet=True), name=f"lookup-{tag}"
     )
     running = p.lookups.get(key)
     if running is None:

@@ -139,9 +139,18 @@ class Reconciler:
             clock=clock,
         )
 
-    async def resolve(self, account: str, tag: str, sent_at: float | None = None) -> Resolution:
+    async def resolve(
+        self, account: str, tag: str, sent_at: float | None = None, *, quiet: bool = False
+    ) -> Resolution:
         """Find the order tagged ``tag`` on ``account``. ``sent_at`` is the clock's ``monotonic()``
-        at which the request went out (None after a restart: the venue has had time already)."""
+        at which the request went out (None after a restart: the venue has had time already).
+
+        ``quiet``: after one round, read nothing more before the settle time, then the two
+        rounds that can prove absence back to back (as the rate gate allows). For a lookup of
+        what another process (or an earlier run) sent before ``sent_at``: its orders had time
+        to show before the first round, so rounds between it and the settle time rarely find
+        more, and they would spend the account's read budget just before the proving rounds
+        (which then wait for it, by a different amount on every account)."""
         now = self._now
         start = now()
         since_ms = self._history_from_ms(sent_at, start)
@@ -152,7 +161,11 @@ class Reconciler:
         attempts = 0
         while True:
             known = self._known(account, tag, settled_after, fresh_from)
-            if known is None:
+            if known is None and not (
+                # Quiet, with a round to go on, before the settle time: no read (a timer may
+                # also wake the sleep below a moment early: that read could not prove absence).
+                quiet and now() < settled_after and (attempts or self._rounds.get(account))
+            ):
                 lock = self._locks.get(account)
                 if lock is None:
                     lock = self._locks[account] = asyncio.Lock()
@@ -174,7 +187,10 @@ class Reconciler:
                 return Resolution(Verdict.UNRESOLVED, attempts=attempts, waited_s=now() - start)
             wait = delay
             if now() < settled_after:
-                wait = min(max(delay, settled_after - now()), self.max_delay_s)
+                if quiet and (attempts or self._rounds.get(account)):
+                    wait = settled_after - now()
+                else:
+                    wait = min(max(delay, settled_after - now()), self.max_delay_s)
             await self._sleep(max(wait, 0.0))
             delay = min(delay * 2, self.max_delay_s)
 

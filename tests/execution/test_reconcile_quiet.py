@@ -1,0 +1,101 @@
+"""A quiet lookup (``Reconciler.resolve(..., quiet=True)``: what another engine or an earlier run
+may have sent before a takeover or a restart) reads one round, nothing more before the settle
+time, then the two rounds that prove absence back to back: the account's read budget is not
+spent just before the proving rounds (docs/kafka.md, "Catch-up"). The verdicts are the same as a
+lookup that keeps reading. ManualClock on the in-process paper venue, its rounds counted with
+the clock's time of each."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Collection
+
+from engine.execution.reconcile import Reconciler, Resolution, Verdict
+from engine.model.clock import ManualClock
+from engine.model.domain import OrderRequest, OrderType, Side, Validity
+from engine.venue.paper import PaperVenue
+from engine.venue.protocol import TagMatches
+
+WALL_S = time.time()  # the paper venue stamps orders with the real wall clock
+SETTLE_S = 4.0
+
+
+class TimedVenue(PaperVenue):
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(["a1"])
+        self.clock = clock
+        self.read_at: list[float] = []  # the clock's monotonic() of every round
+
+    async def find_by_tags(
+        self, account: str, tags: Collection[str] | None = None, since_ms: int | None = None
+    ) -> dict[str, TagMatches]:
+        self.read_at.append(self.clock.monotonic())
+        return await super().find_by_tags(account, tags, since_ms)
+
+    async def place(self, tag: str) -> str:
+        instrument = await self.instrument("a1", "EURUSD")
+        placed = await self.place_order(
+            OrderRequest(
+                account="a1",
+                instrument=instrument,
+                side=Side.BUY,
+                type=OrderType.MARKET,
+                qty=instrument.min_lot,
+                validity=Validity.required_for(OrderType.MARKET),
+                strategy_tag=tag,
+            )
+        )
+        return placed.order_id
+
+
+async def lane(
+    clock: ManualClock, rec: Reconciler, tags: list[str], quiet: bool
+) -> list[Resolution]:
+    sent = clock.monotonic()
+
+    async def one_by_one() -> list[Resolution]:
+        return [await rec.resolve("a1", tag, sent, quiet=quiet) for tag in tags]
+
+    task = asyncio.ensure_future(one_by_one())
+    while not task.done():
+        if clock.sleepers:
+            await clock.advance(0.05)
+        else:
+            await asyncio.sleep(0)
+    return await task
+
+
+async def test_a_quiet_lookup_reads_once_then_proves_absence_right_after_the_settle() -> None:
+    clock = ManualClock(start_s=1_000.0, wall_offset_s=WALL_S)
+    venue = TimedVenue(clock)
+    rec = Reconciler(venue, settle_s=SETTLE_S, max_s=30.0, clock=clock)
+    placed = {tag: await venue.place(tag) for tag in ("t0", "t3")}
+    start = clock.monotonic()
+    tags = [f"t{i}" for i in range(6)]
+    results = await lane(clock, rec, tags, quiet=True)
+    for tag, res in zip(tags, results, strict=True):
+        if tag in placed:
+            assert res.verdict is Verdict.FOUND and res.order_id == placed[tag], (tag, res)
+        else:
+            assert res.verdict is Verdict.ABSENT, (tag, res)
+    offsets = [round(t - start, 2) for t in venue.read_at]
+    # One round at once (t0 found on it), none until the settle time, then the two proving
+    # rounds one back-off step apart; every later tag answered from those.
+    assert len(offsets) == 3, offsets
+    assert offsets[0] == 0.0
+    assert SETTLE_S <= offsets[1] < offsets[2] <= SETTLE_S + 0.5, offsets
+
+
+async def test_without_quiet_the_same_lane_reads_between_and_proves_absence_later() -> None:
+    """The comparison: a lookup that keeps reading before the settle time reads more rounds, and
+    its second proving round comes a longer back-off step after the first."""
+    clock = ManualClock(start_s=1_000.0, wall_offset_s=WALL_S)
+    venue = TimedVenue(clock)
+    rec = Reconciler(venue, settle_s=SETTLE_S, max_s=30.0, clock=clock)
+    start = clock.monotonic()
+    results = await lane(clock, rec, ["x0", "x1"], quiet=False)
+    assert [r.verdict for r in results] == [Verdict.ABSENT, Verdict.ABSENT]
+    offsets = [round(t - start, 2) for t in venue.read_at]
+    assert len(offsets) > 3, offsets
+    assert offsets[-1] - offsets[-2] > 0.1, offsets
