@@ -145,8 +145,9 @@ class Reconciler:
         """Find the order tagged ``tag`` on ``account``. ``sent_at`` is the clock's ``monotonic()``
         at which the request went out (None after a restart: the venue has had time already).
 
-        ``quiet``: after one round, read nothing more before the settle time, then the two
-        rounds that can prove absence back to back (as the rate gate allows). For a lookup of
+        ``quiet``: once a round has been read since ``sent_at`` (by this lookup or another),
+        read nothing more before the settle time, then the two rounds that can prove absence
+        back to back (as the rate gate allows). For a lookup of
         what another process (or an earlier run) sent before ``sent_at``: its orders had time
         to show before the first round, so rounds between it and the settle time rarely find
         more, and they would spend the account's read budget just before the proving rounds
@@ -157,14 +158,16 @@ class Reconciler:
         settled_after = (sent_at if sent_at is not None else start - self.settle_s) + self.settle_s
         # Without a send time the caller wants the order as it is now: no earlier round.
         fresh_from = float("-inf") if sent_at is not None else start
+        since = sent_at if sent_at is not None else start
         delay = self.first_delay_s
         attempts = 0
         while True:
             known = self._known(account, tag, settled_after, fresh_from)
             if known is None and not (
-                # Quiet, with a round to go on, before the settle time: no read (a timer may
-                # also wake the sleep below a moment early: that read could not prove absence).
-                quiet and now() < settled_after and (attempts or self._rounds.get(account))
+                # Quiet, with a round read since the send to go on, before the settle time: no
+                # read (a timer may also wake the sleep below a moment early: that read could
+                # not prove absence).
+                quiet and now() < settled_after and (attempts or self._read_since(account, since))
             ):
                 lock = self._locks.get(account)
                 if lock is None:
@@ -187,7 +190,7 @@ class Reconciler:
                 return Resolution(Verdict.UNRESOLVED, attempts=attempts, waited_s=now() - start)
             wait = delay
             if now() < settled_after:
-                if quiet and (attempts or self._rounds.get(account)):
+                if quiet and (attempts or self._read_since(account, since)):
                     wait = settled_after - now()
                 else:
                     wait = min(max(delay, settled_after - now()), self.max_delay_s)
@@ -215,6 +218,11 @@ class Reconciler:
         if kept is None:
             kept = self._rounds[account] = deque(maxlen=2)
         kept.append(_Round(read_at, whole, tags))
+
+    def _read_since(self, account: str, since: float) -> bool:
+        """The account's newest round was read at or after ``since``."""
+        kept = self._rounds.get(account)
+        return kept is not None and bool(kept) and kept[-1].read_at >= since
 
     def _just_read(self, account: str, settled_after: float) -> bool:
         """The account's newest round is as good as one read now would be (read within the

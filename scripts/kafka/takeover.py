@@ -15,6 +15,11 @@ stamped by its producer as it publishes them):
   found at the venue, not answered from the journal);
 * and the time until the backlog produced meanwhile is decided.
 
+``--restart N`` measures the catch-up instead: one daemon killed, N signals produced while it is
+down, restarted; it prints the delay from "healthy" (its ready line) to the first decision and
+the rate from the first decision to the last against the published order rate (docs/kafka.md,
+"Catch-up": the goal is judged on the rate).
+
 Each run uses a fresh topic and group. The test fixtures' helpers start the sandbox and the
 daemons (tests/fixtures/sim.py, tests/kafka/e2e_support.py), so this measures what the tests run.
 """

@@ -99,3 +99,23 @@ async def test_without_quiet_the_same_lane_reads_between_and_proves_absence_late
     offsets = [round(t - start, 2) for t in venue.read_at]
     assert len(offsets) > 3, offsets
     assert offsets[-1] - offsets[-2] > 0.1, offsets
+
+
+async def test_a_round_kept_from_before_the_send_does_not_keep_a_quiet_lookup_from_reading() -> (
+    None
+):
+    """Rounds of the account read before this takeover (an earlier lookup) cannot show what the
+    other engine sent since: the quiet lookup reads its own first round at once and finds the
+    order there, before the settle time."""
+    clock = ManualClock(start_s=1_000.0, wall_offset_s=WALL_S)
+    venue = TimedVenue(clock)
+    rec = Reconciler(venue, settle_s=SETTLE_S, max_s=30.0, clock=clock)
+    [early] = await lane(clock, rec, ["old"], quiet=True)
+    assert early.verdict is Verdict.ABSENT
+    await clock.advance(60.0)
+    order_id = await venue.place("new")
+    before = len(venue.read_at)
+    start = clock.monotonic()
+    [res] = await lane(clock, rec, ["new"], quiet=True)
+    assert res.verdict is Verdict.FOUND and res.order_id == order_id
+    assert [round(t - start, 2) for t in venue.read_at[before:]] == [0.0]
