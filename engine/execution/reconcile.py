@@ -188,12 +188,14 @@ class Reconciler:
                 return Resolution(verdict, attempts=attempts, waited_s=now() - start)
             if now() - start >= self.max_s:
                 return Resolution(Verdict.UNRESOLVED, attempts=attempts, waited_s=now() - start)
+            if now() < settled_after and quiet and (attempts or self._read_since(account, since)):
+                # Quiet until the settle time; the back-off is left as it was, so the second
+                # proving round follows the first one step (first_delay_s) later.
+                await self._sleep(max(settled_after - now(), 0.0))
+                continue
             wait = delay
             if now() < settled_after:
-                if quiet and (attempts or self._read_since(account, since)):
-                    wait = settled_after - now()
-                else:
-                    wait = min(max(delay, settled_after - now()), self.max_delay_s)
+                wait = min(max(delay, settled_after - now()), self.max_delay_s)
             await self._sleep(max(wait, 0.0))
             delay = min(delay * 2, self.max_delay_s)
 

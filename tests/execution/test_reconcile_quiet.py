@@ -119,3 +119,26 @@ async def test_a_round_kept_from_before_the_send_does_not_keep_a_quiet_lookup_fr
     [res] = await lane(clock, rec, ["new"], quiet=True)
     assert res.verdict is Verdict.FOUND and res.order_id == order_id
     assert [round(t - start, 2) for t in venue.read_at[before:]] == [0.0]
+
+
+class EarlyClock(ManualClock):
+    """A timer that wakes a sleep up to 1 ms early, as an event loop's timer granularity may."""
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(max(0.0, seconds - 0.001))
+
+
+async def test_timers_waking_early_neither_read_a_round_nor_stretch_the_back_off() -> None:
+    """Woken a moment before the settle time, a quiet lookup neither reads (that round could not
+    prove absence) nor lets its back-off grow while it waits: the second proving round still
+    comes a step or two of the first delay after the first (0.8 s here before the fix, up to the
+    longest step, 2 s, in a run)."""
+    clock = EarlyClock(start_s=1_000.0, wall_offset_s=WALL_S)
+    venue = TimedVenue(clock)
+    rec = Reconciler(venue, settle_s=SETTLE_S, max_s=30.0, clock=clock)
+    start = clock.monotonic()
+    [res] = await lane(clock, rec, ["x"], quiet=True)
+    assert res.verdict is Verdict.ABSENT
+    offsets = [round(t - start, 3) for t in venue.read_at]
+    assert len(offsets) == 3, offsets
+    assert offsets[1] >= SETTLE_S and offsets[2] - offsets[1] <= 0.2, offsets
