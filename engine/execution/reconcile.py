@@ -164,10 +164,7 @@ class Reconciler:
         while True:
             known = self._known(account, tag, settled_after, fresh_from)
             if known is None and not (
-                # Quiet, with a round read since the send to go on, before the settle time: no
-                # read (a timer may also wake the sleep below a moment early: that read could
-                # not prove absence).
-                quiet and now() < settled_after and (attempts or self._read_since(account, since))
+                quiet and self._holding(account, since, settled_after, attempts)
             ):
                 lock = self._locks.get(account)
                 if lock is None:
@@ -188,7 +185,7 @@ class Reconciler:
                 return Resolution(verdict, attempts=attempts, waited_s=now() - start)
             if now() - start >= self.max_s:
                 return Resolution(Verdict.UNRESOLVED, attempts=attempts, waited_s=now() - start)
-            if now() < settled_after and quiet and (attempts or self._read_since(account, since)):
+            if quiet and self._holding(account, since, settled_after, attempts):
                 # Quiet until the settle time; the back-off is left as it was, so the second
                 # proving round follows the first one step (first_delay_s) later.
                 await self._sleep(max(settled_after - now(), 0.0))
@@ -221,8 +218,17 @@ class Reconciler:
             kept = self._rounds[account] = deque(maxlen=2)
         kept.append(_Round(read_at, whole, tags))
 
-    def _read_since(self, account: str, since: float) -> bool:
-        """The account's newest round was read at or after ``since``."""
+    def _holding(self, account: str, since: float, settled_after: float, attempts: int) -> bool:
+        """A quiet lookup reads nothing before the settle time once a round read since the send
+        is there to go on, or when the settle time is near (within the longest back-off step):
+        a round read then, after a wait for read budget (a newly owned account's first window
+        is spent), would end after the settle time without counting as read after it. A timer
+        may also wake a sleep a moment early: that read could not prove absence either."""
+        now = self._now()
+        if now >= settled_after:
+            return False
+        if attempts or settled_after - now <= self.max_delay_s:
+            return True
         kept = self._rounds.get(account)
         return kept is not None and bool(kept) and kept[-1].read_at >= since
 

@@ -142,3 +142,19 @@ async def test_timers_waking_early_neither_read_a_round_nor_stretch_the_back_off
     offsets = [round(t - start, 3) for t in venue.read_at]
     assert len(offsets) == 3, offsets
     assert offsets[1] >= SETTLE_S and offsets[2] - offsets[1] <= 0.2, offsets
+
+
+async def test_with_the_settle_time_near_a_quiet_lookup_reads_first_at_the_settle_time() -> None:
+    """A settle time within the longest back-off step (1 s here): a round read before it would
+    wait for read budget (a newly owned account's first window is spent) and end after the
+    settle time without counting as read after it; the lookup reads first at the settle time."""
+    clock = ManualClock(start_s=1_000.0, wall_offset_s=WALL_S)
+    venue = TimedVenue(clock)
+    rec = Reconciler(venue, settle_s=1.0, max_s=30.0, clock=clock)
+    order_id = await venue.place("sent")
+    start = clock.monotonic()
+    found, absent = await lane(clock, rec, ["sent", "never"], quiet=True)
+    assert found.verdict is Verdict.FOUND and found.order_id == order_id
+    assert absent.verdict is Verdict.ABSENT
+    offsets = [round(t - start, 2) for t in venue.read_at]
+    assert len(offsets) == 2 and offsets[0] >= 1.0, offsets
