@@ -7,10 +7,22 @@ last committed offset and decides them itself (looked up by tag, then sent or fo
 a job of such an account that arrived before the stamp is dropped at the last point before the
 wire (after the rate gate) or before it is prepared: no venue call, no outcome event, no journal
 outcome, no ack (its offset is not committed here). A signal already written finishes as always.
+
+A job in its tag lookup (a signal older than this process's ownership, looked up before it is
+sent) is ended at the withdrawal too: :func:`look_up` runs the reconciler's lookup as a task the
+withdrawal cancels (:func:`end_lookups`), so the moved account is not read again beside its new
+owner's reads (a read waiting for the rate gate gives its place up; one on the wire is
+abandoned); the job is then dropped like any withdrawn one. A lookup that had already found the
+order is dropped as well: the tag is derived from the signal, so the new owner's own lookup
+finds the same order and reports it (and the old owner could otherwise report an order the new
+owner placed meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from engine.execution.publish import leg_done
@@ -18,7 +30,10 @@ from engine.execution.publish import leg_done
 if TYPE_CHECKING:
     from engine.execution.intake import Job
     from engine.execution.pipeline import Pipeline
+    from engine.execution.reconcile import Resolution
     from engine.execution.tracker import SignalRecord
+
+log = logging.getLogger(__name__)
 
 
 def withdrawn(p: Pipeline, job: Job) -> bool:
@@ -55,3 +70,46 @@ def superseded(p: Pipeline, job: Job, earlier: SignalRecord) -> bool:
         return False
     forget(p, earlier)
     return True
+
+
+async def look_up(
+    p: Pipeline, job: Job, alias: str, tag: str, sent_at: float | None
+) -> Resolution | None:
+    """The reconciler's lookup of ``tag`` on ``alias`` for ``job``; None when the job's key was
+    withdrawn meanwhile (the lookup ended at the withdrawal, reading nothing more)."""
+    key = job.signal.account
+    task = asyncio.get_running_loop().create_task(
+        p.reconciler.resolve(alias, tag, sent_at, quiet=True), name=f"lookup-{tag}"
+    )
+    running = p.lookups.get(key)
+    if running is None:
+        running = p.lookups[key] = set()
+    running.add(task)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        this = asyncio.current_task()
+        if this is not None and this.cancelling():
+            raise  # the lane itself is being cancelled (a stop), not a withdrawal
+        return None
+    finally:
+        running.discard(task)
+        if not running and p.lookups.get(key) is running:
+            del p.lookups[key]
+
+
+def end_lookups(p: Pipeline, keys: Collection[str]) -> None:
+    """Cancel the tag lookups of jobs of ``keys`` (all arrived before the withdrawal now)."""
+    for key in keys:
+        running = p.lookups.get(key)
+        if not running:
+            continue
+        for task in running:
+            if not task.done():
+                task.cancel()
+                p.lookups_ended += 1
+        log.info(
+            "%s moved to another engine: %d tag lookup(s) ended; its next owner looks the "
+            "signals up itself",
+            key, len(running),
+        )  # fmt: skip

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Collection, Mapping
 from types import CoroutineType
 from typing import Any
 
-from engine.execution import ambiguous, intake, publish
+from engine.execution import ambiguous, handover, intake, publish
 from engine.execution.accounts import Accounts
 from engine.execution.guards import GuardBook
 from engine.execution.lanes import Lane
@@ -129,6 +129,10 @@ class Pipeline:
         # partition revoked: engine.execution.handover); how many legs were dropped so.
         self.withdrawn_ns: dict[str, int] = {}
         self.withdrawn_total = 0
+        # Signal key -> its jobs' tag lookups running now (ended at a withdrawal), and how
+        # many were ended so.
+        self.lookups: dict[str, set[asyncio.Task[Any]]] = {}
+        self.lookups_ended = 0
 
     # The parts' entry points, as methods: the function itself, no delegating frame.
     submit = intake.submit
@@ -144,6 +148,8 @@ class Pipeline:
         now = self._now_ns()
         for key in keys:
             self.withdrawn_ns[key] = now
+        if self.lookups:
+            handover.end_lookups(self, keys)
 
     async def run_source(self, source: SignalSource) -> None:
         """Feed every delivery of ``source`` into the pipeline until the source ends."""

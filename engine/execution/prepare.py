@@ -118,9 +118,11 @@ async def clear_suspect(p: Pipeline, job: Job) -> bool:
     if job.recheck and job.owned_ns:
         sent_at = max(sent_at, p._now_s() - max(0.0, (p._wall_ns() - job.owned_ns) / 1e9))
     for alias in accounts_that_may_hold(p, job):
-        res = await p.reconciler.resolve(alias, rec.tag, sent_at)
-        if p.withdrawn_ns and handover.withdrawn(p, job):
-            handover.drop(p, job)  # its account moved to another engine meanwhile
+        res = await handover.look_up(p, job, alias, rec.tag, sent_at)
+        if res is None or (p.withdrawn_ns and handover.withdrawn(p, job)):
+            # Its account moved to another engine meanwhile: the lookup ended there (or had
+            # found the order, which the new owner finds by the same tag), the job is dropped.
+            handover.drop(p, job)
             return False
         if res.verdict is Verdict.FOUND:
             rec.account = alias

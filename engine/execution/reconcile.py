@@ -124,6 +124,8 @@ class Reconciler:
         self._rounds: dict[str, deque[_Round]] = {}  # per account: its last two rounds
         self._locks: dict[str, asyncio.Lock] = {}  # per account: one round at a time
         self.rounds_read = 0  # complete rounds read (for tests and the catch-up figures)
+        # Rounds begun per account (a withdrawal ends an account's lookups: none begins after).
+        self.rounds_begun: dict[str, int] = {}
 
     @classmethod
     def from_settings(
@@ -137,20 +139,33 @@ class Reconciler:
             clock=clock,
         )
 
-    async def resolve(self, account: str, tag: str, sent_at: float | None = None) -> Resolution:
+    async def resolve(
+        self, account: str, tag: str, sent_at: float | None = None, *, quiet: bool = False
+    ) -> Resolution:
         """Find the order tagged ``tag`` on ``account``. ``sent_at`` is the clock's ``monotonic()``
-        at which the request went out (None after a restart: the venue has had time already)."""
+        at which the request went out (None after a restart: the venue has had time already).
+
+        ``quiet``: once a round has been read since ``sent_at`` (by this lookup or another),
+        read nothing more before the settle time, then the two rounds that can prove absence
+        back to back (as the rate gate allows). For a lookup of
+        what another process (or an earlier run) sent before ``sent_at``: its orders had time
+        to show before the first round, so rounds between it and the settle time rarely find
+        more, and they would spend the account's read budget just before the proving rounds
+        (which then wait for it, by a different amount on every account)."""
         now = self._now
         start = now()
         since_ms = self._history_from_ms(sent_at, start)
         settled_after = (sent_at if sent_at is not None else start - self.settle_s) + self.settle_s
         # Without a send time the caller wants the order as it is now: no earlier round.
         fresh_from = float("-inf") if sent_at is not None else start
+        since = sent_at if sent_at is not None else start
         delay = self.first_delay_s
         attempts = 0
         while True:
             known = self._known(account, tag, settled_after, fresh_from)
-            if known is None:
+            if known is None and not (
+                quiet and self._holding(account, since, settled_after, attempts)
+            ):
                 lock = self._locks.get(account)
                 if lock is None:
                     lock = self._locks[account] = asyncio.Lock()
@@ -160,6 +175,7 @@ class Reconciler:
                     if known is None and not self._just_read(account, settled_after):
                         attempts += 1
                         read_at = now()
+                        self.rounds_begun[account] = self.rounds_begun.get(account, 0) + 1
                         await self._read(account, tag, read_at, read_at >= settled_after, since_ms)
                         known = self._known(account, tag, settled_after, fresh_from)
             if known is not None:
@@ -169,6 +185,11 @@ class Reconciler:
                 return Resolution(verdict, attempts=attempts, waited_s=now() - start)
             if now() - start >= self.max_s:
                 return Resolution(Verdict.UNRESOLVED, attempts=attempts, waited_s=now() - start)
+            if quiet and self._holding(account, since, settled_after, attempts):
+                # Quiet until the settle time; the back-off is left as it was, so the second
+                # proving round follows the first one step (first_delay_s) later.
+                await self._sleep(max(settled_after - now(), 0.0))
+                continue
             wait = delay
             if now() < settled_after:
                 wait = min(max(delay, settled_after - now()), self.max_delay_s)
@@ -196,6 +217,20 @@ class Reconciler:
         if kept is None:
             kept = self._rounds[account] = deque(maxlen=2)
         kept.append(_Round(read_at, whole, tags))
+
+    def _holding(self, account: str, since: float, settled_after: float, attempts: int) -> bool:
+        """A quiet lookup reads nothing before the settle time once a round read since the send
+        is there to go on, or when the settle time is near (within the longest back-off step):
+        a round read then, after a wait for read budget (a newly owned account's first window
+        is spent), would end after the settle time without counting as read after it. A timer
+        may also wake a sleep a moment early: that read could not prove absence either."""
+        now = self._now()
+        if now >= settled_after:
+            return False
+        if attempts or settled_after - now <= self.max_delay_s:
+            return True
+        kept = self._rounds.get(account)
+        return kept is not None and bool(kept) and kept[-1].read_at >= since
 
     def _just_read(self, account: str, settled_after: float) -> bool:
         """The account's newest round is as good as one read now would be (read within the

@@ -15,6 +15,11 @@ stamped by its producer as it publishes them):
   found at the venue, not answered from the journal);
 * and the time until the backlog produced meanwhile is decided.
 
+``--restart N`` measures the catch-up instead: one daemon killed, N signals produced while it is
+down, restarted; it prints the delay from "healthy" (its ready line) to the first decision and
+the rate from the first decision to the last against the published order rate (docs/kafka.md,
+"Catch-up": the goal is judged on the rate).
+
 Each run uses a fresh topic and group. The test fixtures' helpers start the sandbox and the
 daemons (tests/fixtures/sim.py, tests/kafka/e2e_support.py), so this measures what the tests run.
 """
@@ -29,6 +34,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -344,14 +350,27 @@ async def catch_up(args: argparse.Namespace, work: Path) -> None:
     rate = (len(stamps) - 1) / span_s if span_s else float("inf")
     limit = 5.0 if args.profile == "realistic" else 100.0
     published = limit * ACCOUNTS
+    healthy_ms = ready_ms(work / "c2.log") or restarted_ms
+    # Two figures (docs/kafka.md, "Catch-up"): a delay (healthy -> first decision, the settle
+    # time in it) and a rate (first decision -> last: the goal is judged on this one).
     print(
-        f"catch-up: {args.restart} signals produced while down; restart -> first decision "
-        f"{(stamps[0] - restarted_ms) / 1000:.2f} s, all decided "
-        f"{(stamps[-1] - restarted_ms) / 1000:.2f} s after the restart; from the first decision "
-        f"to the last {span_s:.2f} s = {rate:.1f} signals/s ({placed} placed) against "
-        f"{published:g} orders/s published ({ACCOUNTS} accounts x {limit:g}/s): "
-        f"{rate / published:.0%}; HTTP 429s earned: {earned_429(work)}"
+        f"catch-up: {args.restart} signals produced while down; restart -> healthy "
+        f"{(healthy_ms - restarted_ms) / 1000:.2f} s; delay: healthy -> first decision "
+        f"{(stamps[0] - healthy_ms) / 1000:.2f} s; rate: first decision -> last "
+        f"{span_s:.2f} s = {rate:.1f} signals/s ({placed} placed) against {published:g} "
+        f"orders/s published ({ACCOUNTS} accounts x {limit:g}/s): {rate / published:.0%}; all "
+        f"decided {(stamps[-1] - healthy_ms) / 1000:.2f} s after healthy; HTTP 429s earned: "
+        f"{earned_429(work)}"
     )
+
+
+def ready_ms(log: Path) -> int | None:
+    """When the daemon logged "ready: taking signals" (its log clock, epoch ms), if it did."""
+    for line in log.read_text(errors="replace").splitlines():
+        if "ready: taking signals" in line:
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            return int(stamp.timestamp() * 1000)  # the log's asctime is local time
+    return None
 
 
 def earned_429(work: Path) -> int:
