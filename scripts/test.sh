@@ -13,4 +13,7 @@ ruff format --check .
 mypy
 # The architecture: package layering contracts (pyproject.toml [tool.importlinter]).
 lint-imports
-python -m pytest -q "$@"
+# Four pytest processes (pytest-xdist): most tests wait on the venue's pace (the realistic
+# profile's latency and rate limits, settle times), not on the CPU, so four share two cores; one
+# Kafka broker and one OpenBao serve them all (tests/fixtures/shared.py). docs/testing.md.
+python -m pytest -q -n 4 --dist worksteal "$@"

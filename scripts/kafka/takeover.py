@@ -21,16 +21,16 @@ the rate from the first decision to the last against the published order rate (d
 "Catch-up": the goal is judged on the rate).
 
 Each run uses a fresh topic and group. The test fixtures' helpers start the sandbox and the
-daemons (tests/fixtures/sim.py, tests/kafka/e2e_support.py), so this measures what the tests run.
+daemons (tests/fixtures/sim.py, tests/fixtures/kafka_run.py), so this measures what the tests run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -39,12 +39,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import murmur2
 
-from tests.fixtures.sim import DEMO_SERVER, REPO, launch_sandbox_process, stop_process
-from tests.kafka.e2e_support import start_engine
+from tests.fixtures.kafka_run import (
+    OutcomeWatcher,
+    aliases_in_partitions,
+    place_signal,
+    start_engine,
+    write_daemon_config,
+    write_seed,
+)
+from tests.fixtures.sim import launch_sandbox_process, stop_process
 
 PARTITIONS = 6
 ACCOUNTS = 4
@@ -52,76 +58,16 @@ ACCOUNTS = 4
 
 def aliases() -> list[str]:
     """Four aliases in four different partitions, so both engines own accounts."""
-    chosen: dict[int, str] = {}
-    n = 0
-    while len(chosen) < ACCOUNTS:
-        alias = f"acct{n}"
-        chosen.setdefault((murmur2(alias.encode()) & 0x7FFFFFFF) % PARTITIONS, alias)
-        n += 1
-    return list(chosen.values())
+    return aliases_in_partitions(PARTITIONS, ACCOUNTS)
 
 
 def write_config(
     path: Path, url: str, bootstrap: str, topic: str, name: str, timeouts: str
 ) -> None:
-    accounts = "\n".join(
-        f'[accounts.{alias}]\nlogin = "sb"\naccount_id = "{700001 + n}"\n'
-        for n, alias in enumerate(aliases())
-    )
-    path.write_text(
-        f"""
-[engine]
-journal_path = "{path.with_suffix(".journal.sqlite")}"
-control_port = 0
-
-[logins.sb]
-base_url = "{url}"
-server = "{DEMO_SERVER}"
-email = "env:SB_EMAIL"
-password = "env:SB_PASSWORD"
-
-{accounts}
-{timeouts}
-[[sources]]
-kind = "kafka"
-bootstrap = "{bootstrap}"
-topic = "{topic}"
-group_id = "{topic}"
-
-[[sinks]]
-kind = "kafka"
-bootstrap = "{bootstrap}"
-topic_prefix = "{topic}.{name}."
-"""
-    )
-
-
-class Watcher:
-    """Every outcome event of one engine with its Kafka timestamp (ms)."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.events: list[tuple[int, dict[str, Any]]] = []
-        self._consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            metadata_max_age_ms=500,
-        )
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        async for record in self._consumer:
-            self.events.append((record.timestamp, orjson.loads(record.value or b"{}")))
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self._consumer.stop()
+    write_daemon_config(
+        path, url=url, bootstrap=bootstrap, topic=topic, name=name, aliases=aliases(),
+        timeouts=timeouts,
+    )  # fmt: skip
 
 
 def timeouts(args: argparse.Namespace) -> str:
@@ -141,27 +87,29 @@ async def until(cond: Any, what: str, limit_s: float = 90.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def one_run(args: argparse.Namespace, work: Path, run: int) -> dict[str, float]:
-    topic = f"takeover-{uuid.uuid4().hex[:8]}"
+async def topic_and_sandbox(
+    args: argparse.Namespace, work: Path, prefix: str, log: str
+) -> tuple[str, subprocess.Popen[str], str]:
+    """A fresh topic, and the sandbox process with ACCOUNTS accounts on the profile's limits."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
-    seed = json.loads((REPO / "config" / "sandbox-seed.json").read_text())
-    seed["users"][0]["accounts"] = [
-        {"id": str(700001 + n), "name": f"T {n}", "currency": "USD", "balance": 100000}
-        for n in range(ACCOUNTS)
-    ]
-    seed.pop("rateLimits", None)  # the profile's limits (realistic: 5 orders/s, 2 reads/s)
-    (work / "seed.json").write_text(json.dumps(seed))
+    write_seed(work / "seed.json", ACCOUNTS, name="T", limits=False)
     extra = ["--latency-ms", args.latency_ms] if args.latency_ms else []
     sandbox, url = launch_sandbox_process(
-        work / f"sandbox{run}.log", seed_file=work / "seed.json", profile=args.profile, extra=extra
+        work / log, seed_file=work / "seed.json", profile=args.profile, extra=extra
     )
+    return topic, sandbox, url
+
+
+async def one_run(args: argparse.Namespace, work: Path, run: int) -> dict[str, float]:
+    topic, sandbox, url = await topic_and_sandbox(args, work, "takeover", f"sandbox{run}.log")
     names = ("p1", "p2")
-    watchers = {n: Watcher(args.bootstrap, f"{topic}.{n}.outcomes") for n in names}
+    watchers = {n: OutcomeWatcher(args.bootstrap, f"{topic}.{n}.outcomes") for n in names}
     procs = {}
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
     accts = aliases()
@@ -178,7 +126,7 @@ async def one_run(args: argparse.Namespace, work: Path, run: int) -> dict[str, f
 
         def owners() -> dict[str, set[str]]:
             for n in names:
-                by[n] = {e["account"] for _, e in watchers[n].events if e.get("account")}
+                by[n] = {e["account"] for _, e in watchers[n].stamped if e.get("account")}
             return by
 
         stop_feed = asyncio.Event()
@@ -189,16 +137,7 @@ async def one_run(args: argparse.Namespace, work: Path, run: int) -> dict[str, f
             start = time.monotonic()
             while not stop_feed.is_set():
                 account = accts[sent % ACCOUNTS]
-                signal_ = {
-                    "id": f"t{sent}",
-                    "ts": time.time_ns() // 1_000_000,
-                    "account": account,
-                    "action": "place",
-                    "symbol": "EURUSD",
-                    "type": "market",
-                    "side": "buy" if sent % 2 == 0 else "sell",
-                    "qty": 0.01,
-                }
+                signal_ = place_signal(f"t{sent}", account, "buy" if sent % 2 == 0 else "sell")
                 await producer.send(topic, orjson.dumps(signal_), key=account.encode())
                 sent += 1
                 delay = start + sent * period - time.monotonic()
@@ -214,7 +153,7 @@ async def one_run(args: argparse.Namespace, work: Path, run: int) -> dict[str, f
         # The victim's accounts: those it decided last before the kill.
         last: dict[str, tuple[int, str]] = {}
         for n in names:
-            for ts, e in watchers[n].events:
+            for ts, e in watchers[n].stamped:
                 if e.get("account") and ts < killed_ms and ts >= last.get(e["account"], (0, ""))[0]:
                     last[e["account"]] = (ts, n)
         dead_accounts = {a for a, (_, n) in last.items() if n == victim}
@@ -222,7 +161,7 @@ async def one_run(args: argparse.Namespace, work: Path, run: int) -> dict[str, f
         def taken() -> list[tuple[int, dict[str, Any]]]:
             return [
                 (ts, e)
-                for ts, e in watchers[survivor].events
+                for ts, e in watchers[survivor].stamped
                 if ts >= killed_ms and e.get("account") in dead_accounts
             ]
 
@@ -241,9 +180,9 @@ async def one_run(args: argparse.Namespace, work: Path, run: int) -> dict[str, f
         await producer.flush()
         fed_ms = time.time_ns() // 1_000_000
         produced = sent
-        decided = lambda: {e["id"] for w in watchers.values() for _, e in w.events}  # noqa: E731
+        decided = lambda: {e["id"] for w in watchers.values() for _, e in w.stamped}  # noqa: E731
         await until(lambda: len(decided()) >= produced, "every signal decided", 120)
-        done_ms = max(ts for w in watchers.values() for ts, _ in w.events)
+        done_ms = max(ts for w in watchers.values() for ts, _ in w.stamped)
     finally:
         for p in procs.values():
             stop_process(p, signal.SIGKILL)
@@ -276,25 +215,8 @@ async def catch_up(args: argparse.Namespace, work: Path) -> None:
     """``--restart N``: one daemon killed, N signals produced while it is down (spread over the
     accounts), the daemon started again: how fast the backlog is decided, against the orders per
     second the accounts' PLACE_ORDER limits allow."""
-    topic = f"catchup-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
-    seed = json.loads((REPO / "config" / "sandbox-seed.json").read_text())
-    seed["users"][0]["accounts"] = [
-        {"id": str(700001 + n), "name": f"T {n}", "currency": "USD", "balance": 100000}
-        for n in range(ACCOUNTS)
-    ]
-    seed.pop("rateLimits", None)  # the profile's limits (realistic: 5 orders/s, 2 reads/s)
-    (work / "seed.json").write_text(json.dumps(seed))
-    extra = ["--latency-ms", args.latency_ms] if args.latency_ms else []
-    sandbox, url = launch_sandbox_process(
-        work / "sandbox-c.log", seed_file=work / "seed.json", profile=args.profile, extra=extra
-    )
-    watcher = Watcher(args.bootstrap, f"{topic}.p1.outcomes")
+    topic, sandbox, url = await topic_and_sandbox(args, work, "catchup", "sandbox-c.log")
+    watcher = OutcomeWatcher(args.bootstrap, f"{topic}.p1.outcomes")
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=0)
     accts = aliases()
     proc = None
@@ -305,23 +227,14 @@ async def catch_up(args: argparse.Namespace, work: Path) -> None:
 
         def signal_(n: int) -> tuple[str, bytes]:
             account = accts[n % ACCOUNTS]
-            body = {
-                "id": f"c{n}",
-                "ts": time.time_ns() // 1_000_000,
-                "account": account,
-                "action": "place",
-                "symbol": "EURUSD",
-                "type": "market",
-                "side": "buy" if n % 2 == 0 else "sell",
-                "qty": 0.01,
-            }
+            body = place_signal(f"c{n}", account, "buy" if n % 2 == 0 else "sell")
             return account, orjson.dumps(body)
 
         proc = start_engine(work / "c.toml", work / "c1.log")
         for n in range(ACCOUNTS):
             account, body = signal_(n)
             await producer.send(topic, body, key=account.encode())
-        await until(lambda: len(watcher.events) >= ACCOUNTS, "the engine trading")
+        await until(lambda: len(watcher.stamped) >= ACCOUNTS, "the engine trading")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         for n in range(ACCOUNTS, ACCOUNTS + args.restart):
@@ -332,7 +245,7 @@ async def catch_up(args: argparse.Namespace, work: Path) -> None:
         proc = start_engine(work / "c.toml", work / "c2.log")
         want = {f"c{n}" for n in range(ACCOUNTS, ACCOUNTS + args.restart)}
         await until(
-            lambda: want <= {e["id"] for _, e in watcher.events}, "the backlog decided", 300
+            lambda: want <= {e["id"] for _, e in watcher.stamped}, "the backlog decided", 300
         )
     finally:
         if proc is not None:
@@ -340,7 +253,7 @@ async def catch_up(args: argparse.Namespace, work: Path) -> None:
         stop_process(sandbox)
         await producer.stop()
         await watcher.stop()
-    backlog = [(ts, e) for ts, e in watcher.events if e["id"] in want and ts >= restarted_ms]
+    backlog = [(ts, e) for ts, e in watcher.stamped if e["id"] in want and ts >= restarted_ms]
     first = {}
     for ts, e in backlog:
         first.setdefault(e["id"], (ts, e))

@@ -32,16 +32,7 @@ async def set_faults(sandbox: Sandbox, spec: dict[str, Any]) -> None:
 
 def place(live: Live, n: int, prefix: str) -> None:
     for i in range(n):
-        live.send(
-            id=f"{prefix}{i}",
-            account="a1",
-            action="place",
-            symbol="EURUSD",
-            type="limit",
-            side="buy",
-            qty=0.01,
-            price=0.9,
-        )
+        live.place(f"{prefix}{i}", type="limit", price=0.9)
 
 
 def assert_no_order_doubled(live: Live) -> None:

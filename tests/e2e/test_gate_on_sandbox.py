@@ -15,24 +15,8 @@ from engine.model.errors import VenueError
 from sandbox import Sandbox
 from sandbox.seed import RateLimit
 from tests.fixtures.engine import Live, start_engine
-from tests.fixtures.sim import realistic_config
+from tests.fixtures.sim import count_limiter, realistic_config
 from tests.fixtures.waiting import eventually
-
-
-def count_refusals(sandbox: Sandbox) -> list[str]:
-    """Every request the sandbox's limiter refuses (a 429), by route type. Observation only:
-    the sandbox still decides exactly as before."""
-    refused: list[str] = []
-    admit = sandbox.state.rate_limiter.admit
-
-    def counting_admit(key: str, rate_type: str, now: float | None = None) -> bool:
-        ok = admit(key, rate_type, now)
-        if not ok:
-            refused.append(rate_type)
-        return ok
-
-    sandbox.state.rate_limiter.admit = counting_admit  # type: ignore[method-assign]
-    return refused
 
 
 @pytest.fixture
@@ -58,26 +42,18 @@ async def test_a_burst_of_ten_times_the_order_limit_earns_no_429(
     realistic: Sandbox, tmp_path: Path
 ) -> None:
     realistic.state.rate_limiter.set_limit("PLACE_ORDER", RateLimit(10))  # 10 per second
-    refused = count_refusals(realistic)
+    limiter = count_limiter(realistic)
     live = await start_engine(realistic, tmp_path)
     try:
         for i in range(100):
-            live.send(
-                id=f"b{i}",
-                account="a1",
-                action="place",
-                symbol="EURUSD",
-                type="market",
-                side="buy",
-                qty=0.01,
-            )
+            live.place(f"b{i}")
         await live.engine.pipeline.drain()
         gate = live.engine.accounts["a1"].gate
         assert gate is not None
         assert gate.in_flight("PLACE_ORDER") == 0  # every request gave its budget back
     finally:
         await live.engine.stop()
-    assert refused == []
+    assert not limiter.refused, limiter.refused
     assert_every_signal_says_why(live, {f"b{i}" for i in range(100)})
     accepted = {o.tag for o in live.outcomes if o.status == "accepted"}
     assert accepted, "the burst traded"
@@ -88,7 +64,7 @@ async def test_a_burst_of_ten_times_the_order_limit_earns_no_429(
 async def test_reconciling_many_dropped_replies_earns_no_429(
     realistic: Sandbox, tmp_path: Path
 ) -> None:
-    refused = count_refusals(realistic)
+    limiter = count_limiter(realistic)
     live = await start_engine(realistic, tmp_path)
     # Every placement is executed and then its connection cut: each signal is reconciled by
     # tag, three reads a round, against 2 reads per second per route.
@@ -96,15 +72,7 @@ async def test_reconciling_many_dropped_replies_earns_no_429(
     n = 15  # below the breaker's 20 calls: it never opens, every signal is reconciled
     try:
         for i in range(n):
-            live.send(
-                id=f"r{i}",
-                account="a1",
-                action="place",
-                symbol="EURUSD",
-                type="market",
-                side="buy",
-                qty=0.01,
-            )
+            live.place(f"r{i}")
         await live.engine.pipeline.drain()
         gate = live.engine.accounts["a1"].gate
         assert gate is not None
@@ -123,7 +91,7 @@ async def test_reconciling_many_dropped_replies_earns_no_429(
     finally:
         realistic.faults.clear()
         await live.engine.stop()
-    assert refused == []
+    assert not limiter.refused, limiter.refused
     assert_every_signal_says_why(live, {f"r{i}" for i in range(n)})
     # Found by tag, every one (the venue may still have refused one after accepting it).
     assert all(o.resolved_from_unknown for o in live.outcomes), [

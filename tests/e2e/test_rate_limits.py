@@ -8,7 +8,7 @@ from pathlib import Path
 from sandbox import Sandbox
 from sandbox.seed import RateLimit
 from tests.fixtures.engine import start_engine
-from tests.fixtures.sim import realistic_config
+from tests.fixtures.sim import count_limiter, realistic_config
 
 LIMIT = 5  # PLACE_ORDER per second on the sandbox
 PENDING, MARKET = 40, 10
@@ -21,48 +21,20 @@ async def test_burst_of_ten_times_the_limit_gets_no_429_and_markets_go_first(
     config.rate_limits["PLACE_ORDER"] = RateLimit(LIMIT)
     sandbox = Sandbox(config, price_interval_ms=0)
     await sandbox.start()
-    # Count the sandbox's own refusals by wrapping its limiter (observation only: the sandbox
-    # still decides exactly as before).
-    refused: list[tuple[str, str]] = []
-    admit = sandbox.state.rate_limiter.admit
-
-    def counting_admit(account_id: str, rate_type: str, now: float | None = None) -> bool:
-        ok = admit(account_id, rate_type, now)
-        if not ok:
-            refused.append((account_id, rate_type))
-        return ok
-
-    sandbox.state.rate_limiter.admit = counting_admit  # type: ignore[method-assign]
+    limiter = count_limiter(sandbox)  # its own refusals (each an HTTP 429), observation only
     try:
         live = await start_engine(sandbox, tmp_path)  # the default margin: 90 % of the limit
         for i in range(PENDING):
-            live.send(
-                id=f"p{i}",
-                account="a1",
-                action="place",
-                symbol="EURUSD",
-                type="limit",
-                side="buy",
-                qty=0.01,
-                price=0.9,
-            )
+            live.place(f"p{i}", type="limit", price=0.9)
         for i in range(MARKET):
-            live.send(
-                id=f"m{i}",
-                account="a1",
-                action="place",
-                symbol="EURUSD",
-                type="market",
-                side="buy",
-                qty=0.01,
-            )
+            live.place(f"m{i}")
         await live.engine.pipeline.drain()
         await live.engine.stop()
         orders = [o for o in live.sim_orders() if o.strategy_id]
     finally:
         await sandbox.stop()
 
-    assert [r for r in refused if r[1] == "PLACE_ORDER"] == []
+    assert limiter.refused["PLACE_ORDER"] == 0, limiter.refused
     assert len(live.outcomes) == PENDING + MARKET
     assert all(o.status == "accepted" for o in live.outcomes), [
         o for o in live.outcomes if o.status != "accepted"

@@ -26,17 +26,7 @@ async def test_placements_queued_past_max_signal_age_expire_unsent(tmp_path: Pat
         live = await start_engine(sandbox, tmp_path, max_signal_age_ms=MAX_AGE_MS)
         now_ms = int(time.time() * 1000)
         for i in range(BURST):
-            live.send(
-                id=f"s{i}",
-                ts=now_ms,
-                account="a1",
-                action="place",
-                symbol="EURUSD",
-                type="limit",
-                side="buy",
-                qty=0.01,
-                price=0.9,
-            )
+            live.place(f"s{i}", ts=now_ms, type="limit", price=0.9)
         await live.engine.pipeline.drain()
         await live.engine.stop()
         at_venue = [o for o in live.sim_orders() if o.strategy_id]

@@ -45,16 +45,7 @@ async def test_a_placement_that_waits_past_its_age_for_a_connection_expires_unse
             await slow_orders(sandbox, 1_500)  # the first order holds the only connection
             now_ms = int(time.time() * 1000)
             for name in ("first", "second"):
-                live.send(
-                    id=name,
-                    ts=now_ms,
-                    account="a1",
-                    action="place",
-                    symbol="EURUSD",
-                    type="market",
-                    side="buy",
-                    qty=0.01,
-                )
+                live.place(name, ts=now_ms)
             await live.engine.pipeline.drain()
         finally:
             await live.engine.stop()

@@ -19,12 +19,12 @@ from aiohttp import ClientSession
 from aiokafka import AIOKafkaProducer
 
 from tests.fixtures.kafka import TopicFactory
-from tests.fixtures.sim import launch_sandbox_process, stop_process
-from tests.kafka.e2e_support import (
+from tests.fixtures.kafka_run import (
     OutcomeWatcher,
     start_engine,
     write_config,
 )
+from tests.fixtures.sim import launch_sandbox_process, stop_process
 
 pytestmark = pytest.mark.kafka
 

@@ -21,22 +21,23 @@ engines assembled by ``build_engine`` as ``tl-engine run`` does (in this process
 from __future__ import annotations
 
 import contextlib
-import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import ClientSession
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from engine.app.config import parse_config
 from engine.app.daemon import Engine
 from engine.model.events import Event, OutcomeEvent, Topic
+from sandbox import Sandbox
 from tests.fixtures.engine import demo_secrets, engine_config_data, sandbox_with
 from tests.fixtures.kafka import TopicFactory
+from tests.fixtures.kafka_run import aliases_in_partitions, place_signal, produce
+from tests.fixtures.sim import count_limiter
 from tests.kafka.inprocess import running_engine, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -46,14 +47,8 @@ PER_ACCOUNT = 20  # four seconds of orders per account at the realistic 5/s (90 
 
 
 def two_aliases() -> list[str]:
-    """Two aliases in different partitions (murmur2, as producers key them)."""
-    chosen: dict[int, str] = {}
-    n = 0
-    while len(chosen) < PARTITIONS:
-        alias = f"acct{n}"
-        chosen.setdefault((murmur2(alias.encode()) & 0x7FFFFFFF) % PARTITIONS, alias)
-        n += 1
-    return [chosen[p] for p in range(PARTITIONS)]
+    """Two aliases in different partitions."""
+    return aliases_in_partitions(PARTITIONS)
 
 
 def config(
@@ -71,6 +66,25 @@ def config(
     return parse_config(data)
 
 
+def keep_outcomes(outcomes: list[tuple[str, OutcomeEvent]], name: str) -> Any:
+    """A bus subscriber that keeps engine ``name``'s outcomes in ``outcomes``."""
+
+    def keep(_topic: Topic, ev: Event) -> None:
+        if isinstance(ev, OutcomeEvent):
+            outcomes.append((name, ev))
+
+    return keep
+
+
+def venue_orders(sandbox: Sandbox) -> list[Any]:
+    """Every order at the sandbox, working and done, on every account."""
+    return [
+        o
+        for acct in sandbox.state.accounts.values()
+        for o in [*acct.orders.values(), *acct.history]
+    ]
+
+
 async def test_a_backlog_queued_at_a_handover_is_decided_once_with_no_429(
     kafka_broker: str, kafka_topic: TopicFactory, tmp_path: Path
 ) -> None:
@@ -80,13 +94,7 @@ async def test_a_backlog_queued_at_a_handover_is_decided_once_with_no_429(
     aliases = two_aliases()
     secrets = await demo_secrets()
     outcomes: list[tuple[str, OutcomeEvent]] = []
-
-    def keeper(name: str) -> Any:
-        def keep(_topic: Topic, ev: Event) -> None:
-            if isinstance(ev, OutcomeEvent):
-                outcomes.append((name, ev))
-
-        return keep
+    keeper = partial(keep_outcomes, outcomes)
 
     want = {f"h{n}" for n in range(PER_ACCOUNT * len(aliases))}
     try:
@@ -99,25 +107,14 @@ async def test_a_backlog_queued_at_a_handover_is_decided_once_with_no_429(
             src_a = a.sources[0]
             await wait_until(lambda: len(src_a.assigned) == PARTITIONS, "A owns both partitions")
             sandbox.faults.update({"latency": {"PLACE_ORDER": 400}})
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
-            await producer.start()
-            try:
-                for n in range(PER_ACCOUNT * len(aliases)):
-                    alias = aliases[n % len(aliases)]
-                    signal = {
-                        "id": f"h{n}",
-                        "ts": time.time_ns() // 1_000_000,
-                        "account": alias,
-                        "action": "place",
-                        "symbol": "EURUSD",
-                        "type": "market",
-                        "side": "buy",
-                        "qty": 0.01,
-                    }
-                    await producer.send(topic, orjson.dumps(signal), key=alias.encode())
-                await producer.flush()
-            finally:
-                await producer.stop()
+            await produce(
+                kafka_broker,
+                topic,
+                (
+                    place_signal(f"h{n}", aliases[n % len(aliases)])
+                    for n in range(PER_ACCOUNT * len(aliases))
+                ),
+            )
             # A has started on its backlog (some orders placed, most still queued) when B joins.
             await wait_until(
                 lambda: sum(1 for _, o in outcomes if o.status == "accepted") >= 4,
@@ -140,11 +137,7 @@ async def test_a_backlog_queued_at_a_handover_is_decided_once_with_no_429(
                 http.get(f"{sandbox.base_url}/sandbox/counters") as resp,
             ):
                 counters = orjson.loads(await resp.read())
-            orders = [
-                o
-                for acct in sandbox.state.accounts.values()
-                for o in [*acct.orders.values(), *acct.history]
-            ]
+            orders = venue_orders(sandbox)
     finally:
         await sandbox.stop()
 
@@ -171,50 +164,20 @@ async def test_a_partition_given_back_mid_lookup_is_decided_once(
     nor report a signal B placed meanwhile. Every signal: one outcome, one order."""
     sandbox = sandbox_with(profile="realistic")
     await sandbox.start("127.0.0.1", 0)
-    limiter = sandbox.state.rate_limiter
-    admit = limiter.admit
-    admitted: Counter[str] = Counter()
-
-    def counted(key: str, rate_limit_type: str, now: float | None = None) -> bool:
-        ok = admit(key, rate_limit_type, now)
-        if ok:
-            admitted[rate_limit_type] += 1
-        return ok
-
-    limiter.admit = counted  # type: ignore[method-assign]
+    admitted = count_limiter(sandbox).admitted
     topic = await kafka_topic(partitions=PARTITIONS, prefix="handover-lookup")
     aliases = two_aliases()
     secrets = await demo_secrets()
     outcomes: list[tuple[str, OutcomeEvent]] = []
-
-    def keeper(name: str) -> Any:
-        def keep(_topic: Topic, ev: Event) -> None:
-            if isinstance(ev, OutcomeEvent):
-                outcomes.append((name, ev))
-
-        return keep
+    keeper = partial(keep_outcomes, outcomes)
 
     count = 8 * len(aliases)
     want = {f"r{n}" for n in range(count)}
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
-    await producer.start()
-    try:
-        for n in range(count):
-            alias = aliases[n % len(aliases)]
-            signal = {
-                "id": f"r{n}",
-                "ts": time.time_ns() // 1_000_000,
-                "account": alias,
-                "action": "place",
-                "symbol": "EURUSD",
-                "type": "market",
-                "side": "buy",
-                "qty": 0.01,
-            }
-            await producer.send(topic, orjson.dumps(signal), key=alias.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce(
+        kafka_broker,
+        topic,
+        (place_signal(f"r{n}", aliases[n % len(aliases)]) for n in range(count)),
+    )
     try:
         async with contextlib.AsyncExitStack() as stack:
             (tmp_path / "a").mkdir()
@@ -236,11 +199,7 @@ async def test_a_partition_given_back_mid_lookup_is_decided_once(
             )
             await wait_until(lambda: want <= {o.id for _, o in outcomes}, "every outcome", 120)
             withdrawn = a.pipeline.withdrawn_total
-            orders = [
-                o
-                for acct in sandbox.state.accounts.values()
-                for o in [*acct.orders.values(), *acct.history]
-            ]
+            orders = venue_orders(sandbox)
     finally:
         await sandbox.stop()
 

@@ -11,15 +11,10 @@ engine assembled by ``build_engine`` as ``tl-engine run`` does (in this process,
 from __future__ import annotations
 
 import contextlib
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from engine.app.config import parse_config
 from engine.app.daemon import Engine
@@ -28,7 +23,8 @@ from sandbox import Sandbox
 from sandbox.seed import AccountSpec, RateLimit, UserSpec, load_seed
 from tests.fixtures.engine import demo_secrets, engine_config_data
 from tests.fixtures.kafka import TopicFactory
-from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
+from tests.fixtures.kafka_run import aliases_in_partitions, place_signal, produce
+from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER, count_limiter
 from tests.kafka.inprocess import running_engine, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -38,15 +34,9 @@ QUOTES_LIMIT = 5  # per second, per login
 
 
 def aliases_one_per_partition() -> list[str]:
-    """Six account aliases whose keys land in six different partitions (murmur2, as producers
-    key them), so every engine of the group serves some of the login's accounts."""
-    chosen: dict[int, str] = {}
-    n = 0
-    while len(chosen) < PARTITIONS:
-        alias = f"acct{n}"
-        chosen.setdefault((murmur2(alias.encode()) & 0x7FFFFFFF) % PARTITIONS, alias)
-        n += 1
-    return [chosen[p] for p in range(PARTITIONS)]
+    """Six account aliases whose keys land in six different partitions, so every engine of the
+    group serves some of the login's accounts."""
+    return aliases_in_partitions(PARTITIONS)
 
 
 class CountingSandbox:
@@ -69,20 +59,12 @@ class CountingSandbox:
         # must be whole requests per window, or 2.25/s + 2.25/s lands 3 + 3 in one window.
         config.rate_limits["QUOTES"] = RateLimit(QUOTES_LIMIT, 1, "SECONDS")
         self.sandbox = Sandbox(config, price_interval_ms=0)
-        self.refused: Counter[str] = Counter()
-        self.admitted: Counter[str] = Counter()
 
     async def start(self) -> None:
         await self.sandbox.start("127.0.0.1", 0)
-        limiter = self.sandbox.state.rate_limiter
-        admit = limiter.admit
-
-        def counted(key: str, rate_limit_type: str, now: float | None = None) -> bool:
-            ok = admit(key, rate_limit_type, now)
-            (self.admitted if ok else self.refused)[rate_limit_type] += 1
-            return ok
-
-        limiter.admit = counted  # type: ignore[method-assign]
+        counts = count_limiter(self.sandbox)
+        self.refused = counts.refused
+        self.admitted = counts.admitted
 
 
 def config(sandbox_url: str, tmp: Path, bootstrap: str, topic: str, group: str, i: int) -> Any:
@@ -131,24 +113,11 @@ async def test_engines_on_one_login_share_its_quote_budget_and_earn_no_429(
 
             await wait_until(split, f"the {engines} engines split the 6 accounts")
             # An order on every account: each engine's login feed now polls EURUSD (its lease).
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
-            await producer.start()
-            try:
-                for n, alias in enumerate(aliases):
-                    signal = {
-                        "id": f"b{engines}-{n}",
-                        "ts": time.time_ns() // 1_000_000,
-                        "account": alias,
-                        "action": "place",
-                        "symbol": "EURUSD",
-                        "type": "market",
-                        "side": "buy",
-                        "qty": 0.01,
-                    }
-                    await producer.send(topic, orjson.dumps(signal), key=alias.encode())
-                await producer.flush()
-            finally:
-                await producer.stop()
+            await produce(
+                kafka_broker,
+                topic,
+                (place_signal(f"b{engines}-{n}", alias) for n, alias in enumerate(aliases)),
+            )
 
             def all_placed() -> bool:
                 return sum(1 for o in outcomes if o.status == "accepted") == len(aliases)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import re
 import signal
 import subprocess
@@ -33,17 +32,21 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from tests.fixtures.kafka import TopicFactory
-from tests.fixtures.sim import DEMO_SERVER, REPO, launch_sandbox_process, stop_process
-from tests.kafka.e2e_support import (
+from tests.fixtures.kafka_run import (
     OutcomeWatcher,
+    place_signal,
     start_engine,
+    write_daemon_config,
+    write_seed,
 )
+from tests.fixtures.sim import launch_sandbox_process, stop_process
 
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 4
 ACCOUNTS = 6
 SIGNALS = 60
+TIMEOUTS = "[timeouts]\norder_s = 2.0\nreconcile_settle_s = 2.0\n"
 _ASSIGNED = re.compile(r"kafka source: partitions (assigned|revoked) \[([\d, ]*)\]")
 
 
@@ -61,52 +64,6 @@ def pick_accounts() -> list[str]:
         if len(chosen) == ACCOUNTS and len(covered) == PARTITIONS:
             return chosen
     raise AssertionError("no account names cover every partition")
-
-
-def write_seed(path: Path) -> None:
-    seed = json.loads((REPO / "config" / "sandbox-seed.json").read_text())
-    seed["users"][0]["accounts"] = [
-        {"id": str(700001 + n), "name": f"Scale {n}", "currency": "USD", "balance": 100000}
-        for n in range(ACCOUNTS)
-    ]
-    path.write_text(json.dumps(seed))
-
-
-def write_config(path: Path, *, url: str, bootstrap: str, topic: str, name: str) -> None:
-    accounts = "\n".join(
-        f'[accounts.{alias}]\nlogin = "sb"\naccount_id = "{700001 + n}"\n'
-        for n, alias in enumerate(pick_accounts())
-    )
-    path.write_text(
-        f"""
-[engine]
-journal_path = "{path.parent / (name + ".journal.sqlite")}"
-control_port = 0
-
-[logins.sb]
-base_url = "{url}"
-server = "{DEMO_SERVER}"
-email = "env:SB_EMAIL"
-password = "env:SB_PASSWORD"
-
-{accounts}
-
-[timeouts]
-order_s = 2.0
-reconcile_settle_s = 2.0
-
-[[sources]]
-kind = "kafka"
-bootstrap = "{bootstrap}"
-topic = "{topic}"
-group_id = "{topic}"
-
-[[sinks]]
-kind = "kafka"
-bootstrap = "{bootstrap}"
-topic_prefix = "{topic}.{name}."
-"""
-    )
 
 
 def owned(log: Path) -> set[int]:
@@ -139,18 +96,7 @@ def _created(order: dict[str, Any]) -> tuple[int, int]:
 
 
 def place(n: int, account: str) -> bytes:
-    return orjson.dumps(
-        {
-            "id": f"x{n}",
-            "ts": time.time_ns() // 1_000_000,
-            "account": account,
-            "action": "place",
-            "symbol": "EURUSD",
-            "type": "market",
-            "side": "buy",
-            "qty": 0.01,
-        }
-    )
+    return orjson.dumps(place_signal(f"x{n}", account))
 
 
 @pytest.mark.parametrize("leave", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
@@ -159,7 +105,7 @@ async def test_two_engines_split_accounts_and_the_survivor_takes_over_without_do
 ) -> None:
     topic = await kafka_topic(partitions=PARTITIONS, prefix="signals")
     seed = tmp_path / "seed.json"
-    write_seed(seed)
+    write_seed(seed, ACCOUNTS, name="Scale")
     sandbox, url = launch_sandbox_process(tmp_path / "sandbox.log", latency_ms=200, seed_file=seed)
     accounts = pick_accounts()
     logs = {name: tmp_path / f"{name}.log" for name in ("p1", "p2")}
@@ -168,8 +114,14 @@ async def test_two_engines_split_accounts_and_the_survivor_takes_over_without_do
     producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
     try:
         for name in logs:
-            write_config(
-                tmp_path / f"{name}.toml", url=url, bootstrap=kafka_broker, topic=topic, name=name
+            write_daemon_config(
+                tmp_path / f"{name}.toml",
+                url=url,
+                bootstrap=kafka_broker,
+                topic=topic,
+                name=name,
+                aliases=accounts,
+                timeouts=TIMEOUTS,
             )
             await watchers[name].start()
         await producer.start()

@@ -255,6 +255,8 @@ async def test_malformed_frame_and_message_are_skipped_and_the_stream_goes_on(
         sandbox.streams.emit_raw("700001", {"type": "OpenOrder", "side": "UP", "orderId": "1"})
         sandbox.place("700001", "buy", 0.01)
         await eventually(lambda: len(rec.of("executions")) == 1, "the fill after the junk")
+        # The account's balance and margin come in their own message after the execution.
+        await eventually(lambda: matches_sandbox(live, sandbox), "the account after the fill")
         health = live.health()
         assert health.malformed == 3 and health.reconnects == 0
         assert health.phase is StreamPhase.LIVE

@@ -9,8 +9,10 @@ from tests.stream.sandbox import eventually, run_streams_sandbox
 
 
 async def test_server_pings_are_answered_so_the_server_keeps_the_connection() -> None:
-    # With a 0.2 s ping interval and timeout, python-socketio drops any client that misses a pong.
-    async with run_streams_sandbox(ping_interval=0.2) as sb:
+    # With a 0.5 s ping interval and timeout, python-socketio drops any client that misses a pong.
+    # (0.2 s lost the connection to a scheduling stall when four test processes shared the two
+    # cores: a stall, not a missed pong; ten pings still prove the heartbeat.)
+    async with run_streams_sandbox(ping_interval=0.5) as sb:
         session = StreamSession(sb.url, sb.api_key, lambda msg: None)
         await session.connect()
         try:

@@ -12,38 +12,24 @@ from engine.model.domain import Priority, RouteKey
 from engine.tradelocker.rate_limits import CONFIG_ROUTE, RouteType
 from engine.tradelocker.settings import ConnectionSettings, RetryPolicy
 from sandbox.seed import RateLimit
+from tests.fixtures.sim import count_limiter
 from tests.fixtures.tradelocker import started
-from tests.tradelocker.sandbox import Sandbox, running_sandbox
+from tests.tradelocker.sandbox import running_sandbox
 
 READS = ("GET_ORDERS", "GET_ORDERS_HISTORY", "GET_POSITIONS")
-
-
-def count_refusals(sandbox: Sandbox) -> list[str]:
-    """Every request the sandbox's limiter refuses (observation only)."""
-    refused: list[str] = []
-    admit = sandbox.state.rate_limiter.admit
-
-    def counting_admit(key: str, rate_type: str, now: float | None = None) -> bool:
-        ok = admit(key, rate_type, now)
-        if not ok:
-            refused.append(rate_type)
-        return ok
-
-    sandbox.state.rate_limiter.admit = counting_admit  # type: ignore[method-assign]
-    return refused
 
 
 async def test_tag_lookups_through_the_gate_meet_no_429_and_without_it_they_do() -> None:
     async with running_sandbox() as sb:
         for name in READS:
             sb.state.rate_limiter.set_limit(name, RateLimit(2))  # 2 reads per second
-        refused = count_refusals(sb)
+        limiter = count_limiter(sb)
         async with started(sb.venue(retry=RetryPolicy(attempts=1))) as venue:
             gate = AccountLimiter("acct", venue.rate_limits("acct"), routes=venue.route_for)
             venue.use_gate("acct", gate)
             found = await asyncio.gather(*(venue.find_by_tag("acct", f"t{i}") for i in range(8)))
             assert not any(m.found for m in found)
-            assert refused == []
+            assert not limiter.refused, limiter.refused
             stats = {s.route: s for s in gate.stats()}
             for name in READS:
                 assert stats[name].at_limit_events > 0  # they queued: the gate paced them
@@ -54,7 +40,7 @@ async def test_tag_lookups_through_the_gate_meet_no_429_and_without_it_they_do()
                     *(ungated.find_by_tag("acct", f"u{i}") for i in range(8)),
                     return_exceptions=True,
                 )
-            assert refused
+            assert limiter.refused
 
 
 class RecordingGate:

@@ -13,7 +13,7 @@ import hvac
 from engine.app.config import Config, parse_config
 from tests.fixtures.engine import engine_config_data
 from tests.fixtures.sim import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SERVER
-from tests.fixtures.vault import VaultServer
+from tests.fixtures.vault import VaultServer, enable_approle
 
 SECRET_ID_ENV = "TL_TEST_VAULT_SECRET_ID"
 TOKEN_ENV = "TL_TEST_VAULT_TOKEN"
@@ -43,8 +43,7 @@ def provision(
     root.secrets.kv.v2.create_or_update_secret(
         path=f"{prefix}/logins/sb", secret=fields, mount_point="secret"
     )
-    if "approle/" not in root.sys.list_auth_methods()["data"]:
-        root.sys.enable_auth_method("approle")
+    enable_approle(root)
     root.sys.create_or_update_policy(
         name=f"engine-{prefix}",
         policy=f'path "secret/data/{prefix}/logins/*" {{ capabilities = ["read"] }}\n'

@@ -11,7 +11,7 @@ import hvac
 import pytest
 
 from engine.secrets.store import Secret, SecretError, VaultConfig, VaultStore
-from tests.fixtures.vault import VaultServer
+from tests.fixtures.vault import VaultServer, enable_approle
 
 pytestmark = pytest.mark.vault
 
@@ -118,8 +118,7 @@ async def test_refresh_token_written_back_is_read_by_a_restarted_store(
 async def test_approle_login_reads_with_its_own_policy(
     vault: VaultServer, root: hvac.Client, prefix: str
 ) -> None:
-    if "approle/" not in root.sys.list_auth_methods()["data"]:
-        root.sys.enable_auth_method("approle")
+    enable_approle(root)
     root.sys.create_or_update_policy(
         name=f"engine-{prefix}",
         policy=f'path "secret/data/{prefix}/*" {{ capabilities = ["read", "create", "update"] }}\n'
