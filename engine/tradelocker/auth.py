@@ -32,22 +32,37 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 
 from engine.model.clock import LIVE, Clock
-from engine.model.errors import AuthFailed, ConfigError, EngineError, VenueUnavailable
+from engine.model.errors import (
+    AuthFailed,
+    ConfigError,
+    EngineError,
+    RateLimited,
+    VenueUnavailable,
+)
 from engine.tradelocker.errors import decode_reply, refused_after_refresh
 from engine.tradelocker.wire import USER_AGENT
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 TokensHook = Callable[[str], Awaitable[None] | None]
 
 # The refresh margin is at most this share of the token's lifetime (see the module doc).
 MARGIN_FRACTION = 0.25
+# Start-up calls (the first login or resume, the list of accounts) are idempotent: a 5xx, a 429,
+# a timeout or a dropped connection is tried again this many times in all, with jittered
+# exponential backoff (a Retry-After up to START_MAX_RETRY_AFTER_S is waited as asked), so one
+# bad moment of the venue does not stop the engine from starting.
+START_ATTEMPTS = 5
+START_BACKOFF_S = 0.2
+START_MAX_BACKOFF_S = 3.0
+START_MAX_RETRY_AFTER_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +197,7 @@ class TokenManager:
             if self._resume_refresh:
                 refresh_token, self._resume_refresh = self._resume_refresh, None
                 try:
-                    await self._refresh_with(refresh_token)
+                    await self._at_start(lambda: self._refresh_with(refresh_token), "resume")
                 except AuthFailed as exc:
                     if not self._can_login:
                         raise
@@ -190,9 +205,9 @@ class TokenManager:
                     log.warning(
                         "login %s: resuming from refresh token failed; logging in", self.name
                     )
-                    await self._login()
+                    await self._at_start(self._login, "login")
             else:
-                await self._login()
+                await self._at_start(self._login, "login")
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._refresh_loop(), name=f"tokens:{self.name}")
 
@@ -410,8 +425,38 @@ class TokenManager:
 
     # -- accounts and health -----------------------------------------------------------------
 
+    async def _at_start(self, call: Callable[[], Awaitable[_T]], what: str) -> _T:
+        """``call()``, tried again on a transient failure (5xx, 429, timeout, dropped
+        connection) up to START_ATTEMPTS in all; a refusal (AuthFailed) is raised at once."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return await call()
+            except (VenueUnavailable, RateLimited) as exc:
+                if attempt == START_ATTEMPTS:
+                    raise
+                ceiling = min(START_MAX_BACKOFF_S, START_BACKOFF_S * 2 ** (attempt - 1))
+                delay = random.uniform(ceiling / 2, ceiling)
+                after = getattr(exc, "retry_after", None)
+                if after is not None:
+                    delay = max(delay, min(after, START_MAX_RETRY_AFTER_S))
+                log.warning(
+                    "login %s: %s failed (%s), trying again in %.1f s (attempt %d of %d)",
+                    self.name,
+                    what,
+                    type(exc).__name__,
+                    delay,
+                    attempt + 1,
+                    START_ATTEMPTS,
+                )
+                await self._clock.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def accounts(self) -> list[AccountInfo]:
-        """Every account of this login (``GET /auth/jwt/all-accounts``)."""
+        """Every account of this login (``GET /auth/jwt/all-accounts``); a transient failure is
+        tried again (START_ATTEMPTS)."""
+        return await self._at_start(self._accounts, "listing accounts")
+
+    async def _accounts(self) -> list[AccountInfo]:
         assert self._session is not None, "start() first"
         route = "GET /auth/jwt/all-accounts"
         for attempt in (1, 2):

@@ -12,8 +12,10 @@ import pytest
 from aiohttp import web
 
 from engine.model.domain import Instrument, OrderRequest, OrderType, Side, Validity
-from engine.model.errors import AuthFailed
-from engine.tradelocker.settings import ConnectionSettings
+from engine.model.errors import AuthFailed, VenueUnavailable
+from engine.tradelocker.auth import START_ATTEMPTS
+from engine.tradelocker.settings import AccountSpec, ConnectionSettings
+from engine.tradelocker.venue import TradeLockerVenue
 from tests.fixtures.tradelocker import started
 from tests.tradelocker.sandbox import ACCOUNT_IDS, running_sandbox
 
@@ -119,3 +121,39 @@ async def test_a_query_after_the_token_was_invalidated_refreshes_once() -> None:
         assert [a.account_id for a in await tokens.accounts()] == list(ACCOUNT_IDS)
         assert await venue.positions("acct") == []
         assert tokens.health().refresh_count == refreshes + 1
+
+
+async def test_start_up_goes_through_transient_failures_of_the_login_and_the_accounts_list() -> (
+    None
+):
+    """One bad moment of the venue at start-up (503s on the login and on the accounts list, and a
+    429) does not stop the engine from starting: those idempotent calls are tried again."""
+    async with running_sandbox() as sandbox:
+        sandbox.state.faults.update(
+            {"error5xx": {"LOGIN": 2, "ALL_ACCOUNTS": 1}, "burst429": {"ALL_ACCOUNTS": 1}}
+        )
+        async with started(sandbox.venue()) as venue:
+            health = venue.tokens["demo"].health()
+            assert health.login_count == 1  # three failed attempts, one login
+            instrument = await venue.instrument("acct", "EURUSD")
+            assert instrument.name == "EURUSD"
+
+
+async def test_start_up_gives_up_after_its_attempts_and_a_refused_login_is_not_retried() -> None:
+    async with running_sandbox() as sandbox:
+        sandbox.state.faults.update({"error5xx": {"LOGIN": 50}})
+        down = sandbox.venue()
+        try:
+            with pytest.raises(VenueUnavailable):
+                await down.start()
+        finally:
+            await down.close()
+        assert sandbox.state.faults.triggers["error5xx"]["LOGIN"].count == 50 - START_ATTEMPTS
+        sandbox.state.faults.clear()
+        accounts = [AccountSpec("acct", "demo", account_id=ACCOUNT_ID)]
+        wrong = TradeLockerVenue([sandbox.login(password="not-the-password")], accounts)
+        try:
+            with pytest.raises(AuthFailed, match="refused by the venue"):
+                await wrong.start()
+        finally:
+            await wrong.close()
