@@ -81,12 +81,20 @@ def submit(p: Pipeline, delivery: Delivery) -> None:
     try:
         signal = decode(delivery.payload, arrived, p.accounts.targets, p.max_qty)
         decoded = p._now_ns()
-        group = p.accounts.groups.get(signal.account)
-        # Only a pool chooses an account, so only a pool needs the earlier choice.
-        pinned = (
-            pinned_account(p, signal.id) if group is not None and group.mode == "pool" else None
-        )
-        legs = p.accounts.legs(signal.id, signal.account, pinned)
+        accounts = p.accounts
+        session = accounts.sessions.get(signal.account)
+        if session is not None and session.enabled:
+            # One enabled account (the usual signal): its one leg, as Accounts.legs builds it,
+            # without that frame or the group lookup.
+            group = None
+            legs = [Leg(session, signal.id, session.multiplier)]
+        else:
+            group = accounts.groups.get(signal.account)
+            # Only a pool chooses an account, so only a pool needs the earlier choice.
+            pinned = (
+                pinned_account(p, signal.id) if group is not None and group.mode == "pool" else None
+            )
+            legs = accounts.legs(signal.id, signal.account, pinned)
     except SignalError as exc:
         refuse(p, delivery, exc)
         return

@@ -69,7 +69,7 @@ async def send(p: Pipeline, job: Job) -> None:
         send_by = queue_deadline(p, job) if p.max_age_ns else 0
         limiter = session.gate
         if limiter is not None:
-            routes = limiter.routes_for(action)
+            routes = limiter.by_action[action]  # routes_for(action), without its frame
             if len(routes) == 1:  # a placement's one route: gate()'s frame saved
                 await limiter.acquire(routes[0], job.priority, send_by)
             else:
