@@ -118,8 +118,12 @@ async def send(p: Pipeline, job: Job) -> None:
                     # order timeout after the send earns no 429 for the ones after it.
                     ungate_later(job, p._now_s() - sent_at)
                 else:
-                    # The reply came (or the call failed): the request stops counting.
-                    ungate(job)
+                    # The reply came (or the call failed): the request stops counting
+                    # (ungate(job), inline: no frame without a gate, one fewer with one).
+                    gate_now = session.gate
+                    if gate_now is not None:
+                        for route in gate_now.by_action[action]:
+                            gate_now.release(route)
         except (OutcomeUnknown, RateLimited, TimeoutError) as exc:
             venue_failed(session, action, exc)
             no_deadline(job)
