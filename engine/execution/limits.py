@@ -179,7 +179,7 @@ class AccountLimiter:
                 TokenBucket(lim.limit, lim.interval_s, headroom, alert_ratio)
             )
             self._limits.setdefault(lim.route, []).append(lim)
-        # Indexed by Action value: a list index on the hot path, not a call into the venue. An
+        # Indexed by Action value: a tuple index on the hot path, not a call into the venue. An
         # action the venue charges to no route gets a route of its own, never gated by a budget
         # but paused like any other after a 429 on it.
         # Public so the send path can index it without a call (``routes_for`` is the same).
