@@ -20,6 +20,7 @@ __all__ = [
     "COMPILED",
     "GRID_TOLERANCE",
     "MAX_TAG_LENGTH",
+    "READY",
     "GuardCode",
     "GuardState",
     "RejectCode",
@@ -47,7 +48,7 @@ PURE_REQUESTED: bool = os.environ.get("TL_ENGINE_PURE", "").strip() not in ("", 
 _why_pure: str
 
 if TYPE_CHECKING:
-    from engine._fast.bucket import TokenBucket
+    from engine._fast.bucket import READY, TokenBucket
     from engine._fast.decode import decode as decode_signal
     from engine._fast.decode import peek_id as peek_signal_id
     from engine._fast.guards import GuardState, check_guard, lots_for_risk, worst_loss
@@ -88,6 +89,7 @@ else:
         _why_pure = str(exc)
 
     TokenBucket = _bucket.TokenBucket
+    READY = _bucket.READY  # a completed awaitable (the rate gate's fast path)
     # Not named ``decode``: that is the submodule's name in this package.
     decode_signal = _decode.decode
     peek_signal_id = _decode.peek_id

@@ -1,5 +1,13 @@
 """Rate-limit token bucket, compiled (twin: engine/_fast/_py/bucket.py)."""
 
+from collections.abc import Generator
+from typing import Any
+
+class Ready:
+    def __await__(self) -> Generator[Any]: ...
+
+READY: Ready
+
 class TokenBucket:
     limit: int
     margin: float

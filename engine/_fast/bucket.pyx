@@ -7,7 +7,7 @@ from libc.math cimport ceil
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
-__all__ = ["TokenBucket"]
+__all__ = ["READY", "Ready", "TokenBucket"]
 
 cdef int64_t NEVER = -(1 << 62)
 cdef Py_ssize_t MAX_CAPACITY = 1_000_000
@@ -158,3 +158,18 @@ cdef class TokenBucket:
     @property
     def paused_until_ns(self):
         return self._paused_until
+
+
+cdef object _DONE = iter(())
+
+
+cdef class Ready:
+    """An awaitable that is already complete (a free token: the gate's fast path). Its
+    ``__await__`` is a C slot: awaiting it runs no Python frame, never suspends and allocates
+    nothing (the same exhausted iterator every time)."""
+
+    def __await__(self):
+        return _DONE
+
+
+READY = Ready()

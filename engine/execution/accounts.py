@@ -15,6 +15,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import msgspec
+
 from engine.execution.breaker import CircuitBreaker
 from engine.execution.limits import AccountLimiter
 from engine.execution.settings import AccountSettings, GroupSettings
@@ -139,10 +141,10 @@ class AccountSession:
         return self.in_flight + self.refresh_health().rate_utilisation
 
 
-@dataclass(frozen=True, slots=True)
-class Leg:
+class Leg(msgspec.Struct, frozen=True):
     """One account's share of a signal. ``key`` is the journal key: the signal id for a single
-    account or a pool, ``id@alias`` for each member of a fan-out group."""
+    account or a pool, ``id@alias`` for each member of a fan-out group. A frozen struct (built
+    in C: no Python ``__init__`` frame per signal), compared and hashed by its fields."""
 
     session: AccountSession
     key: str

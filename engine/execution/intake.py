@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from engine.execution.accounts import Leg
 from engine.execution.fanout import FanoutReport
 from engine.execution.lanes import enqueue
@@ -38,41 +40,33 @@ if TYPE_CHECKING:
     from engine.execution.pipeline import Pipeline
 
 
-class Latch:
+class Latch(msgspec.Struct, eq=False):
     """Acks a delivery once every leg's outcome is durable; a fan-out signal's ``fanout``
-    collects its legs for the one group outcome (engine.execution.fanout)."""
+    collects its legs for the one group outcome (engine.execution.fanout). A struct: built in
+    C, no Python ``__init__`` frame per signal."""
 
-    __slots__ = ("ack", "fanout", "left")
-
-    def __init__(self, ack: Callable[[], Awaitable[None]], left: int) -> None:
-        self.ack = ack
-        self.left = left
-        self.fanout: FanoutReport | None = None
+    ack: Callable[[], Awaitable[None]]
+    left: int
+    fanout: FanoutReport | None = None
 
 
-class Job:
-    """One leg of a signal on its way through the pipeline."""
+class Job(msgspec.Struct, eq=False):
+    """One leg of a signal on its way through the pipeline (a struct, like :class:`Latch`)."""
 
-    __slots__ = (
-        "durable", "latch", "leg", "owned_ns", "priority", "recheck", "record", "request", "signal",
-        "target",
-    )  # fmt: skip
-
-    def __init__(self, signal: Signal, leg: Leg, latch: Latch, record: SignalRecord) -> None:
-        self.signal = signal
-        self.leg = leg
-        self.latch = latch
-        self.record = record
-        self.request: OrderRequest | None = None
-        self.target: str | None = None  # venue order/position id the action applies to
-        self.priority = Priority.PENDING
-        # The journal write this job must see durable before it may go to the gate: its own
-        # begin, or the lane's latest one (so it cannot overtake an earlier order's fsync).
-        self.durable: Awaitable[None] | None = None
-        # Another engine process may have executed it (a taken-over Kafka partition): look its
-        # tag up at the venue before executing, like after an unclean stop.
-        self.recheck = False
-        self.owned_ns = 0  # epoch ns since which this process owns the signal's partition
+    signal: Signal
+    leg: Leg
+    latch: Latch
+    record: SignalRecord
+    request: OrderRequest | None = None
+    target: str | None = None  # venue order/position id the action applies to
+    priority: Priority = Priority.PENDING
+    # The journal write this job must see durable before it may go to the gate: its own
+    # begin, or the lane's latest one (so it cannot overtake an earlier order's fsync).
+    durable: Awaitable[None] | None = None
+    # Another engine process may have executed it (a taken-over Kafka partition): look its
+    # tag up at the venue before executing, like after an unclean stop.
+    recheck: bool = False
+    owned_ns: int = 0  # epoch ns since which this process owns the signal's partition
 
 
 def submit(p: Pipeline, delivery: Delivery) -> None:
@@ -81,12 +75,20 @@ def submit(p: Pipeline, delivery: Delivery) -> None:
     try:
         signal = decode(delivery.payload, arrived, p.accounts.targets, p.max_qty)
         decoded = p._now_ns()
-        group = p.accounts.groups.get(signal.account)
-        # Only a pool chooses an account, so only a pool needs the earlier choice.
-        pinned = (
-            pinned_account(p, signal.id) if group is not None and group.mode == "pool" else None
-        )
-        legs = p.accounts.legs(signal.id, signal.account, pinned)
+        accounts = p.accounts
+        session = accounts.sessions.get(signal.account)
+        if session is not None and session.enabled:
+            # One enabled account (the usual signal): its one leg, as Accounts.legs builds it,
+            # without that frame or the group lookup.
+            group = None
+            legs = [Leg(session, signal.id, session.multiplier)]
+        else:
+            group = accounts.groups.get(signal.account)
+            # Only a pool chooses an account, so only a pool needs the earlier choice.
+            pinned = (
+                pinned_account(p, signal.id) if group is not None and group.mode == "pool" else None
+            )
+            legs = accounts.legs(signal.id, signal.account, pinned)
     except SignalError as exc:
         refuse(p, delivery, exc)
         return
@@ -101,11 +103,9 @@ def submit(p: Pipeline, delivery: Delivery) -> None:
         rec.ts_ns = signal.ts_ns
         rec.arrived_ns = arrived
         rec.decoded_ns = decoded
-        job = Job(signal, leg, latch, rec)
         owned = delivery.owned_since_ns
-        job.recheck = bool(owned) and (not signal.ts_ns or signal.ts_ns < owned)
-        job.owned_ns = owned
-        enqueue(p, job)
+        recheck = bool(owned) and (not signal.ts_ns or signal.ts_ns < owned)
+        enqueue(p, Job(signal, leg, latch, rec, recheck=recheck, owned_ns=owned))
 
 
 def pinned_account(p: Pipeline, signal_id: str) -> str | None:

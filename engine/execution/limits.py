@@ -43,11 +43,11 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from engine._fast import TokenBucket
+from engine._fast import READY, TokenBucket
 from engine.model.domain import Action, OrderType, Priority, RateLimit, RouteKey
 from engine.model.errors import ConfigError, QueuedTooLong, Shed
 
@@ -80,20 +80,6 @@ class _Handle(Protocol):
 
 
 CallLater = Callable[..., _Handle]
-
-
-class _Ready:
-    """An awaitable that is already complete: awaiting it never suspends and allocates nothing
-    (it hands back the same exhausted iterator every time)."""
-
-    __slots__ = ()
-    _DONE: Any = iter(())
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return self._DONE  # type: ignore[no-any-return]
-
-
-_READY = _Ready()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,14 +179,15 @@ class AccountLimiter:
                 TokenBucket(lim.limit, lim.interval_s, headroom, alert_ratio)
             )
             self._limits.setdefault(lim.route, []).append(lim)
-        # Indexed by Action value: a list index on the hot path, not a call into the venue. An
+        # Indexed by Action value: a tuple index on the hot path, not a call into the venue. An
         # action the venue charges to no route gets a route of its own, never gated by a budget
         # but paused like any other after a 429 on it.
-        self._by_action: list[tuple[RouteKey, ...]] = [
+        # Public so the send path can index it without a call (``routes_for`` is the same).
+        self.by_action: tuple[tuple[RouteKey, ...], ...] = tuple(
             (tuple(routes(a)) if routes is not None else ()) or (f"action:{a.wire}",)
             for a in Action
-        ]
-        for keys in self._by_action:
+        )
+        for keys in self.by_action:
             for key in keys:
                 grouped.setdefault(key, [])
         self._routes: dict[RouteKey, _Route] = {
@@ -210,7 +197,7 @@ class AccountLimiter:
     def routes_for(self, action: Action) -> tuple[RouteKey, ...]:
         """The routes an action spends, in the order its requests are sent (the venue's table;
         never empty, see ``__init__``)."""
-        return self._by_action[action]
+        return self.by_action[action]
 
     def _route(self, key: RouteKey) -> _Route:
         """A route the venue neither publishes nor names for an action: not gated."""
@@ -246,8 +233,17 @@ class AccountLimiter:
         """
         r = self._routes.get(route) or self._route(route)
         now = self._clock()
-        if not r.heap and self._grant(r, now):
-            return _READY
+        if not r.heap:
+            # One published limit, a free token, not near the limit: the usual case, granted
+            # here without _grant's frame; anything else goes through _grant.
+            b = r.single
+            if b is not None and not r.alerting:
+                if b.take(now):
+                    if b.near_limit(now):
+                        self._near_limit(r, now)
+                    return READY
+            elif self._grant(r, now):
+                return READY
         if deadline_ns and now >= deadline_ns:
             r.expired += 1
             raise self._too_long(r, priority, 0)
@@ -518,7 +514,7 @@ class AccountLimiter:
     def action_utilisation(self, action: Action) -> float:
         """The tightest of the routes an action spends."""
         now = self._clock()
-        keys = self._by_action[action]
+        keys = self.by_action[action]
         if len(keys) == 1:
             return self._utilisation(self._routes[keys[0]], now)
         return max(self._utilisation(self._routes[k], now) for k in keys)

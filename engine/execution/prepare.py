@@ -256,7 +256,8 @@ async def order_request(p: Pipeline, job: Job, session: AccountSession) -> Order
                 session.alias,
             )
         base = guards.size(session.alias, inst, sig, bid, ask)
-    qty = scale_qty(base, job.leg.qty_factor, inst.lot_step)
+    factor = job.leg.qty_factor
+    qty = base if factor == 1.0 else scale_qty(base, factor, inst.lot_step)  # 1.0: no frame
     if qty <= 0.0:
         raise ValidationError(
             f"{base:g} lots x allocation {job.leg.qty_factor:g} is less than one lot step "

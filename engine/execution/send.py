@@ -69,7 +69,7 @@ async def send(p: Pipeline, job: Job) -> None:
         send_by = queue_deadline(p, job) if p.max_age_ns else 0
         limiter = session.gate
         if limiter is not None:
-            routes = limiter.routes_for(action)
+            routes = limiter.by_action[action]  # routes_for(action), without its frame
             if len(routes) == 1:  # a placement's one route: gate()'s frame saved
                 await limiter.acquire(routes[0], job.priority, send_by)
             else:
@@ -118,8 +118,12 @@ async def send(p: Pipeline, job: Job) -> None:
                     # order timeout after the send earns no 429 for the ones after it.
                     ungate_later(job, p._now_s() - sent_at)
                 else:
-                    # The reply came (or the call failed): the request stops counting.
-                    ungate(job)
+                    # The reply came (or the call failed): the request stops counting
+                    # (ungate(job), inline: no frame without a gate, one fewer with one).
+                    gate_now = session.gate
+                    if gate_now is not None:
+                        for route in gate_now.by_action[action]:
+                            gate_now.release(route)
         except (OutcomeUnknown, RateLimited, TimeoutError) as exc:
             venue_failed(session, action, exc)
             no_deadline(job)

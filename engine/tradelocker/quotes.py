@@ -373,7 +373,14 @@ class QuoteFeed:
                 return None  # nothing to poll; an unknown price never blocks an order
             sub = self._add(instrument_id, info_route_ids)
         sub.lease_until_ns = now + self._lease_ns
-        return self.fresh(instrument_id, now)
+        # fresh(instrument_id, now), inline: one frame less on the order path.
+        quote = self._last.get(instrument_id)
+        if quote is None:
+            return None
+        limit = self._stale_cycles * self.pacer.interval * 1e9 * max(1, len(self._order))
+        if limit > self._max_age_ns:
+            limit = self._max_age_ns
+        return quote if now - quote.received_ns <= limit else None
 
     def route_for(self, instrument_id: int) -> int | None:
         """The INFO route that answers for the instrument (None while still probing)."""

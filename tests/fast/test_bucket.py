@@ -186,3 +186,16 @@ def test_a_burst_at_a_window_edge_never_puts_more_than_the_limit_into_a_venue_wi
     assert _arrivals_in_one_window(_burst(b, hold=False), S) > 10
     # ...counted until the reply, never more than the limit, whatever the latencies.
     assert _arrivals_in_one_window(_burst(b, hold=True), S) <= 10
+
+
+def test_ready_is_a_completed_awaitable_that_never_suspends(b: ModuleType) -> None:
+    # The rate gate's fast path returns it for a free token: awaiting it must give None at once,
+    # every time (the same object is awaited by every granted request).
+    async def await_it_three_times() -> list[object]:
+        return [await b.READY, await b.READY, await b.READY]
+
+    coro = await_it_three_times()
+    with pytest.raises(StopIteration) as done:
+        coro.send(None)  # one step, no event loop: it would yield here if READY suspended
+    assert done.value.value == [None, None, None]
+    assert isinstance(b.READY, b.Ready)
