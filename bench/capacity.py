@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--out", type=Path, default=None, help="write the JSON here too")
     args = p.parse_args(argv)
     numbers = [v for k, v in vars(args).items() if k not in ("mode", "out")]
-    if any(v <= 0 for v in numbers):
+    if any(v is not None and v <= 0 for v in numbers):
         print("every count, rate and duration must be positive", file=sys.stderr)
         return 2
     if args.mode == "orders":
