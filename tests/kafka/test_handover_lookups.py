@@ -18,51 +18,32 @@ run`` does (in this process, one loop).
 from __future__ import annotations
 
 import contextlib
-import time
 from collections import Counter
 from collections.abc import Collection
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from aiohttp import ClientSession
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
-from engine.app.config import parse_config
 from engine.app.daemon import Engine
-from engine.model.events import Event, OutcomeEvent, Topic
-from tests.fixtures.engine import demo_secrets, engine_config_data, sandbox_with
+from engine.model.events import OutcomeEvent
+from tests.fixtures.engine import demo_secrets, sandbox_with
 from tests.fixtures.kafka import TopicFactory
+from tests.fixtures.kafka_run import place_signal, produce
 from tests.kafka.inprocess import running_engine, wait_until
+from tests.kafka.test_handover import (
+    PARTITIONS,
+    config,
+    keep_outcomes,
+    two_aliases,
+    venue_orders,
+)
 
 pytestmark = pytest.mark.kafka
 
-PARTITIONS = 2
 PER_ACCOUNT = 10
-
-
-def aliases() -> list[str]:
-    """One alias per partition (murmur2, as producers key them)."""
-    chosen: dict[int, str] = {}
-    n = 0
-    while len(chosen) < PARTITIONS:
-        chosen.setdefault((murmur2(f"acct{n}".encode()) & 0x7FFFFFFF) % PARTITIONS, f"acct{n}")
-        n += 1
-    return [chosen[p] for p in range(PARTITIONS)]
-
-
-def config(url: str, tmp: Path, bootstrap: str, topic: str, name: str, settle_s: float) -> Any:
-    (tmp / name).mkdir()
-    data = engine_config_data(url, tmp / name, groups=False)
-    data["timeouts"]["reconcile_settle_s"] = settle_s
-    data["accounts"] = {a: {"login": "sb", "acc_num": n + 1} for n, a in enumerate(aliases())}
-    data["sources"] = [
-        {"kind": "kafka", "bootstrap": bootstrap, "topic": topic, "group_id": f"{topic}-g"}
-    ]
-    data["sinks"] = [{"kind": "kafka", "bootstrap": bootstrap, "topic_prefix": f"{topic}.{name}."}]
-    return parse_config(data)
 
 
 async def test_a_takeover_during_the_old_owners_lookups_ends_them_with_no_429(
@@ -71,42 +52,24 @@ async def test_a_takeover_during_the_old_owners_lookups_ends_them_with_no_429(
     sandbox = sandbox_with(profile="realistic")
     await sandbox.start("127.0.0.1", 0)
     topic = await kafka_topic(partitions=PARTITIONS, prefix="handover-end")
-    accounts = aliases()
+    accounts = two_aliases()
     secrets = await demo_secrets()
     outcomes: list[tuple[str, OutcomeEvent]] = []
-
-    def keeper(name: str) -> Any:
-        def keep(_topic: Topic, ev: Event) -> None:
-            if isinstance(ev, OutcomeEvent):
-                outcomes.append((name, ev))
-
-        return keep
+    keeper = partial(keep_outcomes, outcomes)
 
     want = {f"e{n}" for n in range(PER_ACCOUNT * PARTITIONS)}
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
-    await producer.start()
-    try:
-        for n in range(PER_ACCOUNT * PARTITIONS):
-            alias = accounts[n % PARTITIONS]
-            signal = {
-                "id": f"e{n}",
-                "ts": time.time_ns() // 1_000_000,
-                "account": alias,
-                "action": "place",
-                "symbol": "EURUSD",
-                "type": "market",
-                "side": "buy",
-                "qty": 0.01,
-            }
-            await producer.send(topic, orjson.dumps(signal), key=alias.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce(
+        kafka_broker,
+        topic,
+        (place_signal(f"e{n}", accounts[n % PARTITIONS]) for n in range(PER_ACCOUNT * PARTITIONS)),
+    )
     # A's reconciler rounds begun per account at each of its withdrawals.
     at_withdrawal: dict[str, int] = {}
     try:
         async with contextlib.AsyncExitStack() as stack:
-            cfg_a = config(sandbox.base_url, tmp_path, kafka_broker, topic, "a", 10.0)
+            (tmp_path / "a").mkdir()
+            (tmp_path / "b").mkdir()
+            cfg_a = config(sandbox.base_url, tmp_path / "a", kafka_broker, topic, "a", 10.0)
             a: Engine = await stack.enter_async_context(running_engine(cfg_a, secrets))
             a.bus.subscribe(keeper("a"))
             begun = a.pipeline.reconciler.rounds_begun
@@ -124,7 +87,7 @@ async def test_a_takeover_during_the_old_owners_lookups_ends_them_with_no_429(
             await wait_until(
                 lambda: all(begun.get(alias, 0) >= 1 for alias in accounts), "A's first reads"
             )
-            cfg_b = config(sandbox.base_url, tmp_path, kafka_broker, topic, "b", 3.0)
+            cfg_b = config(sandbox.base_url, tmp_path / "b", kafka_broker, topic, "b", 3.0)
             b: Engine = await stack.enter_async_context(running_engine(cfg_b, secrets))
             b.bus.subscribe(keeper("b"))
             src_b = b.sources[0]
@@ -141,11 +104,7 @@ async def test_a_takeover_during_the_old_owners_lookups_ends_them_with_no_429(
                 http.get(f"{sandbox.base_url}/sandbox/counters") as resp,
             ):
                 counters = orjson.loads(await resp.read())
-            orders = [
-                o
-                for acct in sandbox.state.accounts.values()
-                for o in [*acct.orders.values(), *acct.history]
-            ]
+            orders = venue_orders(sandbox)
     finally:
         await sandbox.stop()
 
