@@ -13,40 +13,26 @@ from collections.abc import Collection
 
 from engine.execution.reconcile import Reconciler, Resolution, Verdict
 from engine.model.clock import ManualClock
-from engine.model.domain import OrderRequest, OrderType, Side, Validity
-from engine.venue.paper import PaperVenue
 from engine.venue.protocol import TagMatches
+from tests.execution.test_reconcile_batched import CountingVenue
 
 WALL_S = time.time()  # the paper venue stamps orders with the real wall clock
 SETTLE_S = 4.0
 
 
-class TimedVenue(PaperVenue):
+class TimedVenue(CountingVenue):
+    """CountingVenue that also notes the clock's monotonic() of every round."""
+
     def __init__(self, clock: ManualClock) -> None:
-        super().__init__(["a1"])
+        super().__init__()
         self.clock = clock
-        self.read_at: list[float] = []  # the clock's monotonic() of every round
+        self.read_at: list[float] = []
 
     async def find_by_tags(
         self, account: str, tags: Collection[str] | None = None, since_ms: int | None = None
     ) -> dict[str, TagMatches]:
         self.read_at.append(self.clock.monotonic())
         return await super().find_by_tags(account, tags, since_ms)
-
-    async def place(self, tag: str) -> str:
-        instrument = await self.instrument("a1", "EURUSD")
-        placed = await self.place_order(
-            OrderRequest(
-                account="a1",
-                instrument=instrument,
-                side=Side.BUY,
-                type=OrderType.MARKET,
-                qty=instrument.min_lot,
-                validity=Validity.required_for(OrderType.MARKET),
-                strategy_tag=tag,
-            )
-        )
-        return placed.order_id
 
 
 async def lane(
@@ -70,7 +56,7 @@ async def test_a_quiet_lookup_reads_once_then_proves_absence_right_after_the_set
     clock = ManualClock(start_s=1_000.0, wall_offset_s=WALL_S)
     venue = TimedVenue(clock)
     rec = Reconciler(venue, settle_s=SETTLE_S, max_s=30.0, clock=clock)
-    placed = {tag: await venue.place(tag) for tag in ("t0", "t3")}
+    placed = {tag: await venue.place("a1", tag) for tag in ("t0", "t3")}
     start = clock.monotonic()
     tags = [f"t{i}" for i in range(6)]
     results = await lane(clock, rec, tags, quiet=True)
@@ -113,7 +99,7 @@ async def test_a_round_kept_from_before_the_send_does_not_keep_a_quiet_lookup_fr
     [early] = await lane(clock, rec, ["old"], quiet=True)
     assert early.verdict is Verdict.ABSENT
     await clock.advance(60.0)
-    order_id = await venue.place("new")
+    order_id = await venue.place("a1", "new")
     before = len(venue.read_at)
     start = clock.monotonic()
     [res] = await lane(clock, rec, ["new"], quiet=True)
@@ -151,7 +137,7 @@ async def test_with_the_settle_time_near_a_quiet_lookup_reads_first_at_the_settl
     clock = ManualClock(start_s=1_000.0, wall_offset_s=WALL_S)
     venue = TimedVenue(clock)
     rec = Reconciler(venue, settle_s=1.0, max_s=30.0, clock=clock)
-    order_id = await venue.place("sent")
+    order_id = await venue.place("a1", "sent")
     start = clock.monotonic()
     found, absent = await lane(clock, rec, ["sent", "never"], quiet=True)
     assert found.verdict is Verdict.FOUND and found.order_id == order_id
