@@ -78,6 +78,7 @@ def daemon_toml(
     kafka: tuple[str, str] | None,
     connections: int = FLOOR_CONNECTIONS,
     sink: str | None = None,
+    http: bool = True,
 ) -> str:
     """The daemon's config: the sandbox's accounts, the control server, one intake (and, with
     ``sink`` = a bootstrap, its events on Kafka topics ``tl.*``)."""
@@ -98,7 +99,8 @@ def daemon_toml(
     ]
     for i, acc_id in enumerate(sandbox.account_ids):
         lines += [f"[accounts.acct{i + 1}]", 'login = "bench"', f'account_id = "{acc_id}"', ""]
-    lines += ["[[sources]]", 'kind = "http"', ""]
+    if http:
+        lines += ["[[sources]]", 'kind = "http"', ""]
     if kafka is not None:
         bootstrap, topic = kafka
         lines += [

@@ -89,6 +89,12 @@ class Sandbox:
                         f"{(await r.text())[:300]}"
                     )
 
+    async def earned_429(self) -> dict[str, int]:
+        """The HTTP 429s the sandbox's rate limits answered so far, per rateLimitType."""
+        async with aiohttp.ClientSession() as http:
+            async with http.get(self.host_url + "/sandbox/counters") as r:
+                return dict((await r.json())["earned429"])
+
     async def stop(self) -> None:
         if self.process.returncode is None:
             self.process.terminate()

@@ -131,6 +131,11 @@ async def _venue_positions(sandbox: Sandbox) -> int:
 class Cluster:
     """``n`` daemons on one topic and group, events to ``tl.outcomes``."""
 
+    # Kafka as the only source, as a scaled-out deployment runs: then each daemon's share of a
+    # login's budgets follows its partitions (docs/kafka.md, "Per-login budgets"); beside an
+    # HTTP source each would take the whole login's quote budget (``--http-source``).
+    http_source = False
+
     def __init__(self, stack: contextlib.AsyncExitStack, tmp: Path, sandbox: Sandbox) -> None:
         self.stack, self.tmp, self.sandbox = stack, tmp, sandbox
         self.procs: list[Any] = []
@@ -151,6 +156,7 @@ class Cluster:
                         (bootstrap, topic),
                         connections=1,
                         sink=bootstrap,
+                        http=self.http_source,
                     )
                 )
                 proc = await self.stack.enter_async_context(daemon(cfg, None))
@@ -308,16 +314,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="tl-bench-scale-") as tmp:
             async with broker() as bootstrap:
                 await create_topic(bootstrap, "tl.outcomes", PARTITIONS)
+                phases: dict[str, dict[str, int]] = {}
                 one = await throughput(sandbox, Path(tmp), bootstrap, 1, args.burst, args.accounts)
-                print(f"throughput, 1 process: {one:,.0f} signals/s", flush=True)
+                phases["1 process"] = await _earned(sandbox, phases)
+                print(f"throughput, 1 process: {one:,.0f} signals/s, {_429(phases)}", flush=True)
                 many = await throughput(
                     sandbox, Path(tmp), bootstrap, args.processes, args.burst, args.accounts
                 )
-                print(f"throughput, {args.processes} processes: {many:,.0f} signals/s", flush=True)
+                phases[f"{args.processes} processes"] = await _earned(sandbox, phases)
+                print(
+                    f"throughput, {args.processes} processes: {many:,.0f} signals/s, "
+                    f"{_429(phases)}",
+                    flush=True,
+                )
                 kill = await kill_test(
                     sandbox, Path(tmp), bootstrap, args.processes, args.accounts,
                     args.rate, args.seconds, args.kill_after,
                 )  # fmt: skip
+                phases["kill"] = await _earned(sandbox, phases)
+                kill["earned_429"] = phases["kill"]
     finally:
         await sandbox.stop()
     return {
@@ -328,7 +343,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "throughput_1_process_per_s": one,
         f"throughput_{args.processes}_processes_per_s": many,
         "kill": kill,
+        "earned_429_per_phase": phases,
+        "http_source": Cluster.http_source,
     }
+
+
+async def _earned(sandbox: Sandbox, before: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The HTTP 429s the sandbox answered since the phases in ``before``, per rateLimitType."""
+    now = await sandbox.earned_429()
+    for seen in before.values():
+        for kind, n in seen.items():
+            now[kind] = now.get(kind, 0) - n
+    return {kind: n for kind, n in now.items() if n}
+
+
+def _429(phases: dict[str, dict[str, int]]) -> str:
+    last = list(phases.values())[-1]
+    return f"HTTP 429 earned {sum(last.values())} {last or ''}".rstrip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,7 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--kill-after", type=float, default=10.0)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--http-source",
+        action="store_true",
+        help="give each daemon an HTTP source beside Kafka (then each takes a login's whole "
+        "quote budget, as it says at start)",
+    )
     args = p.parse_args(argv)
+    Cluster.http_source = args.http_source
     if min(args.processes, args.accounts, args.burst) < 1 or args.rate <= 0:
         print("--processes, --accounts, --burst and --rate must be positive", file=sys.stderr)
         return 2
@@ -354,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         f"lost {k['lost_no_outcome']}, twice {k['twice_positions_beyond_accepted']} "
         f"(venue positions {k['venue_positions']}, accepted {k['accepted_distinct']}); "
         f"after the kill, produced->outcome max {k['after_kill_produced_to_outcome_max_ms']:.0f}"
-        f" ms; longest per-account gap across it {k['longest_gap_across_kill_ms']:.0f} ms"
+        f" ms; longest per-account gap across it {k['longest_gap_across_kill_ms']:.0f} ms; "
+        f"HTTP 429 earned {sum(k['earned_429'].values())} {k['earned_429'] or ''}".rstrip()
     )
     if args.out is not None:
         args.out.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
