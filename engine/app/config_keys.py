@@ -177,6 +177,7 @@ SOURCE_KEYS = {
     "max_poll_interval_ms": Key(SourceSettings, "max_poll_interval_ms", v.whole(1_000)),
     "fetch_max_wait_ms": Key(SourceSettings, "fetch_max_wait_ms", v.whole(1, 5_000)),
     "revoke_grace_ms": Key(SourceSettings, "revoke_grace_ms", v.whole(0, 600_000)),
+    "fence_ms": Key(SourceSettings, "fence_ms", v.whole(0, 300_000)),
     "assignment_strategy": Key(SourceSettings, "assignment_strategy", v.one_of(AssignmentStrategy)),
 }
 SINK_KEYS = {

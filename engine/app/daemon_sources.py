@@ -155,6 +155,7 @@ def kafka_source_config(src: SourceSettings) -> Any:
         max_poll_interval_ms=src.max_poll_interval_ms,
         assignment_strategy=src.assignment_strategy,
         revoke_grace_s=src.revoke_grace_ms / 1000,
+        fence_ms=src.fence_ms,
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from engine.execution import handover
 from engine.execution.late import start_watch
 from engine.execution.pending import Entry
 from engine.execution.publish import (
@@ -200,6 +201,12 @@ async def resubmit(p: Pipeline, job: Job, what: str) -> None:
     rec = job.record
     req = job.request
     assert req is not None
+    lease = job.lease
+    if lease is not None and lease.lapsed() and not await handover.fenced(p, job):
+        # Self-fencing: the first attempt is proven absent and this engine may no longer own
+        # the partition: never resent here; the next owner looks the signal up and decides it.
+        handover.drop(p, job)
+        return
     tag = p.tags.mint(rec.signal_id, job.signal.ts_ns, attempt=1)
     rec.tag = tag
     req.strategy_tag = tag

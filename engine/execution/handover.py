@@ -36,6 +36,32 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+async def fenced(p: Pipeline, job: Job) -> bool:
+    """Self-fencing: the job's Kafka lease has lapsed (no heartbeat answered for ``fence_ms``),
+    so the group may be handing its partition to another engine, which would look the signal up
+    and send it after its settle time. Waits, holding its place at the gate, until the lease is
+    renewed (True: send) or the account is withdrawn at the revocation that follows an expired
+    membership, or the engine drains (False: the caller drops it unsent, unacked; the next owner
+    or the next start decides it). Nothing is decided while fenced: the age limit is checked
+    after, as for any write."""
+    lease = job.lease
+    assert lease is not None
+    lease.waits += 1
+    if lease.logged != lease.renewals:
+        lease.logged = lease.renewals
+        log.warning(
+            "kafka: no heartbeat answered by the group for fence_ms: orders of this engine's "
+            "partitions wait until one is (or the partitions are withdrawn); see docs/kafka.md, "
+            '"Self-fencing"'
+        )
+    p.fenced_leases.add(lease)
+    while lease.lapsed():
+        if (p.withdrawn_ns and withdrawn(p, job)) or p.draining:
+            return False
+        await lease.changed()
+    return not (p.withdrawn_ns and withdrawn(p, job))
+
+
 def withdrawn(p: Pipeline, job: Job) -> bool:
     """Whether the job's account was withdrawn after the job arrived."""
     stamp = p.withdrawn_ns.get(job.signal.account)

@@ -30,7 +30,7 @@ from engine.execution.publish import (
 )
 from engine.execution.signals import decode, peek_id
 from engine.execution.tracker import SignalRecord
-from engine.model.delivery import Delivery
+from engine.model.delivery import Delivery, Lease
 from engine.model.domain import OrderRequest, OutcomeStatus, Priority, Signal
 from engine.model.errors import SignalError
 from engine.model.events import LegResult, OutcomeEvent, RejectedSignal
@@ -67,6 +67,8 @@ class Job(msgspec.Struct, eq=False):
     # tag up at the venue before executing, like after an unclean stop.
     recheck: bool = False
     owned_ns: int = 0  # epoch ns since which this process owns the signal's partition
+    # Kafka: written only while this lease holds (self-fencing: engine.model.delivery.Lease).
+    lease: Lease | None = None
 
 
 def submit(p: Pipeline, delivery: Delivery) -> None:
@@ -105,7 +107,10 @@ def submit(p: Pipeline, delivery: Delivery) -> None:
         rec.decoded_ns = decoded
         owned = delivery.owned_since_ns
         recheck = bool(owned) and (not signal.ts_ns or signal.ts_ns < owned)
-        enqueue(p, Job(signal, leg, latch, rec, recheck=recheck, owned_ns=owned))
+        enqueue(
+            p,
+            Job(signal, leg, latch, rec, recheck=recheck, owned_ns=owned, lease=delivery.lease),
+        )
 
 
 def pinned_account(p: Pipeline, signal_id: str) -> str | None:

@@ -41,7 +41,7 @@ from engine.execution.symbols import SymbolMap
 from engine.execution.tags import TAG_LENGTH, TagMint
 from engine.execution.tracker import OrderTracker
 from engine.model.clock import LIVE, Clock
-from engine.model.delivery import SignalSource
+from engine.model.delivery import Lease, SignalSource
 from engine.model.events import EventSink
 from engine.state.journal import Journal
 from engine.state.live import LiveState
@@ -129,6 +129,10 @@ class Pipeline:
         # partition revoked: engine.execution.handover); how many legs were dropped so.
         self.withdrawn_ns: dict[str, int] = {}
         self.withdrawn_total = 0
+        # Self-fencing (handover.fenced): the Kafka leases writes have waited on, and whether
+        # the engine is draining (a fenced write is then dropped, not waited for).
+        self.fenced_leases: set[Lease] = set()
+        self.draining = False
         # Signal key -> its jobs' tag lookups running now (ended at a withdrawal), and how
         # many were ended so.
         self.lookups: dict[str, set[asyncio.Task[Any]]] = {}
@@ -159,8 +163,15 @@ class Pipeline:
             self.submit(delivery)
 
     async def drain(self) -> None:
-        """Wait until every submitted signal has its outcome recorded."""
-        await self._idle.wait()
+        """Wait until every submitted signal has its outcome recorded (a write held by a lapsed
+        Kafka lease is dropped instead: the next owner or the next start decides it)."""
+        self.draining = True
+        for lease in self.fenced_leases:
+            lease.poke()
+        try:
+            await self._idle.wait()
+        finally:
+            self.draining = False
 
     async def close(self) -> None:
         """Drain in-flight work (a lane's runner ends when its lane is empty), then end the

@@ -16,6 +16,7 @@ transport, which compares it just before the write, after any wait for a login o
 from __future__ import annotations
 
 import logging
+from time import monotonic_ns
 from typing import TYPE_CHECKING
 
 from engine.execution import closing, handover
@@ -78,6 +79,14 @@ async def send(p: Pipeline, job: Job) -> None:
             ungate(job)  # its account moved to another engine while it waited: never sent
             handover.drop(p, job)
             return
+        lease = job.lease
+        if lease is not None and lease.until_ns <= monotonic_ns():
+            # No heartbeat answered for fence_ms: the group may be giving this partition to
+            # another engine. Not written until the lease is renewed (or dropped, withdrawn).
+            if not await handover.fenced(p, job):
+                ungate(job)
+                handover.drop(p, job)
+                return
         # Engaged while this order waited for rate budget: it must not go out now. Cancels
         # and closes still do: they reduce risk.
         kill = p.kill_switch

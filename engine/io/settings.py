@@ -33,6 +33,9 @@ class SourceSettings:
     fetch_max_wait_ms: int = 100  # an idle fetch's longest wait at the broker
     revoke_grace_ms: int = 1_000  # in-flight signals' time to finish before a partition moves
     assignment_strategy: AssignmentStrategy = "roundrobin"
+    # Self-fencing: orders are written only until this long after the send of the last
+    # heartbeat the group answered; 0: session_timeout_ms - 2 x heartbeat_interval_ms.
+    fence_ms: int = 0
 
     def check_kafka(self, where: str) -> None:
         """The consumer settings' relations (each key's own range is checked by the loader)."""
@@ -46,6 +49,14 @@ class SourceSettings:
             raise ConfigError(
                 f"{where}.max_poll_interval_ms must be at least session_timeout_ms "
                 f"({self.session_timeout_ms})"
+            )
+        fence = self.fence_ms or self.session_timeout_ms - 2 * self.heartbeat_interval_ms
+        if not self.heartbeat_interval_ms < fence < self.session_timeout_ms:
+            raise ConfigError(
+                f"{where}.fence_ms ({fence}) must be above heartbeat_interval_ms "
+                f"({self.heartbeat_interval_ms}) and below session_timeout_ms "
+                f"({self.session_timeout_ms}): an engine must stop writing orders before the "
+                "group can call it dead, and not between two heartbeats"
             )
         if self.revoke_grace_ms >= self.rebalance_timeout_ms:
             raise ConfigError(

@@ -46,6 +46,10 @@ def test_defaults_are_the_fast_takeover_ones(tmp_path: Path) -> None:
         ({"assignment_strategy": "cooperative"}, "assignment_strategy must be one of"),
         ({"fetch_max_wait_ms": 0}, "fetch_max_wait_ms must be an integer from 1"),
         ({"session_timeout_ms": "2s"}, "session_timeout_ms must be an integer"),
+        ({"fence_ms": 1500}, "fence_ms (1500) must be above heartbeat_interval_ms (300) and below"),
+        ({"fence_ms": 200}, "fence_ms (200) must be above heartbeat_interval_ms"),
+        # The derived default (session - 2 x heartbeat) must fit too: 900 - 2 x 300 = 300.
+        ({"session_timeout_ms": 900, "heartbeat_interval_ms": 300}, "fence_ms (300) must be"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_key(
@@ -77,6 +81,10 @@ async def test_the_daemon_gives_the_consumer_the_configured_values(tmp_path: Pat
     assert consumer._fetch_max_wait_ms == 20
     assert source.config.revoke_grace_s == 2.5
     assert [a.name for a in consumer._partition_assignment_strategy] == ["sticky"]
+    # Self-fencing: session - 2 x heartbeat unless told.
+    assert source.lease.fence_ns == 4000 * 1_000_000
+    told = parse_config(with_source(tmp_path, **keys, fence_ms=5000)).sources[0]
+    assert KafkaSignalSource(kafka_source_config(told)).lease.fence_ns == 5000 * 1_000_000
 
 
 @pytest.mark.kafka

@@ -53,7 +53,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 
-from engine.model.delivery import Delivery
+from engine.model.delivery import Delivery, Lease
 from engine.model.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,10 @@ class KafkaSourceConfig:
     # A new group starts from the oldest signal: nothing is lost; stale ones expire by policy.
     auto_offset_reset: str = "earliest"
     revoke_grace_s: float = 1.0
+    # Self-fencing: orders of this engine's partitions are written only until fence_ms after
+    # the send of the last heartbeat the coordinator answered; 0: session_timeout_ms - 2 x
+    # heartbeat_interval_ms (docs/kafka.md, "Self-fencing").
+    fence_ms: int = 0
     extra: dict[str, object] = field(default_factory=dict)  # passed through to AIOKafkaConsumer
 
     def __post_init__(self) -> None:
@@ -94,6 +98,17 @@ class KafkaSourceConfig:
             raise ConfigError(
                 f"kafka source: assignment_strategy must be one of {', '.join(_ASSIGNORS)}"
             )
+        if not self.heartbeat_interval_ms < self.fence_after_ms < self.session_timeout_ms:
+            raise ConfigError(
+                f"kafka source: fence_ms ({self.fence_after_ms}) must be above "
+                f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) and below "
+                f"session_timeout_ms ({self.session_timeout_ms})"
+            )
+
+    @property
+    def fence_after_ms(self) -> int:
+        """How long after an answered heartbeat was sent this engine may still write orders."""
+        return self.fence_ms or self.session_timeout_ms - 2 * self.heartbeat_interval_ms
 
 
 _ASSIGNORS: dict[str, type[AbstractPartitionAssignor]] = {
@@ -182,6 +197,7 @@ class KafkaSignalSource:
         self._committer: asyncio.Task[None] | None = None
         self._closed = False
         self._partition_count: int | None = None
+        self.lease = Lease(config.fence_after_ms * 1_000_000)
         self.commits = 0  # successful commit requests (for health and tests)
         self.rewinds = 0  # commits withheld because the barrier failed (for health and tests)
 
@@ -194,8 +210,34 @@ class KafkaSignalSource:
             with contextlib.suppress(Exception):  # no "Unclosed AIOKafkaConsumer" after a failure
                 await self._consumer.stop()
             raise
+        self._watch_heartbeats()
         self._consumer.subscribe([self.config.topic], listener=_Listener(self))
         self._committer = asyncio.create_task(self._commit_loop(), name="kafka-source:commit")
+
+    def _watch_heartbeats(self) -> None:
+        """Renew :attr:`lease` with the send time of every heartbeat the group coordinator
+        answered. aiokafka has no public hook for it: its coordinator's ``_do_heartbeat``
+        (aiokafka 0.14; True when the member is still in the group, rebalancing included) is
+        wrapped. Without it the engine could not prove its membership and would hold every
+        order, so a version that lacks it stops the start here, with the reason."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        beat = getattr(coordinator, "_do_heartbeat", None)
+        if beat is None:
+            raise RuntimeError(
+                "kafka source: this aiokafka has no GroupCoordinator._do_heartbeat to watch, so "
+                'the engine cannot fence itself (docs/kafka.md, "Self-fencing"); use the '
+                "aiokafka version pyproject.toml pins"
+            )
+        lease = self.lease
+
+        async def heartbeat() -> bool:
+            sent = time.monotonic_ns()
+            answered = bool(await beat())
+            if answered:
+                lease.renew(sent)
+            return answered
+
+        coordinator._do_heartbeat = heartbeat  # type: ignore[union-attr]
 
     async def close(self) -> None:
         """Commit every acked offset, then leave the group. Idempotent."""
@@ -272,6 +314,7 @@ class KafkaSignalSource:
                         key=record.key,
                         origin=f"kafka:{topic}/{tp.partition}@{record.offset}",
                         owned_since_ns=ledger.since_ns,
+                        lease=self.lease,
                     )
 
     def _acker(self, partition: int, epoch: int, offset: int) -> Callable[[], Awaitable[None]]:
@@ -359,6 +402,7 @@ class KafkaSignalSource:
         # First the engine withdraws the signals of these partitions it has not written to the
         # venue yet: the next owner decides them (docs/kafka.md, "Handover").
         await _call(self._on_revoking, revoked)
+        self.lease.poke()  # writes held by a lapsed lease look again: now withdrawn
         # Give in-flight signals a moment to finish, so their offsets go with this commit.
         await self._settle(revoked)
         await self._commit_now(revoked)
@@ -382,6 +426,9 @@ class KafkaSignalSource:
                 await asyncio.wait_for(self._acked.wait(), left)
 
     async def _assigned(self, assigned: frozenset[int]) -> None:
+        # The group just gave us these: proof of membership now (the coordinator restarted
+        # our session timer when it answered the join, a moment before).
+        self.lease.renew(time.monotonic_ns())
         for p in assigned:
             self._epoch += 1
             self._ledgers[p] = _PartitionLedger(self._epoch)
