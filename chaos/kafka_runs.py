@@ -358,6 +358,13 @@ async def run_kafka_two(size: Size, bootstrap: str, workdir: Path | None = None)
     _count_goals(r, t)
     r.goal("lag 0", lag == 0)
     r.goal("the survivor took over the killed daemon's accounts", first is not None)
+    # The time goal, judged (a time: printed, not asserted by the tests). With the
+    # default settle it is missed by design: docs/kafka.md, "Takeover".
+    r.goal(
+        "takeover: kill -> first order on a taken-over account <= 3 s",
+        first is not None and first.logged_ms - killed <= 3000,
+        timed=True,
+    )
     return r
 
 
