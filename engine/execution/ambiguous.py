@@ -47,6 +47,7 @@ from engine.model.errors import (
 if TYPE_CHECKING:
     from engine.execution.intake import Job
     from engine.execution.pipeline import Pipeline
+    from engine.state.journal import JournalRecord
 
 # Actions that create an order: an ambiguous failure is reconciled by the order's tag, and after
 # an unclean stop the tag is looked up before the signal executes again.
@@ -247,90 +248,96 @@ async def recover(p: Pipeline) -> int:
 
     Found → accepted; absent → rejected (the engine never re-sends after a restart: it no
     longer has the signal, and the generator decides); unreadable → stays pending.
-    Returns how many rows were resolved.
+    Returns how many rows were resolved. The rows are looked up together: the reconciler reads
+    one round at a time per account and answers every tag of an account from its rounds, so the
+    accounts' lookups run side by side (one after another, 10 accounts took 9 s after the
+    settle time on the realistic limits; 300 would take minutes).
     """
-    resolved = 0
     pending = p.journal.pending()
+    if not pending:
+        return 0
     # A stop-limit held before the crash is in the book, not at the venue (until its stop trades).
-    emulated = await p.stop_limits.emulated_ids() if pending and p.stop_limits is not None else {}
-    for row in pending:
-        key = row.signal_id.removesuffix(RESUBMIT_SUFFIX)
-        if row.account not in p.accounts.sessions:
-            continue
-        if not row.strategy_tag:
-            # Only a close is journalled without a tag (it creates no order to look for).
-            reason = "the engine stopped while this signal was in flight; check the account"
+    emulated = await p.stop_limits.emulated_ids() if p.stop_limits is not None else {}
+    done = await asyncio.gather(*(_recover_row(p, row, emulated) for row in pending))
+    return sum(done)
+
+
+async def _recover_row(p: Pipeline, row: JournalRecord, emulated: dict[str, str]) -> int:
+    """One pending row of :func:`recover`: 1 if it was resolved."""
+    key = row.signal_id.removesuffix(RESUBMIT_SUFFIX)
+    if row.account not in p.accounts.sessions:
+        return 0
+    if not row.strategy_tag:
+        # Only a close is journalled without a tag (it creates no order to look for).
+        reason = "the engine stopped while this signal was in flight; check the account"
+        await p.journal.record(
+            Outcome(key, row.account, OutcomeStatus.UNKNOWN, Action.CLOSE, reason=reason)
+        )
+        return 1
+    if key == row.signal_id:
+        resub = p.journal.decided(key + RESUBMIT_SUFFIX)
+        if resub is not None:
+            # The original was proven absent before its resubmission was journalled:
+            # the resubmission's tag decides the signal, not the original's.
+            if resub.pending or resub.status is None:
+                return 0  # reconciled by its own row
             await p.journal.record(
-                Outcome(key, row.account, OutcomeStatus.UNKNOWN, Action.CLOSE, reason=reason)
-            )
-            resolved += 1
-            continue
-        if key == row.signal_id:
-            resub = p.journal.decided(key + RESUBMIT_SUFFIX)
-            if resub is not None:
-                # The original was proven absent before its resubmission was journalled:
-                # the resubmission's tag decides the signal, not the original's.
-                if resub.pending or resub.status is None:
-                    continue  # reconciled by its own row
-                await p.journal.record(
-                    Outcome(key, row.account, resub.status, Action.PLACE,
-                            order_id=resub.order_id, position_id=resub.position_id,
-                            reason=resub.reason, strategy_tag=resub.strategy_tag)
-                )  # fmt: skip
-                resolved += 1
-                continue
-        held_as = emulated.get(row.strategy_tag)
-        order_id: str | None
-        position_id: str | None = None
-        if held_as is not None:
-            status, order_id = OutcomeStatus.ACCEPTED, held_as
+                Outcome(key, row.account, resub.status, Action.PLACE,
+                        order_id=resub.order_id, position_id=resub.position_id,
+                        reason=resub.reason, strategy_tag=resub.strategy_tag)
+            )  # fmt: skip
+            return 1
+    held_as = emulated.get(row.strategy_tag)
+    order_id: str | None
+    position_id: str | None = None
+    if held_as is not None:
+        status, order_id = OutcomeStatus.ACCEPTED, held_as
+        reason = (
+            f"resolved after restart: held by the engine as stop-limit {held_as}; the limit "
+            "order goes to the venue when the stop trades"
+        )
+    else:
+        # The earlier run may have sent it moments before it died, and the venue may still
+        # be processing it: "absent" is believed only after the settle time from its begin.
+        sent_at = p._now_s() - max(0.0, (p._wall_ns() - row.begun_ns) / 1e9)
+        res = await p.reconciler.resolve(row.account, row.strategy_tag, sent_at)
+        if res.verdict is Verdict.UNRESOLVED:
+            # Re-checked in the background with this run's undecided legs (a correction
+            # follows); the row stays pending until then.
+            also = (row.signal_id,) if key != row.signal_id else ()
+            p.pending.add(
+                Entry(key.split("@", 1)[0], key, row.account, row.strategy_tag,
+                      Action.PLACE, sent_at, None, also)
+            )  # fmt: skip
+            return 0
+        order_id, position_id = res.order_id, res.position_id
+        if res.verdict is Verdict.FOUND:
+            status = OutcomeStatus.REJECTED if res.refused else OutcomeStatus.ACCEPTED
             reason = (
-                f"resolved after restart: held by the engine as stop-limit {held_as}; the limit "
-                "order goes to the venue when the stop trades"
+                f"resolved after restart: the venue holds order tagged {row.strategy_tag} "
+                f"(status {res.status})"
             )
         else:
-            # The earlier run may have sent it moments before it died, and the venue may still
-            # be processing it: "absent" is believed only after the settle time from its begin.
-            sent_at = p._now_s() - max(0.0, (p._wall_ns() - row.begun_ns) / 1e9)
-            res = await p.reconciler.resolve(row.account, row.strategy_tag, sent_at)
-            if res.verdict is Verdict.UNRESOLVED:
-                # Re-checked in the background with this run's undecided legs (a correction
-                # follows); the row stays pending until then.
-                also = (row.signal_id,) if key != row.signal_id else ()
-                p.pending.add(
-                    Entry(key.split("@", 1)[0], key, row.account, row.strategy_tag,
-                          Action.PLACE, sent_at, None, also)
-                )  # fmt: skip
-                continue
-            order_id, position_id = res.order_id, res.position_id
-            if res.verdict is Verdict.FOUND:
-                status = OutcomeStatus.REJECTED if res.refused else OutcomeStatus.ACCEPTED
-                reason = (
-                    f"resolved after restart: the venue holds order tagged {row.strategy_tag} "
-                    f"(status {res.status})"
-                )
-            else:
-                status = OutcomeStatus.REJECTED
-                reason = (
-                    "not placed: the engine stopped while it was in flight, and the venue held "
-                    f"no order tagged {row.strategy_tag} when looked up after the restart; if "
-                    "the signal is still wanted, check the account for that tag first"
-                )
-        outcome = Outcome(
-            key,
-            row.account,
-            status,
-            Action.PLACE,
-            order_id=order_id,
-            position_id=position_id,
-            reason=reason,
-            strategy_tag=row.strategy_tag,
-        )
-        p.bus.publish(outcome_event(outcome, resolved=True), row.account)
-        await p.journal.record(outcome)
-        if key != row.signal_id:
-            await p.journal.record(
-                Outcome(row.signal_id, row.account, status, Action.PLACE, reason=reason)
+            status = OutcomeStatus.REJECTED
+            reason = (
+                "not placed: the engine stopped while it was in flight, and the venue held "
+                f"no order tagged {row.strategy_tag} when looked up after the restart; if "
+                "the signal is still wanted, check the account for that tag first"
             )
-        resolved += 1
-    return resolved
+    outcome = Outcome(
+        key,
+        row.account,
+        status,
+        Action.PLACE,
+        order_id=order_id,
+        position_id=position_id,
+        reason=reason,
+        strategy_tag=row.strategy_tag,
+    )
+    p.bus.publish(outcome_event(outcome, resolved=True), row.account)
+    await p.journal.record(outcome)
+    if key != row.signal_id:
+        await p.journal.record(
+            Outcome(row.signal_id, row.account, status, Action.PLACE, reason=reason)
+        )
+    return 1
