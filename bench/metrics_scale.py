@@ -1,0 +1,207 @@
+"""An engine with many accounts: what the latency histograms cost, and how long the health pass
+holds the event loop.
+
+    python -m bench.metrics_scale histograms [--accounts 300]
+    python -m bench.metrics_scale engine [--accounts 300] [--orders-per-account 2] [--passes 20]
+
+* ``histograms``: a bare :class:`Metrics` fed one signal with every stage stamped for each of
+  ``--accounts`` accounts, folded: the Python heap it holds afterwards (tracemalloc), per
+  account and per histogram, and the time the fold took (the histograms are created there, on
+  the event loop in the daemon).
+* ``engine``: the engine as ``tl-engine run`` builds it (``build_engine``, the TradeLocker
+  adapter) against the sandbox with venue-like rate limits and ``--accounts`` accounts; every
+  account trades ``--orders-per-account`` market orders with the stamps going to the engine's
+  own :class:`Metrics` (as in the daemon), folded; then the process's RSS, and ``--passes``
+  health passes over all accounts (the daemon's own health task is stopped meanwhile): the time
+  of one whole pass, and the longest the loop went without turning while a pass ran (a ticker
+  task measures its own gaps). The RSS includes the load generator and the adapter; compare
+  runs with the same arguments.
+
+Nothing is asserted; each mode prints and, with ``--out``, writes its JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from bench.capacity import rss_mb
+from bench.load import closed_loop
+from bench.pipeline_path import PipelinePath, pipeline_engine
+from bench.runner import _bench_venue, _flatten, machine
+from bench.sandbox import BENCH_SERVER, start_sandbox
+from engine.app.daemon import Engine
+from engine.observability.metrics import Metrics
+
+_US = 1_000
+
+
+def histograms_mode(accounts: int) -> dict[str, Any]:
+    now = time.monotonic_ns()
+    gen_epoch = time.time_ns() - 2_000_000
+    m = Metrics()
+    gc.collect()
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    for n in range(accounts):
+        # arrived, validated, gated, on_wire, acked, done: every stage gets a value.
+        m.record_stamps(
+            f"acct{n + 1}", 1, gen_epoch, now, now + 20 * _US, now + 25 * _US, now + 60 * _US,
+            now + 70_000 * _US, now + 70_030 * _US,
+        )  # fmt: skip
+    t0 = time.perf_counter()
+    m.fold()
+    fold_s = time.perf_counter() - t0
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    count = len(m.hists)
+    t0 = time.perf_counter()
+    m.summaries()  # the all-accounts view, as /status and the demo read it
+    summaries_s = time.perf_counter() - t0
+    return {
+        "mode": "histograms",
+        "machine": machine(),
+        "accounts": accounts,
+        "histograms": count,
+        "bytes_held": held - base,
+        "bytes_per_account": (held - base) / accounts,
+        "bytes_per_histogram": (held - base) / count,
+        "fold_ms": fold_s * 1e3,
+        "all_accounts_summaries_ms": summaries_s * 1e3,
+    }
+
+
+async def _ticker(gaps: list[float], stop: asyncio.Event) -> None:
+    """Turn with the loop: each gap is how long everything else ran between two turns."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0)
+        gaps.append(time.perf_counter() - t)
+
+
+async def _health_passes(eng: Engine, passes: int) -> dict[str, Any]:
+    from engine.app.daemon import _report_health
+
+    for task in eng._tasks:
+        if task.get_name() == "health":
+            task.cancel()
+    await asyncio.sleep(0.1)
+    totals: list[float] = []
+    longest: list[float] = []
+    for _ in range(passes):
+        gaps: list[float] = []
+        stop = asyncio.Event()
+        ticker = asyncio.create_task(_ticker(gaps, stop))
+        await asyncio.sleep(0.01)
+        gaps.clear()
+        # The old pass has no await inside: its first step is the whole pass.
+        t0 = time.perf_counter()
+        task = asyncio.create_task(_report_health(eng, interval_s=3600))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        totals.append(time.perf_counter() - t0)
+        task.cancel()
+        stop.set()
+        await ticker
+        longest.append(max(gaps))
+        await asyncio.sleep(0.02)
+    return {
+        "passes": passes,
+        "pass_ms_median": statistics.median(totals) * 1e3,
+        "pass_ms_max": max(totals) * 1e3,
+        "longest_stall_ms_median": statistics.median(longest) * 1e3,
+        "longest_stall_ms_max": max(longest) * 1e3,
+    }
+
+
+async def engine_mode(accounts: int, per_account: int, passes: int) -> dict[str, Any]:
+    gc.collect()
+    before = rss_mb()
+    sandbox = await start_sandbox(accounts, lifted=False)
+    try:
+        venue, ids = _bench_venue(sandbox)
+        async with pipeline_engine(venue, ids, sandbox.host_url, BENCH_SERVER) as (eng, waiter):
+            gc.collect()
+            started = rss_mb()
+            # The engine's own Metrics, as the daemon's pipeline records into.
+            path = PipelinePath(eng, list(ids), waiter).series("mscale", eng.metrics)
+            result = await closed_loop("orders", accounts * per_account, 32, path.fire)
+            eng.metrics.fold()
+            gc.collect()
+            traded = rss_mb()
+            health = await _health_passes(eng, passes)
+            await _flatten(venue, list(ids))
+            return {
+                "mode": "engine",
+                "machine": machine(),
+                "accounts": accounts,
+                "orders": result.sent,
+                "order_errors": result.error_kinds,
+                "accounts_with_histograms": len(eng.metrics.accounts()),
+                "histograms": len(eng.metrics.hists),
+                "rss_mb_before_engine": before,
+                "rss_mb_engine_started": started,
+                "rss_mb_after_trading": traded,
+                "health": health,
+            }
+    finally:
+        await sandbox.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.metrics_scale", description=__doc__.split("\n")[0]
+    )
+    sub = p.add_subparsers(dest="mode", required=True)
+    h = sub.add_parser("histograms")
+    h.add_argument("--accounts", type=int, default=300)
+    e = sub.add_parser("engine")
+    e.add_argument("--accounts", type=int, default=300)
+    e.add_argument("--orders-per-account", type=int, default=2)
+    e.add_argument("--passes", type=int, default=20)
+    for q in (h, e):
+        q.add_argument("--out", type=Path, default=None, help="write the JSON here too")
+    args = p.parse_args(argv)
+    numbers = [v for k, v in vars(args).items() if k not in ("mode", "out")]
+    if any(v <= 0 for v in numbers):
+        print("every count must be positive", file=sys.stderr)
+        return 2
+    if args.mode == "histograms":
+        out = histograms_mode(args.accounts)
+        print(
+            f"{out['histograms']} histograms for {args.accounts} accounts: "
+            f"{out['bytes_held'] / 1e6:.1f} MB, {out['bytes_per_account'] / 1e3:.1f} KB per "
+            f"account, {out['bytes_per_histogram'] / 1e3:.1f} KB per histogram; fold "
+            f"{out['fold_ms']:.1f} ms; all-accounts summaries "
+            f"{out['all_accounts_summaries_ms']:.1f} ms"
+        )
+    else:
+        out = uvloop.run(engine_mode(args.accounts, args.orders_per_account, args.passes))
+        hp = out["health"]
+        print(
+            f"RSS {out['rss_mb_before_engine']:.1f} MB before the engine, "
+            f"{out['rss_mb_engine_started']:.1f} MB with {args.accounts} accounts, "
+            f"{out['rss_mb_after_trading']:.1f} MB after {out['orders']} orders "
+            f"({out['histograms']} histograms, errors {out['order_errors']}); health pass "
+            f"median {hp['pass_ms_median']:.2f} ms (max {hp['pass_ms_max']:.2f}), longest loop "
+            f"stall median {hp['longest_stall_ms_median']:.2f} ms "
+            f"(max {hp['longest_stall_ms_max']:.2f})"
+        )
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
