@@ -7,7 +7,9 @@ drains that buffer into HDR histograms a few times a second. If the folder falls
 bounded buffer drops the OLDEST stamps (counted in ``tl_latency_records_dropped_total``) rather
 than grow or block the pipeline.
 
-Stages (all in nanoseconds, kept per account; the ``"*"`` account is the sum of all accounts):
+Stages (all in nanoseconds, kept per account; the ``"*"`` account is the sum of all accounts,
+kept as its own histogram per stage at three significant figures, each account's at two:
+docs/latency.md, "Precision"):
 
 ``generation_to_arrival``  signal ``ts`` (generator clock, epoch) to arrival at the engine
 ``arrival_to_validated``   decode and pre-validation
@@ -123,7 +125,10 @@ class Metrics:
         self._pending: deque[StampRecord] = deque(maxlen=buffer_size)
         self._appended = 0
         self._folded = 0
+        # Per (stage, account), at the per-account precision; and per stage, every account in
+        # one histogram at the full precision (what /status, the demo and the bench read).
         self.hists: dict[tuple[str, str], LatencyHistogram] = {}
+        self.all_accounts: dict[str, LatencyHistogram] = {}
         # The generator stamps epoch time; the engine stamps monotonic time. This offset turns
         # one into the other; it is refreshed at every fold so a clock step is absorbed quickly.
         self._epoch_minus_mono = time.time_ns() - time.monotonic_ns()
@@ -235,12 +240,16 @@ class Metrics:
         return n
 
     def _record(self, stage: str, account: str, value_ns: int) -> None:
-        """One stage value into its histogram (HDR, sum and Prometheus buckets)."""
+        """One stage value into the account's histogram and the stage's all-accounts one."""
         key = (stage, account)
         h = self.hists.get(key)
         if h is None:
-            h = self.hists[key] = LatencyHistogram()
+            h = self.hists[key] = LatencyHistogram.per_account()
         h.record(value_ns)
+        everyone = self.all_accounts.get(stage)
+        if everyone is None:
+            everyone = self.all_accounts[stage] = LatencyHistogram()
+        everyone.record(value_ns)
 
     def _fold_one(self, rec: StampRecord) -> None:
         account, status, gen_epoch, arrived, validated, gated, on_wire, acked, done = rec
@@ -296,14 +305,11 @@ class Metrics:
         return sorted({a for _, a in self.hists})
 
     def histogram(self, stage: str, account: str = ALL_ACCOUNTS) -> LatencyHistogram:
-        """One stage's histogram; ``ALL_ACCOUNTS`` merges every account into a fresh copy."""
+        """One stage's histogram (the live one: read it, do not record into it), of one account
+        or, with ``ALL_ACCOUNTS``, of every account; an empty one if nothing was recorded."""
         if account != ALL_ACCOUNTS:
-            return self.hists.get((stage, account)) or LatencyHistogram()
-        merged = LatencyHistogram()
-        for (s, _), h in self.hists.items():
-            if s == stage:
-                merged.merge(h)
-        return merged
+            return self.hists.get((stage, account)) or LatencyHistogram.per_account()
+        return self.all_accounts.get(stage) or LatencyHistogram()
 
     def summaries(self, account: str = ALL_ACCOUNTS) -> dict[str, Summary]:
         out: dict[str, Summary] = {}
