@@ -12,10 +12,10 @@ holds the event loop.
   adapter) against the sandbox with venue-like rate limits and ``--accounts`` accounts; every
   account trades ``--orders-per-account`` market orders with the stamps going to the engine's
   own :class:`Metrics` (as in the daemon), folded; then the process's RSS, and ``--passes``
-  health passes over all accounts (the daemon's own health task is stopped meanwhile): the time
-  of one whole pass, and the longest the loop went without turning while a pass ran (a ticker
-  task measures its own gaps). The RSS includes the load generator and the adapter; compare
-  runs with the same arguments.
+  health passes over all accounts (the daemon's own health task is stopped meanwhile), each
+  driven by hand one slice at a time: the time of one whole pass and of each slice (what the
+  loop runs between two yields of the pass). The RSS includes the load generator and the
+  adapter; compare runs with the same arguments.
 
 Nothing is asserted; each mode prints and, with ``--out``, writes its JSON.
 """
@@ -91,46 +91,43 @@ def histograms_mode(accounts: int) -> dict[str, Any]:
     }
 
 
-async def _ticker(gaps: list[float], stop: asyncio.Event) -> None:
-    """Turn with the loop: each gap is how long everything else ran between two turns."""
-    while not stop.is_set():
-        t = time.perf_counter()
-        await asyncio.sleep(0)
-        gaps.append(time.perf_counter() - t)
-
-
 async def _health_passes(eng: Engine, passes: int) -> dict[str, Any]:
-    from engine.app.daemon import _report_health
+    """Each pass driven by hand, one slice per ``send``: a slice is exactly what the loop runs
+    between two of the pass's yields, nothing else of the loop's counted in."""
+    from engine.app.health_pass import health_pass
 
     for task in eng._tasks:
         if task.get_name() == "health":
             task.cancel()
     await asyncio.sleep(0.1)
+    stream_of = {v.alias: live for live in eng.streams for v in live.accounts()}
     totals: list[float] = []
     longest: list[float] = []
+    slices: list[float] = []
     for _ in range(passes):
-        gaps: list[float] = []
-        stop = asyncio.Event()
-        ticker = asyncio.create_task(_ticker(gaps, stop))
-        await asyncio.sleep(0.01)
-        gaps.clear()
-        # The old pass has no await inside: its first step is the whole pass.
-        t0 = time.perf_counter()
-        task = asyncio.create_task(_report_health(eng, interval_s=3600))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        totals.append(time.perf_counter() - t0)
-        task.cancel()
-        stop.set()
-        await ticker
-        longest.append(max(gaps))
+        coro = health_pass(eng.accounts, stream_of, eng.metrics)
+        mine: list[float] = []
+        while True:
+            t0 = time.perf_counter()
+            try:
+                coro.send(None)
+            except StopIteration:
+                mine.append(time.perf_counter() - t0)
+                break
+            mine.append(time.perf_counter() - t0)
+            await asyncio.sleep(0)  # the loop turns between slices, as it does in the daemon
+        totals.append(sum(mine))
+        longest.append(max(mine))
+        slices.extend(mine)
         await asyncio.sleep(0.02)
     return {
         "passes": passes,
+        "slices_per_pass": len(slices) / passes,
         "pass_ms_median": statistics.median(totals) * 1e3,
         "pass_ms_max": max(totals) * 1e3,
-        "longest_stall_ms_median": statistics.median(longest) * 1e3,
-        "longest_stall_ms_max": max(longest) * 1e3,
+        "slice_us_median": statistics.median(slices) * 1e6,
+        "longest_slice_us_median": statistics.median(longest) * 1e6,
+        "longest_slice_us_max": max(longest) * 1e6,
     }
 
 
@@ -203,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{out['rss_mb_engine_started']:.1f} MB with {args.accounts} accounts, "
             f"{out['rss_mb_after_trading']:.1f} MB after {out['orders']} orders "
             f"({out['histograms']} histograms, errors {out['order_errors']}); health pass "
-            f"median {hp['pass_ms_median']:.2f} ms (max {hp['pass_ms_max']:.2f}), longest loop "
-            f"stall median {hp['longest_stall_ms_median']:.2f} ms "
-            f"(max {hp['longest_stall_ms_max']:.2f})"
+            f"median {hp['pass_ms_median']:.2f} ms (max {hp['pass_ms_max']:.2f}) in "
+            f"{hp['slices_per_pass']:.0f} slices of median {hp['slice_us_median']:.0f} us, the "
+            f"longest slice of a pass median {hp['longest_slice_us_median']:.0f} us "
+            f"(max {hp['longest_slice_us_max']:.0f})"
         )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -170,6 +170,7 @@ class Metrics:
             "tl_undecided_orders",
             "signals reported unknown whose orders are still being looked up at the venue",
         )
+        self._rate_slots: dict[tuple[str, str], _RateSlot] = {}
         self.health = HealthBoard(self.registry)
         # The stages as Prometheus histograms (fixed buckets, aggregatable across engines),
         # from the bucket counts each LatencyHistogram keeps beside its HDR histogram (which
@@ -287,17 +288,61 @@ class Metrics:
 
     def set_rate_limit(self, account: str, bucket: str, used: float, limit: float) -> None:
         """Report a bucket's use; raises the near-limit flag (and counts the alert) on crossing."""
-        frac = used / limit if limit > 0 else 1.0
-        self.rate_limit_utilisation.set(frac, account=account, bucket=bucket)
+        self.set_rate_use(account, bucket, used / limit if limit > 0 else 1.0)
+
+    def set_rate_use(self, account: str, bucket: str, frac: float) -> None:
+        """Report a bucket's use as a fraction of its limit (the health pass, every second, for
+        every bucket of every account). The label key is built and checked for secrets once per
+        (account, bucket), again only when the registry learns a new secret; an unchanged value
+        sets nothing."""
+        slot = self._rate_slots.get((account, bucket))
+        if slot is None or slot.generation != self.registry.generation:
+            slot = self._rate_slot(account, bucket, slot)
+        elif frac == slot.frac:
+            return
+        slot.frac = frac
+        key = slot.key
+        self.rate_limit_utilisation.values[key] = frac
         near = frac >= NEAR_LIMIT_FRACTION
-        key = self.rate_limit_near._key({"account": account, "bucket": bucket})
-        was_near = self.rate_limit_near.values.get(key, 0.0) >= 1.0
-        self.rate_limit_near.set(1.0 if near else 0.0, account=account, bucket=bucket)
-        if near and not was_near:
-            self.rate_limit_alerts.inc(1.0, account=account, bucket=bucket)
+        was = slot.near
+        if near is was:
+            return
+        slot.near = near
+        self.rate_limit_near.values[key] = 1.0 if near else 0.0
+        if near and not was:
+            alerts = self.rate_limit_alerts.values
+            alerts[key] = alerts.get(key, 0.0) + 1.0
             log.warning(
-                "rate limit near: account=%s bucket=%s at %.0f%%", account, bucket, frac * 100
+                "rate limit near: account=%s bucket=%s at %.0f%%", key[0], key[1], frac * 100
             )
+
+    def set_rate_uses(self, account: str, uses: Iterable[tuple[str, float]]) -> None:
+        """:meth:`set_rate_use` for each (bucket, fraction) of one account: the health pass's
+        call, one per account, with the unchanged values skipped in this loop."""
+        slots = self._rate_slots
+        generation = self.registry.generation
+        for bucket, frac in uses:
+            slot = slots.get((account, bucket))
+            if slot is not None and frac == slot.frac and slot.generation == generation:
+                continue
+            self.set_rate_use(account, bucket, frac)
+
+    def _rate_slot(self, account: str, bucket: str, old: _RateSlot | None) -> _RateSlot:
+        """The (account, bucket) label key, checked by ``safe_label``; when a new secret made an
+        old key stale, its series move to the new key (a redacted one)."""
+        key = self.rate_limit_utilisation._key({"account": account, "bucket": bucket})
+        slot = _RateSlot(key, self.registry.generation)
+        if old is not None:
+            slot.near = old.near
+            if old.key != key:
+                for gauge in (self.rate_limit_utilisation, self.rate_limit_near):
+                    if old.key in gauge.values:
+                        gauge.values[key] = gauge.values.pop(old.key)
+                alerts = self.rate_limit_alerts.values
+                if old.key in alerts:
+                    alerts[key] = alerts.get(key, 0.0) + alerts.pop(old.key)
+        self._rate_slots[(account, bucket)] = slot
+        return slot
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -326,6 +371,19 @@ class Metrics:
     def render_prometheus(self) -> str:
         self.fold()
         return self.registry.render()
+
+
+class _RateSlot:
+    """One (account, bucket)'s rate-limit gauges: the label key (checked for secrets at registry
+    ``generation``), the last use reported and whether it was near the limit."""
+
+    __slots__ = ("frac", "generation", "key", "near")
+
+    def __init__(self, key: LabelValues, generation: int) -> None:
+        self.key = key
+        self.generation = generation
+        self.frac = -1.0  # never a use: the first report always sets the gauge
+        self.near: bool | None = None  # None: the near-limit gauge not set yet
 
 
 class _LatencyExport(Collector):

@@ -164,6 +164,9 @@ class Registry:
         self._metrics: dict[str, _Metric] = {}
         self._histograms: dict[str, Histogram] = {}
         self._forbidden: set[str] = set()
+        # Bumped whenever a secret is added: a label checked by safe_label before is checked
+        # again by whoever cached it (Metrics' rate-limit labels, the health board's details).
+        self.generation = 0
         self.collectors = CollectorRegistry(auto_describe=False)
         self.collectors.register(_Owned(self._metrics))
         if process:
@@ -182,8 +185,9 @@ class Registry:
 
     def forbid(self, secret: str) -> None:
         """Never let this exact value appear in a label (register tokens, keys, passwords)."""
-        if secret:
+        if secret and secret not in self._forbidden:
             self._forbidden.add(secret)
+            self.generation += 1
 
     def safe_label(self, value: str) -> str:
         if value in self._forbidden or _SECRET_VALUE_RE.search(value):
