@@ -58,6 +58,12 @@ def _engine_version() -> str:
         return "unknown"
 
 
+def escape_label_value(value: str) -> str:
+    """A label value as the text format writes it (backslash, newline and double quote escaped,
+    as ``prometheus-client`` does)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
 class _Metric:
     kind = "untyped"
 
@@ -168,6 +174,7 @@ class Registry:
         # again by whoever cached it (Metrics' rate-limit labels, the health board's details).
         self.generation = 0
         self.collectors = CollectorRegistry(auto_describe=False)
+        self._texts: list[Callable[[], str]] = []
         self.collectors.register(_Owned(self._metrics))
         if process:
             prometheus_client.ProcessCollector(registry=self.collectors)
@@ -266,6 +273,13 @@ class Registry:
         :meth:`safe_label`)."""
         self.collectors.register(collector)
 
+    def register_text(self, render: Callable[[], str]) -> None:
+        """A family its owner renders as exposition text itself, appended after the collectors'
+        (for one too large for ``prometheus-client``'s per-sample formatting: the latency
+        histograms of hundreds of accounts). Its label values go through :meth:`safe_label` and
+        :func:`escape_label_value`."""
+        self._texts.append(render)
+
     def set_build_info(self, **labels: str) -> None:
         """Add build facts to ``tl_engine_build_info`` (e.g. whether the hot path is compiled).
         Call before the first scrape: the label set is fixed once registered."""
@@ -274,6 +288,7 @@ class Registry:
         metric.labels = tuple(self._build)
 
     def render(self) -> str:
-        return prometheus_client.generate_latest(self.collectors).decode()
+        text = prometheus_client.generate_latest(self.collectors).decode()
+        return text + "".join(render() for render in self._texts)
 
     content_type = prometheus_client.CONTENT_TYPE_LATEST
