@@ -6,8 +6,9 @@ holds the event loop.
 
 * ``histograms``: a bare :class:`Metrics` fed one signal with every stage stamped for each of
   ``--accounts`` accounts, folded: the Python heap it holds afterwards (tracemalloc), per
-  account and per histogram, and the time the fold took (the histograms are created there, on
-  the event loop in the daemon).
+  account and per histogram, the time the fold took (the histograms are created there, on
+  the event loop in the daemon), then the time of one folder slice (256 signals) once every
+  histogram exists, and of the all-accounts summaries.
 * ``engine``: the engine as ``tl-engine run`` builds it (``build_engine``, the TradeLocker
   adapter) against the sandbox with venue-like rate limits and ``--accounts`` accounts; every
   account trades ``--orders-per-account`` market orders with the stamps going to the engine's
@@ -66,6 +67,17 @@ def histograms_mode(accounts: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     m.fold()
     fold_s = time.perf_counter() - t0
+    # Then the folder's slice in a steady state (every histogram exists): 256 signals, as
+    # run_folder folds between two yields to the loop; the median of 7.
+    slices = []
+    for _ in range(7):
+        more = _fed(accounts)
+        m._pending.extend(more._pending)
+        m._appended += len(more._pending)
+        t0 = time.perf_counter()
+        m.fold(256)
+        slices.append(time.perf_counter() - t0)
+        m.fold()
     del m
     gc.collect()
     tracemalloc.start()
@@ -87,6 +99,7 @@ def histograms_mode(accounts: int) -> dict[str, Any]:
         "bytes_per_account": (held - base) / accounts,
         "bytes_per_histogram": (held - base) / count,
         "fold_ms": fold_s * 1e3,
+        "fold_slice_256_ms_median": statistics.median(slices) * 1e3,
         "all_accounts_summaries_ms": summaries_s * 1e3,
     }
 
@@ -189,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{out['histograms']} histograms for {args.accounts} accounts: "
             f"{out['bytes_held'] / 1e6:.1f} MB, {out['bytes_per_account'] / 1e3:.1f} KB per "
             f"account, {out['bytes_per_histogram'] / 1e3:.1f} KB per histogram; fold "
-            f"{out['fold_ms']:.1f} ms; all-accounts summaries "
+            f"{out['fold_ms']:.1f} ms, a slice of 256 signals after "
+            f"{out['fold_slice_256_ms_median']:.2f} ms; all-accounts summaries "
             f"{out['all_accounts_summaries_ms']:.1f} ms"
         )
     else:

@@ -96,3 +96,21 @@ def test_summary_percentiles_are_hdrs_own(make: type[LatencyHistogram]) -> None:
         h.hist.get_value_at_percentile(q) for q in (50.0, 90.0, 99.0, 99.9)
     )
     assert s.mean == pytest.approx(sum(values) / len(values))  # exact: from the exact sum
+
+
+@pytest.mark.parametrize("make", [LatencyHistogram, LatencyHistogram.per_account])
+def test_record_counts_what_hdrhs_record_value_counts(make: type[LatencyHistogram]) -> None:
+    # record() does hdrh's index arithmetic inline: every count must land where hdrh puts it.
+    ours = make()
+    theirs = make()
+    rnd = random.Random(7)
+    values = [rnd.randint(1, 60_000_000_000) for _ in range(2_000)]
+    values += [int(10 ** rnd.uniform(0, 10.7)) for _ in range(5_000)]
+    values += [1, 2, 255, 256, 257, 2047, 2048, 2049, 60_000_000_000]  # bucket edges, the ends
+    for v in values:
+        ours.record(v)
+        assert theirs.hist.record_value(v)
+    assert list(ours.hist.counts) == list(theirs.hist.counts)
+    assert ours.hist.get_total_count() == theirs.hist.get_total_count() == len(values)
+    assert ours.hist.get_min_value() == theirs.hist.get_min_value()
+    assert ours.hist.get_max_value() == theirs.hist.get_max_value()
