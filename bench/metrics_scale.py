@@ -8,7 +8,8 @@ holds the event loop.
   ``--accounts`` accounts, folded: the Python heap it holds afterwards (tracemalloc), per
   account and per histogram, the time the fold took (the histograms are created there, on
   the event loop in the daemon), then the time of one folder slice (256 signals) once every
-  histogram exists, and of the all-accounts summaries.
+  histogram exists, of the all-accounts summaries, and of a scrape of ``/metrics``
+  (``render_prometheus``) with 18 rate-limit buckets and 4 health components per account.
 * ``engine``: the engine as ``tl-engine run`` builds it (``build_engine``, the TradeLocker
   adapter) against the sandbox with venue-like rate limits and ``--accounts`` accounts; every
   account trades ``--orders-per-account`` market orders with the stamps going to the engine's
@@ -87,6 +88,19 @@ def histograms_mode(accounts: int) -> dict[str, Any]:
     held, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     count = len(m.hists)
+    # A scrape: the histograms, plus what the health pass sets for each account (18 rate-limit
+    # buckets, as the TradeLocker adapter has, and the 4 components).
+    for n in range(accounts):
+        alias = f"acct{n + 1}"
+        for r in range(18):
+            m.set_rate_limit(alias, f"ROUTE_{r}", used=r % 5, limit=10)
+        for component in ("auth", "stream", "breaker", "limiter"):
+            m.health.set(alias, component, "ok", True)
+    scrapes = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        m.render_prometheus()
+        scrapes.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     m.summaries()  # the all-accounts view, as /status and the demo read it
     summaries_s = time.perf_counter() - t0
@@ -101,6 +115,8 @@ def histograms_mode(accounts: int) -> dict[str, Any]:
         "fold_ms": fold_s * 1e3,
         "fold_slice_256_ms_median": statistics.median(slices) * 1e3,
         "all_accounts_summaries_ms": summaries_s * 1e3,
+        "scrape_ms_first": scrapes[0] * 1e3,
+        "scrape_ms_median": statistics.median(scrapes) * 1e3,
     }
 
 
@@ -204,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             f"account, {out['bytes_per_histogram'] / 1e3:.1f} KB per histogram; fold "
             f"{out['fold_ms']:.1f} ms, a slice of 256 signals after "
             f"{out['fold_slice_256_ms_median']:.2f} ms; all-accounts summaries "
-            f"{out['all_accounts_summaries_ms']:.1f} ms"
+            f"{out['all_accounts_summaries_ms']:.1f} ms; a scrape of /metrics "
+            f"{out['scrape_ms_first']:.0f} ms the first, then {out['scrape_ms_median']:.0f} ms"
         )
     else:
         out = uvloop.run(engine_mode(args.accounts, args.orders_per_account, args.passes))
