@@ -1,14 +1,18 @@
 """Prometheus metrics on ``prometheus-client``, with secrets kept out of every label.
 
-The exposition, the ``process_*`` and ``python_info`` collectors, the build info and the latency
-histograms are ``prometheus-client``'s own (the library Prometheus maintains for Python). What
-this module adds is the engine's discipline around it:
+The exposition format, the ``process_*`` and ``python_info`` collectors and the histograms
+registered here are ``prometheus-client``'s own (the library Prometheus maintains for Python).
+What this module adds is the engine's discipline around it:
 
 * one :class:`Registry` per engine (a ``CollectorRegistry`` of its own, so two engines in one
   process, as in the tests, never share a series);
 * counters and gauges keep their values in plain dicts (``metric.values``) that a component
-  updates off the hot path, and are exported by one custom collector at scrape time; a gauge may
-  also pull its samples from a callback;
+  updates off the hot path; a gauge may also pull its samples from a callback. At scrape time the
+  registry writes them as text itself (``_Metric.text``, the label text cached per key), the
+  same bytes ``prometheus-client`` writes for their families: with hundreds of accounts its
+  per-sample formatting held the event loop for most of a second per scrape. A family too large
+  for it elsewhere (the latency histograms) registers a text writer
+  (:meth:`Registry.register_text`);
 * every label value passes through :meth:`Registry.safe_label`, which masks each value
   registered with :meth:`Registry.forbid` and anything shaped like a JWT or a bearer header, so a
   mistake elsewhere cannot leak a token through a label; a label *name* that says it holds a
