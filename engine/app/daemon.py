@@ -29,8 +29,9 @@ from engine import _fast
 from engine.app import logs
 from engine.app.config import Config
 from engine.app.daemon_sources import expire_stale_intake, signal_sources
+from engine.app.health_pass import report_health
 from engine.execution.accounts import Accounts, AccountSession
-from engine.execution.breaker import BreakerState, CircuitBreaker
+from engine.execution.breaker import CircuitBreaker
 from engine.execution.guard_setup import start_guards
 from engine.execution.limits import AccountLimiter
 from engine.execution.pipeline import Pipeline
@@ -347,7 +348,8 @@ async def _assemble(
     )
     if factory is not None:
         await _open_streams(engine, factory)
-    engine._tasks.append(asyncio.create_task(_report_health(engine), name="health"))
+    health = report_health(engine.accounts, engine.streams, engine.metrics)
+    engine._tasks.append(asyncio.create_task(health, name="health"))
     await _open_sinks(engine, cfg.sinks)
     if with_control:
         await _open_control(engine, cfg.control)
@@ -382,57 +384,6 @@ async def _open_streams(engine: Engine, factory: TradeLockerFactory) -> None:
         await live.start()
         engine.streams.append(live)
         engine.pipeline.live_states.append(live)
-
-
-async def _report_health(engine: Engine, interval_s: float = 1.0) -> None:
-    """Per account: auth, stream, breaker and limiter into the health board (/health)."""
-    board = engine.metrics.health
-    stream_of = {v.alias: live for live in engine.streams for v in live.accounts()}
-    while True:
-        for alias, session in engine.accounts.sessions.items():
-            if not session.enabled:
-                continue
-            h = session.refresh_health()
-            board.set(alias, "auth", "ok" if h.auth_ok else "failed", h.auth_ok)
-            live = stream_of.get(alias)
-            if live is None:
-                board.set(alias, "stream", "not configured", True, "REST only")
-            else:
-                h.stream_ok = live.is_live
-                board.set(alias, "stream", live.phase.value, h.stream_ok, live.last_error)
-            breaker = session.breaker
-            state = breaker.state.wire if breaker is not None else "none"
-            failing = _all_failing(breaker)
-            if failing:
-                board.set(alias, "breaker", f"{state}, calls failing", False, failing)
-            else:
-                board.set(alias, "breaker", state, not h.breaker_open)
-            board.set(
-                alias,
-                "limiter",
-                f"{h.rate_utilisation:.0%} of PLACE_ORDER",
-                True,
-                "queued" if session.gate is not None and session.gate.queued() else "",
-            )
-            if session.gate is not None:
-                for st in session.gate.stats():
-                    if st.capacity:
-                        engine.metrics.set_rate_limit(
-                            alias, st.route, st.utilisation * st.capacity, st.capacity
-                        )
-        await asyncio.sleep(interval_s)
-
-
-def _all_failing(breaker: CircuitBreaker | None) -> str:
-    """Why the venue looks down while the breaker is still closed (too few calls to open it):
-    the last calls all failed and none was answered since; "" otherwise. A REST-only engine with
-    light traffic would otherwise say healthy through a whole outage."""
-    if breaker is None or breaker.state is not BreakerState.CLOSED:
-        return ""
-    failed = breaker.failing()
-    if not failed:
-        return ""
-    return f"the last {failed} venue calls failed and none was answered since"
 
 
 async def _open_sinks(engine: Engine, sinks: tuple[SinkSettings, ...]) -> None:

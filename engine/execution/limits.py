@@ -193,6 +193,8 @@ class AccountLimiter:
         self._routes: dict[RouteKey, _Route] = {
             key: _Route(key, tuple(buckets)) for key, buckets in grouped.items()
         }
+        # The routes with a budget (fixed here: a route added later has none), for bucket_use.
+        self._budgeted = tuple(r for r in self._routes.values() if r.buckets)
 
     def routes_for(self, action: Action) -> tuple[RouteKey, ...]:
         """The routes an action spends, in the order its requests are sent (the venue's table;
@@ -503,9 +505,18 @@ class AccountLimiter:
     # -- observation -----------------------------------------------------------------------------
 
     def _utilisation(self, r: _Route, now: int) -> float:
+        single = r.single
+        if single is not None:
+            return 1.0 - single.available(now) / single.capacity
         if not r.buckets:
             return 1.0 if now < r.paused_until else 0.0
         return max(1.0 - b.available(now) / b.capacity for b in r.buckets)
+
+    def bucket_use(self) -> list[tuple[str, float]]:
+        """(route, utilisation) of every route with a budget: what the rate-limit gauges show,
+        read without building a :class:`RouteStats` (no queue or in-flight count) per route."""
+        now = self._clock()
+        return [(r.name, self._utilisation(r, now)) for r in self._budgeted]
 
     def utilisation(self, route: RouteKey) -> float:
         """Share of the route's budget spent within its interval (0..1; 1 while paused)."""

@@ -19,6 +19,10 @@ class ComponentState:
     healthy: bool
     detail: str = ""  # a sentence a person can act on, never a secret
     since_ns: int = field(default_factory=time.monotonic_ns)
+    # The detail as given, and the registry's secret generation it was checked at: an unchanged
+    # detail is not checked again (the health pass sets every component every second).
+    raw: str = field(default="", repr=False)
+    generation: int = field(default=0, repr=False)
 
 
 class HealthBoard:
@@ -43,12 +47,23 @@ class HealthBoard:
     def set(
         self, account: str, component: str, state: str, healthy: bool, detail: str = ""
     ) -> None:
-        current = self._states.setdefault(account, {}).get(component)
+        comps = self._states.get(account)
+        if comps is None:
+            comps = self._states[account] = {}
+        current = comps.get(component)
+        generation = self._registry.generation
         if current is not None and current.state == state and current.healthy == healthy:
-            current.detail = self._registry.safe_label(detail)
+            if current.raw != detail or current.generation != generation:
+                current.detail = self._registry.safe_label(detail)
+                current.raw = detail
+                current.generation = generation
             return
-        self._states[account][component] = ComponentState(
-            state=state, healthy=healthy, detail=self._registry.safe_label(detail)
+        comps[component] = ComponentState(
+            state=state,
+            healthy=healthy,
+            detail=self._registry.safe_label(detail),
+            raw=detail,
+            generation=generation,
         )
 
     def forget(self, account: str) -> None:

@@ -7,7 +7,9 @@ drains that buffer into HDR histograms a few times a second. If the folder falls
 bounded buffer drops the OLDEST stamps (counted in ``tl_latency_records_dropped_total``) rather
 than grow or block the pipeline.
 
-Stages (all in nanoseconds, kept per account; the ``"*"`` account is the sum of all accounts):
+Stages (all in nanoseconds, kept per account; the ``"*"`` account is the sum of all accounts,
+kept as its own histogram per stage at three significant figures, each account's at two:
+docs/latency.md, "Precision"):
 
 ``generation_to_arrival``  signal ``ts`` (generator clock, epoch) to arrival at the engine
 ``arrival_to_validated``   decode and pre-validation
@@ -33,10 +35,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable
 
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from engine.model.domain import Outcome, OutcomeStatus
@@ -45,6 +45,7 @@ from engine.observability.histograms import (
     HDR_DIGITS,
     HDR_HIGHEST,
     HDR_LOWEST,
+    LATENCY_BUCKETS,
     QUANTILES,
     LatencyHistogram,
     Summary,
@@ -58,6 +59,7 @@ from engine.observability.prometheus import (
     LabelValues,
     Registry,
     Sample,
+    escape_label_value,
 )
 
 __all__ = [
@@ -123,7 +125,10 @@ class Metrics:
         self._pending: deque[StampRecord] = deque(maxlen=buffer_size)
         self._appended = 0
         self._folded = 0
+        # Per (stage, account), at the per-account precision; and per stage, every account in
+        # one histogram at the full precision (what /status, the demo and the bench read).
         self.hists: dict[tuple[str, str], LatencyHistogram] = {}
+        self.all_accounts: dict[str, LatencyHistogram] = {}
         # The generator stamps epoch time; the engine stamps monotonic time. This offset turns
         # one into the other; it is refreshed at every fold so a clock step is absorbed quickly.
         self._epoch_minus_mono = time.time_ns() - time.monotonic_ns()
@@ -165,11 +170,12 @@ class Metrics:
             "tl_undecided_orders",
             "signals reported unknown whose orders are still being looked up at the venue",
         )
+        self._rate_slots: dict[tuple[str, str], _RateSlot] = {}
         self.health = HealthBoard(self.registry)
         # The stages as Prometheus histograms (fixed buckets, aggregatable across engines),
         # from the bucket counts each LatencyHistogram keeps beside its HDR histogram (which
-        # keeps the exact percentiles for /status, the demo and the bench).
-        self.registry.register_collector(_LatencyExport(self))
+        # keeps the percentiles for /status, the demo and the bench).
+        self.registry.register_text(_LatencyText(self))
 
     # -- hot path ------------------------------------------------------------------------------
 
@@ -235,12 +241,16 @@ class Metrics:
         return n
 
     def _record(self, stage: str, account: str, value_ns: int) -> None:
-        """One stage value into its histogram (HDR, sum and Prometheus buckets)."""
+        """One stage value into the account's histogram and the stage's all-accounts one."""
         key = (stage, account)
         h = self.hists.get(key)
         if h is None:
-            h = self.hists[key] = LatencyHistogram()
+            h = self.hists[key] = LatencyHistogram.per_account()
         h.record(value_ns)
+        everyone = self.all_accounts.get(stage)
+        if everyone is None:
+            everyone = self.all_accounts[stage] = LatencyHistogram()
+        everyone.record(value_ns)
 
     def _fold_one(self, rec: StampRecord) -> None:
         account, status, gen_epoch, arrived, validated, gated, on_wire, acked, done = rec
@@ -278,17 +288,61 @@ class Metrics:
 
     def set_rate_limit(self, account: str, bucket: str, used: float, limit: float) -> None:
         """Report a bucket's use; raises the near-limit flag (and counts the alert) on crossing."""
-        frac = used / limit if limit > 0 else 1.0
-        self.rate_limit_utilisation.set(frac, account=account, bucket=bucket)
+        self.set_rate_use(account, bucket, used / limit if limit > 0 else 1.0)
+
+    def set_rate_use(self, account: str, bucket: str, frac: float) -> None:
+        """Report a bucket's use as a fraction of its limit (the health pass, every second, for
+        every bucket of every account). The label key is built and checked for secrets once per
+        (account, bucket), again only when the registry learns a new secret; an unchanged value
+        sets nothing."""
+        slot = self._rate_slots.get((account, bucket))
+        if slot is None or slot.generation != self.registry.generation:
+            slot = self._rate_slot(account, bucket, slot)
+        elif frac == slot.frac:
+            return
+        slot.frac = frac
+        key = slot.key
+        self.rate_limit_utilisation.values[key] = frac
         near = frac >= NEAR_LIMIT_FRACTION
-        key = self.rate_limit_near._key({"account": account, "bucket": bucket})
-        was_near = self.rate_limit_near.values.get(key, 0.0) >= 1.0
-        self.rate_limit_near.set(1.0 if near else 0.0, account=account, bucket=bucket)
-        if near and not was_near:
-            self.rate_limit_alerts.inc(1.0, account=account, bucket=bucket)
+        was = slot.near
+        if near is was:
+            return
+        slot.near = near
+        self.rate_limit_near.values[key] = 1.0 if near else 0.0
+        if near and not was:
+            alerts = self.rate_limit_alerts.values
+            alerts[key] = alerts.get(key, 0.0) + 1.0
             log.warning(
-                "rate limit near: account=%s bucket=%s at %.0f%%", account, bucket, frac * 100
+                "rate limit near: account=%s bucket=%s at %.0f%%", key[0], key[1], frac * 100
             )
+
+    def set_rate_uses(self, account: str, uses: Iterable[tuple[str, float]]) -> None:
+        """:meth:`set_rate_use` for each (bucket, fraction) of one account: the health pass's
+        call, one per account, with the unchanged values skipped in this loop."""
+        slots = self._rate_slots
+        generation = self.registry.generation
+        for bucket, frac in uses:
+            slot = slots.get((account, bucket))
+            if slot is not None and frac == slot.frac and slot.generation == generation:
+                continue
+            self.set_rate_use(account, bucket, frac)
+
+    def _rate_slot(self, account: str, bucket: str, old: _RateSlot | None) -> _RateSlot:
+        """The (account, bucket) label key, checked by ``safe_label``; when a new secret made an
+        old key stale, its series move to the new key (a redacted one)."""
+        key = self.rate_limit_utilisation._key({"account": account, "bucket": bucket})
+        slot = _RateSlot(key, self.registry.generation)
+        if old is not None:
+            slot.near = old.near
+            if old.key != key:
+                for gauge in (self.rate_limit_utilisation, self.rate_limit_near):
+                    if old.key in gauge.values:
+                        gauge.values[key] = gauge.values.pop(old.key)
+                alerts = self.rate_limit_alerts.values
+                if old.key in alerts:
+                    alerts[key] = alerts.get(key, 0.0) + alerts.pop(old.key)
+        self._rate_slots[(account, bucket)] = slot
+        return slot
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -296,14 +350,11 @@ class Metrics:
         return sorted({a for _, a in self.hists})
 
     def histogram(self, stage: str, account: str = ALL_ACCOUNTS) -> LatencyHistogram:
-        """One stage's histogram; ``ALL_ACCOUNTS`` merges every account into a fresh copy."""
+        """One stage's histogram (the live one: read it, do not record into it), of one account
+        or, with ``ALL_ACCOUNTS``, of every account; an empty one if nothing was recorded."""
         if account != ALL_ACCOUNTS:
-            return self.hists.get((stage, account)) or LatencyHistogram()
-        merged = LatencyHistogram()
-        for (s, _), h in self.hists.items():
-            if s == stage:
-                merged.merge(h)
-        return merged
+            return self.hists.get((stage, account)) or LatencyHistogram.per_account()
+        return self.all_accounts.get(stage) or LatencyHistogram()
 
     def summaries(self, account: str = ALL_ACCOUNTS) -> dict[str, Summary]:
         out: dict[str, Summary] = {}
@@ -322,20 +373,68 @@ class Metrics:
         return self.registry.render()
 
 
-class _LatencyExport(Collector):
-    """``tl_latency_seconds{stage,account}`` histograms, read at scrape time."""
+class _RateSlot:
+    """One (account, bucket)'s rate-limit gauges: the label key (checked for secrets at registry
+    ``generation``), the last use reported and whether it was near the limit."""
+
+    __slots__ = ("frac", "generation", "key", "near")
+
+    def __init__(self, key: LabelValues, generation: int) -> None:
+        self.key = key
+        self.generation = generation
+        self.frac = -1.0  # never a use: the first report always sets the gauge
+        self.near: bool | None = None  # None: the near-limit gauge not set yet
+
+
+_LATENCY_HELP = "pipeline stage latency per account (docs/latency.md names the stages)"
+# The ``le`` of each bucket as prometheus-client writes it, computed once.
+_LE: tuple[str, ...] = tuple(floatToGoString(b) for b in (*LATENCY_BUCKETS, float("inf")))
+
+
+def _count_text(n: int) -> str:
+    """A count as prometheus-client writes a float: ``12.0``, ``1.234567e+06`` from a million."""
+    return f"{n}.0" if n < 1_000_000 else floatToGoString(n)
+
+
+class _LatencyText:
+    """``tl_latency_seconds{stage,account}`` histograms as exposition text, read at scrape time.
+
+    Written here rather than through a ``HistogramMetricFamily``: with 300 accounts that is 2,400
+    histograms and 60,000 samples, and prometheus-client's per-sample formatting took 0.8 s of
+    the event loop per scrape. The text is the same, byte for byte (a test compares them); each
+    account's label is checked by ``safe_label`` and escaped once, again after the registry
+    learns a new secret."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._labels: dict[str, str] = {}
+        self._generation = -1
 
-    def collect(self) -> Iterator[HistogramMetricFamily]:
+    def _label(self, account: str) -> str:
+        label = self._labels.get(account)
+        if label is None:
+            label = escape_label_value(self._metrics.registry.safe_label(account))
+            self._labels[account] = label
+        return label
+
+    def __call__(self) -> str:
         m = self._metrics
-        fam = HistogramMetricFamily(
-            "tl_latency_seconds",
-            "pipeline stage latency per account (docs/latency.md names the stages)",
-            labels=["stage", "account"],
-        )
+        if self._generation != m.registry.generation:
+            self._labels.clear()
+            self._generation = m.registry.generation
+        out = [
+            f"# HELP tl_latency_seconds {_LATENCY_HELP}\n",
+            "# TYPE tl_latency_seconds histogram\n",
+        ]
         for (stage, account), h in sorted(list(m.hists.items())):
-            buckets = [(floatToGoString(b), float(n)) for b, n in h.cumulative()]
-            fam.add_metric([stage, m.registry.safe_label(account)], buckets, h.total / 1e9)
-        yield fam
+            label = self._label(account)
+            head = f'tl_latency_seconds_bucket{{account="{label}",le="'
+            tail = f'",stage="{stage}"}} '
+            running = 0
+            for le, n in zip(_LE, h.buckets, strict=True):
+                running += n
+                out.append(f"{head}{le}{tail}{_count_text(running)}\n")
+            ident = f'{{account="{label}",stage="{stage}"}} '
+            out.append(f"tl_latency_seconds_count{ident}{_count_text(running)}\n")
+            out.append(f"tl_latency_seconds_sum{ident}{floatToGoString(h.total / 1e9)}\n")
+        return "".join(out)

@@ -1,14 +1,18 @@
 """Prometheus metrics on ``prometheus-client``, with secrets kept out of every label.
 
-The exposition, the ``process_*`` and ``python_info`` collectors, the build info and the latency
-histograms are ``prometheus-client``'s own (the library Prometheus maintains for Python). What
-this module adds is the engine's discipline around it:
+The exposition format, the ``process_*`` and ``python_info`` collectors and the histograms
+registered here are ``prometheus-client``'s own (the library Prometheus maintains for Python).
+What this module adds is the engine's discipline around it:
 
 * one :class:`Registry` per engine (a ``CollectorRegistry`` of its own, so two engines in one
   process, as in the tests, never share a series);
 * counters and gauges keep their values in plain dicts (``metric.values``) that a component
-  updates off the hot path, and are exported by one custom collector at scrape time; a gauge may
-  also pull its samples from a callback;
+  updates off the hot path; a gauge may also pull its samples from a callback. At scrape time the
+  registry writes them as text itself (``_Metric.text``, the label text cached per key), the
+  same bytes ``prometheus-client`` writes for their families: with hundreds of accounts its
+  per-sample formatting held the event loop for most of a second per scrape. A family too large
+  for it elsewhere (the latency histograms) registers a text writer
+  (:meth:`Registry.register_text`);
 * every label value passes through :meth:`Registry.safe_label`, which masks each value
   registered with :meth:`Registry.forbid` and anything shaped like a JWT or a bearer header, so a
   mistake elsewhere cannot leak a token through a label; a label *name* that says it holds a
@@ -24,13 +28,14 @@ from __future__ import annotations
 import logging
 import platform
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from engine.observability.histograms import LATENCY_BUCKETS
 
@@ -58,6 +63,12 @@ def _engine_version() -> str:
         return "unknown"
 
 
+def escape_label_value(value: str) -> str:
+    """A label value as the text format writes it (backslash, newline and double quote escaped,
+    as ``prometheus-client`` does)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
 class _Metric:
     kind = "untyped"
 
@@ -67,6 +78,8 @@ class _Metric:
         self.help = help_text
         self.labels = labels
         self.values: dict[LabelValues, float] = {}
+        self._label_texts: dict[LabelValues, str] = {}
+        self._label_texts_for = labels
 
     def _key(self, label_values: Mapping[str, str]) -> LabelValues:
         if set(label_values) != set(self.labels):
@@ -84,6 +97,40 @@ class _Metric:
             fam.add_metric(list(key), value)
         return fam
 
+    # The exposition text is written here rather than through family(): with hundreds of
+    # accounts the rate-limit gauges alone are 10,000 samples, and prometheus-client's per-sample
+    # formatting cost 75 ms of the event loop per scrape. The same bytes (a test compares them).
+
+    def _sample_name(self) -> str:
+        return self.name
+
+    def _label_text(self, key: LabelValues) -> str:
+        """``{a="x",b="y"}`` for a key of (already checked) label values, the names sorted as
+        prometheus-client sorts them; cached per key."""
+        text = self._label_texts.get(key)
+        if text is None:
+            if self._label_texts_for != self.labels:  # set_build_info may add labels
+                self._label_texts.clear()
+                self._label_texts_for = self.labels
+            pairs = sorted(zip(self.labels, key, strict=True))
+            inner = ",".join(f'{n}="{escape_label_value(v)}"' for n, v in pairs)
+            text = self._label_texts[key] = f"{{{inner}}}" if inner else ""
+        return text
+
+    def text(self) -> str:
+        """This metric in the text format, as prometheus-client writes its family."""
+        name = self._sample_name()
+        help_text = self.help.replace("\\", "\\\\").replace("\n", "\\n")
+        out = [f"# HELP {name} {help_text}\n# TYPE {name} {self.kind}\n"]
+        label_text = self._label_text
+        for key, value in list(self.values.items()):
+            out.append(f"{name}{label_text(key)} {floatToGoString(value)}\n")
+        self._more_text(name, out)
+        return "".join(out)
+
+    def _more_text(self, name: str, out: list[str]) -> None:
+        """Samples beyond ``values`` (a gauge's callback)."""
+
 
 class Counter(_Metric):
     """A monotonically increasing count (name should end in ``_total``)."""
@@ -98,6 +145,10 @@ class Counter(_Metric):
 
     def _family(self) -> CounterMetricFamily | GaugeMetricFamily:
         return CounterMetricFamily(self.name, self.help, labels=list(self.labels))
+
+    def _sample_name(self) -> str:
+        # As prometheus-client writes a counter: the name with one ``_total``.
+        return self.name if self.name.endswith("_total") else self.name + "_total"
 
 
 class Gauge(_Metric):
@@ -115,6 +166,9 @@ class Gauge(_Metric):
     ) -> None:
         super().__init__(registry, name, help_text, labels)
         self.callback = callback
+        # A callback's raw label values -> checked ones, until the registry learns a new secret.
+        self._pulled: dict[LabelValues, LabelValues] = {}
+        self._pulled_generation = registry.generation
 
     def set(self, value: float, **labels: str) -> None:
         self.values[self._key(labels)] = float(value)
@@ -138,16 +192,25 @@ class Gauge(_Metric):
             fam.add_metric([self.registry.safe_label(str(labels[k])) for k in self.labels], value)
         return fam
 
-
-class _Owned(Collector):
-    """Exports the registry's own counters and gauges at scrape time."""
-
-    def __init__(self, metrics: Mapping[str, _Metric]) -> None:
-        self._metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        for metric in list(self._metrics.values()):
-            yield metric.family()
+    def _more_text(self, name: str, out: list[str]) -> None:
+        if self.callback is None:
+            return
+        try:
+            pulled = list(self.callback())
+        except Exception:  # a broken collector must not take /metrics down with it
+            log.exception("gauge callback for %s failed", self.name)
+            return
+        registry = self.registry
+        if self._pulled_generation != registry.generation:
+            self._pulled.clear()
+            self._pulled_generation = registry.generation
+        label_text = self._label_text
+        for labels, value in pulled:
+            raw = tuple(str(labels[k]) for k in self.labels)
+            key = self._pulled.get(raw)
+            if key is None:
+                key = self._pulled[raw] = tuple(registry.safe_label(v) for v in raw)
+            out.append(f"{name}{label_text(key)} {floatToGoString(value)}\n")
 
 
 class Registry:
@@ -164,8 +227,12 @@ class Registry:
         self._metrics: dict[str, _Metric] = {}
         self._histograms: dict[str, Histogram] = {}
         self._forbidden: set[str] = set()
+        # Bumped whenever a secret is added: a label checked by safe_label before is checked
+        # again by whoever cached it (Metrics' rate-limit labels, the health board's details).
+        self.generation = 0
+        # The registry's own counters and gauges are written by render() itself, not collected.
         self.collectors = CollectorRegistry(auto_describe=False)
-        self.collectors.register(_Owned(self._metrics))
+        self._texts: list[Callable[[], str]] = []
         if process:
             prometheus_client.ProcessCollector(registry=self.collectors)
             prometheus_client.PlatformCollector(registry=self.collectors)
@@ -182,8 +249,9 @@ class Registry:
 
     def forbid(self, secret: str) -> None:
         """Never let this exact value appear in a label (register tokens, keys, passwords)."""
-        if secret:
+        if secret and secret not in self._forbidden:
             self._forbidden.add(secret)
+            self.generation += 1
 
     def safe_label(self, value: str) -> str:
         if value in self._forbidden or _SECRET_VALUE_RE.search(value):
@@ -262,6 +330,13 @@ class Registry:
         :meth:`safe_label`)."""
         self.collectors.register(collector)
 
+    def register_text(self, render: Callable[[], str]) -> None:
+        """A family its owner renders as exposition text itself, appended after the collectors'
+        (for one too large for ``prometheus-client``'s per-sample formatting: the latency
+        histograms of hundreds of accounts). Its label values go through :meth:`safe_label` and
+        :func:`escape_label_value`."""
+        self._texts.append(render)
+
     def set_build_info(self, **labels: str) -> None:
         """Add build facts to ``tl_engine_build_info`` (e.g. whether the hot path is compiled).
         Call before the first scrape: the label set is fixed once registered."""
@@ -270,6 +345,10 @@ class Registry:
         metric.labels = tuple(self._build)
 
     def render(self) -> str:
-        return prometheus_client.generate_latest(self.collectors).decode()
+        """The registry's own counters and gauges (each written by ``_Metric.text``), then the
+        collectors' families (process, platform, histograms, custom ones) and the text ones."""
+        own = "".join(metric.text() for metric in list(self._metrics.values()))
+        text = prometheus_client.generate_latest(self.collectors).decode()
+        return own + text + "".join(render() for render in self._texts)
 
     content_type = prometheus_client.CONTENT_TYPE_LATEST

@@ -18,6 +18,9 @@ from engine.observability.metrics import (
 )
 from tests.metrics.promtext import parse
 
+# Each account's histograms keep two significant figures: within 1 % (docs/latency.md).
+ACCOUNT_REL = 1e-2
+
 
 def test_percentiles_of_known_samples_are_within_hdr_precision() -> None:
     h = LatencyHistogram()
@@ -58,13 +61,13 @@ def test_stamps_fold_into_each_stage_per_account() -> None:
     )
     assert m.fold() == 1
     s = m.summaries("acct-a")
-    assert s["arrival_to_validated"].p50 == pytest.approx(10_000, rel=1e-3)
-    assert s["validated_to_gated"].p50 == pytest.approx(5_000, rel=1e-3)
-    assert s["gated_to_wire"].p50 == pytest.approx(25_000, rel=1e-3)
-    assert s["wire_to_ack"].p50 == pytest.approx(1_000_000, rel=1e-3)
-    assert s["arrival_to_ack"].p50 == pytest.approx(1_040_000, rel=1e-3)
+    assert s["arrival_to_validated"].p50 == pytest.approx(10_000, rel=ACCOUNT_REL)
+    assert s["validated_to_gated"].p50 == pytest.approx(5_000, rel=ACCOUNT_REL)
+    assert s["gated_to_wire"].p50 == pytest.approx(25_000, rel=ACCOUNT_REL)
+    assert s["wire_to_ack"].p50 == pytest.approx(1_000_000, rel=ACCOUNT_REL)
+    assert s["arrival_to_ack"].p50 == pytest.approx(1_040_000, rel=ACCOUNT_REL)
     # Engine share is arrival->ack minus the venue's time on the wire.
-    assert s["engine_share"].p50 == pytest.approx(40_000, rel=1e-3)
+    assert s["engine_share"].p50 == pytest.approx(40_000, rel=ACCOUNT_REL)
     # Generation is on the epoch clock; conversion tolerance covers the test's own runtime.
     assert s["generation_to_arrival"].p50 == pytest.approx(2_000_000, abs=500_000)
     assert s["signal_to_ack"].p50 == pytest.approx(3_040_000, abs=500_000)
@@ -75,7 +78,7 @@ def test_post_ack_work_counts_toward_engine_share() -> None:
     m = Metrics()
     m.record_stamps("a", OutcomeStatus.ACCEPTED, 0, 1_000, 2_000, 3_000, 5_000, 105_000, 107_000)
     m.fold()
-    assert m.summaries("a")["engine_share"].p50 == pytest.approx(4_000 + 2_000, rel=1e-3)
+    assert m.summaries("a")["engine_share"].p50 == pytest.approx(4_000 + 2_000, rel=ACCOUNT_REL)
 
 
 def test_all_accounts_merges_every_account() -> None:
@@ -99,8 +102,8 @@ def test_outcome_with_four_stamps_is_understood() -> None:
     m.record_outcome(out)
     m.fold()
     s = m.summaries("a")
-    assert s["engine_share"].p50 == pytest.approx(600, rel=1e-3)
-    assert s["wire_to_ack"].p50 == pytest.approx(10_000, rel=1e-3)
+    assert s["engine_share"].p50 == pytest.approx(600, rel=ACCOUNT_REL)
+    assert s["wire_to_ack"].p50 == pytest.approx(10_000, rel=ACCOUNT_REL)
     fams = parse(m.render_prometheus())
     samples = {tuple(sorted(lbl.items())): v for _, lbl, v in fams["tl_outcomes_total"].samples}
     assert samples[(("account", "a"), ("status", "rejected"))] == 1
@@ -271,10 +274,13 @@ def test_table_shows_every_stage_in_microseconds() -> None:
     m = Metrics()
     m.record_stamps("a", 0, 0, 1_000, 2_000, 3_000, 4_000, 1_004_000)
     m.fold()
-    table = m.table("a")
+    table = m.table()  # all accounts, as the demo prints it: three significant figures
     assert "engine_share" in table
     assert "wire_to_ack" in table
     assert "1000.4" in table or "1000.0" in table  # 1 ms on the wire, printed in us
+    # The account's own table: its p50 column within the per-account precision of 1 ms.
+    row = next(line for line in m.table("a").splitlines() if line.startswith("wire_to_ack"))
+    assert float(row.split()[2]) == pytest.approx(1000.0, rel=ACCOUNT_REL)
 
 
 def test_fold_in_slices_drains_everything_in_order() -> None:
@@ -282,7 +288,7 @@ def test_fold_in_slices_drains_everything_in_order() -> None:
     for i in range(1000):
         m.record_stamps("a", 0, 0, 1, on_wire=1 + i + 1, acked=10**6)
     assert m.fold(256) == 256
-    assert m.summaries("a")["engine_share"].max == pytest.approx(256, rel=1e-3)
+    assert m.summaries("a")["engine_share"].max == pytest.approx(256, rel=ACCOUNT_REL)
     assert m.fold(256) == 256
     assert m.fold() == 488
     assert m.summaries("a")["engine_share"].count == 1000
