@@ -45,6 +45,8 @@ import aiohttp
 import orjson
 import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from bench.daemon_mode import (
     CONTROL_TOKEN,
@@ -164,6 +166,36 @@ class Cluster:
                 self.procs.append(proc)
 
 
+async def group_settled(bootstrap: str, group: str, members: int, limit_s: float = 90.0) -> float:
+    """Until the consumer group is ``Stable`` with ``members`` members (the broker's view), so a
+    timed phase measures trading, not a rebalance: the daemons start one after another, and a
+    join that lands during the burst revokes every partition, and the signals redelivered to
+    their new owners are looked up at the venue first (docs/kafka.md, "Handover"). Returns the
+    seconds waited."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    start = time.monotonic()
+    try:
+        state, group_members = "unknown", []
+        while True:
+            try:
+                [response] = await admin.describe_consumer_groups([group])
+            except KafkaError:  # no coordinator for the group yet: ask again
+                pass
+            else:
+                _error, _group, state, _ptype, _protocol, group_members = response.groups[0][:6]
+                if state == "Stable" and len(group_members) == members:
+                    return time.monotonic() - start
+            if time.monotonic() - start > limit_s:
+                raise RuntimeError(
+                    f"consumer group {group} not stable with {members} members after "
+                    f"{limit_s:.0f} s (state {state}, {len(group_members)} members)"
+                )
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 async def warm_up(producer: AIOKafkaProducer, topic: str, outcomes: Outcomes, accounts: int) -> int:
     """One signal per account, waited for: the group has joined and every partition's owner
     has traded before anything is timed."""
@@ -197,6 +229,7 @@ async def throughput(
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
             await producer.start()
             stack.push_async_callback(producer.stop)
+            await group_settled(bootstrap, topic, processes)
             await warm_up(producer, topic, outcomes, accounts)
             ids: set[str] = set()
             t0 = time.monotonic()
@@ -239,6 +272,7 @@ async def kill_test(
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
             await producer.start()
             stack.push_async_callback(producer.stop)
+            await group_settled(bootstrap, topic, processes)
             warm = await warm_up(producer, topic, outcomes, accounts)
             count = int(rate * seconds)
             start = time.monotonic()

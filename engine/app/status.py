@@ -193,10 +193,14 @@ class StatusBuilder:
             ]
             accounts[alias] = body
         refused = self.engine.outcome_log.refused if self.engine.outcome_log else {}
+        # Kafka sources: the partitions owned and the self-fencing lease (docs/kafka.md).
+        described = (getattr(src, "describe", None) for src in self.engine.sources)
+        kafka = [describe() for describe in described if describe is not None]
         return {
             "accounts": accounts,
             "stop_limits_held": len(self.engine.stop_limits.held()),
             "refused_at_intake": dict(refused),
+            "kafka": kafka,
         }
 
 

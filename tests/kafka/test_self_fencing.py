@@ -186,6 +186,9 @@ async def test_answered_heartbeats_renew_the_lease(
         assert not lease.lapsed()
         # Renewed from each heartbeat's send time: never more than fence_ms ahead of now.
         assert lease.until_ns - time.monotonic_ns() <= lease.fence_ns
+        # What /status shows of it.
+        shown = source.describe()
+        assert (shown["assigned"], shown["lease"], shown["fenced_waits"]) == ([0], "held", 0)
     finally:
         await source.close()
         consumer.cancel()

@@ -253,6 +253,20 @@ class KafkaSignalSource:
         await self._revoked(self.assigned)
         await self._consumer.stop()
 
+    def describe(self) -> dict[str, object]:
+        """What ``/status`` shows of this source: the partitions this engine owns now (empty
+        during a rebalance), whether its self-fencing lease holds, how many writes waited on it,
+        and the commits made."""
+        lease = self.lease
+        return {
+            "topic": self.config.topic,
+            "group_id": self.config.group_id,
+            "assigned": sorted(self._ledgers),
+            "lease": "lapsed" if lease.lapsed() else "held",
+            "fenced_waits": lease.waits,
+            "commits": self.commits,
+        }
+
     # -- ownership ----------------------------------------------------------------------------
 
     @property
