@@ -17,6 +17,12 @@ SinkKind = Literal["bus", "kafka", "log"]
 AssignmentStrategy = Literal["roundrobin", "range", "sticky"]
 
 
+def fence_after_ms(fence_ms: int, session_timeout_ms: int, heartbeat_interval_ms: int) -> int:
+    """Self-fencing's bound (docs/kafka.md): ``fence_ms``, or when it is 0 the session timeout
+    less two heartbeat intervals."""
+    return fence_ms or session_timeout_ms - 2 * heartbeat_interval_ms
+
+
 @dataclass(frozen=True, slots=True)
 class SourceSettings:
     kind: SourceKind
@@ -50,7 +56,7 @@ class SourceSettings:
                 f"{where}.max_poll_interval_ms must be at least session_timeout_ms "
                 f"({self.session_timeout_ms})"
             )
-        fence = self.fence_ms or self.session_timeout_ms - 2 * self.heartbeat_interval_ms
+        fence = fence_after_ms(self.fence_ms, self.session_timeout_ms, self.heartbeat_interval_ms)
         if not self.heartbeat_interval_ms < fence < self.session_timeout_ms:
             raise ConfigError(
                 f"{where}.fence_ms ({fence}) must be above heartbeat_interval_ms "

@@ -53,6 +53,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 
+from engine.io.settings import fence_after_ms
 from engine.model.delivery import Delivery, Lease
 from engine.model.errors import ConfigError
 
@@ -108,7 +109,7 @@ class KafkaSourceConfig:
     @property
     def fence_after_ms(self) -> int:
         """How long after an answered heartbeat was sent this engine may still write orders."""
-        return self.fence_ms or self.session_timeout_ms - 2 * self.heartbeat_interval_ms
+        return fence_after_ms(self.fence_ms, self.session_timeout_ms, self.heartbeat_interval_ms)
 
 
 _ASSIGNORS: dict[str, type[AbstractPartitionAssignor]] = {
