@@ -19,7 +19,6 @@ import asyncio
 import itertools
 import re
 import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,10 +32,8 @@ from aiokafka.partitioner import murmur2
 
 from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.kafka_run import (
-    OutcomeWatcher,
+    EngineGroup,
     place_signal,
-    start_engine,
-    write_daemon_config,
     write_seed,
 )
 from tests.fixtures.sim import launch_sandbox_process, stop_process
@@ -108,25 +105,12 @@ async def test_two_engines_split_accounts_and_the_survivor_takes_over_without_do
     write_seed(seed, ACCOUNTS, name="Scale")
     sandbox, url = launch_sandbox_process(tmp_path / "sandbox.log", latency_ms=200, seed_file=seed)
     accounts = pick_accounts()
-    logs = {name: tmp_path / f"{name}.log" for name in ("p1", "p2")}
-    watchers = {name: OutcomeWatcher(kafka_broker, f"{topic}.{name}.outcomes") for name in logs}
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    group = EngineGroup(tmp_path, kafka_broker, topic)
+    logs, watchers, procs = group.logs, group.watchers, group.procs
     producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
     try:
-        for name in logs:
-            write_daemon_config(
-                tmp_path / f"{name}.toml",
-                url=url,
-                bootstrap=kafka_broker,
-                topic=topic,
-                name=name,
-                aliases=accounts,
-                timeouts=TIMEOUTS,
-            )
-            await watchers[name].start()
         await producer.start()
-        for name in logs:
-            procs[name] = start_engine(tmp_path / f"{name}.toml", logs[name])
+        await group.start(url=url, aliases=accounts, timeouts=TIMEOUTS)
         await wait_for(
             lambda: owned(logs["p1"]) and owned(logs["p2"])
             and len(owned(logs["p1"]) | owned(logs["p2"])) == PARTITIONS,
@@ -155,12 +139,9 @@ async def test_two_engines_split_accounts_and_the_survivor_takes_over_without_do
         stop_process(procs["p2"])
         orders = await sandbox_orders(url)
     finally:
-        for proc in procs.values():
-            stop_process(proc, signal.SIGKILL)
+        await group.stop()
         stop_process(sandbox)
         await producer.stop()
-        for w in watchers.values():
-            await w.stop()
 
     events = [(name, e) for name, w in watchers.items() for e in w.events]
     # Both processes decided signals: the group split the partitions.

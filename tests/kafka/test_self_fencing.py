@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -31,15 +30,14 @@ from aiokafka import AIOKafkaProducer
 from engine.io.kafka.source import KafkaSignalSource, KafkaSourceConfig
 from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.kafka_run import (
-    OutcomeWatcher,
+    EngineGroup,
     aliases_in_partitions,
     place_signal,
-    start_engine,
-    write_daemon_config,
     write_seed,
 )
 from tests.fixtures.sim import launch_sandbox_process, stop_process
 from tests.kafka.test_scale_out import owned, sandbox_orders
+from tests.kafka.test_scale_out import wait_for as wait_45
 
 pytestmark = pytest.mark.kafka
 
@@ -48,15 +46,8 @@ BURST = 20
 # The settle outlasts the realistic profile's slowest replies (1.5 s): absent means absent.
 TIMEOUTS = "[timeouts]\norder_s = 2.0\nreconcile_settle_s = 2.0\n"
 FENCED = "no heartbeat answered by the group for fence_ms"
-
-
-async def wait_for(cond: Callable[[], bool], what: str, limit_s: float = 90.0) -> None:
-    # A hang guard for real processes on a shared machine, not a speed assertion.
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.1)
+# test_scale_out's hang guard, with longer to wait: a takeover here waits out a 2 s settle.
+wait_for = functools.partial(wait_45, limit_s=90.0)
 
 
 async def test_a_frozen_engine_does_not_send_its_queued_orders_after_its_partition_moved(
@@ -69,25 +60,12 @@ async def test_a_frozen_engine_does_not_send_its_queued_orders_after_its_partiti
         tmp_path / "sandbox.log", seed_file=seed, profile="realistic"
     )
     accounts = aliases_in_partitions(PARTITIONS)
-    logs = {name: tmp_path / f"{name}.log" for name in ("p1", "p2")}
-    watchers = {name: OutcomeWatcher(kafka_broker, f"{topic}.{name}.outcomes") for name in logs}
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    group = EngineGroup(tmp_path, kafka_broker, topic)
+    logs, watchers, procs = group.logs, group.watchers, group.procs
     producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
     try:
-        for name in logs:
-            write_daemon_config(
-                tmp_path / f"{name}.toml",
-                url=url,
-                bootstrap=kafka_broker,
-                topic=topic,
-                name=name,
-                aliases=accounts,
-                timeouts=TIMEOUTS,
-            )
-            await watchers[name].start()
         await producer.start()
-        for name in logs:
-            procs[name] = start_engine(tmp_path / f"{name}.toml", logs[name])
+        await group.start(url=url, aliases=accounts, timeouts=TIMEOUTS)
         await wait_for(
             lambda: len(owned(logs["p1"])) == 1 and len(owned(logs["p2"])) == 1,
             "each engine to own one partition",
@@ -130,14 +108,9 @@ async def test_a_frozen_engine_does_not_send_its_queued_orders_after_its_partiti
         stop_process(procs[survivor])
         orders = await sandbox_orders(url)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-            stop_process(proc, signal.SIGKILL)
+        await group.stop()
         stop_process(sandbox)
         await producer.stop()
-        for w in watchers.values():
-            await w.stop()
 
     assert frozen_with < BURST, "Z had sent every order before the freeze: nothing proven"
     # The venue holds one order per signal: none doubled by the thawed engine.
