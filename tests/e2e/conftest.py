@@ -15,9 +15,9 @@ from sandbox import Sandbox
 from tests.fixtures.engine import Live, start_engine
 from tests.fixtures.sim import (
     launch_sandbox_process,
-    open_clock_start,
     realistic_sandbox,
     stop_process,
+    wall_clock_open_markets,
 )
 
 
@@ -43,7 +43,8 @@ def sandbox_process(tmp_path: Path) -> Iterator[str]:
     proc, url = launch_sandbox_process(
         tmp_path / "sandbox-stderr.log",
         profile="realistic",
-        extra=["--clock-start", open_clock_start()],  # markets open, whenever the test runs
+        # Markets open on the venue's wall clock, whenever the test runs.
+        extra=wall_clock_open_markets(tmp_path / "sandbox-seed.json"),
     )
     try:
         yield url
